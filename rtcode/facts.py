@@ -1,0 +1,342 @@
+"""Facts read from DICOM-RT files: typed, frozen, units in the names.
+
+These are plain values: nothing here knows pydicom or the file system. ``None``
+always means "absent from the file", never "zero" or "no".
+
+DICOM paths (``dicom_path``) use pydicom's ``file::Sequence[i].Keyword`` form so
+that every number can be traced back to the element it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+class Modality(str, Enum):
+    """The RT objects rtcode reads (PS3.3 C.7.3.1 Modality, SOP classes in PS3.4 B.5)."""
+
+    RTPLAN = "RTPLAN"
+    RTIONPLAN = "RTIONPLAN"
+    RTDOSE = "RTDOSE"
+    RTSTRUCT = "RTSTRUCT"
+
+
+# SOP Class UIDs (PS3.4 Annex B.5) of the objects rtcode keeps.
+SOP_CLASS_MODALITY = {
+    "1.2.840.10008.5.1.4.1.1.481.5": Modality.RTPLAN,
+    "1.2.840.10008.5.1.4.1.1.481.8": Modality.RTIONPLAN,
+    "1.2.840.10008.5.1.4.1.1.481.2": Modality.RTDOSE,
+    "1.2.840.10008.5.1.4.1.1.481.3": Modality.RTSTRUCT,
+}
+
+
+# --------------------------------------------------------------------------- beams
+
+
+@dataclass(frozen=True)
+class Wedge:
+    number: int | None
+    wedge_type: str | None  # STANDARD, DYNAMIC, MOTORIZED (PS3.3 C.8.8.14.1)
+    wedge_id: str | None
+    angle_deg: float | None
+    orientation_deg: float | None
+    dicom_path: str
+
+
+@dataclass(frozen=True)
+class Block:
+    block_type: str | None  # APERTURE or SHIELDING
+    name: str | None
+    material: str | None
+    number_of_points: int | None
+    tray_id: str | None
+    dicom_path: str
+
+
+@dataclass(frozen=True)
+class Applicator:
+    applicator_id: str | None
+    applicator_type: str | None  # ELECTRON_SQUARE, ..., STEREOTACTIC (PS3.3 C.8.8.14.1)
+    dicom_path: str
+
+
+@dataclass(frozen=True)
+class BeamLimitingDevice:
+    """A jaw pair or an MLC bank pair from BeamLimitingDeviceSequence."""
+
+    device_type: str  # X, Y, ASYMX, ASYMY, MLCX, MLCY, MLCX1, MLCX2 ...
+    number_of_pairs: int
+    leaf_boundaries_mm: tuple[float, ...] | None  # MLCs only: pairs + 1 values
+
+    @property
+    def is_mlc(self) -> bool:
+        return self.device_type.startswith("MLC")
+
+    @property
+    def travel_axis(self) -> str:
+        """'X' or 'Y': the axis along which jaws or leaves move."""
+        return "Y" if self.device_type.rstrip("12").endswith("Y") else "X"
+
+
+@dataclass(frozen=True, eq=False)
+class ControlPoints:
+    """A beam's control points with values carried forward, as arrays.
+
+    Later control points omit values that did not change; they are filled in
+    from the previous control point here. ``positions_mm`` maps each
+    beam-limiting device type to an (n_control_points, 2 * pairs) array
+    (bank A / X1 / Y1 values first), NaN where no control point ever gave it.
+    """
+
+    cumulative_meterset_weight: np.ndarray  # (n,), NaN when absent
+    gantry_deg: np.ndarray  # (n,)
+    gantry_direction: tuple[str | None, ...]  # CW, CC, NONE per control point
+    collimator_deg: np.ndarray
+    couch_deg: np.ndarray
+    isocenter_mm: np.ndarray  # (n, 3)
+    nominal_energy: np.ndarray  # MV for photons, MeV for electrons and ions
+    positions_mm: dict[str, np.ndarray]
+    dicom_path: str  # path of the control point sequence
+
+    @property
+    def count(self) -> int:
+        return int(self.cumulative_meterset_weight.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Beam:
+    number: int | None
+    name: str | None
+    description: str | None
+    beam_type: str | None  # STATIC or DYNAMIC
+    radiation_type: str | None  # PHOTON, ELECTRON, PROTON, ION, NEUTRON
+    delivery_type: str | None  # TreatmentDeliveryType as written; None when absent
+    machine: str | None
+    manufacturer: str | None
+    primary_dosimeter_unit: str | None
+    final_cumulative_meterset_weight: float | None
+    number_of_control_points_declared: int | None
+    devices: tuple[BeamLimitingDevice, ...]
+    wedges: tuple[Wedge, ...]
+    blocks: tuple[Block, ...]
+    applicators: tuple[Applicator, ...]
+    number_of_compensators: int | None
+    number_of_boli: int | None
+    control_points: ControlPoints
+    is_ion: bool = False
+    scan_mode: str | None = None  # ions: NONE, UNIFORM, MODULATED, MODULATED_SPEC
+    number_of_range_shifters: int | None = None
+    dicom_path: str = ""
+
+    @property
+    def effective_delivery_type(self) -> str:
+        """TREATMENT when absent (PS3.3 C.8.8.14: the attribute is type 2)."""
+        return (self.delivery_type or "TREATMENT").strip().upper()
+
+    @property
+    def gantry_start_deg(self) -> float | None:
+        g = self.control_points.gantry_deg
+        return None if g.size == 0 or np.isnan(g[0]) else float(g[0])
+
+    @property
+    def gantry_stop_deg(self) -> float | None:
+        g = self.control_points.gantry_deg
+        return None if g.size == 0 or np.isnan(g[-1]) else float(g[-1])
+
+    @property
+    def gantry_direction(self) -> str | None:
+        dirs = self.control_points.gantry_direction
+        return dirs[0] if dirs else None
+
+    @property
+    def isocenter_mm(self) -> tuple[float, float, float] | None:
+        iso = self.control_points.isocenter_mm
+        if iso.shape[0] == 0 or np.isnan(iso[0]).any():
+            return None
+        return (float(iso[0, 0]), float(iso[0, 1]), float(iso[0, 2]))
+
+    @property
+    def nominal_energy(self) -> float | None:
+        e = self.control_points.nominal_energy
+        return None if e.size == 0 or np.isnan(e[0]) else float(e[0])
+
+
+# ------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class ReferencedBeam:
+    beam_number: int | None
+    meterset_mu: float | None  # BeamMeterset; None when absent
+    dicom_path: str
+
+
+@dataclass(frozen=True)
+class FractionGroup:
+    number: int | None
+    fractions_planned: int | None
+    referenced_beams: tuple[ReferencedBeam, ...]
+    number_of_brachy_setups: int | None
+    dicom_path: str
+
+
+@dataclass(frozen=True)
+class BrachyChannel:
+    number: int | None
+    source_movement_type: str | None
+    total_time_s: float | None
+
+
+@dataclass(frozen=True)
+class BrachySetup:
+    setup_type: str | None
+    channels: tuple[BrachyChannel, ...]
+    dicom_path: str
+
+
+@dataclass(frozen=True)
+class Brachy:
+    treatment_type: str | None  # HDR, LDR, MDR, PDR, MANUAL
+    technique: str | None  # INTRACAVITARY, INTERSTITIAL, ...
+    number_of_sources: int  # items in SourceSequence
+    isotopes: tuple[str, ...]
+    setups: tuple[BrachySetup, ...]
+
+    @property
+    def number_of_channels(self) -> int:
+        return sum(len(s.channels) for s in self.setups)
+
+
+@dataclass(frozen=True)
+class PlanningSystem:
+    manufacturer: str | None
+    model: str | None
+    software_versions: str | None
+
+
+@dataclass(frozen=True)
+class PlanReference:
+    sop_instance_uid: str
+    relationship: str | None  # PRIOR, ALTERNATIVE, PREDECESSOR, VERIFIED_PLAN, ...
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    path: str
+    modality: Modality
+    sop_instance_uid: str | None
+    patient_id: str | None
+    label: str | None
+    name: str | None
+    date: str | None
+    intent_raw: str | None
+    approval_status: str | None
+    planning_system: PlanningSystem
+    frame_of_reference_uid: str | None
+    referenced_structure_set_uid: str | None
+    referenced_plans: tuple[PlanReference, ...]
+    fraction_groups: tuple[FractionGroup, ...]
+    beams: tuple[Beam, ...]
+    brachy: Brachy | None
+    beam_sequence_keyword: str  # BeamSequence or IonBeamSequence
+
+    @property
+    def intent(self) -> str | None:
+        """PlanIntent normalised: upper case, spaces to underscores ("MACHINE QA")."""
+        if self.intent_raw is None:
+            return None
+        text = "_".join(self.intent_raw.strip().upper().split())
+        return text or None
+
+    def beam(self, number: int | None) -> Beam | None:
+        for b in self.beams:
+            if b.number is not None and b.number == number:
+                return b
+        return None
+
+
+# ---------------------------------------------------------------- structure sets
+
+
+@dataclass(frozen=True)
+class Roi:
+    """One ROI. Whether it is a target or an organ at risk is a policy question
+    (types can be missing or wrong; names follow local conventions), answered
+    in classify.py, not here."""
+
+    number: int | None
+    name: str | None
+    interpreted_type: str | None  # RTROIInterpretedType as written; None when absent/empty
+    has_contours: bool | None  # None when ROIContourSequence says nothing of it
+    dicom_path: str
+
+
+@dataclass(frozen=True)
+class StructureSet:
+    path: str
+    sop_instance_uid: str | None
+    patient_id: str | None
+    label: str | None
+    frame_of_reference_uid: str | None
+    rois: tuple[Roi, ...]
+
+
+# ------------------------------------------------------------------------- dose
+
+
+@dataclass(frozen=True)
+class DoseGrid:
+    rows: int | None
+    columns: int | None
+    frames: int | None
+    pixel_spacing_mm: tuple[float, float] | None
+    has_pixel_data: bool
+
+    @property
+    def is_3d(self) -> bool:
+        return (
+            self.has_pixel_data
+            and self.rows is not None
+            and self.columns is not None
+            and (self.frames or 1) > 1
+        )
+
+
+@dataclass(frozen=True)
+class Dose:
+    path: str
+    sop_instance_uid: str | None
+    patient_id: str | None
+    summation_type: str | None  # PLAN, BEAM, FRACTION, ...
+    dose_units: str | None
+    referenced_plan_uids: tuple[str, ...]
+    referenced_structure_set_uid: str | None
+    grid: DoseGrid
+    dvh_roi_numbers: tuple[int, ...]  # ROIs with a stored DVH
+    dvh_count: int
+
+
+# ------------------------------------------------------------------ read results
+
+
+@dataclass(frozen=True)
+class ReadError:
+    path: str
+    error: str
+
+
+@dataclass
+class Inventory:
+    """What a walk over the inputs found, before linking."""
+
+    plans: list[Plan] = field(default_factory=list)
+    structure_sets: list[StructureSet] = field(default_factory=list)
+    doses: list[Dose] = field(default_factory=list)
+    errors: list[ReadError] = field(default_factory=list)
+    files_seen: int = 0
+    images_skipped: int = 0
+    other_dicom_skipped: int = 0
+    non_dicom_skipped: int = 0
