@@ -1,0 +1,116 @@
+"""The command line: ``rtcode scan``. Library errors become messages and exit codes here.
+
+Exit status: 0 the scan finished (problems with single files are listed), 1 no
+plan could be read from the inputs, 2 usage errors (bad option, bad policy).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from . import __version__
+from . import policy as policy_mod
+from .errors import PolicyError
+from .render import to_csv, to_json, to_table
+from .scan import scan as run_scan
+
+FORMATS = {"table": to_table, "json": to_json, "csv": to_csv}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place."""
+    path = path.resolve()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _load_policy(value: str) -> policy_mod.Policy:
+    try:
+        return policy_mod.load(value)
+    except PolicyError as exc:
+        raise click.BadParameter(str(exc), param_hint="--policy") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="rtcode")
+def main() -> None:
+    """Suggest radiation-oncology planning codes (77306, 77307, 77295, 77301 and
+    brachytherapy 77316-77318) from DICOM-RT exports, with the evidence from the files.
+
+    rtcode is advisory: it never approves a plan or submits a claim.
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(FORMATS)),
+    default="table",
+    show_default=True,
+    help="table for people, csv one row per plan, json with all evidence.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write to this file (atomically) instead of standard output.",
+)
+@click.option(
+    "--policy",
+    "policy_name",
+    default="default",
+    show_default=True,
+    help="A shipped policy name or a policy TOML file.",
+)
+def scan(paths: tuple[Path, ...], fmt: str, output: Path | None, policy_name: str) -> None:
+    """Read DICOM-RT exports under PATHS (files or folders, searched recursively) and
+    code every RT Plan found, with the evidence that supports each code.
+
+    Files are recognised by content, not name; images are counted and skipped
+    without reading their pixels. Nothing under the scanned folders is written.
+    """
+    policy = _load_policy(policy_name)
+    if output is not None:
+        for p in paths:
+            if p.is_dir() and _inside(output, p):
+                raise click.BadParameter(
+                    f"{output} is inside the scanned folder {p}; rtcode never writes under"
+                    " the folders it scans. Choose another place.",
+                    param_hint="--output",
+                )
+    result = run_scan([str(p) for p in paths], policy)
+    text = FORMATS[fmt](result)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomic(output, text)
+        click.echo(
+            f"wrote {len(result.plans)} plan(s), {len(result.errors)} error(s) to {output}",
+            err=True,
+        )
+    if not result.plans:
+        click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
+        sys.exit(1)

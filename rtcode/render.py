@@ -1,0 +1,347 @@
+"""Step 6, rendering: scan results as JSON (stable contract), CSV and a text table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any
+
+from . import __version__
+from .classify import BeamAssessment, Classification, roi_role
+from .policy import Policy
+from .scan import PlanResult, ScanResult
+
+ADVISORY = "rtcode is advisory: it suggests codes with their evidence; it never approves a plan or submits a claim."
+
+
+# ------------------------------------------------------------------------- JSON
+
+
+def _num(value: float | None, digits: int = 3) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(float(value), digits)
+
+
+def beam_json(b: BeamAssessment) -> dict[str, Any]:
+    beam, m = b.beam, b.metrics
+    cps = beam.control_points
+    couch = [c for c in cps.couch_deg if not math.isnan(c)]
+    return {
+        "number": beam.number,
+        "name": beam.name,
+        "beam_type": beam.beam_type,
+        "radiation_type": beam.radiation_type,
+        "nominal_energy": _num(beam.nominal_energy),
+        "delivery_type": beam.delivery_type,
+        "treatment_port": b.counted,
+        "excluded_reason": b.excluded_reason,
+        "fraction_group": b.fraction_group,
+        "meterset_mu": _num(b.meterset_mu),
+        "technique": b.technique.value,
+        "technique_reason": b.technique_reason,
+        "machine": beam.machine,
+        "control_points": m.control_points,
+        "segments": len(m.segments),
+        "largest_segment_mu_fraction": _num(m.largest_segment_mu_fraction),
+        "subsegment_max_outside_main_mm": _num(m.subsegment_max_outside_main_mm, 1),
+        "leaves_move_while_beam_on": m.beam_on_leaf_motion_mm > 0.0,
+        "beam_on_leaf_motion_mm": _num(m.beam_on_leaf_motion_mm, 2),
+        "leaf_travel_mm": _num(m.leaf_travel_mm, 1),
+        "aperture_irregularity_mm": _num(m.aperture_irregularity_mm, 2),
+        "mean_aperture_area_mm2": _num(m.mean_area_mm2, 1),
+        "leaf_data_stripped": m.leaf_data_stripped,
+        "gantry_start_deg": _num(beam.gantry_start_deg, 2),
+        "gantry_stop_deg": _num(beam.gantry_stop_deg, 2),
+        "gantry_direction": beam.gantry_direction,
+        "gantry_span_deg": _num(m.arc_span_deg, 2),
+        "mu_per_degree_cv": _num(m.mu_per_degree_cv),
+        "collimator_deg": _num(cps.collimator_deg[0] if cps.count else None, 2),
+        "couch_deg": _num(couch[0] if couch else None, 2),
+        "isocenter_mm": [_num(v, 2) for v in beam.isocenter_mm] if beam.isocenter_mm else None,
+        "beam_limiting_devices": [
+            {"type": d.device_type, "pairs": d.number_of_pairs} for d in beam.devices
+        ],
+        "wedges": [
+            {"type": w.wedge_type, "id": w.wedge_id, "angle_deg": _num(w.angle_deg, 1)}
+            for w in beam.wedges
+        ],
+        "blocks": [
+            {"type": k.block_type, "name": k.name, "material": k.material} for k in beam.blocks
+        ],
+        "applicators": [
+            {"id": a.applicator_id, "type": a.applicator_type} for a in beam.applicators
+        ],
+        "compensators": beam.number_of_compensators,
+        "boli": beam.number_of_boli,
+        "scan_mode": beam.scan_mode,
+    }
+
+
+def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
+    lp, c = result.linked, result.classification
+    plan = lp.plan
+    ss = lp.structure_set
+    if ss is not None:
+        rois = []
+        for r in ss.rois:
+            role, how = roi_role(r, policy)
+            rois.append(
+                {
+                    "number": r.number,
+                    "name": r.name,
+                    "interpreted_type": r.interpreted_type,
+                    "role": role,
+                    "role_from": how,
+                    "contoured": r.has_contours,
+                }
+            )
+        structure_set = {
+            "status": lp.structure_set_status,
+            "path": ss.path,
+            "sop_instance_uid": ss.sop_instance_uid,
+            "targets": [r.name for r in c.targets],
+            "organs_at_risk": [r.name for r in c.organs_at_risk],
+            "rois": rois,
+        }
+    else:
+        structure_set = {
+            "status": lp.structure_set_status,
+            "path": None,
+            "sop_instance_uid": plan.referenced_structure_set_uid,
+            "targets": [],
+            "organs_at_risk": [],
+            "rois": [],
+        }
+    names = {r.number: r.name for r in ss.rois} if ss is not None else {}
+    doses = [
+        {
+            "path": d.path,
+            "sop_instance_uid": d.sop_instance_uid,
+            "summation_type": d.summation_type,
+            "grid": {
+                "columns": d.grid.columns,
+                "rows": d.grid.rows,
+                "frames": d.grid.frames,
+                "has_pixel_data": d.grid.has_pixel_data,
+            },
+            "has_dvh": d.dvh_count > 0,
+            "dvh_rois": [
+                names.get(n, n)
+                if d.referenced_structure_set_uid == (ss and ss.sop_instance_uid)
+                else n
+                for n in d.dvh_roi_numbers
+            ],
+        }
+        for d in lp.doses
+    ]
+    brachy = None
+    if plan.brachy is not None:
+        brachy = {
+            "treatment_type": plan.brachy.treatment_type,
+            "technique": plan.brachy.technique,
+            "channels": plan.brachy.number_of_channels,
+            "sources": plan.brachy.number_of_sources,
+            "isotopes": list(plan.brachy.isotopes),
+        }
+    return {
+        "path": plan.path,
+        "sop_instance_uid": plan.sop_instance_uid,
+        "patient_id": plan.patient_id,
+        "plan_label": plan.label,
+        "plan_name": plan.name,
+        "plan_date": plan.date,
+        "intent": plan.intent,
+        "approval_status": plan.approval_status,
+        "planning_system": {
+            "manufacturer": plan.planning_system.manufacturer,
+            "model": plan.planning_system.model,
+            "software_versions": plan.planning_system.software_versions,
+        },
+        "code": c.code,
+        "label": c.label,
+        "category": c.category.value,
+        "confidence": c.confidence,
+        "evidence": [
+            {
+                "rule": e.rule,
+                "fired": e.fired,
+                "finding": e.finding,
+                "dicom_path": e.dicom_path,
+                "observed": e.observed,
+                "threshold": e.threshold,
+                "setting": e.setting,
+            }
+            for e in c.evidence
+        ],
+        "flags": [{"flag": f.flag, "severity": f.severity, "message": f.message} for f in c.flags],
+        "alternatives": [
+            {"code": a.code, "category": a.category, "condition": a.condition}
+            for a in c.alternatives
+        ],
+        "fraction_groups": [
+            {
+                "number": fg.number,
+                "fractions": fg.fractions_planned,
+                "beams": [r.beam_number for r in fg.referenced_beams],
+                "meterset_mu": _num(
+                    sum(r.meterset_mu for r in fg.referenced_beams if r.meterset_mu is not None), 2
+                ),
+            }
+            for fg in plan.fraction_groups
+        ],
+        "beams": [beam_json(b) for b in c.beams],
+        "brachytherapy": brachy,
+        "structure_set": structure_set,
+        "dose": doses,
+    }
+
+
+def scan_json(result: ScanResult) -> dict[str, Any]:
+    inv = result.inventory
+    return {
+        "rtcode_version": __version__,
+        "advisory": ADVISORY,
+        "policy": result.policy.summary(),
+        "summary": {
+            "files_seen": inv.files_seen,
+            "plans": len(result.plans),
+            "structure_sets": len(inv.structure_sets),
+            "doses": len(inv.doses),
+            "images_skipped": inv.images_skipped,
+            "other_dicom_skipped": inv.other_dicom_skipped,
+            "non_dicom_skipped": inv.non_dicom_skipped,
+            "errors": len(inv.errors),
+        },
+        "plans": [plan_json(p, result.policy) for p in result.plans],
+        "errors": [{"path": e.path, "error": e.error} for e in inv.errors],
+    }
+
+
+def to_json(result: ScanResult) -> str:
+    return json.dumps(scan_json(result), indent=2, ensure_ascii=False) + "\n"
+
+
+# -------------------------------------------------------------------------- CSV
+
+CSV_COLUMNS = [
+    "path",
+    "patient_id",
+    "plan_label",
+    "sop_instance_uid",
+    "code",
+    "label",
+    "category",
+    "confidence",
+    "treatment_ports",
+    "techniques",
+    "reasons",
+    "flags",
+    "alternatives",
+]
+
+
+def safe_cell(value: Any) -> str:
+    """Neutralise spreadsheet formulas: a cell starting with = + - @ gets a leading quote."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
+def _reasons(c: Classification) -> list[str]:
+    return [e.finding for e in c.deciding_evidence()]
+
+
+def _techniques(c: Classification) -> str:
+    seen: dict[str, int] = {}
+    for b in c.beams:
+        if b.counted:
+            seen[b.technique.value] = seen.get(b.technique.value, 0) + 1
+    return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in seen.items())
+
+
+def to_csv(result: ScanResult) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for p in result.plans:
+        plan, c = p.linked.plan, p.classification
+        row = [
+            plan.path,
+            plan.patient_id,
+            plan.label,
+            plan.sop_instance_uid,
+            c.code or "",
+            c.label or "",
+            c.category.value,
+            c.confidence,
+            sum(1 for b in c.beams if b.counted),
+            _techniques(c),
+            "; ".join(_reasons(c)),
+            "; ".join(f.message for f in c.flags if f.severity == "warning"),
+            "; ".join(f"{a.code} {a.condition}" for a in c.alternatives),
+        ]
+        writer.writerow([safe_cell(v) for v in row])
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------ table
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def to_table(result: ScanResult) -> str:
+    rows = [("plan file", "patient", "label", "code", "category", "conf.", "techniques")]
+    for p in result.plans:
+        plan, c = p.linked.plan, p.classification
+        rows.append(
+            (
+                plan.path,
+                plan.patient_id or "-",
+                plan.label or "-",
+                c.code or "-",
+                c.category.value,
+                c.confidence,
+                _techniques(c) or "-",
+            )
+        )
+    limits = (60, 14, 16, 5, 15, 6, 48)
+    widths = [min(max(len(r[i]) for r in rows), limits[i]) for i in range(len(limits))]
+    lines = []
+    for i, r in enumerate(rows):
+        lines.append(
+            "  ".join(_clip(v, widths[j]).ljust(widths[j]) for j, v in enumerate(r)).rstrip()
+        )
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("")
+    for p in result.plans:
+        c = p.classification
+        reasons = _reasons(c)
+        head = f"{p.linked.plan.path}: {c.code or 'no code'} ({c.label or c.category.value})"
+        lines.append(head)
+        for r in reasons[:6]:
+            lines.append(f"    because {_clip(r, 110)}")
+        for a in c.alternatives:
+            lines.append(f"    alternative {a.code} {_clip(a.condition, 100)}")
+        for f in c.flags:
+            if f.severity == "warning":
+                lines.append(f"    check: {_clip(f.message, 110)}")
+    inv = result.inventory
+    lines.append("")
+    lines.append(
+        f"{inv.files_seen} files: {len(result.plans)} plans, {len(inv.structure_sets)} structure sets,"
+        f" {len(inv.doses)} doses, {inv.images_skipped} images skipped,"
+        f" {inv.non_dicom_skipped + inv.other_dicom_skipped} other files skipped,"
+        f" {len(inv.errors)} errors"
+    )
+    for e in inv.errors:
+        lines.append(f"error: {e.path}: {e.error}")
+    lines.append(f"policy {result.policy.name} {result.policy.version}. {ADVISORY}")
+    return "\n".join(lines) + "\n"
