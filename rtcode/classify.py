@@ -222,9 +222,9 @@ def _beam_technique(beam: Beam, m: BeamMetrics, policy: Policy) -> tuple[Techniq
                 f" at constant MU/degree (CV {cv_text})"
             )
         return Technique.STATIC_ARC, f"{span} with a fixed aperture"
-    if m.beam_on_leaf_motion_mm > policy["modulation.dynamic_leaf_motion_mm"]:
+    if m.beam_on_leaf_travel_mm > policy["modulation.dynamic_leaf_travel_mm"]:
         return Technique.SLIDING_WINDOW_IMRT, (
-            f"leaves move up to {m.beam_on_leaf_motion_mm:.1f} mm while the beam is on"
+            f"leaves travel up to {m.beam_on_leaf_travel_mm:.1f} mm while the beam is on"
             " at a fixed gantry angle"
         )
     n = len(m.segments)
@@ -288,7 +288,7 @@ def _assess_beams(lp: LinkedPlan, policy: Policy) -> tuple[list[BeamAssessment],
     min_mu = policy["beams.min_meterset_mu"]
     out = []
     for beam in plan.beams:
-        m = beam_metrics(beam)
+        m = beam_metrics(beam, policy["modulation.segment_tolerance_mm"])
         technique, why = _beam_technique(beam, m, policy)
         mu, fg_number = referenced.get(beam.number, (None, None))
         reason = None
@@ -445,22 +445,24 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
         code = "77307" if complex_reasons else "77306"
         category = CODE_CATEGORY[code]
         if missing_only:
+            absent = " and ".join(three_d_missing)
+            verb = "are" if len(three_d_missing) > 1 else "is"
             if policy["three_d.missing_companion_demotes"]:
                 code, category = "77307", Category.COMPLEX_ISODOSE
                 w.alternatives.append(
                     Alternative(
                         "77295",
                         Category.THREE_D.value,
-                        "if the " + " and ".join(three_d_missing) + " exist but were not exported",
+                        f"if the {absent} of this plan {verb} in the planning system but"
+                        " not in this export",
                     )
                 )
                 w.flags.append(
                     Flag(
                         "companion_missing",
                         "warning",
-                        "3-D evidence incomplete only because the "
-                        + " and ".join(three_d_missing)
-                        + " is not in the export (setting three_d.missing_companion_demotes)",
+                        f"3-D evidence incomplete only because the {absent} {verb} not in the"
+                        " export (setting three_d.missing_companion_demotes)",
                     )
                 )
             else:
@@ -469,11 +471,11 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
                     Flag(
                         "companion_missing",
                         "warning",
-                        "coded 3-D although the " + " and ".join(three_d_missing) + " is not"
-                        " in the export (setting three_d.missing_companion_demotes = false)",
+                        f"coded 3-D although the {absent} {verb} not in the export"
+                        " (setting three_d.missing_companion_demotes = false)",
                     )
                 )
-        elif code == "77307" and three_d_missing and _shaped(ports):
+        elif code == "77307" and three_d_missing and _shaped(ports, policy):
             w.alternatives.append(
                 Alternative(
                     "77295",
@@ -492,7 +494,8 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
             )
         )
 
-    confidence = _confidence(category, w.flags, unknown, bool(missing_only))
+    demoted = missing_only and code in ("77306", "77307", "77295") and not three_d
+    confidence = _confidence(category, w.flags, unknown, demoted)
     targets = _rois_with_role(lp.structure_set, "target", policy) if lp.structure_set else ()
     oars = _rois_with_role(lp.structure_set, "organ_at_risk", policy) if lp.structure_set else ()
     return Classification(
@@ -508,10 +511,12 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
     )
 
 
-def _confidence(category: Category, flags: list[Flag], unknown: list, missing: bool) -> str:
+def _confidence(category: Category, flags: list[Flag], unknown: list, demoted: bool) -> str:
     if category is Category.UNDETERMINED or unknown:
         return "low"
-    if missing or any(f.severity == "warning" and f.flag != "approval" for f in flags):
+    if category is Category.NOT_BILLABLE:
+        return "high"  # the plan says so itself
+    if demoted or any(f.severity == "warning" and f.flag != "approval" for f in flags):
         return "medium"
     return "high"
 
@@ -582,7 +587,12 @@ def _brachy_rule(lp: LinkedPlan, policy: Policy, w: _Work) -> str | None:
     return code
 
 
-def _shaped(ports: list[BeamAssessment]) -> list[BeamAssessment]:
+def _shaped(ports: list[BeamAssessment], policy: Policy) -> list[BeamAssessment]:
+    """Ports shaped to a target (beam's-eye-view design) or arcing.
+
+    An electron cutout counts only when the policy treats cutouts as blocking.
+    """
+    cutouts = policy["isodose.electron_cutout_is_modifier"]
     shaped_techniques = {
         Technique.CONFORMAL,
         Technique.FIELD_IN_FIELD,
@@ -596,7 +606,10 @@ def _shaped(ports: list[BeamAssessment]) -> list[BeamAssessment]:
         b
         for b in ports
         if b.technique in shaped_techniques
-        or any((k.block_type or "").upper() == "APERTURE" for k in b.beam.blocks)
+        or (
+            any((k.block_type or "").upper() == "APERTURE" for k in b.beam.blocks)
+            and (cutouts or b.beam.radiation_type != "ELECTRON")
+        )
     ]
 
 
@@ -691,7 +704,7 @@ def _three_d_rules(
         )
         missing_companions.append("dose")
 
-    shaped = _shaped(ports)
+    shaped = _shaped(ports, policy)
     w.add(
         "3d.beams_eye_view_design",
         bool(shaped),
@@ -818,10 +831,7 @@ def _isodose_rules(
         bool(blocked),
         (
             "blocks or cutouts: "
-            + ", ".join(
-                f"{_beam_name(b.beam)} ({'electron cutout' if b.beam.radiation_type == 'ELECTRON' else 'block'})"
-                for b in blocked
-            )
+            + ", ".join(f"{_beam_name(b.beam)} ({_block_kind(b.beam)})" for b in blocked)
         )
         if blocked
         else "no block or cutout",
@@ -950,6 +960,10 @@ def _isodose_rules(
     return reasons
 
 
+def _block_kind(beam: Beam) -> str:
+    return "electron cutout" if beam.radiation_type == "ELECTRON" else "block"
+
+
 def _tangent_pairs(ports: list[BeamAssessment], policy: Policy) -> list[tuple[str, str]]:
     tol = policy["isodose.tangent_opposed_tolerance_deg"]
     oblique = policy["isodose.tangent_min_oblique_deg"]
@@ -1008,7 +1022,7 @@ def _technique_numbers(b: BeamAssessment) -> dict[str, Any]:
     out: dict[str, Any] = {
         "segments": len(m.segments),
         "control_points": m.control_points,
-        "beam_on_leaf_motion_mm": round(m.beam_on_leaf_motion_mm, 2),
+        "beam_on_leaf_travel_mm": round(m.beam_on_leaf_travel_mm, 2),
         "gantry_beam_on_travel_deg": round(m.gantry_beam_on_travel_deg, 1),
     }
     if m.largest_segment_mu_fraction is not None:
@@ -1024,7 +1038,8 @@ def _technique_numbers(b: BeamAssessment) -> dict[str, Any]:
 
 def _technique_thresholds(policy: Policy) -> dict[str, Any]:
     keys = (
-        "dynamic_leaf_motion_mm",
+        "dynamic_leaf_travel_mm",
+        "segment_tolerance_mm",
         "fif_max_segments",
         "fif_min_main_segment_mu_fraction",
         "fif_inside_tolerance_mm",

@@ -69,12 +69,16 @@ def link(inventory: Inventory) -> list[LinkedPlan]:
                 doses = near
             notes.append("the dose files reference a UID that several plan files carry")
         for other in [ss, *doses]:
-            if other is not None and other.patient_id and plan.patient_id:
-                if other.patient_id != plan.patient_id:
-                    notes.append(
-                        f"patient ID differs: plan {plan.patient_id!r}, {other.path}"
-                        f" {other.patient_id!r}"
-                    )
+            if (
+                other is not None
+                and other.patient_id
+                and plan.patient_id
+                and other.patient_id != plan.patient_id
+            ):
+                notes.append(
+                    f"patient ID differs: plan {plan.patient_id!r}, {other.path}"
+                    f" {other.patient_id!r}"
+                )
         linked.append(LinkedPlan(plan, ss, status, tuple(doses), tuple(notes), twins))
     return linked
 

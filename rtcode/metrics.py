@@ -152,7 +152,8 @@ class BeamMetrics:
     segments: tuple[Segment, ...]
     largest_segment_mu_fraction: float | None
     subsegment_max_outside_main_mm: float | None  # how far sub-segments leave the main one
-    beam_on_leaf_motion_mm: float  # largest leaf move while MU is delivered
+    beam_on_leaf_motion_mm: float  # largest leaf move between two points while MU is delivered
+    beam_on_leaf_travel_mm: float  # the furthest any one leaf travels while MU is delivered
     leaf_travel_mm: float  # summed leaf motion over the whole beam
     aperture_irregularity_mm: float | None  # 0 for a rectangle; grows as edges vary
     gantry_beam_on_travel_deg: float  # gantry rotation while MU is delivered
@@ -162,7 +163,8 @@ class BeamMetrics:
     mean_aperture_change_mm: float  # mean leaf move per beam-on interval
 
 
-def beam_metrics(beam: Beam) -> BeamMetrics:
+def beam_metrics(beam: Beam, same_aperture_mm: float = _NOISE_MM) -> BeamMetrics:
+    """Measure one beam. Positions within ``same_aperture_mm`` count as one aperture."""
     cps = beam.control_points
     n = cps.count
     w = np.asarray(cps.cumulative_meterset_weight, dtype=float)
@@ -197,6 +199,7 @@ def beam_metrics(beam: Beam) -> BeamMetrics:
     moves = steps.max(axis=1) if steps.shape[1] else np.zeros(max(n - 1, 0))
     travel = float(steps.sum())
     on_motion = float(moves[beam_on].max()) if beam_on.any() else 0.0
+    on_travel = float(steps[beam_on].sum(axis=0).max()) if beam_on.any() and steps.shape[1] else 0.0
 
     g = np.asarray(cps.gantry_deg, dtype=float)
     dg = _angle_steps(g)
@@ -212,7 +215,7 @@ def beam_metrics(beam: Beam) -> BeamMetrics:
             var = float(np.average((rate - mean) ** 2, weights=dg[arc_steps]))
             cv = float(np.sqrt(var) / mean)
 
-    segments = _segments(beam_on, everything, d_mu) if n >= 2 else ()
+    segments = _segments(beam_on, everything, d_mu, same_aperture_mm) if n >= 2 else ()
     largest = max((s.mu_fraction for s in segments), default=None)
     outside = None
     irregular = None
@@ -240,6 +243,7 @@ def beam_metrics(beam: Beam) -> BeamMetrics:
         largest_segment_mu_fraction=largest,
         subsegment_max_outside_main_mm=outside,
         beam_on_leaf_motion_mm=on_motion,
+        beam_on_leaf_travel_mm=on_travel,
         leaf_travel_mm=travel,
         aperture_irregularity_mm=irregular,
         gantry_beam_on_travel_deg=gantry_on,
@@ -258,28 +262,29 @@ def _angle_steps(g: np.ndarray) -> np.ndarray:
     return np.minimum(d, 360.0 - d)
 
 
-def _segments(beam_on: np.ndarray, positions: np.ndarray, d_mu: np.ndarray) -> tuple[Segment, ...]:
+def _segments(
+    beam_on: np.ndarray, positions: np.ndarray, d_mu: np.ndarray, tolerance_mm: float
+) -> tuple[Segment, ...]:
     """Group beam-on intervals into segments of unchanging aperture (jaws and leaves).
 
-    A static segment is one or more beam-on intervals with the same positions; an
-    interval during which anything moves is a segment of its own.
+    A segment grows while every position stays within ``tolerance_mm`` of where it
+    was when the segment started; an interval during which something moves further
+    is a segment of its own.
     """
     out: list[Segment] = []
     start: int | None = None
     mu = 0.0
-    last_moving = False
 
-    def moved(i: int, j: int) -> bool:
-        return bool(positions.shape[1] and np.abs(positions[i] - positions[j]).max() > _NOISE_MM)
+    def far(i: int, j: int) -> bool:
+        return bool(positions.shape[1] and np.abs(positions[i] - positions[j]).max() > tolerance_mm)
 
     for i in np.flatnonzero(beam_on):
-        if start is not None and (last_moving or moved(i, start)):
+        if start is not None and (far(i, start) or far(i + 1, start)):
             out.append(Segment(start, int(i), mu))
             start = None
         if start is None:
             start, mu = int(i), 0.0
         mu += float(d_mu[i])
-        last_moving = moved(i + 1, i)
     if start is not None:
         out.append(Segment(start, len(beam_on), mu))
     return tuple(out)
