@@ -188,16 +188,58 @@ def _read_dataset(fp, form: str, display: str) -> ReadResult:
                         )
                     return ReadResult(display, kind)
             ds = pydicom.dcmread(fp, force=True, stop_before_pixels=True)
-            has_pixels = fp.read(4) in _PIXEL_DATA_TAGS
+            pixel_header = fp.read(12)
+            has_pixels = pixel_header[:4] in _PIXEL_DATA_TAGS
+            truncated = _truncation(ds)
+            if truncated is None and has_pixels:
+                truncated = _pixel_truncation(pixel_header, fp)
     except DicomReadError:
         raise
     except Exception as exc:  # pydicom raises many types for damaged files
         raise DicomReadError(f"damaged or truncated DICOM file: {_short(exc)}") from None
+    if truncated is not None:
+        raise DicomReadError(f"truncated DICOM file: {truncated}")
     modality = SOP_CLASS_MODALITY[sop_class]
     actual = str(ds.get("SOPClassUID", "") or "")
     if actual and actual in SOP_CLASS_MODALITY:
         modality = SOP_CLASS_MODALITY[actual]
     return ReadResult(display, "rt", modality=modality, dataset=ds, has_pixel_data=has_pixels)
+
+
+def _truncation(ds: Dataset) -> str | None:
+    """Why the dataset is cut short, or None. pydicom stops quietly at the end of a
+    file: the last element read then holds fewer bytes than its length declares."""
+    if not len(ds):
+        return "no data elements could be read"
+    tag = next(reversed(ds.keys()))
+    raw = ds.get_item(tag)
+    value = getattr(raw, "value", None)
+    length = getattr(raw, "length", None)
+    defined = isinstance(value, bytes) and length is not None and length != 0xFFFFFFFF
+    if defined and len(value) < length:
+        name = pydicom.datadict.keyword_for_tag(tag) or str(tag)
+        return f"the file ends inside {name} {tag}: {len(value)} of its {length} bytes are there"
+    return None
+
+
+def _pixel_truncation(header: bytes, fp) -> str | None:
+    """Check the declared Pixel Data length against the bytes left, without reading them."""
+    if len(header) < 8:
+        return "the file ends inside the Pixel Data header"
+    if header[4:6] in (b"OB", b"OW"):
+        (length,) = struct.unpack("<I", header[8:12])
+        start = 12
+    else:
+        (length,) = struct.unpack("<I", header[4:8])
+        start = 8
+    if length == 0xFFFFFFFF:
+        return None  # encapsulated: item lengths would have to be walked
+    here = fp.tell() - len(header) + start
+    fp.seek(0, os.SEEK_END)
+    left = fp.tell() - here
+    if left < length:
+        return f"Pixel Data declares {length} bytes but only {left} remain"
+    return None
 
 
 def _is_image_class(uid: str) -> bool:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from typing import Any
 
 from . import __version__
@@ -13,7 +14,10 @@ from .classify import BeamAssessment, Classification, roi_role
 from .policy import Policy
 from .scan import PlanResult, ScanResult
 
-ADVISORY = "rtcode is advisory: it suggests codes with their evidence; it never approves a plan or submits a claim."
+ADVISORY = (
+    "rtcode is advisory: it suggests codes with their evidence;"
+    " it never approves a plan or submits a claim."
+)
 
 
 # ------------------------------------------------------------------------- JSON
@@ -47,8 +51,8 @@ def beam_json(b: BeamAssessment) -> dict[str, Any]:
         "segments": len(m.segments),
         "largest_segment_mu_fraction": _num(m.largest_segment_mu_fraction),
         "subsegment_max_outside_main_mm": _num(m.subsegment_max_outside_main_mm, 1),
-        "leaves_move_while_beam_on": m.beam_on_leaf_motion_mm > 0.0,
-        "beam_on_leaf_motion_mm": _num(m.beam_on_leaf_motion_mm, 2),
+        "leaves_move_while_beam_on": m.beam_on_leaf_travel_mm > 0.0,
+        "beam_on_leaf_travel_mm": _num(m.beam_on_leaf_travel_mm, 2),
         "leaf_travel_mm": _num(m.leaf_travel_mm, 1),
         "aperture_irregularity_mm": _num(m.aperture_irregularity_mm, 2),
         "mean_aperture_area_mm2": _num(m.mean_area_mm2, 1),
@@ -296,6 +300,12 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
+def _wrap(text: str) -> list[str]:
+    return textwrap.wrap(
+        " ".join(text.split()), 100, initial_indent="    ", subsequent_indent="      "
+    )
+
+
 def to_table(result: ScanResult) -> str:
     rows = [("plan file", "patient", "label", "code", "category", "conf.", "techniques")]
     for p in result.plans:
@@ -327,17 +337,18 @@ def to_table(result: ScanResult) -> str:
         head = f"{p.linked.plan.path}: {c.code or 'no code'} ({c.label or c.category.value})"
         lines.append(head)
         for r in reasons[:6]:
-            lines.append(f"    because {_clip(r, 110)}")
+            lines.extend(_wrap(f"because {r}"))
         for a in c.alternatives:
-            lines.append(f"    alternative {a.code} {_clip(a.condition, 100)}")
+            lines.extend(_wrap(f"alternative {a.code} {a.condition}"))
         for f in c.flags:
             if f.severity == "warning":
-                lines.append(f"    check: {_clip(f.message, 110)}")
+                lines.extend(_wrap(f"check: {f.message}"))
     inv = result.inventory
     lines.append("")
     lines.append(
-        f"{inv.files_seen} files: {len(result.plans)} plans, {len(inv.structure_sets)} structure sets,"
-        f" {len(inv.doses)} doses, {inv.images_skipped} images skipped,"
+        f"{inv.files_seen} files: {len(result.plans)} plans,"
+        f" {len(inv.structure_sets)} structure sets, {len(inv.doses)} doses,"
+        f" {inv.images_skipped} images skipped,"
         f" {inv.non_dicom_skipped + inv.other_dicom_skipped} other files skipped,"
         f" {len(inv.errors)} errors"
     )
