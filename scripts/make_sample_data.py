@@ -1,0 +1,2130 @@
+#!/usr/bin/env python3
+"""Write small synthetic DICOM-RT sample patients for rtcode.
+
+Usage::
+
+    python scripts/make_sample_data.py [OUT_DIR]
+
+OUT_DIR defaults to the repository's ``sample_data/`` folder. One folder is
+written per case (``01_single_open_field`` ... ``19_machine_qa_intent``) plus
+``README.md`` with a table of the expected planning codes. Only those case
+folders and that README are deleted and rewritten; anything else in OUT_DIR is
+left alone.
+
+Every value is invented: no real patient, no bytes or UIDs from real exports.
+The output is deterministic (fixed dates, UIDs derived from the case and role
+with ``pydicom.uid.generate_uid(entropy_srcs=...)``, seeded numpy), so running
+the script twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+from collections.abc import Callable, Iterable
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    RTDoseStorage,
+    RTIonPlanStorage,
+    RTPlanStorage,
+    RTStructureSetStorage,
+    generate_uid,
+)
+
+UID_PREFIX = "1.2.826.0.1.3680043.8.498."
+DATE = "20260105"
+REVIEW_DATE = "20260106"
+STUDY_REFERENCE_CLASS = (
+    "1.2.840.10008.3.1.2.3.1"  # Detached Study Management (retired, as real exports use)
+)
+IMPLEMENTATION_VERSION = "RTCODE_SAMPLE_1"
+
+DEFAULT_OUT_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+
+VARIAN = ("Varian Medical Systems", "ARIA RadOnc", "16.1")
+VARIAN_OLD = ("Varian Medical Systems", "ARIA RadOnc", "13.6")
+VARIAN_15 = ("Varian Medical Systems", "ARIA RadOnc", "15.6")
+ELEKTA = ("Elekta", "Monaco", "6.1")
+PHILIPS = ("Philips", "Pinnacle3", "16.2")
+BRAINLAB_IPLAN = ("BrainLAB", "iPlan", "4.5")
+BRAINLAB_ELEMENTS = ("BrainLAB", "Elements", "4.0")
+RAYSEARCH = ("RaySearch Laboratories", "RayStation", "12.0")
+
+
+# --------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------
+
+
+def uid(*parts: object) -> str:
+    """Deterministic UID from the case name and the role of the object."""
+    return generate_uid(prefix=UID_PREFIX, entropy_srcs=[str(p) for p in parts])
+
+
+IMPLEMENTATION_UID = uid("rtcode", "sample-data", "implementation")
+
+
+def num(value: float, digits: int = 3) -> str:
+    """Format a number as a short DS string ("1000", "0.8", "-42.5")."""
+    v = round(float(value), digits)
+    if v == 0:
+        v = 0.0
+    text = repr(v)
+    if text.endswith(".0"):
+        text = text[:-2]
+    if len(text) > 16:  # DS is at most 16 characters
+        text = f"{v:.10g}"
+    return text
+
+
+def nums(values: Iterable[float], digits: int = 3) -> list[str]:
+    return [num(v, digits) for v in values]
+
+
+def seq(items: Iterable[Dataset]) -> Sequence:
+    return Sequence(list(items))
+
+
+def item(**attrs: object) -> Dataset:
+    ds = Dataset()
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def ref(sop_class: str, sop_uid: str) -> Dataset:
+    return item(ReferencedSOPClassUID=sop_class, ReferencedSOPInstanceUID=sop_uid)
+
+
+def write_part10(ds: Dataset, path: Path) -> Path:
+    """Write a Part-10 file: preamble, DICM, file meta, explicit VR little endian."""
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = IMPLEMENTATION_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    ds.file_meta = meta
+    ds.preamble = b"\x00" * 128
+    dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def write_raw_implicit(ds: Dataset, path: Path) -> Path:
+    """Write only the data set: no preamble, no DICM, no file meta, implicit VR LE."""
+    if hasattr(ds, "file_meta"):
+        del ds.file_meta
+    ds.preamble = None
+    dcmwrite(path, ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    return path
+
+
+# --------------------------------------------------------------------------
+# patient, geometry
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Roi:
+    number: int
+    name: str
+    kind: str  # RTROIInterpretedType; "" = present but empty
+    cx: float
+    cy: float
+    rx: float
+    ry: float
+    color: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Patient:
+    case: str
+    patient_id: str
+    name: str
+    body: tuple[float, float, float, float] = (0.0, 0.0, 150.0, 100.0)  # cx, cy, rx, ry in mm
+
+    @property
+    def study_uid(self) -> str:
+        return uid(self.case, "study")
+
+    @property
+    def for_uid(self) -> str:
+        return uid(self.case, "frame-of-reference")
+
+    @property
+    def ct_series_uid(self) -> str:
+        return uid(self.case, "ct-series")
+
+    def ct_uid(self, index: int) -> str:
+        return uid(self.case, "ct", index)
+
+    @property
+    def rs_uid(self) -> str:
+        return uid(self.case, "rtstruct")
+
+    @property
+    def plan_uid(self) -> str:
+        return uid(self.case, "rtplan")
+
+    @property
+    def dose_uid(self) -> str:
+        return uid(self.case, "rtdose")
+
+
+def patient_for(case: str) -> Patient:
+    number = case[:2]
+    return Patient(case=case, patient_id=f"RTC-{number}", name=f"Sample^Case{number}")
+
+
+SLICE_Z = (-5.0, 0.0, 5.0)
+SLICE_SCALE = (0.92, 1.0, 0.95)  # contours shrink a little off the central slice
+
+
+def base_dataset(
+    p: Patient,
+    sop_class: str,
+    sop_uid: str,
+    modality: str,
+    series_uid: str,
+    series_number: int,
+    series_description: str,
+    vendor: tuple[str, str, str],
+) -> Dataset:
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.InstanceCreationDate = DATE
+    ds.InstanceCreationTime = "120000"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyDate = DATE
+    ds.StudyTime = "090000"
+    ds.AccessionNumber = ""
+    ds.Modality = modality
+    ds.Manufacturer = vendor[0]
+    ds.ReferringPhysicianName = ""
+    ds.StationName = "SAMPLE"
+    ds.StudyDescription = "Synthetic rtcode sample"
+    ds.SeriesDescription = series_description
+    ds.ManufacturerModelName = vendor[1]
+    ds.PatientName = p.name
+    ds.PatientID = p.patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = "O"
+    ds.SoftwareVersions = vendor[2]
+    ds.StudyInstanceUID = p.study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.StudyID = p.patient_id
+    ds.SeriesNumber = series_number
+    ds.FrameOfReferenceUID = p.for_uid
+    ds.PositionReferenceIndicator = ""
+    return ds
+
+
+def ellipse_points(roi: Roi, scale: float, z: float, n: int = 24) -> list[str]:
+    out: list[float] = []
+    for k in range(n):
+        t = 2.0 * math.pi * k / n
+        out += [roi.cx + scale * roi.rx * math.cos(t), roi.cy + scale * roi.ry * math.sin(t), z]
+    return nums(out, 1)
+
+
+# --------------------------------------------------------------------------
+# CT, structure set, dose
+# --------------------------------------------------------------------------
+
+
+def make_ct(p: Patient, out: Path, vendor: tuple[str, str, str]) -> list[Path]:
+    paths = []
+    rows = cols = 32
+    spacing = 10.0
+    origin = -155.0
+    xs = origin + spacing * np.arange(cols)
+    ys = origin + spacing * np.arange(rows)
+    gx, gy = np.meshgrid(xs, ys)
+    bcx, bcy, brx, bry = p.body
+    for index, z in enumerate(SLICE_Z, start=1):
+        s = SLICE_SCALE[index - 1]
+        inside = ((gx - bcx) / (brx * s)) ** 2 + ((gy - bcy) / (bry * s)) ** 2 <= 1.0
+        hu = np.where(inside, 20, -1000).astype(np.int32)
+        stored = (hu + 1024).astype(np.int16)
+        ds = base_dataset(
+            p, CTImageStorage, p.ct_uid(index), "CT", p.ct_series_uid, 1, "Planning CT", vendor
+        )
+        ds.Manufacturer = "Synthetic CT"
+        ds.ManufacturerModelName = "Sim32"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.KVP = "120"
+        ds.SliceThickness = "5"
+        ds.PatientPosition = "HFS"
+        ds.InstanceNumber = index
+        ds.ImagePositionPatient = nums([origin, origin, z])
+        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+        ds.SliceLocation = num(z)
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows = rows
+        ds.Columns = cols
+        ds.PixelSpacing = nums([spacing, spacing])
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleIntercept = "-1024"
+        ds.RescaleSlope = "1"
+        ds.RescaleType = "HU"
+        ds.add_new(0x7FE00010, "OW", stored.astype("<i2").tobytes())
+        paths.append(write_part10(ds, out / f"CT.{index}.dcm"))
+    return paths
+
+
+def make_rs(p: Patient, rois: Seq[Roi], out: Path, vendor: tuple[str, str, str]) -> Path:
+    ds = base_dataset(
+        p,
+        RTStructureSetStorage,
+        p.rs_uid,
+        "RTSTRUCT",
+        uid(p.case, "rs-series"),
+        2,
+        "Structures",
+        vendor,
+    )
+    ds.StructureSetLabel = "CT_1"
+    ds.StructureSetName = "CT_1"
+    ds.StructureSetDate = DATE
+    ds.StructureSetTime = "100000"
+    contour_images = [ref(CTImageStorage, p.ct_uid(i)) for i in range(1, len(SLICE_Z) + 1)]
+    ds.ReferencedFrameOfReferenceSequence = seq(
+        [
+            item(
+                FrameOfReferenceUID=p.for_uid,
+                RTReferencedStudySequence=seq(
+                    [
+                        item(
+                            ReferencedSOPClassUID=STUDY_REFERENCE_CLASS,
+                            ReferencedSOPInstanceUID=p.study_uid,
+                            RTReferencedSeriesSequence=seq(
+                                [
+                                    item(
+                                        SeriesInstanceUID=p.ct_series_uid,
+                                        ContourImageSequence=seq(contour_images),
+                                    )
+                                ]
+                            ),
+                        )
+                    ]
+                ),
+            )
+        ]
+    )
+    ds.StructureSetROISequence = seq(
+        item(
+            ROINumber=r.number,
+            ReferencedFrameOfReferenceUID=p.for_uid,
+            ROIName=r.name,
+            ROIGenerationAlgorithm="MANUAL",
+        )
+        for r in rois
+    )
+    contours = []
+    for r in rois:
+        slices = []
+        for index, z in enumerate(SLICE_Z, start=1):
+            points = ellipse_points(r, SLICE_SCALE[index - 1], z)
+            slices.append(
+                item(
+                    ContourImageSequence=seq([ref(CTImageStorage, p.ct_uid(index))]),
+                    ContourGeometricType="CLOSED_PLANAR",
+                    NumberOfContourPoints=len(points) // 3,
+                    ContourNumber=index,
+                    ContourData=points,
+                )
+            )
+        contours.append(
+            item(
+                ROIDisplayColor=[str(c) for c in r.color],
+                ContourSequence=seq(slices),
+                ReferencedROINumber=r.number,
+            )
+        )
+    ds.ROIContourSequence = seq(contours)
+    ds.RTROIObservationsSequence = seq(
+        item(
+            ObservationNumber=r.number,
+            ReferencedROINumber=r.number,
+            ROIObservationLabel=r.name,
+            RTROIInterpretedType=r.kind,
+            ROIInterpreter="",
+        )
+        for r in rois
+    )
+    ds.ApprovalStatus = "UNAPPROVED"
+    return write_part10(ds, out / "RS.dcm")
+
+
+def dose_at(x: np.ndarray, y: np.ndarray, z: float, target: Roi | None, rx: float) -> np.ndarray:
+    """Analytic dose (Gy): a plateau of about Rx over the target plus a broad low-dose bath.
+
+    The dose grid samples this function and the DVHs histogram it over the
+    contoured ellipses, so a DVH recomputed from RS + RD roughly agrees with the
+    stored DVHSequence.
+    """
+    cx, cy, ax, ay = (
+        (target.cx, target.cy, target.rx, target.ry) if target else (0.0, 0.0, 40.0, 40.0)
+    )
+    rn = np.sqrt(((x - cx) / (ax + 6.0)) ** 2 + ((y - cy) / (ay + 6.0)) ** 2 + (z / 60.0) ** 2)
+    plateau = 0.72 / (1.0 + np.exp((rn - 1.0) / 0.05))
+    bath = 0.3 / (1.0 + np.exp((rn - 1.8) / 0.35))
+    return rx * (plateau + bath)
+
+
+def dvh_item(r: Roi, rx: float, target: Roi | None) -> Dataset:
+    """Cumulative DVH of the analytic dose over the ROI's contours (1 mm sampling, 5 mm slices)."""
+    doses = []
+    for z, scale in zip(SLICE_Z, SLICE_SCALE, strict=True):
+        xs = np.arange(math.floor(r.cx - r.rx), math.ceil(r.cx + r.rx) + 1, 1.0)
+        ys = np.arange(math.floor(r.cy - r.ry), math.ceil(r.cy + r.ry) + 1, 1.0)
+        gx, gy = np.meshgrid(xs, ys)
+        inside = ((gx - r.cx) / (r.rx * scale)) ** 2 + ((gy - r.cy) / (r.ry * scale)) ** 2 <= 1.0
+        doses.append(dose_at(gx[inside], gy[inside], z, target, rx))
+    dose = np.concatenate(doses)
+    voxel_cc = 1.0 * 1.0 * 5.0 / 1000.0
+    volume = dose.size * voxel_cc
+    bw = 0.1 if rx <= 30 else 0.25
+    nbins = int(math.floor(float(dose.max()) / bw)) + 1
+    counts = np.bincount(np.minimum((dose / bw).astype(int), nbins - 1), minlength=nbins)
+    cumulative = volume - np.concatenate([[0.0], np.cumsum(counts)[:-1]]) * voxel_cc
+    data: list[str] = []
+    for v in cumulative:
+        data += [num(bw, 3), num(max(float(v), 0.0), 3)]
+    return item(
+        DVHReferencedROISequence=seq(
+            [item(ReferencedROINumber=r.number, DVHROIContributionType="INCLUDED")]
+        ),
+        DVHType="CUMULATIVE",
+        DoseUnits="GY",
+        DoseType="PHYSICAL",
+        DVHDoseScaling="1",
+        DVHVolumeUnits="CM3",
+        DVHNumberOfBins=nbins,
+        DVHData=data,
+        DVHMinimumDose=num(float(dose.min()), 3),
+        DVHMaximumDose=num(float(dose.max()), 3),
+        DVHMeanDose=num(float(dose.mean()), 3),
+    )
+
+
+def make_rd(
+    p: Patient,
+    out: Path,
+    vendor: tuple[str, str, str],
+    rx: float,
+    target: Roi | None,
+    plan_class: str = RTPlanStorage,
+    dvh_rois: Seq[Roi] | None = None,
+) -> Path:
+    ds = base_dataset(
+        p, RTDoseStorage, p.dose_uid, "RTDOSE", uid(p.case, "rd-series"), 4, "Doses", vendor
+    )
+    # the grid covers the whole 32 x 32 CT slice, so every contour lies inside it
+    rows = cols = 32
+    spacing = 10.0
+    x0, y0 = -155.0, -155.0
+    xs = x0 + spacing * np.arange(cols)
+    ys = y0 + spacing * np.arange(rows)
+    gx, gy = np.meshgrid(xs, ys)
+    frames = [dose_at(gx, gy, z, target, rx) for z in SLICE_Z]
+    grid = np.stack(frames)
+    scaling = 1e-4
+    pixels = np.round(grid / scaling).astype("<u4")
+    ds.SliceThickness = ""
+    ds.InstanceNumber = 1
+    ds.ImagePositionPatient = nums([x0, y0, SLICE_Z[0]])
+    ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.NumberOfFrames = len(SLICE_Z)
+    ds.FrameIncrementPointer = 0x3004000C
+    ds.Rows = rows
+    ds.Columns = cols
+    ds.PixelSpacing = nums([spacing, spacing])
+    ds.BitsAllocated = 32
+    ds.BitsStored = 32
+    ds.HighBit = 31
+    ds.PixelRepresentation = 0
+    ds.DoseUnits = "GY"
+    ds.DoseType = "PHYSICAL"
+    ds.DoseSummationType = "PLAN"
+    ds.GridFrameOffsetVector = nums([z - SLICE_Z[0] for z in SLICE_Z])
+    ds.DoseGridScaling = "0.0001"
+    ds.TissueHeterogeneityCorrection = "IMAGE"
+    if dvh_rois:
+        ds.DVHSequence = seq(dvh_item(r, rx, target) for r in dvh_rois)
+        ds.ReferencedStructureSetSequence = seq([ref(RTStructureSetStorage, p.rs_uid)])
+    ds.ReferencedRTPlanSequence = seq([ref(plan_class, p.plan_uid)])
+    ds.add_new(0x7FE00010, "OW", pixels.tobytes())
+    return write_part10(ds, out / "RD.dcm")
+
+
+# --------------------------------------------------------------------------
+# beam-limiting devices and MLC shapes
+# --------------------------------------------------------------------------
+
+MILLENNIUM_BOUNDS = (
+    [-200.0 + 10 * i for i in range(10)]
+    + [-100.0 + 5 * i for i in range(41)]
+    + [110.0 + 10 * i for i in range(10)]
+)
+AGILITY_BOUNDS = [-200.0 + 5 * i for i in range(81)]
+
+
+def device_sequence(devices: Seq[str], bounds: Seq[float] | None) -> Sequence:
+    out = []
+    for name in devices:
+        d = item(RTBeamLimitingDeviceType=name)
+        if name.startswith("MLC"):
+            assert bounds is not None
+            d.NumberOfLeafJawPairs = len(bounds) - 1
+            d.LeafPositionBoundaries = nums(bounds)
+        else:
+            d.NumberOfLeafJawPairs = 1
+        out.append(d)
+    return seq(out)
+
+
+Outline = Callable[[float], "tuple[float, float] | None"]
+
+
+def leaves_from_outline(bounds: Seq[float], outline: Outline, park: float) -> list[float]:
+    """Leaf positions (bank A then bank B) covering an outline given as y -> (x1, x2) or None.
+
+    Each pair opens to the union of the outline over its width (sampled at its
+    edges and centre); pairs the outline misses close together at ``park``.
+    """
+    bank_a, bank_b = [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        spans = [
+            s for s in (outline(y) for y in (lo + 0.01, (lo + hi) / 2, hi - 0.01)) if s is not None
+        ]
+        if spans:
+            bank_a.append(round(min(s[0] for s in spans), 1))
+            bank_b.append(round(max(s[1] for s in spans), 1))
+        else:
+            bank_a.append(park)
+            bank_b.append(park)
+    return bank_a + bank_b
+
+
+def conformal_limits(
+    bounds: Seq[float], outline: Outline, half_y: float, margin: float = 2.0
+) -> dict[str, list[float]]:
+    """Jaws fitted around an outline plus MLCX following it; closed pairs parked 5 mm behind X1."""
+    open_leaves = leaves_from_outline(bounds, outline, math.nan)
+    n = len(bounds) - 1
+    x1 = math.floor(min(v for v in open_leaves[:n] if not math.isnan(v))) - margin
+    x2 = math.ceil(max(v for v in open_leaves[n:] if not math.isnan(v))) + margin
+    leaves = leaves_from_outline(bounds, outline, x1 - 5.0)
+    return {"ASYMX": [x1, x2], "ASYMY": [-half_y - margin, half_y + margin], "MLCX": leaves}
+
+
+def ellipse_outline(half_x: float, half_y: float, cx: float = 0.0) -> Outline:
+    def f(y: float) -> tuple[float, float] | None:
+        if abs(y) >= half_y:
+            return None
+        w = half_x * math.sqrt(1.0 - (y / half_y) ** 2)
+        return (cx - w, cx + w)
+
+    return f
+
+
+def bev_half_width(rx: float, ry: float, gantry: float) -> float:
+    """Half-width, across the leaf direction, of an axial ellipse seen from the gantry angle."""
+    t = math.radians(gantry)
+    return math.sqrt((rx * math.cos(t)) ** 2 + (ry * math.sin(t)) ** 2)
+
+
+# --------------------------------------------------------------------------
+# control points
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class CP:
+    """Full machine state at one control point (photon/electron beams)."""
+
+    gantry: float
+    weight: float
+    limits: dict[str, list[float]]  # device type -> positions
+    gantry_dir: str = "NONE"
+    coll: float = 0.0
+    couch: float = 0.0
+    iso: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    energy: float = 6.0
+    dose_rate: float = 600.0
+    ssd: float | None = None
+    wedges_in: tuple[int, ...] = ()
+
+
+def control_points(states: Seq[CP], *, arc: bool = False, force_mlc: bool = False) -> Sequence:
+    """Build a ControlPointSequence; later points omit values that did not change.
+
+    ``arc``: GantryAngle and GantryRotationDirection on every point (as real arc
+    exports do). ``force_mlc``: the MLCX positions on every point (VMAT).
+    """
+    out = []
+    prev: CP | None = None
+    for index, st in enumerate(states):
+        cp = Dataset()
+        cp.ControlPointIndex = index
+        if prev is None or st.energy != prev.energy:
+            cp.NominalBeamEnergy = num(st.energy)
+        if prev is None or st.dose_rate != prev.dose_rate:
+            cp.DoseRateSet = num(st.dose_rate)
+        if prev is None and st.wedges_in:
+            cp.WedgePositionSequence = seq(
+                item(WedgePosition="IN", ReferencedWedgeNumber=w) for w in st.wedges_in
+            )
+        positions = []
+        for name, values in st.limits.items():
+            changed = prev is None or prev.limits.get(name) != values
+            if changed or (force_mlc and name.startswith("MLC")):
+                positions.append(
+                    item(RTBeamLimitingDeviceType=name, LeafJawPositions=nums(values, 1))
+                )
+        if positions:
+            cp.BeamLimitingDevicePositionSequence = seq(positions)
+        if prev is None or arc or st.gantry != prev.gantry:
+            cp.GantryAngle = num(st.gantry % 360.0, 2)
+        if prev is None or arc or st.gantry_dir != prev.gantry_dir:
+            cp.GantryRotationDirection = st.gantry_dir
+        if prev is None or st.coll != prev.coll:
+            cp.BeamLimitingDeviceAngle = num(st.coll)
+        if prev is None:
+            cp.BeamLimitingDeviceRotationDirection = "NONE"
+        if prev is None or st.couch != prev.couch:
+            cp.PatientSupportAngle = num(st.couch)
+        if prev is None:
+            cp.PatientSupportRotationDirection = "NONE"
+            cp.TableTopEccentricAngle = "0"
+            cp.TableTopEccentricRotationDirection = "NONE"
+        if prev is None or st.iso != prev.iso:
+            cp.IsocenterPosition = nums(st.iso, 1)
+        if st.ssd is not None and (prev is None or st.ssd != prev.ssd):
+            cp.SourceToSurfaceDistance = num(st.ssd, 1)
+        cp.CumulativeMetersetWeight = num(st.weight, 5)
+        out.append(cp)
+        prev = st
+    return seq(out)
+
+
+@dataclass
+class Beam:
+    number: int
+    name: str
+    description: str
+    states: list[CP]
+    meterset: float | None  # MU in the fraction group; None = not referenced
+    beam_dose: float | None = None
+    beam_type: str = "STATIC"
+    radiation: str = "PHOTON"
+    delivery: str = "TREATMENT"
+    machine: str = "TrueBeam1"
+    bounds: Seq[float] | None = None
+    wedges: list[Dataset] | None = None
+    blocks: list[Dataset] | None = None
+    applicator: Dataset | None = None
+    arc: bool = False
+    force_mlc: bool = False
+
+    def dataset(self) -> Dataset:
+        b = Dataset()
+        b.TreatmentMachineName = self.machine
+        b.PrimaryDosimeterUnit = "MU"
+        b.SourceAxisDistance = "1000"
+        b.BeamLimitingDeviceSequence = device_sequence(list(self.states[0].limits), self.bounds)
+        b.BeamNumber = self.number
+        b.BeamName = self.name
+        b.BeamDescription = self.description
+        b.BeamType = self.beam_type
+        b.RadiationType = self.radiation
+        b.TreatmentDeliveryType = self.delivery
+        b.NumberOfWedges = len(self.wedges or [])
+        if self.wedges:
+            b.WedgeSequence = seq(self.wedges)
+        b.NumberOfCompensators = 0
+        b.NumberOfBoli = 0
+        b.NumberOfBlocks = len(self.blocks or [])
+        if self.blocks:
+            b.TotalBlockTrayFactor = "1"
+            b.BlockSequence = seq(self.blocks)
+        if self.applicator is not None:
+            b.ApplicatorSequence = seq([self.applicator])
+        b.FinalCumulativeMetersetWeight = "1"
+        b.NumberOfControlPoints = len(self.states)
+        b.ControlPointSequence = control_points(self.states, arc=self.arc, force_mlc=self.force_mlc)
+        b.ReferencedPatientSetupNumber = 1
+        return b
+
+
+def static_states(gantry: float, limits: dict[str, list[float]], **kw: object) -> list[CP]:
+    return [
+        CP(gantry=gantry, weight=0.0, limits=limits, **kw),
+        CP(gantry=gantry, weight=1.0, limits=limits, **kw),
+    ]
+
+
+def jaws(x1: float, x2: float, y1: float, y2: float) -> dict[str, list[float]]:
+    return {"ASYMX": [x1, x2], "ASYMY": [y1, y2]}
+
+
+# --------------------------------------------------------------------------
+# plans
+# --------------------------------------------------------------------------
+
+
+def plan_dataset(
+    p: Patient,
+    label: str,
+    name: str,
+    vendor: tuple[str, str, str],
+    *,
+    intent: str = "CURATIVE",
+    approved: bool = False,
+    rs_reference: bool = True,
+    sop_class: str = RTPlanStorage,
+    sop_uid: str | None = None,
+    rx_description: str | None = None,
+    rx_dose: float | None = None,
+) -> Dataset:
+    ds = base_dataset(
+        p, sop_class, sop_uid or p.plan_uid, "RTPLAN", uid(p.case, "rp-series"), 3, "Plans", vendor
+    )
+    ds.RTPlanLabel = label
+    ds.RTPlanName = name
+    ds.RTPlanDate = DATE
+    ds.RTPlanTime = "110000"
+    ds.PlanIntent = intent
+    ds.RTPlanGeometry = "PATIENT"
+    if rx_dose is not None:
+        ds.DoseReferenceSequence = seq(
+            [
+                item(
+                    DoseReferenceNumber=1,
+                    DoseReferenceUID=uid(p.case, "dose-reference"),
+                    DoseReferenceStructureType="SITE",
+                    DoseReferenceDescription=rx_description or "Target",
+                    DoseReferenceType="TARGET",
+                    TargetPrescriptionDose=num(rx_dose, 2),
+                )
+            ]
+        )
+    ds.PatientSetupSequence = seq(
+        [item(PatientPosition="HFS", PatientSetupNumber=1, SetupTechnique="ISOCENTRIC")]
+    )
+    if rs_reference:
+        ds.ReferencedStructureSetSequence = seq([ref(RTStructureSetStorage, p.rs_uid)])
+    if approved:
+        ds.ApprovalStatus = "APPROVED"
+        ds.ReviewDate = REVIEW_DATE
+        ds.ReviewTime = "100000"
+        ds.ReviewerName = "Physicist^Sample"
+    else:
+        ds.ApprovalStatus = "UNAPPROVED"
+    return ds
+
+
+def add_beams(ds: Dataset, beams: Seq[Beam], fractions: int) -> Dataset:
+    referenced = [b for b in beams if b.meterset is not None]
+    refs = []
+    for b in referenced:
+        r = Dataset()
+        if b.beam_dose is not None:
+            r.BeamDose = num(b.beam_dose, 4)
+        r.BeamMeterset = num(b.meterset, 2)
+        r.ReferencedBeamNumber = b.number
+        refs.append(r)
+    ds.FractionGroupSequence = seq(
+        [
+            item(
+                FractionGroupNumber=1,
+                NumberOfFractionsPlanned=fractions,
+                NumberOfBeams=len(referenced),
+                NumberOfBrachyApplicationSetups=0,
+                ReferencedBeamSequence=seq(refs),
+            )
+        ]
+    )
+    ds.BeamSequence = seq(b.dataset() for b in beams)
+    return ds
+
+
+def open_field(
+    number: int,
+    name: str,
+    gantry: float,
+    mu: float,
+    dose: float | None,
+    *,
+    x: tuple[float, float] = (-50.0, 50.0),
+    y: tuple[float, float] = (-60.0, 60.0),
+    iso: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    energy: float = 6.0,
+    ssd: float = 900.0,
+    machine: str = "TrueBeam1",
+    description: str | None = None,
+    delivery: str = "TREATMENT",
+    wedges: list[Dataset] | None = None,
+) -> Beam:
+    states = static_states(
+        gantry,
+        jaws(x[0], x[1], y[0], y[1]),
+        iso=iso,
+        energy=energy,
+        ssd=ssd,
+        wedges_in=tuple(w.WedgeNumber for w in wedges or []),
+    )
+    return Beam(
+        number=number,
+        name=name,
+        description=description or f"{name} open field",
+        states=states,
+        meterset=mu,
+        beam_dose=dose,
+        delivery=delivery,
+        machine=machine,
+        wedges=wedges,
+    )
+
+
+def wedge(
+    number: int, kind: str, wedge_id: str, angle: float, factor: float, orientation: float
+) -> Dataset:
+    return item(
+        WedgeNumber=number,
+        WedgeType=kind,
+        WedgeID=wedge_id,
+        WedgeAngle=num(angle),
+        WedgeFactor=num(factor, 3),
+        WedgeOrientation=num(orientation),
+        SourceToWedgeTrayDistance="700" if kind == "STANDARD" else "250",
+    )
+
+
+# --------------------------------------------------------------------------
+# ROI sets
+# --------------------------------------------------------------------------
+
+RED, GREEN, BLUE, YELLOW, CYAN, MAGENTA, ORANGE, WHITE = (
+    (255, 0, 0),
+    (0, 255, 0),
+    (0, 0, 255),
+    (255, 255, 0),
+    (0, 255, 255),
+    (255, 0, 255),
+    (255, 128, 0),
+    (255, 255, 255),
+)
+
+
+def body(number: int, rx: float = 150.0, ry: float = 100.0) -> Roi:
+    return Roi(number, "BODY", "EXTERNAL", 0.0, 0.0, rx, ry, GREEN)
+
+
+def pelvis_rois(with_ctv: bool = True) -> list[Roi]:
+    rois = [body(1), Roi(2, "PTV", "PTV", 0.0, 10.0, 50.0, 45.0, RED)]
+    if with_ctv:
+        rois.append(Roi(3, "CTV", "CTV", 0.0, 10.0, 40.0, 35.0, MAGENTA))
+    n = len(rois)
+    rois += [
+        Roi(n + 1, "Bladder", "ORGAN", 0.0, -30.0, 30.0, 20.0, YELLOW),
+        Roi(n + 2, "Rectum", "ORGAN", 0.0, 62.0, 15.0, 14.0, ORANGE),
+        Roi(n + 3, "Femur_Head_L", "ORGAN", 95.0, 10.0, 22.0, 22.0, CYAN),
+        Roi(n + 4, "Femur_Head_R", "ORGAN", -95.0, 10.0, 22.0, 22.0, BLUE),
+    ]
+    return rois
+
+
+# --------------------------------------------------------------------------
+# the cases
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    plan_file: str
+    shows: str
+    code: str
+    category: str
+
+
+CATEGORY = {
+    "77306": "simple_isodose",
+    "77307": "complex_isodose",
+    "77295": "3d",
+    "77301": "imrt",
+    "77317": "brachytherapy",
+    "none": "not_billable",
+}
+
+
+def row(plan_file: str, shows: str, code: str) -> Row:
+    return Row(plan_file, shows, code, CATEGORY[code])
+
+
+def case_01(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    ds = plan_dataset(
+        p,
+        "SINGLE",
+        "Single open field",
+        VARIAN,
+        rs_reference=False,
+        rx_description="Spine",
+        rx_dose=8.0,
+    )
+    beams = [open_field(1, "PA", 180.0, 1050.0, 8.0, x=(-40.0, 40.0), y=(-75.0, 75.0), ssd=920.0)]
+    write_part10(add_beams(ds, beams, 1), out / "RP.dcm")
+    return [row("RP.dcm", "one static 6 MV jaw-only photon field, no MLC", "77306")]
+
+
+def case_02(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    ds = plan_dataset(
+        p,
+        "APPA",
+        "AP PA open",
+        PHILIPS,
+        rs_reference=False,
+        rx_description="Mediastinum",
+        rx_dose=20.0,
+    )
+    beams = [
+        open_field(
+            1, "AP", 0.0, 220.0, 2.0, x=(-60.0, 60.0), y=(-80.0, 80.0), ssd=900.0, machine="Linac_A"
+        ),
+        open_field(
+            2,
+            "PA",
+            180.0,
+            225.0,
+            2.0,
+            x=(-60.0, 60.0),
+            y=(-80.0, 80.0),
+            ssd=890.0,
+            machine="Linac_A",
+        ),
+    ]
+    write_raw_implicit(add_beams(ds, beams, 5), out / "RTPLAN_AP_PA")
+    return [
+        row(
+            "RTPLAN_AP_PA",
+            "AP/PA jaw-only pair at one isocentre; raw implicit-VR data set without preamble or "
+            "file meta",
+            "77306",
+        )
+    ]
+
+
+def case_03(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = [body(1), Roi(2, "PTV", "PTV", 0.0, 0.0, 40.0, 35.0, RED)]
+    make_ct(p, out, VARIAN)
+    make_rs(p, rois, out, VARIAN)
+    ds = plan_dataset(p, "LATS", "Opposed laterals MLC", VARIAN, rx_description="PTV", rx_dose=50.0)
+
+    def kidney(sign: float) -> Outline:
+        def f(y: float) -> tuple[float, float] | None:
+            if abs(y) >= 52.0:
+                return None
+            s = math.sqrt(1.0 - (y / 52.0) ** 2)
+            x1 = -48.0 * s
+            x2 = 36.0 * s + 9.0 * math.sin(math.pi * y / 52.0) * s
+            return (x1, x2) if sign > 0 else (-x2, -x1)
+
+        return f
+
+    beams = []
+    for number, (name, gantry, sign, mu) in enumerate(
+        (("LLAT", 90.0, 1.0, 128.0), ("RLAT", 270.0, -1.0, 131.0)), 1
+    ):
+        limits = conformal_limits(MILLENNIUM_BOUNDS, kidney(sign), 52.0)
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"Lateral field shaped to PTV, gantry {gantry:g}",
+                static_states(gantry, limits, ssd=850.0),
+                mu,
+                1.0,
+                bounds=MILLENNIUM_BOUNDS,
+            )
+        )
+    write_part10(add_beams(ds, beams, 25), out / "RP.dcm")
+    make_rd(p, out, VARIAN, 50.0, rois[1], dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "two static fields with irregular MLC apertures; structure set has BODY and PTV only "
+            "(no organs); DVH present",
+            "77307",
+        )
+    ]
+
+
+TANGENT_ISO = (70.0, -60.0, 0.0)
+
+
+def case_04(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    ds = plan_dataset(
+        p,
+        "TANG_W",
+        "Left breast tangents wedged",
+        ELEKTA,
+        rs_reference=False,
+        rx_description="Breast",
+        rx_dose=40.05,
+    )
+    beams = [
+        open_field(
+            1,
+            "MED",
+            300.0,
+            142.0,
+            1.335,
+            x=(0.0, 95.0),
+            y=(-100.0, 100.0),
+            iso=TANGENT_ISO,
+            ssd=910.0,
+            machine="Versa1",
+            description="Medial tangent, 15 deg wedge",
+            wedges=[wedge(1, "STANDARD", "W15", 15.0, 0.781, 90.0)],
+        ),
+        open_field(
+            2,
+            "LAT",
+            120.0,
+            139.0,
+            1.335,
+            x=(-95.0, 0.0),
+            y=(-100.0, 100.0),
+            iso=TANGENT_ISO,
+            ssd=915.0,
+            machine="Versa1",
+            description="Lateral tangent, 15 deg motorized wedge",
+            wedges=[wedge(1, "MOTORIZED", "MW15", 15.0, 0.812, 270.0)],
+        ),
+    ]
+    write_part10(add_beams(ds, beams, 15), out / "RP.dcm")
+    return [
+        row(
+            "RP.dcm",
+            "breast tangents (medial 300, lateral 120), jaw-only, one 15 deg wedge each",
+            "77307",
+        )
+    ]
+
+
+def case_05(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = [
+        body(1),
+        Roi(2, "PTV_Breast", "PTV", 70.0, -60.0, 50.0, 22.0, RED),
+        Roi(3, "Lung_L", "ORGAN", 85.0, 15.0, 40.0, 45.0, CYAN),
+        Roi(4, "Heart", "", 15.0, 5.0, 38.0, 38.0, MAGENTA),
+    ]
+    make_ct(p, out, VARIAN_15)
+    make_rs(p, rois, out, VARIAN_15)
+    ds = plan_dataset(
+        p,
+        "TANG_FIF",
+        "Left breast tangents FiF",
+        VARIAN_15,
+        rx_description="PTV_Breast",
+        rx_dose=40.05,
+    )
+
+    def apertures(sign: float) -> list[list[float]]:
+        # sign +1: open side towards +X (medial beam); -1 mirrored (lateral beam)
+        def main(y: float) -> tuple[float, float] | None:
+            if abs(y) >= 100.0:
+                return None
+            a = 4.0 + 12.0 * (y / 100.0) ** 2
+            b = 92.0 - 30.0 * (y / 100.0) ** 2
+            return (a, b) if sign > 0 else (-b, -a)
+
+        def sub(limit: float, pull: float) -> Outline:
+            def f(y: float) -> tuple[float, float] | None:
+                span = main(y)
+                if span is None:
+                    return None
+                a, b = span
+                if abs(y) < limit:
+                    if sign > 0:
+                        b -= pull
+                    else:
+                        a += pull
+                return (a, b)
+
+            return f
+
+        park = -5.0 if sign > 0 else 5.0
+        return [
+            leaves_from_outline(MILLENNIUM_BOUNDS, main, park),
+            leaves_from_outline(MILLENNIUM_BOUNDS, sub(60.0, 25.0), park),
+            leaves_from_outline(MILLENNIUM_BOUNDS, sub(35.0, 40.0), park),
+        ]
+
+    beams = []
+    for number, (name, gantry, sign, mu) in enumerate(
+        (("MED", 300.0, 1.0, 236.0), ("LAT", 120.0, -1.0, 231.0)), 1
+    ):
+        shapes = apertures(sign)
+        x = [0.0, 95.0] if sign > 0 else [-95.0, 0.0]
+        weights = (0.0, 0.8, 0.8, 0.9, 0.9, 1.0)
+        states = []
+        for k, w in enumerate(weights):
+            limits = {"ASYMX": x, "ASYMY": [-100.0, 100.0], "MLCX": shapes[k // 2]}
+            states.append(CP(gantry=gantry, weight=w, limits=limits, iso=TANGENT_ISO, ssd=910.0))
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"Tangent field-in-field, gantry {gantry:g}",
+                states,
+                mu,
+                1.335,
+                bounds=MILLENNIUM_BOUNDS,
+            )
+        )
+    write_part10(add_beams(ds, beams, 15), out / "RP.dcm")
+    make_rd(p, out, VARIAN_15, 40.05, rois[1], dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "breast tangents with field-in-field: main aperture 80% MU plus two nested sub-"
+            "segments; Heart has an empty RTROIInterpretedType; DVH present",
+            "77295",
+        )
+    ]
+
+
+PELVIS_ISO = (0.0, 10.0, 0.0)
+
+
+def four_field_box(p: Patient, vendor: tuple[str, str, str], approved: bool) -> Dataset:
+    ds = plan_dataset(
+        p,
+        "FOURFIELD",
+        "Pelvis four field box",
+        vendor,
+        approved=approved,
+        rx_description="PTV",
+        rx_dose=45.0,
+    )
+    beams = []
+    for number, (gantry, name, mu) in enumerate(
+        ((0.0, "AP", 62.0), (90.0, "LLAT", 71.0), (180.0, "PA", 63.0), (270.0, "RLAT", 70.0)), 1
+    ):
+        half_x = bev_half_width(50.0, 45.0, gantry) + 7.0
+        limits = conformal_limits(MILLENNIUM_BOUNDS, ellipse_outline(half_x, 62.0), 62.0)
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"{name} conformal to PTV",
+                static_states(gantry, limits, iso=PELVIS_ISO, energy=18.0, ssd=900.0),
+                mu,
+                0.45,
+                machine="Linac_18X",
+                bounds=MILLENNIUM_BOUNDS,
+            )
+        )
+    return add_beams(ds, beams, 25)
+
+
+def case_06(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = pelvis_rois()
+    make_ct(p, out, PHILIPS)
+    make_rs(p, rois, out, PHILIPS)
+    write_part10(four_field_box(p, PHILIPS, approved=True), out / "RP.dcm")
+    make_rd(p, out, PHILIPS, 45.0, rois[1], dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "18 MV four-field box, MLC conformal to PTV; CTV, PTV and four organs contoured; DVH "
+            "present; APPROVED",
+            "77295",
+        )
+    ]
+
+
+def case_07(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    make_ct(p, out, PHILIPS)
+    write_part10(four_field_box(p, PHILIPS, approved=False), out / "RP.dcm")
+    make_rd(p, out, PHILIPS, 45.0, Roi(2, "PTV", "PTV", 0.0, 10.0, 50.0, 45.0, RED))
+    return [
+        row(
+            "RP.dcm",
+            "same four-field box as case 06 but the referenced structure set is missing from the "
+            "export; dose without DVH (77295 is the alternative)",
+            "77307",
+        )
+    ]
+
+
+def case_08(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    ds = plan_dataset(
+        p,
+        "ELEC",
+        "Chest wall electron",
+        VARIAN,
+        rs_reference=False,
+        rx_description="Scar",
+        rx_dose=10.0,
+    )
+    pts: list[float] = []
+    n = 20
+    for k in range(n):
+        t = 2.0 * math.pi * k / n
+        r = 38.0 + 8.0 * math.cos(2 * t) + 4.0 * math.sin(3 * t)
+        pts += [r * math.cos(t) + 5.0, 0.8 * r * math.sin(t)]
+    block = item(
+        MaterialID="CERROBEND",
+        BlockTrayID="A10_CUTOUT_01",
+        SourceToBlockTrayDistance="950",
+        BlockType="APERTURE",
+        BlockDivergence="PRESENT",
+        BlockMountingPosition="PATIENT_SIDE",
+        BlockNumber=1,
+        BlockName="CUTOUT",
+        BlockThickness="15",
+        BlockTransmission="0",
+        BlockNumberOfPoints=n,
+        BlockData=nums(pts, 1),
+    )
+    applicator = item(
+        ApplicatorID="A10",
+        ApplicatorType="ELECTRON_SQUARE",
+        ApplicatorDescription="Applicator 10x10",
+    )
+    states = static_states(
+        329.0, jaws(-100.0, 100.0, -100.0, 100.0), iso=(-30.0, -90.0, 0.0), energy=9.0, ssd=1000.0
+    )
+    beam = Beam(
+        1,
+        "E9 CW",
+        "9 MeV electron with custom cutout",
+        states,
+        210.0,
+        2.0,
+        radiation="ELECTRON",
+        blocks=[block],
+        applicator=applicator,
+    )
+    write_part10(add_beams(ds, [beam], 5), out / "RP.dcm")
+    return [
+        row(
+            "RP.dcm",
+            "one 9 MeV electron field, A10 applicator with custom Cerrobend cutout",
+            "77307",
+        )
+    ]
+
+
+IMRT_SEG_WEIGHTS = (0.14, 0.12, 0.11, 0.13, 0.10, 0.15, 0.12, 0.13)
+
+
+def case_09(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = [
+        body(1),
+        Roi(2, "PTV", "PTV", 0.0, 5.0, 40.0, 35.0, RED),
+        Roi(3, "CTV", "CTV", 0.0, 5.0, 30.0, 26.0, MAGENTA),
+        Roi(4, "Bladder", "ORGAN", 0.0, -32.0, 30.0, 18.0, YELLOW),
+        Roi(5, "Rectum", "ORGAN", 0.0, 50.0, 15.0, 12.0, ORANGE),
+        Roi(6, "PenileBulb", "ORGAN", 0.0, 72.0, 10.0, 8.0, CYAN),
+    ]
+    iso = (0.0, 5.0, 0.0)
+    make_ct(p, out, PHILIPS)
+    make_rs(p, rois, out, PHILIPS)
+    ds = plan_dataset(
+        p,
+        "IMRT7F",
+        "Prostate IMRT 7 fields",
+        PHILIPS,
+        approved=True,
+        rx_description="PTV",
+        rx_dose=78.0,
+    )
+    beams = []
+    gantries = (0.0, 51.0, 103.0, 154.0, 206.0, 257.0, 309.0)
+    for number, gantry in enumerate(gantries, 1):
+        half_x = bev_half_width(40.0, 35.0, gantry) + 5.0
+        half_y = 50.0
+        x1, x2 = -math.ceil(half_x) - 2.0, math.ceil(half_x) + 2.0
+        park = x1 - 5.0
+        target = ellipse_outline(half_x, half_y)
+        shift = number % 8
+        weights = IMRT_SEG_WEIGHTS[shift:] + IMRT_SEG_WEIGHTS[:shift]
+        shapes = []
+        for seg in range(8):
+            centre = -half_x + 2.0 * half_x * (seg + 0.5) / 8.0
+            half_w = 0.28 * half_x + 4.0 * ((seg * 3 + number) % 4)
+
+            def window(
+                y: float,
+                centre: float = centre,
+                half_w: float = half_w,
+                seg: int = seg,
+                target: Outline = target,
+                number: int = number,
+            ) -> tuple[float, float] | None:
+                span = target(y)
+                if span is None:
+                    return None
+                wobble = 6.0 * math.sin(0.08 * y + seg + number)
+                lo = max(span[0], centre - half_w + wobble)
+                hi = min(span[1], centre + half_w + wobble)
+                if hi - lo < 1.0:
+                    return None
+                return (lo, hi)
+
+            shapes.append(leaves_from_outline(MILLENNIUM_BOUNDS, window, park))
+        states = []
+        cumulative = 0.0
+        for seg, shape in enumerate(shapes):
+            limits = {"ASYMX": [x1, x2], "ASYMY": [-half_y - 2.0, half_y + 2.0], "MLCX": shape}
+            start = round(cumulative, 5)
+            cumulative += weights[seg]
+            end = round(cumulative, 5) if seg < 7 else 1.0
+            states.append(CP(gantry=gantry, weight=start, limits=limits, iso=iso, ssd=880.0))
+            states.append(CP(gantry=gantry, weight=end, limits=limits, iso=iso, ssd=880.0))
+        mu = 95.0 + 7.0 * ((number * 5) % 6)
+        beams.append(
+            Beam(
+                number,
+                f"G{int(gantry):03d}",
+                f"IMRT step and shoot, gantry {gantry:g}",
+                states,
+                mu,
+                2.0 / 7,
+                machine="Linac_SS",
+                bounds=MILLENNIUM_BOUNDS,
+            )
+        )
+    write_part10(add_beams(ds, beams, 39), out / "RP.dcm")
+    make_rd(p, out, PHILIPS, 78.0, rois[1])
+    return [
+        row(
+            "RP.dcm",
+            "7-field step-and-shoot IMRT, 8 differently shaped non-nested segments per field; dose"
+            " grid without DVH",
+            "77301",
+        )
+    ]
+
+
+def case_10(out: Path) -> list[Row]:
+    p = Patient(out.name, "RTC-10", "Sample^Case10", body=(0.0, 0.0, 70.0, 85.0))
+    rois = [
+        body(1, 70.0, 85.0),
+        Roi(2, "PTV", "PTV", 0.0, -10.0, 35.0, 30.0, RED),
+        Roi(3, "Parotid_L", "ORGAN", 45.0, 5.0, 15.0, 20.0, YELLOW),
+        Roi(4, "Parotid_R", "ORGAN", -45.0, 5.0, 15.0, 20.0, ORANGE),
+        Roi(5, "SpinalCord", "ORGAN", 0.0, 45.0, 6.0, 6.0, CYAN),
+    ]
+    iso = (0.0, -10.0, 0.0)
+    make_ct(p, out, VARIAN_OLD)
+    make_rs(p, rois, out, VARIAN_OLD)
+    ds = plan_dataset(
+        p, "HN_SW", "Head neck sliding window", VARIAN_OLD, rx_description="PTV", rx_dose=60.0
+    )
+    beams = []
+    ncp = 40
+    for number, gantry in enumerate((0.0, 72.0, 144.0, 216.0, 288.0), 1):
+        half_x = bev_half_width(35.0, 30.0, gantry) + 5.0
+        half_y = 45.0
+        x1, x2 = -math.ceil(half_x) - 2.0, math.ceil(half_x) + 2.0
+        centres = [
+            (lo + hi) / 2
+            for lo, hi in zip(MILLENNIUM_BOUNDS[:-1], MILLENNIUM_BOUNDS[1:], strict=True)
+        ]
+        states = []
+        for k in range(ncp):
+            t = k / (ncp - 1)
+            base = x1 + (x2 - x1) * t
+            bank_a, bank_b = [], []
+            for pair, yc in enumerate(centres):
+                if abs(yc) >= half_y:
+                    bank_a.append(round(base, 1))
+                    bank_b.append(round(base, 1))
+                    continue
+                gap = (
+                    2.0
+                    + 12.0
+                    * (0.5 + 0.5 * math.sin(0.7 * pair + 0.35 * k + number))
+                    * math.sin(math.pi * t) ** 0.5
+                )
+                bank_a.append(round(base - gap / 2, 1))
+                bank_b.append(round(base + gap / 2, 1))
+            limits = {"ASYMX": [x1, x2], "ASYMY": [-half_y, half_y], "MLCX": bank_a + bank_b}
+            states.append(CP(gantry=gantry, weight=round(t, 5), limits=limits, iso=iso, ssd=920.0))
+        mu = 310.0 + 17.0 * number
+        beams.append(
+            Beam(
+                number,
+                f"SW{number}",
+                f"Sliding window IMRT, gantry {gantry:g}",
+                states,
+                mu,
+                0.4,
+                beam_type="DYNAMIC",
+                machine="Clinac_iX",
+                bounds=MILLENNIUM_BOUNDS,
+            )
+        )
+    write_part10(add_beams(ds, beams, 30), out / "RP.dcm")
+    make_rd(p, out, VARIAN_OLD, 60.0, rois[1], dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "5 dynamic sliding-window IMRT fields, 40 control points each, leaves sweep across the"
+            " field; DVH present",
+            "77301",
+        )
+    ]
+
+
+def vmat_arc(
+    number: int, name: str, start: float, direction: str, seed: int, iso: tuple[float, float, float]
+) -> Beam:
+    """Elekta Agility VMAT arc: ASYMY + MLCX (80 pairs), 91 control points over 358 degrees."""
+    rng = np.random.RandomState(seed)
+    ncp = 91
+    step = 358.0 / (ncp - 1) * (1.0 if direction == "CW" else -1.0)
+    increments = rng.uniform(0.15, 3.0, ncp - 1)
+    cumulative = np.concatenate([[0.0], np.cumsum(increments) / increments.sum()])
+    centres = [
+        (lo + hi) / 2 for lo, hi in zip(AGILITY_BOUNDS[:-1], AGILITY_BOUNDS[1:], strict=True)
+    ]
+    y_jaw = 45.0
+    states = []
+    for k in range(ncp):
+        gantry = round((start + step * k) % 360.0, 2)
+        half = bev_half_width(40.0, 35.0, gantry) + 3.0
+        bank_a, bank_b = [], []
+        for yc in centres:
+            if abs(yc) >= y_jaw:
+                bank_a.append(0.0)
+                bank_b.append(0.0)
+                continue
+            w = half * math.sqrt(max(0.0, 1.0 - (yc / y_jaw) ** 2)) + 2.0
+            a = -w + rng.uniform(0.0, 0.8) * w
+            b = w - rng.uniform(0.0, 0.8) * w
+            if b - a < 2.0:
+                mid = (a + b) / 2
+                a, b = mid - 1.0, mid + 1.0
+            bank_a.append(round(a, 1))
+            bank_b.append(round(b, 1))
+        limits = {"ASYMY": [-y_jaw, y_jaw], "MLCX": bank_a + bank_b}
+        weight = 1.0 if k == ncp - 1 else round(float(cumulative[k]), 5)
+        states.append(
+            CP(
+                gantry=gantry,
+                weight=weight,
+                limits=limits,
+                iso=iso,
+                ssd=900.0,
+                gantry_dir=direction if k < ncp - 1 else "NONE",
+            )
+        )
+    return Beam(
+        number,
+        name,
+        f"VMAT arc {direction} {start:g}",
+        states,
+        None,
+        1.5,
+        beam_type="DYNAMIC",
+        machine="Agility1",
+        bounds=AGILITY_BOUNDS,
+        arc=True,
+        force_mlc=True,
+    )
+
+
+def vmat_beams(iso: tuple[float, float, float]) -> list[Beam]:
+    arc1 = vmat_arc(1, "ARC1", 181.0, "CW", 1101, iso)
+    arc2 = vmat_arc(2, "ARC2", 179.0, "CC", 1102, iso)
+    arc1.meterset, arc2.meterset = 305.4, 298.7
+    return [arc1, arc2]
+
+
+def case_11(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = [
+        body(1),
+        Roi(2, "PTV", "PTV", 0.0, 10.0, 40.0, 35.0, RED),
+        Roi(3, "Rectum", "ORGAN", 0.0, 60.0, 15.0, 13.0, ORANGE),
+        Roi(4, "Bladder", "ORGAN", 0.0, -30.0, 30.0, 18.0, YELLOW),
+    ]
+    iso = (0.0, 10.0, 0.0)
+    make_ct(p, out, ELEKTA)
+    make_rs(p, rois, out, ELEKTA)
+    ds = plan_dataset(
+        p, "VMAT2A", "Prostate VMAT two arcs", ELEKTA, rx_description="PTV", rx_dose=60.0
+    )
+    write_part10(add_beams(ds, vmat_beams(iso), 20), out / "RP.dcm")
+    make_rd(p, out, ELEKTA, 60.0, rois[1])
+    return [
+        row(
+            "RP.dcm",
+            "Elekta Agility VMAT, two full arcs (CW and CC), 91 control points each, modulated MLC"
+            " and MU per degree; no DVH",
+            "77301",
+        )
+    ]
+
+
+def case_12(out: Path) -> list[Row]:
+    p = Patient(out.name, "RTC-12", "Sample^Case12", body=(0.0, 0.0, 75.0, 95.0))
+    ptv = Roi(2, "PTV", "PTV", 20.0, -10.0, 15.0, 12.0, RED)
+    rois = [
+        Roi(1, "BODY", "EXTERNAL", 0.0, 0.0, 75.0, 95.0, GREEN),
+        ptv,
+        Roi(3, "Brainstem", "ORGAN", 0.0, 25.0, 12.0, 12.0, YELLOW),
+        Roi(4, "Chiasm", "ORGAN", -12.0, -22.0, 8.0, 4.0, CYAN),
+        Roi(5, "Eye_L", "ORGAN", 30.0, -75.0, 12.0, 12.0, ORANGE),
+    ]
+    iso = (20.0, -10.0, 0.0)
+    make_ct(p, out, BRAINLAB_IPLAN)
+    make_rs(p, rois, out, BRAINLAB_IPLAN)
+    ds = plan_dataset(
+        p,
+        "DCA3",
+        "Brain dynamic conformal arcs",
+        BRAINLAB_IPLAN,
+        rx_description="PTV",
+        rx_dose=25.0,
+    )
+    arcs = (
+        (1, "Arc 1", 180.0, 120.0, "CW", 0.0, 402.0),
+        (2, "Arc 2", 60.0, 120.0, "CW", 45.0, 398.0),
+        (3, "Arc 3", 180.0, 120.0, "CC", 315.0, 405.0),
+    )
+    beams = []
+    ncp = 31
+    half_y = 17.0 + 2.0
+    for number, name, start, span, direction, couch, mu in arcs:
+        sign = 1.0 if direction == "CW" else -1.0
+        states = []
+        max_half = max(bev_half_width(15.0, 12.0, g) for g in range(360)) + 2.0
+        x_jaw = math.ceil(max_half) + 3.0
+        for k in range(ncp):
+            delta = span * k / (ncp - 1)
+            gantry = round((start + sign * delta) % 360.0, 2)
+            half_x = bev_half_width(15.0, 12.0, gantry + couch / 3.0) + 2.0
+            leaves = leaves_from_outline(
+                MILLENNIUM_BOUNDS, ellipse_outline(half_x, half_y), -x_jaw - 5.0
+            )
+            limits = {
+                "ASYMX": [-x_jaw, x_jaw],
+                "ASYMY": [-half_y - 3.0, half_y + 3.0],
+                "MLCX": leaves,
+            }
+            weight = round(delta / span, 5)
+            states.append(
+                CP(
+                    gantry=gantry,
+                    weight=weight,
+                    limits=limits,
+                    iso=iso,
+                    couch=couch,
+                    ssd=930.0,
+                    gantry_dir=direction if k < ncp - 1 else "NONE",
+                )
+            )
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"Dynamic conformal arc couch {couch:g}",
+                states,
+                mu,
+                5.0 / 3,
+                beam_type="DYNAMIC",
+                machine="NovalisTx",
+                bounds=MILLENNIUM_BOUNDS,
+                arc=True,
+            )
+        )
+    write_part10(add_beams(ds, beams, 5), out / "RP.dcm")
+    make_rd(p, out, BRAINLAB_IPLAN, 25.0, ptv, dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "three dynamic conformal arcs (couch 0/45/315), MLC follows the PTV outline, constant "
+            "MU per degree; DVH present",
+            "77295",
+        )
+    ]
+
+
+def case_13(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    ds = plan_dataset(
+        p,
+        "SPINE2ISO",
+        "Spine two isocentres",
+        VARIAN,
+        rs_reference=False,
+        rx_description="Spine",
+        rx_dose=20.0,
+    )
+    sup, inf = (0.0, 0.0, 0.0), (0.0, 0.0, -250.0)
+    beams = [
+        open_field(
+            1, "AP SUP", 0.0, 118.0, 1.0, x=(-40.0, 40.0), y=(-120.0, 120.0), iso=sup, ssd=920.0
+        ),
+        open_field(
+            2, "PA SUP", 180.0, 121.0, 1.0, x=(-40.0, 40.0), y=(-120.0, 120.0), iso=sup, ssd=900.0
+        ),
+        open_field(
+            3, "AP INF", 0.0, 117.0, 1.0, x=(-40.0, 40.0), y=(-125.0, 125.0), iso=inf, ssd=915.0
+        ),
+        open_field(
+            4, "PA INF", 180.0, 122.0, 1.0, x=(-40.0, 40.0), y=(-125.0, 125.0), iso=inf, ssd=905.0
+        ),
+    ]
+    write_part10(add_beams(ds, beams, 10), out / "RP.dcm")
+    return [row("RP.dcm", "two AP/PA jaw-only pairs at two isocentres 250 mm apart", "77307")]
+
+
+def case_14(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    ds = plan_dataset(
+        p,
+        "APPA_SETUP",
+        "AP PA with setup beams",
+        VARIAN,
+        rs_reference=False,
+        rx_description="Pelvis",
+        rx_dose=30.0,
+    )
+    beams = [
+        open_field(1, "AP", 0.0, 165.0, 1.5, x=(-70.0, 70.0), y=(-90.0, 90.0), ssd=900.0),
+        open_field(2, "PA", 180.0, 168.0, 1.5, x=(-70.0, 70.0), y=(-90.0, 90.0), ssd=890.0),
+        open_field(
+            3,
+            "SETUP AP",
+            0.0,
+            0.0,
+            None,
+            x=(-100.0, 100.0),
+            y=(-100.0, 100.0),
+            delivery="SETUP",
+            description="kV setup image AP",
+        ),
+        open_field(
+            4,
+            "SETUP LAT",
+            270.0,
+            0.0,
+            None,
+            x=(-100.0, 100.0),
+            y=(-100.0, 100.0),
+            delivery="SETUP",
+            description="kV setup image lateral",
+        ),
+        open_field(
+            5,
+            "CBCT",
+            0.0,
+            0.0,
+            None,
+            x=(-100.0, 100.0),
+            y=(-100.0, 100.0),
+            description="Cone beam CT placeholder",
+        ),
+    ]
+    beams[3].meterset = None  # SETUP LAT is not referenced by the fraction group
+    write_part10(add_beams(ds, beams, 10), out / "RP.dcm")
+    return [
+        row(
+            "RP.dcm",
+            "AP/PA jaw-only treatment pair plus two SETUP beams (one referenced with 0 MU, one "
+            "unreferenced) and a 0 MU CBCT beam",
+            "77306",
+        )
+    ]
+
+
+def case_15(out: Path) -> list[Row]:
+    p = Patient(out.name, "QA-PHANTOM", "QA^Phantom", body=(0.0, 0.0, 160.0, 160.0))
+    ds = plan_dataset(
+        p,
+        "QA_VMAT",
+        "Verification of VMAT2A",
+        ELEKTA,
+        intent="VERIFICATION",
+        rs_reference=False,
+        rx_description="Phantom",
+        rx_dose=3.0,
+    )
+    ds.ReferencedRTPlanSequence = seq(
+        [
+            item(
+                ReferencedSOPClassUID=RTPlanStorage,
+                ReferencedSOPInstanceUID=uid("11_vmat_two_arcs", "rtplan"),
+                RTPlanRelationship="VERIFIED_PLAN",
+            )
+        ]
+    )
+    arc = vmat_arc(1, "ARC1", 181.0, "CW", 1101, (0.0, 0.0, 0.0))
+    arc.meterset, arc.beam_dose = 305.4, 3.0
+    write_part10(add_beams(ds, [arc], 1), out / "RP.dcm")
+    return [
+        row(
+            "RP.dcm",
+            "VMAT arc recalculated on a QA phantom, PlanIntent VERIFICATION, references case 11 as"
+            " VERIFIED_PLAN",
+            "none",
+        )
+    ]
+
+
+def case_16(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = [
+        Roi(1, "CTV_HR", "CTV", 0.0, 0.0, 25.0, 20.0, RED),
+        Roi(2, "Bladder", "ORGAN", 0.0, -40.0, 30.0, 16.0, YELLOW),
+        Roi(3, "Rectum", "ORGAN", 0.0, 38.0, 15.0, 12.0, ORANGE),
+        Roi(4, "Sigmoid", "ORGAN", 25.0, 25.0, 12.0, 10.0, CYAN),
+    ]
+    make_ct(p, out, VARIAN)
+    make_rs(p, rois, out, VARIAN)
+    ds = plan_dataset(p, "HDR_FS", "Cervix HDR tandem and ovoids", VARIAN, approved=True)
+    ds.BrachyTreatmentTechnique = "INTRACAVITARY"
+    ds.BrachyTreatmentType = "HDR"
+    ds.TreatmentMachineSequence = seq(
+        [
+            item(
+                Manufacturer="Varian Medical Systems",
+                ManufacturerModelName="GammaMedplus iX",
+                TreatmentMachineName="HDR_GM1",
+            )
+        ]
+    )
+    air_kerma_rate = 40000.0
+    ds.SourceSequence = seq(
+        [
+            item(
+                SourceNumber=1,
+                SourceType="POINT",
+                SourceManufacturer="Varian Medical Systems",
+                ActiveSourceDiameter="0.6",
+                ActiveSourceLength="3.5",
+                SourceIsotopeName="Ir-192",
+                SourceIsotopeHalfLife="73.83",
+                ReferenceAirKermaRate=num(air_kerma_rate),
+                SourceStrengthReferenceDate="20251215",
+                SourceStrengthReferenceTime="000000",
+            )
+        ]
+    )
+    channels = []
+    total_time = 0.0
+    layout = (
+        (
+            "Tandem",
+            [(0.0, 5.0, -10.0 + 5.0 * k) for k in range(6)],
+            [20.0, 22.0, 24.0, 24.0, 22.0, 18.0],
+        ),
+        ("Ovoid L", [(20.0 + 2.5 * k, 5.0, -15.0) for k in range(3)], [25.0, 28.0, 25.0]),
+        ("Ovoid R", [(-20.0 - 2.5 * k, 5.0, -15.0) for k in range(3)], [25.0, 28.0, 25.0]),
+    )
+    for number, (name, positions, times) in enumerate(layout, 1):
+        cps = []
+        cumulative = 0.0
+        for k, (pos, t) in enumerate(zip(positions, times, strict=True)):
+            for w in (cumulative, cumulative + t):
+                cps.append(
+                    item(
+                        ControlPointIndex=len(cps),
+                        ControlPointRelativePosition=num(5.0 * k + 2.5),
+                        ControlPoint3DPosition=nums(pos, 1),
+                        CumulativeTimeWeight=num(w, 2),
+                    )
+                )
+            cumulative += t
+        total_time += cumulative
+        channels.append(
+            item(
+                NumberOfControlPoints=len(cps),
+                ChannelNumber=number,
+                ChannelLength="1200",
+                ChannelTotalTime=num(cumulative, 2),
+                SourceMovementType="STEPWISE",
+                SourceApplicatorNumber=number,
+                SourceApplicatorID=name,
+                SourceApplicatorType="RIGID",
+                SourceApplicatorLength="1200",
+                SourceApplicatorStepSize="5",
+                FinalCumulativeTimeWeight=num(cumulative, 2),
+                ReferencedSourceNumber=1,
+                BrachyControlPointSequence=seq(cps),
+            )
+        )
+    ds.ApplicationSetupSequence = seq(
+        [
+            item(
+                ApplicationSetupType="FLETCHER_SUIT",
+                ApplicationSetupNumber=1,
+                ApplicationSetupName="Tandem and ovoids",
+                TotalReferenceAirKerma=num(air_kerma_rate * total_time / 3600.0, 2),
+                ChannelSequence=seq(channels),
+            )
+        ]
+    )
+    ds.FractionGroupSequence = seq(
+        [
+            item(
+                FractionGroupNumber=1,
+                NumberOfFractionsPlanned=4,
+                NumberOfBeams=0,
+                NumberOfBrachyApplicationSetups=1,
+                ReferencedBrachyApplicationSetupSequence=seq(
+                    [item(BrachyApplicationSetupDose="7", ReferencedBrachyApplicationSetupNumber=1)]
+                ),
+            )
+        ]
+    )
+    write_part10(ds, out / "RP.dcm")
+    return [
+        row(
+            "RP.dcm",
+            "HDR intracavitary Fletcher-Suit plan, one Ir-192 source, 3 channels (tandem and two "
+            "ovoids)",
+            "77317",
+        )
+    ]
+
+
+def case_17(out: Path) -> list[Row]:
+    p = Patient(out.name, "RTC-17", "Sample^Case17", body=(0.0, 0.0, 75.0, 95.0))
+    rois = [
+        Roi(1, "BODY", "EXTERNAL", 0.0, 0.0, 75.0, 95.0, GREEN),
+        Roi(2, "PTV", "PTV", 0.0, 0.0, 25.0, 20.0, RED),
+        Roi(3, "Brainstem", "ORGAN", 0.0, 35.0, 12.0, 12.0, YELLOW),
+    ]
+    iso = (0.0, 0.0, 0.0)
+    make_ct(p, out, RAYSEARCH)
+    make_rs(p, rois, out, RAYSEARCH)
+    ds = plan_dataset(
+        p,
+        "PBS2F",
+        "Skull base PBS",
+        RAYSEARCH,
+        sop_class=RTIonPlanStorage,
+        rx_description="PTV",
+        rx_dose=54.0,
+    )
+    rng = np.random.RandomState(17)
+    beams = []
+    refs = []
+    for number, (gantry, name, meterset) in enumerate(
+        ((90.0, "LPO", 412.0), (270.0, "RPO", 405.0)), 1
+    ):
+        layers = []
+        for layer, energy in enumerate((150.0, 145.0, 140.0, 135.0, 130.0)):
+            radius = 30.0 - 3.5 * layer
+            spots = [
+                (x, y)
+                for x in np.arange(-32.0, 33.0, 8.0)
+                for y in np.arange(-32.0, 33.0, 8.0)
+                if x * x + y * y <= radius * radius
+            ]
+            raw = rng.uniform(0.5, 1.5, len(spots)) * (1.0 - 0.12 * layer)
+            layers.append((energy, spots, raw))
+        total_raw = sum(float(r.sum()) for _, _, r in layers)
+        cps = []
+        cumulative = 0.0
+        for layer, (energy, spots, raw) in enumerate(layers):
+            weights = np.round(raw / total_raw * meterset, 3).astype(np.float32)
+            spot_map = np.array(spots, dtype=np.float32).ravel()
+            layer_sum = round(float(weights.astype(np.float64).sum()), 3)
+            for half in (0, 1):
+                cp = Dataset()
+                cp.ControlPointIndex = len(cps)
+                if layer == 0 and half == 0:
+                    cp.NominalBeamEnergy = num(energy)
+                    cp.GantryAngle = num(gantry)
+                    cp.GantryRotationDirection = "NONE"
+                    cp.BeamLimitingDeviceAngle = "0"
+                    cp.BeamLimitingDeviceRotationDirection = "NONE"
+                    cp.PatientSupportAngle = "0"
+                    cp.PatientSupportRotationDirection = "NONE"
+                    cp.TableTopPitchAngle = 0.0
+                    cp.TableTopPitchRotationDirection = "NONE"
+                    cp.TableTopRollAngle = 0.0
+                    cp.TableTopRollRotationDirection = "NONE"
+                    cp.IsocenterPosition = nums(iso, 1)
+                    cp.SnoutPosition = 300.0
+                elif half == 0:
+                    cp.NominalBeamEnergy = num(energy)
+                cp.CumulativeMetersetWeight = num(
+                    cumulative if half == 0 else cumulative + layer_sum, 3
+                )
+                cp.ScanSpotTuneID = "3.0"
+                cp.NumberOfScanSpotPositions = len(spots)
+                cp.ScanSpotPositionMap = [float(v) for v in spot_map]
+                cp.ScanSpotMetersetWeights = [
+                    float(v) for v in (weights if half == 0 else np.zeros_like(weights))
+                ]
+                cp.ScanningSpotSize = [6.5, 6.5]
+                cp.NumberOfPaintings = 1
+                cps.append(cp)
+            cumulative = round(cumulative + layer_sum, 3)
+        b = Dataset()
+        b.Manufacturer = "Sample Proton Systems"
+        b.TreatmentMachineName = "GTR1"
+        b.PrimaryDosimeterUnit = "MU"
+        b.BeamNumber = number
+        b.BeamName = name
+        b.BeamDescription = f"PBS field gantry {gantry:g}"
+        b.BeamType = "STATIC"
+        b.RadiationType = "PROTON"
+        b.TreatmentDeliveryType = "TREATMENT"
+        b.NumberOfWedges = 0
+        b.NumberOfCompensators = 0
+        b.NumberOfBoli = 0
+        b.NumberOfBlocks = 0
+        b.FinalCumulativeMetersetWeight = num(cumulative, 3)
+        b.NumberOfControlPoints = len(cps)
+        b.ScanMode = "MODULATED"
+        b.VirtualSourceAxisDistances = [2000.0, 2000.0]
+        b.SnoutSequence = seq([item(SnoutID="SNOUT_M")])
+        b.NumberOfRangeShifters = 0
+        b.NumberOfLateralSpreadingDevices = 0
+        b.NumberOfRangeModulators = 0
+        b.PatientSupportType = "TABLE"
+        b.PatientSupportID = "Couch"
+        b.IonControlPointSequence = seq(cps)
+        b.ReferencedPatientSetupNumber = 1
+        beams.append(b)
+        refs.append(
+            item(BeamDose="0.9", BeamMeterset=num(cumulative, 3), ReferencedBeamNumber=number)
+        )
+    ds.FractionGroupSequence = seq(
+        [
+            item(
+                FractionGroupNumber=1,
+                NumberOfFractionsPlanned=30,
+                NumberOfBeams=2,
+                NumberOfBrachyApplicationSetups=0,
+                ReferencedBeamSequence=seq(refs),
+            )
+        ]
+    )
+    ds.IonBeamSequence = seq(beams)
+    write_part10(ds, out / "RN.dcm")
+    return [
+        row(
+            "RN.dcm",
+            "RT Ion Plan, two proton pencil-beam-scanning fields, 5 energy layers each",
+            "77301",
+        )
+    ]
+
+
+def case_18(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rows = []
+    for file_name, wedged in (("RP_a.dcm", False), ("RP_b.dcm", True)):
+        ds = plan_dataset(
+            p, "APPA", "AP PA", VARIAN, rs_reference=False, rx_description="Pelvis", rx_dose=20.0
+        )
+        beams = []
+        for number, (name, gantry, mu) in enumerate((("AP", 0.0, 140.0), ("PA", 180.0, 142.0)), 1):
+            w = [wedge(1, "STANDARD", "W30", 30.0, 0.65, 0.0)] if wedged else None
+            beams.append(
+                open_field(
+                    number,
+                    name,
+                    gantry,
+                    mu / 0.65 if wedged else mu,
+                    2.0,
+                    x=(-60.0, 60.0),
+                    y=(-70.0, 70.0),
+                    ssd=900.0,
+                    wedges=w,
+                    description=f"{name} with 30 deg wedge" if wedged else None,
+                )
+            )
+        write_part10(add_beams(ds, beams, 10), out / file_name)
+        if wedged:
+            rows.append(
+                row(
+                    f"{file_name}",
+                    "same SOPInstanceUID as RP_a.dcm but both beams carry a 30 deg wedge",
+                    "77307",
+                )
+            )
+        else:
+            rows.append(
+                row(
+                    f"{file_name}",
+                    "AP/PA jaw-only pair; shares its SOPInstanceUID with RP_b.dcm",
+                    "77306",
+                )
+            )
+    return rows
+
+
+def case_19(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    ds = plan_dataset(
+        p,
+        "MQA",
+        "Machine QA open fields",
+        BRAINLAB_ELEMENTS,
+        intent="MACHINE QA",
+        rs_reference=False,
+    )
+    beams = [
+        open_field(
+            1,
+            "QA 0",
+            0.0,
+            100.0,
+            None,
+            x=(-50.0, 50.0),
+            y=(-50.0, 50.0),
+            ssd=1000.0,
+            machine="VersaHD",
+        ),
+        open_field(
+            2,
+            "QA 90",
+            90.0,
+            100.0,
+            None,
+            x=(-50.0, 50.0),
+            y=(-50.0, 50.0),
+            ssd=1000.0,
+            machine="VersaHD",
+        ),
+    ]
+    write_part10(add_beams(ds, beams, 1), out / "RP.dcm")
+    return [
+        row("RP.dcm", "two open jaw-only fields with PlanIntent MACHINE QA (with a space)", "none")
+    ]
+
+
+CASES: dict[str, Callable[[Path], list[Row]]] = {
+    "01_single_open_field": case_01,
+    "02_ap_pa_open": case_02,
+    "03_two_mlc_fields_no_oar": case_03,
+    "04_breast_tangents_wedged": case_04,
+    "05_breast_tangents_fif": case_05,
+    "06_four_field_box_3d": case_06,
+    "07_four_field_box_no_rtstruct": case_07,
+    "08_electron_cutout": case_08,
+    "09_imrt_step_and_shoot_7f": case_09,
+    "10_imrt_sliding_window": case_10,
+    "11_vmat_two_arcs": case_11,
+    "12_dynamic_conformal_arcs": case_12,
+    "13_multiple_isocentres": case_13,
+    "14_setup_and_imaging_beams": case_14,
+    "15_qa_verification_plan": case_15,
+    "16_hdr_brachy": case_16,
+    "17_proton_pbs": case_17,
+    "18_duplicate_sop_uid": case_18,
+    "19_machine_qa_intent": case_19,
+}
+
+
+README_INTRO = """\
+# Sample data
+
+Small, synthetic DICOM-RT exports for trying and testing rtcode. Every patient,
+plan and number here is invented; nothing comes from a real patient or a real
+export. The files are generated by `scripts/make_sample_data.py`; do not edit
+them by hand. To regenerate (the output is byte-identical from run to run):
+
+    python scripts/make_sample_data.py            # writes sample_data/
+    python scripts/make_sample_data.py OTHER_DIR  # writes elsewhere
+
+Each folder is one patient. CT slices (`CT.1.dcm`..`CT.3.dcm`, 32x32) come with a
+structure set (`RS.dcm`) or a dose (`RD.dcm`). The plan is `RP.dcm` (`RN.dcm` for
+the ion plan; case 02 is a raw data set without preamble or file meta; case 18 has
+two plans sharing one SOP Instance UID). The table gives the planning code rtcode
+should suggest for each plan file.
+
+"""
+
+
+def write_readme(out_dir: Path, rows: list[tuple[str, Row]]) -> Path:
+    lines = [
+        "| case | plan file | what it shows | code | category |",
+        "|---|---|---|---|---|",
+    ]
+    for case, r in rows:
+        shows = r.shows.replace("|", "/")
+        lines.append(f"| {case} | {case}/{r.plan_file} | {shows} | {r.code} | {r.category} |")
+    path = out_dir / "README.md"
+    path.write_text(README_INTRO + "\n".join(lines) + "\n", encoding="utf-8", newline="\n")
+    return path
+
+
+def write_sample_data(out_dir: Path) -> list[Path]:
+    """Write every case folder and README.md into ``out_dir``; return the files written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[str, Row]] = []
+    for case, build in CASES.items():
+        folder = out_dir / case
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir()
+        rows += [(case, r) for r in build(folder)]
+    written = sorted(p for case in CASES for p in (out_dir / case).iterdir())
+    written.append(write_readme(out_dir, rows))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Write synthetic DICOM-RT sample patients for rtcode."
+    )
+    parser.add_argument(
+        "out_dir",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_OUT_DIR,
+        help="output folder (default: sample_data/)",
+    )
+    args = parser.parse_args(argv)
+    paths = write_sample_data(args.out_dir)
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
