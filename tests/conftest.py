@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = ROOT / "sample_data"
+REALDATA = ROOT.parent / "shared" / "realdata"
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/builders.py
+
+
+@pytest.fixture(scope="session")
+def sample_data() -> Path:
+    return SAMPLE_DATA
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    if not REALDATA.is_dir():
+        pytest.skip(f"real exports not present at {REALDATA} (they live beside the project)")
+    return REALDATA

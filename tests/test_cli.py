@@ -1,0 +1,109 @@
+"""The command line, tested as a user meets it (click's CliRunner)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from conftest import SAMPLE_DATA
+
+from rtcode import __version__
+from rtcode.cli import main
+from rtcode.render import safe_cell
+
+CASE = SAMPLE_DATA / "06_four_field_box_3d"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+@pytest.mark.parametrize("command", [[], ["scan"]])
+def test_every_command_has_help(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "advisory" in result.output or "PATHS" in result.output
+
+
+def test_scan_table():
+    result = invoke("scan", CASE)
+    assert result.exit_code == 0
+    assert "77295" in result.output and "3-D plan" in result.output
+    assert "advisory" in result.output
+
+
+def test_scan_json_carries_policy_and_version():
+    data = json.loads(invoke("scan", CASE, "--format", "json").output)
+    assert data["rtcode_version"] == __version__
+    assert data["policy"]["name"] == "default" and len(data["policy"]["sha256"]) == 64
+    [plan] = data["plans"]
+    assert plan["code"] == "77295"
+    assert plan["structure_set"]["status"] == "linked"
+    assert [b["technique"] for b in plan["beams"]] == ["conformal"] * 4
+
+
+def test_scan_csv_one_row_per_plan():
+    result = invoke("scan", SAMPLE_DATA, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert len(rows) == 20
+    assert {r["code"] for r in rows} >= {"77306", "77307", "77295", "77301", "77317", ""}
+
+
+def test_csv_cells_cannot_be_formulas():
+    assert safe_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert safe_cell("+1") == "'+1" and safe_cell("-1") == "'-1" and safe_cell("@x") == "'@x"
+    assert safe_cell("PTV") == "PTV"
+
+
+def test_output_file_is_written(tmp_path):
+    out = tmp_path / "out.json"
+    result = invoke("scan", CASE, "--format", "json", "--output", out)
+    assert result.exit_code == 0
+    assert json.loads(out.read_text())["plans"][0]["code"] == "77295"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary left
+
+
+def test_output_inside_scanned_folder_is_refused(tmp_path):
+    shutil.copytree(CASE, tmp_path / "export")
+    result = invoke("scan", tmp_path / "export", "--output", tmp_path / "export" / "out.csv")
+    assert result.exit_code == 2
+    assert "never writes under" in result.output
+    assert not (tmp_path / "export" / "out.csv").exists()
+
+
+def test_no_plan_found_exits_1(tmp_path):
+    (tmp_path / "notes.txt").write_text("nothing here")
+    result = invoke("scan", tmp_path)
+    assert result.exit_code == 1
+    assert "no readable RT Plan" in result.output
+
+
+def test_errors_are_listed_and_exit_0(tmp_path):
+    shutil.copytree(CASE, tmp_path / "export")
+    (tmp_path / "export" / "broken.dcm").write_bytes(b"not dicom at all, but named .dcm")
+    result = invoke("scan", tmp_path / "export", "--format", "json")
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert [e["path"] for e in data["errors"]] == [str(tmp_path / "export" / "broken.dcm")]
+    assert "not a DICOM file" in data["errors"][0]["error"]
+
+
+def test_bad_policy_is_a_usage_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[isodose]\nmax_simple_ports = 'two'\n")
+    result = invoke("scan", CASE, "--policy", bad)
+    assert result.exit_code == 2
+    assert "--policy" in result.output
+
+
+def test_unknown_format_is_a_usage_error():
+    assert invoke("scan", CASE, "--format", "xml").exit_code == 2

@@ -1,0 +1,38 @@
+"""The README stays true: its example output and its test command are the real ones."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+
+from click.testing import CliRunner
+from conftest import ROOT
+
+from rtcode.cli import main
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_readme_example_output_is_current():
+    block = re.search(r"```\n\$ rtcode (.+?)\n(.*?)```", README, re.S)
+    assert block, "README has no '$ rtcode ...' example"
+    args, expected = shlex.split(block.group(1)), block.group(2)
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the example uses paths relative to the project
+    try:
+        result = CliRunner().invoke(main, args)
+    finally:
+        os.chdir(cwd)
+    assert result.output == expected
+
+
+def test_ci_runs_the_readme_test_command():
+    commands = re.findall(r"```sh\n(.+?)\n```", README)
+    test_command = [c for c in commands if "pytest" in c][0]
+    assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_documents_every_command():
+    for name in main.commands:
+        assert f"rtcode {name}" in README

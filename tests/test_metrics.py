@@ -1,0 +1,99 @@
+"""Aperture and modulation numbers on hand-worked cases."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import builders as b
+import numpy as np
+import pytest
+
+from rtcode.facts import BeamLimitingDevice
+from rtcode.metrics import apertures, beam_metrics
+
+
+def test_jaw_only_rectangle():
+    beam = b.beam(1, mlc=False)
+    ap = apertures(beam)
+    assert ap.area_mm2()[0] == pytest.approx(100 * 100)
+    assert ap.perimeter_mm()[0] == pytest.approx(400)
+
+
+def test_rectangular_mlc_clipped_by_jaws():
+    # leaves open -40..40 on all 10 pairs (-50..50), Y jaws -25..35 cut the strips
+    cps = b.control_points([b.rect(-40, 40)] * 2, [0, 1], jaws=((-30.0, 50.0), (-25.0, 35.0)))
+    ap = apertures(b.beam(1, cps))
+    # open in x: -30..40 = 70 mm; in y: -25..35 = 60 mm
+    assert ap.area_mm2()[0] == pytest.approx(70 * 60)
+    assert ap.perimeter_mm()[0] == pytest.approx(2 * (70 + 60))
+
+
+def test_staircase_area_and_perimeter():
+    half = [0, 0, 0, 10, 20, 20, 10, 0, 0, 0]  # three open widths: 20, 40, 40, 20 mm
+    cps = b.control_points([b.shaped(half)] * 2, [0, 1])
+    ap = apertures(b.beam(1, cps))
+    assert ap.area_mm2()[0] == pytest.approx(10 * (20 + 40 + 40 + 20))
+    # sides 4 strips x 2 x 10 mm; across: 20 (bottom) + 20 (step) + 0 + 20 (step) + 20 (top)
+    assert ap.perimeter_mm()[0] == pytest.approx(80 + 80)
+
+
+def test_dual_layer_mlc_leaves_what_both_layers_open():
+    # Halcyon-like: two layers offset by half a leaf; the opening is their intersection
+    upper = BeamLimitingDevice("MLCX1", 10, b.BOUNDARIES)
+    shifted = tuple(v + 5.0 for v in b.BOUNDARIES)
+    lower = BeamLimitingDevice("MLCX2", 10, shifted)
+    beam = b.beam(1, mlc=False)
+    n = beam.control_points.count
+    positions = dict(beam.control_points.positions_mm)
+    positions["MLCX1"] = np.tile(b.rect(-20, 20), (n, 1))
+    positions["MLCX2"] = np.tile(b.rect(-10, 30), (n, 1))
+    beam = replace(
+        beam,
+        devices=(*beam.devices, upper, lower),
+        control_points=replace(beam.control_points, positions_mm=positions),
+    )
+    ap = apertures(beam)
+    # x: -10..20 (30 mm) where both layers have leaves (y -45..50); in y -50..-45 only
+    # the upper layer is there and leaves -20..20 (40 mm) open
+    assert ap.area_mm2()[0] == pytest.approx(30 * 95 + 40 * 5)
+
+
+def test_step_and_shoot_segments_and_mu_shares():
+    cps = b.segments_cps([(b.rect(-40, 40), 0.6), (b.rect(-20, 20), 0.3), (b.rect(-10, 10), 0.1)])
+    m = beam_metrics(b.beam(1, cps))
+    assert [round(s.mu_fraction, 6) for s in m.segments] == [0.6, 0.3, 0.1]
+    assert m.largest_segment_mu_fraction == pytest.approx(0.6)
+    assert m.subsegment_max_outside_main_mm == 0.0
+    assert m.beam_on_leaf_travel_mm == 0.0
+    np.testing.assert_allclose(m.cp_mu_fraction, [0.6, 0, 0.3, 0, 0.1, 0])
+
+
+def test_sub_segment_outside_main_is_measured():
+    cps = b.segments_cps([(b.rect(-40, 0), 0.6), (b.rect(-10, 15), 0.4)])
+    m = beam_metrics(b.beam(1, cps))
+    assert m.subsegment_max_outside_main_mm == pytest.approx(15)
+
+
+def test_arc_span_across_zero_and_mu_per_degree():
+    beam = b.arc(1, start=350, stop=10, n=5, weights=[0, 0.25, 0.5, 0.75, 1.0])
+    m = beam_metrics(beam)
+    assert m.arc_span_deg == pytest.approx(20)
+    assert m.mu_per_degree_cv == pytest.approx(0.0, abs=1e-12)
+    beam = b.arc(1, start=350, stop=10, n=5, weights=[0, 0.1, 0.5, 0.6, 1.0])
+    # rates 0.1, 0.4, 0.1, 0.4 per 5 deg: mean 0.25, sd 0.15
+    assert beam_metrics(beam).mu_per_degree_cv == pytest.approx(0.6)
+
+
+def test_absent_weights_are_not_zero_mu():
+    cps = b.control_points([b.rect(), b.rect()], [np.nan, np.nan])
+    m = beam_metrics(b.beam(1, cps))
+    assert not m.weights_valid
+    assert m.segments == ()
+
+
+def test_all_zero_leaves_are_reported_as_stripped():
+    zero = np.zeros(2 * b.PAIRS)
+    m = beam_metrics(b.beam(1, b.control_points([zero, zero], [0, 1])))
+    assert m.leaf_data_stripped
+    m = beam_metrics(b.beam(1))
+    assert not m.leaf_data_stripped
