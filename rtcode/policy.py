@@ -114,6 +114,11 @@ SCHEMA = {
     "brachytherapy.simple_max_sources": _number(1, integer=True),
     "brachytherapy.intermediate_max_sources": _number(1, integer=True),
     "approval.flag_statuses": _str_list,
+    "limits.max_file_size_mb": _number(1),
+    "limits.max_beams": _number(1, integer=True),
+    "limits.max_control_points_per_beam": _number(2, integer=True),
+    "limits.max_leaf_pairs": _number(1, integer=True),
+    "limits.max_meterset_mu": _number(1),
 }
 
 
