@@ -68,6 +68,7 @@ class Technique(str, Enum):
     ION_PENCIL_BEAM_SCANNING = "ion_pencil_beam_scanning"
     ION_PASSIVE_SCATTERING = "ion_passive_scattering"
     STEREOTACTIC_CONE = "stereotactic_cone"
+    GAMMA_KNIFE = "gamma_knife"
     UNKNOWN = "unknown"
 
 
@@ -200,6 +201,8 @@ def _beam_technique(beam: Beam, m: BeamMetrics, policy: Policy) -> tuple[Techniq
         return Technique.ELECTRON, "electron beam" + (" with " + ", ".join(parts) if parts else "")
     if "tomo" in system:
         return Technique.HELICAL_TOMOTHERAPY, "TomoTherapy machine: helical intensity modulation"
+    if "gamma" in system or "leksell" in system:
+        return Technique.GAMMA_KNIFE, "Gamma Knife: collimated cobalt sources, no linac geometry"
     if any((a.applicator_type or "").upper() == "STEREOTACTIC" for a in beam.applicators):
         return Technique.STEREOTACTIC_CONE, "stereotactic cone applicator"
     if m.leaf_data_stripped:
@@ -217,9 +220,17 @@ def _beam_technique(beam: Beam, m: BeamMetrics, policy: Policy) -> tuple[Techniq
                     f" and MU/degree varies (CV {cv:.2f})"
                 )
             cv_text = "unknown" if cv is None else f"{cv:.2f}"
+            convex = m.convexity
+            if convex is not None and convex < policy["modulation.dca_min_convexity"]:
+                return Technique.VMAT, (
+                    f"{span} at constant MU/degree (CV {cv_text}), but the leaves carve inside"
+                    f" the outline (convexity {convex:.2f}): a modulated arc"
+                )
+            convex_text = "unknown" if convex is None else f"{convex:.2f}"
             return Technique.DYNAMIC_CONFORMAL_ARC, (
                 f"{span}, aperture changes {change:.1f} mm per control point"
-                f" at constant MU/degree (CV {cv_text})"
+                f" at constant MU/degree (CV {cv_text}) and follows a convex outline"
+                f" (convexity {convex_text})"
             )
         return Technique.STATIC_ARC, f"{span} with a fixed aperture"
     if m.beam_on_leaf_travel_mm > policy["modulation.dynamic_leaf_travel_mm"]:
@@ -288,7 +299,11 @@ def _assess_beams(lp: LinkedPlan, policy: Policy) -> tuple[list[BeamAssessment],
     min_mu = policy["beams.min_meterset_mu"]
     out = []
     for beam in plan.beams:
-        m = beam_metrics(beam, policy["modulation.segment_tolerance_mm"])
+        m = beam_metrics(
+            beam,
+            policy["modulation.segment_tolerance_mm"],
+            policy["modulation.small_aperture_width_mm"],
+        )
         technique, why = _beam_technique(beam, m, policy)
         mu, fg_number = referenced.get(beam.number, (None, None))
         reason = None
@@ -600,6 +615,8 @@ def _shaped(ports: list[BeamAssessment], policy: Policy) -> list[BeamAssessment]
         Technique.SLIDING_WINDOW_IMRT,
         Technique.ION_PASSIVE_SCATTERING,
         Technique.ION_PENCIL_BEAM_SCANNING,
+        Technique.GAMMA_KNIFE,
+        Technique.STEREOTACTIC_CONE,
         *ARCS,
     }
     return [
@@ -1031,6 +1048,8 @@ def _technique_numbers(b: BeamAssessment) -> dict[str, Any]:
         out["subsegment_max_outside_main_mm"] = round(m.subsegment_max_outside_main_mm, 1)
     if m.mu_per_degree_cv is not None:
         out["mu_per_degree_cv"] = round(m.mu_per_degree_cv, 3)
+    if m.convexity is not None:
+        out["convexity"] = round(m.convexity, 3)
     if m.gantry_beam_on_travel_deg > 0:
         out["mean_aperture_change_mm"] = round(m.mean_aperture_change_mm, 2)
     return out
@@ -1046,5 +1065,6 @@ def _technique_thresholds(policy: Policy) -> dict[str, Any]:
         "arc_min_gantry_travel_deg",
         "vmat_min_mu_per_degree_cv",
         "arc_aperture_change_mm",
+        "dca_min_convexity",
     )
     return {k: policy[f"modulation.{k}"] for k in keys}

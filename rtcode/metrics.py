@@ -161,10 +161,25 @@ class BeamMetrics:
     mu_per_degree_cv: float | None  # coefficient of variation of MU/degree over the arc
     mean_area_mm2: float | None  # MU-weighted
     mean_aperture_change_mm: float  # mean leaf move per beam-on interval
+    # Modulation complexity score (McNiven et al., Med Phys 37:505, 2010): leaf sequence
+    # variability x aperture area variability, MU-weighted; 1 for an open rectangle,
+    # towards 0 as apertures become irregular and small.
+    mcs: float | None
+    # Small-aperture score (after Crowe et al. 2014): MU-weighted share of open leaf
+    # pairs narrower than the width asked for.
+    small_aperture_score: float | None
+    # Aperture area / area of its convex hull, MU-weighted: 1 when the aperture follows
+    # a convex, target-like outline; lower when leaves carve inside it.
+    convexity: float | None
+    lsv: np.ndarray | None = None  # (n,) leaf sequence variability per control point
+    aav: np.ndarray | None = None  # (n,) aperture area variability per control point
 
 
-def beam_metrics(beam: Beam, same_aperture_mm: float = _NOISE_MM) -> BeamMetrics:
-    """Measure one beam. Positions within ``same_aperture_mm`` count as one aperture."""
+def beam_metrics(
+    beam: Beam, same_aperture_mm: float = _NOISE_MM, small_aperture_mm: float = 10.0
+) -> BeamMetrics:
+    """Measure one beam. Positions within ``same_aperture_mm`` count as one aperture;
+    leaf-pair openings narrower than ``small_aperture_mm`` count as small apertures."""
     cps = beam.control_points
     n = cps.count
     w = np.asarray(cps.cumulative_meterset_weight, dtype=float)
@@ -230,6 +245,13 @@ def beam_metrics(beam: Beam, same_aperture_mm: float = _NOISE_MM) -> BeamMetrics
         mean_area = float((area[:-1] * d_mu).sum() / d_mu.sum())
     mean_change = float(moves[beam_on].mean()) if beam_on.any() else 0.0
 
+    mcs = sas = convex = lsv = aav = None
+    if ap is not None and weights_valid and beam_on.any():
+        lsv, aav = _lsv_aav(ap)
+        mcs = _interval_average(lsv * aav, d_mu)
+        sas = _interval_average(_small_share(ap, small_aperture_mm), d_mu)
+        convex = _interval_average(_convexity(ap), d_mu)
+
     return BeamMetrics(
         control_points=n,
         cp_mu_fraction=cp_mu,
@@ -251,7 +273,134 @@ def beam_metrics(beam: Beam, same_aperture_mm: float = _NOISE_MM) -> BeamMetrics
         mu_per_degree_cv=cv,
         mean_area_mm2=mean_area,
         mean_aperture_change_mm=mean_change,
+        mcs=mcs,
+        small_aperture_score=sas,
+        convexity=convex,
+        lsv=lsv,
+        aav=aav,
     )
+
+
+@dataclass(frozen=True)
+class PlanMetrics:
+    """Beam metrics aggregated over a plan's treatment beams, weighted by MU."""
+
+    beams: int
+    meterset_mu: float
+    control_points: int
+    segments: int
+    mcs: float | None
+    small_aperture_score: float | None
+    mean_area_mm2: float | None
+
+
+def plan_metrics(beams: list[tuple[BeamMetrics, float | None]]) -> PlanMetrics:
+    """Aggregate (metrics, beam MU) pairs; beams without MU do not weigh in."""
+
+    def weighted(values: list[tuple[float | None, float | None]]) -> float | None:
+        pairs = [(v, w) for v, w in values if v is not None and w is not None and w > 0]
+        if not pairs:
+            return None
+        total = sum(w for _, w in pairs)
+        return float(sum(v * w for v, w in pairs) / total)
+
+    return PlanMetrics(
+        beams=len(beams),
+        meterset_mu=float(sum(mu for _, mu in beams if mu is not None)),
+        control_points=sum(m.control_points for m, _ in beams),
+        segments=sum(len(m.segments) for m, _ in beams),
+        mcs=weighted([(m.mcs, mu) for m, mu in beams]),
+        small_aperture_score=weighted([(m.small_aperture_score, mu) for m, mu in beams]),
+        mean_area_mm2=weighted([(m.mean_area_mm2, mu) for m, mu in beams]),
+    )
+
+
+def _interval_average(per_cp: np.ndarray, d_mu: np.ndarray) -> float | None:
+    """MU-weighted mean over beam-on intervals, each taking the mean of its two ends."""
+    values = (per_cp[:-1] + per_cp[1:]) / 2
+    ok = (d_mu > 0) & np.isfinite(values)
+    if not ok.any():
+        return None
+    return float(np.average(values[ok], weights=d_mu[ok]))
+
+
+def _lsv_aav(ap: Apertures) -> tuple[np.ndarray, np.ndarray]:
+    """Per control point LSV and AAV (McNiven 2010), over the open leaf pairs."""
+    width = ap.width_mm()
+    open_ = width > 0
+    n = width.shape[0]
+    lsv = np.ones(n)
+    for i in range(n):
+        idx = np.flatnonzero(open_[i])
+        if idx.size < 2:
+            continue
+        value = 1.0
+        for bank in (ap.lo_mm[i, idx], ap.hi_mm[i, idx]):
+            spread = float(bank.max() - bank.min())
+            if spread > 0:
+                value *= float(np.mean((spread - np.abs(np.diff(bank))) / spread))
+        lsv[i] = value
+    # AAV: the aperture against the largest opening each leaf pair has in the beam.
+    lo = np.where(open_, ap.lo_mm, np.inf).min(axis=0)
+    hi = np.where(open_, ap.hi_mm, -np.inf).max(axis=0)
+    ever = open_.any(axis=0)
+    denominator = float(np.where(ever, hi - lo, 0.0).sum())
+    aav = width.sum(axis=1) / denominator if denominator > 0 else np.zeros(n)
+    return lsv, aav
+
+
+def _small_share(ap: Apertures, limit_mm: float) -> np.ndarray:
+    width = ap.width_mm()
+    open_ = width > 0
+    count = open_.sum(axis=1)
+    small = (open_ & (width < limit_mm)).sum(axis=1)
+    return np.where(count > 0, small / np.maximum(count, 1), np.nan)
+
+
+def _convexity(ap: Apertures) -> np.ndarray:
+    """Per control point: open area / area of the convex hull of the open strips."""
+    width = ap.width_mm()
+    area = ap.area_mm2()
+    out = np.full(width.shape[0], np.nan)
+    j1 = np.nan_to_num(ap.jaw_strip_mm[:, 0], nan=-np.inf)
+    j2 = np.nan_to_num(ap.jaw_strip_mm[:, 1], nan=np.inf)
+    for i in range(width.shape[0]):
+        idx = np.flatnonzero(width[i] > 0)
+        if idx.size == 0 or area[i] <= 0:
+            continue
+        y0 = np.maximum(ap.strip_edges_mm[idx], j1[i])
+        y1 = np.minimum(ap.strip_edges_mm[idx + 1], j2[i])
+        x0, x1 = ap.lo_mm[i, idx], ap.hi_mm[i, idx]
+        pts = np.concatenate(
+            [np.column_stack([x0, y0]), np.column_stack([x0, y1]),
+             np.column_stack([x1, y0]), np.column_stack([x1, y1])]
+        )  # fmt: skip
+        hull = _hull_area(pts)
+        out[i] = min(1.0, area[i] / hull) if hull > 0 else np.nan
+    return out
+
+
+def _hull_area(points: np.ndarray) -> float:
+    """Area of the convex hull (Andrew's monotone chain, then the shoelace formula)."""
+    pts = np.unique(points, axis=0)
+    if len(pts) < 3:
+        return 0.0
+
+    def half(seq: np.ndarray) -> list[np.ndarray]:
+        chain: list[np.ndarray] = []
+        for p in seq:
+            while len(chain) >= 2:
+                a, b = chain[-2], chain[-1]
+                if (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0]) > 0:
+                    break
+                chain.pop()
+            chain.append(p)
+        return chain
+
+    lower, upper = half(pts), half(pts[::-1])
+    hull = np.array(lower[:-1] + upper[:-1])
+    x, y = hull[:, 0], hull[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
 def _angle_steps(g: np.ndarray) -> np.ndarray:

@@ -89,6 +89,8 @@ SCHEMA = {
     "modulation.arc_min_gantry_travel_deg": _number(0, 360),
     "modulation.vmat_min_mu_per_degree_cv": _number(0),
     "modulation.arc_aperture_change_mm": _number(0),
+    "modulation.dca_min_convexity": _number(0, 1),
+    "modulation.small_aperture_width_mm": _number(0),
     "modulation.pencil_beam_scanning_code": _one_of(*_CODES),
     "isodose.rectangular_mlc_is_unmodified": _boolean,
     "isodose.rectangle_tolerance_mm": _number(0),

@@ -244,12 +244,20 @@ def test_fif_inside_tolerance(policy, shift, technique):
     assert result.beams[0].technique is technique
 
 
-def vmat_like(rng_seed=1, constant_rate=False, moving=True, n=37):
+def ellipse(scale: float) -> np.ndarray:
+    """A convex, target-like outline whose width scales with ``scale``."""
+    y = (np.arange(b.PAIRS) - (b.PAIRS - 1) / 2) / (b.PAIRS / 2)
+    return b.shaped(scale * 40 * np.sqrt(np.clip(1 - y**2, 0.05, None)))
+
+
+def vmat_like(rng_seed=1, constant_rate=False, moving=True, n=37, outline="carved"):
     rng = np.random.default_rng(rng_seed)
-    if moving:
-        leaves = [b.shaped(rng.uniform(5, 40, b.PAIRS)) for _ in range(n)]
-    else:
+    if not moving:
         leaves = [b.shaped()] * n
+    elif outline == "carved":  # leaves carve irregularly inside the field
+        leaves = [b.shaped(rng.uniform(5, 40, b.PAIRS)) for _ in range(n)]
+    else:  # a convex outline that changes size with the gantry, as a conformal arc
+        leaves = [ellipse(0.7 + 0.3 * np.sin(k / 6)) for k in range(n)]
     if constant_rate:
         weights = np.linspace(0, 1, n)
     else:
@@ -262,7 +270,13 @@ def vmat_like(rng_seed=1, constant_rate=False, moving=True, n=37):
     ("beam", "technique", "code"),
     [
         (vmat_like(), Technique.VMAT, "77301"),
-        (vmat_like(constant_rate=True), Technique.DYNAMIC_CONFORMAL_ARC, "77307"),
+        (vmat_like(outline="ellipse"), Technique.VMAT, "77301"),  # MU/degree varies
+        (
+            vmat_like(constant_rate=True, outline="ellipse"),
+            Technique.DYNAMIC_CONFORMAL_ARC,
+            "77307",
+        ),
+        (vmat_like(constant_rate=True), Technique.VMAT, "77301"),  # carves: convexity < 0.8
         (vmat_like(moving=False), Technique.STATIC_ARC, "77307"),
         (vmat_like(moving=False, constant_rate=True), Technique.STATIC_ARC, "77307"),
     ],
@@ -434,7 +448,7 @@ def test_simple_isodose(policy):
         ([b.beam(1, mlc=False, compensators=1)], "isodose.compensator"),
         ([b.beam(1, b.control_points([b.shaped(), b.shaped()], [0, 1]))], "isodose.shaped_mlc"),
         ([fif_beam()], "isodose.field_in_field"),
-        ([vmat_like(constant_rate=True)], "isodose.arc"),
+        ([vmat_like(constant_rate=True, outline="ellipse")], "isodose.arc"),
         ([b.beam(1, mlc=False, couch=2.0)], "isodose.couch_rotation"),
         (
             [b.beam(1, mlc=False, gantry=300), b.beam(2, mlc=False, gantry=120)],
@@ -560,7 +574,7 @@ def test_beam_order_does_not_change_the_code(order):
         b.beam(1, mlc=False, gantry=0),
         b.beam(2, mlc=False, gantry=90, wedges=[b.wedge()]),
         fif_beam(),
-        vmat_like(constant_rate=True),
+        vmat_like(constant_rate=True, outline="ellipse"),
         b.beam(5, b.control_points([b.shaped(), b.shaped()], [0, 1])),
     ]
     beams = [replace(x, number=i + 1) for i, x in enumerate(beams)]
@@ -571,3 +585,18 @@ def test_beam_order_does_not_change_the_code(order):
     assert sorted(e.rule for e in result.evidence if e.fired) == sorted(
         e.rule for e in reference.evidence if e.fired
     )
+
+
+def test_conformal_arc_convexity_threshold(policy):
+    beam = vmat_like(constant_rate=True, outline="ellipse")
+    measured = run(policy, b.plan([beam])).beams[0].metrics.convexity
+    assert 0.8 < measured <= 1.0
+    above = with_setting(policy, "modulation.dca_min_convexity", measured + 0.01)
+    below = with_setting(policy, "modulation.dca_min_convexity", measured - 0.01)
+    assert run(above, b.plan([beam])).beams[0].technique is Technique.VMAT
+    assert run(below, b.plan([beam])).beams[0].technique is Technique.DYNAMIC_CONFORMAL_ARC
+
+
+def test_gamma_knife_placeholder_beam(policy):
+    beam = b.beam(1, mlc=False, machine="Leksell Gamma Knife Icon")
+    assert run(policy, b.plan([beam])).beams[0].technique is Technique.GAMMA_KNIFE

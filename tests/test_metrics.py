@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rtcode.facts import BeamLimitingDevice
-from rtcode.metrics import apertures, beam_metrics
+from rtcode.metrics import apertures, beam_metrics, plan_metrics
 
 
 def test_jaw_only_rectangle():
@@ -97,3 +97,56 @@ def test_all_zero_leaves_are_reported_as_stripped():
     assert m.leaf_data_stripped
     m = beam_metrics(b.beam(1))
     assert not m.leaf_data_stripped
+
+
+# ------------------------------------------- modulation complexity (McNiven 2010)
+
+
+def test_mcs_of_an_open_rectangle_is_one():
+    assert beam_metrics(b.beam(1)).mcs == pytest.approx(1.0)  # rectangular MLC
+    assert beam_metrics(b.beam(1, mlc=False)).mcs == pytest.approx(1.0)  # jaws only
+
+
+def test_mcs_two_segments_hand_worked():
+    # Segment 1 opens the full 80 mm, segment 2 half of it, 50% MU each: both have
+    # straight banks (LSV = 1); AAV = 1 and 0.5; MCS = 0.5 * 1 + 0.5 * 0.5 = 0.75.
+    cps = b.segments_cps([(b.rect(-40, 40), 0.5), (b.rect(-20, 20), 0.5)])
+    assert beam_metrics(b.beam(1, cps)).mcs == pytest.approx(0.75)
+
+
+def test_mcs_leaf_sequence_variability_hand_worked():
+    # Bank A steps 5 mm per pair from -40 to -5 (spread 45 mm): LSV_A = (45 - 5) / 45;
+    # bank B straight: LSV_B = 1; one segment: AAV = 1. MCS = 40 / 45.
+    aperture = np.concatenate([-40 + 5 * np.arange(b.PAIRS), np.full(b.PAIRS, 40.0)])
+    cps = b.control_points([aperture, aperture], [0, 1])
+    assert beam_metrics(b.beam(1, cps)).mcs == pytest.approx(40 / 45)
+
+
+def test_small_aperture_score():
+    # 4 of 10 open pairs are 8 mm wide, 6 are 30 mm: 0.4 below 10 mm, 0 below 5 mm
+    aperture = b.shaped([4, 4, 4, 4, 15, 15, 15, 15, 15, 15])
+    cps = b.control_points([aperture, aperture], [0, 1])
+    assert beam_metrics(b.beam(1, cps), small_aperture_mm=10).small_aperture_score == pytest.approx(
+        0.4
+    )
+    assert beam_metrics(b.beam(1, cps), small_aperture_mm=5).small_aperture_score == pytest.approx(
+        0.0
+    )
+
+
+def test_convexity_of_a_rectangle_and_of_a_carved_aperture():
+    assert beam_metrics(b.beam(1)).convexity == pytest.approx(1.0)
+    # a "U": the middle pairs are cut back to 10 mm on one side, the outer ones open 80 mm
+    carved = b.rect(-40, 40)
+    carved[b.PAIRS + 2 : b.PAIRS + 8] = -30.0
+    m = beam_metrics(b.beam(1, b.control_points([carved, carved], [0, 1])))
+    # open area 4 x 80 x 10 + 6 x 10 x 10 = 3800 of a 8000 mm2 hull
+    assert m.convexity == pytest.approx(3800 / 8000)
+
+
+def test_plan_metrics_weight_by_mu():
+    full = beam_metrics(b.beam(1))
+    half = beam_metrics(b.beam(2, b.segments_cps([(b.rect(-40, 40), 0.5), (b.rect(-20, 20), 0.5)])))
+    agg = plan_metrics([(full, 100.0), (half, 300.0)])
+    assert agg.mcs == pytest.approx((1.0 * 100 + 0.75 * 300) / 400)
+    assert agg.meterset_mu == 400 and agg.beams == 2
