@@ -6,6 +6,7 @@ plan could be read from the inputs, 2 usage errors (bad option, bad policy).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -16,7 +17,7 @@ import click
 from . import __version__
 from . import policy as policy_mod
 from .errors import PolicyError
-from .render import to_csv, to_json, to_table
+from .render import inspect_csv, inspect_json, inspect_table, to_csv, to_json, to_table
 from .scan import scan as run_scan
 
 FORMATS = {"table": to_table, "json": to_json, "csv": to_csv}
@@ -114,3 +115,43 @@ def scan(paths: tuple[Path, ...], fmt: str, output: Path | None, policy_name: st
     if not result.plans:
         click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="table for people; json and csv for other tools (csv: one row per beam, or per"
+    " control point with --control-points).",
+)
+@click.option("--control-points", is_flag=True, help="Also list every control point of every beam.")
+@click.option(
+    "--policy",
+    "policy_name",
+    default="default",
+    show_default=True,
+    help="A shipped policy name or a policy TOML file (its thresholds name the techniques).",
+)
+def inspect(plan_file: Path, fmt: str, control_points: bool, policy_name: str) -> None:
+    """Show how one RT Plan delivers its dose: per fraction group and per beam, the
+    technique with its reason, MU, segments, MCS (McNiven 2010), small-aperture score,
+    gantry, collimator and couch; with --control-points, every control point with
+    its cumulative meterset, MU, jaws, aperture area and perimeter.
+    """
+    policy = _load_policy(policy_name)
+    result = run_scan([str(plan_file)], policy)
+    if result.errors or not result.plans:
+        reason = result.errors[0].error if result.errors else "not an RT Plan or RT Ion Plan"
+        click.echo(f"rtcode: {plan_file}: {reason}", err=True)
+        sys.exit(1)
+    data = inspect_json(result.plans[0], policy, control_points)
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    elif fmt == "csv":
+        click.echo(inspect_csv(data), nl=False)
+    else:
+        click.echo(inspect_table(data), nl=False)

@@ -6,11 +6,13 @@ import csv
 import io
 import json
 import math
+import re
 import textwrap
 from typing import Any
 
 from . import __version__
 from .classify import BeamAssessment, Classification, roi_role
+from .metrics import apertures, plan_metrics
 from .policy import Policy
 from .scan import PlanResult, ScanResult
 
@@ -47,7 +49,7 @@ def beam_json(b: BeamAssessment) -> dict[str, Any]:
         "technique": b.technique.value,
         "technique_reason": b.technique_reason,
         "machine": beam.machine,
-        "control_points": m.control_points,
+        "number_of_control_points": m.control_points,
         "segments": len(m.segments),
         "largest_segment_mu_fraction": _num(m.largest_segment_mu_fraction),
         "subsegment_max_outside_main_mm": _num(m.subsegment_max_outside_main_mm, 1),
@@ -81,6 +83,9 @@ def beam_json(b: BeamAssessment) -> dict[str, Any]:
         "compensators": beam.number_of_compensators,
         "boli": beam.number_of_boli,
         "scan_mode": beam.scan_mode,
+        "mcs": _num(m.mcs),
+        "small_aperture_score": _num(m.small_aperture_score),
+        "convexity": _num(m.convexity),
     }
 
 
@@ -247,10 +252,14 @@ CSV_COLUMNS = [
 ]
 
 
+_NUMBERS = re.compile(r"^[-+]?\d[\d.eE+-]*( [-+]?\d[\d.eE+-]*)*$")
+
+
 def safe_cell(value: Any) -> str:
-    """Neutralise spreadsheet formulas: a cell starting with = + - @ gets a leading quote."""
+    """Neutralise spreadsheet formulas: a cell starting with = + - @ (or a tab or carriage
+    return) gets a leading quote, unless it is only numbers (a negative jaw position)."""
     text = "" if value is None else str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBERS.match(text):
         return "'" + text
     return text
 
@@ -356,3 +365,180 @@ def to_table(result: ScanResult) -> str:
         lines.append(f"error: {e.path}: {e.error}")
     lines.append(f"policy {result.policy.name} {result.policy.version}. {ADVISORY}")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------- inspect
+
+
+def control_points_json(b: BeamAssessment) -> list[dict[str, Any]]:
+    """Every control point of a beam, values carried forward, with its aperture."""
+    beam, m = b.beam, b.metrics
+    cps = beam.control_points
+    ap = apertures(beam)
+    mu = b.meterset_mu
+    weights = cps.cumulative_meterset_weight
+    final = beam.final_cumulative_meterset_weight
+    rows = []
+    for i in range(cps.count):
+        w = float(weights[i])
+        row: dict[str, Any] = {
+            "index": i,
+            "gantry_deg": _num(cps.gantry_deg[i], 2),
+            "collimator_deg": _num(cps.collimator_deg[i], 2),
+            "couch_deg": _num(cps.couch_deg[i], 2),
+            "cumulative_meterset_weight": _num(w, 6),
+            "cumulative_meterset_mu": (
+                _num(w / final * mu, 3) if mu is not None and final and not math.isnan(w) else None
+            ),
+            # MU delivered from this control point to the next
+            "meterset_mu": _num(m.cp_mu_fraction[i] * mu, 3) if mu is not None else None,
+            "aperture_area_mm2": _num(m.area_mm2[i], 1) if m.area_mm2 is not None else None,
+            "aperture_perimeter_mm": (
+                _num(m.perimeter_mm[i], 1) if m.perimeter_mm is not None else None
+            ),
+            "lsv": _num(m.lsv[i]) if m.lsv is not None else None,
+            "aav": _num(m.aav[i]) if m.aav is not None else None,
+        }
+        if ap is not None:
+            row["jaw_travel_mm"] = [_num(v, 2) for v in ap.jaw_travel_mm[i]]
+            row["jaw_across_mm"] = [_num(v, 2) for v in ap.jaw_strip_mm[i]]
+        rows.append(row)
+    return rows
+
+
+def inspect_json(
+    result: PlanResult, policy: Policy, control_points: bool = False
+) -> dict[str, Any]:
+    lp, c = result.linked, result.classification
+    plan = lp.plan
+    ports = [b for b in c.beams if b.counted]
+    agg = plan_metrics([(b.metrics, b.meterset_mu) for b in ports])
+    beams = []
+    for b in c.beams:
+        item = beam_json(b)
+        if control_points:
+            item["control_points"] = control_points_json(b)
+        beams.append(item)
+    return {
+        "rtcode_version": __version__,
+        "policy": policy.summary(),
+        "path": plan.path,
+        "sop_instance_uid": plan.sop_instance_uid,
+        "patient_id": plan.patient_id,
+        "plan_label": plan.label,
+        "plan_name": plan.name,
+        "intent": plan.intent,
+        "approval_status": plan.approval_status,
+        "fraction_groups": plan_json(result, policy)["fraction_groups"],
+        "plan_metrics": {
+            "treatment_beams": agg.beams,
+            "meterset_mu": _num(agg.meterset_mu, 2),
+            "control_points": agg.control_points,
+            "segments": agg.segments,
+            "mcs": _num(agg.mcs),
+            "small_aperture_score": _num(agg.small_aperture_score),
+            "mean_aperture_area_mm2": _num(agg.mean_area_mm2, 1),
+        },
+        "beams": beams,
+    }
+
+
+_BEAM_COLUMNS = [
+    ("number", "#"),
+    ("name", "name"),
+    ("technique", "technique"),
+    ("meterset_mu", "MU"),
+    ("number_of_control_points", "CPs"),
+    ("segments", "segs"),
+    ("mcs", "MCS"),
+    ("small_aperture_score", "SAS"),
+    ("gantry_start_deg", "gantry"),
+    ("gantry_stop_deg", "to"),
+    ("collimator_deg", "coll"),
+    ("couch_deg", "couch"),
+    ("treatment_port", "port"),
+]
+_CP_COLUMNS = [
+    ("index", "cp"),
+    ("gantry_deg", "gantry"),
+    ("cumulative_meterset_weight", "cum. weight"),
+    ("meterset_mu", "MU to next"),
+    ("aperture_area_mm2", "area mm2"),
+    ("aperture_perimeter_mm", "perim. mm"),
+    ("jaw_travel_mm", "jaws along leaves"),
+    ("jaw_across_mm", "jaws across"),
+]
+
+
+def _cell(value: Any, absent: str = "-") -> str:
+    if value is None:
+        return absent
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return " ".join(_cell(v, absent) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _grid(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[str]:
+    table = [[title for _, title in columns]]
+    table += [[_clip(_cell(r.get(key)), 30) for key, _ in columns] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def inspect_table(data: dict[str, Any]) -> str:
+    pm = data["plan_metrics"]
+    lines = [
+        f"{data['path']} (for the planning code, run rtcode scan on the whole export)",
+        f"plan {data['plan_label'] or '-'} ({data['plan_name'] or '-'}), patient"
+        f" {data['patient_id'] or '-'}, intent {data['intent'] or '-'},"
+        f" {data['approval_status'] or 'approval status absent'}",
+        f"{pm['treatment_beams']} treatment beam(s), {_cell(pm['meterset_mu'])} MU, {pm['control_points']} control points,"
+        f" {pm['segments']} segments, MCS {_cell(pm['mcs'])}",
+        "",
+    ]
+    for fg in data["fraction_groups"]:
+        lines.append(
+            f"fraction group {fg['number']}: {fg['fractions']} fraction(s), beams"
+            f" {', '.join(str(n) for n in fg['beams'])}, {_cell(fg['meterset_mu'])} MU"
+        )
+    lines.append("")
+    lines += _grid(data["beams"], _BEAM_COLUMNS)
+    lines.append("")
+    for beam in data["beams"]:
+        lines.extend(
+            _wrap(f"beam {beam['number']} {beam['name'] or ''}: {beam['technique_reason']}")
+        )
+        if not beam["treatment_port"]:
+            lines.extend(_wrap(f"not a treatment port: {beam['excluded_reason']}"))
+    for beam in data["beams"]:
+        if isinstance(beam.get("control_points"), list):
+            lines += ["", f"beam {beam['number']} {beam['name'] or ''}: control points"]
+            lines += _grid(beam["control_points"], _CP_COLUMNS)
+    return "\n".join(lines) + "\n"
+
+
+def inspect_csv(data: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    with_cps = any(isinstance(b.get("control_points"), list) for b in data["beams"])
+    if with_cps:
+        keys = [k for k, _ in _CP_COLUMNS] + ["cumulative_meterset_mu", "lsv", "aav"]
+        writer.writerow(["beam_number", "beam_name", *keys])
+        for beam in data["beams"]:
+            for cp in beam.get("control_points", []):
+                writer.writerow(
+                    [safe_cell(v) for v in (beam["number"], beam["name"])]
+                    + [safe_cell(_cell(cp.get(k), "")) for k in keys]
+                )
+    else:
+        keys = [k for k, _ in _BEAM_COLUMNS] + ["technique_reason", "excluded_reason", "convexity"]
+        writer.writerow(keys)
+        for beam in data["beams"]:
+            writer.writerow([safe_cell(_cell(beam.get(k), "")) for k in keys])
+    return buf.getvalue()

@@ -60,7 +60,16 @@ def test_scan_csv_one_row_per_plan():
 
 def test_csv_cells_cannot_be_formulas():
     assert safe_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
-    assert safe_cell("+1") == "'+1" and safe_cell("-1") == "'-1" and safe_cell("@x") == "'@x"
+    assert (
+        safe_cell("+A1") == "'+A1" and safe_cell("-1+A1") == "'-1+A1" and safe_cell("@x") == "'@x"
+    )
+    assert safe_cell("\tcmd") == "'\tcmd"
+    # numbers stay numbers: a negative jaw position is not a formula
+    assert (
+        safe_cell("-45") == "-45"
+        and safe_cell("-45 45") == "-45 45"
+        and safe_cell("+1.5e3") == "+1.5e3"
+    )
     assert safe_cell("PTV") == "PTV"
 
 
@@ -107,3 +116,60 @@ def test_bad_policy_is_a_usage_error(tmp_path):
 
 def test_unknown_format_is_a_usage_error():
     assert invoke("scan", CASE, "--format", "xml").exit_code == 2
+
+
+# ---------------------------------------------------------------------- inspect
+
+VMAT = SAMPLE_DATA / "11_vmat_two_arcs" / "RP.dcm"
+
+
+def test_inspect_help():
+    result = invoke("inspect", "--help")
+    assert result.exit_code == 0 and "--control-points" in result.output
+
+
+def test_inspect_json_shape():
+    data = json.loads(invoke("inspect", VMAT, "--format", "json").output)
+    [fg] = data["fraction_groups"]
+    assert set(fg) >= {"number", "fractions", "beams", "meterset_mu"}
+    assert fg["beams"] == [1, 2]
+    assert fg["meterset_mu"] == pytest.approx(
+        sum(b["meterset_mu"] for b in data["beams"]), abs=0.01
+    )
+    for beam in data["beams"]:
+        assert beam["technique"] == "vmat"
+        assert 0 < beam["mcs"] < 1
+        assert "control_points" not in beam
+    assert 0 < data["plan_metrics"]["mcs"] < 1
+
+
+def test_inspect_control_points_add_up_to_the_beam_mu():
+    data = json.loads(invoke("inspect", VMAT, "--format", "json", "--control-points").output)
+    for beam in data["beams"]:
+        cps = beam["control_points"]
+        assert len(cps) == beam["number_of_control_points"] == 91
+        assert [c["index"] for c in cps] == list(range(91))
+        assert sum(c["meterset_mu"] for c in cps) == pytest.approx(beam["meterset_mu"], abs=0.05)
+        assert cps[-1]["cumulative_meterset_mu"] == pytest.approx(beam["meterset_mu"], abs=0.01)
+        assert all(c["aperture_area_mm2"] > 0 for c in cps)
+        assert set(cps[0]) >= {
+            "index", "gantry_deg", "cumulative_meterset_weight", "meterset_mu",
+            "aperture_area_mm2", "aperture_perimeter_mm",
+        }  # fmt: skip
+
+
+def test_inspect_csv_rows():
+    beams = list(csv.DictReader(io.StringIO(invoke("inspect", VMAT, "--format", "csv").output)))
+    assert [r["technique"] for r in beams] == ["vmat", "vmat"]
+    cps = list(
+        csv.DictReader(
+            io.StringIO(invoke("inspect", VMAT, "--format", "csv", "--control-points").output)
+        )
+    )
+    assert len(cps) == 182 and cps[0]["beam_number"] == "1"
+
+
+def test_inspect_of_a_file_that_is_not_a_plan():
+    result = invoke("inspect", CASE / "RS.dcm")
+    assert result.exit_code == 1
+    assert "not an RT Plan" in result.output

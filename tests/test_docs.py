@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 
+import pytest
 from click.testing import CliRunner
 from conftest import ROOT
 
@@ -14,10 +15,16 @@ from rtcode.cli import main
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def test_readme_example_output_is_current():
-    block = re.search(r"```\n\$ rtcode (.+?)\n(.*?)```", README, re.S)
-    assert block, "README has no '$ rtcode ...' example"
-    args, expected = shlex.split(block.group(1)), block.group(2)
+EXAMPLES = re.findall(r"```\n\$ rtcode (.+?)\n(.*?)```", README, re.S)
+
+
+def test_readme_has_examples():
+    assert len(EXAMPLES) >= 2
+
+
+@pytest.mark.parametrize(("command", "expected"), EXAMPLES, ids=[c for c, _ in EXAMPLES])
+def test_readme_example_output_is_current(command, expected):
+    args = shlex.split(command)
     cwd = os.getcwd()
     os.chdir(ROOT)  # the example uses paths relative to the project
     try:
