@@ -600,3 +600,53 @@ def test_conformal_arc_convexity_threshold(policy):
 def test_gamma_knife_placeholder_beam(policy):
     beam = b.beam(1, mlc=False, machine="Leksell Gamma Knife Icon")
     assert run(policy, b.plan([beam])).beams[0].technique is Technique.GAMMA_KNIFE
+
+
+# ------------------------------------------------------ vendor shapes, edges
+
+
+def test_viewray_like_many_beams_few_segments_is_imrt(policy):
+    # MRIdian step-and-shoot: many beams, two or three segments each, not nested
+    beams = []
+    for k in range(15):
+        segs = [(b.rect(-30 + k % 3, 10), 0.55), (b.rect(-5, 30 - k % 4), 0.45)]
+        beams.append(b.beam(k + 1, b.segments_cps(segs, gantry=k * 24)))
+    result = run(policy, b.plan(beams), b.structure_set(), [b.dose()])
+    assert {a.technique for a in result.beams} == {Technique.STEP_AND_SHOOT_IMRT}
+    assert result.code == "77301"
+
+
+def test_vmat_with_few_control_points_per_arc(policy):
+    # Monaco/Pinnacle export VMAT arcs with few control points
+    beam = vmat_like(n=9)
+    assert run(policy, b.plan([beam])).beams[0].technique is Technique.VMAT
+
+
+@pytest.mark.parametrize(("stop", "technique"), [(4, Technique.OPEN), (6, Technique.STATIC_ARC)])
+def test_arc_min_gantry_travel_threshold(policy, stop, technique):
+    # arc_min_gantry_travel_deg = 5
+    beam = b.arc(1, start=0, stop=stop, n=5)
+    assert run(policy, b.plan([beam])).beams[0].technique is technique
+
+
+def test_vmat_mu_per_degree_threshold(policy):
+    beam = vmat_like(outline="ellipse")
+    cv = run(policy, b.plan([beam])).beams[0].metrics.mu_per_degree_cv
+    above = with_setting(policy, "modulation.vmat_min_mu_per_degree_cv", cv + 0.01)
+    below = with_setting(policy, "modulation.vmat_min_mu_per_degree_cv", cv - 0.01)
+    assert run(below, b.plan([beam])).beams[0].technique is Technique.VMAT
+    assert run(above, b.plan([beam])).beams[0].technique is Technique.DYNAMIC_CONFORMAL_ARC
+
+
+@pytest.mark.parametrize(
+    ("step", "technique"), [(0.15, Technique.STATIC_ARC), (0.25, Technique.DYNAMIC_CONFORMAL_ARC)]
+)
+def test_arc_aperture_change_threshold(policy, step, technique):
+    # arc_aperture_change_mm = 0.2: the largest leaf move between two control points
+    n = 19
+    leaves = [
+        ellipse(0.8) + np.concatenate([-np.full(b.PAIRS, k * step), np.full(b.PAIRS, k * step)])
+        for k in range(n)
+    ]
+    beam = b.arc(1, n=n, leaves=leaves)
+    assert run(policy, b.plan([beam])).beams[0].technique is technique
