@@ -8,11 +8,13 @@ value found and what is allowed.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -92,6 +94,7 @@ SCHEMA = {
     "modulation.dca_min_convexity": _number(0, 1),
     "modulation.small_aperture_width_mm": _number(0),
     "modulation.pencil_beam_scanning_code": _one_of(*_CODES),
+    "modulation.compensator_is_imrt": _boolean,
     "isodose.rectangular_mlc_is_unmodified": _boolean,
     "isodose.rectangle_tolerance_mm": _number(0),
     "isodose.bolus_is_modifier": _boolean,
@@ -124,13 +127,47 @@ SCHEMA = {
 }
 
 
+def _device_tiers(value: Any) -> str | None:
+    allowed = ("77332", "77333", "77334", "")
+    kinds = ("wedge", "block", "electron_cutout", "mlc_aperture", "compensator", "bolus")
+    if not isinstance(value, dict):
+        return "a table of device kind = code"
+    for kind, code in value.items():
+        if kind not in kinds:
+            return "a table whose keys are " + ", ".join(kinds) + f" (found {kind!r})"
+        if code not in allowed:
+            return f'codes 77332, 77333, 77334 or "" (not reported); {kind} = {code!r}'
+    return None
+
+
+SCHEMA.update(
+    {
+        "electron.plan_code": _one_of("77307", "77321"),
+        "related.max_basic_dosimetry_per_date": _number(1, integer=True),
+        "related.sbrt_max_fractions": _number(1, integer=True),
+        "devices.tier": _device_tiers,
+        "imrt.require_inverse_planning_evidence": _boolean,
+        "bundling.imrt_bundles": _str_list,
+    }
+)
+OPTIONAL = {"policy.extends": _text}
+
+
 @dataclass(frozen=True)
 class Policy:
-    """A validated policy: look values up by dotted key, e.g. ``p["isodose.max_simple_ports"]``."""
+    """A validated policy: look values up by dotted key, e.g. ``p["isodose.max_simple_ports"]``.
+
+    ``validity`` maps a code to its first and last valid day (None: open-ended).
+    ``sha256`` identifies the effective settings (after ``extends``), so two files
+    that say the same thing hash the same.
+    """
 
     values: Mapping[str, Any]
     source: str
     sha256: str
+    validity: Mapping[str, tuple[dt.date | None, dt.date | None]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -145,6 +182,43 @@ class Policy:
 
     def summary(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+    def to_toml(self) -> str:
+        """The effective policy as TOML (what ``rtcode policy show`` prints)."""
+        lines = [f"# effective policy from {self.source}, sha256 {self.sha256}"]
+        section = None
+        for key in sorted(self.values, key=_section_order):
+            head, name = key.split(".", 1)
+            if head != section:
+                lines += ["", f"[{head}]"]
+                section = head
+            lines.append(f"{name} = {_toml_value(self.values[key])}")
+        if self.validity:
+            lines += ["", "[validity]"]
+            for code, (start, end) in sorted(self.validity.items()):
+                pair = [start.isoformat() if start else "", end.isoformat() if end else ""]
+                lines.append(f"{code} = {_toml_value(pair)}")
+        return "\n".join(lines) + "\n"
+
+
+def _section_order(key: str) -> tuple[int, str]:
+    order = [k.split(".")[0] for k in SCHEMA]
+    head = key.split(".")[0]
+    return (order.index(head) if head in order else len(order), key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def builtin_names() -> list[str]:
@@ -170,23 +244,38 @@ def load(name_or_path: str | Path = "default") -> Policy:
     return parse(data, text_name)
 
 
-def parse(data: bytes, source: str) -> Policy:
+def parse(data: bytes, source: str, _seen: tuple[str, ...] = ()) -> Policy:
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+    validity_doc = doc.pop("validity", {})
     flat: dict[str, Any] = {}
     for section, table in doc.items():
         if not isinstance(table, dict):
             raise PolicyError(f"{source}: top-level key {section!r} must be a [section] table")
         for key, value in table.items():
             flat[f"{section}.{key}"] = value
-    unknown = sorted(set(flat) - set(SCHEMA))
+    unknown = sorted(set(flat) - set(SCHEMA) - set(OPTIONAL))
     if unknown:
         raise PolicyError(
             f"{source}: unknown setting {unknown[0]!r}; known settings in that section: "
             + ", ".join(k for k in SCHEMA if k.split(".")[0] == unknown[0].split(".")[0])
         )
+    validity = _validity(validity_doc, source)
+    base_name = flat.pop("policy.extends", None)
+    if base_name is not None:
+        if not isinstance(base_name, str) or base_name not in builtin_names():
+            raise PolicyError(
+                f"{source}: policy.extends = {base_name!r} is not allowed; it must be one of"
+                " the shipped policies: " + ", ".join(builtin_names())
+            )
+        if base_name in _seen:
+            raise PolicyError(f"{source}: policy.extends makes a loop: {' -> '.join(_seen)}")
+        base_data = (resources.files("rtcode") / "policies" / f"{base_name}.toml").read_bytes()
+        base = parse(base_data, f"builtin:{base_name}", (*_seen, base_name))
+        flat = {**base.values, **flat}
+        validity = {**base.validity, **validity}
     missing = [k for k in SCHEMA if k not in flat]
     if missing:
         raise PolicyError(f"{source}: setting {missing[0]!r} is missing")
@@ -196,4 +285,42 @@ def parse(data: bytes, source: str) -> Policy:
             raise PolicyError(
                 f"{source}: {key} = {flat[key]!r} is not allowed; it must be {problem}"
             )
-    return Policy(MappingProxyType(flat), source, hashlib.sha256(data).hexdigest())
+    canonical = json.dumps(
+        {
+            "values": flat,
+            "validity": {k: [str(a), str(b)] for k, (a, b) in sorted(validity.items())},
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return Policy(
+        MappingProxyType(flat),
+        source,
+        hashlib.sha256(canonical.encode()).hexdigest(),
+        MappingProxyType(validity),
+    )
+
+
+def _validity(table: Any, source: str) -> dict[str, tuple[dt.date | None, dt.date | None]]:
+    if not isinstance(table, dict):
+        raise PolicyError(f"{source}: [validity] must be a table of code = [first day, last day]")
+    out = {}
+    for code, window in table.items():
+        where = f"{source}: validity.{code} = {window!r} is not allowed;"
+        if not (isinstance(window, list) and len(window) == 2):
+            raise PolicyError(f'{where} it must be [first day, last day] ("" for open)')
+        days = []
+        for text in window:
+            if not isinstance(text, str):
+                raise PolicyError(f'{where} days must be strings like "2026-01-01" or ""')
+            if not text:
+                days.append(None)
+                continue
+            try:
+                days.append(dt.date.fromisoformat(text))
+            except ValueError:
+                raise PolicyError(f"{where} {text!r} is not an ISO date (YYYY-MM-DD)") from None
+        if days[0] and days[1] and days[1] < days[0]:
+            raise PolicyError(f"{where} the last day is before the first")
+        out[str(code)] = (days[0], days[1])
+    return out
