@@ -30,6 +30,7 @@ class Category(str, Enum):
     THREE_D = "3d"
     IMRT = "imrt"
     BRACHYTHERAPY = "brachytherapy"
+    SPECIAL_PORT = "special_port_plan"
     NOT_BILLABLE = "not_billable"
     UNDETERMINED = "undetermined"
 
@@ -40,6 +41,7 @@ LABELS = {
     "77307": "complex isodose plan",
     "77295": "3-D plan",
     "77301": "IMRT plan",
+    "77321": "special teletherapy port plan",
     "77316": "brachytherapy isodose plan, simple",
     "77317": "brachytherapy isodose plan, intermediate",
     "77318": "brachytherapy isodose plan, complex",
@@ -69,10 +71,12 @@ class Technique(str, Enum):
     ION_PASSIVE_SCATTERING = "ion_passive_scattering"
     STEREOTACTIC_CONE = "stereotactic_cone"
     GAMMA_KNIFE = "gamma_knife"
+    COMPENSATOR_IMRT = "compensator_imrt"
     UNKNOWN = "unknown"
 
 
 MODULATED = {
+    Technique.COMPENSATOR_IMRT,
     Technique.STEP_AND_SHOOT_IMRT,
     Technique.SLIDING_WINDOW_IMRT,
     Technique.VMAT,
@@ -151,6 +155,7 @@ _DECIDING_RULES = {
     Category.THREE_D: "3d.",
     Category.COMPLEX_ISODOSE: "isodose.",
     Category.SIMPLE_ISODOSE: "isodose.port_count",
+    Category.SPECIAL_PORT: "electron.",
 }
 
 
@@ -199,6 +204,10 @@ def _beam_technique(beam: Beam, m: BeamMetrics, policy: Policy) -> tuple[Techniq
         parts = [f"applicator {a.applicator_id or a.applicator_type}" for a in beam.applicators]
         parts += [f"{k.block_type or 'block'} {k.name or ''}".strip() for k in beam.blocks]
         return Technique.ELECTRON, "electron beam" + (" with " + ", ".join(parts) if parts else "")
+    if (beam.number_of_compensators or 0) > 0 and policy["modulation.compensator_is_imrt"]:
+        return Technique.COMPENSATOR_IMRT, (
+            f"{beam.number_of_compensators} compensator(s) modulate the intensity"
+        )
     if "tomo" in system:
         return Technique.HELICAL_TOMOTHERAPY, "TomoTherapy machine: helical intensity modulation"
     if "gamma" in system or "leksell" in system:
@@ -454,6 +463,15 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
                 f" ({', '.join(techniques)}) was read",
             )
         )
+        if policy["imrt.require_inverse_planning_evidence"]:
+            w.flags.append(
+                Flag(
+                    "inverse_planning_evidence_required",
+                    "warning",
+                    "this policy requires inverse planning for IMRT (e.g. Medicare LCD L36711):"
+                    " keep the optimisation record (objectives, optimiser report) with the chart",
+                )
+            )
     elif three_d:
         code, category = "77295", Category.THREE_D
     else:
@@ -498,6 +516,22 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
                     "if a 3-D plan was done: needs " + " and ".join(three_d_missing),
                 )
             )
+    electrons = [b for b in ports if b.beam.radiation_type == "ELECTRON"]
+    if (
+        code in ("77306", "77307")
+        and electrons
+        and len(electrons) == len(ports)
+        and policy["electron.plan_code"] == "77321"
+    ):
+        w.add(
+            "electron.plan_code",
+            True,
+            "electron-only plan coded as a special teletherapy port plan under this policy",
+            observed=len(electrons),
+            threshold="77321",
+            setting="electron.plan_code",
+        )
+        code, category = "77321", Category.SPECIAL_PORT
     if unknown and code in ("77306", "77307", "77295"):
         w.alternatives.append(
             Alternative(

@@ -190,6 +190,17 @@ def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
             {"code": a.code, "category": a.category, "condition": a.condition}
             for a in c.alternatives
         ],
+        "date_of_service": result.date_of_service.isoformat() if result.date_of_service else None,
+        "related_codes": [
+            {
+                "code": r.code,
+                "units": r.units,
+                "kind": r.kind,
+                "reason": r.reason,
+                "setting": r.setting,
+            }
+            for r in result.related
+        ],
         "fraction_groups": [
             {
                 "number": fg.number,
@@ -349,6 +360,9 @@ def to_table(result: ScanResult) -> str:
             lines.extend(_wrap(f"because {r}"))
         for a in c.alternatives:
             lines.extend(_wrap(f"alternative {a.code} {a.condition}"))
+        billed = [r for r in p.related if r.kind == "code" and r.units]
+        if billed:
+            lines.extend(_wrap("with " + ", ".join(f"{r.code} x{r.units}" for r in billed)))
         for f in c.flags:
             if f.severity == "warning":
                 lines.extend(_wrap(f"check: {f.message}"))
@@ -498,7 +512,8 @@ def inspect_table(data: dict[str, Any]) -> str:
         f"plan {data['plan_label'] or '-'} ({data['plan_name'] or '-'}), patient"
         f" {data['patient_id'] or '-'}, intent {data['intent'] or '-'},"
         f" {data['approval_status'] or 'approval status absent'}",
-        f"{pm['treatment_beams']} treatment beam(s), {_cell(pm['meterset_mu'])} MU, {pm['control_points']} control points,"
+        f"{pm['treatment_beams']} treatment beam(s), {_cell(pm['meterset_mu'])} MU,"
+        f" {pm['control_points']} control points,"
         f" {pm['segments']} segments, MCS {_cell(pm['mcs'])}",
         "",
     ]

@@ -6,6 +6,7 @@ One bad file never stops the batch: each file's problem becomes one entry in
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,12 +18,15 @@ from .extract import extract
 from .facts import Dose, Inventory, Plan, ReadError, StructureSet
 from .link import LinkedPlan, link
 from .policy import Policy
+from .related import RelatedCode, date_of_service, related_codes
 
 
 @dataclass(frozen=True, eq=False)
 class PlanResult:
     linked: LinkedPlan
     classification: Classification
+    related: tuple[RelatedCode, ...] = ()
+    date_of_service: dt.date | None = None
 
 
 @dataclass
@@ -78,12 +82,19 @@ def collect(inputs: Iterable[str | os.PathLike[str]]) -> Inventory:
     return inv
 
 
-def scan(inputs: Iterable[str | os.PathLike[str]], policy: Policy) -> ScanResult:
+def scan(
+    inputs: Iterable[str | os.PathLike[str]],
+    policy: Policy,
+    date_override: dt.date | None = None,
+) -> ScanResult:
     inv = collect(inputs)
     result = ScanResult(policy=policy, inventory=inv)
     for lp in link(inv):
         try:
-            result.plans.append(PlanResult(lp, classify(lp, policy)))
+            c = classify(lp, policy)
+            day = date_of_service(lp, date_override)
+            related = related_codes(lp, c, policy, day)
+            result.plans.append(PlanResult(lp, c, related, day))
         except Exception as exc:  # never lose the batch to one plan
             inv.errors.append(
                 ReadError(lp.plan.path, f"could not classify the plan: {type(exc).__name__}: {exc}")
