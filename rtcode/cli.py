@@ -6,6 +6,7 @@ plan could be read from the inputs, 2 usage errors (bad option, bad policy).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -86,7 +87,20 @@ def main() -> None:
     show_default=True,
     help="A shipped policy name or a policy TOML file.",
 )
-def scan(paths: tuple[Path, ...], fmt: str, output: Path | None, policy_name: str) -> None:
+@click.option(
+    "--date",
+    "date_of_service",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date of service (YYYY-MM-DD) that selects the codes and rules in force;"
+    " default: each plan's RTPlanDate.",
+)
+def scan(
+    paths: tuple[Path, ...],
+    fmt: str,
+    output: Path | None,
+    policy_name: str,
+    date_of_service: dt.datetime | None,
+) -> None:
     """Read DICOM-RT exports under PATHS (files or folders, searched recursively) and
     code every RT Plan found, with the evidence that supports each code.
 
@@ -102,7 +116,8 @@ def scan(paths: tuple[Path, ...], fmt: str, output: Path | None, policy_name: st
                     " the folders it scans. Choose another place.",
                     param_hint="--output",
                 )
-    result = run_scan([str(p) for p in paths], policy)
+    day = date_of_service.date() if date_of_service is not None else None
+    result = run_scan([str(p) for p in paths], policy, day)
     text = FORMATS[fmt](result)
     if output is None:
         click.echo(text, nl=False)
@@ -155,3 +170,56 @@ def inspect(plan_file: Path, fmt: str, control_points: bool, policy_name: str) -
         click.echo(inspect_csv(data), nl=False)
     else:
         click.echo(inspect_table(data), nl=False)
+
+
+@main.group()
+def policy() -> None:
+    """Read, check and compare coding policies (TOML files; shipped: see `policy show`)."""
+
+
+@policy.command("show")
+@click.argument("name", default="default")
+def policy_show(name: str) -> None:
+    """Print the effective policy NAME (a shipped name or a TOML file), with `extends`
+    resolved, as TOML. Shipped policies are listed on standard error."""
+    p = _load_policy(name)
+    click.echo(p.to_toml(), nl=False)
+    click.echo("shipped policies: " + ", ".join(policy_mod.builtin_names()), err=True)
+
+
+@policy.command("check")
+@click.argument("file")
+def policy_check(file: str) -> None:
+    """Validate a policy file: exit 0 and print its name, version and hash when it is
+    valid; exit 2 with a message naming the key, the value and what is allowed."""
+    try:
+        p = policy_mod.load(file)
+    except PolicyError as exc:
+        click.echo(f"invalid: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"valid: {p.name} {p.version} sha256 {p.sha256}")
+
+
+@policy.command("diff")
+@click.argument("a")
+@click.argument("b")
+def policy_diff(a: str, b: str) -> None:
+    """Show the settings that differ between two policies (names or files). Exit 0 when
+    they are the same, 1 when they differ."""
+    pa, pb = _load_policy(a), _load_policy(b)
+    rows = []
+    for key in sorted(set(pa.values) | set(pb.values)):
+        va, vb = pa.values.get(key), pb.values.get(key)
+        if va != vb:
+            rows.append((key, va, vb))
+    for code in sorted(set(pa.validity) | set(pb.validity)):
+        va, vb = pa.validity.get(code), pb.validity.get(code)
+        if va != vb:
+            rows.append((f"validity.{code}", va, vb))
+    click.echo(f"--- {pa.name} {pa.version} ({pa.source})")
+    click.echo(f"+++ {pb.name} {pb.version} ({pb.source})")
+    for key, va, vb in rows:
+        click.echo(f"{key}: {va!r} -> {vb!r}")
+    if not rows:
+        click.echo("no differences")
+    sys.exit(1 if rows else 0)

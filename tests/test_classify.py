@@ -445,7 +445,6 @@ def test_simple_isodose(policy):
             [b.beam(1, mlc=False, radiation="ELECTRON", blocks=[b.block()])],
             "isodose.block_or_cutout",
         ),
-        ([b.beam(1, mlc=False, compensators=1)], "isodose.compensator"),
         ([b.beam(1, b.control_points([b.shaped(), b.shaped()], [0, 1]))], "isodose.shaped_mlc"),
         ([fif_beam()], "isodose.field_in_field"),
         ([vmat_like(constant_rate=True, outline="ellipse")], "isodose.arc"),
@@ -484,6 +483,18 @@ def test_simple_isodose_just_inside_limits(policy, beams, rule):
     result = run(policy, b.plan(beams))
     assert result.code == "77306"
     assert evidence(result, rule)[0].fired is False
+
+
+@pytest.mark.parametrize(
+    ("is_imrt", "code", "technique"),
+    [(True, "77301", Technique.COMPENSATOR_IMRT), (False, "77307", Technique.OPEN)],
+)
+def test_compensator_setting(policy, is_imrt, code, technique):
+    p = with_setting(policy, "modulation.compensator_is_imrt", is_imrt)
+    result = run(p, b.plan([b.beam(1, mlc=False, compensators=1)]))
+    assert result.code == code
+    assert result.beams[0].technique is technique
+    assert evidence(result, "isodose.compensator")[0].fired is True
 
 
 def test_rectangle_tolerance(policy):
