@@ -250,7 +250,9 @@ def beam_metrics(
         lsv, aav = _lsv_aav(ap)
         mcs = _interval_average(lsv * aav, d_mu)
         sas = _interval_average(_small_share(ap, small_aperture_mm), d_mu)
-        convex = _interval_average(_convexity(ap), d_mu)
+        # only the control points that bound a beam-on interval weigh in
+        needed = np.append(beam_on, False) | np.insert(beam_on, 0, False)
+        convex = _interval_average(_convexity(ap, needed), d_mu)
 
     return BeamMetrics(
         control_points=n,
@@ -357,50 +359,56 @@ def _small_share(ap: Apertures, limit_mm: float) -> np.ndarray:
     return np.where(count > 0, small / np.maximum(count, 1), np.nan)
 
 
-def _convexity(ap: Apertures) -> np.ndarray:
-    """Per control point: open area / area of the convex hull of the open strips."""
+def _convexity(ap: Apertures, needed: np.ndarray) -> np.ndarray:
+    """Per control point (where ``needed``): open area / area of the convex hull of the
+    open strips. NaN elsewhere."""
     width = ap.width_mm()
     area = ap.area_mm2()
     out = np.full(width.shape[0], np.nan)
     j1 = np.nan_to_num(ap.jaw_strip_mm[:, 0], nan=-np.inf)
     j2 = np.nan_to_num(ap.jaw_strip_mm[:, 1], nan=np.inf)
-    for i in range(width.shape[0]):
+    edges = ap.strip_edges_mm
+    for i in np.flatnonzero(needed):
         idx = np.flatnonzero(width[i] > 0)
         if idx.size == 0 or area[i] <= 0:
             continue
-        y0 = np.maximum(ap.strip_edges_mm[idx], j1[i])
-        y1 = np.minimum(ap.strip_edges_mm[idx + 1], j2[i])
-        x0, x1 = ap.lo_mm[i, idx], ap.hi_mm[i, idx]
-        pts = np.concatenate(
-            [np.column_stack([x0, y0]), np.column_stack([x0, y1]),
-             np.column_stack([x1, y0]), np.column_stack([x1, y1])]
-        )  # fmt: skip
-        hull = _hull_area(pts)
+        y0 = np.maximum(edges[idx], j1[i]).tolist()
+        y1 = np.minimum(edges[idx + 1], j2[i]).tolist()
+        x0 = ap.lo_mm[i, idx].tolist()
+        x1 = ap.hi_mm[i, idx].tolist()
+        points = sorted(
+            {
+                (x, y)
+                for xs, ys in ((x0, y0), (x0, y1), (x1, y0), (x1, y1))
+                for x, y in zip(xs, ys, strict=True)
+            }
+        )
+        hull = _hull_area(points)
         out[i] = min(1.0, area[i] / hull) if hull > 0 else np.nan
     return out
 
 
-def _hull_area(points: np.ndarray) -> float:
-    """Area of the convex hull (Andrew's monotone chain, then the shoelace formula)."""
-    pts = np.unique(points, axis=0)
-    if len(pts) < 3:
+def _hull_area(points: list[tuple[float, float]]) -> float:
+    """Area of the convex hull of sorted, distinct points (Andrew's monotone chain)."""
+    if len(points) < 3:
         return 0.0
 
-    def half(seq: np.ndarray) -> list[np.ndarray]:
-        chain: list[np.ndarray] = []
+    def half(seq: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        chain: list[tuple[float, float]] = []
         for p in seq:
             while len(chain) >= 2:
-                a, b = chain[-2], chain[-1]
-                if (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0]) > 0:
+                (ax, ay), (bx, by) = chain[-2], chain[-1]
+                if (bx - ax) * (p[1] - ay) - (by - ay) * (p[0] - ax) > 0:
                     break
                 chain.pop()
             chain.append(p)
         return chain
 
-    lower, upper = half(pts), half(pts[::-1])
-    hull = np.array(lower[:-1] + upper[:-1])
-    x, y = hull[:, 0], hull[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+    hull = half(points)[:-1] + half(points[::-1])[:-1]
+    twice = 0.0
+    for (ax, ay), (bx, by) in zip(hull, hull[1:] + hull[:1], strict=True):
+        twice += ax * by - ay * bx
+    return abs(twice) / 2
 
 
 def _angle_steps(g: np.ndarray) -> np.ndarray:

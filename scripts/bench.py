@@ -1,0 +1,156 @@
+"""Benchmark rtcode against a naive pydicom reader and against reading the bytes.
+
+    python scripts/bench.py [--patients 200] [--seed 1] [--archive DIR] [--jobs N]
+
+Builds the synthetic archive with scripts/make_archive.py (or reuses DIR when it
+exists), then times, on the same files and each in its own process:
+
+- bytes:  reading every file's bytes (the floor);
+- naive:  pydicom.dcmread of every file and element-by-element access of the facts
+          rtcode extracts (beams, control points, leaf positions, ROIs, DVH refs);
+- cold:   rtcode scan with an empty cache;
+- warm:   rtcode scan again with the cache from the cold run.
+
+Prints each time, files/s, plans/s and peak memory, and the ratios the targets are
+stated in (cold/naive, cold/bytes, warm/cold). Timings are for this machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def child_bytes(archive: str) -> dict:
+    n = 0
+    size = 0
+    for dirpath, _, files in os.walk(archive):
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb") as fh:
+                size += len(fh.read())
+            n += 1
+    return {"files": n, "bytes": size}
+
+
+def child_naive(archive: str) -> dict:
+    """What a straightforward script does: read everything, touch every value."""
+    import pydicom
+
+    files = plans = 0
+    for dirpath, _, names in os.walk(archive):
+        for name in sorted(names):
+            files += 1
+            try:
+                ds = pydicom.dcmread(os.path.join(dirpath, name), force=True)
+            except Exception:
+                continue
+            modality = ds.get("Modality")
+            if modality == "RTPLAN":
+                plans += 1
+                total = 0.0
+                for beam in ds.get("BeamSequence", []):
+                    _ = (beam.BeamNumber, beam.get("BeamName"), beam.get("BeamType"))
+                    for cp in beam.get("ControlPointSequence", []):
+                        total += float(cp.get("CumulativeMetersetWeight", 0) or 0)
+                        total += float(cp.get("GantryAngle", 0) or 0)
+                        for dev in cp.get("BeamLimitingDevicePositionSequence", []):
+                            total += sum(float(v) for v in dev.LeafJawPositions)
+                for fg in ds.get("FractionGroupSequence", []):
+                    for ref in fg.get("ReferencedBeamSequence", []):
+                        total += float(ref.get("BeamMeterset", 0) or 0)
+            elif modality == "RTSTRUCT":
+                _ = [(r.ROINumber, r.ROIName) for r in ds.get("StructureSetROISequence", [])]
+                _ = [o.get("RTROIInterpretedType") for o in ds.get("RTROIObservationsSequence", [])]
+            elif modality == "RTDOSE":
+                _ = [d.DVHReferencedROISequence[0].ReferencedROINumber for d in ds.get("DVHSequence", [])]
+    return {"files": files, "plans": plans}
+
+
+def child_rtcode(archive: str, jobs: int | None, cache: str | None) -> dict:
+    args = [sys.executable, "-m", "rtcode", "scan", archive, "--format", "json"]
+    args += ["--quiet"] if _has_option("--quiet") else []
+    if jobs is not None and _has_option("--jobs"):
+        args += ["--jobs", str(jobs)]
+    if cache is not None and _has_option("--cache"):
+        args += ["--cache", cache]
+    out = subprocess.run(args, capture_output=True, text=True, check=False)
+    data = json.loads(out.stdout)
+    return {"files": data["summary"]["files_seen"], "plans": len(data["plans"])}
+
+
+def _has_option(option: str) -> bool:
+    out = subprocess.run(
+        [sys.executable, "-m", "rtcode", "scan", "--help"], capture_output=True, text=True
+    )
+    return option in out.stdout
+
+
+def run_child(kind: str, archive: str, extra: list[str]) -> dict:
+    """Run one measurement in a fresh process; return its result, wall time and peak RSS."""
+    code = (
+        "import json, resource, sys, time\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "import bench\n"
+        "t = time.perf_counter()\n"
+        f"r = bench.child_{kind}(*{[archive, *extra]!r})\n"
+        "r['seconds'] = time.perf_counter() - t\n"
+        "r['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "r['peak_children_mb'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(json.dumps(r))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--archive", type=Path, help="reuse or create the archive here")
+    parser.add_argument("--jobs", type=int, default=None, help="rtcode --jobs (default: its own)")
+    args = parser.parse_args(argv)
+    archive = args.archive or Path(tempfile.gettempdir()) / f"rtcode-archive-{args.patients}-{args.seed}"
+    if not archive.exists():
+        subprocess.run(
+            [sys.executable, str(HERE / "make_archive.py"), "--patients", str(args.patients),
+             "--seed", str(args.seed), str(archive)],
+            check=True,
+        )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = str(Path(tmp) / "cache.sqlite")
+        results = {
+            "bytes": run_child("bytes", str(archive), []),
+            "naive": run_child("naive", str(archive), []),
+            "cold": run_child("rtcode", str(archive), [args.jobs, cache]),
+            "warm": run_child("rtcode", str(archive), [args.jobs, cache]),
+        }
+    print(f"archive {archive}: {results['bytes']['files']} files, "
+          f"{results['bytes']['bytes'] / 1e6:.0f} MB; {platform.machine()}, {os.cpu_count()} cores,"
+          f" Python {platform.python_version()}")  # fmt: skip
+    print(f"{'run':6} {'seconds':>8} {'files/s':>9} {'plans/s':>8} {'peak MB':>8}")
+    for name, r in results.items():
+        peak = max(r["peak_mb"], r.get("peak_children_mb", 0))
+        plans = r.get("plans")
+        plan_rate = f"{plans / r['seconds']:8.1f}" if plans else f"{'-':>8}"
+        print(f"{name:6} {r['seconds']:8.2f} {r['files'] / r['seconds']:9.0f} {plan_rate} {peak:8.0f}")
+    cold, warm = results["cold"]["seconds"], results["warm"]["seconds"]
+    print(f"cold/naive {cold / results['naive']['seconds']:.3f} (target <= 0.1)")
+    print(f"cold/bytes {cold / results['bytes']['seconds']:.1f} (target <= 20)")
+    print(f"warm/cold  {warm / cold:.3f} (target <= 0.05)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
