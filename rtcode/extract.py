@@ -149,6 +149,7 @@ def extract_plan(ds: Dataset, path: str, modality: Modality) -> Plan:
         beams=beams,
         brachy=brachy,
         beam_sequence_keyword=beam_kw,
+        review_date=_text(ds, "ReviewDate"),
     )
 
 

@@ -242,6 +242,7 @@ class Plan:
     beams: tuple[Beam, ...]
     brachy: Brachy | None
     beam_sequence_keyword: str  # BeamSequence or IonBeamSequence
+    review_date: str | None = None  # ReviewDate (YYYYMMDD) of an approved plan; None when absent
 
     @property
     def intent(self) -> str | None:
