@@ -150,6 +150,59 @@ SCHEMA.update(
         "bundling.imrt_bundles": _str_list,
     }
 )
+
+# [audit]: billed charges against plans (rtcode audit). The finding kinds are those of
+# rtcode/audit.py; every kind needs a severity so no finding is ever left unranked.
+AUDIT_FINDING_KINDS = (
+    "billed_not_supported",
+    "expected_not_billed",
+    "code_higher_than_plan",
+    "code_lower_than_plan",
+    "bundled_pair",
+    "frequency",
+    "charge_before_approval",
+    "charge_timing_unverifiable",
+    "needs_documentation",
+    "ncci_ptp",
+    "code_not_in_force",
+)
+AUDIT_CHARGE_FIELDS = ("patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee")
+
+
+def _audit_severities(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "a table of finding kind = severity"
+    for kind, severity in value.items():
+        if kind not in AUDIT_FINDING_KINDS:
+            return "a table whose keys are " + ", ".join(AUDIT_FINDING_KINDS) + f" (found {kind!r})"
+        if severity not in ("error", "warning", "info"):
+            return f'"error", "warning" or "info" for each kind; {kind} = {severity!r}'
+    missing = [k for k in AUDIT_FINDING_KINDS if k not in value]
+    return f"a severity for every finding kind (missing: {', '.join(missing)})" if missing else None
+
+
+def _audit_columns(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "a table of field = column name"
+    for key, name in value.items():
+        if key not in AUDIT_CHARGE_FIELDS:
+            return "a table whose keys are " + ", ".join(AUDIT_CHARGE_FIELDS) + f" (found {key!r})"
+        if not isinstance(name, str) or not name.strip():
+            return f"a non-empty column name for each field; {key} = {name!r}"
+    return None
+
+
+SCHEMA.update(
+    {
+        "audit.course_window_days": _number(0, 3650, integer=True),
+        "audit.same_course_relationships": _str_list,
+        "audit.verification_relationships": _str_list,
+        "audit.needs_documentation_codes": _str_list,
+        "audit.ptp_bypass_modifiers": _str_list,
+        "audit.severity": _audit_severities,
+        "audit.columns": _audit_columns,
+    }
+)
 OPTIONAL = {"policy.extends": _text}
 
 
