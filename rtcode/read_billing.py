@@ -1,0 +1,428 @@
+"""Reading billing files: a charges CSV and a CMS NCCI procedure-to-procedure edit file.
+
+Both are parsed as data only, with the ``csv`` module: nothing in them is evaluated.
+A row that cannot be used is rejected with its line number and a reason in plain
+words, and every other row is kept, so a malformed file never stops an audit. Only
+``read_charges`` and ``read_ptp`` touch the file system; ``parse_charges`` and
+``parse_ptp`` work on text (the tests use them directly).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from .errors import RtcodeError
+from .policy import AUDIT_CHARGE_FIELDS as FIELDS  # the fields of a charge (policy [audit] columns)
+
+REQUIRED = ("patient_id", "date_of_service", "cpt")
+
+# CPT: five digits, or four digits and F/T/U (category II/III codes); HCPCS level II:
+# a letter and four digits.
+_CODE = re.compile(r"^(\d{4}[0-9FTU]|[A-Z]\d{4})$")
+_MODIFIER = re.compile(r"^[0-9A-Z]{2}$")
+_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ][0-9:.+\-Z]*)?$")
+_BASIC = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:T[0-9:.+\-Z]*)?$")
+_US = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+_MAX_SHOWN = 120  # characters of a rejected row shown back to the reader
+
+
+class BillingFileError(RtcodeError, OSError):
+    """A charges or PTP file cannot be opened at all (the message says which and why)."""
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One accepted row of the charges file."""
+
+    line: int  # line of the file where the row starts (the header is line 1)
+    patient_id: str
+    date_of_service: dt.date
+    cpt: str
+    units: int
+    modifiers: tuple[str, ...]
+    plan: str | None  # plan label or SOP Instance UID, when the file names one
+    fee: Decimal | None  # amount billed on the row, when the file has a fee column
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    line: int
+    reason: str
+    text: str  # the row as read (clipped), so the reader can find it
+
+
+@dataclass(frozen=True)
+class Charges:
+    source: str
+    charges: tuple[Charge, ...]
+    rejected: tuple[RejectedRow, ...]
+    columns: Mapping[str, str | None]  # field -> column header found (None: absent)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PtpEdit:
+    """One NCCI PTP edit: column 2 is not paid with column 1 on one date of service."""
+
+    column1: str
+    column2: str
+    effective: dt.date
+    deletion: dt.date | None  # None: not deleted ("*" in the CMS file)
+    modifier_indicator: str  # "0" not allowed, "1" allowed, "9" not applicable
+    rationale: str | None
+    line: int
+
+
+@dataclass(frozen=True)
+class PtpFile:
+    name: str  # the file's name, cited as the rule source
+    edits: tuple[PtpEdit, ...]
+    rejected: tuple[RejectedRow, ...] = ()
+    pairs: Mapping[tuple[str, str], tuple[PtpEdit, ...]] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------- helpers
+
+
+def _decode(data: bytes) -> tuple[str, list[str]]:
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), ["the file is not UTF-8; it was read as Latin-1"]
+
+
+def _read_bytes(path: str | os.PathLike[str], what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise BillingFileError(
+            f"cannot read the {what} {os.fspath(path)}: {exc.strerror or exc}"
+        ) from None
+
+
+def _rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """(first line, cells, error) per record; a line the csv module cannot read comes back
+    with its error instead of stopping the file."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    previous = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            start = previous + 1
+            previous = max(reader.line_num, start)
+            yield start, None, f"the CSV reader could not read this line ({exc})"
+            continue
+        start = previous + 1
+        previous = reader.line_num
+        yield start, cells, None
+
+
+def _shown(cells: list[str]) -> str:
+    text = ",".join(cells)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def parse_date(text: str) -> dt.date | None:
+    """An ISO date (YYYY-MM-DD, a time after it is ignored) or YYYYMMDD; None otherwise."""
+    m = _ISO.match(text) or _BASIC.match(text)
+    if not m:
+        return None
+    try:
+        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return None
+
+
+def _code_and_modifiers(text: str) -> tuple[str, list[str]]:
+    """'77301' -> ('77301', []); '77301-26' (a code with its modifiers) -> ('77301', ['26'])."""
+    code, *mods = text.strip().upper().split("-")
+    return code.strip(), [m.strip() for m in mods if m.strip()]
+
+
+def _fee(text: str) -> Decimal | None | str:
+    """A non-negative amount (currency sign and thousands separators allowed), None when
+    blank, or the reason it cannot be read."""
+    raw = text.strip()
+    if not raw:
+        return None
+    cleaned = raw.lstrip("$€£ ").replace(" ", "")
+    if re.match(r"^\d{1,3}(,\d{3})+(\.\d+)?$", cleaned):
+        cleaned = cleaned.replace(",", "")
+    if not re.match(r"^-?\d+(\.\d+)?$", cleaned):
+        return f"fee {raw!r} is not an amount"
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        return f"fee {raw!r} is not an amount"
+    if value < 0:
+        return f"fee {raw!r} is negative: credits are not audited; net them out first"
+    return value
+
+
+# ----------------------------------------------------------------------- charges
+
+
+def read_charges(path: str | os.PathLike[str], columns: Mapping[str, str]) -> Charges:
+    """Read a charges CSV; ``columns`` maps each field to the column name the file uses."""
+    text, notes = _decode(_read_bytes(path, "charges file"))
+    result = parse_charges(text, columns, os.fspath(path))
+    return Charges(result.source, result.charges, result.rejected, result.columns, tuple(notes))
+
+
+def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges>") -> Charges:
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the header
+    wanted = {f: (columns.get(f) or f).strip().casefold() for f in FIELDS}
+    header: list[str] | None = None
+    index: dict[str, int] = {}
+    charges: list[Charge] = []
+    rejected: list[RejectedRow] = []
+    missing_required: list[str] = []
+    for line, cells, error in _rows(text, ","):
+        if error is not None or cells is None:
+            rejected.append(RejectedRow(line, error or "unreadable line", ""))
+            continue
+        if not any(c.strip() for c in cells):
+            continue  # blank line
+        if header is None:
+            header = cells
+            names = [c.strip().casefold() for c in cells]
+            for f in FIELDS:
+                if wanted[f] in names:
+                    index[f] = names.index(wanted[f])
+            missing_required = [f for f in REQUIRED if f not in index]
+            if missing_required:
+                found = ", ".join(repr(c.strip()) for c in cells)
+                rejected.append(
+                    RejectedRow(
+                        line,
+                        "the header has no column "
+                        + ", ".join(_column_name(columns, f) for f in missing_required)
+                        + f"; columns found: {found}. Map them with --column FIELD=NAME or the"
+                        " policy's [audit] columns",
+                        _shown(cells),
+                    )
+                )
+            continue
+        if missing_required:
+            rejected.append(
+                RejectedRow(
+                    line,
+                    "not read: the header lacks the "
+                    + ", ".join(missing_required)
+                    + " column(s) (see the header line)",
+                    _shown(cells),
+                )
+            )
+            continue
+        outcome = _charge(line, cells, len(header), index)
+        if isinstance(outcome, Charge):
+            charges.append(outcome)
+        else:
+            rejected.append(RejectedRow(line, outcome, _shown(cells)))
+    if header is None:
+        rejected.append(RejectedRow(1, "the file is empty: no header and no charges", ""))
+    found_columns = {f: (header[i].strip() if header else None) for f, i in index.items()}
+    return Charges(
+        source,
+        tuple(charges),
+        tuple(rejected),
+        {f: found_columns.get(f) for f in FIELDS},
+    )
+
+
+def _column_name(columns: Mapping[str, str], f: str) -> str:
+    name = (columns.get(f) or f).strip()
+    return repr(name) if name == f else f"{name!r} (for {f})"
+
+
+def _charge(line: int, cells: list[str], width: int, index: dict[str, int]) -> Charge | str:
+    """The charge on a data row, or the reason it is rejected (the first problem found)."""
+    extra = [c for c in cells[width:] if c.strip()]
+    if extra:
+        return (
+            f"the row has {len(cells)} cells but the header has {width}"
+            " (a comma inside an unquoted value?)"
+        )
+
+    def cell(name: str) -> str:
+        i = index.get(name)
+        return cells[i].strip() if i is not None and i < len(cells) else ""
+
+    patient = cell("patient_id")
+    if not patient:
+        return "missing patient ID"
+    raw_code = cell("cpt")
+    if not raw_code:
+        return "missing code"
+    code, code_mods = _code_and_modifiers(raw_code)
+    if not _CODE.match(code):
+        return (
+            f"unknown code {raw_code!r}: a CPT or HCPCS code has five characters (five"
+            " digits, four digits and F, T or U, or a letter and four digits)"
+        )
+    raw_date = cell("date_of_service")
+    if not raw_date:
+        return "missing date of service"
+    day = parse_date(raw_date)
+    if day is None:
+        return f"date of service {raw_date!r} is not an ISO date (YYYY-MM-DD)"
+    raw_units = cell("units")
+    if not raw_units:
+        units = 1
+    elif re.match(r"^-?\d+(\.0+)?$", raw_units):
+        units = int(float(raw_units))
+        if units <= 0:
+            return (
+                f"units {raw_units!r}: reversals and zero-unit rows are not audited;"
+                " net them out before the audit"
+            )
+    else:
+        return f"units {raw_units!r} is not a whole number"
+    modifiers = [m for m in re.split(r"[\s,;:|/]+", cell("modifiers").upper()) if m]
+    modifiers = code_mods + modifiers
+    bad = [m for m in modifiers if not _MODIFIER.match(m)]
+    if bad:
+        return f"modifier {bad[0]!r} is not a two-character modifier"
+    fee = _fee(cell("fee"))
+    if isinstance(fee, str):
+        return fee
+    return Charge(
+        line=line,
+        patient_id=patient,
+        date_of_service=day,
+        cpt=code,
+        units=units,
+        modifiers=tuple(dict.fromkeys(modifiers)),
+        plan=cell("plan") or None,
+        fee=fee,
+    )
+
+
+# --------------------------------------------------------------------------- PTP
+
+# The CMS layout (Medicare NCCI PTP edit files, tab-delimited text or CSV): column 1,
+# column 2, "in existence prior to 1996" flag, effective date, deletion date ("*" for
+# none), modifier indicator, PTP edit rationale.
+_CMS_ORDER = {
+    "column1": 0,
+    "column2": 1,
+    "effective": 3,
+    "deletion": 4,
+    "modifier": 5,
+    "rationale": 6,
+}
+_HEADER_WORDS = {
+    "column1": re.compile(r"column\s*1(?!\d)"),
+    "column2": re.compile(r"column\s*2(?!\d)"),
+    "effective": re.compile(r"effective"),
+    "deletion": re.compile(r"deletion"),
+    "modifier": re.compile(r"modifier"),
+    "rationale": re.compile(r"rationale"),
+}
+
+
+def read_ptp(path: str | os.PathLike[str]) -> PtpFile:
+    text, _ = _decode(_read_bytes(path, "PTP edit file"))
+    return parse_ptp(text, Path(path).name)
+
+
+def _ptp_date(text: str) -> dt.date | None:
+    day = parse_date(text)
+    if day is not None:
+        return day
+    m = _US.match(text)  # spreadsheet exports of the CMS file show M/D/YYYY
+    if m:
+        try:
+            return dt.date(int(m.group(3)), int(m.group(1)), int(m.group(2)))
+        except ValueError:
+            return None
+    return None
+
+
+def _ptp_header(cells: list[str]) -> dict[str, int] | None:
+    names = [c.strip().casefold() for c in cells]
+    if not any("effective" in n for n in names):
+        return None
+    found: dict[str, int] = {}
+    for key, pattern in _HEADER_WORDS.items():
+        for i, name in enumerate(names):
+            if i not in found.values() and pattern.search(name):
+                found[key] = i
+                break
+    needed = ("column1", "column2", "effective", "deletion", "modifier")
+    return found if all(k in found for k in needed) else None
+
+
+def parse_ptp(text: str, name: str = "<ptp>") -> PtpFile:
+    """Edits from a PTP file. Lines that do not start with two codes (the CMS notices and
+    the header) are skipped; a line that does but cannot be read is rejected."""
+    first = text.split("\n", 40)[:40]
+    delimiter = "\t" if any("\t" in line for line in first) else ","
+    layout = dict(_CMS_ORDER)
+    edits: list[PtpEdit] = []
+    rejected: list[RejectedRow] = []
+    for line, cells, error in _rows(text, delimiter):
+        if error is not None or cells is None:
+            rejected.append(RejectedRow(line, error or "unreadable line", ""))
+            continue
+        header = _ptp_header(cells)
+        if header is not None:
+            layout = header
+            continue
+
+        def cell(key: str, cells: list[str] = cells, layout: dict[str, int] = layout) -> str:
+            i = layout.get(key)
+            return cells[i].strip() if i is not None and i < len(cells) else ""
+
+        c1, c2 = cell("column1").upper(), cell("column2").upper()
+        if not (_CODE.match(c1) and _CODE.match(c2)):
+            continue  # notices, titles, header continuation lines
+        effective = _ptp_date(cell("effective"))
+        if effective is None:
+            rejected.append(
+                RejectedRow(
+                    line, f"effective date {cell('effective')!r} is not a date", _shown(cells)
+                )
+            )
+            continue
+        raw_deletion = cell("deletion")
+        deletion = None
+        if raw_deletion not in ("", "*"):
+            deletion = _ptp_date(raw_deletion)
+            if deletion is None:
+                rejected.append(
+                    RejectedRow(
+                        line,
+                        f"deletion date {raw_deletion!r} is not a date or '*'",
+                        _shown(cells),
+                    )
+                )
+                continue
+        indicator = cell("modifier")
+        if indicator not in ("0", "1", "9"):
+            rejected.append(
+                RejectedRow(
+                    line,
+                    f"modifier indicator {indicator!r} is not 0, 1 or 9",
+                    _shown(cells),
+                )
+            )
+            continue
+        edits.append(
+            PtpEdit(c1, c2, effective, deletion, indicator, cell("rationale") or None, line)
+        )
+    pairs: dict[tuple[str, str], list[PtpEdit]] = {}
+    for e in edits:
+        pairs.setdefault((e.column1, e.column2), []).append(e)
+    return PtpFile(name, tuple(edits), tuple(rejected), {k: tuple(v) for k, v in pairs.items()})
