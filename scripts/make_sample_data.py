@@ -7,9 +7,10 @@ Usage::
 
 OUT_DIR defaults to the repository's ``sample_data/`` folder. One folder is
 written per case (``01_single_open_field`` ... ``19_machine_qa_intent``) plus
-``README.md`` with a table of the expected planning codes. Only those case
-folders and that README are deleted and rewritten; anything else in OUT_DIR is
-left alone.
+``README.md`` with a table of the expected planning codes, and the charges files
+for ``rtcode audit`` (``charges_clean.csv``, ``charges_planted.csv``,
+``ptp_synthetic.txt``). Only those folders and files are deleted and rewritten;
+anything else in OUT_DIR is left alone.
 
 Every value is invented: no real patient, no bytes or UIDs from real exports.
 The output is deterministic (fixed dates, UIDs derived from the case and role
@@ -20,12 +21,13 @@ the script twice gives byte-identical files.
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import shutil
 import sys
 from collections.abc import Callable, Iterable
 from collections.abc import Sequence as Seq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -2059,6 +2061,222 @@ CASES: dict[str, Callable[[Path], list[Row]]] = {
 }
 
 
+# --------------------------------------------------------------------------
+# charges for `rtcode audit`
+# --------------------------------------------------------------------------
+
+PLAN_DAY, APPROVED_DAY = "2026-01-05", "2026-01-06"  # RTPlanDate; ReviewDate of approved plans
+# Invented unit fees (not a fee schedule): they only show the money-weighted summary.
+UNIT_FEE = {
+    "77280": 150, "77290": 250, "77295": 450, "77300": 60, "77301": 900, "77306": 120,
+    "77307": 180, "77317": 300, "77331": 80, "77334": 95, "77338": 350, "77386": 400,
+}  # fmt: skip
+# What `rtcode scan sample_data` codes for each billable plan: patient, plan label,
+# approved (charges dated on the ReviewDate, else on the RTPlanDate), codes and units.
+# Case 18 bills the wedged version (RP_b.dcm) of its two same-UID plans.
+BILLED_PLANS = [
+    ("RTC-01", "SINGLE", False, [("77306", 1)]),
+    ("RTC-02", "APPA", False, [("77306", 1)]),
+    ("RTC-03", "LATS", False, [("77307", 1), ("77334", 2)]),
+    ("RTC-04", "TANG_W", False, [("77307", 1), ("77334", 2)]),
+    ("RTC-05", "TANG_FIF", False, [("77295", 1), ("77300", 2), ("77334", 2)]),
+    ("RTC-06", "FOURFIELD", True, [("77295", 1), ("77300", 4), ("77334", 4)]),
+    ("RTC-07", "FOURFIELD", False, [("77307", 1), ("77334", 4)]),
+    ("RTC-08", "ELEC", False, [("77307", 1), ("77334", 1)]),
+    ("RTC-09", "IMRT7F", True, [("77301", 1), ("77300", 7), ("77338", 1)]),
+    ("RTC-10", "HN_SW", False, [("77301", 1), ("77300", 5), ("77338", 1)]),
+    ("RTC-11", "VMAT2A", False, [("77301", 1), ("77300", 2), ("77338", 1)]),
+    ("RTC-12", "DCA3", False, [("77295", 1), ("77300", 3), ("77334", 3)]),
+    ("RTC-13", "SPINE2ISO", False, [("77307", 1)]),
+    ("RTC-14", "APPA_SETUP", False, [("77306", 1)]),
+    ("RTC-16", "HDR_FS", True, [("77317", 1)]),
+    ("RTC-17", "PBS2F", False, [("77301", 1), ("77300", 2)]),
+    ("RTC-18", "APPA", False, [("77307", 1), ("77334", 2)]),
+]
+CHARGE_HEADER = ("patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee")
+
+
+@dataclass(frozen=True)
+class ChargeRow:
+    patient: str
+    day: str
+    cpt: str
+    units: int = 1
+    modifiers: str = ""
+    plan: str = ""
+    note: str = ""  # why the row is in the planted file ("" for a clean row)
+    fee: str | None = None  # None: units x UNIT_FEE
+
+    def cells(self) -> list[str]:
+        fee = self.fee
+        if fee is None:
+            fee = f"{UNIT_FEE[self.cpt] * self.units:.2f}" if self.cpt in UNIT_FEE else ""
+        return [self.patient, self.day, self.cpt, str(self.units), self.modifiers, self.plan, fee]
+
+
+def clean_charges() -> list[ChargeRow]:
+    return [
+        ChargeRow(patient, APPROVED_DAY if approved else PLAN_DAY, code, units, plan=label)
+        for patient, label, approved, codes in BILLED_PLANS
+        for code, units in codes
+    ]
+
+
+def planted_charges() -> tuple[list[ChargeRow], list[str]]:
+    """The clean charges with one planted error of every audit finding kind; also the
+    notes on planted changes that leave no row behind."""
+    changed = {
+        ("RTC-03", "77307"): [
+            dict(cpt="77306", note="code_lower_than_plan: 77306 billed, the plan's MLC-shaped"
+                 " fields make it complex (77307)"),
+        ],
+        ("RTC-05", "77295"): [
+            dict(cpt="77301", note="code_higher_than_plan: 77301 billed, the plan is"
+                 " field-in-field (3-D 77295), not IMRT"),
+        ],
+        ("RTC-06", "77295"): [
+            dict(day=PLAN_DAY, note="charge_before_approval: dated 2026-01-05, the plan was"
+                 " approved on 2026-01-06 (ReviewDate)"),
+        ],
+        ("RTC-08", "77307"): [
+            dict(day="2026-06-30", note="charge_timing_unverifiable: dated 176 days after the"
+                 " plan, beyond the 45-day course window"),
+        ],
+        ("RTC-10", "77338"): [],
+        ("RTC-11", "77301"): [
+            {},
+            dict(note="frequency: a second 77301 in one course on one planning CT"),
+        ],
+    }  # fmt: skip
+    added = {
+        "RTC-02": [
+            ChargeRow("RTC-02", PLAN_DAY, "77280", plan="APPA", note="ncci_ptp (with"
+                      " ptp_synthetic.txt): 77280 with 77290 on one date, no modifier"),
+            ChargeRow("RTC-02", PLAN_DAY, "77290", plan="APPA", note="the column 1 code of"
+                      " that pair"),
+        ],
+        "RTC-04": [
+            ChargeRow("RTC-04", PLAN_DAY, "77331", plan="TANG_W", note="needs_documentation:"
+                      " special dosimetry cannot be proved from plan files (info, not an error)"),
+        ],
+        "RTC-09": [
+            ChargeRow("RTC-09", APPROVED_DAY, "77295", plan="IMRT7F", note="bundled_pair: 77295"
+                      " with 77301 in one course (Medicare Claims Processing Manual ch. 4"
+                      " s. 200.3.1)"),
+        ],
+        "RTC-10": [
+            ChargeRow("RTC-10", PLAN_DAY, "77386", plan="HN_SW", note="code_not_in_force:"
+                      " IMRT delivery 77386 ended on 2025-12-31"),
+        ],
+        "RTC-12": [
+            ChargeRow("RTC-12", PLAN_DAY, "77338", plan="DCA3", note="billed_not_supported:"
+                      " 77338 (MLC device for IMRT) billed, dynamic conformal arcs are not IMRT"),
+        ],
+        "RTC-13": [
+            ChargeRow("RTC-13", PLAN_DAY, "77300", 2, plan="SPINE2ISO", note="bundled_pair:"
+                      " 77300 with isodose plan 77307 (CPT 2015)"),
+        ],
+        "RTC-14": [
+            ChargeRow("RTC-14", PLAN_DAY, "77290", plan="APPA_SETUP", note="not an error: the"
+                      " same PTP pair as RTC-02 ..."),
+            ChargeRow("RTC-14", PLAN_DAY, "77280", modifiers="XS", plan="APPA_SETUP",
+                      note="... with modifier XS, which the edit's modifier indicator 1 allows"),
+        ],
+    }  # fmt: skip
+    rows: list[ChargeRow] = []
+    for patient, _label, _approved, _codes in BILLED_PLANS:
+        for r in clean_charges():
+            if r.patient != patient:
+                continue
+            for change in changed.get((r.patient, r.cpt), [{}]):
+                rows.append(replace(r, **change))
+        rows += added.get(patient, [])
+    rows += [
+        ChargeRow("QA-PHANTOM", PLAN_DAY, "77301", plan="QA_VMAT", note="billed_not_supported:"
+                  " the verification plan of RTC-11 (phantom) billed; verification plans are"
+                  " never billed"),
+        ChargeRow("RTC-01", PLAN_DAY, "7730X", plan="SINGLE", fee="60.00", note="rejected:"
+                  " unknown code"),
+        ChargeRow("RTC-02", "01/05/2026", "77306", plan="APPA", note="rejected: the date is"
+                  " not an ISO date"),
+        ChargeRow("", PLAN_DAY, "77300", note="rejected: no patient ID"),
+    ]  # fmt: skip
+    omitted = [
+        "RTC-10: its 77338 row is left out: expected_not_billed (the sliding-window IMRT plan"
+        " supports the MLC device 77338)"
+    ]
+    return rows, omitted
+
+
+PTP_SYNTHETIC = (
+    "Synthetic NCCI procedure-to-procedure edits for rtcode's sample data.\n"
+    "INVENTED for testing: these are NOT CMS edits. The layout is that of the CMS\n"
+    "Medicare PTP edit files (tab-delimited text).\n"
+    "Column 1\tColumn 2\t*=in existence prior to 1996\tEffective Date\t"
+    "Deletion Date *=no data\tModifier 0=not allowed 1=allowed 9=not applicable\t"
+    "PTP Edit Rationale\n"
+    "77290\t77280\t\t20000101\t*\t1\tSynthetic: one simulation per date\n"
+    "77295\t77300\t\t20160101\t20160101\t9\t"
+    "Synthetic: deleted retroactively (coding-rules: 77295 with 77300 is allowed)\n"
+    "77300\t77280\t\t20100101\t20200101\t0\tSynthetic: deleted on 2020-01-01\n"
+    "77307\t77306\t\t20000101\t*\t0\tSynthetic: mutually exclusive isodose plans\n"
+)
+
+
+def _write_csv(path: Path, rows: list[ChargeRow]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(CHARGE_HEADER)
+        for r in rows:
+            writer.writerow(r.cells())
+    return path
+
+
+def write_charges(out_dir: Path) -> tuple[list[Path], str]:
+    """Write the clean and planted charges files and the synthetic PTP file; return them
+    and the README section that explains every planted row."""
+    planted, omitted = planted_charges()
+    paths = [
+        _write_csv(out_dir / "charges_clean.csv", clean_charges()),
+        _write_csv(out_dir / "charges_planted.csv", planted),
+    ]
+    ptp = out_dir / "ptp_synthetic.txt"
+    ptp.write_text(PTP_SYNTHETIC, encoding="utf-8", newline="\n")
+    paths.append(ptp)
+    lines = [
+        "",
+        "## Charges for `rtcode audit`",
+        "",
+        "`charges_clean.csv` bills exactly what `rtcode scan sample_data` codes: each",
+        "billable plan's planning code with its 77300, 77338 and device units (case 18:",
+        "the wedged version, `RP_b.dcm`), dated on the plan's ReviewDate when it is",
+        "approved (cases 06, 09, 16) and on its RTPlanDate otherwise. Its audit finds no",
+        "error or warning. The fees are invented.",
+        "",
+        "`charges_planted.csv` is the same file with one planted error of every finding",
+        "kind, and three rows that must be rejected. `ptp_synthetic.txt` holds four",
+        "invented PTP edits (not CMS edits) in the CMS layout: 77290/77280 (modifier",
+        "indicator 1), 77295/77300 deleted on the day it took effect (indicator 9),",
+        "77300/77280 deleted in 2020, and 77307/77306 (indicator 0).",
+        "",
+        "    rtcode audit sample_data --charges sample_data/charges_clean.csv",
+        "    rtcode audit sample_data --charges sample_data/charges_planted.csv"
+        " --ptp sample_data/ptp_synthetic.txt",
+        "",
+        "Planted rows (line numbers of `charges_planted.csv`, the header is line 1):",
+        "",
+    ]
+    for number, r in enumerate(planted, start=2):
+        if r.note:
+            units = f" x{r.units}" if r.units != 1 else ""
+            mods = f"-{r.modifiers}" if r.modifiers else ""
+            who = r.patient or "(no patient)"
+            lines.append(f"- line {number}: {who} {r.cpt}{mods}{units}, {r.day}: {r.note}")
+    for note in omitted:
+        lines.append(f"- no line: {note}")
+    return paths, "\n".join(lines) + "\n"
+
+
 README_INTRO = """\
 # Sample data
 
@@ -2079,7 +2297,7 @@ should suggest for each plan file.
 """
 
 
-def write_readme(out_dir: Path, rows: list[tuple[str, Row]]) -> Path:
+def write_readme(out_dir: Path, rows: list[tuple[str, Row]], extra: str = "") -> Path:
     lines = [
         "| case | plan file | what it shows | code | category |",
         "|---|---|---|---|---|",
@@ -2088,7 +2306,8 @@ def write_readme(out_dir: Path, rows: list[tuple[str, Row]]) -> Path:
         shows = r.shows.replace("|", "/")
         lines.append(f"| {case} | {case}/{r.plan_file} | {shows} | {r.code} | {r.category} |")
     path = out_dir / "README.md"
-    path.write_text(README_INTRO + "\n".join(lines) + "\n", encoding="utf-8", newline="\n")
+    text = README_INTRO + "\n".join(lines) + "\n" + extra
+    path.write_text(text, encoding="utf-8", newline="\n")
     return path
 
 
@@ -2104,7 +2323,9 @@ def write_sample_data(out_dir: Path) -> list[Path]:
         folder.mkdir()
         rows += [(case, r) for r in build(folder)]
     written = sorted(p for case in CASES for p in (out_dir / case).iterdir())
-    written.append(write_readme(out_dir, rows))
+    charges, charges_readme = write_charges(out_dir)
+    written += charges
+    written.append(write_readme(out_dir, rows, charges_readme))
     return written
 
 
