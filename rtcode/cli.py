@@ -17,8 +17,13 @@ import click
 
 from . import __version__
 from . import policy as policy_mod
+from .audit import SEVERITIES
+from .audit import audit as run_audit
 from .errors import PolicyError
+from .read_billing import FIELDS as CHARGE_FIELDS
+from .read_billing import BillingFileError, read_charges, read_ptp
 from .render import inspect_csv, inspect_json, inspect_table, to_csv, to_json, to_table
+from .render_audit import FORMATS as AUDIT_FORMATS
 from .scan import scan as run_scan
 
 FORMATS = {"table": to_table, "json": to_json, "csv": to_csv}
@@ -170,6 +175,154 @@ def inspect(plan_file: Path, fmt: str, control_points: bool, policy_name: str) -
         click.echo(inspect_csv(data), nl=False)
     else:
         click.echo(inspect_table(data), nl=False)
+
+
+@main.command()
+@click.argument(
+    "paths", metavar="EXPORT...", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--charges",
+    "charges_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The billed charges, a CSV file (columns: patient_id, date_of_service, cpt, units,"
+    " modifiers, plan, fee; see --column).",
+)
+@click.option(
+    "--ptp",
+    "ptp_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A CMS NCCI procedure-to-procedure edit file (text or CSV) to apply.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(AUDIT_FORMATS)),
+    default="table",
+    show_default=True,
+    help="table for people, html a self-contained page, csv one row per finding, json all.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write to this file (atomically) instead of standard output.",
+)
+@click.option(
+    "--policy",
+    "policy_name",
+    default="default",
+    show_default=True,
+    help="A shipped policy name or a policy TOML file (its [audit] section).",
+)
+@click.option(
+    "--date",
+    "date_of_service",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date of service (YYYY-MM-DD) that selects the codes the plans support;"
+    " default: each plan's RTPlanDate. Charges keep their own dates.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(list(reversed(SEVERITIES))),
+    default="error",
+    show_default=True,
+    help="Exit 4 when a finding has this severity or a higher one.",
+)
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar="FIELD=NAME",
+    help="The charges file's column NAME for FIELD (repeatable), e.g. cpt=ProcCode.",
+)
+@click.option(
+    "--patient",
+    "patients",
+    multiple=True,
+    metavar="ID",
+    help="Report only this patient ID (repeatable).",
+)
+def audit(
+    paths: tuple[Path, ...],
+    charges_file: Path,
+    ptp_file: Path | None,
+    fmt: str,
+    output: Path | None,
+    policy_name: str,
+    date_of_service: dt.datetime | None,
+    fail_on: str,
+    columns: tuple[str, ...],
+    patients: tuple[str, ...],
+) -> None:
+    """Check billed planning charges against the plans of a DICOM-RT export, patient by
+    patient: codes billed that no plan supports, codes a plan supports that were not
+    billed, higher or lower codes, bundled pairs, frequency, charge dates, codes that
+    need documentation and (with --ptp) NCCI PTP edits.
+
+    Plans are grouped into courses (same planning CT or structure set within the
+    policy's window, RTPlanRelationship). Bad charges rows are listed with their line
+    number and skipped. Exit status: 0 no finding at or above --fail-on, 4 otherwise,
+    1 no readable RT Plan found, 2 usage error. rtcode is advisory.
+    """
+    policy = _load_policy(policy_name)
+    mapping = dict(policy["audit.columns"])
+    for item in columns:
+        field, sep, name = item.partition("=")
+        if not sep or field.strip() not in CHARGE_FIELDS or not name.strip():
+            raise click.BadParameter(
+                f"{item!r}: give FIELD=NAME with FIELD one of " + ", ".join(CHARGE_FIELDS),
+                param_hint="--column",
+            )
+        mapping[field.strip()] = name.strip()
+    if output is not None:
+        for p in paths:
+            if p.is_dir() and _inside(output, p):
+                raise click.BadParameter(
+                    f"{output} is inside the scanned folder {p}; rtcode never writes under"
+                    " the folders it scans. Choose another place.",
+                    param_hint="--output",
+                )
+        for given in (charges_file, ptp_file):
+            if given is not None and output.resolve() == given.resolve():
+                raise click.BadParameter(
+                    f"{output} is an input of the audit; choose another file.",
+                    param_hint="--output",
+                )
+    try:
+        charges = read_charges(charges_file, mapping)
+        ptp = read_ptp(ptp_file) if ptp_file is not None else None
+    except BillingFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--charges/--ptp") from None
+    day = date_of_service.date() if date_of_service is not None else None
+    scanned = run_scan([str(p) for p in paths], policy, day)
+    result = run_audit(
+        scanned.plans,
+        charges.charges,
+        policy,
+        ptp=ptp,
+        rejected=charges.rejected,
+        charges_source=str(charges_file),
+        errors=scanned.errors,
+        patients=patients or None,
+        notes=charges.notes,
+    )
+    text = AUDIT_FORMATS[fmt](result)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomic(output, text)
+        click.echo(
+            f"wrote {len(result.findings)} finding(s) ("
+            + ", ".join(f"{result.count(s)} {s}" for s in SEVERITIES)
+            + f"), {len(result.rejected)} rejected row(s) to {output}",
+            err=True,
+        )
+    if not scanned.plans:
+        click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
+        sys.exit(1)
+    sys.exit(4 if result.at_or_above(fail_on) else 0)
 
 
 @main.group()
