@@ -319,6 +319,15 @@ def audit(
             + f"), {len(result.rejected)} rejected row(s) to {output}",
             err=True,
         )
+    if charges.rejected and (output is not None or fmt != "table"):  # the table lists them
+        read = len(charges.charges)
+        click.echo(
+            f"rtcode: {len(charges.rejected)} charges row(s) rejected, {read} read;"
+            " see the rejected rows in the output",
+            err=True,
+        )
+    if ptp is not None and not ptp.edits:
+        click.echo(f"rtcode: no PTP edit could be read from {ptp_file}", err=True)
     if not scanned.plans:
         click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
         sys.exit(1)

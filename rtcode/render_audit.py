@@ -307,6 +307,8 @@ def to_table(result: AuditResult) -> str:
 
 # ------------------------------------------------------------------------- HTML
 
+# Nothing may load or run: styles are inline, there are no scripts or images.
+_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 75em; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -332,6 +334,7 @@ def to_html(result: AuditResult) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
         "<title>rtcode audit</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>rtcode audit: billed charges against the plans</h1>",
@@ -401,6 +404,11 @@ def to_html(result: AuditResult) -> str:
     if result.ptp is not None and result.ptp.rejected:
         parts.append(f"<h2>Rejected PTP rows ({len(result.ptp.rejected)})</h2>")
         parts.append(_list([f"line {r.line}: {r.reason}" for r in result.ptp.rejected]))
+    parts.append("<h2>What the finding kinds mean</h2><dl>")
+    for kind, meaning in KINDS.items():
+        severity = result.policy["audit.severity"][kind]
+        parts.append(f"<dt><code>{_e(kind)}</code> ({_e(severity)})</dt><dd>{_e(meaning)}</dd>")
+    parts.append("</dl>")
     if result.errors:
         errors = [f"{e.path}: {e.error}" for e in result.errors]
         parts.append("<h2>Files the scan could not read</h2>" + _list(errors))

@@ -643,7 +643,7 @@ def invoke(*args):
 def planted():
     result = invoke("audit", SAMPLE_DATA, "--charges", PLANTED, "--ptp", PTP, "--format", "json")
     assert result.exit_code == 4, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def planted_notes():
@@ -693,7 +693,7 @@ def test_json_keys_are_stable(planted):
 def test_clean_charges_give_no_findings():
     result = invoke("audit", SAMPLE_DATA, "--charges", CLEAN, "--ptp", PTP, "--format", "json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["findings"] == [] and data["charges_rejected"] == []
     assert data["summary"]["charges_checked"] == 35
     assert len(data["courses"]) == 18
@@ -725,7 +725,8 @@ def test_table_starts_with_the_summary():
 
 def test_csv_has_a_row_per_finding_and_rejected_row():
     result = invoke("audit", SAMPLE_DATA, "--charges", PLANTED, "--format", "csv")
-    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert "3 charges row(s) rejected, 45 read" in result.stderr  # not in the CSV itself
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert Counter(r["record"] for r in rows) == {"finding": 12, "rejected_charge": 3}
     assert {r["charge_lines"] for r in rows if r["record"] == "rejected_charge"} == {
         "47",
@@ -742,6 +743,8 @@ def test_html_is_self_contained(tmp_path):
     assert text.startswith("<!DOCTYPE html>") and "<script" not in text
     assert "http" not in text.lower().replace("http-equiv", "")
     assert "code_higher_than_plan" in text and "Rejected charges rows (3)" in text
+    assert "Content-Security-Policy" in text and "What the finding kinds mean" in text
+    assert "3 rejected row(s)" in result.stderr
 
 
 def test_hostile_strings_are_escaped_and_defused():
@@ -797,6 +800,13 @@ def test_unreadable_charges_are_reported_not_fatal(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "rejected charges rows" in result.output
+
+
+def test_a_ptp_file_without_edits_is_reported(tmp_path):
+    ptp = tmp_path / "ptp.txt"
+    ptp.write_text("not a PTP file\n")
+    result = invoke("audit", SAMPLE_DATA, "--charges", CLEAN, "--ptp", ptp)
+    assert result.exit_code == 0 and "no PTP edit could be read" in result.stderr
 
 
 def test_no_plan_found_exits_1(tmp_path):
