@@ -70,6 +70,7 @@ FAMILIES = (
     ("77332", "77333", "77334"),  # treatment devices
 )
 ISODOSE = ("77306", "77307")
+ONE_PER_CT = ("77295", "77301")  # one per course per planning CT, boosts included
 # Codes rtcode can read from plan files (planning codes, 77300, 77338, devices); other
 # codes (simulation, delivery, management) are checked only by bundling, NCCI and date.
 CHECKED = frozenset(LABELS) | {"77300", "77338", "77332", "77333", "77334"}
@@ -118,11 +119,15 @@ class Course:
         return [p for p in self.plans if p.role == "billable"]
 
     def expected(self) -> Counter[str]:
+        """The codes the course's plans support; 77295 and 77301 at most once per planning
+        CT (a boost on the same CT is part of the course's plan)."""
         total: Counter[str] = Counter()
         for cp in self.billable():
             for code, units in cp.expected:
                 total[code] += units
-        return total
+        for code in ONE_PER_CT:
+            total[code] = min(total[code], self.planning_cts)
+        return +total
 
 
 @dataclass(frozen=True)
@@ -674,6 +679,13 @@ def _course(d: _Draft, cplans: list[CoursePlan], notes: list[str], mine: list[Ch
             )
     if len(cts) > 1:
         notes.append(f"{len(cts)} planning CTs (frames of reference) in this course")
+    for code in ONE_PER_CT:
+        n = sum(1 for cp in billable if any(c == code for c, _ in cp.expected))
+        if n > max(len(cts), 1):
+            notes.append(
+                f"{n} plans support {code} on {max(len(cts), 1)} planning CT(s): {code} is"
+                " expected once per course per CT (coding-rules.md, Bundling and frequency)"
+            )
     return Course(
         id=d.id,
         patient_id=d.patient_id,

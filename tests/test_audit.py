@@ -291,6 +291,20 @@ def test_a_replan_on_a_new_ct_stays_in_the_course_and_allows_a_second_77301():
     assert result.findings == ()
 
 
+def test_a_boost_on_the_same_ct_is_part_of_the_course_plan():
+    first = plan_result("3d", uid="1.1", label="PELVIS")
+    boost = plan_result("3d", uid="1.2", label="BOOST", date="20260210", review="20260210")
+    rows = charges_for("3d", plan="PELVIS") + [
+        charge(9, "77300", 4, day="2026-02-10", plan="BOOST"),
+        charge(10, "77334", 4, day="2026-02-10", plan="BOOST"),
+    ]
+    result = run([first, boost], rows)
+    assert result.findings == ()  # one 77295 for the course: the boost's is not expected
+    assert any("2 plans support 77295 on 1 planning CT(s)" in n for n in result.courses[0].notes)
+    twice = run([first, boost], rows + [charge(11, "77295", day="2026-02-10", plan="BOOST")])
+    assert kinds(twice) == {"frequency": 1}
+
+
 def test_one_3d_plan_per_course_per_ct():
     fired = run([plan_result("3d")], charges_for("3d") + [charge(9, "77295")])
     assert one(fired, "frequency").rule == "one_3d_plan_per_ct"
