@@ -22,6 +22,7 @@ audit finding is a question for a coder, never a decision.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -673,9 +674,10 @@ def _course(d: _Draft, cplans: list[CoursePlan], notes: list[str], mine: list[Ch
         status = (cp.plan.approval_status or "absent").strip().upper()
         if status != "APPROVED":
             day = _day(cp.plan.date)
+            short = f"{cp.plan.label or '-'} ({os.path.basename(cp.plan.path)})"
             notes.append(
-                f"{_name(cp.plan)} is {status} in the export: its charges were checked against"
-                f" its RTPlanDate ({day.isoformat() if day else 'absent'}), not an approval date"
+                f"{short} is {status} in the export: its charges were checked against its"
+                f" RTPlanDate ({day.isoformat() if day else 'absent'}), not an approval date"
             )
     if len(cts) > 1:
         notes.append(f"{len(cts)} planning CTs (frames of reference) in this course")

@@ -312,8 +312,14 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'"
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 75em; }
 table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #bbb; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #bbb; padding: 0.25em 0.5em; text-align: left; vertical-align: top;
+  overflow-wrap: break-word; }
+th, td.nw { white-space: nowrap; }
 th { background: #eee; }
+td ul { margin: 0; padding-left: 1.2em; }
+table.courses { table-layout: fixed; width: 100%; }
+table.courses td { overflow-wrap: anywhere; }
+.path { font-family: ui-monospace, monospace; font-size: 0.85em; color: #444; }
 .error { background: #fbe3e3; } .warning { background: #fdf3d6; } .info { background: #e6f0fb; }
 .sev { font-weight: bold; text-transform: uppercase; }
 details { margin: 0.5em 0; } summary { cursor: pointer; }
@@ -350,8 +356,8 @@ def to_html(result: AuditResult) -> str:
         for f in result.findings:
             cells = [
                 f'<td class="sev">{_e(f.severity)}</td>',
-                f"<td>{_e(f.patient_id or '-')}</td>",
-                f"<td>{_e(f.course or '-')}</td>",
+                f'<td class="nw">{_e(f.patient_id or "-")}</td>',
+                f'<td class="nw">{_e(f.course or "-")}</td>',
                 f'<td title="{_e(KINDS[f.kind])}">{_e(f.kind)}</td>',
                 f"<td>{_e(' '.join(f.codes))}</td>",
                 f"<td>{_e(f.message)}</td>",
@@ -361,6 +367,7 @@ def to_html(result: AuditResult) -> str:
                 cells.append(f"<td>{_e(_fee_text(f.fee))}</td>")
             parts.append(f'<tr class="{_e(f.severity)}">' + "".join(cells) + "</tr>")
         parts.append("</table>")
+        parts.append("<h3>Evidence (open a finding)</h3>")
         for f in result.findings:
             parts.append(
                 f'<details class="{_e(f.severity)}"><summary>{_e(f.severity)} {_e(f.kind)}'
@@ -375,19 +382,23 @@ def to_html(result: AuditResult) -> str:
         parts.append("<p>No findings.</p>")
     parts.append("<h2>Courses</h2>")
     parts.append(
-        "<table><tr><th>course</th><th>patient</th><th>plans</th><th>why one course</th>"
-        "<th>notes</th><th>charge lines</th></tr>"
+        '<table class="courses"><colgroup><col style="width:7%"><col style="width:7%">'
+        '<col style="width:30%"><col style="width:25%"><col style="width:24%">'
+        '<col style="width:7%"></colgroup>'
+        "<tr><th>course</th><th>patient</th><th>plans</th><th>why one course</th>"
+        "<th>notes</th><th>charges</th></tr>"
     )
     for c in result.courses:
-        plans = [
-            f"{cp.role}: {cp.plan.path} {cp.plan.label or '-'}"
-            f" {cp.result.classification.code or 'no code'}"
-            f" {cp.plan.approval_status or 'approval status absent'}"
+        plans = "".join(
+            f"<li>{_e(cp.role)}: <b>{_e(cp.plan.label or '-')}</b>"
+            f" {_e(cp.result.classification.code or 'no code')}"
+            f" {_e(cp.plan.approval_status or 'approval status absent')}"
+            f'<br><span class="path">{_e(cp.plan.path)}</span></li>'
             for cp in c.plans
-        ]
+        )
         parts.append(
-            f"<tr><td>{_e(c.id)}</td><td>{_e(c.patient_id or '-')}</td>"
-            f"<td>{_list(plans)}</td><td>{_list(c.reasons)}</td><td>{_list(c.notes)}</td>"
+            f'<tr><td class="nw">{_e(c.id)}</td><td class="nw">{_e(c.patient_id or "-")}</td>'
+            f"<td><ul>{plans}</ul></td><td>{_list(c.reasons)}</td><td>{_list(c.notes)}</td>"
             f"<td>{_e(', '.join(str(n) for n in c.charge_lines) or '-')}</td></tr>"
         )
     parts.append("</table>")
