@@ -1131,7 +1131,6 @@ def _ptp_findings(
     f: _Findings,
 ) -> None:
     bypass = {m.upper() for m in policy["audit.ptp_bypass_modifiers"]}
-    source = f"NCCI PTP file {ptp.name}"
     per_day: dict[tuple[str, dt.date], list[Charge]] = defaultdict(list)
     for c in charges:
         per_day[(c.patient_id, c.date_of_service)].append(c)
@@ -1166,7 +1165,7 @@ def _ptp_findings(
                 f.add(
                     "ncci_ptp",
                     "ptp_edit",
-                    source,
+                    f"NCCI PTP file {edit.source or ptp.name}",
                     patient_id=patient_id,
                     course=assignments[col2[0].line].course,
                     codes=(c1, c2),
@@ -1174,7 +1173,7 @@ def _ptp_findings(
                     f" {c1}/{c2} does not pay column 2 code {c2} with {c1} ({allowed})",
                     evidence=tuple(_charge_text(c) for c in involved)
                     + (
-                        f"{ptp.name} line {edit.line}: {c1} / {c2}, effective"
+                        f"{edit.source or ptp.name} line {edit.line}: {c1} / {c2}, effective"
                         f" {edit.effective.isoformat()}, deletion {deletion}, modifier"
                         f" indicator {edit.modifier_indicator}"
                         + (f", rationale {edit.rationale}" if edit.rationale else ""),

@@ -21,7 +21,7 @@ from .audit import SEVERITIES
 from .audit import audit as run_audit
 from .errors import PolicyError
 from .read_billing import FIELDS as CHARGE_FIELDS
-from .read_billing import BillingFileError, read_charges, read_ptp
+from .read_billing import BillingFileError, merge_ptp, read_charges, read_ptp
 from .render import inspect_csv, inspect_json, inspect_table, to_csv, to_json, to_table
 from .render_audit import FORMATS as AUDIT_FORMATS
 from .scan import scan as run_scan
@@ -191,9 +191,11 @@ def inspect(plan_file: Path, fmt: str, control_points: bool, policy_name: str) -
 )
 @click.option(
     "--ptp",
-    "ptp_file",
+    "ptp_files",
+    multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A CMS NCCI procedure-to-procedure edit file (text or CSV) to apply.",
+    help="A CMS NCCI procedure-to-procedure edit file (text or CSV) to apply; repeat it for"
+    " a table split over several files.",
 )
 @click.option(
     "--format",
@@ -247,7 +249,7 @@ def inspect(plan_file: Path, fmt: str, control_points: bool, policy_name: str) -
 def audit(
     paths: tuple[Path, ...],
     charges_file: Path,
-    ptp_file: Path | None,
+    ptp_files: tuple[Path, ...],
     fmt: str,
     output: Path | None,
     policy_name: str,
@@ -284,15 +286,16 @@ def audit(
                     " the folders it scans. Choose another place.",
                     param_hint="--output",
                 )
-        for given in (charges_file, ptp_file):
-            if given is not None and output.resolve() == given.resolve():
+        for given in (charges_file, *ptp_files):
+            if output.resolve() == given.resolve():
                 raise click.BadParameter(
                     f"{output} is an input of the audit; choose another file.",
                     param_hint="--output",
                 )
     try:
         charges = read_charges(charges_file, mapping)
-        ptp = read_ptp(ptp_file) if ptp_file is not None else None
+        billed = {c.cpt for c in charges.charges}
+        ptp = merge_ptp([read_ptp(p, billed) for p in ptp_files]) if ptp_files else None
     except BillingFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--charges/--ptp") from None
     day = date_of_service.date() if date_of_service is not None else None
@@ -326,8 +329,8 @@ def audit(
             " see the rejected rows in the output",
             err=True,
         )
-    if ptp is not None and not ptp.edits:
-        click.echo(f"rtcode: no PTP edit could be read from {ptp_file}", err=True)
+    if ptp is not None and not ptp.edits_read:
+        click.echo(f"rtcode: no PTP edit could be read from {ptp.name}", err=True)
     if not scanned.plans:
         click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
         sys.exit(1)

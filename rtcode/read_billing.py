@@ -14,7 +14,7 @@ import datetime as dt
 import io
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -79,14 +79,16 @@ class PtpEdit:
     modifier_indicator: str  # "0" not allowed, "1" allowed, "9" not applicable
     rationale: str | None
     line: int
+    source: str = ""  # the file's name, cited as the rule source
 
 
 @dataclass(frozen=True)
 class PtpFile:
-    name: str  # the file's name, cited as the rule source
-    edits: tuple[PtpEdit, ...]
+    name: str  # the file name(s), cited as the rule source
+    edits: tuple[PtpEdit, ...]  # the edits kept (those about the codes asked for)
     rejected: tuple[RejectedRow, ...] = ()
     pairs: Mapping[tuple[str, str], tuple[PtpEdit, ...]] = field(default_factory=dict)
+    edits_read: int = 0  # every edit read, kept or not
 
 
 # ----------------------------------------------------------------------- helpers
@@ -108,9 +110,11 @@ def _read_bytes(path: str | os.PathLike[str], what: str) -> bytes:
         ) from None
 
 
-def _rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str] | None, str | None]]:
-    """(first line, cells, error) per record; a line the csv module cannot read comes back
-    with its error instead of stopping the file."""
+def _rows(
+    text: str, delimiter: str, offset: int = 0
+) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
+    """(first line, last line, cells, error) per record, lines counted from ``offset`` + 1;
+    a line the csv module cannot read comes back with its error instead of stopping."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
     previous = 0
     while True:
@@ -121,11 +125,16 @@ def _rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str] | None, st
         except csv.Error as exc:
             start = previous + 1
             previous = max(reader.line_num, start)
-            yield start, None, f"the CSV reader could not read this line ({exc})"
+            yield (
+                offset + start,
+                offset + previous,
+                None,
+                f"the CSV reader could not read it ({exc})",
+            )
             continue
         start = previous + 1
         previous = reader.line_num
-        yield start, cells, None
+        yield offset + start, offset + previous, cells, None
 
 
 def _shown(cells: list[str]) -> str:
@@ -188,7 +197,14 @@ def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges
     charges: list[Charge] = []
     rejected: list[RejectedRow] = []
     missing_required: list[str] = []
-    for line, cells, error in _rows(text, ","):
+    physical = text.splitlines(keepends=True)
+    pending = [_rows(text, ",")]
+    while pending:
+        try:
+            line, last, cells, error = next(pending[-1])
+        except StopIteration:
+            pending.pop()
+            continue
         if error is not None or cells is None:
             rejected.append(RejectedRow(line, error or "unreadable line", ""))
             continue
@@ -226,8 +242,33 @@ def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges
             )
             continue
         outcome = _charge(line, cells, len(header), index)
+        if last > line and isinstance(outcome, Charge):
+            # A quoted value over several lines is fine, unless those lines read as
+            # charges of their own: then a quote was left open and swallowed them.
+            inner = "".join(physical[line:last])
+            if any(
+                c is not None and isinstance(_charge(n, c, len(header), index), Charge)
+                for n, _, c, _ in _rows(inner, ",", line)
+            ):
+                outcome = "a quoted value runs over several lines that read as charges"
         if isinstance(outcome, Charge):
             charges.append(outcome)
+        elif last > line:
+            # A bad record over several lines is most likely an unclosed quote that
+            # swallowed the rows after it: reject its first line, read the others again.
+            rejected.append(
+                RejectedRow(
+                    line,
+                    f"{outcome} (the row runs on to line {last}: an unclosed quote?"
+                    + (
+                        f" line {last} is read again as a row of its own)"
+                        if last == line + 1
+                        else f" lines {line + 1}-{last} are read again as rows of their own)"
+                    ),
+                    _shown(physical[line - 1].rstrip("\r\n").split(",")),
+                )
+            )
+            pending.append(_rows("".join(physical[line:last]), ",", line))
         else:
             rejected.append(RejectedRow(line, outcome, _shown(cells)))
     if header is None:
@@ -332,9 +373,33 @@ _HEADER_WORDS = {
 }
 
 
-def read_ptp(path: str | os.PathLike[str]) -> PtpFile:
+def read_ptp(path: str | os.PathLike[str], codes: Collection[str] | None = None) -> PtpFile:
+    """Read a PTP file; with ``codes``, keep only the edits between two of those codes
+    (a quarterly CMS file has about a million edits, an audit needs a few)."""
     text, _ = _decode(_read_bytes(path, "PTP edit file"))
-    return parse_ptp(text, Path(path).name)
+    return parse_ptp(text, Path(path).name, codes)
+
+
+def merge_ptp(files: Sequence[PtpFile]) -> PtpFile:
+    """One set of edits from several files (CMS splits a quarter's table over several)."""
+    edits = tuple(e for f in files for e in f.edits)
+    rejected = tuple(
+        RejectedRow(r.line, f"{f.name}: {r.reason}", r.text) for f in files for r in f.rejected
+    )
+    return PtpFile(
+        ", ".join(f.name for f in files),
+        edits,
+        rejected,
+        _pairs(edits),
+        sum(f.edits_read for f in files),
+    )
+
+
+def _pairs(edits: Sequence[PtpEdit]) -> dict[tuple[str, str], tuple[PtpEdit, ...]]:
+    pairs: dict[tuple[str, str], list[PtpEdit]] = {}
+    for e in edits:
+        pairs.setdefault((e.column1, e.column2), []).append(e)
+    return {k: tuple(v) for k, v in pairs.items()}
 
 
 def _ptp_date(text: str) -> dt.date | None:
@@ -364,7 +429,7 @@ def _ptp_header(cells: list[str]) -> dict[str, int] | None:
     return found if all(k in found for k in needed) else None
 
 
-def parse_ptp(text: str, name: str = "<ptp>") -> PtpFile:
+def parse_ptp(text: str, name: str = "<ptp>", codes: Collection[str] | None = None) -> PtpFile:
     """Edits from a PTP file. Lines that do not start with two codes (the CMS notices and
     the header) are skipped; a line that does but cannot be read is rejected."""
     first = text.split("\n", 40)[:40]
@@ -372,7 +437,8 @@ def parse_ptp(text: str, name: str = "<ptp>") -> PtpFile:
     layout = dict(_CMS_ORDER)
     edits: list[PtpEdit] = []
     rejected: list[RejectedRow] = []
-    for line, cells, error in _rows(text, delimiter):
+    read = 0
+    for line, _last, cells, error in _rows(text, delimiter):
         if error is not None or cells is None:
             rejected.append(RejectedRow(line, error or "unreadable line", ""))
             continue
@@ -419,10 +485,8 @@ def parse_ptp(text: str, name: str = "<ptp>") -> PtpFile:
                 )
             )
             continue
-        edits.append(
-            PtpEdit(c1, c2, effective, deletion, indicator, cell("rationale") or None, line)
-        )
-    pairs: dict[tuple[str, str], list[PtpEdit]] = {}
-    for e in edits:
-        pairs.setdefault((e.column1, e.column2), []).append(e)
-    return PtpFile(name, tuple(edits), tuple(rejected), {k: tuple(v) for k, v in pairs.items()})
+        read += 1
+        if codes is None or (c1 in codes and c2 in codes):
+            rationale = cell("rationale") or None
+            edits.append(PtpEdit(c1, c2, effective, deletion, indicator, rationale, line, name))
+    return PtpFile(name, tuple(edits), tuple(rejected), _pairs(edits), read)

@@ -112,7 +112,12 @@ def summary_json(result: AuditResult) -> dict[str, Any]:
         },
         "fees_at_stake": {s: _money(v) for s, v in fees.items()} if fees is not None else None,
         "ptp": (
-            {"file": ptp.name, "edits": len(ptp.edits), "rows_rejected": len(ptp.rejected)}
+            {
+                "file": ptp.name,
+                "edits": ptp.edits_read,
+                "edits_about_billed_codes": len(ptp.edits),
+                "rows_rejected": len(ptp.rejected),
+            }
             if ptp is not None
             else None
         ),
@@ -224,7 +229,8 @@ def summary_lines(result: AuditResult) -> list[str]:
         )
     if result.ptp is not None:
         lines.append(
-            f"NCCI PTP file {result.ptp.name}: {len(result.ptp.edits)} edit(s),"
+            f"NCCI PTP file {result.ptp.name}: {result.ptp.edits_read} edit(s),"
+            f" {len(result.ptp.edits)} about the billed codes,"
             f" {len(result.ptp.rejected)} row(s) rejected"
         )
     else:

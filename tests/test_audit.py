@@ -627,6 +627,26 @@ def test_columns_are_mapped_by_name():
     )
 
 
+def test_an_unclosed_quote_does_not_swallow_the_rows_after_it():
+    text = (
+        HEADER
+        + 'P1,2026-01-05,77301,1,,"VMAT,\nP1,2026-01-05,77300,2,,,\nP2,2026-01-05,77295,1,,,\n'
+    )
+    result = parse_charges(text, POLICY["audit.columns"])
+    assert [(c.line, c.cpt) for c in result.charges] == [(3, "77300"), (4, "77295")]
+    [rejected] = result.rejected
+    assert rejected.line == 2 and "unclosed quote? lines 3-4 are read again" in rejected.reason
+    valid = HEADER + 'P1,2026-01-05,77301,1,,"two\nlines",\nP1,2026-01-05,77300,2,,,\n'
+    assert [c.line for c in parse_charges(valid, {}).charges] == [2, 4]
+
+
+def test_a_huge_field_is_rejected_not_fatal():
+    text = HEADER + 'P1,"' + "x" * 200_000 + '",77301,1,,,\nP1,2026-01-05,77300,1,,,\n'
+    result = parse_charges(text, {})
+    assert [c.cpt for c in result.charges] == ["77300"]
+    assert "field larger than field limit" in result.rejected[0].reason
+
+
 def test_empty_and_binary_files_do_not_stop_the_audit():
     assert parse_charges("", {}).rejected[0].reason.startswith("the file is empty")
     garbage = HEADER + "P1,2026-01-05,77301,1,,,\n\x00\x01\x02,\xff\xfe\n"
@@ -814,6 +834,26 @@ def test_unreadable_charges_are_reported_not_fatal(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "rejected charges rows" in result.output
+
+
+def test_ptp_tables_split_over_files_and_kept_to_the_billed_codes(tmp_path):
+    lines = PTP_TEXT.splitlines(keepends=True)
+    first, second = tmp_path / "ptp-f1.txt", tmp_path / "ptp-f2.txt"
+    first.write_text("".join(lines[:3]))  # notice, header, 77290/77280
+    second.write_text("".join(lines[:2] + lines[3:]))  # the two other edits
+    args = ("audit", SAMPLE_DATA, "--charges", PLANTED, "--format", "json")
+    data = json.loads(invoke(*args, "--ptp", first, "--ptp", second).stdout)
+    assert data["summary"]["ptp"] == {
+        "file": "ptp-f1.txt, ptp-f2.txt",
+        "edits": 3,
+        "edits_about_billed_codes": 3,
+        "rows_rejected": 0,
+    }
+    [f] = [f for f in data["findings"] if f["kind"] == "ncci_ptp"]
+    assert f["source"] == "NCCI PTP file ptp-f1.txt"
+    kept = parse_ptp(PTP_TEXT, "x", codes={"77290", "77280", "77301"})
+    assert [(e.column1, e.column2) for e in kept.edits] == [("77290", "77280")]
+    assert kept.edits_read == 3
 
 
 def test_a_ptp_file_without_edits_is_reported(tmp_path):
