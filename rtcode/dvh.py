@@ -1,16 +1,58 @@
-"""DVH computation through dicompyler-core, made to work under pydicom 3.
+"""Dose-volume histograms: stored ones read from RT Dose, missing ones computed.
 
-dicompyler-core 0.5.6 (its latest release) does ``from pydicom.dicomio import
-read_file``; pydicom 3 removed ``read_file`` in favour of ``dcmread``. rtcode
-depends on pydicom 3, so before importing dicompyler-core it supplies that one
-name, only if it is missing. No other part of pydicom is touched, and nothing
-is imported until a DVH is actually computed (scans that only need ROI names
-never load dicompyler-core or parse contour points).
+Two sources, reported side by side so a physicist sees where each number came from:
+
+- *stored*: the DVHSequence the planning system wrote into the RT Dose (PS3.3
+  C.8.8.4). Read with numpy from the dataset the read step hands over; no contour
+  is parsed and dicompyler-core is not imported.
+- *computed*: dicompyler-core 0.5.6 (``dvhcalc.get_dvh``) from the structure set's
+  contours and the dose grid, for targets and organs at risk without a stored DVH,
+  or for all of them when asked. Only then are contours parsed and dicompyler-core
+  imported.
+
+When both exist their mean dose and D95 are compared. Statistics are computed here
+from the differential histogram, the same way for both sources: volume, minimum,
+maximum and mean follow dicompyler-core's definitions (minimum and maximum are the
+upper edge of the lowest and highest occupied bin), so they equal what
+dicompyler-core reports; D95, D2 and the V-values interpolate linearly inside a
+bin, where dicompyler-core takes the nearest bin edge.
+
+dicompyler-core and pydicom 3: 0.5.6 does ``from pydicom.dicomio import
+read_file``, a name pydicom 3 removed. ``dicompyler()`` supplies that one name,
+only if it is missing, immediately before the import.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import ModuleType
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from .errors import RtcodeError
+from .facts import Dose, Roi
+from .link import LinkedPlan
+
+# Policy candidates (the policy file owns these once wired; see the module docstring
+# of rtcode/policy.py). V-values: the share of an ROI receiving at least this dose.
+V_VALUES_GY: tuple[float, ...] = (5.0, 20.0, 30.0, 40.0, 50.0)
+# Stored and computed DVHs agree when the mean dose differs by at most this much...
+AGREEMENT_MEAN_DOSE_PCT = 1.0
+# ... and D95 by at most this much (both relative to the stored value).
+AGREEMENT_D95_PCT = 2.0
+
+ROLES = ("target", "organ_at_risk")
+COMPUTE_MODES = ("auto", "always", "never")
+
+Loader = Callable[..., Dataset]  # (path, pixels=bool) -> Dataset, from rtcode.read
+
+
+class DvhError(RtcodeError, ValueError):
+    """A DVH cannot be read or computed; the message says why."""
 
 
 def dicompyler() -> tuple[ModuleType, ModuleType]:
@@ -23,3 +65,388 @@ def dicompyler() -> tuple[ModuleType, ModuleType]:
     from dicompylercore import dicomparser, dvhcalc
 
     return dicomparser, dvhcalc
+
+
+# ---------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, eq=False)
+class DvhCurve:
+    """One DVH as a differential histogram: ``differential[i]`` is the volume whose
+    dose lies in ``[edges_gy[i], edges_gy[i + 1])``."""
+
+    roi_number: int | None
+    edges_gy: np.ndarray  # (n + 1,) ascending, from 0
+    differential: np.ndarray  # (n,) cm3, or % of the ROI when volume_is_absolute is False
+    volume_is_absolute: bool
+    source: str  # "stored" or "computed"
+    dicom_path: str  # the DVHSequence item, or "RS + RD" for a computed one
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> float:
+        return float(self.differential.sum())
+
+    def cumulative(self) -> tuple[np.ndarray, np.ndarray]:
+        """(dose at each bin edge in Gy, % of the ROI receiving at least that dose)."""
+        tail = np.concatenate([np.cumsum(self.differential[::-1])[::-1], [0.0]])
+        total = self.total
+        pct = 100.0 * tail / total if total > 0 else np.zeros_like(tail)
+        return self.edges_gy, pct
+
+
+@dataclass(frozen=True)
+class DvhStats:
+    volume_cm3: float | None  # None when the DVH gives only relative volume
+    min_dose_gy: float
+    mean_dose_gy: float
+    max_dose_gy: float
+    d95_gy: float  # least dose to the hottest 95% of the ROI
+    d2_gy: float  # near-maximum dose (ICRU 83)
+    v_pct: tuple[tuple[float, float], ...]  # (dose Gy, % of the ROI receiving >= it)
+
+
+@dataclass(frozen=True)
+class DvhAgreement:
+    """Computed against stored: (computed - stored) / stored, in per cent."""
+
+    volume_diff_pct: float | None
+    mean_dose_diff_pct: float | None
+    d95_diff_pct: float | None
+    mean_dose_tolerance_pct: float
+    d95_tolerance_pct: float
+
+    @property
+    def agrees(self) -> bool | None:
+        """True within both tolerances; None when the mean dose cannot be compared."""
+        if self.mean_dose_diff_pct is None:
+            return None
+        ok = abs(self.mean_dose_diff_pct) <= self.mean_dose_tolerance_pct
+        if self.d95_diff_pct is not None:
+            ok = ok and abs(self.d95_diff_pct) <= self.d95_tolerance_pct
+        return ok
+
+
+@dataclass(frozen=True, eq=False)
+class RoiDvh:
+    roi_number: int | None
+    roi_name: str | None
+    role: str  # "target" or "organ_at_risk"
+    stored: DvhCurve | None
+    computed: DvhCurve | None
+    stored_stats: DvhStats | None
+    computed_stats: DvhStats | None
+    agreement: DvhAgreement | None
+    note: str | None  # why a DVH is missing, when one is
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(s for s, c in (("stored", self.stored), ("computed", self.computed)) if c)
+
+
+@dataclass(frozen=True, eq=False)
+class PlanDvh:
+    rois: tuple[RoiDvh, ...]
+    stored_from: str | None  # the RT Dose whose DVHSequence was read
+    computed_from: tuple[str, str] | None  # (structure set, dose grid) of computed DVHs
+    notes: tuple[str, ...]
+    v_values_gy: tuple[float, ...]
+
+    @property
+    def has_curves(self) -> bool:
+        return any(r.stored or r.computed for r in self.rois)
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def dvh_stats(curve: DvhCurve, v_values_gy: Sequence[float] = V_VALUES_GY) -> DvhStats:
+    """Volume, min/mean/max, D95, D2 and V-values of one DVH."""
+    diff = curve.differential
+    edges = curve.edges_gy
+    total = curve.total
+    occupied = np.flatnonzero(diff > 0)
+    if total <= 0 or occupied.size == 0:
+        raise DvhError("the DVH holds no volume")
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    dose, pct = curve.cumulative()
+    return DvhStats(
+        volume_cm3=total if curve.volume_is_absolute else None,
+        min_dose_gy=float(edges[occupied[0] + 1]),
+        mean_dose_gy=float((centres * diff).sum() / total),
+        max_dose_gy=float(edges[occupied[-1] + 1]),
+        d95_gy=_dose_at_pct(dose, pct, 95.0),
+        d2_gy=_dose_at_pct(dose, pct, 2.0),
+        v_pct=tuple((float(d), _pct_at_dose(dose, pct, d)) for d in v_values_gy),
+    )
+
+
+def _dose_at_pct(dose: np.ndarray, pct: np.ndarray, target: float) -> float:
+    """The dose at which the cumulative DVH falls to ``target`` per cent, linear in a bin."""
+    reached = np.flatnonzero(pct >= target)
+    if reached.size == 0:
+        return 0.0
+    i = int(reached[-1])
+    if i >= pct.size - 1:
+        return float(dose[-1])
+    drop = pct[i] - pct[i + 1]  # > 0: pct[i + 1] < target <= pct[i]
+    return float(dose[i] + (pct[i] - target) / drop * (dose[i + 1] - dose[i]))
+
+
+def _pct_at_dose(dose: np.ndarray, pct: np.ndarray, at_gy: float) -> float:
+    return float(np.interp(at_gy, dose, pct, left=100.0, right=0.0))
+
+
+def compare(
+    stored: DvhStats,
+    computed: DvhStats,
+    mean_tolerance_pct: float = AGREEMENT_MEAN_DOSE_PCT,
+    d95_tolerance_pct: float = AGREEMENT_D95_PCT,
+) -> DvhAgreement:
+    return DvhAgreement(
+        volume_diff_pct=_rel(stored.volume_cm3, computed.volume_cm3),
+        mean_dose_diff_pct=_rel(stored.mean_dose_gy, computed.mean_dose_gy),
+        d95_diff_pct=_rel(stored.d95_gy, computed.d95_gy),
+        mean_dose_tolerance_pct=mean_tolerance_pct,
+        d95_tolerance_pct=d95_tolerance_pct,
+    )
+
+
+def _rel(stored: float | None, computed: float | None) -> float | None:
+    if stored is None or computed is None:
+        return None
+    if stored == 0:
+        return 0.0 if computed == 0 else None  # a relative difference to 0 means nothing
+    return 100.0 * (computed - stored) / stored
+
+
+# -------------------------------------------------------------- stored DVHs
+
+
+def stored_dvhs(ds: Dataset, path: str) -> tuple[dict[int, DvhCurve], tuple[str, ...]]:
+    """The DVHSequence of an RT Dose as curves by ROI number, and notes on items skipped."""
+    curves: dict[int, DvhCurve] = {}
+    notes: list[str] = []
+    for i, item in enumerate(ds.get("DVHSequence") or []):
+        where = f"{path}::DVHSequence[{i}]"
+        refs = item.get("DVHReferencedROISequence") or []
+        number = refs[0].get("ReferencedROINumber") if refs else None
+        if number is None:
+            notes.append(f"{where}: no DVHReferencedROISequence, skipped")
+            continue
+        try:
+            curves.setdefault(int(number), _stored_curve(item, int(number), where))
+        except (DvhError, TypeError, ValueError) as exc:
+            notes.append(f"{where}: {exc}")
+    return curves, tuple(notes)
+
+
+_DOSE_GY = {"GY": 1.0, "CGY": 0.01}  # CGY is not a DICOM term, but some systems write it
+
+
+def _stored_curve(item: Dataset, roi_number: int, where: str) -> DvhCurve:
+    kind = str(item.get("DVHType") or "").strip().upper()
+    if kind not in ("CUMULATIVE", "DIFFERENTIAL"):
+        raise DvhError(f"DVHType {kind or 'absent'}: only CUMULATIVE and DIFFERENTIAL are read")
+    units = str(item.get("DoseUnits") or "").strip().upper()
+    if units not in _DOSE_GY:
+        raise DvhError(f"DoseUnits {units or 'absent'}: dose is not in Gy, not converted")
+    vol_units = str(item.get("DVHVolumeUnits") or "").strip().upper()
+    if vol_units not in ("CM3", "PERCENT"):
+        raise DvhError(f"DVHVolumeUnits {vol_units or 'absent'}: only CM3 and PERCENT are read")
+    scaling = item.get("DVHDoseScaling")
+    scale = (1.0 if scaling in (None, "") else float(scaling)) * _DOSE_GY[units]
+    raw = item.get("DVHData")
+    data = np.asarray([] if raw is None else list(raw) if not np.isscalar(raw) else [raw], float)
+    if data.size < 2 or data.size % 2 or not np.isfinite(data).all():
+        raise DvhError("DVHData is not a list of (dose bin width, volume) pairs")
+    widths, volumes = data[0::2] * scale, data[1::2]
+    if (widths < 0).any():
+        raise DvhError("DVHData has a negative dose bin width")
+    edges = np.concatenate([[0.0], np.cumsum(widths)])
+    if kind == "CUMULATIVE":  # volume receiving at least each bin's lower edge
+        diff = volumes - np.concatenate([volumes[1:], [0.0]])
+        diff = np.clip(diff, 0.0, None)  # rounding in exported curves can go up by a hair
+    else:
+        diff = np.clip(volumes, 0.0, None)
+    return DvhCurve(roi_number, edges, diff, vol_units == "CM3", "stored", where)
+
+
+# ------------------------------------------------------------ computed DVHs
+
+
+def compute_dvh(structure_set: Dataset, dose: Dataset, roi_number: int, where: str) -> DvhCurve:
+    """A DVH computed by dicompyler-core from the contours and the dose grid (Gy)."""
+    _, dvhcalc = dicompyler()
+    with _quiet_dicompyler():
+        try:
+            result = dvhcalc.get_dvh(structure_set, dose, roi_number)
+        except Exception as exc:  # dicompyler-core raises many types on odd input
+            raise DvhError(
+                f"dicompyler-core could not compute it: {type(exc).__name__}: {exc}"
+            ) from exc
+    diff = np.asarray(result.differential.counts, dtype=float)
+    edges = np.asarray(result.bins, dtype=float)
+    if diff.size <= 1 or diff.sum() <= 0 or edges.size != diff.size + 1:
+        raise DvhError("no dose-grid point lies inside the contours")
+    notes = (str(result.notes),) if result.notes else ()
+    return DvhCurve(roi_number, edges, diff, True, "computed", where, notes)
+
+
+@contextlib.contextmanager
+def _quiet_dicompyler() -> Iterator[None]:
+    """dicompyler-core logs a warning per contour plane outside the dose grid; its DVH
+    notes say the same once, so the log is silenced while it computes."""
+    log = logging.getLogger("dicompylercore")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _compute_problem(structure_set: Dataset, dose: Dataset) -> str | None:
+    """Why a DVH cannot be computed from these two datasets, or None."""
+    if "PixelData" not in dose:
+        return "the RT Dose has no dose grid (Pixel Data)"
+    units = str(dose.get("DoseUnits") or "").strip().upper()
+    if units != "GY":
+        return f"the dose grid is in {units or 'unstated'} units, not GY"
+    if "GridFrameOffsetVector" not in dose or int(dose.get("NumberOfFrames") or 1) < 2:
+        return "the dose grid is not 3-D (one frame, or no GridFrameOffsetVector)"
+    dose_for = str(dose.get("FrameOfReferenceUID") or "")
+    refs = structure_set.get("ReferencedFrameOfReferenceSequence") or []
+    ss_for = {str(r.get("FrameOfReferenceUID") or "") for r in refs}
+    if dose_for and ss_for - {""} and dose_for not in ss_for:
+        return "the structure set and the dose grid are in different frames of reference"
+    return None
+
+
+# -------------------------------------------------------------- per plan
+
+
+def plan_dvh(
+    lp: LinkedPlan,
+    targets: Sequence[Roi],
+    organs_at_risk: Sequence[Roi],
+    load: Loader,
+    compute: str = "auto",
+    v_values_gy: Sequence[float] = V_VALUES_GY,
+) -> PlanDvh:
+    """DVH evidence of one plan for its targets and organs at risk.
+
+    ``load(path, pixels=...)`` reads a whole file (``rtcode.read.read_full``).
+    ``compute``: "auto" computes DVHs of ROIs that have no stored one, "always"
+    computes every one (to compare with the stored ones), "never" only reads.
+    """
+    if compute not in COMPUTE_MODES:
+        raise ValueError(f"compute must be one of {COMPUTE_MODES}, not {compute!r}")
+    notes: list[str] = []
+    ss = lp.structure_set
+    wanted = [(r, "target") for r in targets] + [(r, "organ_at_risk") for r in organs_at_risk]
+    if ss is None:
+        reason = {
+            "not_in_export": "the plan's structure set is not in the export",
+            "not_referenced": "the plan references no structure set",
+        }.get(lp.structure_set_status, "no structure set")
+        return PlanDvh((), None, None, (f"no DVH: {reason}",), tuple(v_values_gy))
+    if not wanted:
+        notes.append("no contoured target or organ at risk in the structure set")
+
+    stored: dict[int, DvhCurve] = {}
+    stored_dose = _pick(d for d in lp.doses if d.dvh_count > 0)
+    stored_from = None
+    if stored_dose is not None and wanted:
+        ref = stored_dose.referenced_structure_set_uid
+        if ref is not None and ref != ss.sop_instance_uid:
+            notes.append(
+                f"stored DVHs in {stored_dose.path} belong to another structure set"
+                " (ROI numbers would not match): not used"
+            )
+        else:
+            try:
+                ds = load(stored_dose.path, pixels=False)
+                stored, skipped = stored_dvhs(ds, stored_dose.path)
+                notes.extend(skipped)
+                stored_from = stored_dose.path
+            except RtcodeError as exc:
+                notes.append(f"stored DVHs not read: {exc}")
+            if ref is None:
+                notes.append(
+                    f"{stored_dose.path} names no structure set: its ROI numbers are read"
+                    f" against {ss.path}"
+                )
+
+    numbers = {r.number for r, _ in wanted}
+    need = [
+        (r, role)
+        for r, role in wanted
+        if compute == "always" or (compute == "auto" and r.number not in stored)
+    ]
+    computed: dict[int, DvhCurve] = {}
+    failed: dict[int | None, str] = {}
+    computed_from = None
+    if need:
+        grid = _pick(d for d in lp.doses if d.grid.is_3d)
+        if grid is None:
+            notes.append("no DVH computed: no 3-D dose grid of this plan in the export")
+        else:
+            try:
+                rs_ds = load(ss.path, pixels=False)
+                rd_ds = load(grid.path, pixels=True)
+                problem = _compute_problem(rs_ds, rd_ds)
+            except RtcodeError as exc:
+                problem = str(exc)
+            if problem is not None:
+                notes.append(f"no DVH computed: {problem}")
+            else:
+                computed_from = (ss.path, grid.path)
+                for roi, _ in need:
+                    if roi.number is None:
+                        failed[None] = "ROI without a number"
+                        continue
+                    where = f"{ss.path} + {grid.path}"
+                    try:
+                        computed[roi.number] = compute_dvh(rs_ds, rd_ds, roi.number, where)
+                    except DvhError as exc:
+                        failed[roi.number] = f"not computed: {exc}"
+    others = sorted(n for n in stored if n not in numbers)
+    if others:
+        notes.append(
+            f"{len(others)} stored DVH(s) of ROIs that are neither target nor organ at risk"
+            " not shown"
+        )
+
+    rows = []
+    for roi, role in wanted:
+        s = stored.get(roi.number) if roi.number is not None else None
+        c = computed.get(roi.number) if roi.number is not None else None
+        s_stats, s_note = _stats(s, v_values_gy)
+        c_stats, c_note = _stats(c, v_values_gy)
+        note = failed.get(roi.number) or s_note or c_note
+        if s is None and c is None and note is None:
+            note = "no stored DVH" + (" (computing was off)" if compute == "never" else "")
+        elif note is None and c is not None and c.notes:
+            note = " ".join(c.notes)
+        agreement = compare(s_stats, c_stats) if s_stats and c_stats else None
+        rows.append(RoiDvh(roi.number, roi.name, role, s, c, s_stats, c_stats, agreement, note))
+    return PlanDvh(tuple(rows), stored_from, computed_from, tuple(notes), tuple(v_values_gy))
+
+
+def _stats(curve: DvhCurve | None, v_values: Sequence[float]) -> tuple[DvhStats | None, str | None]:
+    if curve is None:
+        return None, None
+    try:
+        return dvh_stats(curve, v_values), None
+    except DvhError as exc:
+        return None, f"{curve.source} DVH unusable: {exc}"
+
+
+def _pick(doses: Iterator[Dose] | Sequence[Dose]) -> Dose | None:
+    """The plan dose to use: a PLAN sum first, else the first one offered."""
+    found = list(doses)
+    for d in found:
+        if d.summation_type == "PLAN":
+            return d
+    return found[0] if found else None

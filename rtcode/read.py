@@ -6,6 +6,8 @@ meta) starts with a plausible group 0008 element. Images are identified from
 the file meta (or a header-only read) and skipped without reading their pixel
 data; only RT Plan, RT Ion Plan, RT Dose and RT Structure Set are read, always
 with ``stop_before_pixels``. Inputs are opened read-only and never modified.
+``read_full`` is the one exception: it reads a structure set's contours and a
+dose grid's pixels, and only DVH reporting calls it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 
-from .errors import DicomReadError, NotDicomError
+from .errors import DicomReadError, NotDicomError, RtcodeError
 from .facts import SOP_CLASS_MODALITY, Modality
 
 # Explicit VRs (PS3.5 6.2) used to recognise a raw explicit-VR dataset.
@@ -251,3 +253,29 @@ def _is_image_class(uid: str) -> bool:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
     return text[:200]
+
+
+def read_full(path: str | os.PathLike[str], *, pixels: bool = False) -> Dataset:
+    """Read one RT Structure Set or RT Dose in full, for a dose-volume histogram.
+
+    Unlike ``read`` this keeps every element, contour points included, and with
+    ``pixels`` the dose grid too. Only DVH reporting calls it (a scan never does),
+    for files a scan has already recognised. Raises ``DicomReadError`` (or
+    ``NotDicomError``) with a sentence that says what is wrong.
+    """
+    try:
+        with open(path, "rb") as fp:
+            if sniff(fp.read(140)) is None:
+                raise NotDicomError(f"{os.fspath(path)} is not a DICOM file")
+            fp.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return pydicom.dcmread(fp, force=True, stop_before_pixels=not pixels)
+    except OSError as exc:
+        raise DicomReadError(f"cannot read {os.fspath(path)}: {_os_reason(exc)}") from None
+    except RtcodeError:
+        raise
+    except Exception as exc:  # pydicom raises many types for damaged files
+        raise DicomReadError(
+            f"damaged or truncated DICOM file {os.fspath(path)}: {_short(exc)}"
+        ) from None
