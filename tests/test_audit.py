@@ -737,10 +737,14 @@ def test_clean_charges_give_no_findings():
 
 
 def test_exit_status_follows_fail_on():
-    warning_only = ("audit", SAMPLE_DATA, "--charges", PLANTED, "--patient", "RTC-03")
+    case_03, case_04 = (
+        SAMPLE_DATA / "03_two_mlc_fields_no_oar",
+        SAMPLE_DATA / "04_breast_tangents_wedged",
+    )
+    warning_only = ("audit", case_03, "--charges", PLANTED, "--patient", "RTC-03")
     assert invoke(*warning_only).exit_code == 0
     assert invoke(*warning_only, "--fail-on", "warning").exit_code == 4
-    info_only = ("audit", SAMPLE_DATA, "--charges", PLANTED, "--patient", "RTC-04")
+    info_only = ("audit", case_04, "--charges", PLANTED, "--patient", "RTC-04")
     assert invoke(*info_only, "--fail-on", "warning").exit_code == 0
     assert invoke(*info_only, "--fail-on", "info").exit_code == 4
     assert invoke("audit", SAMPLE_DATA, "--charges", CLEAN, "--fail-on", "info").exit_code == 0
