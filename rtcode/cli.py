@@ -138,6 +138,91 @@ def scan(
 
 
 @main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the report as one self-contained HTML file with DVH, beam's-eye-view and"
+    " beam-arrangement plots (nothing loaded from outside).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for the terminal, json with everything (printed unless only --html is given).",
+)
+@click.option(
+    "--compute-dvh",
+    is_flag=True,
+    help="Compute the DVH of every target and organ at risk with dicompyler-core, also"
+    " where one is stored, and show how they agree (default: only where none is stored).",
+)
+@click.option(
+    "--policy",
+    "policy_name",
+    default="default",
+    show_default=True,
+    help="A shipped policy name or a policy TOML file.",
+)
+@click.option(
+    "--date",
+    "date_of_service",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date of service (YYYY-MM-DD) that selects the codes and rules in force;"
+    " default: each plan's RTPlanDate.",
+)
+@click.pass_context
+def report(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    html_file: Path | None,
+    fmt: str,
+    compute_dvh: bool,
+    policy_name: str,
+    date_of_service: dt.datetime | None,
+) -> None:
+    """Per patient, every plan under PATHS with its code, confidence, evidence, flags,
+    related codes, beams and DVHs (stored in the RT Dose, or computed from the
+    structure set and dose grid where none is stored).
+    """
+    from .report import build_report
+    from .report import to_json as report_json
+    from .report import to_text as report_text
+
+    policy = _load_policy(policy_name)
+    if html_file is not None:
+        for p in paths:
+            if p.is_dir() and _inside(html_file, p):
+                raise click.BadParameter(
+                    f"{html_file} is inside the scanned folder {p}; rtcode never writes under"
+                    " the folders it scans. Choose another place.",
+                    param_hint="--html",
+                )
+    day = date_of_service.date() if date_of_service is not None else None
+    result = build_report(
+        run_scan([str(p) for p in paths], policy, day), "always" if compute_dvh else "auto"
+    )
+    if html_file is not None:
+        from .report_html import report_html
+
+        write_atomic(html_file, report_html(result))
+        click.echo(
+            f"wrote the report of {len(result.plans)} plan(s) for {len(result.patients)}"
+            f" patient(s) to {html_file}",
+            err=True,
+        )
+    explicit = ctx.get_parameter_source("fmt") is not click.core.ParameterSource.DEFAULT
+    if html_file is None or explicit:
+        click.echo(report_json(result) if fmt == "json" else report_text(result), nl=False)
+    if not result.plans:
+        click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--format",

@@ -150,6 +150,7 @@ def extract_plan(ds: Dataset, path: str, modality: Modality) -> Plan:
         brachy=brachy,
         beam_sequence_keyword=beam_kw,
         review_date=_text(ds, "ReviewDate"),
+        patient_name=_text(ds, "PatientName"),
     )
 
 
@@ -403,6 +404,7 @@ def extract_structure_set(ds: Dataset, path: str) -> StructureSet:
         label=_text(ds, "StructureSetLabel"),
         frame_of_reference_uid=_text(refs[0], "FrameOfReferenceUID") if refs else None,
         rois=tuple(rois),
+        patient_name=_text(ds, "PatientName"),
     )
 
 
@@ -452,4 +454,5 @@ def extract_dose(ds: Dataset, path: str, has_pixel_data: bool) -> Dose:
         ),
         dvh_roi_numbers=tuple(dvh_rois),
         dvh_count=len(dvhs),
+        patient_name=_text(ds, "PatientName"),
     )

@@ -243,6 +243,7 @@ class Plan:
     brachy: Brachy | None
     beam_sequence_keyword: str  # BeamSequence or IonBeamSequence
     review_date: str | None = None  # ReviewDate (YYYYMMDD) of an approved plan; None when absent
+    patient_name: str | None = None  # PatientName as written; --deidentify replaces it
 
     @property
     def intent(self) -> str | None:
@@ -283,6 +284,7 @@ class StructureSet:
     label: str | None
     frame_of_reference_uid: str | None
     rois: tuple[Roi, ...]
+    patient_name: str | None = None
 
 
 # ------------------------------------------------------------------------- dose
@@ -318,6 +320,7 @@ class Dose:
     grid: DoseGrid
     dvh_roi_numbers: tuple[int, ...]  # ROIs with a stored DVH
     dvh_count: int
+    patient_name: str | None = None
 
 
 # ------------------------------------------------------------------ read results

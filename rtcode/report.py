@@ -1,0 +1,400 @@
+"""``rtcode report``: per patient, every plan with its code and evidence, beams and DVHs.
+
+The report is a scan plus DVH evidence (``rtcode.dvh``) for each plan, grouped by
+patient. It renders as text for the terminal, JSON (the scan contract of each plan
+plus ``dvh``), or one self-contained HTML file (``rtcode.report_html``).
+
+Only the read step touches files: DVH evidence gets its datasets through
+``rtcode.read.read_full``.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from . import read as reader
+from .dvh import (
+    AGREEMENT_D95_PCT,
+    AGREEMENT_MEAN_DOSE_PCT,
+    DvhAgreement,
+    DvhStats,
+    Loader,
+    PlanDvh,
+    RoiDvh,
+    plan_dvh,
+)
+from .render import ADVISORY, beam_json, plan_json
+from .scan import PlanResult, ScanResult
+
+ROLE_LABELS = {"target": "target", "organ_at_risk": "organ at risk"}
+ROLE_SHORT = {"target": "target", "organ_at_risk": "OAR"}
+
+
+@dataclass(frozen=True, eq=False)
+class PlanReport:
+    result: PlanResult
+    dvh: PlanDvh
+
+
+@dataclass(frozen=True, eq=False)
+class PatientReport:
+    patient_id: str | None
+    patient_name: str | None
+    plans: tuple[PlanReport, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Report:
+    scan: ScanResult
+    patients: tuple[PatientReport, ...]
+    compute_dvh: str  # "auto", "always" or "never" (see rtcode.dvh.plan_dvh)
+    deidentified: bool = False
+
+    @property
+    def plans(self) -> list[PlanReport]:
+        return [p for patient in self.patients for p in patient.plans]
+
+
+def build_report(
+    scan_result: ScanResult, compute_dvh: str = "auto", load: Loader = reader.read_full
+) -> Report:
+    """DVH evidence for every plan of a scan, grouped by patient in the order found."""
+    groups: dict[str | None, list[PlanReport]] = {}
+    names: dict[str | None, str | None] = {}
+    for result in scan_result.plans:
+        c = result.classification
+        dvh = plan_dvh(result.linked, c.targets, c.organs_at_risk, load, compute_dvh)
+        plan = result.linked.plan
+        groups.setdefault(plan.patient_id, []).append(PlanReport(result, dvh))
+        names[plan.patient_id] = names.get(plan.patient_id) or plan.patient_name
+    patients = tuple(PatientReport(pid, names[pid], tuple(ps)) for pid, ps in groups.items())
+    return Report(scan_result, patients, compute_dvh)
+
+
+# ------------------------------------------------------------------------- JSON
+
+
+def _num(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def v_label(dose_gy: float) -> str:
+    return f"V{dose_gy:g}Gy"
+
+
+def stats_json(s: DvhStats | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    return {
+        "volume_cm3": _num(s.volume_cm3, 2),
+        "min_dose_gy": _num(s.min_dose_gy),
+        "mean_dose_gy": _num(s.mean_dose_gy),
+        "max_dose_gy": _num(s.max_dose_gy),
+        "d95_gy": _num(s.d95_gy),
+        "d2_gy": _num(s.d2_gy),
+        "v_pct": {v_label(d): _num(pct, 2) for d, pct in s.v_pct},
+    }
+
+
+def agreement_json(a: DvhAgreement | None) -> dict[str, Any] | None:
+    if a is None:
+        return None
+    return {
+        "agrees": a.agrees,
+        "volume_diff_pct": _num(a.volume_diff_pct, 2),
+        "mean_dose_diff_pct": _num(a.mean_dose_diff_pct, 2),
+        "d95_diff_pct": _num(a.d95_diff_pct, 2),
+        "mean_dose_tolerance_pct": a.mean_dose_tolerance_pct,
+        "d95_tolerance_pct": a.d95_tolerance_pct,
+    }
+
+
+def dvh_json(d: PlanDvh) -> dict[str, Any]:
+    return {
+        "stored_from": d.stored_from,
+        "computed_from": (
+            {"structure_set": d.computed_from[0], "dose": d.computed_from[1]}
+            if d.computed_from
+            else None
+        ),
+        "v_values_gy": list(d.v_values_gy),
+        "notes": list(d.notes),
+        "rois": [
+            {
+                "roi_number": r.roi_number,
+                "name": r.roi_name,
+                "role": r.role,
+                "sources": list(r.sources),
+                "stored": stats_json(r.stored_stats),
+                "stored_dicom_path": r.stored.dicom_path if r.stored else None,
+                "computed": stats_json(r.computed_stats),
+                "agreement": agreement_json(r.agreement),
+                "note": r.note,
+            }
+            for r in d.rois
+        ],
+    }
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    scan = report.scan
+    inv = scan.inventory
+    return {
+        "rtcode_version": __version__,
+        "advisory": ADVISORY,
+        "policy": scan.policy.summary(),
+        "deidentified": report.deidentified,
+        "dvh": {
+            "compute": report.compute_dvh,
+            "computed_with": "dicompyler-core 0.5.6",
+            "agreement_mean_dose_pct": AGREEMENT_MEAN_DOSE_PCT,
+            "agreement_d95_pct": AGREEMENT_D95_PCT,
+        },
+        "summary": {
+            "patients": len(report.patients),
+            "plans": len(scan.plans),
+            "files_seen": inv.files_seen,
+            "errors": len(inv.errors),
+        },
+        "patients": [
+            {
+                "patient_id": patient.patient_id,
+                "patient_name": patient.patient_name,
+                "plans": [
+                    {**plan_json(p.result, scan.policy), "dvh": dvh_json(p.dvh)}
+                    for p in patient.plans
+                ],
+            }
+            for patient in report.patients
+        ],
+        "errors": [{"path": e.path, "error": e.error} for e in inv.errors],
+    }
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report_json(report), indent=2, ensure_ascii=False) + "\n"
+
+
+# ------------------------------------------------------------------------- text
+
+
+def fired_word(fired: bool | None) -> str:
+    return {True: "yes", False: "no", None: "cannot determine"}[fired]
+
+
+def value_text(value: Any) -> str:
+    """Evidence values (numbers, lists, tables) as one short line."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {value_text(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(value_text(v) for v in value) or "none"
+    return str(value)
+
+
+def number(value: float | None, fmt: str = ".2f", absent: str = "-") -> str:
+    return absent if value is None else format(value, fmt)
+
+
+def signed_pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}%"
+
+
+def _wrap(text: str, indent: str, more: str | None = None, width: int = 100) -> list[str]:
+    return textwrap.wrap(
+        " ".join(text.split()),
+        width,
+        initial_indent=indent,
+        subsequent_indent=indent + "  " if more is None else more,
+        break_long_words=True,
+    ) or [indent.rstrip()]
+
+
+def _grid(rows: list[list[str]], indent: str = "    ") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = [indent + "  ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip() for r in rows]
+    out.insert(1, indent + "  ".join("-" * w for w in widths))
+    return out
+
+
+def agreement_text(a: DvhAgreement) -> str:
+    verdict = {True: "agree", False: "DIFFER", None: "cannot compare"}[a.agrees]
+    return (
+        f"{verdict}: mean {signed_pct(a.mean_dose_diff_pct)}"
+        f" (tolerance {a.mean_dose_tolerance_pct:g}%), D95 {signed_pct(a.d95_diff_pct)}"
+        f" (tolerance {a.d95_tolerance_pct:g}%), volume {signed_pct(a.volume_diff_pct)}"
+    )
+
+
+def dvh_rows(d: PlanDvh) -> list[tuple[RoiDvh, str, DvhStats]]:
+    """(roi, source, stats) for every DVH of the plan, stored before computed."""
+    out = []
+    for r in d.rois:
+        for source, stats in (("stored", r.stored_stats), ("computed", r.computed_stats)):
+            if stats is not None:
+                out.append((r, source, stats))
+    return out
+
+
+def dvh_header(d: PlanDvh) -> list[str]:
+    return ["ROI", "role", "source", "cm3", "min Gy", "mean Gy", "max Gy", "D95 Gy", "D2 Gy"] + [
+        f"{v_label(v)} %" for v in d.v_values_gy
+    ]
+
+
+def dvh_cells(r: RoiDvh, source: str, s: DvhStats) -> list[str]:
+    return [
+        r.roi_name or f"ROI {r.roi_number}",
+        ROLE_SHORT.get(r.role, r.role),
+        source,
+        number(s.volume_cm3),
+        number(s.min_dose_gy),
+        number(s.mean_dose_gy),
+        number(s.max_dose_gy),
+        number(s.d95_gy),
+        number(s.d2_gy),
+    ] + [number(pct, ".1f") for _, pct in s.v_pct]
+
+
+def patient_heading(patient: PatientReport) -> str:
+    pid = patient.patient_id or "(PatientID absent)"
+    return f"patient {pid}" + (f" ({patient.patient_name})" if patient.patient_name else "")
+
+
+def to_text(report: Report) -> str:
+    scan = report.scan
+    lines = [
+        f"rtcode report: {len(report.patients)} patient(s), {len(scan.plans)} plan(s);"
+        f" policy {scan.policy.name} {scan.policy.version}"
+        + ("; de-identified" if report.deidentified else ""),
+        ADVISORY,
+    ]
+    for patient in report.patients:
+        lines += ["", "=" * 100, patient_heading(patient), "=" * 100]
+        for p in patient.plans:
+            lines += [""] + _plan_text(p, scan)
+    inv = scan.inventory
+    if inv.errors:
+        lines += ["", f"{len(inv.errors)} file(s) could not be read:"]
+        for e in inv.errors:
+            lines += _wrap(f"{e.path}: {e.error}", "  ")
+    return "\n".join(lines) + "\n"
+
+
+def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
+    r, c = p.result, p.result.classification
+    plan = r.linked.plan
+    lines = [
+        f"plan {plan.label or '(no label)'}" + (f" ({plan.name})" if plan.name else ""),
+        "-" * 100,
+        f"  file        {plan.path}",
+        f"  code        {c.code or 'none'} ({c.label or c.category.value}),"
+        f" confidence {c.confidence}",
+        f"  plan        intent {plan.intent or '-'}, {plan.approval_status or 'approval absent'},"
+        f" date {date_text(plan.date)}",
+        f"  structures  {r.linked.structure_set_status}"
+        + (f": {r.linked.structure_set.path}" if r.linked.structure_set else ""),
+        f"  dose        {', '.join(d.path for d in r.linked.doses) or 'none in the export'}",
+        "",
+        "  evidence",
+    ]
+    deciding = {id(e) for e in c.deciding_evidence()}
+    for e in c.evidence:
+        mark = "*" if id(e) in deciding else " "
+        lines += _wrap(f"{mark} [{fired_word(e.fired)}] {e.rule}: {e.finding}", "    ", " " * 8)
+        detail = [f"observed {value_text(e.observed)}"]
+        if e.threshold is not None:
+            detail.append(f"threshold {value_text(e.threshold)}")
+        if e.setting:
+            detail.append(f"setting {e.setting}")
+        if e.dicom_path:
+            detail.append(f"at {e.dicom_path}")
+        detail_lines = _wrap("; ".join(detail), " " * 8)
+        if len(detail_lines) > 2:  # the HTML and JSON reports carry every value
+            detail_lines = detail_lines[:2]
+            detail_lines[-1] = detail_lines[-1][:96] + " ..."
+        lines += detail_lines
+    lines.append("    (* the rule group that decided the code)")
+    if c.flags:
+        lines += ["", "  flags"]
+        for f in c.flags:
+            lines += _wrap(f"{f.severity}: {f.message}", "    ")
+    if c.alternatives:
+        lines += ["", "  alternatives"]
+        for a in c.alternatives:
+            lines += _wrap(f"{a.code} ({a.category}) {a.condition}", "    ")
+    if r.related:
+        lines += ["", "  related codes"]
+        for rc in r.related:
+            units = f" x{rc.units}" if rc.units else ""
+            lines += _wrap(f"{rc.code}{units} [{rc.kind}] {rc.reason}", "    ")
+    if c.beams:
+        lines += ["", "  beams"]
+        rows = [
+            ["#", "name", "technique", "MeV/MV", "MU", "CPs", "gantry", "coll", "couch", "port"]
+        ]
+        for b in c.beams:
+            j = beam_json(b)
+            rows.append(
+                [
+                    value_text(j["number"]),
+                    j["name"] or "-",
+                    j["technique"],
+                    value_text(j["nominal_energy"]),
+                    number(j["meterset_mu"], ".1f"),
+                    str(j["number_of_control_points"]),
+                    gantry_text(j),
+                    value_text(j["collimator_deg"]),
+                    value_text(j["couch_deg"]),
+                    "yes" if j["treatment_port"] else "no",
+                ]
+            )
+        lines += _grid(rows)
+    lines += [""] + _wrap("dose-volume histograms" + _dvh_sources(p.dvh), "  ")
+    table = dvh_rows(p.dvh)
+    if table:
+        lines += _grid([dvh_header(p.dvh)] + [dvh_cells(*row) for row in table])
+    for roi in p.dvh.rois:
+        if roi.agreement is not None:
+            lines += _wrap(f"{roi.roi_name}: {agreement_text(roi.agreement)}", "    ")
+        if roi.note:
+            lines += _wrap(f"{roi.roi_name}: {roi.note}", "    ")
+    for note in p.dvh.notes:
+        lines += _wrap(note, "    ")
+    return lines
+
+
+def date_text(value: str | None) -> str:
+    """A DICOM DA value as YYYY-MM-DD (a de-identified pseudonym stays as it is)."""
+    if value and len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value or "-"
+
+
+def gantry_text(j: dict[str, Any]) -> str:
+    start, stop = j["gantry_start_deg"], j["gantry_stop_deg"]
+    if start is None:
+        return "-"
+    if stop is None or stop == start or not j["gantry_span_deg"]:
+        return f"{start:g}"
+    return f"{start:g}-{stop:g} {j['gantry_direction'] or ''}".rstrip()
+
+
+def _dvh_sources(d: PlanDvh) -> str:
+    parts = []
+    if d.stored_from:
+        parts.append(f"stored in {d.stored_from}")
+    if d.computed_from:
+        parts.append(
+            f"computed by dicompyler-core from {d.computed_from[0]} + {d.computed_from[1]}"
+        )
+    return (" (" + "; ".join(parts) + ")") if parts else ""

@@ -1,0 +1,310 @@
+"""``rtcode report``: text, JSON and the self-contained HTML, checked in a real browser.
+
+The browser tests run Debian's headless Chromium on the report of the sample export:
+a screenshot, the page's DOM (title, plan rows, evidence rows, images), and a probe
+copy of the page whose script measures that every plot decoded and is laid out.
+They skip, saying why, when Chromium is not installed (``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import shutil
+import struct
+import subprocess
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pydicom
+import pytest
+from click.testing import CliRunner
+from conftest import SAMPLE_DATA
+
+from rtcode.cli import main
+from rtcode.policy import load
+from rtcode.report import build_report, report_json, to_text
+from rtcode.report_html import report_html
+from rtcode.scan import scan
+
+HOSTILE_LABEL = "<script>alert(1)</script>"
+HOSTILE_ROI = '<img src=x onerror="alert(2)">$x^2$'
+
+
+# ------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def sample_report():
+    return build_report(scan([str(SAMPLE_DATA)], load("default")), "always")
+
+
+@pytest.fixture(scope="module")
+def sample_html(sample_report, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    path.write_text(report_html(sample_report), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def hostile_export(tmp_path_factory) -> Path:
+    """Case 06 with a plan label that is a script and an ROI name that is markup."""
+    out = tmp_path_factory.mktemp("hostile") / "06"
+    shutil.copytree(SAMPLE_DATA / "06_four_field_box_3d", out)
+    with warnings.catch_warnings():  # longer than SH allows: files in the wild do that too
+        warnings.simplefilter("ignore")
+        rp = pydicom.dcmread(out / "RP.dcm")
+        rp.RTPlanLabel = HOSTILE_LABEL
+        rp.BeamSequence[0].BeamName = "$\\frac{a}{b}$ <b>"
+        rp.save_as(out / "RP.dcm")
+        rs = pydicom.dcmread(out / "RS.dcm")
+        rs.StructureSetROISequence[1].ROIName = HOSTILE_ROI  # a target (PTV)
+        rs.save_as(out / "RS.dcm")
+    return out
+
+
+class _Page(HTMLParser):
+    """Tags with their attributes and the page's text, from the stdlib parser."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.text: list[str] = []
+        self.title = ""
+        self._in_title = False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+        self._in_title = tag == "title"
+
+    def handle_endtag(self, tag):
+        self._in_title = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_title:
+            self.title += data
+
+    def having(self, tag: str, cls: str | None = None) -> list[dict[str, str]]:
+        return [
+            a
+            for t, a in self.tags
+            if t == tag and (cls is None or cls in a.get("class", "").split())
+        ]
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+# ------------------------------------------------------------- text and JSON
+
+
+def test_text_report_groups_plans_by_patient(sample_report):
+    text = to_text(sample_report)
+    assert text.count("\npatient ") == 19  # 18_duplicate_sop_uid: two plans, one patient
+    for p in sample_report.plans:
+        assert f"plan {p.result.linked.plan.label}" in text
+    assert "  evidence\n" in text and "  beams\n" in text
+    assert "ROI" in text and "D95 Gy" in text and "V20Gy %" in text
+    assert "PTV: agree: mean +0.09%" in text  # case 06
+
+
+def test_json_report_carries_the_scan_contract_and_dvhs(sample_report):
+    data = json.loads(json.dumps(report_json(sample_report)))
+    assert data["summary"]["plans"] == 20 and data["summary"]["patients"] == 19
+    plans = [p for patient in data["patients"] for p in patient["plans"]]
+    for key in ("code", "confidence", "evidence", "flags", "related_codes", "beams", "dvh"):
+        assert all(key in p for p in plans), key
+    six = next(p for p in plans if p["path"].endswith("06_four_field_box_3d/RP.dcm"))
+    ptv = next(r for r in six["dvh"]["rois"] if r["name"] == "PTV")
+    assert ptv["sources"] == ["stored", "computed"]
+    assert ptv["agreement"]["agrees"] is True
+    assert set(ptv["stored"]) >= {"volume_cm3", "mean_dose_gy", "d95_gy", "d2_gy", "v_pct"}
+    assert "V20Gy" in ptv["stored"]["v_pct"]
+
+
+def test_cli_report_text_json_and_html(tmp_path):
+    runner = CliRunner()
+    case = str(SAMPLE_DATA / "06_four_field_box_3d")
+    text = runner.invoke(main, ["report", case])
+    assert text.exit_code == 0, text.output
+    assert "77295 (3-D plan), confidence high" in text.output
+    as_json = runner.invoke(main, ["report", case, "--format", "json", "--compute-dvh"])
+    assert json.loads(as_json.output)["dvh"]["compute"] == "always"
+    out = tmp_path / "r.html"
+    only_html = runner.invoke(main, ["report", case, "--html", str(out)])
+    assert only_html.exit_code == 0
+    assert only_html.stdout == ""  # the HTML only: nothing printed
+    assert "wrote the report of 1 plan(s) for 1 patient(s)" in only_html.stderr
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_cli_report_refuses_to_write_into_the_scanned_folder(tmp_path):
+    inside = tmp_path / "export"
+    shutil.copytree(SAMPLE_DATA / "01_single_open_field", inside)
+    r = CliRunner().invoke(main, ["report", str(inside), "--html", str(inside / "r.html")])
+    assert r.exit_code == 2 and "never writes under" in r.output
+    assert not (inside / "r.html").exists()
+
+
+def test_cli_report_without_plans_exits_1(tmp_path):
+    r = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert r.exit_code == 1
+
+
+# --------------------------------------------------------------- HTML (no browser)
+
+
+def test_html_is_self_contained_and_complete(sample_report, sample_html):
+    text = sample_html.read_text(encoding="utf-8")
+    page = _Page(text)
+    assert page.title == "rtcode report: 19 patient(s), 20 plan(s)"
+    assert len(page.having("tr", "plan-row")) == 20
+    assert len(page.having("article", "plan")) == 20
+    n_evidence = sum(len(p.result.classification.evidence) for p in sample_report.plans)
+    assert len(page.having("tr", "evidence-row")) == n_evidence
+    # nothing outside the file: no script, no stylesheet or font link, images inline
+    assert not page.having("script") and not page.having("link") and not page.having("iframe")
+    assert "http://" not in text and "https://" not in text
+    (csp,) = [a for t, a in page.tags if t == "meta" and a.get("http-equiv")]
+    assert "default-src 'none'" in csp["content"]
+    images = page.having("img")
+    with_curves = sum(1 for p in sample_report.plans if p.dvh.has_curves)
+    assert len(page.having("img", "dvh")) == with_curves == 7  # 03, 05, 06, 09-12
+    assert len(page.having("img", "arrangement")) == 19  # every plan but the brachytherapy one
+    assert len(page.having("img", "bev")) >= 50
+    for img in images:
+        prefix = "data:image/png;base64,"
+        assert img["src"].startswith(prefix)
+        w, h = _png_size(base64.b64decode(img["src"][len(prefix) :]))
+        assert w >= 200 and h >= 200
+
+
+@pytest.mark.filterwarnings("ignore:The value length")
+def test_every_dicom_string_is_escaped(hostile_export):
+    report = build_report(scan([str(hostile_export)], load("default")), "always")
+    text = report_html(report)
+    page = _Page(text)
+    assert not page.having("script")
+    assert HOSTILE_LABEL not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert not [a for t, a in page.tags if t == "img" and a.get("src") == "x"]
+    assert not [a for _, a in page.tags if "onerror" in a]
+    assert not page.having("b")
+    shown = "".join(page.text)
+    assert HOSTILE_LABEL in shown and HOSTILE_ROI in shown  # shown as the text it is
+    assert page.having("img", "dvh") and page.having("img", "bev")  # "$" did not break a plot
+
+
+# ------------------------------------------------------------------- browser
+
+
+def _chromium() -> str | None:
+    for name in (os.environ.get("RTCODE_CHROMIUM", ""), "chromium", "chromium-browser"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+CHROMIUM = _chromium()
+browser = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="headless Chromium not installed (Debian: apt-get install chromium; .ci/run does it)",
+)
+
+
+def _run_chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    profile = tmp / "chromium-profile"
+    profile.mkdir(exist_ok=True)
+    cmd = [
+        CHROMIUM or "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+
+
+_PROBE = """<script>
+addEventListener('load', () => {
+  const shown = (el) => { const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== 'hidden'; };
+  const imgs = [...document.images];
+  const out = {
+    images: imgs.length,
+    decoded: imgs.filter((i) => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0).length,
+    images_shown: imgs.filter(shown).length,
+    plans_shown: [...document.querySelectorAll('article.plan')].filter(shown).length,
+    plan_rows_shown: [...document.querySelectorAll('tr.plan-row')].filter(shown).length,
+    evidence_shown: [...document.querySelectorAll('tr.evidence-row')].filter(shown).length,
+    scripts: document.querySelectorAll('script').length,
+    headings: [...document.querySelectorAll('article.plan h3')].map((h) => h.textContent),
+    page_width: document.documentElement.scrollWidth,
+  };
+  const pre = document.createElement('pre'); pre.id = 'probe';
+  pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+});
+</script>"""
+
+
+def _probe(html_path: Path, tmp: Path) -> dict:
+    """Open a copy of the page with a measuring script (the shipped page has none and
+    its Content-Security-Policy would block one) and read what the browser laid out."""
+    text = html_path.read_text(encoding="utf-8")
+    head, rest = text.split('<meta http-equiv="Content-Security-Policy"', 1)
+    text = head + rest.split(">", 1)[1]
+    copy = tmp / "probe.html"
+    copy.write_text(text.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    dom = _run_chromium(
+        tmp, "--window-size=1400,3000", "--virtual-time-budget=10000", "--dump-dom", copy.as_uri()
+    ).stdout
+    start = dom.index('<pre id="probe">') + len('<pre id="probe">')
+    return json.loads(html.unescape(dom[start : dom.index("</pre>", start)]))
+
+
+@browser
+def test_browser_renders_every_plan_evidence_row_and_plot(sample_report, sample_html, tmp_path):
+    shot = tmp_path / "report.png"
+    _run_chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,3000", sample_html.as_uri())
+    data = shot.read_bytes()
+    assert _png_size(data) == (1400, 3000) and len(data) > 50_000  # a page, not a blank
+    dom = _Page(
+        _run_chromium(
+            tmp_path, "--window-size=1400,3000", "--dump-dom", sample_html.as_uri()
+        ).stdout
+    )
+    assert dom.title == "rtcode report: 19 patient(s), 20 plan(s)"
+    assert len(dom.having("tr", "plan-row")) == 20
+    probe = _probe(sample_html, tmp_path)
+    n_evidence = sum(len(p.result.classification.evidence) for p in sample_report.plans)
+    assert probe["images"] == len(dom.having("img")) >= 70
+    assert probe["decoded"] == probe["images"] == probe["images_shown"]
+    assert probe["plans_shown"] == probe["plan_rows_shown"] == 20
+    assert probe["evidence_shown"] == n_evidence
+    assert probe["page_width"] <= 1400  # nothing pushes the page sideways
+
+
+@browser
+@pytest.mark.filterwarnings("ignore:The value length")
+def test_browser_shows_a_script_label_as_text(hostile_export, tmp_path):
+    report = build_report(scan([str(hostile_export)], load("default")), "auto")
+    page = tmp_path / "hostile.html"
+    page.write_text(report_html(report), encoding="utf-8")
+    dom = _run_chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert "<script" not in dom and "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+    probe = _probe(page, tmp_path)
+    assert probe["scripts"] == 1  # the probe's own: the label did not become one
+    assert probe["headings"] == [f"Plan {HOSTILE_LABEL} (Pelvis four field box)"]
+    assert probe["decoded"] == probe["images"] > 0
