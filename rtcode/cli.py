@@ -99,12 +99,19 @@ def main() -> None:
     help="Date of service (YYYY-MM-DD) that selects the codes and rules in force;"
     " default: each plan's RTPlanDate.",
 )
+@click.option(
+    "--deidentify",
+    is_flag=True,
+    help="Replace patient names, IDs, dates and UIDs with stable pseudonyms (keyed by"
+    " RTCODE_DEIDENTIFY_KEY), for output that leaves the department.",
+)
 def scan(
     paths: tuple[Path, ...],
     fmt: str,
     output: Path | None,
     policy_name: str,
     date_of_service: dt.datetime | None,
+    deidentify: bool = False,
 ) -> None:
     """Read DICOM-RT exports under PATHS (files or folders, searched recursively) and
     code every RT Plan found, with the evidence that supports each code.
@@ -123,6 +130,8 @@ def scan(
                 )
     day = date_of_service.date() if date_of_service is not None else None
     result = run_scan([str(p) for p in paths], policy, day)
+    if deidentify:
+        result = _deidentify(result)
     text = FORMATS[fmt](result)
     if output is None:
         click.echo(text, nl=False)
@@ -135,6 +144,19 @@ def scan(
     if not result.plans:
         click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
         sys.exit(1)
+
+
+def _deidentify(result):
+    """The result with pseudonyms; says on standard error when they hold for this run only."""
+    from .deidentify import ENV_KEY, Pseudonyms, deidentify
+
+    pseudonyms = Pseudonyms.from_environment()
+    if not pseudonyms.stable:
+        click.echo(
+            f"rtcode: {ENV_KEY} is not set: pseudonyms hold within this output only",
+            err=True,
+        )
+    return deidentify(result, pseudonyms)
 
 
 @main.command()
@@ -161,6 +183,12 @@ def scan(
     " where one is stored, and show how they agree (default: only where none is stored).",
 )
 @click.option(
+    "--deidentify",
+    is_flag=True,
+    help="Replace patient names, IDs, dates and UIDs with stable pseudonyms (keyed by"
+    " RTCODE_DEIDENTIFY_KEY), for a report that leaves the department.",
+)
+@click.option(
     "--policy",
     "policy_name",
     default="default",
@@ -181,6 +209,7 @@ def report(
     html_file: Path | None,
     fmt: str,
     compute_dvh: bool,
+    deidentify: bool,
     policy_name: str,
     date_of_service: dt.datetime | None,
 ) -> None:
@@ -188,6 +217,8 @@ def report(
     related codes, beams and DVHs (stored in the RT Dose, or computed from the
     structure set and dose grid where none is stored).
     """
+    import dataclasses
+
     from .report import build_report
     from .report import to_json as report_json
     from .report import to_text as report_text
@@ -205,6 +236,8 @@ def report(
     result = build_report(
         run_scan([str(p) for p in paths], policy, day), "always" if compute_dvh else "auto"
     )
+    if deidentify:
+        result = dataclasses.replace(_deidentify(result), deidentified=True)
     if html_file is not None:
         from .report_html import report_html
 
