@@ -17,9 +17,11 @@ from typing import Any
 
 from . import __version__
 from . import read as reader
+from .classify import Classification, Evidence
 from .dvh import (
     AGREEMENT_D95_PCT,
     AGREEMENT_MEAN_DOSE_PCT,
+    V_VALUES_GY,
     DvhAgreement,
     DvhStats,
     Loader,
@@ -67,7 +69,11 @@ def build_report(
     names: dict[str | None, str | None] = {}
     for result in scan_result.plans:
         c = result.classification
-        dvh = plan_dvh(result.linked, c.targets, c.organs_at_risk, load, compute_dvh)
+        try:
+            dvh = plan_dvh(result.linked, c.targets, c.organs_at_risk, load, compute_dvh)
+        except Exception as exc:  # a file shaped in a way nobody foresaw: keep the report
+            note = f"DVH evidence could not be read: {type(exc).__name__}: {exc}"
+            dvh = PlanDvh((), None, None, (note,), V_VALUES_GY)
         plan = result.linked.plan
         groups.setdefault(plan.patient_id, []).append(PlanReport(result, dvh))
         names[plan.patient_id] = names.get(plan.patient_id) or plan.patient_name
@@ -308,12 +314,13 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
         "  evidence",
     ]
     deciding = {id(e) for e in c.deciding_evidence()}
-    for e in c.evidence:
+    for e, repeated in with_repeats(c):
         mark = "*" if id(e) in deciding else " "
         lines += _wrap(f"{mark} [{fired_word(e.fired)}] {e.rule}: {e.finding}", "    ", " " * 8)
         detail = [f"observed {value_text(e.observed)}"]
         if e.threshold is not None:
-            detail.append(f"threshold {value_text(e.threshold)}")
+            shown = "as above" if repeated else value_text(e.threshold)
+            detail.append(f"threshold {shown}")
         if e.setting:
             detail.append(f"setting {e.setting}")
         if e.dicom_path:
@@ -371,6 +378,22 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
     for note in p.dvh.notes:
         lines += _wrap(note, "    ")
     return lines
+
+
+def with_repeats(c: Classification) -> list[tuple[Evidence, bool]]:
+    """Each evidence row, and whether its threshold repeats the row before (the same
+    rule and policy setting for every beam: shown once, then "as above")."""
+    out = []
+    prev: Evidence | None = None
+    for e in c.evidence:
+        same = (
+            prev is not None
+            and e.threshold is not None
+            and (e.rule, e.setting, e.threshold) == (prev.rule, prev.setting, prev.threshold)
+        )
+        out.append((e, same))
+        prev = e
+    return out
 
 
 def date_text(value: str | None) -> str:

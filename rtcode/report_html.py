@@ -33,6 +33,7 @@ from .report import (
     number,
     patient_heading,
     value_text,
+    with_repeats,
 )
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -285,8 +286,9 @@ def _plan(p: PlanReport, i: int, figures: bool) -> str:
 def _evidence(c: Classification) -> str:
     deciding = {id(e) for e in c.deciding_evidence()}
     rows = []
-    for e in c.evidence:
+    for e, repeated in with_repeats(c):
         state = {True: "yes", False: "no", None: "unknown"}[e.fired]
+        threshold = "" if e.threshold is None else value_text(e.threshold)
         cls = f"evidence-row fired-{state}" + (" decides" if id(e) in deciding else "")
         rows.append(
             f'<tr class="{cls}">'
@@ -294,7 +296,7 @@ def _evidence(c: Classification) -> str:
             + _td(fired_word(e.fired), "result")
             + _td(e.finding)
             + _td(value_text(e.observed))
-            + _td("" if e.threshold is None else value_text(e.threshold))
+            + _td("as above" if repeated else threshold)
             + _td(e.setting or "")
             + _td(e.dicom_path or "", "path")
             + "</tr>"
@@ -362,16 +364,22 @@ def _beam_figures(p: PlanReport) -> str:
             " clockwise), couch angles seen from above; setup and imaging beams dotted grey.",
         )
     ]
+    views = 0
     for b in c.beams:
         name = f"beam {value_text(b.beam.number)} {b.beam.name or ''}".strip()
         png = plots.bev_png(b, name)
+        views += png is not None
         parts.append(
             _figure(png, f"beam's-eye view of {name}", "bev", f"{name}: {b.technique.value}")
         )
     legend = (
-        '<p class="note">Beam\'s-eye views in the collimator frame, mm at the isocentre: open'
-        " field yellow, MLC leaves grey, jaws red; a static beam at its largest segment, an arc"
-        f" at {plots.ARC_PANELS} of its control points.</p>"
+        ""
+        if not views
+        else (
+            '<p class="note">Beam\'s-eye views in the collimator frame, mm at the isocentre: open'
+            " field yellow, MLC leaves grey, jaws red; a static beam at its largest segment, an arc"
+            f" at {plots.ARC_PANELS} of its control points.</p>"
+        )
     )
     return legend + '<div class="figures">' + "".join(parts) + "</div>"
 

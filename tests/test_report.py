@@ -129,6 +129,19 @@ def test_json_report_carries_the_scan_contract_and_dvhs(sample_report):
     assert "V20Gy" in ptv["stored"]["v_pct"]
 
 
+def test_one_unreadable_dose_does_not_lose_the_report():
+    def broken(path, pixels=False):
+        raise RuntimeError("disk on fire")
+
+    result = scan([str(SAMPLE_DATA / "06_four_field_box_3d")], load("default"))
+    report = build_report(result, "always", load=broken)
+    (plan,) = report.plans
+    assert plan.dvh.notes == ("DVH evidence could not be read: RuntimeError: disk on fire",)
+    assert "disk on fire" in to_text(report) and "disk on fire" in report_html(
+        report, figures=False
+    )
+
+
 def test_cli_report_text_json_and_html(tmp_path):
     runner = CliRunner()
     case = str(SAMPLE_DATA / "06_four_field_box_3d")
