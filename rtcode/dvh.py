@@ -45,6 +45,19 @@ AGREEMENT_MEAN_DOSE_PCT = 1.0
 # ... and D95 by at most this much (both relative to the stored value).
 AGREEMENT_D95_PCT = 2.0
 
+
+@dataclass(frozen=True)
+class DvhSettings:
+    """What the policy will decide (keys ``dvh.v_values_gy``,
+    ``dvh.agreement_mean_dose_pct``, ``dvh.agreement_d95_pct``); until then these
+    module defaults."""
+
+    v_values_gy: tuple[float, ...] = V_VALUES_GY
+    agreement_mean_dose_pct: float = AGREEMENT_MEAN_DOSE_PCT
+    agreement_d95_pct: float = AGREEMENT_D95_PCT
+
+
+DEFAULT_SETTINGS = DvhSettings()
 ROLES = ("target", "organ_at_risk")
 COMPUTE_MODES = ("auto", "always", "never")
 
@@ -332,7 +345,7 @@ def plan_dvh(
     organs_at_risk: Sequence[Roi],
     load: Loader,
     compute: str = "auto",
-    v_values_gy: Sequence[float] = V_VALUES_GY,
+    settings: DvhSettings = DEFAULT_SETTINGS,
 ) -> PlanDvh:
     """DVH evidence of one plan for its targets and organs at risk.
 
@@ -340,6 +353,7 @@ def plan_dvh(
     ``compute``: "auto" computes DVHs of ROIs that have no stored one, "always"
     computes every one (to compare with the stored ones), "never" only reads.
     """
+    v_values_gy = settings.v_values_gy
     if compute not in COMPUTE_MODES:
         raise ValueError(f"compute must be one of {COMPUTE_MODES}, not {compute!r}")
     notes: list[str] = []
@@ -429,7 +443,11 @@ def plan_dvh(
             note = "no stored DVH" + (" (computing was off)" if compute == "never" else "")
         elif note is None and c is not None and c.notes:
             note = " ".join(c.notes)
-        agreement = compare(s_stats, c_stats) if s_stats and c_stats else None
+        agreement = None
+        if s_stats and c_stats:
+            agreement = compare(
+                s_stats, c_stats, settings.agreement_mean_dose_pct, settings.agreement_d95_pct
+            )
         rows.append(RoiDvh(roi.number, roi.name, role, s, c, s_stats, c_stats, agreement, note))
     return PlanDvh(tuple(rows), stored_from, computed_from, tuple(notes), tuple(v_values_gy))
 

@@ -19,10 +19,9 @@ from . import __version__
 from . import read as reader
 from .classify import Classification, Evidence
 from .dvh import (
-    AGREEMENT_D95_PCT,
-    AGREEMENT_MEAN_DOSE_PCT,
-    V_VALUES_GY,
+    DEFAULT_SETTINGS,
     DvhAgreement,
+    DvhSettings,
     DvhStats,
     Loader,
     PlanDvh,
@@ -55,6 +54,7 @@ class Report:
     patients: tuple[PatientReport, ...]
     compute_dvh: str  # "auto", "always" or "never" (see rtcode.dvh.plan_dvh)
     deidentified: bool = False
+    dvh_settings: DvhSettings = DEFAULT_SETTINGS
 
     @property
     def plans(self) -> list[PlanReport]:
@@ -62,7 +62,10 @@ class Report:
 
 
 def build_report(
-    scan_result: ScanResult, compute_dvh: str = "auto", load: Loader = reader.read_full
+    scan_result: ScanResult,
+    compute_dvh: str = "auto",
+    load: Loader = reader.read_full,
+    dvh_settings: DvhSettings = DEFAULT_SETTINGS,
 ) -> Report:
     """DVH evidence for every plan of a scan, grouped by patient in the order found."""
     groups: dict[str | None, list[PlanReport]] = {}
@@ -70,15 +73,17 @@ def build_report(
     for result in scan_result.plans:
         c = result.classification
         try:
-            dvh = plan_dvh(result.linked, c.targets, c.organs_at_risk, load, compute_dvh)
+            dvh = plan_dvh(
+                result.linked, c.targets, c.organs_at_risk, load, compute_dvh, dvh_settings
+            )
         except Exception as exc:  # a file shaped in a way nobody foresaw: keep the report
             note = f"DVH evidence could not be read: {type(exc).__name__}: {exc}"
-            dvh = PlanDvh((), None, None, (note,), V_VALUES_GY)
+            dvh = PlanDvh((), None, None, (note,), dvh_settings.v_values_gy)
         plan = result.linked.plan
         groups.setdefault(plan.patient_id, []).append(PlanReport(result, dvh))
         names[plan.patient_id] = names.get(plan.patient_id) or plan.patient_name
     patients = tuple(PatientReport(pid, names[pid], tuple(ps)) for pid, ps in groups.items())
-    return Report(scan_result, patients, compute_dvh)
+    return Report(scan_result, patients, compute_dvh, dvh_settings=dvh_settings)
 
 
 # ------------------------------------------------------------------------- JSON
@@ -157,8 +162,9 @@ def report_json(report: Report) -> dict[str, Any]:
         "dvh": {
             "compute": report.compute_dvh,
             "computed_with": "dicompyler-core 0.5.6",
-            "agreement_mean_dose_pct": AGREEMENT_MEAN_DOSE_PCT,
-            "agreement_d95_pct": AGREEMENT_D95_PCT,
+            "v_values_gy": list(report.dvh_settings.v_values_gy),
+            "agreement_mean_dose_pct": report.dvh_settings.agreement_mean_dose_pct,
+            "agreement_d95_pct": report.dvh_settings.agreement_d95_pct,
         },
         "summary": {
             "patients": len(report.patients),

@@ -325,3 +325,17 @@ def test_scan_never_loads_dicompyler_or_matplotlib():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_settings_choose_the_v_values_and_tolerances():
+    from rtcode.dvh import DvhSettings
+
+    result = scan([str(SAMPLE_DATA / "06_four_field_box_3d")], load("default"))
+    (p,) = result.plans
+    c = p.classification
+    strict = DvhSettings(v_values_gy=(10.0,), agreement_mean_dose_pct=0.01)
+    d = plan_dvh(p.linked, c.targets, c.organs_at_risk, read.read_full, "always", strict)
+    ptv = next(r for r in d.rois if r.roi_name == "PTV")
+    assert [v for v, _ in ptv.stored_stats.v_pct] == [10.0] and d.v_values_gy == (10.0,)
+    assert ptv.agreement.mean_dose_tolerance_pct == 0.01
+    assert ptv.agreement.agrees is False  # +0.09% is more than 0.01%
