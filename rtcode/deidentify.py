@@ -4,8 +4,9 @@
 report, a single plan result: frozen dataclasses, tuples, lists, dicts) in which
 
 - patient IDs become ``PAT-`` + 10 hex digits, patient names ``NAME-`` + 8,
-- dates (fields named ``date`` or ``*_date``; YYYYMMDD and YYYY-MM-DD forms in text)
-  become ``DATE-`` + 8 hex digits, and ``datetime.date`` values become None,
+- dates (fields named ``date`` or ``*_date``, and any ``datetime.date`` value; their
+  YYYYMMDD and YYYY-MM-DD forms in text) become ``DATE-`` + 8 hex digits, and
+  ``datetime.date`` values themselves become None,
 - UIDs (fields named ``*_uid``/``*_uids``, and anything in text shaped like a DICOM
   UID with five or more components, e.g. in a file name) become ``2.25.`` UIDs,
 
@@ -114,6 +115,8 @@ def _collect(obj: Any, found: _Found, seen: set[int]) -> None:
                     found.dates.add(value.strip())
                 elif name.endswith("_uid"):
                     found.uids.add(value.strip())
+            elif isinstance(value, (dt.date, dt.datetime)):
+                found.dates.add(value.strftime("%Y%m%d"))  # its text forms go too
             elif name.endswith("_uids") and isinstance(value, (tuple, list)):
                 found.uids.update(v.strip() for v in value if isinstance(v, str) and v.strip())
             else:
@@ -126,9 +129,13 @@ def _collect(obj: Any, found: _Found, seen: set[int]) -> None:
             _collect(v, found, seen)
 
 
+# Configuration, not patient data: left as it is (a CMS PTP edit's dates are not a
+# patient's). By name, so that this module imports none of them.
+CONFIGURATION_TYPES = frozenset({"Policy", "PtpFile", "PtpEdit"})
+
+
 def _skip(obj: Any) -> bool:
-    """Configuration, not patient data: the policy is left as it is."""
-    return type(obj).__name__ == "Policy" or isinstance(obj, Pseudonyms)
+    return type(obj).__name__ in CONFIGURATION_TYPES or isinstance(obj, Pseudonyms)
 
 
 # ------------------------------------------------------------------ replace

@@ -202,3 +202,22 @@ def test_short_ids_are_replaced_only_where_they_stand_alone():
     assert clean[0].patient_id.startswith("PAT-")
     assert clean[0].path == f"data/{clean[0].patient_id}/RS.dcm"
     assert clean[1].error == "beam 7 of 17"  # not a patient ID there
+
+
+def test_a_date_value_goes_and_so_does_its_text():
+    import datetime as dt
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Charge:  # the shape an audit result might have
+        patient_id: str
+        service_day: dt.date
+        note: str
+
+    (clean,) = deidentify(
+        [Charge("MRN-0042", dt.date(2026, 1, 5), "billed 2026-01-05 for MRN-0042")],
+        Pseudonyms(b"k", True),
+    )
+    assert clean.service_day is None
+    assert "2026-01-05" not in clean.note and "MRN-0042" not in clean.note
+    assert clean.note == f"billed {Pseudonyms(b'k', True).date('20260105')} for {clean.patient_id}"
