@@ -5,8 +5,9 @@ report, a single plan result: frozen dataclasses, tuples, lists, dicts) in which
 
 - patient IDs become ``PAT-`` + 10 hex digits, patient names ``NAME-`` + 8,
 - dates (fields named ``date`` or ``*_date``, and any ``datetime.date`` value; their
-  YYYYMMDD and YYYY-MM-DD forms in text) become ``DATE-`` + 8 hex digits, and
-  ``datetime.date`` values themselves become None,
+  YYYYMMDD and YYYY-MM-DD forms in text) become ``DATE-`` + 8 hex digits; a
+  ``datetime.date`` value becomes a ``PseudonymDate``, that text with the
+  ``isoformat()`` and ``strftime()`` renderers call (date arithmetic on it fails),
 - UIDs (fields named ``*_uid``/``*_uids``, and anything in text shaped like a DICOM
   UID with five or more components, e.g. in a file name) become ``2.25.`` UIDs,
 
@@ -47,6 +48,18 @@ import numpy as np
 ENV_KEY = "RTCODE_DEIDENTIFY_KEY"
 
 T = TypeVar("T")
+
+
+class PseudonymDate(str):
+    """A date replaced by its pseudonym. Renderers format dates with ``isoformat()``
+    or ``strftime()``: both give the pseudonym; arithmetic or comparison with a real
+    date raises, so nothing computes silently with a date that is gone."""
+
+    def isoformat(self) -> str:
+        return str(self)
+
+    def strftime(self, _format: str) -> str:
+        return str(self)
 
 
 @dataclass(frozen=True)
@@ -233,7 +246,7 @@ def _rewrite(obj: Any, text: Callable[[str], str], memo: dict[int, Any]) -> Any:
     if isinstance(obj, str):
         return text(obj)
     if isinstance(obj, (dt.date, dt.datetime)):
-        return None
+        return PseudonymDate(text(obj.strftime("%Y%m%d")))
     key = id(obj)
     if key in memo:
         return memo[key]

@@ -165,7 +165,8 @@ def test_one_patient_keeps_one_pseudonym_across_plan_structures_and_dose():
     assert lp.plan.patient_name == lp.structure_set.patient_name
     assert lp.plan.patient_name.startswith("NAME-")
     assert lp.plan.referenced_structure_set_uid == lp.structure_set.sop_instance_uid
-    assert p.date_of_service is None
+    assert p.date_of_service == p.linked.plan.date  # the same day, the same pseudonym
+    assert p.date_of_service.isoformat().startswith("DATE-")
 
 
 def test_the_input_is_left_unchanged_and_types_are_kept():
@@ -218,6 +219,12 @@ def test_a_date_value_goes_and_so_does_its_text():
         [Charge("MRN-0042", dt.date(2026, 1, 5), "billed 2026-01-05 for MRN-0042")],
         Pseudonyms(b"k", True),
     )
-    assert clean.service_day is None
+    assert (
+        clean.service_day
+        == clean.service_day.isoformat()
+        == Pseudonyms(b"k", True).date("20260105")
+    )
+    with pytest.raises(TypeError):
+        _ = clean.service_day < dt.date(2026, 1, 1)
     assert "2026-01-05" not in clean.note and "MRN-0042" not in clean.note
     assert clean.note == f"billed {Pseudonyms(b'k', True).date('20260105')} for {clean.patient_id}"
