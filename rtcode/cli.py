@@ -59,6 +59,42 @@ def _load_policy(value: str) -> policy_mod.Policy:
         raise click.BadParameter(str(exc), param_hint="--policy") from None
 
 
+class _PathOrDicomWeb(click.ParamType):
+    """A file or folder (a Path), or a dicomweb+http(s):// URL (kept as text)."""
+
+    name = "path"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, Path):
+            return value
+        text = str(value)
+        if text.lower().startswith(("dicomweb+http://", "dicomweb+https://")):
+            return text
+        return Path(text)
+
+
+def _scan_sources(paths, policy, day, study, patient):  # type: ignore[no-untyped-def]
+    """Scan folders, files and dicomweb+http(s):// sources in one pipeline; a source is
+    retrieved into a temporary folder that exists only while it is scanned."""
+    import contextlib
+
+    from .read_dicomweb import DicomWebError, retrieve
+
+    if (study is not None or patient is not None) and not any(isinstance(p, str) for p in paths):
+        raise click.UsageError("--study and --patient filter a dicomweb+http:// source; give one")
+    with contextlib.ExitStack() as stack:
+        inputs = []
+        for p in paths:
+            if isinstance(p, str):
+                try:
+                    inputs.extend(stack.enter_context(retrieve(p, study=study, patient=patient)))
+                except DicomWebError as exc:
+                    raise click.BadParameter(str(exc), param_hint="PATHS") from None
+            else:
+                inputs.append(str(p))
+        return run_scan(inputs, policy, day)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="rtcode")
 def main() -> None:
@@ -70,7 +106,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=_PathOrDicomWeb())
 @click.option(
     "--format",
     "fmt",
@@ -105,16 +141,30 @@ def main() -> None:
     help="Replace patient names, IDs, dates and UIDs with stable pseudonyms (keyed by"
     " RTCODE_DEIDENTIFY_KEY), for output that leaves the department.",
 )
+@click.option(
+    "--study",
+    help="With a dicomweb+http:// source: only the RT plans of this Study Instance UID.",
+)
+@click.option(
+    "--patient",
+    help="With a dicomweb+http:// source: only the RT plans of this Patient ID.",
+)
 def scan(
-    paths: tuple[Path, ...],
+    paths: tuple[Path | str, ...],
     fmt: str,
     output: Path | None,
     policy_name: str,
     date_of_service: dt.datetime | None,
     deidentify: bool = False,
+    study: str | None = None,
+    patient: str | None = None,
 ) -> None:
     """Read DICOM-RT exports under PATHS (files or folders, searched recursively) and
     code every RT Plan found, with the evidence that supports each code.
+
+    A PATH dicomweb+http://HOST:PORT/ROOT (or dicomweb+https://) reads from an
+    archive: its RT plans, with their doses and structure sets, are retrieved by
+    QIDO-RS and WADO-RS (needs rtcode[net]) and coded exactly as files would be.
 
     Files are recognised by content, not name; images are counted and skipped
     without reading their pixels. Nothing under the scanned folders is written.
@@ -122,14 +172,14 @@ def scan(
     policy = _load_policy(policy_name)
     if output is not None:
         for p in paths:
-            if p.is_dir() and _inside(output, p):
+            if isinstance(p, Path) and p.is_dir() and _inside(output, p):
                 raise click.BadParameter(
                     f"{output} is inside the scanned folder {p}; rtcode never writes under"
                     " the folders it scans. Choose another place.",
                     param_hint="--output",
                 )
     day = date_of_service.date() if date_of_service is not None else None
-    result = run_scan([str(p) for p in paths], policy, day)
+    result = _scan_sources(paths, policy, day, study, patient)
     if deidentify:
         result = _deidentify(result)
     text = FORMATS[fmt](result)

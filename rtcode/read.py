@@ -64,13 +64,18 @@ class ReadResult:
     error: str | None = None
 
 
-def walk(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[FileEntry | WalkError]:
+def walk(
+    inputs: Iterable[str | os.PathLike[str] | FileEntry | WalkError],
+) -> Iterator[FileEntry | WalkError]:
     """Yield every regular file under the inputs, depth first, in sorted order.
 
     Symbolic links to folders are not followed (no loops); unreadable folders
     and missing inputs are reported as ``WalkError`` and the walk goes on.
     """
     for raw in inputs:
+        if isinstance(raw, (FileEntry, WalkError)):  # made elsewhere, e.g. read_dicomweb
+            yield raw
+            continue
         top = Path(raw)
         display_top = os.fspath(raw)
         try:
