@@ -8,10 +8,17 @@ data; only RT Plan, RT Ion Plan, RT Dose and RT Structure Set are read, always
 with ``stop_before_pixels``. Inputs are opened read-only and never modified.
 ``read_full`` is the one exception: it reads a structure set's contours and a
 dose grid's pixels, and only DVH reporting calls it.
+
+Bad input never raises out of ``read``: a file that is not DICOM, cut short,
+damaged, unreadable or larger than the policy's ``limits.max_file_size_mb``
+becomes one ``ReadResult`` of kind "error" with a sentence that says what is
+wrong. Reads never ask for more bytes than the file holds, whatever lengths the
+file declares, so a damaged header cannot make rtcode allocate gigabytes.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
@@ -22,10 +29,10 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_file_meta_info
 
 from .errors import DicomReadError, NotDicomError, RtcodeError
 from .facts import SOP_CLASS_MODALITY, Modality
+from .limits import MB, Limits, default_limits
 
 # Explicit VRs (PS3.5 6.2) used to recognise a raw explicit-VR dataset.
 _VRS = {
@@ -33,8 +40,18 @@ _VRS = {
     b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST",
     b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
 }  # fmt: skip
+# Explicit VRs with a 4-byte length after 2 reserved bytes (PS3.5 7.1.2).
+_LONG_VRS = {
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+}  # fmt: skip
 
 _PIXEL_DATA_TAGS = {b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10"}  # little / big endian
+_META_MAX_BYTES = 65536  # a file meta group is a few hundred bytes
+_BUFFER = 65536
+_NESTED = (
+    "damaged DICOM file: its sequences are nested too deeply to read"
+    " (more levels than any real export has)"
+)
 
 
 @dataclass(frozen=True)
@@ -69,25 +86,29 @@ def walk(
 ) -> Iterator[FileEntry | WalkError]:
     """Yield every regular file under the inputs, depth first, in sorted order.
 
-    Symbolic links to folders are not followed (no loops); unreadable folders
-    and missing inputs are reported as ``WalkError`` and the walk goes on.
+    Symbolic links to folders are not followed (no loops); unreadable folders,
+    broken links and missing inputs are reported as ``WalkError`` and the walk
+    goes on. Devices, pipes and sockets inside folders are passed over (reading
+    a pipe could wait for ever).
     """
     for raw in inputs:
         if isinstance(raw, (FileEntry, WalkError)):  # made elsewhere, e.g. read_dicomweb
             yield raw
             continue
         top = Path(raw)
-        display_top = os.fspath(raw)
+        display_top = printable(os.fspath(raw))
         try:
             st = top.stat()
         except OSError as exc:
-            yield WalkError(display_top, f"cannot open: {_os_reason(exc)}")
+            yield WalkError(display_top, f"cannot open: {_os_reason(exc, top)}")
             continue
         if stat.S_ISREG(st.st_mode):
             yield FileEntry(top, display_top, explicit=True)
             continue
         if not stat.S_ISDIR(st.st_mode):
-            yield WalkError(display_top, "not a regular file or folder")
+            yield WalkError(
+                display_top, "not a regular file or folder (a device, pipe or socket): not read"
+            )
             continue
         yield from _walk_dir(top, display_top)
 
@@ -97,12 +118,14 @@ def _walk_dir(top: Path, display_top: str) -> Iterator[FileEntry | WalkError]:
     for dirpath, dirnames, filenames in os.walk(top, onerror=errors.append, followlinks=False):
         while errors:
             exc = errors.pop()
-            yield WalkError(exc.filename or dirpath, f"cannot list folder: {_os_reason(exc)}")
+            yield WalkError(
+                printable(exc.filename or dirpath), f"cannot list folder: {_os_reason(exc)}"
+            )
         dirnames.sort()
         rel = os.path.relpath(dirpath, top)
         for name in sorted(filenames):
             path = Path(dirpath, name)
-            display = (
+            display = printable(
                 os.path.join(display_top, name)
                 if rel == "."
                 else os.path.join(display_top, rel, name)
@@ -110,17 +133,36 @@ def _walk_dir(top: Path, display_top: str) -> Iterator[FileEntry | WalkError]:
             try:
                 st = path.stat()
             except OSError as exc:
-                yield WalkError(display, f"cannot open: {_os_reason(exc)}")
+                yield WalkError(display, f"cannot open: {_os_reason(exc, path)}")
                 continue
             if stat.S_ISREG(st.st_mode):
                 yield FileEntry(path, display, explicit=False)
     while errors:
         exc = errors.pop()
-        yield WalkError(exc.filename or display_top, f"cannot list folder: {_os_reason(exc)}")
+        yield WalkError(
+            printable(exc.filename or display_top), f"cannot list folder: {_os_reason(exc)}"
+        )
 
 
-def _os_reason(exc: OSError) -> str:
-    return exc.strerror or exc.__class__.__name__
+def printable(path: str) -> str:
+    """A path as text that can be printed and written as UTF-8.
+
+    File names are bytes on POSIX; a name that is not valid UTF-8 reaches Python with
+    lone surrogates, which no report could print. Those bytes are shown as U+FFFD; the
+    file itself is still opened by its real name.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return path
+
+
+def _os_reason(exc: OSError, path: Path | None = None) -> str:
+    reason = exc.strerror or str(exc) or "the operating system refused"
+    if path is not None and os.path.islink(path):
+        return f"a symbolic link that cannot be followed ({reason})"
+    return reason
 
 
 def sniff(head: bytes) -> str | None:
@@ -138,11 +180,65 @@ def sniff(head: bytes) -> str | None:
     return "raw" if length < 0x10000 else None
 
 
-def read(entry: FileEntry) -> ReadResult:
-    """Read one file's header; never raises for bad input, returns an error result."""
+class _BoundedReader(io.BufferedReader):
+    """A read-only file whose reads never ask for more bytes than remain.
+
+    pydicom reads a value with ``read(length)`` using the length the file declares; a
+    damaged file can declare 4 GB in a file of 1 kB, and a plain file object reserves
+    the declared size before it finds the end. Here a large read asks only for what is
+    left. The reader also counts reads that came back short, to tell a complete file
+    from one cut short (``cut_short``).
+    """
+
+    def __init__(self, raw: io.RawIOBase, size: int) -> None:
+        super().__init__(raw, buffer_size=_BUFFER)
+        self.size = size
+        self.restart()
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            return super().read()  # the rest of the file: bounded by the file itself
+        ask = min(n, max(self.size - self.tell(), 0)) if n > _BUFFER else n
+        data = super().read(ask)
+        if n and not data:
+            self.reads_at_end += 1
+        if 0 < len(data) < n:
+            self.partial_reads += 1
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET and offset == 0:
+            self.restart()  # pydicom looks for a preamble, then starts again from 0
+        return super().seek(offset, whence)
+
+    def restart(self) -> None:
+        super().seek(0)
+        self.reads_at_end = 0  # reads that found no byte left
+        self.partial_reads = 0  # reads that found some, not all, of the bytes asked for
+
+    @property
+    def cut_short(self) -> bool:
+        """Whether the file ended inside something: a complete data set ends with one
+        read that finds nothing (pydicom asking for the next element's header)."""
+        return self.partial_reads > 0 or self.reads_at_end > 1
+
+
+def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
+    """Read one file's header; never raises for bad input, returns an error result.
+
+    ``limits`` (default: the shipped policy's) bounds the size of a file that is read.
+    """
+    limits = limits if limits is not None else default_limits()
     display = entry.display
     try:
-        with open(entry.path, "rb") as fp:
+        # O_NONBLOCK: if a pipe replaced the file since the walk, opening it must not
+        # wait for a writer; fstat below then refuses it.
+        fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with _BoundedReader(io.FileIO(fd, "r"), 0) as fp:
+            st = os.fstat(fp.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise NotDicomError("not a regular file (a device, pipe or socket): not read")
+            fp.size = st.st_size
             head = fp.read(140)
             form = sniff(head)
             if form is None:
@@ -151,85 +247,146 @@ def read(entry: FileEntry) -> ReadResult:
                 if entry.explicit or entry.path.suffix.lower() == ".dcm":
                     raise NotDicomError(
                         "not a DICOM file: no 'DICM' marker at byte 128 and no DICOM header"
-                        " at the start" + (" (the file is empty)" if not head else "")
+                        " at the start" + _short_file(len(head))
                     )
                 return ReadResult(display, "not_dicom")  # e.g. a README beside the export
+            meta_class = _meta_sop_class(fp) if form == "part10" else None
+            if meta_class is not None and meta_class not in SOP_CLASS_MODALITY:
+                # Images and other objects are skipped from the file meta: not read.
+                kind = "image" if _is_image_class(meta_class) else "other_dicom"
+                return ReadResult(display, kind)
+            if st.st_size > limits.max_file_size_bytes:
+                raise DicomReadError(
+                    f"the file is {st.st_size / MB:.0f} MB, more than the limit of"
+                    f" {limits.max_file_size_mb:g} MB (policy setting limits.max_file_size_mb):"
+                    " not read"
+                )
             fp.seek(0)
-            return _read_dataset(fp, form, display)
-    except NotDicomError as exc:
-        return ReadResult(display, "error", error=str(exc))
-    except DicomReadError as exc:
+            return _read_dataset(fp, display, meta_class)
+    except (NotDicomError, DicomReadError) as exc:
         return ReadResult(display, "error", error=str(exc))
     except OSError as exc:
-        return ReadResult(display, "error", error=f"cannot read the file: {_os_reason(exc)}")
+        return ReadResult(
+            display, "error", error=f"cannot read the file: {_os_reason(exc, entry.path)}"
+        )
 
 
-def _read_dataset(fp, form: str, display: str) -> ReadResult:
-    sop_class = None
-    if form == "part10":
+def _short_file(size: int) -> str:
+    if size == 0:
+        return " (the file is empty)"
+    if size < 132:
+        return f" (the file has only {size} bytes: not DICOM, or cut short)"
+    return ""
+
+
+def _meta_sop_class(fp: _BoundedReader) -> str | None:
+    """MediaStorageSOPClassUID (0002,0002) from a Part-10 file meta, or None.
+
+    The file meta is always explicit VR little endian (PS3.10 7.1). Only its first
+    few elements are looked at; anything odd leaves the answer to the full read.
+    """
+    fp.seek(132)
+    while fp.tell() < min(fp.size, 132 + _META_MAX_BYTES):
+        header = fp.read(8)
+        if len(header) < 8:
+            return None
+        group, element = struct.unpack("<HH", header[:4])
+        if group != 0x0002:
+            return None
+        if header[4:6] in _LONG_VRS:
+            extra = fp.read(4)
+            if len(extra) < 4:
+                return None
+            (length,) = struct.unpack("<I", extra)
+        else:
+            (length,) = struct.unpack("<H", header[6:8])
+        if length == 0xFFFFFFFF:
+            return None
+        if element == 0x0002:
+            if length > 64:  # a UID has at most 64 characters
+                return None
+            raw = fp.read(length)
+            if len(raw) < length:  # cut short: the full read will say so
+                return None
+            return raw.rstrip(b"\0 ").decode("ascii", "replace") or None
+        fp.seek(length, os.SEEK_CUR)
+    return None
+
+
+def _read_dataset(fp: _BoundedReader, display: str, meta_class: str | None) -> ReadResult:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
-            meta = read_file_meta_info(fp)
-            sop_class = str(meta.get("MediaStorageSOPClassUID", "") or "") or None
-        except Exception:  # a damaged meta header: let the full read explain
-            sop_class = None
-        fp.seek(0)
-    if sop_class is not None and sop_class not in SOP_CLASS_MODALITY:
-        kind = "image" if _is_image_class(sop_class) else "other_dicom"
-        return ReadResult(display, kind)
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if sop_class is None:
-                probe = pydicom.dcmread(
-                    fp, force=True, stop_before_pixels=True, specific_tags=["SOPClassUID"]
-                )
-                sop_class = str(probe.get("SOPClassUID", "") or "") or None
-                fp.seek(0)
-                if sop_class not in SOP_CLASS_MODALITY:
-                    kind = "image" if sop_class and _is_image_class(sop_class) else "other_dicom"
-                    if sop_class is None:
-                        raise DicomReadError(
-                            "DICOM header without a SOP Class UID (0008,0016): cannot tell"
-                            " what kind of object this is"
-                        )
-                    return ReadResult(display, kind)
             ds = pydicom.dcmread(fp, force=True, stop_before_pixels=True)
+        except RecursionError:
+            raise DicomReadError(_NESTED) from None
+        except Exception as exc:  # pydicom raises many types for damaged files
+            if fp.partial_reads or fp.reads_at_end:
+                raise DicomReadError(
+                    f"truncated DICOM file: it ends at byte {fp.size}, in the middle of a"
+                    " data element"
+                ) from None
+            raise DicomReadError(f"damaged DICOM file: {_short(exc)}") from None
+        cut_short = fp.cut_short
+        try:
             pixel_header = fp.read(12)
             has_pixels = pixel_header[:4] in _PIXEL_DATA_TAGS
-            truncated = _truncation(ds)
+            truncated = _truncation(ds, cut_short, fp.size)
             if truncated is None and has_pixels:
                 truncated = _pixel_truncation(pixel_header, fp)
-    except DicomReadError:
-        raise
-    except Exception as exc:  # pydicom raises many types for damaged files
-        raise DicomReadError(f"damaged or truncated DICOM file: {_short(exc)}") from None
+        except DicomReadError:
+            raise
+        except Exception as exc:
+            raise DicomReadError(f"damaged DICOM file: {_short(exc)}") from None
     if truncated is not None:
         raise DicomReadError(f"truncated DICOM file: {truncated}")
+    actual = _sop_class(ds)
+    if meta_class is None and actual is None:
+        raise DicomReadError(
+            "DICOM header without a SOP Class UID (0008,0016): cannot tell"
+            " what kind of object this is"
+        )
+    sop_class = meta_class or actual
+    if actual is not None and actual in SOP_CLASS_MODALITY:
+        sop_class = actual
+    if sop_class not in SOP_CLASS_MODALITY:
+        kind = "image" if sop_class and _is_image_class(sop_class) else "other_dicom"
+        return ReadResult(display, kind)
     modality = SOP_CLASS_MODALITY[sop_class]
-    actual = str(ds.get("SOPClassUID", "") or "")
-    if actual and actual in SOP_CLASS_MODALITY:
-        modality = SOP_CLASS_MODALITY[actual]
     return ReadResult(display, "rt", modality=modality, dataset=ds, has_pixel_data=has_pixels)
 
 
-def _truncation(ds: Dataset) -> str | None:
+def _sop_class(ds: Dataset) -> str | None:
+    try:
+        value = ds.get("SOPClassUID")
+    except Exception:  # an undecodable value: as good as absent here
+        return None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    return text or None
+
+
+def _truncation(ds: Dataset, cut_short: bool, size: int) -> str | None:
     """Why the dataset is cut short, or None. pydicom stops quietly at the end of a
-    file: the last element read then holds fewer bytes than its length declares."""
+    file: the last element read then holds fewer bytes than its length declares, or
+    the file ends inside the header of the next element."""
     if not len(ds):
         return "no data elements could be read"
     tag = next(reversed(ds.keys()))
+    name = pydicom.datadict.keyword_for_tag(tag) or str(tag)
     raw = ds.get_item(tag)
     value = getattr(raw, "value", None)
     length = getattr(raw, "length", None)
     defined = isinstance(value, bytes) and length is not None and length != 0xFFFFFFFF
     if defined and len(value) < length:
-        name = pydicom.datadict.keyword_for_tag(tag) or str(tag)
         return f"the file ends inside {name} {tag}: {len(value)} of its {length} bytes are there"
+    if cut_short:
+        return f"it ends at byte {size}, inside {name} {tag} or the header after it"
     return None
 
 
-def _pixel_truncation(header: bytes, fp) -> str | None:
+def _pixel_truncation(header: bytes, fp: _BoundedReader) -> str | None:
     """Check the declared Pixel Data length against the bytes left, without reading them."""
     if len(header) < 8:
         return "the file ends inside the Pixel Data header"
@@ -242,8 +399,7 @@ def _pixel_truncation(header: bytes, fp) -> str | None:
     if length == 0xFFFFFFFF:
         return None  # encapsulated: item lengths would have to be walked
     here = fp.tell() - len(header) + start
-    fp.seek(0, os.SEEK_END)
-    left = fp.tell() - here
+    left = fp.size - here
     if left < length:
         return f"Pixel Data declares {length} bytes but only {left} remain"
     return None
@@ -256,8 +412,8 @@ def _is_image_class(uid: str) -> bool:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-    return text[:200]
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text[:200] or "pydicom could not parse it"
 
 
 def read_full(path: str | os.PathLike[str], *, pixels: bool = False) -> Dataset:
@@ -269,7 +425,8 @@ def read_full(path: str | os.PathLike[str], *, pixels: bool = False) -> Dataset:
     ``NotDicomError``) with a sentence that says what is wrong.
     """
     try:
-        with open(path, "rb") as fp:
+        with _BoundedReader(io.FileIO(path, "r"), 0) as fp:  # declared lengths stay bounded
+            fp.size = os.fstat(fp.fileno()).st_size
             if sniff(fp.read(140)) is None:
                 raise NotDicomError(f"{os.fspath(path)} is not a DICOM file")
             fp.seek(0)
@@ -280,6 +437,8 @@ def read_full(path: str | os.PathLike[str], *, pixels: bool = False) -> Dataset:
         raise DicomReadError(f"cannot read {os.fspath(path)}: {_os_reason(exc)}") from None
     except RtcodeError:
         raise
+    except RecursionError:
+        raise DicomReadError(f"{os.fspath(path)}: {_NESTED}") from None
     except Exception as exc:  # pydicom raises many types for damaged files
         raise DicomReadError(
             f"damaged or truncated DICOM file {os.fspath(path)}: {_short(exc)}"
