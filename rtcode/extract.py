@@ -4,15 +4,24 @@ Optional attributes are read with ``ds.get``; "0" and "absent" stay different
 (absent becomes ``None`` or NaN, never 0). Control points after the first omit
 values that did not change; they are carried forward here, once, so nothing
 downstream has to know about it.
+
+Everything a damaged file can get wrong becomes a ``DicomReadError`` whose message
+names the DICOM path (``file::Sequence[i].Keyword``) and says what is wrong: a value
+that cannot be decoded, text where a number or a sequence belongs, NaN, infinite or
+negative quantities, counts that disagree with the sequence they count, and counts
+or meterset values beyond the policy's ``[limits]`` (checked before arrays are
+allocated).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
 
 from .errors import DicomReadError
 from .facts import (
@@ -36,24 +45,78 @@ from .facts import (
     StructureSet,
     Wedge,
 )
+from .limits import Limits, default_limits
+
+_NESTED = "its sequences are nested too deeply to read (more levels than any real export has)"
 
 
-def extract(ds: Dataset, modality: Modality, path: str, has_pixel_data: bool = False):
-    """Facts of one dataset: a Plan, StructureSet or Dose. Raises DicomReadError."""
-    if modality in (Modality.RTPLAN, Modality.RTIONPLAN):
-        return extract_plan(ds, path, modality)
-    if modality is Modality.RTSTRUCT:
-        return extract_structure_set(ds, path)
-    return extract_dose(ds, path, has_pixel_data)
+def extract(
+    ds: Dataset,
+    modality: Modality,
+    path: str,
+    has_pixel_data: bool = False,
+    limits: Limits | None = None,
+):
+    """Facts of one dataset: a Plan, StructureSet or Dose. Raises DicomReadError.
+
+    ``limits`` (default: the shipped policy's) bounds beams, control points, leaf
+    pairs and meterset values.
+    """
+    limits = limits if limits is not None else default_limits()
+    try:
+        # pydicom decodes values when they are first used and warns about invalid ones;
+        # the values rtcode uses are checked here and reported as errors instead.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if modality in (Modality.RTPLAN, Modality.RTIONPLAN):
+                return extract_plan(ds, path, modality, limits)
+            if modality is Modality.RTSTRUCT:
+                return extract_structure_set(ds, path)
+            return extract_dose(ds, path, has_pixel_data)
+    except RecursionError:
+        raise DicomReadError(f"{path}: {_NESTED}") from None
 
 
 # ----------------------------------------------------------------- value helpers
 
 
-def _text(ds: Dataset, keyword: str) -> str | None:
-    value = ds.get(keyword)
+def _get(ds: Dataset, keyword: str, where: str | None = None):
+    """``ds.get(keyword)``, with a value pydicom cannot decode turned into a plain error."""
+    try:
+        return ds.get(keyword)
+    except Exception as exc:  # pydicom decodes lazily; damaged bytes fail here
+        raise DicomReadError(
+            f"{_at(where, keyword)} cannot be decoded: {_first_sentence(exc)}"
+        ) from None
+
+
+def _at(where: str | None, keyword: str) -> str:
+    return f"{where}.{keyword}" if where else keyword
+
+
+def _first_sentence(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    text = text.split(". ")[0].rstrip(".")
+    return text[:160] or "the bytes do not match its value representation"
+
+
+def _describe(value) -> str:
+    """What a value of the wrong kind is, in words."""
+    if isinstance(value, (bytes, bytearray)):
+        return "binary data"
+    if isinstance(value, (DicomSequence, Dataset)):
+        return "a sequence"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    return f"the text {str(value)[:40]!r}"
+
+
+def _text(ds: Dataset, keyword: str, where: str | None = None) -> str | None:
+    value = _get(ds, keyword, where)
     if value is None:
         return None
+    if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
+        raise DicomReadError(f"{_at(where, keyword)} should be text but holds {_describe(value)}")
     text = str(value).strip()
     return text or None
 
@@ -61,12 +124,14 @@ def _text(ds: Dataset, keyword: str) -> str | None:
 def _float(value, where: str) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
+        raise DicomReadError(f"{where} should be a number but holds {_describe(value)}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DicomReadError(f"{where} is not a number: {str(value)[:40]!r}") from None
     if math.isnan(number) or math.isinf(number):
-        raise DicomReadError(f"{where} is not a finite number: {value!r}")
+        raise DicomReadError(f"{where} is not a finite number: {str(value)[:40]!r}")
     return number
 
 
@@ -75,89 +140,135 @@ def _int(value, where: str) -> int | None:
     if number is None:
         return None
     if number != int(number):
-        raise DicomReadError(f"{where} should be a whole number, found {value!r}")
+        raise DicomReadError(f"{where} should be a whole number, found {str(value)[:40]!r}")
     return int(number)
 
 
 def _get_float(ds: Dataset, keyword: str, path: str) -> float | None:
-    return _float(ds.get(keyword), f"{path}.{keyword}")
+    return _float(_get(ds, keyword, path), f"{path}.{keyword}")
 
 
 def _get_int(ds: Dataset, keyword: str, path: str) -> int | None:
-    return _int(ds.get(keyword), f"{path}.{keyword}")
+    return _int(_get(ds, keyword, path), f"{path}.{keyword}")
+
+
+def _not_negative(value: float | None, where: str, what: str) -> float | None:
+    if value is not None and value < 0:
+        raise DicomReadError(f"{where} is negative ({value:g}): {what} cannot be less than 0")
+    return value
+
+
+def _count(
+    ds: Dataset,
+    keyword: str,
+    path: str,
+    limit: int | None = None,
+    setting: str | None = None,
+) -> int | None:
+    """A count (Number of ...): a whole number, not negative, within the policy limit."""
+    n = _get_int(ds, keyword, path)
+    if n is None:
+        return None
+    _not_negative(n, f"{path}.{keyword}", "a count")
+    if limit is not None and n > limit:
+        raise DicomReadError(
+            f"{path}.{keyword} claims {n}, more than the limit of {limit}"
+            f" (policy setting limits.{setting}): not read"
+        )
+    return n
 
 
 def _floats(value, where: str) -> np.ndarray:
     if value is None:
         return np.empty(0)
+    if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
+        raise DicomReadError(f"{where} should hold numbers but holds {_describe(value)}")
     items = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
     try:
         arr = np.asarray([float(v) for v in items], dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DicomReadError(f"{where} holds a value that is not a number") from None
     if not np.isfinite(arr).all():
         raise DicomReadError(f"{where} holds a value that is not a finite number")
     return arr
 
 
-def _seq(ds: Dataset, keyword: str) -> list[Dataset]:
-    value = ds.get(keyword)
-    return list(value) if value is not None else []
+def _seq(ds: Dataset, keyword: str, where: str | None = None) -> list[Dataset]:
+    """The items of a sequence; [] when it is absent. Anything else is an error."""
+    value = _get(ds, keyword, where)
+    if value is None:
+        return []
+    if not isinstance(value, DicomSequence) or not all(isinstance(i, Dataset) for i in value):
+        raise DicomReadError(
+            f"{_at(where, keyword)} should be a sequence of items but holds {_describe(value)}"
+        )
+    return list(value)
 
 
 # ------------------------------------------------------------------------- plans
 
 
-def extract_plan(ds: Dataset, path: str, modality: Modality) -> Plan:
+def extract_plan(ds: Dataset, path: str, modality: Modality, limits: Limits | None = None) -> Plan:
+    limits = limits if limits is not None else default_limits()
+    top = f"{path}:"
     ion = modality is Modality.RTIONPLAN or "IonBeamSequence" in ds
     beam_kw = "IonBeamSequence" if ion else "BeamSequence"
+    beam_items = _seq(ds, beam_kw, top)
+    if len(beam_items) > limits.max_beams:
+        raise DicomReadError(
+            f"{path}::{beam_kw} has {len(beam_items)} beams, more than the limit of"
+            f" {limits.max_beams} (policy setting limits.max_beams): not read"
+        )
     beams = tuple(
-        _beam(item, f"{path}::{beam_kw}[{i}]", ion) for i, item in enumerate(_seq(ds, beam_kw))
+        _beam(item, f"{path}::{beam_kw}[{i}]", ion, limits) for i, item in enumerate(beam_items)
     )
     fraction_groups = tuple(
-        _fraction_group(fg, f"{path}::FractionGroupSequence[{i}]")
-        for i, fg in enumerate(_seq(ds, "FractionGroupSequence"))
+        _fraction_group(fg, f"{path}::FractionGroupSequence[{i}]", limits)
+        for i, fg in enumerate(_seq(ds, "FractionGroupSequence", top))
     )
-    ss_refs = _seq(ds, "ReferencedStructureSetSequence")
-    ref_plans = tuple(
-        PlanReference(str(r.ReferencedSOPInstanceUID), _text(r, "RTPlanRelationship"))
-        for r in _seq(ds, "ReferencedRTPlanSequence")
-        if r.get("ReferencedSOPInstanceUID")
-    )
+    ss_refs = _seq(ds, "ReferencedStructureSetSequence", top)
+    ref_plans = []
+    for i, r in enumerate(_seq(ds, "ReferencedRTPlanSequence", top)):
+        uid = _text(r, "ReferencedSOPInstanceUID", f"{path}::ReferencedRTPlanSequence[{i}]")
+        if uid is not None:
+            rel = _text(r, "RTPlanRelationship", f"{path}::ReferencedRTPlanSequence[{i}]")
+            ref_plans.append(PlanReference(uid, rel))
     brachy = _brachy(ds, path) if "ApplicationSetupSequence" in ds else None
     return Plan(
         path=path,
         modality=Modality.RTIONPLAN if ion else Modality.RTPLAN,
-        sop_instance_uid=_text(ds, "SOPInstanceUID"),
-        patient_id=_text(ds, "PatientID"),
-        label=_text(ds, "RTPlanLabel"),
-        name=_text(ds, "RTPlanName"),
-        date=_text(ds, "RTPlanDate"),
-        intent_raw=_text(ds, "PlanIntent"),
-        approval_status=_text(ds, "ApprovalStatus"),
+        sop_instance_uid=_text(ds, "SOPInstanceUID", top),
+        patient_id=_text(ds, "PatientID", top),
+        label=_text(ds, "RTPlanLabel", top),
+        name=_text(ds, "RTPlanName", top),
+        date=_text(ds, "RTPlanDate", top),
+        intent_raw=_text(ds, "PlanIntent", top),
+        approval_status=_text(ds, "ApprovalStatus", top),
         planning_system=PlanningSystem(
-            manufacturer=_text(ds, "Manufacturer"),
-            model=_text(ds, "ManufacturerModelName"),
-            software_versions=_software(ds),
+            manufacturer=_text(ds, "Manufacturer", top),
+            model=_text(ds, "ManufacturerModelName", top),
+            software_versions=_software(ds, top),
         ),
-        frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
-        referenced_structure_set_uid=(
-            _text(ss_refs[0], "ReferencedSOPInstanceUID") if ss_refs else None
-        ),
-        referenced_plans=ref_plans,
+        frame_of_reference_uid=_text(ds, "FrameOfReferenceUID", top),
+        referenced_structure_set_uid=_first_uid(ss_refs, path, "ReferencedStructureSetSequence"),
+        referenced_plans=tuple(ref_plans),
         fraction_groups=fraction_groups,
         beams=beams,
         brachy=brachy,
         beam_sequence_keyword=beam_kw,
-        review_date=_text(ds, "ReviewDate"),
+        review_date=_text(ds, "ReviewDate", top),
         patient_name=_text(ds, "PatientName"),
     )
 
 
-def _software(ds: Dataset) -> str | None:
-    value = ds.get("SoftwareVersions")
+def _software(ds: Dataset, where: str) -> str | None:
+    value = _get(ds, "SoftwareVersions", where)
     if value is None:
         return None
+    if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
+        raise DicomReadError(
+            f"{where}.SoftwareVersions should be text but holds {_describe(value)}"
+        )
     if isinstance(value, Sequence) and not isinstance(value, str):
         text = " / ".join(str(v) for v in value)
     else:
@@ -165,36 +276,79 @@ def _software(ds: Dataset) -> str | None:
     return text.strip() or None
 
 
-def _fraction_group(fg: Dataset, path: str) -> FractionGroup:
-    refs = tuple(
-        ReferencedBeam(
-            beam_number=_get_int(r, "ReferencedBeamNumber", f"{path}.ReferencedBeamSequence[{i}]"),
-            meterset_mu=_get_float(r, "BeamMeterset", f"{path}.ReferencedBeamSequence[{i}]"),
-            dicom_path=f"{path}.ReferencedBeamSequence[{i}]",
+def _first_uid(items: list[Dataset], path: str, keyword: str) -> str | None:
+    """ReferencedSOPInstanceUID of the first item of a reference sequence, or None."""
+    if not items:
+        return None
+    return _text(items[0], "ReferencedSOPInstanceUID", f"{path}::{keyword}[0]")
+
+
+def _fraction_group(fg: Dataset, path: str, limits: Limits) -> FractionGroup:
+    refs = []
+    for i, r in enumerate(_seq(fg, "ReferencedBeamSequence", path)):
+        rpath = f"{path}.ReferencedBeamSequence[{i}]"
+        number = _get_int(r, "ReferencedBeamNumber", rpath)
+        if number is None:
+            raise DicomReadError(
+                f"{rpath}.ReferencedBeamNumber is missing: the fraction group cannot say"
+                " which beam it delivers"
+            )
+        refs.append(
+            ReferencedBeam(
+                beam_number=number,
+                meterset_mu=_meterset(r, rpath, limits),
+                dicom_path=rpath,
+            )
         )
-        for i, r in enumerate(_seq(fg, "ReferencedBeamSequence"))
-    )
+    declared = _count(fg, "NumberOfBeams", path)
+    if declared is not None and declared != len(refs):
+        raise DicomReadError(
+            f"{path}.NumberOfBeams is {declared} but ReferencedBeamSequence has {len(refs)}"
+            " item(s): the file contradicts itself about the beams it delivers"
+        )
     return FractionGroup(
         number=_get_int(fg, "FractionGroupNumber", path),
-        fractions_planned=_get_int(fg, "NumberOfFractionsPlanned", path),
-        referenced_beams=refs,
-        number_of_brachy_setups=_get_int(fg, "NumberOfBrachyApplicationSetups", path),
+        fractions_planned=_count(fg, "NumberOfFractionsPlanned", path),
+        referenced_beams=tuple(refs),
+        number_of_brachy_setups=_count(fg, "NumberOfBrachyApplicationSetups", path),
         dicom_path=path,
     )
 
 
-def _beam(b: Dataset, path: str, ion: bool) -> Beam:
+def _meterset(r: Dataset, path: str, limits: Limits) -> float | None:
+    where = f"{path}.BeamMeterset"
+    mu = _not_negative(_get_float(r, "BeamMeterset", path), where, "a meterset (MU)")
+    if mu is not None and mu > limits.max_meterset_mu:
+        raise DicomReadError(
+            f"{where} is {mu:g} MU, more than the limit of {limits.max_meterset_mu:g} MU"
+            " (policy setting limits.max_meterset_mu): no machine delivers that"
+        )
+    return mu
+
+
+def _beam(b: Dataset, path: str, ion: bool, limits: Limits) -> Beam:
+    number = _get_int(b, "BeamNumber", path)
+    if number is None:
+        raise DicomReadError(
+            f"{path}.BeamNumber is missing: fraction groups refer to beams by number"
+        )
     dev_kw = "IonBeamLimitingDeviceSequence" if ion else "BeamLimitingDeviceSequence"
     devices = []
-    for i, d in enumerate(_seq(b, dev_kw)):
+    for i, d in enumerate(_seq(b, dev_kw, path)):
         dpath = f"{path}.{dev_kw}[{i}]"
-        dtype = _text(d, "RTBeamLimitingDeviceType")
+        dtype = _text(d, "RTBeamLimitingDeviceType", dpath)
         if dtype is None:
             raise DicomReadError(f"{dpath}.RTBeamLimitingDeviceType is missing")
-        pairs = _get_int(d, "NumberOfLeafJawPairs", dpath) or 1
+        pairs = _count(d, "NumberOfLeafJawPairs", dpath, limits.max_leaf_pairs, "max_leaf_pairs")
+        if pairs is None:
+            pairs = 1  # jaws (PS3.3 C.8.8.14: the attribute is type 1 for MLCs only)
+        elif pairs == 0:
+            raise DicomReadError(f"{dpath}.NumberOfLeafJawPairs is 0: a device has at least 1")
         bounds = None
         if "LeafPositionBoundaries" in d:
-            arr = _floats(d.LeafPositionBoundaries, f"{dpath}.LeafPositionBoundaries")
+            arr = _floats(
+                _get(d, "LeafPositionBoundaries", dpath), f"{dpath}.LeafPositionBoundaries"
+            )
             if arr.size != pairs + 1:
                 raise DicomReadError(
                     f"{dpath}.LeafPositionBoundaries has {arr.size} values;"
@@ -207,59 +361,99 @@ def _beam(b: Dataset, path: str, ion: bool) -> Beam:
     wedges = tuple(
         Wedge(
             number=_get_int(w, "WedgeNumber", f"{path}.{wedge_kw}[{i}]"),
-            wedge_type=_text(w, "WedgeType"),
-            wedge_id=_text(w, "WedgeID"),
+            wedge_type=_text(w, "WedgeType", f"{path}.{wedge_kw}[{i}]"),
+            wedge_id=_text(w, "WedgeID", f"{path}.{wedge_kw}[{i}]"),
             angle_deg=_get_float(w, "WedgeAngle", f"{path}.{wedge_kw}[{i}]"),
             orientation_deg=_get_float(w, "WedgeOrientation", f"{path}.{wedge_kw}[{i}]"),
             dicom_path=f"{path}.{wedge_kw}[{i}]",
         )
-        for i, w in enumerate(_seq(b, wedge_kw))
+        for i, w in enumerate(_seq(b, wedge_kw, path))
     )
     block_kw = "IonBlockSequence" if ion else "BlockSequence"
     blocks = tuple(
         Block(
-            block_type=_text(k, "BlockType"),
-            name=_text(k, "BlockName"),
-            material=_text(k, "MaterialID"),
-            number_of_points=_get_int(k, "BlockNumberOfPoints", f"{path}.{block_kw}[{i}]"),
-            tray_id=_text(k, "BlockTrayID"),
+            block_type=_text(k, "BlockType", f"{path}.{block_kw}[{i}]"),
+            name=_text(k, "BlockName", f"{path}.{block_kw}[{i}]"),
+            material=_text(k, "MaterialID", f"{path}.{block_kw}[{i}]"),
+            number_of_points=_count(k, "BlockNumberOfPoints", f"{path}.{block_kw}[{i}]"),
+            tray_id=_text(k, "BlockTrayID", f"{path}.{block_kw}[{i}]"),
             dicom_path=f"{path}.{block_kw}[{i}]",
         )
-        for i, k in enumerate(_seq(b, block_kw))
+        for i, k in enumerate(_seq(b, block_kw, path))
     )
     applicators = tuple(
         Applicator(
-            applicator_id=_text(a, "ApplicatorID"),
-            applicator_type=_text(a, "ApplicatorType"),
+            applicator_id=_text(a, "ApplicatorID", f"{path}.ApplicatorSequence[{i}]"),
+            applicator_type=_text(a, "ApplicatorType", f"{path}.ApplicatorSequence[{i}]"),
             dicom_path=f"{path}.ApplicatorSequence[{i}]",
         )
-        for i, a in enumerate(_seq(b, "ApplicatorSequence"))
+        for i, a in enumerate(_seq(b, "ApplicatorSequence", path))
     )
     cp_kw = "IonControlPointSequence" if ion else "ControlPointSequence"
+    declared = _count(
+        b,
+        "NumberOfControlPoints",
+        path,
+        limits.max_control_points_per_beam,
+        "max_control_points_per_beam",
+    )
+    cps = _control_point_items(b, path, cp_kw, declared, limits)
+    final_weight = _get_float(b, "FinalCumulativeMetersetWeight", path)
     return Beam(
-        number=_get_int(b, "BeamNumber", path),
-        name=_text(b, "BeamName"),
-        description=_text(b, "BeamDescription"),
-        beam_type=_upper(_text(b, "BeamType")),
-        radiation_type=_upper(_text(b, "RadiationType")),
-        delivery_type=_text(b, "TreatmentDeliveryType"),
-        machine=_text(b, "TreatmentMachineName"),
-        manufacturer=_text(b, "Manufacturer"),
-        primary_dosimeter_unit=_text(b, "PrimaryDosimeterUnit"),
-        final_cumulative_meterset_weight=_get_float(b, "FinalCumulativeMetersetWeight", path),
-        number_of_control_points_declared=_get_int(b, "NumberOfControlPoints", path),
+        number=number,
+        name=_text(b, "BeamName", path),
+        description=_text(b, "BeamDescription", path),
+        beam_type=_upper(_text(b, "BeamType", path)),
+        radiation_type=_upper(_text(b, "RadiationType", path)),
+        delivery_type=_text(b, "TreatmentDeliveryType", path),
+        machine=_text(b, "TreatmentMachineName", path),
+        manufacturer=_text(b, "Manufacturer", path),
+        primary_dosimeter_unit=_text(b, "PrimaryDosimeterUnit", path),
+        final_cumulative_meterset_weight=_not_negative(
+            final_weight, f"{path}.FinalCumulativeMetersetWeight", "a meterset weight"
+        ),
+        number_of_control_points_declared=declared,
         devices=tuple(devices),
         wedges=wedges,
         blocks=blocks,
         applicators=applicators,
-        number_of_compensators=_get_int(b, "NumberOfCompensators", path),
-        number_of_boli=_get_int(b, "NumberOfBoli", path),
-        control_points=_control_points(_seq(b, cp_kw), f"{path}.{cp_kw}", devices),
+        number_of_compensators=_count(b, "NumberOfCompensators", path),
+        number_of_boli=_count(b, "NumberOfBoli", path),
+        control_points=_control_points(cps, f"{path}.{cp_kw}", devices, limits),
         is_ion=ion,
-        scan_mode=_upper(_text(b, "ScanMode")),
-        number_of_range_shifters=_get_int(b, "NumberOfRangeShifters", path),
+        scan_mode=_upper(_text(b, "ScanMode", path)),
+        number_of_range_shifters=_count(b, "NumberOfRangeShifters", path),
         dicom_path=path,
     )
+
+
+def _control_point_items(
+    b: Dataset, path: str, cp_kw: str, declared: int | None, limits: Limits
+) -> list[Dataset]:
+    """The beam's control point items, checked against its own count and the limit."""
+    if cp_kw not in b:
+        raise DicomReadError(
+            f"{path}.{cp_kw} is missing: without control points rtcode cannot tell how the"
+            " beam delivers its dose"
+        )
+    cps = _seq(b, cp_kw, path)
+    if not cps:
+        raise DicomReadError(
+            f"{path}.{cp_kw} is empty: without control points rtcode cannot tell how the"
+            " beam delivers its dose"
+        )
+    if len(cps) > limits.max_control_points_per_beam:
+        raise DicomReadError(
+            f"{path}.{cp_kw} has {len(cps)} control points, more than the limit of"
+            f" {limits.max_control_points_per_beam}"
+            " (policy setting limits.max_control_points_per_beam): not read"
+        )
+    if declared is not None and declared != len(cps):
+        raise DicomReadError(
+            f"{path}.NumberOfControlPoints is {declared} but {cp_kw} has {len(cps)}"
+            " item(s): the file contradicts itself"
+        )
+    return cps
 
 
 def _upper(text: str | None) -> str | None:
@@ -267,7 +461,7 @@ def _upper(text: str | None) -> str | None:
 
 
 def _control_points(
-    cps: list[Dataset], path: str, devices: list[BeamLimitingDevice]
+    cps: list[Dataset], path: str, devices: list[BeamLimitingDevice], limits: Limits
 ) -> ControlPoints:
     n = len(cps)
     weight = np.full(n, np.nan)
@@ -278,11 +472,18 @@ def _control_points(
     iso = np.full((n, 3), np.nan)
     direction: list[str | None] = []
     widths = {d.device_type: 2 * d.number_of_pairs for d in devices}
+    max_values = 2 * limits.max_leaf_pairs
     positions: dict[str, np.ndarray] = {}
     state: dict[str, object] = {}
     for i, cp in enumerate(cps):
         cpath = f"{path}[{i}]"
-        weight[i] = _nan(_get_float(cp, "CumulativeMetersetWeight", cpath))
+        weight[i] = _nan(
+            _not_negative(
+                _get_float(cp, "CumulativeMetersetWeight", cpath),
+                f"{cpath}.CumulativeMetersetWeight",
+                "a cumulative meterset weight",
+            )
+        )
         for key, arr in (
             ("GantryAngle", gantry),
             ("BeamLimitingDeviceAngle", collimator),
@@ -293,28 +494,37 @@ def _control_points(
             if value is not None:
                 state[key] = value
             arr[i] = _nan(state.get(key))  # carried forward from the previous point
-        rot = _text(cp, "GantryRotationDirection")
+        rot = _text(cp, "GantryRotationDirection", cpath)
         if rot is not None:
             state["GantryRotationDirection"] = rot.upper()
         direction.append(state.get("GantryRotationDirection"))  # type: ignore[arg-type]
         if "IsocenterPosition" in cp:
-            value = _floats(cp.IsocenterPosition, f"{cpath}.IsocenterPosition")
+            value = _floats(_get(cp, "IsocenterPosition", cpath), f"{cpath}.IsocenterPosition")
             if value.size != 3:
                 raise DicomReadError(f"{cpath}.IsocenterPosition needs 3 values, has {value.size}")
             state["IsocenterPosition"] = value
         if "IsocenterPosition" in state:
             iso[i] = state["IsocenterPosition"]
-        for j, item in enumerate(_seq(cp, "BeamLimitingDevicePositionSequence")):
+        for j, item in enumerate(_seq(cp, "BeamLimitingDevicePositionSequence", cpath)):
             ipath = f"{cpath}.BeamLimitingDevicePositionSequence[{j}]"
-            dtype = _text(item, "RTBeamLimitingDeviceType")
+            dtype = _text(item, "RTBeamLimitingDeviceType", ipath)
             if dtype is None:
                 raise DicomReadError(f"{ipath}.RTBeamLimitingDeviceType is missing")
-            values = _floats(item.get("LeafJawPositions"), f"{ipath}.LeafJawPositions")
+            raw = _get(item, "LeafJawPositions", ipath)
+            if raw is None:
+                raise DicomReadError(f"{ipath}.LeafJawPositions is missing")
+            values = _floats(raw, f"{ipath}.LeafJawPositions")
             expected = widths.get(dtype.upper())
             if expected is not None and values.size != expected:
                 raise DicomReadError(
                     f"{ipath}.LeafJawPositions has {values.size} values; the {dtype} device"
                     f" declares {expected // 2} pairs, so {expected} are needed"
+                )
+            if values.size > max_values:
+                raise DicomReadError(
+                    f"{ipath}.LeafJawPositions has {values.size} values, more than the"
+                    f" {max_values} of {limits.max_leaf_pairs} leaf pairs"
+                    " (policy setting limits.max_leaf_pairs): not read"
                 )
             state["pos:" + dtype.upper()] = values
         for key, value in state.items():
@@ -348,22 +558,36 @@ def _nan(value) -> float:
 
 def _brachy(ds: Dataset, path: str) -> Brachy:
     setups = []
-    for i, setup in enumerate(_seq(ds, "ApplicationSetupSequence")):
+    for i, setup in enumerate(_seq(ds, "ApplicationSetupSequence", f"{path}:")):
         spath = f"{path}::ApplicationSetupSequence[{i}]"
         channels = tuple(
             BrachyChannel(
                 number=_get_int(c, "ChannelNumber", f"{spath}.ChannelSequence[{j}]"),
-                source_movement_type=_text(c, "SourceMovementType"),
-                total_time_s=_get_float(c, "ChannelTotalTime", f"{spath}.ChannelSequence[{j}]"),
+                source_movement_type=_text(
+                    c, "SourceMovementType", f"{spath}.ChannelSequence[{j}]"
+                ),
+                total_time_s=_not_negative(
+                    _get_float(c, "ChannelTotalTime", f"{spath}.ChannelSequence[{j}]"),
+                    f"{spath}.ChannelSequence[{j}].ChannelTotalTime",
+                    "a time",
+                ),
             )
-            for j, c in enumerate(_seq(setup, "ChannelSequence"))
+            for j, c in enumerate(_seq(setup, "ChannelSequence", spath))
         )
-        setups.append(BrachySetup(_text(setup, "ApplicationSetupType"), channels, spath))
-    sources = _seq(ds, "SourceSequence")
-    isotopes = tuple(sorted({t for s in sources if (t := _text(s, "SourceIsotopeName"))}))
+        setups.append(BrachySetup(_text(setup, "ApplicationSetupType", spath), channels, spath))
+    sources = _seq(ds, "SourceSequence", f"{path}:")
+    isotopes = tuple(
+        sorted(
+            {
+                t
+                for i, s in enumerate(sources)
+                if (t := _text(s, "SourceIsotopeName", f"{path}::SourceSequence[{i}]"))
+            }
+        )
+    )
     return Brachy(
-        treatment_type=_upper(_text(ds, "BrachyTreatmentType")),
-        technique=_upper(_text(ds, "BrachyTreatmentTechnique")),
+        treatment_type=_upper(_text(ds, "BrachyTreatmentType", f"{path}:")),
+        technique=_upper(_text(ds, "BrachyTreatmentTechnique", f"{path}:")),
         number_of_sources=len(sources),
         isotopes=isotopes,
         setups=tuple(setups),
@@ -374,35 +598,42 @@ def _brachy(ds: Dataset, path: str) -> Brachy:
 
 
 def extract_structure_set(ds: Dataset, path: str) -> StructureSet:
+    top = f"{path}:"
     types: dict[int | None, str | None] = {}
-    for i, obs in enumerate(_seq(ds, "RTROIObservationsSequence")):
-        number = _get_int(obs, "ReferencedROINumber", f"{path}::RTROIObservationsSequence[{i}]")
-        types[number] = _upper(_text(obs, "RTROIInterpretedType"))
+    for i, obs in enumerate(_seq(ds, "RTROIObservationsSequence", top)):
+        opath = f"{path}::RTROIObservationsSequence[{i}]"
+        number = _get_int(obs, "ReferencedROINumber", opath)
+        types[number] = _upper(_text(obs, "RTROIInterpretedType", opath))
     contoured: dict[int | None, bool] = {}
-    for i, rc in enumerate(_seq(ds, "ROIContourSequence")):
-        number = _get_int(rc, "ReferencedROINumber", f"{path}::ROIContourSequence[{i}]")
+    for i, rc in enumerate(_seq(ds, "ROIContourSequence", top)):
+        cpath = f"{path}::ROIContourSequence[{i}]"
+        number = _get_int(rc, "ReferencedROINumber", cpath)
         # Only whether contours exist: the points themselves are never converted.
-        contoured[number] = len(_seq(rc, "ContourSequence")) > 0
+        contoured[number] = len(_seq(rc, "ContourSequence", cpath)) > 0
     rois = []
-    for i, roi in enumerate(_seq(ds, "StructureSetROISequence")):
+    for i, roi in enumerate(_seq(ds, "StructureSetROISequence", top)):
         rpath = f"{path}::StructureSetROISequence[{i}]"
         number = _get_int(roi, "ROINumber", rpath)
         rois.append(
             Roi(
                 number=number,
-                name=_text(roi, "ROIName"),
+                name=_text(roi, "ROIName", rpath),
                 interpreted_type=types.get(number),
                 has_contours=contoured.get(number),
                 dicom_path=rpath,
             )
         )
-    refs = _seq(ds, "ReferencedFrameOfReferenceSequence")
+    refs = _seq(ds, "ReferencedFrameOfReferenceSequence", top)
     return StructureSet(
         path=path,
-        sop_instance_uid=_text(ds, "SOPInstanceUID"),
-        patient_id=_text(ds, "PatientID"),
-        label=_text(ds, "StructureSetLabel"),
-        frame_of_reference_uid=_text(refs[0], "FrameOfReferenceUID") if refs else None,
+        sop_instance_uid=_text(ds, "SOPInstanceUID", top),
+        patient_id=_text(ds, "PatientID", top),
+        label=_text(ds, "StructureSetLabel", top),
+        frame_of_reference_uid=(
+            _text(refs[0], "FrameOfReferenceUID", f"{path}::ReferencedFrameOfReferenceSequence[0]")
+            if refs
+            else None
+        ),
         rois=tuple(rois),
         patient_name=_text(ds, "PatientName"),
     )
@@ -412,43 +643,39 @@ def extract_structure_set(ds: Dataset, path: str) -> StructureSet:
 
 
 def extract_dose(ds: Dataset, path: str, has_pixel_data: bool) -> Dose:
-    plan_uids = tuple(
-        str(r.ReferencedSOPInstanceUID)
-        for r in _seq(ds, "ReferencedRTPlanSequence")
-        if r.get("ReferencedSOPInstanceUID")
-    )
-    ss_refs = _seq(ds, "ReferencedStructureSetSequence")
-    spacing = ds.get("PixelSpacing")
+    top = f"{path}:"
+    plan_uids = []
+    for i, r in enumerate(_seq(ds, "ReferencedRTPlanSequence", top)):
+        uid = _text(r, "ReferencedSOPInstanceUID", f"{path}::ReferencedRTPlanSequence[{i}]")
+        if uid is not None:
+            plan_uids.append(uid)
+    ss_refs = _seq(ds, "ReferencedStructureSetSequence", top)
+    spacing = _get(ds, "PixelSpacing", top)
     spacing_mm = None
     if spacing is not None:
         arr = _floats(spacing, f"{path}::PixelSpacing")
         if arr.size == 2:
             spacing_mm = (float(arr[0]), float(arr[1]))
     dvh_rois: list[int] = []
-    dvhs = _seq(ds, "DVHSequence")
+    dvhs = _seq(ds, "DVHSequence", top)
     for i, dvh in enumerate(dvhs):
-        for j, ref in enumerate(_seq(dvh, "DVHReferencedROISequence")):
-            number = _get_int(
-                ref,
-                "ReferencedROINumber",
-                f"{path}::DVHSequence[{i}].DVHReferencedROISequence[{j}]",
-            )
+        dpath = f"{path}::DVHSequence[{i}]"
+        for j, ref in enumerate(_seq(dvh, "DVHReferencedROISequence", dpath)):
+            number = _get_int(ref, "ReferencedROINumber", f"{dpath}.DVHReferencedROISequence[{j}]")
             if number is not None:
                 dvh_rois.append(number)
     return Dose(
         path=path,
-        sop_instance_uid=_text(ds, "SOPInstanceUID"),
-        patient_id=_text(ds, "PatientID"),
-        summation_type=_upper(_text(ds, "DoseSummationType")),
-        dose_units=_upper(_text(ds, "DoseUnits")),
-        referenced_plan_uids=plan_uids,
-        referenced_structure_set_uid=_text(ss_refs[0], "ReferencedSOPInstanceUID")
-        if ss_refs
-        else None,
+        sop_instance_uid=_text(ds, "SOPInstanceUID", top),
+        patient_id=_text(ds, "PatientID", top),
+        summation_type=_upper(_text(ds, "DoseSummationType", top)),
+        dose_units=_upper(_text(ds, "DoseUnits", top)),
+        referenced_plan_uids=tuple(plan_uids),
+        referenced_structure_set_uid=_first_uid(ss_refs, path, "ReferencedStructureSetSequence"),
         grid=DoseGrid(
-            rows=_get_int(ds, "Rows", path),
-            columns=_get_int(ds, "Columns", path),
-            frames=_get_int(ds, "NumberOfFrames", path),
+            rows=_count(ds, "Rows", top),
+            columns=_count(ds, "Columns", top),
+            frames=_count(ds, "NumberOfFrames", top),
             pixel_spacing_mm=spacing_mm,
             has_pixel_data=has_pixel_data,
         ),
