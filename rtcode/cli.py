@@ -191,6 +191,13 @@ def scan(
             f"wrote {len(result.plans)} plan(s), {len(result.errors)} error(s) to {output}",
             err=True,
         )
+    if result.interrupted:  # Ctrl-C: what was done so far is reported above
+        click.echo(
+            f"rtcode: interrupted after {result.inventory.files_seen} file(s): the report"
+            " covers only those",
+            err=True,
+        )
+        sys.exit(130)
     if not result.plans:
         click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
         sys.exit(1)

@@ -234,6 +234,7 @@ def scan_json(result: ScanResult) -> dict[str, Any]:
             "other_dicom_skipped": inv.other_dicom_skipped,
             "non_dicom_skipped": inv.non_dicom_skipped,
             "errors": len(inv.errors),
+            "interrupted": result.interrupted,
         },
         "plans": [plan_json(p, result.policy) for p in result.plans],
         "errors": [{"path": e.path, "error": e.error} for e in inv.errors],
@@ -377,6 +378,11 @@ def to_table(result: ScanResult) -> str:
     )
     for e in inv.errors:
         lines.append(f"error: {e.path}: {e.error}")
+    if result.interrupted:
+        lines.append(
+            "interrupted (Ctrl-C): only the files read before it are reported; a plan whose"
+            " structure set or dose was not read yet may be coded lower"
+        )
     lines.append(f"policy {result.policy.name} {result.policy.version}. {ADVISORY}")
     return "\n".join(lines) + "\n"
 
