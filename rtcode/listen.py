@@ -26,9 +26,9 @@ instance size (an association sending more is aborted while it sends, nothing is
 stored) and a maximum number of associations; bounded ACSE, DIMSE and network
 timeouts; C-ECHO answered. Every refusal is logged with its reason and recorded
 in the database. ``stop()`` stops accepting, lets the instance in flight finish
-(stored, recorded and, within the grace period, coded), then aborts what is
-left: a stored instance is never lost, and one that did not arrive whole is
-never stored.
+(stored, recorded, answered and, within the grace period, coded), then aborts
+what is left: a stored instance is never lost, and one that did not arrive
+whole is never stored.
 """
 
 from __future__ import annotations
@@ -124,10 +124,12 @@ def _calling(assoc: Any) -> str:
 
 @dataclass
 class _Transfer:
-    """What an association is sending right now (updated by the DUL thread)."""
+    """Where an association stands: the data set bytes of the instance arriving now
+    (counted by the DUL thread) and the C-STOREs not yet answered on the wire."""
 
     dataset_bytes: int = 0
     aborting: bool = False
+    unanswered: int = 0
 
 
 class Listener:
@@ -263,6 +265,7 @@ class Listener:
             (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_C_ECHO, self._on_c_echo),
             (evt.EVT_PDU_RECV, self._on_pdu_recv),
+            (evt.EVT_PDU_SENT, self._on_pdu_sent),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_CONN_CLOSE, self._on_conn_close),
@@ -300,8 +303,9 @@ class Listener:
         return host, port
 
     def stop(self, grace_s: float = DEFAULT_STOP_GRACE_S) -> None:
-        """Stop accepting; wait up to ``grace_s`` for the instance in flight and the
-        codings it asked for; abort the associations still open; close the database.
+        """Stop accepting; wait up to ``grace_s`` for the instance in flight (until its
+        answer is on the wire) and the codings it asked for; abort the associations
+        still open; close the database.
 
         An instance whose C-STORE handler has started is always stored and recorded.
         A coding still queued when the grace period ends is done at the next start
@@ -312,7 +316,7 @@ class Listener:
         server = self._server
         server.shutdown()  # no new connections; serve_forever returns
         deadline = time.monotonic() + grace_s
-        if not self._wait(lambda: self._busy or self._receiving(), deadline):
+        if not self._wait(lambda: self._busy or self._in_flight(), deadline):
             LOG.warning("stopping while an instance is still arriving: it is not stored")
         assocs = list(server.active_associations)
         for assoc in assocs:
@@ -343,7 +347,7 @@ class Listener:
         """Wait until nothing is arriving, being stored or waiting to be coded; True
         when that happened within ``timeout_s``."""
         return self._wait(
-            lambda: self._busy or self._receiving() or self._dirty or self._coding,
+            lambda: self._busy or self._in_flight() or self._dirty or self._coding,
             time.monotonic() + timeout_s,
         )
 
@@ -355,6 +359,10 @@ class Listener:
 
     def _receiving(self) -> bool:
         return any(t.dataset_bytes for t in self._transfers.values())
+
+    def _in_flight(self) -> bool:
+        """An instance is arriving, or stored but its answer not yet sent."""
+        return any(t.dataset_bytes or t.unanswered for t in self._transfers.values())
 
     def _wait(self, busy: Any, deadline: float) -> bool:
         with self._state_lock:
@@ -404,6 +412,7 @@ class Listener:
                 t.dataset_bytes += len(data) - 1
                 if data[0] & 2:  # the last fragment: the C-STORE handler runs next
                     t.dataset_bytes = 0
+                    t.unanswered += 1  # until its C-STORE-RSP is on the wire
                 elif t.dataset_bytes > limit:
                     too_large, t.dataset_bytes, t.aborting = t.dataset_bytes, 0, True
             self._state_lock.notify_all()
@@ -431,6 +440,22 @@ class Listener:
     def _on_c_store(self, event: Any) -> Any:
         with self._busy_section():
             return self._store(event)
+
+    def _on_pdu_sent(self, event: Any) -> None:
+        """A P-DATA-TF carrying the last fragment of a command is a response we sent
+        (an acceptor sends no requests): one C-STORE fewer waits for its answer."""
+        items = getattr(event.pdu, "presentation_data_value_items", None)
+        if not items:
+            return
+        with self._state_lock:
+            t = self._transfers.get(id(event.assoc))
+            if t is None:
+                return
+            for item in items:
+                data = item.presentation_data_value or b""
+                if data and data[0] & 3 == 3 and t.unanswered:
+                    t.unanswered -= 1
+            self._state_lock.notify_all()
 
     def _store(self, event: Any) -> Any:
         assoc = event.assoc

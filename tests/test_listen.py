@@ -421,10 +421,15 @@ def test_stop_finishes_the_instance_in_flight(start, monkeypatch):
         return store_instance(event)
 
     monkeypatch.setattr(listener, "_store", slow_store)
-    outcome: list[int] = []
-    sender = threading.Thread(
-        target=lambda: outcome.extend(send(listener, [CASE_01 / "RP.dcm"])), daemon=True
-    )
+    outcome: list[object] = []
+
+    def sender_thread() -> None:
+        try:
+            outcome.extend(send(listener, [CASE_01 / "RP.dcm"]))
+        except BaseException as exc:  # reported by the assertion below
+            outcome.append(exc)
+
+    sender = threading.Thread(target=sender_thread, daemon=True)
     sender.start()
     assert in_handler.wait(10)
     listener.stop(grace_s=10)  # while the instance is being stored
