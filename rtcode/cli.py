@@ -90,6 +90,9 @@ def _scan_sources(paths, policy, day, study, patient):  # type: ignore[no-untype
                     inputs.extend(stack.enter_context(retrieve(p, study=study, patient=patient)))
                 except DicomWebError as exc:
                     raise click.BadParameter(str(exc), param_hint="PATHS") from None
+                except KeyboardInterrupt:  # Ctrl-C while retrieving: nothing was coded yet
+                    click.echo(f"rtcode: interrupted while retrieving from {p}", err=True)
+                    sys.exit(130)
             else:
                 inputs.append(str(p))
         return run_scan(inputs, policy, day)
