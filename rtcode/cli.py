@@ -78,7 +78,7 @@ def _scan_sources(paths, policy, day, study, patient):  # type: ignore[no-untype
     retrieved into a temporary folder that exists only while it is scanned."""
     import contextlib
 
-    from .read_dicomweb import DicomWebError, retrieve
+    from .read_dicomweb import DicomWebError, display_url, retrieve
 
     if (study is not None or patient is not None) and not any(isinstance(p, str) for p in paths):
         raise click.UsageError("--study and --patient filter a dicomweb+http:// source; give one")
@@ -91,7 +91,8 @@ def _scan_sources(paths, policy, day, study, patient):  # type: ignore[no-untype
                 except DicomWebError as exc:
                     raise click.BadParameter(str(exc), param_hint="PATHS") from None
                 except KeyboardInterrupt:  # Ctrl-C while retrieving: nothing was coded yet
-                    click.echo(f"rtcode: interrupted while retrieving from {p}", err=True)
+                    shown = display_url(p)
+                    click.echo(f"rtcode: interrupted while retrieving from {shown}", err=True)
                     sys.exit(130)
             else:
                 inputs.append(str(p))

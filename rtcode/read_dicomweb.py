@@ -77,6 +77,14 @@ def _display_root(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def display_url(source: str) -> str:
+    """A dicomweb+ source as it may be shown: the service URL without credentials."""
+    try:
+        return _display_root(base_url(source))
+    except DicomWebError:
+        return "the DICOMweb source"
+
+
 def _value(item: dict[str, Any], tag: str) -> str | None:
     values = item.get(tag, {}).get("Value") or [None]
     value = values[0]

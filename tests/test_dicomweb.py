@@ -33,7 +33,7 @@ from netcheck import POLICY, canonical, free_port, scan_canonical, uids_of  # no
 
 from rtcode.cli import main  # noqa: E402
 from rtcode.read import WalkError  # noqa: E402
-from rtcode.read_dicomweb import DicomWebError, base_url, retrieve  # noqa: E402
+from rtcode.read_dicomweb import DicomWebError, base_url, display_url, retrieve  # noqa: E402
 from rtcode.render import plan_json  # noqa: E402
 from rtcode.scan import scan  # noqa: E402
 
@@ -185,3 +185,4 @@ def test_credentials_stay_out_of_the_evidence():
     with retrieve(url, timeout_s=5) as entries:
         [entry] = entries
     assert "secret" not in entry.display and entry.display.startswith("http://127.0.0.1:")
+    assert display_url(url) == url.replace("user:secret@", "").removeprefix("dicomweb+")
