@@ -24,6 +24,7 @@ from .read_billing import FIELDS as CHARGE_FIELDS
 from .read_billing import BillingFileError, merge_ptp, read_charges, read_ptp
 from .render import inspect_csv, inspect_json, inspect_table, to_csv, to_json, to_table
 from .render_audit import FORMATS as AUDIT_FORMATS
+from .scan import ScanInterrupted
 from .scan import scan as run_scan
 
 FORMATS = {"table": to_table, "json": to_json, "csv": to_csv}
@@ -183,7 +184,10 @@ def scan(
                     param_hint="--output",
                 )
     day = date_of_service.date() if date_of_service is not None else None
-    result = _scan_sources(paths, policy, day, study, patient)
+    try:
+        result = _scan_sources(paths, policy, day, study, patient)
+    except ScanInterrupted as exc:  # Ctrl-C: report what was done, then exit 130
+        result = exc.result
     if deidentify:
         result = _deidentify(result)
     text = FORMATS[fmt](result)

@@ -3,8 +3,9 @@
 One bad file never stops the batch: each file's problem becomes one entry in
 ``errors`` with its path and a sentence a person understands. Limits from the
 policy's ``[limits]`` section go to the reader (file size) and the extractor
-(counts, meterset). Ctrl-C (KeyboardInterrupt) ends the scan early with what was
-done so far and ``interrupted`` set; the command line reports it and exits 130.
+(counts, meterset). Ctrl-C (KeyboardInterrupt) ends the scan early: ``scan`` raises
+``ScanInterrupted``, still a KeyboardInterrupt for callers that only want to stop,
+carrying what was done so far; ``rtcode scan`` reports that and exits 130.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ class ScanResult:
     @property
     def errors(self) -> list[ReadError]:
         return self.inventory.errors
+
+
+class ScanInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``scan``: ``result`` holds the files read and the plans coded
+    before it, with ``interrupted`` set."""
+
+    def __init__(self, result: ScanResult) -> None:
+        super().__init__("the scan was interrupted")
+        self.result = result
 
 
 def collect(inputs: Iterable[str | os.PathLike[str]], limits: Limits | None = None) -> Inventory:
@@ -137,6 +147,8 @@ def scan(
                 )
     except KeyboardInterrupt:
         result.interrupted = True
+    if result.interrupted:
+        raise ScanInterrupted(result)
     return result
 
 

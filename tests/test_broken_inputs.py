@@ -18,6 +18,7 @@ import socket
 import stat
 import time
 import tracemalloc
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -41,7 +42,7 @@ import rtcode.read
 from rtcode import policy as policy_mod
 from rtcode.cli import main
 from rtcode.read import FileEntry, read
-from rtcode.scan import scan
+from rtcode.scan import ScanInterrupted, scan
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +265,10 @@ def interrupt_after(monkeypatch, n_files: int) -> None:
 
 def test_ctrl_c_keeps_what_was_read(monkeypatch):
     interrupt_after(monkeypatch, 5)
-    result = scan([str(SAMPLE_DATA / "06_four_field_box_3d")], policy_mod.load())
+    with pytest.raises(KeyboardInterrupt) as stopped:  # still Ctrl-C for other callers
+        scan([str(SAMPLE_DATA / "06_four_field_box_3d")], policy_mod.load())
+    assert isinstance(stopped.value, ScanInterrupted)
+    result = stopped.value.result
     assert result.interrupted
     assert result.inventory.files_seen == 5
     assert [p.classification.code for p in result.plans] == ["77307"]  # RS.dcm not yet read
@@ -283,8 +287,9 @@ def test_ctrl_c_while_coding_keeps_the_plans_coded(monkeypatch):
         return real(lp, policy)
 
     monkeypatch.setattr(rtcode.scan, "classify", classifying)
-    result = scan([str(SAMPLE_DATA)], policy_mod.load())
-    assert result.interrupted and len(result.plans) == 2
+    with pytest.raises(ScanInterrupted) as stopped:
+        scan([str(SAMPLE_DATA)], policy_mod.load())
+    assert stopped.value.result.interrupted and len(stopped.value.result.plans) == 2
 
 
 @pytest.mark.parametrize("fmt", ["json", "table", "csv"])
@@ -302,6 +307,19 @@ def test_ctrl_c_on_the_command_line_reports_and_exits_130(monkeypatch, tmp_path,
     elif fmt == "table":
         assert "interrupted (Ctrl-C)" in text
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_ctrl_c_still_stops_other_commands(monkeypatch, tmp_path):
+    """Only rtcode scan reports a partial result; an audit of half the plans would
+    report charges as unsupported, so Ctrl-C aborts it as before."""
+    interrupt_after(monkeypatch, 3)
+    charges = tmp_path / "charges.csv"
+    shutil.copy(SAMPLE_DATA / "charges_clean.csv", charges)
+    out = tmp_path / "audit.json"
+    result = CliRunner().invoke(
+        main, ["audit", str(SAMPLE_DATA), "--charges", str(charges), "--format", "json", "-o", out]
+    )
+    assert result.exit_code not in (0, 4) and not out.exists()
 
 
 def test_a_complete_scan_says_it_was_not_interrupted():
@@ -323,6 +341,33 @@ def test_dicom_strings_cannot_become_spreadsheet_formulas(tmp_path):
     row = result.output.splitlines()[1]
     assert "'=HYPERLINK(1)" in row and "'@SUM(A1)" in row
     assert ",=" not in row and ",@" not in row
+
+
+def test_html_outputs_escape_every_dicom_string(tmp_path):
+    export = tmp_path / "export"
+    shutil.copytree(SAMPLE_DATA / "06_four_field_box_3d", export)
+    ds = pydicom.dcmread(export / "RP.dcm")
+    with warnings.catch_warnings():  # the label is longer than SH allows: kept anyway
+        warnings.simplefilter("ignore")
+        ds.RTPlanLabel = "<script>x</script>"
+        ds.RTPlanName = '"><img src=x onerror=alert(1)>'
+        ds.BeamSequence[0].BeamName = "<b>AP</b>"
+    ds.save_as(export / "RP.dcm")
+    charges = tmp_path / "charges.csv"
+    charges.write_text(
+        (SAMPLE_DATA / "charges_clean.csv").read_text(encoding="utf-8").splitlines()[0] + "\n"
+    )
+    runner = CliRunner()
+    runner.invoke(main, ["report", str(export), "--html", str(tmp_path / "report.html")])
+    runner.invoke(
+        main,
+        ["audit", str(export), "--charges", str(charges), "--format", "html"]
+        + ["-o", str(tmp_path / "audit.html")],
+    )
+    for name in ("report.html", "audit.html"):
+        page = (tmp_path / name).read_text(encoding="utf-8")
+        assert "&lt;script&gt;x" in page
+        assert "<script>x" not in page and "<img src=x" not in page and "<b>AP" not in page
 
 
 def test_a_policy_is_data_never_code(tmp_path):
