@@ -80,7 +80,7 @@ def extract(
 # ----------------------------------------------------------------- value helpers
 
 
-def _get(ds: Dataset, keyword: str, where: str | None = None):
+def _get(ds: Dataset, keyword: str, where: str):
     """``ds.get(keyword)``, with a value pydicom cannot decode turned into a plain error."""
     try:
         return ds.get(keyword)
@@ -90,8 +90,10 @@ def _get(ds: Dataset, keyword: str, where: str | None = None):
         ) from None
 
 
-def _at(where: str | None, keyword: str) -> str:
-    return f"{where}.{keyword}" if where else keyword
+def _at(where: str, keyword: str) -> str:
+    """The DICOM path of ``keyword`` in the data set at ``where``: ``file::Keyword`` at
+    the top (``where`` is ``file:``), ``file::Sequence[i].Keyword`` inside an item."""
+    return f"{where}:{keyword}" if where.endswith(":") else f"{where}.{keyword}"
 
 
 def _first_sentence(exc: BaseException) -> str:
@@ -111,7 +113,7 @@ def _describe(value) -> str:
     return f"the text {str(value)[:40]!r}"
 
 
-def _text(ds: Dataset, keyword: str, where: str | None = None) -> str | None:
+def _text(ds: Dataset, keyword: str, where: str) -> str | None:
     value = _get(ds, keyword, where)
     if value is None:
         return None
@@ -145,11 +147,11 @@ def _int(value, where: str) -> int | None:
 
 
 def _get_float(ds: Dataset, keyword: str, path: str) -> float | None:
-    return _float(_get(ds, keyword, path), f"{path}.{keyword}")
+    return _float(_get(ds, keyword, path), _at(path, keyword))
 
 
 def _get_int(ds: Dataset, keyword: str, path: str) -> int | None:
-    return _int(_get(ds, keyword, path), f"{path}.{keyword}")
+    return _int(_get(ds, keyword, path), _at(path, keyword))
 
 
 def _not_negative(value: float | None, where: str, what: str) -> float | None:
@@ -169,10 +171,10 @@ def _count(
     n = _get_int(ds, keyword, path)
     if n is None:
         return None
-    _not_negative(n, f"{path}.{keyword}", "a count")
+    _not_negative(n, _at(path, keyword), "a count")
     if limit is not None and n > limit:
         raise DicomReadError(
-            f"{path}.{keyword} claims {n}, more than the limit of {limit}"
+            f"{_at(path, keyword)} claims {n}, more than the limit of {limit}"
             f" (policy setting limits.{setting}): not read"
         )
     return n
@@ -193,7 +195,7 @@ def _floats(value, where: str) -> np.ndarray:
     return arr
 
 
-def _seq(ds: Dataset, keyword: str, where: str | None = None) -> list[Dataset]:
+def _seq(ds: Dataset, keyword: str, where: str) -> list[Dataset]:
     """The items of a sequence; [] when it is absent. Anything else is an error."""
     value = _get(ds, keyword, where)
     if value is None:
@@ -257,7 +259,7 @@ def extract_plan(ds: Dataset, path: str, modality: Modality, limits: Limits | No
         brachy=brachy,
         beam_sequence_keyword=beam_kw,
         review_date=_text(ds, "ReviewDate", top),
-        patient_name=_text(ds, "PatientName"),
+        patient_name=_text(ds, "PatientName", top),
     )
 
 
@@ -267,7 +269,7 @@ def _software(ds: Dataset, where: str) -> str | None:
         return None
     if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
         raise DicomReadError(
-            f"{where}.SoftwareVersions should be text but holds {_describe(value)}"
+            f"{_at(where, 'SoftwareVersions')} should be text but holds {_describe(value)}"
         )
     if isinstance(value, Sequence) and not isinstance(value, str):
         text = " / ".join(str(v) for v in value)
@@ -635,7 +637,7 @@ def extract_structure_set(ds: Dataset, path: str) -> StructureSet:
             else None
         ),
         rois=tuple(rois),
-        patient_name=_text(ds, "PatientName"),
+        patient_name=_text(ds, "PatientName", top),
     )
 
 
@@ -681,5 +683,5 @@ def extract_dose(ds: Dataset, path: str, has_pixel_data: bool) -> Dose:
         ),
         dvh_roi_numbers=tuple(dvh_rois),
         dvh_count=len(dvhs),
-        patient_name=_text(ds, "PatientName"),
+        patient_name=_text(ds, "PatientName", top),
     )
