@@ -18,6 +18,7 @@ give one (never give ``sample_data``: libFuzzer would add files to it).
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import warnings
@@ -53,7 +54,13 @@ SEEDS = [
 POLICY = load()
 LIMITS = Limits.from_policy(POLICY)
 KINDS = {"rt", "image", "other_dicom", "not_dicom", "error"}
-FOLDER = Path(tempfile.mkdtemp(prefix="rtcode-fuzz-"))
+# Each input is written to one file here before it is read: RTCODE_FUZZ_DIR, else one
+# folder per user in the temporary folder, reused by every run (libFuzzer exits
+# without running Python's exit handlers, so a new folder per run would pile up).
+FOLDER = Path(
+    os.environ.get("RTCODE_FUZZ_DIR") or Path(tempfile.gettempdir()) / f"rtcode-fuzz-{os.getuid()}"
+)
+FOLDER.mkdir(exist_ok=True)
 PATH = FOLDER / "input.dcm"
 
 

@@ -6,6 +6,7 @@ long run, see the fuzz target's docstring.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ def test_fuzz_the_reader_briefly(tmp_path):
             f"-artifact_prefix={tmp_path}/",
         ],
         cwd=tmp_path,
+        env={**os.environ, "RTCODE_FUZZ_DIR": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=300,
