@@ -24,7 +24,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -72,7 +71,10 @@ def child_naive(archive: str) -> dict:
                 _ = [(r.ROINumber, r.ROIName) for r in ds.get("StructureSetROISequence", [])]
                 _ = [o.get("RTROIInterpretedType") for o in ds.get("RTROIObservationsSequence", [])]
             elif modality == "RTDOSE":
-                _ = [d.DVHReferencedROISequence[0].ReferencedROINumber for d in ds.get("DVHSequence", [])]
+                _ = [
+                    d.DVHReferencedROISequence[0].ReferencedROINumber
+                    for d in ds.get("DVHSequence", [])
+                ]
     return {"files": files, "plans": plans}
 
 
@@ -121,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--archive", type=Path, help="reuse or create the archive here")
     parser.add_argument("--jobs", type=int, default=None, help="rtcode --jobs (default: its own)")
     args = parser.parse_args(argv)
-    archive = args.archive or Path(tempfile.gettempdir()) / f"rtcode-archive-{args.patients}-{args.seed}"
+    archive = (
+        args.archive or Path(tempfile.gettempdir()) / f"rtcode-archive-{args.patients}-{args.seed}"
+    )
     if not archive.exists():
         subprocess.run(
             [sys.executable, str(HERE / "make_archive.py"), "--patients", str(args.patients),
@@ -144,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         peak = max(r["peak_mb"], r.get("peak_children_mb", 0))
         plans = r.get("plans")
         plan_rate = f"{plans / r['seconds']:8.1f}" if plans else f"{'-':>8}"
-        print(f"{name:6} {r['seconds']:8.2f} {r['files'] / r['seconds']:9.0f} {plan_rate} {peak:8.0f}")
+        print(
+            f"{name:6} {r['seconds']:8.2f} {r['files'] / r['seconds']:9.0f} {plan_rate} {peak:8.0f}"
+        )
     cold, warm = results["cold"]["seconds"], results["warm"]["seconds"]
     print(f"cold/naive {cold / results['naive']['seconds']:.3f} (target <= 0.1)")
     print(f"cold/bytes {cold / results['bytes']['seconds']:.1f} (target <= 20)")

@@ -156,9 +156,8 @@ def _rename(ds: Dataset, new_uid: Renamer) -> None:
                 "MediaStorageSOPClassUID",
                 "TransferSyntaxUID",
                 "ImplementationClassUID",
-            ):
-                if isinstance(elem.value, str) and elem.value:
-                    elem.value = new_uid(elem.value)
+            ) and isinstance(elem.value, str) and elem.value:
+                elem.value = new_uid(elem.value)
 
     visit(ds)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -232,7 +231,9 @@ def write_patient(
     return written
 
 
-def make_archive(out: Path, patients: int, seed: int, ct_slices: int = 40, ct_size: int = 64) -> int:
+def make_archive(
+    out: Path, patients: int, seed: int, ct_slices: int = 40, ct_size: int = 64
+) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         templates = make_templates(Path(tmp))
