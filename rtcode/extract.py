@@ -23,6 +23,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from . import extract_bulk
 from .errors import DicomReadError
 from .facts import (
     Applicator,
@@ -47,6 +48,8 @@ from .facts import (
 )
 from .limits import Limits, default_limits
 
+_CP_TAG = 0x300A0111  # ControlPointSequence
+_ION_CP_TAG = 0x300A03A8  # IonControlPointSequence
 _NESTED = "its sequences are nested too deeply to read (more levels than any real export has)"
 
 
@@ -399,7 +402,14 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits) -> Beam:
         limits.max_control_points_per_beam,
         "max_control_points_per_beam",
     )
-    cps = _control_point_items(b, path, cp_kw, declared, limits)
+    cp_path = f"{path}.{cp_kw}"
+    control_points = None
+    if cp_kw in b:  # fast path from the raw bytes; None when anything is unusual
+        cp_tag = _ION_CP_TAG if ion else _CP_TAG
+        control_points = extract_bulk.control_points(b, cp_tag, cp_path, devices, declared, limits)
+    if control_points is None:  # the reference path, element by element
+        cps = _control_point_items(b, path, cp_kw, declared, limits)
+        control_points = _control_points(cps, cp_path, devices, limits)
     final_weight = _get_float(b, "FinalCumulativeMetersetWeight", path)
     return Beam(
         number=number,
@@ -421,7 +431,7 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits) -> Beam:
         applicators=applicators,
         number_of_compensators=_count(b, "NumberOfCompensators", path),
         number_of_boli=_count(b, "NumberOfBoli", path),
-        control_points=_control_points(cps, f"{path}.{cp_kw}", devices, limits),
+        control_points=control_points,
         is_ion=ion,
         scan_mode=_upper(_text(b, "ScanMode", path)),
         number_of_range_shifters=_count(b, "NumberOfRangeShifters", path),
