@@ -284,6 +284,7 @@ def report(
     """
     import dataclasses
 
+    from .dvh import DvhSettings
     from .report import build_report
     from .report import to_json as report_json
     from .report import to_text as report_text
@@ -299,7 +300,9 @@ def report(
                 )
     day = date_of_service.date() if date_of_service is not None else None
     result = build_report(
-        run_scan([str(p) for p in paths], policy, day), "always" if compute_dvh else "auto"
+        run_scan([str(p) for p in paths], policy, day),
+        "always" if compute_dvh else "auto",
+        dvh_settings=DvhSettings.from_policy(policy),
     )
     if deidentify:
         result = dataclasses.replace(_deidentify(result), deidentified=True)

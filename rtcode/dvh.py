@@ -10,12 +10,13 @@ Two sources, reported side by side so a physicist sees where each number came fr
   or for all of them when asked. Only then are contours parsed and dicompyler-core
   imported.
 
-When both exist their mean dose and D95 are compared. Statistics are computed here
-from the differential histogram, the same way for both sources: volume, minimum,
-maximum and mean follow dicompyler-core's definitions (minimum and maximum are the
-upper edge of the lowest and highest occupied bin), so they equal what
-dicompyler-core reports; D95, D2 and the V-values interpolate linearly inside a
-bin, where dicompyler-core takes the nearest bin edge.
+When both exist their mean dose and D95 are compared. The V-values reported and the
+tolerances of that comparison are the policy's ``[dvh]`` settings (``DvhSettings``).
+Statistics are computed here from the differential histogram, the same way for both
+sources: volume, minimum, maximum and mean follow dicompyler-core's definitions
+(minimum and maximum are the upper edge of the lowest and highest occupied bin), so
+they equal what dicompyler-core reports; D95, D2 and the V-values interpolate
+linearly inside a bin, where dicompyler-core takes the nearest bin edge.
 
 dicompyler-core and pydicom 3: 0.5.6 does ``from pydicom.dicomio import
 read_file``, a name pydicom 3 removed. ``dicompyler()`` supplies that one name,
@@ -28,7 +29,9 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -37,27 +40,35 @@ from .errors import RtcodeError
 from .facts import Dose, Roi
 from .link import LinkedPlan
 
-# Policy candidates (the policy file owns these once wired; see the module docstring
-# of rtcode/policy.py). V-values: the share of an ROI receiving at least this dose.
-V_VALUES_GY: tuple[float, ...] = (5.0, 20.0, 30.0, 40.0, 50.0)
-# Stored and computed DVHs agree when the mean dose differs by at most this much...
-AGREEMENT_MEAN_DOSE_PCT = 1.0
-# ... and D95 by at most this much (both relative to the stored value).
-AGREEMENT_D95_PCT = 2.0
-
 
 @dataclass(frozen=True)
 class DvhSettings:
-    """What the policy will decide (keys ``dvh.v_values_gy``,
-    ``dvh.agreement_mean_dose_pct``, ``dvh.agreement_d95_pct``); until then these
-    module defaults."""
+    """The policy's ``[dvh]`` section: which V-values are reported (the share of an ROI
+    receiving at least each dose) and how close a computed DVH must come to the stored
+    one to agree (mean dose and D95, per cent of the stored value)."""
 
-    v_values_gy: tuple[float, ...] = V_VALUES_GY
-    agreement_mean_dose_pct: float = AGREEMENT_MEAN_DOSE_PCT
-    agreement_d95_pct: float = AGREEMENT_D95_PCT
+    v_values_gy: tuple[float, ...]
+    agreement_mean_dose_pct: float
+    agreement_d95_pct: float
+
+    @classmethod
+    def from_policy(cls, policy: Any) -> DvhSettings:
+        """The settings of a ``rtcode.policy.Policy`` (its ``dvh.*`` settings)."""
+        return cls(
+            v_values_gy=tuple(float(v) for v in policy["dvh.v_values_gy"]),
+            agreement_mean_dose_pct=float(policy["dvh.agreement_mean_dose_pct"]),
+            agreement_d95_pct=float(policy["dvh.agreement_d95_pct"]),
+        )
 
 
-DEFAULT_SETTINGS = DvhSettings()
+@cache
+def default_settings() -> DvhSettings:
+    """The shipped default policy's DVH settings, for callers that give none."""
+    from .policy import load  # late: policy is data, loaded once
+
+    return DvhSettings.from_policy(load("default"))
+
+
 ROLES = ("target", "organ_at_risk")
 COMPUTE_MODES = ("auto", "always", "never")
 
@@ -173,8 +184,11 @@ class PlanDvh:
 # ------------------------------------------------------------------ statistics
 
 
-def dvh_stats(curve: DvhCurve, v_values_gy: Sequence[float] = V_VALUES_GY) -> DvhStats:
-    """Volume, min/mean/max, D95, D2 and V-values of one DVH."""
+def dvh_stats(curve: DvhCurve, v_values_gy: Sequence[float] | None = None) -> DvhStats:
+    """Volume, min/mean/max, D95, D2 and V-values of one DVH (V-values: the default
+    policy's unless given)."""
+    if v_values_gy is None:
+        v_values_gy = default_settings().v_values_gy
     diff = curve.differential
     edges = curve.edges_gy
     total = curve.total
@@ -213,9 +227,14 @@ def _pct_at_dose(dose: np.ndarray, pct: np.ndarray, at_gy: float) -> float:
 def compare(
     stored: DvhStats,
     computed: DvhStats,
-    mean_tolerance_pct: float = AGREEMENT_MEAN_DOSE_PCT,
-    d95_tolerance_pct: float = AGREEMENT_D95_PCT,
+    mean_tolerance_pct: float | None = None,
+    d95_tolerance_pct: float | None = None,
 ) -> DvhAgreement:
+    """Computed against stored; tolerances are the default policy's unless given."""
+    if mean_tolerance_pct is None:
+        mean_tolerance_pct = default_settings().agreement_mean_dose_pct
+    if d95_tolerance_pct is None:
+        d95_tolerance_pct = default_settings().agreement_d95_pct
     return DvhAgreement(
         volume_diff_pct=_rel(stored.volume_cm3, computed.volume_cm3),
         mean_dose_diff_pct=_rel(stored.mean_dose_gy, computed.mean_dose_gy),
@@ -345,14 +364,16 @@ def plan_dvh(
     organs_at_risk: Sequence[Roi],
     load: Loader,
     compute: str = "auto",
-    settings: DvhSettings = DEFAULT_SETTINGS,
+    settings: DvhSettings | None = None,
 ) -> PlanDvh:
     """DVH evidence of one plan for its targets and organs at risk.
 
     ``load(path, pixels=...)`` reads a whole file (``rtcode.read.read_full``).
     ``compute``: "auto" computes DVHs of ROIs that have no stored one, "always"
     computes every one (to compare with the stored ones), "never" only reads.
+    ``settings`` (default: the shipped policy's) choose the V-values and tolerances.
     """
+    settings = settings if settings is not None else default_settings()
     v_values_gy = settings.v_values_gy
     if compute not in COMPUTE_MODES:
         raise ValueError(f"compute must be one of {COMPUTE_MODES}, not {compute!r}")

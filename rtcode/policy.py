@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 import sys
 from collections.abc import Mapping
@@ -201,6 +202,36 @@ SCHEMA.update(
         "audit.ptp_bypass_modifiers": _str_list,
         "audit.severity": _audit_severities,
         "audit.columns": _audit_columns,
+    }
+)
+
+# [dvh]: what rtcode report shows of a dose-volume histogram and when a DVH it computes
+# agrees with the one stored in the RT Dose (rtcode/dvh.py DvhSettings.from_policy).
+
+
+def _doses_gy(value: Any) -> str | None:
+    allowed = "a list of one or more distinct doses in Gy (numbers of at least 0)"
+    if not isinstance(value, list) or not value:
+        return allowed
+    for dose in value:
+        number = isinstance(dose, (int, float)) and not isinstance(dose, bool)
+        if not number or not math.isfinite(dose) or dose < 0:
+            return f"{allowed}; {dose!r} is not one"
+    if len({float(dose) for dose in value}) != len(value):
+        return f"{allowed}; a dose is listed twice"
+    return None
+
+
+def _percent(value: Any) -> str | None:
+    ok = _number(0, 100)(value) is None and math.isfinite(value)
+    return None if ok else "a number from 0 to 100 (per cent)"
+
+
+SCHEMA.update(
+    {
+        "dvh.v_values_gy": _doses_gy,
+        "dvh.agreement_mean_dose_pct": _percent,
+        "dvh.agreement_d95_pct": _percent,
     }
 )
 OPTIONAL = {"policy.extends": _text}

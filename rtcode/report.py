@@ -19,7 +19,6 @@ from . import __version__
 from . import read as reader
 from .classify import Classification, Evidence
 from .dvh import (
-    DEFAULT_SETTINGS,
     DvhAgreement,
     DvhSettings,
     DvhStats,
@@ -53,8 +52,8 @@ class Report:
     scan: ScanResult
     patients: tuple[PatientReport, ...]
     compute_dvh: str  # "auto", "always" or "never" (see rtcode.dvh.plan_dvh)
+    dvh_settings: DvhSettings  # the policy's [dvh] section
     deidentified: bool = False
-    dvh_settings: DvhSettings = DEFAULT_SETTINGS
 
     @property
     def plans(self) -> list[PlanReport]:
@@ -65,9 +64,15 @@ def build_report(
     scan_result: ScanResult,
     compute_dvh: str = "auto",
     load: Loader = reader.read_full,
-    dvh_settings: DvhSettings = DEFAULT_SETTINGS,
+    dvh_settings: DvhSettings | None = None,
 ) -> Report:
-    """DVH evidence for every plan of a scan, grouped by patient in the order found."""
+    """DVH evidence for every plan of a scan, grouped by patient in the order found.
+
+    ``dvh_settings`` (V-values, agreement tolerances) default to the ``[dvh]`` section
+    of the policy the scan used.
+    """
+    if dvh_settings is None:
+        dvh_settings = DvhSettings.from_policy(scan_result.policy)
     groups: dict[str | None, list[PlanReport]] = {}
     names: dict[str | None, str | None] = {}
     for result in scan_result.plans:
@@ -83,7 +88,7 @@ def build_report(
         groups.setdefault(plan.patient_id, []).append(PlanReport(result, dvh))
         names[plan.patient_id] = names.get(plan.patient_id) or plan.patient_name
     patients = tuple(PatientReport(pid, names[pid], tuple(ps)) for pid, ps in groups.items())
-    return Report(scan_result, patients, compute_dvh, dvh_settings=dvh_settings)
+    return Report(scan_result, patients, compute_dvh, dvh_settings)
 
 
 # ------------------------------------------------------------------------- JSON

@@ -21,11 +21,10 @@ from pydicom.sequence import Sequence
 
 from rtcode import read
 from rtcode.dvh import (
-    AGREEMENT_D95_PCT,
-    AGREEMENT_MEAN_DOSE_PCT,
     DvhCurve,
     compare,
     compute_dvh,
+    default_settings,
     dicompyler,
     dvh_stats,
     plan_dvh,
@@ -238,11 +237,12 @@ def test_computed_target_dvhs_agree_with_the_stored_ones(case):
     d = _plan_dvhs(case)
     targets = [r for r in d.rois if r.role == "target"]
     assert targets
+    bar = default_settings()
     for r in targets:
         a = r.agreement
         assert a is not None, r.roi_name
-        assert abs(a.mean_dose_diff_pct) <= AGREEMENT_MEAN_DOSE_PCT, r.roi_name
-        assert abs(a.d95_diff_pct) <= AGREEMENT_D95_PCT, r.roi_name
+        assert abs(a.mean_dose_diff_pct) <= bar.agreement_mean_dose_pct, r.roi_name
+        assert abs(a.d95_diff_pct) <= bar.agreement_d95_pct, r.roi_name
         assert a.agrees is True
     for r in d.rois:  # every ROI with both is compared, and says whether it agrees
         assert r.agreement is not None and r.agreement.agrees in (True, False)
@@ -328,14 +328,21 @@ def test_scan_never_loads_dicompyler_or_matplotlib():
 
 
 def test_settings_choose_the_v_values_and_tolerances():
-    from rtcode.dvh import DvhSettings
+    from dataclasses import replace
 
     result = scan([str(SAMPLE_DATA / "06_four_field_box_3d")], load("default"))
     (p,) = result.plans
     c = p.classification
-    strict = DvhSettings(v_values_gy=(10.0,), agreement_mean_dose_pct=0.01)
+    strict = replace(default_settings(), v_values_gy=(10.0,), agreement_mean_dose_pct=0.01)
     d = plan_dvh(p.linked, c.targets, c.organs_at_risk, read.read_full, "always", strict)
     ptv = next(r for r in d.rois if r.roi_name == "PTV")
     assert [v for v, _ in ptv.stored_stats.v_pct] == [10.0] and d.v_values_gy == (10.0,)
     assert ptv.agreement.mean_dose_tolerance_pct == 0.01
     assert ptv.agreement.agrees is False  # +0.09% is more than 0.01%
+
+
+def test_default_settings_are_the_default_policys_dvh_section():
+    from rtcode.dvh import DvhSettings
+
+    assert default_settings() == DvhSettings((5.0, 20.0, 30.0, 40.0, 50.0), 1.0, 2.0)
+    assert DvhSettings.from_policy(load("default")) == default_settings()

@@ -151,3 +151,49 @@ def test_every_setting_is_explained_for_auditors():
     doc = (ROOT / "docs" / "policy.md").read_text()
     for key in SCHEMA:
         assert f"`{key.split('.', 1)[1]}`" in doc, key
+
+
+# ------------------------------------------------------------------ [dvh]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("v_values_gy = [5, -20, 30]", "dvh.v_values_gy = [5, -20, 30] is not allowed"),
+        ("v_values_gy = [5, -20, 30]", "-20 is not one"),
+        ('v_values_gy = ["5 Gy", 20]', "doses in Gy (numbers of at least 0)"),
+        ('v_values_gy = "5, 20"', "dvh.v_values_gy = '5, 20' is not allowed"),
+        ("v_values_gy = []", "a list of one or more distinct doses"),
+        ("v_values_gy = [20, 20.0]", "a dose is listed twice"),
+        ("v_values_gy = [5, nan]", "nan is not one"),
+        ("agreement_mean_dose_pct = -1.0", "dvh.agreement_mean_dose_pct = -1.0 is not allowed"),
+        ('agreement_mean_dose_pct = "1%"', "it must be a number from 0 to 100"),
+        ("agreement_d95_pct = nan", "dvh.agreement_d95_pct = nan is not allowed"),
+        ("agreement_d95_pct = true", "dvh.agreement_d95_pct = True is not allowed"),
+    ],
+)
+def test_policy_check_names_a_bad_dvh_setting(tmp_path, line, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        f'[policy]\nextends = "default"\nname="x"\nversion="1"\ndescription="d"\n[dvh]\n{line}\n'
+    )
+    result = CliRunner().invoke(main, ["policy", "check", str(bad)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"invalid: {bad}: dvh.")
+    assert message in result.output
+
+
+def test_dvh_settings_are_shown_hashed_and_compared():
+    base = load("default")
+    assert base["dvh.v_values_gy"] == [5, 20, 30, 40, 50]
+    assert (base["dvh.agreement_mean_dose_pct"], base["dvh.agreement_d95_pct"]) == (1.0, 2.0)
+    text = '[policy]\nextends = "default"\n[dvh]\nv_values_gy = [5, 20, 30, 40, 45]\n'
+    local = parse(text.encode(), "local.toml")
+    assert local.sha256 != base.sha256  # the hash names the effective settings
+    shown = CliRunner().invoke(main, ["policy", "show"]).output
+    section = shown.split("\n[dvh]\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert section == [
+        "agreement_d95_pct = 2.0",
+        "agreement_mean_dose_pct = 1.0",
+        "v_values_gy = [5, 20, 30, 40, 50]",
+    ]

@@ -158,6 +158,43 @@ def test_cli_report_text_json_and_html(tmp_path):
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
+def test_policy_dvh_section_chooses_the_v_rows_and_tolerances(tmp_path):
+    """rtcode report --policy: the [dvh] section decides the V rows and the agreement bar."""
+    case = str(SAMPLE_DATA / "06_four_field_box_3d")
+    local = tmp_path / "local.toml"
+    local.write_text(
+        '[policy]\nextends = "default"\nname = "dvh-local"\nversion = "1"\n'
+        'description = "d"\n[dvh]\nv_values_gy = [5, 25, 30, 40, 50]\n'
+        "agreement_mean_dose_pct = 0.01\n"
+    )
+    runner = CliRunner()
+    default = runner.invoke(main, ["report", case, "--compute-dvh"])
+    changed = runner.invoke(main, ["report", case, "--compute-dvh", "--policy", str(local)])
+    assert default.exit_code == 0 and changed.exit_code == 0, changed.output
+    assert "V20Gy %" in default.stdout and "V25Gy %" not in default.stdout
+    assert "V25Gy %" in changed.stdout and "V20Gy %" not in changed.stdout
+    assert "PTV: agree: mean +0.09% (tolerance 1%)" in default.stdout
+    assert "PTV: DIFFER: mean +0.09% (tolerance 0.01%)" in changed.stdout
+    as_json = runner.invoke(main, ["report", case, "--policy", str(local), "--format", "json"])
+    data = json.loads(as_json.stdout)
+    assert data["dvh"]["v_values_gy"] == [5.0, 25.0, 30.0, 40.0, 50.0]
+    assert data["dvh"]["agreement_mean_dose_pct"] == 0.01
+    assert data["dvh"]["agreement_d95_pct"] == 2.0  # not changed: the default's
+    [plan] = data["patients"][0]["plans"]
+    ptv = next(r for r in plan["dvh"]["rois"] if r["name"] == "PTV")
+    assert list(ptv["stored"]["v_pct"]) == ["V5Gy", "V25Gy", "V30Gy", "V40Gy", "V50Gy"]
+
+
+def test_build_report_takes_the_dvh_settings_of_the_scans_policy():
+    from rtcode.policy import parse
+
+    text = '[policy]\nextends = "default"\n[dvh]\nv_values_gy = [12.5]\n'
+    result = scan([str(SAMPLE_DATA / "06_four_field_box_3d")], parse(text.encode(), "x.toml"))
+    report = build_report(result, "never")
+    assert report.dvh_settings.v_values_gy == (12.5,)
+    assert report.plans[0].dvh.v_values_gy == (12.5,)
+
+
 def test_cli_report_refuses_to_write_into_the_scanned_folder(tmp_path):
     inside = tmp_path / "export"
     shutil.copytree(SAMPLE_DATA / "01_single_open_field", inside)
