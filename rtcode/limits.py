@@ -23,6 +23,10 @@ class Limits:
     max_control_points_per_beam: int
     max_leaf_pairs: int
     max_meterset_mu: float
+    # Later keys: defaults (the default policy's) so that callers building Limits by
+    # hand keep working; from_policy always takes the policy's values.
+    max_control_points_per_plan: int = 1_000_000
+    max_data_elements: int = 2_000_000
 
     @classmethod
     def from_policy(cls, policy: Any) -> Limits:

@@ -125,6 +125,8 @@ SCHEMA = {
     "limits.max_control_points_per_beam": _number(2, integer=True),
     "limits.max_leaf_pairs": _number(1, integer=True),
     "limits.max_meterset_mu": _number(1),
+    "limits.max_control_points_per_plan": _number(2, integer=True),
+    "limits.max_data_elements": _number(1, integer=True),
 }
 
 

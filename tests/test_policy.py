@@ -197,3 +197,41 @@ def test_dvh_settings_are_shown_hashed_and_compared():
         "agreement_mean_dose_pct = 1.0",
         "v_values_gy = [5, 20, 30, 40, 50]",
     ]
+
+
+# --------------------------------------------------------------- [limits]
+
+
+def test_new_limits_are_settings_with_the_dataclass_defaults():
+    from dataclasses import MISSING, fields
+
+    from rtcode.limits import Limits
+
+    p = load("default")
+    assert p["limits.max_data_elements"] == 2000000
+    assert p["limits.max_control_points_per_plan"] == 1000000
+    limits = Limits.from_policy(p)
+    for f in fields(Limits):  # hand-built Limits default to the shipped policy's values
+        if f.default is not MISSING:
+            assert getattr(limits, f.name) == f.default, f.name
+    text = '[policy]\nextends = "default"\n[limits]\nmax_control_points_per_plan = 5000\n'
+    local = Limits.from_policy(parse(text.encode(), "local.toml"))
+    assert local.max_control_points_per_plan == 5000
+    assert local.max_data_elements == 2000000
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("max_data_elements = -1", "limits.max_data_elements = -1 is not allowed"),
+        ('max_data_elements = "2M"', "it must be a whole number"),
+        ("max_data_elements = 2.5e6", "limits.max_data_elements = 2500000.0 is not allowed"),
+        ("max_control_points_per_plan = 1", "a whole number of at least 2"),
+        ("max_control_points_per_plan = true", "limits.max_control_points_per_plan = True"),
+    ],
+)
+def test_policy_check_names_a_bad_limit(tmp_path, line, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[policy]\nextends = "default"\n[limits]\n{line}\n')
+    result = CliRunner().invoke(main, ["policy", "check", str(bad)])
+    assert result.exit_code == 2 and message in result.output, result.output
