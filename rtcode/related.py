@@ -13,7 +13,8 @@ of service (the plan date unless given) selects what applies.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from .classify import ARCS, MODULATED, BeamAssessment, Category, Classification, Technique
 from .link import LinkedPlan
@@ -124,17 +125,6 @@ def related_codes(
                 " check the payer's rule",
             )
         )
-    electrons = [b for b in ports if b.beam.radiation_type == "ELECTRON"]
-    if electrons and policy["electron.plan_code"] == "77321" and c.code == "77321":
-        out.append(
-            RelatedCode(
-                "77321",
-                1,
-                "code",
-                "electron plan coded as a special port plan (setting electron.plan_code)",
-                "electron.plan_code",
-            )
-        )
 
     out.extend(_stereotactic_hints(lp, c, policy))
     if ions:
@@ -180,7 +170,28 @@ def related_codes(
             kept.append(r)
         else:
             kept.append(RelatedCode(r.code, None, "not_valid", f"not valid: {why}", "validity"))
-    return tuple(kept)
+    return dedupe(kept, c.code)
+
+
+def dedupe(codes: Sequence[RelatedCode], planning_code: str | None) -> tuple[RelatedCode, ...]:
+    """Each code once, where it was first listed.
+
+    A code listed again is merged into its first entry, which keeps its kind, units
+    and setting; a different reason is added to the first one's. A code or suggestion
+    that repeats the plan's own planning code is dropped: the planning code already
+    stands, with its evidence (an electron plan coded 77321 under
+    ``electron.plan_code`` is not also "with 77321 x1").
+    """
+    first: dict[str, RelatedCode] = {}
+    reasons: dict[str, list[str]] = {}
+    for r in codes:
+        if r.code == planning_code and r.kind in ("code", "suggestion"):
+            continue
+        if r.code not in first:
+            first[r.code], reasons[r.code] = r, [r.reason]
+        elif r.reason not in reasons[r.code]:
+            reasons[r.code].append(r.reason)
+    return tuple(replace(r, reason="; also: ".join(reasons[code])) for code, r in first.items())
 
 
 def _in_ranges(code: str, ranges: list[str]) -> bool:

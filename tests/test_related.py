@@ -183,6 +183,41 @@ def test_switching_a_setting_changes_the_sample_code():
     assert json.loads(result.output)["policy"]["name"] == "example-local"
 
 
+def test_electron_special_port_plan_lists_77321_once():
+    """example-local codes electron plans 77321: the planning code, not also a related
+    code beside it ("77321 ... with 77334 x1, 77321 x1" before)."""
+    electron = str(SAMPLE_DATA / "08_electron_cutout")
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["scan", electron, "--format", "json", "--policy", "example-local"]
+    )
+    [plan] = json.loads(result.output)["plans"]
+    assert plan["code"] == "77321"
+    related = [r["code"] for r in plan["related_codes"]]
+    assert "77321" not in related and len(related) == len(set(related))
+    table = runner.invoke(main, ["scan", electron, "--policy", "example-local"]).output
+    assert "    with 77334 x1\n" in table
+
+
+def test_dedupe_keeps_the_first_entry_and_merges_other_evidence():
+    from rtcode.related import RelatedCode, dedupe
+
+    codes = [
+        RelatedCode("77300", 4, "code", "one per port", "related.max_basic_dosimetry_per_date"),
+        RelatedCode("77321", None, "suggestion", "particle beams"),
+        RelatedCode("77300", 2, "code", "one per port"),  # same evidence: dropped
+        RelatedCode("77321", 1, "code", "electron plan"),  # other evidence: merged
+        RelatedCode("77307", 1, "code", "the plan's own code"),  # the planning code
+        RelatedCode("77307", None, "not_valid", "not valid: 77307 ended"),
+    ]
+    assert dedupe(codes, "77307") == (
+        RelatedCode("77300", 4, "code", "one per port", "related.max_basic_dosimetry_per_date"),
+        RelatedCode("77321", None, "suggestion", "particle beams; also: electron plan"),
+        RelatedCode("77307", None, "not_valid", "not valid: 77307 ended"),
+    )
+    assert dedupe(codes[:2], None) == tuple(codes[:2])
+
+
 def test_medicare_flags_imrt_for_inverse_planning_evidence():
     result = CliRunner().invoke(
         main,
