@@ -224,6 +224,15 @@ def _deidentify(result):
     return deidentify(result, pseudonyms)
 
 
+# `rtcode scan --deidentify`, word for word, for the other commands that offer it.
+_deidentify_option = click.option(
+    "--deidentify",
+    is_flag=True,
+    help="Replace patient names, IDs, dates and UIDs with stable pseudonyms (keyed by"
+    " RTCODE_DEIDENTIFY_KEY), for output that leaves the department.",
+)
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -342,7 +351,10 @@ def report(
     show_default=True,
     help="A shipped policy name or a policy TOML file (its thresholds name the techniques).",
 )
-def inspect(plan_file: Path, fmt: str, control_points: bool, policy_name: str) -> None:
+@_deidentify_option
+def inspect(
+    plan_file: Path, fmt: str, control_points: bool, policy_name: str, deidentify: bool = False
+) -> None:
     """Show how one RT Plan delivers its dose: per fraction group and per beam, the
     technique with its reason, MU, segments, MCS (McNiven 2010), small-aperture score,
     gantry, collimator and couch; with --control-points, every control point with
@@ -354,6 +366,8 @@ def inspect(plan_file: Path, fmt: str, control_points: bool, policy_name: str) -
         reason = result.errors[0].error if result.errors else "not an RT Plan or RT Ion Plan"
         click.echo(f"rtcode: {plan_file}: {reason}", err=True)
         sys.exit(1)
+    if deidentify:
+        result = _deidentify(result)
     data = inspect_json(result.plans[0], policy, control_points)
     if fmt == "json":
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
@@ -432,6 +446,7 @@ def inspect(plan_file: Path, fmt: str, control_points: bool, policy_name: str) -
     metavar="ID",
     help="Report only this patient ID (repeatable).",
 )
+@_deidentify_option
 def audit(
     paths: tuple[Path, ...],
     charges_file: Path,
@@ -443,6 +458,7 @@ def audit(
     fail_on: str,
     columns: tuple[str, ...],
     patients: tuple[str, ...],
+    deidentify: bool = False,
 ) -> None:
     """Check billed planning charges against the plans of a DICOM-RT export, patient by
     patient: codes billed that no plan supports, codes a plan supports that were not
@@ -497,6 +513,9 @@ def audit(
         patients=patients or None,
         notes=charges.notes,
     )
+    failing = result.at_or_above(fail_on)
+    if deidentify:
+        result = _deidentify(result)
     text = AUDIT_FORMATS[fmt](result)
     if output is None:
         click.echo(text, nl=False)
@@ -520,7 +539,7 @@ def audit(
     if not scanned.plans:
         click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
         sys.exit(1)
-    sys.exit(4 if result.at_or_above(fail_on) else 0)
+    sys.exit(4 if failing else 0)
 
 
 @main.command()

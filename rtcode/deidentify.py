@@ -24,6 +24,11 @@ inside other words; whole names (``SMITH^JOHN``, ``Smith John``, ``John_Smith``)
 are replaced wherever they appear, in any case. Free text that nobody marked as
 identifying (ROI names, plan labels) is otherwise kept.
 
+Rows of an input that could not be read (charges rows the audit rejected) are not
+pseudonymised but withheld: their raw text is emptied and the values their reason
+quotes become ``(withheld)``, since no field says which of their cells identify a
+patient. Their line numbers stay.
+
 Other commands (``inspect``, ``audit``) call it the same way, on whatever they
 render: ``deidentify(thing, Pseudonyms.from_environment())``.
 """
@@ -151,6 +156,23 @@ def _skip(obj: Any) -> bool:
     return type(obj).__name__ in CONFIGURATION_TYPES or isinstance(obj, Pseudonyms)
 
 
+# Rows of an input file that could not be read (a charges row the audit rejected): no
+# field says which of their cells identify a patient, so nobody can pseudonymise them.
+# Their raw text is withheld, and so are the values their reason quotes (a date of
+# service in a form that is not ISO); the line number still finds the row in the file.
+RAW_ROW_TYPES = frozenset({"RejectedRow"})
+WITHHELD = "(withheld)"
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+def _withhold_raw(row: Any) -> Any:
+    reason = getattr(row, "reason", None)
+    changes: dict[str, Any] = {"text": ""}
+    if isinstance(reason, str):
+        changes["reason"] = _QUOTED.sub(WITHHELD, reason)
+    return dataclasses.replace(row, **changes)
+
+
 # ------------------------------------------------------------------ replace
 
 _NOT_WORD = r"A-Za-z0-9"
@@ -253,6 +275,8 @@ def _rewrite(obj: Any, text: Callable[[str], str], memo: dict[int, Any]) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         if _skip(obj):
             return obj
+        if type(obj).__name__ in RAW_ROW_TYPES:
+            obj = _withhold_raw(obj)
         new = copy.copy(obj)
         memo[key] = new
         for f in dataclasses.fields(obj):

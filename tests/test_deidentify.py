@@ -91,6 +91,63 @@ def test_scan_outputs_carry_no_identifier(fmt):
     assert "PAT-" in r.stdout
 
 
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_inspect_outputs_carry_no_identifier(fmt):
+    case = SAMPLE_DATA / "05_breast_tangents_fif"
+    found = identifiers(case)
+    args = ["inspect", str(case / "RP.dcm"), "--format", fmt, "--control-points"]
+    plain = CliRunner().invoke(main, args)
+    assert plain.exit_code == 0, plain.output
+    if fmt != "csv":  # the CSV has beams and control points only
+        assert "RTC-05" in plain.stdout, "the check must see identifiers in a normal inspect"
+        assert leaks(plain.stdout, found)
+    r = CliRunner().invoke(main, [*args, "--deidentify"], env=KEY)
+    assert r.exit_code == 0, r.output
+    assert leaks(r.stdout, found) == []
+    assert "RTC-05" not in r.stdout and "Sample^Case05" not in r.stdout
+    if fmt != "csv":
+        assert Pseudonyms(KEY[ENV_KEY].encode(), True).patient_id("RTC-05") in r.stdout
+    assert r.stdout.count("\n") == plain.stdout.count("\n")  # nothing else changes shape
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "html"])
+def test_audit_outputs_carry_no_identifier(fmt):
+    found = identifiers(SAMPLE_DATA)
+    charges = SAMPLE_DATA / "charges_planted.csv"
+    args = ["audit", str(SAMPLE_DATA), "--charges", str(charges), "--format", fmt]
+    plain = CliRunner().invoke(main, args)
+    assert plain.exit_code == 4, plain.output  # the planted errors
+    assert "RTC-05" in plain.stdout and leaks(plain.stdout, found)
+    assert "01/05/2026" in plain.stdout  # a rejected row quotes its non-ISO date
+    r = CliRunner().invoke(main, [*args, "--deidentify"], env=KEY)
+    assert r.exit_code == 4, r.output  # the same findings
+    assert leaks(r.stdout, found) == []
+    assert "RTC-" not in r.stdout and "01/05/2026" not in r.stdout
+    assert Pseudonyms(KEY[ENV_KEY].encode(), True).patient_id("RTC-05") in r.stdout
+
+
+def test_audit_rejected_rows_keep_their_line_but_not_their_text():
+    from rtcode.read_billing import RejectedRow
+
+    rows = [
+        RejectedRow(48, "date of service '01/05/2026' is not an ISO date", "MRN9,01/05/2026"),
+        RejectedRow(49, "missing patient ID", ",2026-01-05,77300"),
+    ]
+    clean = deidentify(rows, Pseudonyms(b"k", True))
+    assert clean == [
+        RejectedRow(48, "date of service (withheld) is not an ISO date", ""),
+        RejectedRow(49, "missing patient ID", ""),
+    ]
+
+
+def test_deidentify_option_reads_the_same_on_every_command():
+    helps = {
+        name: next(p.help for p in main.commands[name].params if p.name == "deidentify")
+        for name in ("scan", "inspect", "audit")
+    }
+    assert len(set(helps.values())) == 1, helps
+
+
 def test_report_outputs_carry_no_identifier(tmp_path):
     found = identifiers(SAMPLE_DATA)
     runner = CliRunner()
