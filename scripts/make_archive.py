@@ -150,13 +150,19 @@ def _rename(ds: Dataset, new_uid: Renamer) -> None:
             if elem.VR == "SQ":
                 for child in elem.value:
                     visit(child)
-            elif elem.VR == "UI" and elem.keyword not in (
-                "SOPClassUID",
-                "ReferencedSOPClassUID",
-                "MediaStorageSOPClassUID",
-                "TransferSyntaxUID",
-                "ImplementationClassUID",
-            ) and isinstance(elem.value, str) and elem.value:
+            elif (
+                elem.VR == "UI"
+                and elem.keyword
+                not in (
+                    "SOPClassUID",
+                    "ReferencedSOPClassUID",
+                    "MediaStorageSOPClassUID",
+                    "TransferSyntaxUID",
+                    "ImplementationClassUID",
+                )
+                and isinstance(elem.value, str)
+                and elem.value
+            ):
                 elem.value = new_uid(elem.value)
 
     visit(ds)
