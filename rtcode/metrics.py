@@ -40,19 +40,24 @@ class Apertures:
     def width_mm(self) -> np.ndarray:
         return np.where(self.height_mm > 0, np.clip(self.hi_mm - self.lo_mm, 0.0, None), 0.0)
 
-    def area_mm2(self) -> np.ndarray:
-        return (self.width_mm() * self.height_mm).sum(axis=1)
+    def area_mm2(self, width: np.ndarray | None = None) -> np.ndarray:
+        """Open area per control point (``width``: ``width_mm()`` when already at hand)."""
+        if width is None:
+            width = self.width_mm()
+        return (width * self.height_mm).sum(axis=1)
 
-    def perimeter_mm(self) -> np.ndarray:
-        """Outline length of the union of open strips, per control point."""
-        width = self.width_mm()
+    def perimeter_mm(self, width: np.ndarray | None = None) -> np.ndarray:
+        """Outline length of the union of open strips, per control point (``width``:
+        ``width_mm()`` when already at hand)."""
+        if width is None:
+            width = self.width_mm()
         open_ = width > 0
         sides = (open_ * self.height_mm).sum(axis=1) * 2.0
         lo = np.where(open_, self.lo_mm, 0.0)
         hi = np.where(open_, self.hi_mm, 0.0)
         # Edges between neighbouring strips: the length covered by exactly one of them.
         pad = np.zeros((width.shape[0], 1))
-        lo_p, hi_p, w_p = (np.hstack([pad, a, pad]) for a in (lo, hi, width))
+        lo_p, hi_p, w_p = (np.concatenate([pad, a, pad], axis=1) for a in (lo, hi, width))
         both = (w_p[:, 1:] > 0) & (w_p[:, :-1] > 0)
         overlap = np.minimum(hi_p[:, 1:], hi_p[:, :-1]) - np.maximum(lo_p[:, 1:], lo_p[:, :-1])
         overlap = np.where(both, np.clip(overlap, 0, None), 0.0)
@@ -95,8 +100,8 @@ def apertures(beam: Beam) -> Apertures | None:
         idx_c = np.clip(idx, 0, pairs - 1)
         lo = np.where(inside, np.maximum(lo, pos[:, :pairs][:, idx_c]), lo)
         hi = np.where(inside, np.minimum(hi, pos[:, pairs:][:, idx_c]), hi)
-    lo = np.maximum(lo, np.nan_to_num(jaw_travel[:, :1], nan=-np.inf))
-    hi = np.minimum(hi, np.nan_to_num(jaw_travel[:, 1:], nan=np.inf))
+    lo = np.maximum(lo, _nan_to_num(jaw_travel[:, :1], nan=-np.inf))
+    hi = np.minimum(hi, _nan_to_num(jaw_travel[:, 1:], nan=np.inf))
     # Where neither leaves nor jaws limit a strip the opening is unknown: count it closed.
     unbounded = ~np.isfinite(lo) | ~np.isfinite(hi)
     lo = np.where(unbounded, 0.0, lo)
@@ -107,11 +112,21 @@ def apertures(beam: Beam) -> Apertures | None:
 
 def _strip_heights(edges: np.ndarray, jaw_strip: np.ndarray) -> np.ndarray:
     """The part of each strip between the jaws across the strips, per control point."""
-    j1 = np.nan_to_num(jaw_strip[:, :1], nan=-np.inf)
-    j2 = np.nan_to_num(jaw_strip[:, 1:], nan=np.inf)
+    j1 = _nan_to_num(jaw_strip[:, :1], nan=-np.inf)
+    j2 = _nan_to_num(jaw_strip[:, 1:], nan=np.inf)
     top = np.minimum(edges[1:][None, :], j2)
     bottom = np.maximum(edges[:-1][None, :], j1)
     return np.clip(top - bottom, 0, None)
+
+
+def _nan_to_num(a: np.ndarray, nan: float = 0.0) -> np.ndarray:
+    """``np.nan_to_num(a, nan=nan)`` for float arrays, at a fraction of its overhead:
+    NaN becomes ``nan``, infinities the largest finite number of their sign."""
+    out = np.where(np.isnan(a), nan, a)
+    if np.isinf(a).any():
+        big = np.finfo(out.dtype).max
+        out = np.where(np.isposinf(a), big, np.where(np.isneginf(a), -big, out))
+    return out
 
 
 def _jaws(beam: Beam, positions: dict[str, np.ndarray], axis: str, n: int) -> np.ndarray:
@@ -200,14 +215,18 @@ def beam_metrics(
 
     ap = apertures(beam)
     area = perim = None
+    width = np.zeros((n, 0))
     if ap is not None:
-        area = ap.area_mm2()
-        perim = ap.perimeter_mm()
+        width = ap.width_mm()  # computed once, shared by every measure below
+        area = ap.area_mm2(width)
+        perim = ap.perimeter_mm(width)
 
     pos = cps.positions_mm
     mlc = [pos[d.device_type] for d in beam.devices if d.is_mlc and d.device_type in pos]
-    leaves = np.nan_to_num(np.hstack(mlc)) if mlc else np.zeros((n, 0))
-    everything = np.nan_to_num(np.hstack(list(pos.values()))) if pos else np.zeros((n, 0))
+    leaves = _nan_to_num(np.concatenate(mlc, axis=1)) if mlc else np.zeros((n, 0))
+    everything = (
+        _nan_to_num(np.concatenate(list(pos.values()), axis=1)) if pos else np.zeros((n, 0))
+    )
     has_mlc = leaves.shape[1] > 0
     stripped = bool(has_mlc and not leaves.any())
     steps = np.abs(np.diff(leaves, axis=0)) if has_mlc and n > 1 else np.zeros((max(n - 1, 0), 0))
@@ -237,22 +256,22 @@ def beam_metrics(
     mean_area = None
     if ap is not None and segments:
         main = max(segments, key=lambda s: s.mu_fraction)
-        others = [s for s in segments if s is not main]
+        others = [s.first_cp for s in segments if s is not main]
         if others:
-            outside = max(_outside(ap, s.first_cp, main.first_cp) for s in others)
-        irregular = max(_irregularity(ap, s.first_cp) for s in segments)
+            outside = _outside(ap, width, others, main.first_cp)
+        irregular = _irregularity(ap, width, [s.first_cp for s in segments])
     if area is not None and weights_valid and d_mu.sum() > 0:
         mean_area = float((area[:-1] * d_mu).sum() / d_mu.sum())
     mean_change = float(moves[beam_on].mean()) if beam_on.any() else 0.0
 
     mcs = sas = convex = lsv = aav = None
     if ap is not None and weights_valid and beam_on.any():
-        lsv, aav = _lsv_aav(ap)
+        lsv, aav = _lsv_aav(ap, width)
         mcs = _interval_average(lsv * aav, d_mu)
-        sas = _interval_average(_small_share(ap, small_aperture_mm), d_mu)
+        sas = _interval_average(_small_share(width, small_aperture_mm), d_mu)
         # only the control points that bound a beam-on interval weigh in
-        needed = np.append(beam_on, False) | np.insert(beam_on, 0, False)
-        convex = _interval_average(_convexity(ap, needed), d_mu)
+        needed = np.concatenate([beam_on, [False]]) | np.concatenate([[False], beam_on])
+        convex = _interval_average(_convexity(ap, needed, width, area), d_mu)
 
     return BeamMetrics(
         control_points=n,
@@ -323,25 +342,30 @@ def _interval_average(per_cp: np.ndarray, d_mu: np.ndarray) -> float | None:
     ok = (d_mu > 0) & np.isfinite(values)
     if not ok.any():
         return None
-    return float(np.average(values[ok], weights=d_mu[ok]))
+    weights = d_mu[ok]
+    return float((values[ok] * weights).sum() / weights.sum())  # np.average, step by step
 
 
-def _lsv_aav(ap: Apertures) -> tuple[np.ndarray, np.ndarray]:
+def _lsv_aav(ap: Apertures, width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per control point LSV and AAV (McNiven 2010), over the open leaf pairs."""
-    width = ap.width_mm()
     open_ = width > 0
-    n = width.shape[0]
+    n, s = width.shape
+    count = open_.sum(axis=1)
+    # Each open leaf pair is compared with the open pair before it at the same point.
+    last_open = np.maximum.accumulate(np.where(open_, np.arange(s), -1), axis=1)
+    before = np.concatenate([np.full((n, 1), -1), last_open], axis=1)[:, :s]
+    paired = open_ & (before >= 0)
+    before = np.maximum(before, 0)
     lsv = np.ones(n)
-    for i in range(n):
-        idx = np.flatnonzero(open_[i])
-        if idx.size < 2:
-            continue
-        value = 1.0
-        for bank in (ap.lo_mm[i, idx], ap.hi_mm[i, idx]):
-            spread = float(bank.max() - bank.min())
-            if spread > 0:
-                value *= float(np.mean((spread - np.abs(np.diff(bank))) / spread))
-        lsv[i] = value
+    for bank in (ap.lo_mm, ap.hi_mm):
+        spread = _open_max(bank, open_) - _open_min(bank, open_)
+        step = np.abs(bank - bank[np.arange(n)[:, None], before])
+        counts = paired & (spread > 0)[:, None]
+        terms = np.divide(
+            spread[:, None] - step, spread[:, None], out=np.zeros_like(step), where=counts
+        )
+        mean = terms.sum(axis=1) / np.maximum(count - 1, 1)
+        lsv = lsv * np.where((count >= 2) & (spread > 0), mean, 1.0)
     # AAV: the aperture against the largest opening each leaf pair has in the beam.
     lo = np.where(open_, ap.lo_mm, np.inf).min(axis=0)
     hi = np.where(open_, ap.hi_mm, -np.inf).max(axis=0)
@@ -351,72 +375,131 @@ def _lsv_aav(ap: Apertures) -> tuple[np.ndarray, np.ndarray]:
     return lsv, aav
 
 
-def _small_share(ap: Apertures, limit_mm: float) -> np.ndarray:
-    width = ap.width_mm()
+def _open_max(values: np.ndarray, open_: np.ndarray) -> np.ndarray:
+    """Per row, the largest value where open (-inf where nothing is)."""
+    return np.where(open_, values, -np.inf).max(axis=1, initial=-np.inf)
+
+
+def _open_min(values: np.ndarray, open_: np.ndarray) -> np.ndarray:
+    """Per row, the smallest value where open (inf where nothing is)."""
+    return np.where(open_, values, np.inf).min(axis=1, initial=np.inf)
+
+
+def _small_share(width: np.ndarray, limit_mm: float) -> np.ndarray:
     open_ = width > 0
     count = open_.sum(axis=1)
     small = (open_ & (width < limit_mm)).sum(axis=1)
     return np.where(count > 0, small / np.maximum(count, 1), np.nan)
 
 
-def _convexity(ap: Apertures, needed: np.ndarray) -> np.ndarray:
+def _convexity(
+    ap: Apertures, needed: np.ndarray, width: np.ndarray, area: np.ndarray
+) -> np.ndarray:
     """Per control point (where ``needed``): open area / area of the convex hull of the
-    open strips. NaN elsewhere."""
-    width = ap.width_mm()
-    area = ap.area_mm2()
+    open strips. NaN elsewhere.
+
+    All control points at once. The hull of a stack of strips is bounded on the left by
+    the convex minorant of the strips' left ends and on the right by the concave
+    majorant of their right ends (each strip's left end lies left of its right end, at
+    the same heights), so its area is the integral between those two chains.
+    """
     out = np.full(width.shape[0], np.nan)
-    j1 = np.nan_to_num(ap.jaw_strip_mm[:, 0], nan=-np.inf)
-    j2 = np.nan_to_num(ap.jaw_strip_mm[:, 1], nan=np.inf)
-    edges = ap.strip_edges_mm
-    for i in np.flatnonzero(needed):
-        idx = np.flatnonzero(width[i] > 0)
-        if idx.size == 0 or area[i] <= 0:
-            continue
-        y0 = np.maximum(edges[idx], j1[i]).tolist()
-        y1 = np.minimum(edges[idx + 1], j2[i]).tolist()
-        x0 = ap.lo_mm[i, idx].tolist()
-        x1 = ap.hi_mm[i, idx].tolist()
-        points = sorted(
-            {
-                (x, y)
-                for xs, ys in ((x0, y0), (x0, y1), (x1, y0), (x1, y1))
-                for x, y in zip(xs, ys, strict=True)
-            }
+    open_all = width > 0
+    rows = np.flatnonzero(needed & open_all.any(axis=1) & ~(area <= 0))
+    if rows.size == 0:
+        return out
+    open_ = open_all[rows]
+    cols = np.flatnonzero(open_.any(axis=0))
+    c0, c1 = int(cols[0]), int(cols[-1]) + 1  # only the strips ever open here
+    open_ = open_[:, c0:c1]
+    # Levels: the strip edges, cut by the jaws across the strips; an open strip runs
+    # from its level to the next. Each level takes the outermost end of the open
+    # strips on either side of it; a level with no open strip beside it takes no part.
+    j1 = _nan_to_num(ap.jaw_strip_mm[rows, :1], nan=-np.inf)
+    j2 = _nan_to_num(ap.jaw_strip_mm[rows, 1:], nan=np.inf)
+    y = np.minimum(np.maximum(ap.strip_edges_mm[None, c0 : c1 + 1], j1), j2)
+    shut = np.zeros((rows.size, 1), dtype=bool)
+    beside = np.concatenate([shut, open_, shut], axis=1)
+    level = beside[:, :-1] | beside[:, 1:]
+    far = np.full((rows.size, 1), np.inf)
+    chains = []
+    # left ends, and right ends mirrored (x -> -x) so that both chains are minorants
+    for ends in (ap.lo_mm[rows, c0:c1], -ap.hi_mm[rows, c0:c1]):
+        ends = np.where(open_, ends, np.inf)
+        chains.append(
+            np.minimum(np.concatenate([far, ends], axis=1), np.concatenate([ends, far], axis=1))
         )
-        hull = _hull_area(points)
-        out[i] = min(1.0, area[i] / hull) if hull > 0 else np.nan
+    x = np.vstack(chains)
+    integral = _minorant_integral(x, np.vstack([y, y]), np.vstack([level, level]))
+    left, mirrored_right = integral[: rows.size], integral[rows.size :]
+    hull = -mirrored_right - left
+    ratio = np.divide(area[rows], hull, out=np.full(rows.size, np.nan), where=hull > 0)
+    out[rows] = np.where(hull > 0, np.minimum(1.0, ratio), np.nan)
     return out
 
 
-def _hull_area(points: list[tuple[float, float]]) -> float:
-    """Area of the convex hull of sorted, distinct points (Andrew's monotone chain)."""
-    if len(points) < 3:
-        return 0.0
+# Elements per block of the (levels, levels, rows) arrays in _minorant_integral: small
+# enough that the temporaries reuse memory already mapped (large fresh allocations
+# fault in every page, which costs more than the arithmetic), large enough that the
+# per-call overhead of numpy stays small.
+_BLOCK_ELEMENTS = 1 << 16
 
-    def half(seq: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        chain: list[tuple[float, float]] = []
-        for p in seq:
-            while len(chain) >= 2:
-                (ax, ay), (bx, by) = chain[-2], chain[-1]
-                if (bx - ax) * (p[1] - ay) - (by - ay) * (p[0] - ax) > 0:
-                    break
-                chain.pop()
-            chain.append(p)
-        return chain
 
-    hull = half(points)[:-1] + half(points[::-1])[:-1]
-    twice = 0.0
-    for (ax, ay), (bx, by) in zip(hull, hull[1:] + hull[:1], strict=True):
-        twice += ax * by - ay * bx
-    return abs(twice) / 2
+def _minorant_integral(x: np.ndarray, y: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """Per row, the integral over y of the convex minorant of the points (y, x) where
+    ``use``. Along each row y never decreases, and increases from one used point to the
+    next.
+
+    A point lies on the minorant when the steepest slope reaching it from a point
+    below is no steeper than the shallowest slope leaving it to a point above; the
+    minorant is straight between consecutive such points.
+    """
+    r, p = x.shape
+    # Levels first, rows last: the slopes and their reductions then run along memory.
+    # Points not used sit at x = +inf: their slopes are -inf coming in and +inf going
+    # out, so they never decide a maximum or minimum below.
+    x_t = np.ascontiguousarray(np.where(use, x, np.inf).T)
+    y_t = np.ascontiguousarray(y.T)
+    use_t = use.T
+    vertex_t = np.zeros((p, r), dtype=bool)
+    below = np.triu(np.ones((p, p), dtype=bool), 1)[:, :, None]  # [i, k]: i below k
+    block = max(1, _BLOCK_ELEMENTS // (p * p))
+    for a in range(0, r, block):
+        used = use_t[:, a : a + block]
+        levels = np.flatnonzero(used.any(axis=1))
+        if levels.size == 0:
+            continue
+        lo, hi = int(levels[0]), int(levels[-1]) + 1
+        xs, ys = x_t[lo:hi, a : a + block], y_t[lo:hi, a : a + block]
+        pair = below[: hi - lo, : hi - lo]
+        with np.errstate(all="ignore"):
+            slope = (xs[None, :, :] - xs[:, None, :]) / (ys[None, :, :] - ys[:, None, :])
+            steepest_in = np.where(pair, slope, -np.inf).max(axis=0)
+            shallowest_out = np.where(pair, slope, np.inf).min(axis=1)
+            vertex_t[lo:hi, a : a + block] = used[lo:hi] & (steepest_in <= shallowest_out)
+    vertex = vertex_t.T
+    x = np.where(use, x, 0.0)
+    # Trapezoids between each vertex and the next one up.
+    index = np.where(vertex, np.arange(p), p)
+    following = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1]
+    following = np.concatenate([following[:, 1:], np.full((r, 1), p)], axis=1)
+    counted = vertex & (following < p)
+    following = np.minimum(following, p - 1)
+    each = np.arange(r)[:, None]
+    x_next, y_next = x[each, following], y[each, following]
+    return np.where(counted, (y_next - y) * (x + x_next) / 2, 0.0).sum(axis=1)
 
 
 def _angle_steps(g: np.ndarray) -> np.ndarray:
     """Absolute gantry rotation between consecutive control points, across 0/360."""
     if g.size < 2:
         return np.zeros(0)
-    d = np.abs(np.diff(np.nan_to_num(g)))
+    d = np.abs(np.diff(_nan_to_num(g)))
     return np.minimum(d, 360.0 - d)
+
+
+# Look-aheads (in control points) that _segments measures for all points in bulk.
+_LOOK_AHEAD = 4
 
 
 def _segments(
@@ -431,51 +514,77 @@ def _segments(
     out: list[Segment] = []
     start: int | None = None
     mu = 0.0
+    n = positions.shape[0]
+    # ahead[k][j]: a position at point j + k is more than the tolerance away from j
+    ahead: list[list[bool]] = [[]]
+    if positions.shape[1]:
+        for k in range(1, min(_LOOK_AHEAD, n - 1) + 1):
+            moved = np.abs(positions[k:] - positions[:-k]).max(axis=1) > tolerance_mm
+            ahead.append(moved.tolist())
+    from_start: dict[int, list[bool]] = {}  # further look-aheads, one start at a time
 
     def far(i: int, j: int) -> bool:
-        return bool(positions.shape[1] and np.abs(positions[i] - positions[j]).max() > tolerance_mm)
+        if not positions.shape[1]:
+            return False
+        k = i - j
+        if k < len(ahead):
+            return ahead[k][j]
+        moved = from_start.get(j)
+        if moved is None:
+            moved = np.abs(positions[j:] - positions[j]).max(axis=1) > tolerance_mm
+            moved = from_start[j] = moved.tolist()
+        return moved[k]
 
-    for i in np.flatnonzero(beam_on):
+    share = d_mu.tolist()
+    for i in np.flatnonzero(beam_on).tolist():
         if start is not None and (far(i, start) or far(i + 1, start)):
-            out.append(Segment(start, int(i), mu))
+            out.append(Segment(start, i, mu))
             start = None
         if start is None:
-            start, mu = int(i), 0.0
-        mu += float(d_mu[i])
+            start, mu = i, 0.0
+        mu += share[i]
     if start is not None:
         out.append(Segment(start, len(beam_on), mu))
     return tuple(out)
 
 
-def _outside(ap: Apertures, cp: int, main_cp: int) -> float:
-    """How far (mm) the aperture at ``cp`` reaches outside the one at ``main_cp``."""
-    w = ap.width_mm()
-    open_ = w[cp] > 0
-    if not open_.any():
-        return 0.0
-    main_open = w[main_cp] > 0
-    lo, hi = ap.lo_mm[cp], ap.hi_mm[cp]
+def _outside(ap: Apertures, width: np.ndarray, cps: list[int], main_cp: int) -> float:
+    """How far (mm) the apertures at ``cps`` reach, at most, outside the one at
+    ``main_cp``."""
+    at = np.asarray(cps)
+    open_ = width[at] > 0
+    main_open = width[main_cp] > 0
+    lo, hi = ap.lo_mm[at], ap.hi_mm[at]
     mlo, mhi = ap.lo_mm[main_cp], ap.hi_mm[main_cp]
     reach = np.where(
         main_open,
         np.maximum(mlo - lo, hi - mhi),
         hi - lo,  # open where the main aperture is closed: the whole opening is outside
     )
-    return float(np.clip(reach[open_], 0, None).max())
+    furthest = _open_max(np.clip(reach, 0, None), open_)
+    return float(np.where(open_.any(axis=1), furthest, 0.0).max())
 
 
-def _irregularity(ap: Apertures, cp: int) -> float:
-    """0 for a rectangle: the spread of the open strips' edges, or a gap between them."""
-    w = ap.width_mm()[cp]
-    open_ = np.flatnonzero(w > 0)
-    if open_.size == 0:
+def _irregularity(ap: Apertures, width: np.ndarray, cps: list[int]) -> float:
+    """The largest over ``cps`` of: 0 for a rectangle, else the spread of the open
+    strips' edges, or a gap between them."""
+    at = np.asarray(cps)
+    open_ = width[at] > 0
+    count = open_.sum(axis=1)
+    if not count.any():
         return 0.0
-    lo = ap.lo_mm[cp][open_]
-    hi = ap.hi_mm[cp][open_]
-    spread = max(float(lo.max() - lo.min()), float(hi.max() - hi.min()))
-    if open_.size > 1 and (np.diff(open_) > 1).any():  # separate islands
-        spread = max(spread, float(np.diff(ap.strip_edges_mm).min()))
-    return spread
+    lo, hi = ap.lo_mm[at], ap.hi_mm[at]
+    spread = np.maximum(
+        _open_max(lo, open_) - _open_min(lo, open_), _open_max(hi, open_) - _open_min(hi, open_)
+    )
+    s = open_.shape[1]
+    first = np.argmax(open_, axis=1)
+    last = s - 1 - np.argmax(open_[:, ::-1], axis=1)
+    islands = (count > 1) & (last - first + 1 > count)  # separate islands
+    if islands.any():
+        gap = float(np.diff(ap.strip_edges_mm).min())
+        spread = np.where(islands, np.maximum(spread, gap), spread)
+    return float(np.where(count > 0, spread, 0.0).max())
 
 
 def device_summary(devices: tuple[BeamLimitingDevice, ...]) -> str:

@@ -1,0 +1,266 @@
+"""The vectorised measures in rtcode/metrics.py against plain per-control-point ones.
+
+beam_metrics measures every control point at once (convex hulls included); the
+references here take one control point at a time, the way the measures are defined:
+the convex hull of the open strips' corners (Andrew's monotone chain, shoelace area),
+LSV over each point's open leaf pairs, segments grown interval by interval. Random
+apertures cover what the hand-worked cases in test_metrics.py do not: many control
+points with different outlines (enough for several blocks of the hull computation),
+islands, closed pairs, coarse positions (ties, collinear corners), jaws that cut
+through strips, and static stretches longer than the bulk look-ahead of _segments.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import builders as b
+import numpy as np
+import pytest
+
+from rtcode.facts import BeamLimitingDevice
+from rtcode.metrics import Apertures, apertures, beam_metrics
+
+
+def random_beam(seed: int, n: int, pairs: int, shape: str):
+    """A beam of ``n`` control points, each with its own random aperture."""
+    rng = np.random.default_rng(seed)
+    widths = (
+        rng.choice([2.5, 5.0, 10.0], size=pairs) if shape != "uneven" else rng.uniform(1, 9, pairs)
+    )
+    edges = np.concatenate([[0.0], np.cumsum(widths)])
+    edges = tuple(float(v) for v in edges - edges[-1] / 2)
+    centre = rng.uniform(-20, 20, size=(n, 1))
+    t = np.linspace(-1, 1, pairs)[None, :]
+    if shape == "outline":  # target-like: a rounded outline that changes from point to point
+        half = 50 * np.sqrt(1 - 0.9 * t**2) * rng.uniform(0.3, 1.0, size=(n, 1))
+        half = half + rng.normal(0, 2, size=(n, pairs))
+    elif shape == "islands":  # closed pairs between open ones
+        half = rng.uniform(2, 40, size=(n, pairs)) * (rng.random((n, pairs)) < 0.5)
+    elif shape == "coarse":  # 5 mm steps: equal ends and collinear corners
+        half = np.round(rng.uniform(0, 40, size=(n, pairs)) / 5) * 5
+        centre = np.round(centre / 5) * 5
+    else:  # carved: ends wander independently, some pairs crossed shut
+        half = rng.uniform(-5, 45, size=(n, pairs))
+    bank_a = centre - half + rng.normal(0, 4, size=(n, pairs)) * (shape == "carved")
+    bank_b = centre + half
+    leaves = np.hstack([bank_a, bank_b])
+    # jaws: Y jaws cut through strips, X jaws trim the leaves, both moving a little
+    y1 = edges[0] + rng.uniform(0, 0.4, size=(n, 1)) * (edges[-1] - edges[0])
+    y2 = edges[-1] - rng.uniform(0, 0.4, size=(n, 1)) * (edges[-1] - edges[0])
+    x1 = rng.uniform(-70, -20, size=(n, 1))
+    x2 = rng.uniform(20, 70, size=(n, 1))
+    weights = np.linspace(0.0, 1.0, n)
+    cps = b.control_points(list(leaves), list(weights), gantry=list(np.linspace(180, 181, n)))
+    positions = dict(cps.positions_mm)
+    positions["ASYMX"] = np.hstack([x1, x2])
+    positions["ASYMY"] = np.hstack([y1, y2])
+    cps = replace(cps, positions_mm=positions)
+    mlc = BeamLimitingDevice("MLCX", pairs, edges)
+    return replace(b.beam(1, cps, beam_type="DYNAMIC"), devices=(*b.DEVICES[:2], mlc))
+
+
+# ----------------------------------------------------------------- references
+
+
+def hull_area(points: list[tuple[float, float]]) -> float:
+    """Convex hull area of points: Andrew's monotone chain, then the shoelace formula."""
+    points = sorted(set(points))
+    if len(points) < 3:
+        return 0.0
+
+    def cross(o, a, c):
+        return (a[0] - o[0]) * (c[1] - o[1]) - (a[1] - o[1]) * (c[0] - o[0])
+
+    lower: list[tuple[float, float]] = []
+    for p in points:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    upper: list[tuple[float, float]] = []
+    for p in reversed(points):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    hull = lower[:-1] + upper[:-1]
+    twice = sum(
+        hull[i][0] * hull[(i + 1) % len(hull)][1] - hull[(i + 1) % len(hull)][0] * hull[i][1]
+        for i in range(len(hull))
+    )
+    return abs(twice) / 2
+
+
+def convexity_at(ap: Apertures, i: int) -> float:
+    """Open area / convex hull of the corners of the open strips, at control point i."""
+    width = ap.width_mm()[i]
+    area = float((width * ap.height_mm[i]).sum())
+    j1, j2 = ap.jaw_strip_mm[i]
+    j1 = -math.inf if math.isnan(j1) else j1
+    j2 = math.inf if math.isnan(j2) else j2
+    corners = []
+    for k in np.flatnonzero(width > 0):
+        y0 = max(ap.strip_edges_mm[k], j1)
+        y1 = min(ap.strip_edges_mm[k + 1], j2)
+        for x in (ap.lo_mm[i, k], ap.hi_mm[i, k]):
+            corners += [(float(x), float(y0)), (float(x), float(y1))]
+    hull = hull_area(corners)
+    if not corners or area <= 0 or hull <= 0:
+        return math.nan
+    return min(1.0, area / hull)
+
+
+def lsv_at(ap: Apertures, i: int) -> float:
+    """Leaf sequence variability (McNiven 2010) over the open pairs at control point i."""
+    open_pairs = np.flatnonzero(ap.width_mm()[i] > 0)
+    if open_pairs.size < 2:
+        return 1.0
+    value = 1.0
+    for bank in (ap.lo_mm[i, open_pairs], ap.hi_mm[i, open_pairs]):
+        spread = bank.max() - bank.min()
+        if spread > 0:
+            value *= np.mean(
+                [(spread - abs(q - p)) / spread for p, q in zip(bank[:-1], bank[1:], strict=True)]
+            )
+    return value
+
+
+def interval_average(per_cp: np.ndarray, mu: np.ndarray) -> float | None:
+    values = (per_cp[:-1] + per_cp[1:]) / 2
+    ok = (mu > 0) & np.isfinite(values)
+    return float(np.sum(values[ok] * mu[ok]) / np.sum(mu[ok])) if ok.any() else None
+
+
+def segments_of(positions: np.ndarray, mu: np.ndarray, tolerance: float) -> list[tuple]:
+    """Segments grown one beam-on interval at a time against their first control point."""
+
+    def moved(i: int, j: int) -> bool:
+        return bool(np.abs(positions[i] - positions[j]).max() > tolerance)
+
+    out, start, share = [], None, 0.0
+    for i in range(len(mu)):
+        if mu[i] <= 0:
+            continue
+        if start is not None and (moved(i, start) or moved(i + 1, start)):
+            out.append((start, i, share))
+            start = None
+        if start is None:
+            start, share = i, 0.0
+        share += mu[i]
+    if start is not None:
+        out.append((start, len(mu), share))
+    return out
+
+
+# ----------------------------------------------------------------------- tests
+
+SHAPES = ["outline", "islands", "coarse", "carved", "uneven"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize(("n", "pairs"), [(2, 10), (17, 60), (240, 40)])
+def test_convexity_is_the_mean_of_area_over_hull_per_control_point(shape, n, pairs):
+    beam = random_beam(n * 1000 + pairs + SHAPES.index(shape), n, pairs, shape)
+    m = beam_metrics(beam)
+    ap = apertures(beam)
+    per_cp = np.array([convexity_at(ap, i) for i in range(n)])
+    expected = interval_average(per_cp, m.cp_mu_fraction[:-1])
+    assert expected is not None
+    assert m.convexity == pytest.approx(expected, rel=1e-9, abs=0)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_single_aperture_against_its_hull(shape):
+    # each control point of a random beam on its own: a static two-point beam
+    beam = random_beam(7 + SHAPES.index(shape), 30, 20, shape)
+    cps = beam.control_points
+    for i in range(cps.count):
+        positions = {k: v[[i, i]] for k, v in cps.positions_mm.items()}
+        one = replace(
+            beam,
+            control_points=replace(
+                cps,
+                positions_mm=positions,
+                cumulative_meterset_weight=np.array([0.0, 1.0]),
+                gantry_deg=np.array([0.0, 0.0]),
+            ),
+        )
+        expected = convexity_at(apertures(one), 0)
+        measured = beam_metrics(one).convexity
+        if math.isnan(expected):
+            assert measured is None
+        else:
+            assert measured == pytest.approx(expected, rel=1e-9, abs=0)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_lsv_and_aav_per_control_point(shape):
+    beam = random_beam(100 + SHAPES.index(shape), 50, 30, shape)
+    m = beam_metrics(beam)
+    ap = apertures(beam)
+    expected = [lsv_at(ap, i) for i in range(beam.control_points.count)]
+    assert m.lsv == pytest.approx(expected, rel=1e-12, abs=0)
+    width = ap.width_mm()
+    open_ = width > 0
+    largest = np.where(open_, ap.hi_mm, -np.inf).max(0) - np.where(open_, ap.lo_mm, np.inf).min(0)
+    denominator = largest[open_.any(0)].sum()
+    assert m.aav == pytest.approx(width.sum(axis=1) / denominator, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_segments_with_long_static_stretches(seed):
+    # apertures that hold still (within the tolerance, or not quite) for up to 12 points
+    rng = np.random.default_rng(seed)
+    n = 80
+    beam = random_beam(200 + seed, n, 20, "outline")
+    leaves = beam.control_points.positions_mm["MLCX"].copy()
+    i = 0
+    while i < n:
+        run = int(rng.integers(1, 13))
+        noise = rng.uniform(-0.3, 0.3, size=(min(run, n - i), 1)) * (rng.random() < 0.5)
+        leaves[i : i + run] = leaves[i] + noise
+        i += run
+    weights = np.cumsum(rng.random(n) * (rng.random(n) < 0.8))
+    weights = weights / weights[-1]
+    positions = {**beam.control_points.positions_mm, "MLCX": leaves}
+    jaws = np.tile(positions["ASYMX"][0], (n, 1)), np.tile(positions["ASYMY"][0], (n, 1))
+    positions["ASYMX"], positions["ASYMY"] = jaws
+    cps = replace(beam.control_points, positions_mm=positions, cumulative_meterset_weight=weights)
+    beam = replace(beam, control_points=cps, final_cumulative_meterset_weight=1.0)
+    everything = np.hstack(list(positions.values()))
+    for tolerance in (0.001, 0.5, 2.0):
+        m = beam_metrics(beam, same_aperture_mm=tolerance)
+        expected = segments_of(everything, m.cp_mu_fraction[:-1], tolerance)
+        assert [(s.first_cp, s.last_cp) for s in m.segments] == [s[:2] for s in expected]
+        assert [s.mu_fraction for s in m.segments] == pytest.approx([s[2] for s in expected])
+        # the sub-segment measures, from each segment's first control point
+        ap = apertures(beam)
+        main = max(m.segments, key=lambda s: s.mu_fraction)
+        width = ap.width_mm()
+        spreads = []
+        for s in m.segments:
+            open_pairs = np.flatnonzero(width[s.first_cp] > 0)
+            lo, hi = ap.lo_mm[s.first_cp, open_pairs], ap.hi_mm[s.first_cp, open_pairs]
+            spread = max(lo.max() - lo.min(), hi.max() - hi.min()) if open_pairs.size else 0.0
+            if open_pairs.size > 1 and (np.diff(open_pairs) > 1).any():
+                spread = max(spread, np.diff(ap.strip_edges_mm).min())
+            spreads.append(spread)
+        assert m.aperture_irregularity_mm == pytest.approx(max(spreads), rel=1e-12)
+        reach = []
+        for s in m.segments:
+            if s is main:
+                continue
+            here, there = s.first_cp, main.first_cp
+            for k in np.flatnonzero(width[here] > 0):
+                if width[there, k] > 0:
+                    out = max(
+                        ap.lo_mm[there, k] - ap.lo_mm[here, k],
+                        ap.hi_mm[here, k] - ap.hi_mm[there, k],
+                    )
+                else:
+                    out = ap.hi_mm[here, k] - ap.lo_mm[here, k]
+                reach.append(max(out, 0.0))
+        if len(m.segments) > 1:
+            assert m.subsegment_max_outside_main_mm == pytest.approx(
+                max(reach, default=0.0), rel=1e-12
+            )
