@@ -24,10 +24,10 @@ from .read_billing import FIELDS as CHARGE_FIELDS
 from .read_billing import BillingFileError, merge_ptp, read_charges, read_ptp
 from .render import inspect_csv, inspect_json, inspect_table, to_csv, to_json, to_table
 from .render_audit import FORMATS as AUDIT_FORMATS
-from .scan import ScanInterrupted
 from .scan import scan as run_scan
 
 FORMATS = {"table": to_table, "json": to_json, "csv": to_csv}
+SCAN_FORMATS = [*FORMATS, "jsonl"]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -74,9 +74,10 @@ class _PathOrDicomWeb(click.ParamType):
         return Path(text)
 
 
-def _scan_sources(paths, policy, day, study, patient):  # type: ignore[no-untyped-def]
-    """Scan folders, files and dicomweb+http(s):// sources in one pipeline; a source is
-    retrieved into a temporary folder that exists only while it is scanned."""
+def _scan_sources(paths, study, patient, consume):  # type: ignore[no-untyped-def]
+    """Scan folders, files and dicomweb+http(s):// sources in one pipeline: ``consume``
+    gets the list of inputs; a source is retrieved into a temporary folder that exists
+    only while it is scanned."""
     import contextlib
 
     from .read_dicomweb import DicomWebError, display_url, retrieve
@@ -97,7 +98,7 @@ def _scan_sources(paths, policy, day, study, patient):  # type: ignore[no-untype
                     sys.exit(130)
             else:
                 inputs.append(str(p))
-        return run_scan(inputs, policy, day)
+        return consume(inputs)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,10 +116,11 @@ def main() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(sorted(FORMATS)),
+    type=click.Choice(sorted(SCAN_FORMATS)),
     default="table",
     show_default=True,
-    help="table for people, csv one row per plan, json with all evidence.",
+    help="table for people, csv one row per plan, json with all evidence, jsonl one"
+    " JSON record per line (each plan as soon as it is coded, then errors and a summary).",
 )
 @click.option(
     "--output",
@@ -154,6 +156,35 @@ def main() -> None:
     "--patient",
     help="With a dicomweb+http:// source: only the RT plans of this Patient ID.",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Worker processes that read files and code plans; 0 (default): one per core.",
+)
+@click.option(
+    "--cache",
+    "cache_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Scan cache (SQLite): unchanged files are not read again and unchanged plans not"
+    " coded again. Default: scan-cache.sqlite in the user's cache folder.",
+)
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Neither use nor update a scan cache (read and code everything).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: worker processes on this machine; dask: a Dask cluster (rtcode[dask]),"
+    " whose workers must see the same paths.",
+)
+@click.option("--scheduler", help="With --executor dask: the scheduler, e.g. tcp://host:8786.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line on standard error.")
 def scan(
     paths: tuple[Path | str, ...],
     fmt: str,
@@ -163,6 +194,12 @@ def scan(
     deidentify: bool = False,
     study: str | None = None,
     patient: str | None = None,
+    jobs: int = 0,
+    cache_file: Path | None = None,
+    no_cache: bool = False,
+    executor: str = "local",
+    scheduler: str | None = None,
+    quiet: bool = False,
 ) -> None:
     """Read DICOM-RT exports under PATHS (files or folders, searched recursively) and
     code every RT Plan found, with the evidence that supports each code.
@@ -173,42 +210,260 @@ def scan(
 
     Files are recognised by content, not name; images are counted and skipped
     without reading their pixels. Nothing under the scanned folders is written.
+    Plans are reported in the order their files are found; with --format jsonl each
+    plan is written as soon as it is coded.
     """
+    from .execute import ExecutorError, default_jobs
+    from .scan import Runner
+
     policy = _load_policy(policy_name)
-    if output is not None:
+    if cache_file is not None and no_cache:
+        raise click.UsageError("--cache and --no-cache contradict each other; give one")
+    if executor == "dask" and not scheduler:
+        raise click.BadParameter("--executor dask needs --scheduler", param_hint="--scheduler")
+    for target in (output, cache_file):
+        if target is None:
+            continue
         for p in paths:
-            if isinstance(p, Path) and p.is_dir() and _inside(output, p):
+            if isinstance(p, Path) and p.is_dir() and _inside(target, p):
                 raise click.BadParameter(
-                    f"{output} is inside the scanned folder {p}; rtcode never writes under"
+                    f"{target} is inside the scanned folder {p}; rtcode never writes under"
                     " the folders it scans. Choose another place.",
-                    param_hint="--output",
+                    param_hint="--output" if target is output else "--cache",
                 )
     day = date_of_service.date() if date_of_service is not None else None
+    cache = _open_cache(cache_file, no_cache)
+    runner = Runner(
+        jobs=jobs or default_jobs(), executor=executor, scheduler=scheduler, cache=cache
+    )
+    sink = _Sink(fmt, policy, output, deidentify)
+    progress = _Progress(enabled=not quiet and sys.stderr.isatty())
+    scanner = None
     try:
-        result = _scan_sources(paths, policy, day, study, patient)
-    except ScanInterrupted as exc:  # Ctrl-C: report what was done, then exit 130
-        result = exc.result
-    if deidentify:
-        result = _deidentify(result)
-    text = FORMATS[fmt](result)
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        write_atomic(output, text)
+        scanner = _scan_sources(
+            paths,
+            study,
+            patient,
+            lambda inputs: _stream(inputs, policy, day, runner, sink, progress),
+        )
+    except ExecutorError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        progress.end()
+        cache.close()
+        if scanner is None:
+            sink.discard()
+    sink.finish(scanner.inventory, scanner.interrupted)
+    if output is not None:
         click.echo(
-            f"wrote {len(result.plans)} plan(s), {len(result.errors)} error(s) to {output}",
+            f"wrote {sink.plans} plan(s), {len(scanner.inventory.errors)} error(s) to {output}",
             err=True,
         )
-    if result.interrupted:  # Ctrl-C: what was done so far is reported above
+    if scanner.interrupted:  # Ctrl-C: what was done so far is reported above
         click.echo(
-            f"rtcode: interrupted after {result.inventory.files_seen} file(s): the report"
+            f"rtcode: interrupted after {scanner.inventory.files_seen} file(s): the report"
             " covers only those",
             err=True,
         )
         sys.exit(130)
-    if not result.plans:
+    if not sink.plans:
         click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
         sys.exit(1)
+
+
+def _open_cache(cache_file: Path | None, no_cache: bool):  # type: ignore[no-untyped-def]
+    """The scan cache to use: the named file, the user's default, or a private
+    temporary one (--no-cache: plan facts still wait on disk, not in memory)."""
+    import sqlite3
+
+    from .cache import Cache, default_path
+
+    if no_cache:
+        return Cache.temporary_file()
+    path = cache_file or default_path()
+    try:
+        cache = Cache(path)
+    except (OSError, sqlite3.Error) as exc:
+        click.echo(f"rtcode: cannot use the cache {path} ({exc}): scanning without it", err=True)
+        return Cache.temporary_file()
+    if cache.warning:
+        click.echo(f"rtcode: {cache.warning}", err=True)
+    return cache
+
+
+def _stream(inputs, policy, day, runner, sink, progress):  # type: ignore[no-untyped-def]
+    from .scan import Scanner
+
+    scanner = Scanner(policy, day, runner, progress.update)
+    try:
+        for plan_result in scanner.run(inputs):
+            sink.add(plan_result)
+    except KeyboardInterrupt:  # while rendering: the plans rendered so far are reported
+        scanner.interrupted = True
+        runner.close(interrupted=True)
+    return scanner
+
+
+class _Progress:
+    """One line on standard error, rewritten at most five times a second."""
+
+    def __init__(self, enabled: bool) -> None:
+        import time
+
+        self.enabled = enabled
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.files = self.plans = self.errors = 0
+        self.shown = False
+
+    def update(self, event: str, item: object) -> None:
+        import time
+
+        if event == "file":
+            self.files += 1
+            if type(item).__name__ == "ReadError":
+                self.errors += 1
+        elif event == "plan":
+            self.plans += 1
+        elif event == "error":
+            self.errors += 1
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.2:
+            return
+        self.last = now
+        rate = self.files / max(now - self.start, 1e-9)
+        sys.stderr.write(
+            f"\r{self.files} files, {self.plans} plans coded, {rate:.0f} files/s,"
+            f" {self.errors} errors "
+        )
+        sys.stderr.flush()
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class _Sink:
+    """Where coded plans go as they come: rendered at once to a small row (the plan's
+    facts are then let go), or for jsonl written at once. --deidentify needs every
+    plan before it can rewrite (a name may appear in another plan's paths), so it
+    keeps them until the end."""
+
+    def __init__(self, fmt: str, policy, output: Path | None, deidentify: bool) -> None:  # type: ignore[no-untyped-def]
+        self.fmt = fmt
+        self.policy = policy
+        self.output = output
+        self.deidentify = deidentify
+        self.plans = 0
+        self.rows: list = []
+        self.kept: list = []
+        self._stream = None
+        self._tmp: str | None = None
+        if fmt == "jsonl" and not deidentify:
+            if output is None:
+                self._stream = sys.stdout
+            else:
+                target = output.resolve()
+                fd, self._tmp = tempfile.mkstemp(
+                    prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+                )
+                self._stream = os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def add(self, p) -> None:  # type: ignore[no-untyped-def]
+        from .render import csv_row, plan_json, table_details, table_row
+
+        self.plans += 1
+        if self.deidentify:
+            self.kept.append(p)
+        elif self.fmt == "jsonl":
+            self._line({"record": "plan", **plan_json(p, self.policy)})
+        elif self.fmt == "json":
+            self.rows.append(plan_json(p, self.policy))
+        elif self.fmt == "csv":
+            self.rows.append(csv_row(p))
+        else:
+            self.rows.append((table_row(p), table_details(p)))
+
+    def _line(self, record: dict) -> None:
+        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")  # type: ignore[union-attr]
+        self._stream.flush()  # type: ignore[union-attr]
+
+    def finish(self, inv, interrupted: bool) -> None:  # type: ignore[no-untyped-def]
+        from .render import csv_text, scan_document, scan_summary, table_text
+        from .scan import ScanResult
+
+        if self.deidentify:
+            result = ScanResult(self.policy, self.kept, inv, interrupted)
+            result = _deidentify(result)
+            self.kept = []
+            if self.fmt == "jsonl":
+                text = "".join(
+                    json.dumps(r, ensure_ascii=False) + "\n" for r in _jsonl_records(result)
+                )
+            else:
+                text = FORMATS[self.fmt](result)
+            self._write(text)
+            return
+        if self.fmt == "jsonl":
+            for e in inv.errors:
+                self._line({"record": "error", "path": e.path, "error": e.error})
+            self._line(
+                {
+                    "record": "summary",
+                    "rtcode_version": __version__,
+                    "policy": self.policy.summary(),
+                    **scan_summary(inv, self.plans, interrupted),
+                }
+            )
+            if self._tmp is not None:
+                stream, self._stream = self._stream, None
+                stream.flush()  # type: ignore[union-attr]
+                os.fsync(stream.fileno())  # type: ignore[union-attr]
+                stream.close()  # type: ignore[union-attr]
+                os.replace(self._tmp, self.output.resolve())  # type: ignore[union-attr]
+            return
+        if self.fmt == "json":
+            doc = scan_document(self.rows, inv, interrupted, self.policy)
+            text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        elif self.fmt == "csv":
+            text = csv_text(self.rows)
+        else:
+            text = table_text(
+                [r for r, _ in self.rows], [d for _, d in self.rows], inv, interrupted, self.policy
+            )
+        self._write(text)
+
+    def _write(self, text: str) -> None:
+        if self.output is None:
+            click.echo(text, nl=False)
+        else:
+            write_atomic(self.output, text)
+
+    def discard(self) -> None:
+        """Remove a half-written jsonl temporary file (the scan failed)."""
+        if self._tmp is not None:
+            if self._stream is not None:
+                self._stream.close()
+            Path(self._tmp).unlink(missing_ok=True)
+
+
+def _jsonl_records(result):  # type: ignore[no-untyped-def]
+    from .render import plan_json, scan_summary
+
+    for p in result.plans:
+        yield {"record": "plan", **plan_json(p, result.policy)}
+    for e in result.inventory.errors:
+        yield {"record": "error", "path": e.path, "error": e.error}
+    yield {
+        "record": "summary",
+        "rtcode_version": __version__,
+        "policy": result.policy.summary(),
+        **scan_summary(result.inventory, len(result.plans), result.interrupted),
+    }
 
 
 def _deidentify(result):

@@ -258,6 +258,12 @@ class Policy:
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
 
+    def __reduce__(self):  # read-only mappings do not pickle: send plain dicts to workers
+        return (
+            _unpickle_policy,
+            (dict(self.values), self.source, self.sha256, dict(self.validity)),
+        )
+
     @property
     def name(self) -> str:
         return self.values["policy.name"]
@@ -410,3 +416,7 @@ def _validity(table: Any, source: str) -> dict[str, tuple[dt.date | None, dt.dat
             raise PolicyError(f"{where} the last day is before the first")
         out[str(code)] = (days[0], days[1])
     return out
+
+
+def _unpickle_policy(values, source, sha256, validity) -> Policy:
+    return Policy(MappingProxyType(values), source, sha256, MappingProxyType(validity))

@@ -18,6 +18,7 @@ file declares, so a damaged header cannot make rtcode allocate gigabytes.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -269,6 +270,45 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
         return ReadResult(
             display, "error", error=f"cannot read the file: {_os_reason(exc, entry.path)}"
         )
+
+
+HEADER_BYTES = 8192  # how much of a file its cache signature covers
+
+
+@dataclass(frozen=True)
+class Peek:
+    """What the first bytes of a file tell, before any parsing.
+
+    ``kind`` is "image" or "other_dicom" when the Part-10 file meta says so (the file
+    is then done with), else None: the file needs ``read``. ``signature`` (size,
+    modification time in ns, hash of the first ``HEADER_BYTES``) identifies this
+    version of the file for the scan cache; None when the file could not be opened
+    (``read`` then reports why).
+    """
+
+    kind: str | None
+    signature: tuple[int, int, str] | None
+
+
+def peek(entry: FileEntry) -> Peek:
+    try:
+        fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return Peek(None, None)
+            head = os.read(fd, HEADER_BYTES)
+        finally:
+            os.close(fd)
+    except OSError:
+        return Peek(None, None)
+    signature = (st.st_size, st.st_mtime_ns, hashlib.blake2b(head, digest_size=16).hexdigest())
+    if sniff(head) == "part10":
+        with _BoundedReader(io.BytesIO(head), len(head)) as fp:  # type: ignore[arg-type]
+            meta_class = _meta_sop_class(fp)
+        if meta_class is not None and meta_class not in SOP_CLASS_MODALITY:
+            return Peek("image" if _is_image_class(meta_class) else "other_dicom", signature)
+    return Peek(None, signature)
 
 
 def _short_file(size: int) -> str:

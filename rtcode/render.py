@@ -8,10 +8,12 @@ import json
 import math
 import re
 import textwrap
+from collections.abc import Iterable
 from typing import Any
 
 from . import __version__
 from .classify import BeamAssessment, Classification, roi_role
+from .facts import Inventory
 from .metrics import apertures, plan_metrics
 from .policy import Policy
 from .scan import PlanResult, ScanResult
@@ -220,23 +222,38 @@ def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
 
 
 def scan_json(result: ScanResult) -> dict[str, Any]:
-    inv = result.inventory
+    return scan_document(
+        [plan_json(p, result.policy) for p in result.plans],
+        result.inventory,
+        result.interrupted,
+        result.policy,
+    )
+
+
+def scan_summary(inv: Inventory, plans: int, interrupted: bool) -> dict[str, Any]:
+    return {
+        "files_seen": inv.files_seen,
+        "plans": plans,
+        "structure_sets": len(inv.structure_sets),
+        "doses": len(inv.doses),
+        "images_skipped": inv.images_skipped,
+        "other_dicom_skipped": inv.other_dicom_skipped,
+        "non_dicom_skipped": inv.non_dicom_skipped,
+        "errors": len(inv.errors),
+        "interrupted": interrupted,
+    }
+
+
+def scan_document(
+    plans: list[dict[str, Any]], inv: Inventory, interrupted: bool, policy: Policy
+) -> dict[str, Any]:
+    """The JSON document of a scan, from its plans already rendered by ``plan_json``."""
     return {
         "rtcode_version": __version__,
         "advisory": ADVISORY,
-        "policy": result.policy.summary(),
-        "summary": {
-            "files_seen": inv.files_seen,
-            "plans": len(result.plans),
-            "structure_sets": len(inv.structure_sets),
-            "doses": len(inv.doses),
-            "images_skipped": inv.images_skipped,
-            "other_dicom_skipped": inv.other_dicom_skipped,
-            "non_dicom_skipped": inv.non_dicom_skipped,
-            "errors": len(inv.errors),
-            "interrupted": result.interrupted,
-        },
-        "plans": [plan_json(p, result.policy) for p in result.plans],
+        "policy": policy.summary(),
+        "summary": scan_summary(inv, len(plans), interrupted),
+        "plans": plans,
         "errors": [{"path": e.path, "error": e.error} for e in inv.errors],
     }
 
@@ -288,29 +305,37 @@ def _techniques(c: Classification) -> str:
     return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in seen.items())
 
 
-def to_csv(result: ScanResult) -> str:
+def csv_row(p: PlanResult) -> list[str]:
+    """One plan's CSV row (``CSV_COLUMNS``), spreadsheet-safe."""
+    plan, c = p.linked.plan, p.classification
+    row = [
+        plan.path,
+        plan.patient_id,
+        plan.label,
+        plan.sop_instance_uid,
+        c.code or "",
+        c.label or "",
+        c.category.value,
+        c.confidence,
+        sum(1 for b in c.beams if b.counted),
+        _techniques(c),
+        "; ".join(_reasons(c)),
+        "; ".join(f.message for f in c.flags if f.severity == "warning"),
+        "; ".join(f"{a.code} {a.condition}" for a in c.alternatives),
+    ]
+    return [safe_cell(v) for v in row]
+
+
+def csv_text(rows: Iterable[list[str]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for p in result.plans:
-        plan, c = p.linked.plan, p.classification
-        row = [
-            plan.path,
-            plan.patient_id,
-            plan.label,
-            plan.sop_instance_uid,
-            c.code or "",
-            c.label or "",
-            c.category.value,
-            c.confidence,
-            sum(1 for b in c.beams if b.counted),
-            _techniques(c),
-            "; ".join(_reasons(c)),
-            "; ".join(f.message for f in c.flags if f.severity == "warning"),
-            "; ".join(f"{a.code} {a.condition}" for a in c.alternatives),
-        ]
-        writer.writerow([safe_cell(v) for v in row])
+    writer.writerows(rows)
     return buf.getvalue()
+
+
+def to_csv(result: ScanResult) -> str:
+    return csv_text(csv_row(p) for p in result.plans)
 
 
 # ------------------------------------------------------------------------ table
@@ -327,21 +352,45 @@ def _wrap(text: str) -> list[str]:
     )
 
 
-def to_table(result: ScanResult) -> str:
-    rows = [("plan file", "patient", "label", "code", "category", "conf.", "techniques")]
-    for p in result.plans:
-        plan, c = p.linked.plan, p.classification
-        rows.append(
-            (
-                plan.path,
-                plan.patient_id or "-",
-                plan.label or "-",
-                c.code or "-",
-                c.category.value,
-                c.confidence,
-                _techniques(c) or "-",
-            )
-        )
+def table_row(p: PlanResult) -> tuple[str, ...]:
+    """One plan's line in the table's first part."""
+    plan, c = p.linked.plan, p.classification
+    return (
+        plan.path,
+        plan.patient_id or "-",
+        plan.label or "-",
+        c.code or "-",
+        c.category.value,
+        c.confidence,
+        _techniques(c) or "-",
+    )
+
+
+def table_details(p: PlanResult) -> list[str]:
+    """One plan's paragraph in the table's second part: why, alternatives, checks."""
+    c = p.classification
+    lines = [f"{p.linked.plan.path}: {c.code or 'no code'} ({c.label or c.category.value})"]
+    for r in _reasons(c)[:6]:
+        lines.extend(_wrap(f"because {r}"))
+    for a in c.alternatives:
+        lines.extend(_wrap(f"alternative {a.code} {a.condition}"))
+    billed = [r for r in p.related if r.kind == "code" and r.units]
+    if billed:
+        lines.extend(_wrap("with " + ", ".join(f"{r.code} x{r.units}" for r in billed)))
+    for f in c.flags:
+        if f.severity == "warning":
+            lines.extend(_wrap(f"check: {f.message}"))
+    return lines
+
+
+def table_text(
+    rows: list[tuple[str, ...]],
+    details: list[list[str]],
+    inv: Inventory,
+    interrupted: bool,
+    policy: Policy,
+) -> str:
+    rows = [("plan file", "patient", "label", "code", "category", "conf.", "techniques"), *rows]
     limits = (60, 14, 16, 5, 15, 6, 48)
     widths = [min(max(len(r[i]) for r in rows), limits[i]) for i in range(len(limits))]
     lines = []
@@ -352,25 +401,11 @@ def to_table(result: ScanResult) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
-    for p in result.plans:
-        c = p.classification
-        reasons = _reasons(c)
-        head = f"{p.linked.plan.path}: {c.code or 'no code'} ({c.label or c.category.value})"
-        lines.append(head)
-        for r in reasons[:6]:
-            lines.extend(_wrap(f"because {r}"))
-        for a in c.alternatives:
-            lines.extend(_wrap(f"alternative {a.code} {a.condition}"))
-        billed = [r for r in p.related if r.kind == "code" and r.units]
-        if billed:
-            lines.extend(_wrap("with " + ", ".join(f"{r.code} x{r.units}" for r in billed)))
-        for f in c.flags:
-            if f.severity == "warning":
-                lines.extend(_wrap(f"check: {f.message}"))
-    inv = result.inventory
+    for paragraph in details:
+        lines.extend(paragraph)
     lines.append("")
     lines.append(
-        f"{inv.files_seen} files: {len(result.plans)} plans,"
+        f"{inv.files_seen} files: {len(details)} plans,"
         f" {len(inv.structure_sets)} structure sets, {len(inv.doses)} doses,"
         f" {inv.images_skipped} images skipped,"
         f" {inv.non_dicom_skipped + inv.other_dicom_skipped} other files skipped,"
@@ -378,13 +413,23 @@ def to_table(result: ScanResult) -> str:
     )
     for e in inv.errors:
         lines.append(f"error: {e.path}: {e.error}")
-    if result.interrupted:
+    if interrupted:
         lines.append(
             "interrupted (Ctrl-C): only the files read before it are reported; a plan whose"
             " structure set or dose was not read yet may be coded lower"
         )
-    lines.append(f"policy {result.policy.name} {result.policy.version}. {ADVISORY}")
+    lines.append(f"policy {policy.name} {policy.version}. {ADVISORY}")
     return "\n".join(lines) + "\n"
+
+
+def to_table(result: ScanResult) -> str:
+    return table_text(
+        [table_row(p) for p in result.plans],
+        [table_details(p) for p in result.plans],
+        result.inventory,
+        result.interrupted,
+        result.policy,
+    )
 
 
 # ---------------------------------------------------------------------- inspect

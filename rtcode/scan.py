@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from . import read as reader
+from .cache import MISS, Cache, build_id, key
 from .classify import Classification, classify
 from .errors import RtcodeError
+from .execute import Workers, batched
 from .extract import extract
 from .facts import Dose, Inventory, Plan, ReadError, StructureSet
 from .limits import Limits, default_limits
@@ -64,32 +67,38 @@ def collect(inputs: Iterable[str | os.PathLike[str]], limits: Limits | None = No
     catches it and keeps what was read.
     """
     inv = Inventory()
-    _collect_into(inv, inputs, limits if limits is not None else default_limits())
+    limits = limits if limits is not None else default_limits()
+    for outcome in _outcomes(reader.walk(inputs), limits, None, None):
+        _record(inv, outcome)
     return inv
 
 
-def _collect_into(inv: Inventory, inputs: Iterable[str | os.PathLike[str]], limits: Limits) -> None:
-    for entry in reader.walk(inputs):
-        if isinstance(entry, reader.WalkError):
-            inv.errors.append(ReadError(entry.display, entry.error))
-            continue
-        outcome = _one_file(entry, limits)
-        # Recorded together, once the file is done: an interrupted file leaves no trace.
-        inv.files_seen += 1
-        if isinstance(outcome, ReadError):
-            inv.errors.append(outcome)
-        elif isinstance(outcome, Plan):
-            inv.plans.append(outcome)
-        elif isinstance(outcome, StructureSet):
-            inv.structure_sets.append(outcome)
-        elif isinstance(outcome, Dose):
-            inv.doses.append(outcome)
-        elif outcome == "image":
-            inv.images_skipped += 1
-        elif outcome == "other_dicom":
-            inv.other_dicom_skipped += 1
-        else:
-            inv.non_dicom_skipped += 1
+def _record(inv: Inventory, outcome: object) -> None:
+    """Count one file's outcome; recorded once the file is done, so an interrupted
+    file leaves no trace."""
+    if isinstance(outcome, reader.WalkError):
+        inv.errors.append(ReadError(outcome.display, outcome.error))
+        return
+    inv.files_seen += 1
+    if isinstance(outcome, ReadError):
+        inv.errors.append(outcome)
+    elif isinstance(outcome, Plan):
+        inv.plans.append(outcome)
+    elif isinstance(outcome, StructureSet):
+        inv.structure_sets.append(outcome)
+    elif isinstance(outcome, Dose):
+        inv.doses.append(outcome)
+    elif outcome == "image":
+        inv.images_skipped += 1
+    elif outcome == "other_dicom":
+        inv.other_dicom_skipped += 1
+    else:
+        inv.non_dicom_skipped += 1
+
+
+def file_outcomes(entries: list[reader.FileEntry], limits: Limits) -> list:
+    """The outcome of each file (the per-file work, run by the executor's workers)."""
+    return [_one_file(entry, limits) for entry in entries]
 
 
 def _one_file(
@@ -123,30 +132,239 @@ def _unexpected(exc: BaseException) -> str:
     return f"rtcode does not handle something in it{detail}; please report this file"
 
 
+# ------------------------------------------------------------------ the engine
+
+_CHUNK = 256  # files looked up in the cache, then sent to the workers, at a time
+_INLINE_BELOW = 24  # fewer files to parse than this in a chunk: not worth the workers
+
+
+@dataclass
+class Runner:
+    """How the per-file and per-plan work runs: ``jobs`` worker processes (1: in this
+    process) or a Dask cluster, and an optional scan cache. Close it when done."""
+
+    jobs: int = 1
+    executor: str = "local"
+    scheduler: str | None = None
+    cache: Cache | None = None
+    _workers: Workers | None = field(default=None, init=False, repr=False)
+
+    def map(self, fn, items: list, *args) -> Iterator:
+        if self.executor == "local" and (self.jobs <= 1 or len(items) < _INLINE_BELOW):
+            return (result for item in items for result in fn([item], *args))  # lazily
+        if self._workers is None:
+            self._workers = Workers(self.jobs, self.executor, self.scheduler)
+        return self._workers.map(fn, items, *args)
+
+    def close(self, interrupted: bool = False) -> None:
+        if self._workers is not None:
+            self._workers.close(interrupted)
+            self._workers = None
+
+
+def _outcomes(
+    walk: Iterable[reader.FileEntry | reader.WalkError],
+    limits: Limits,
+    runner: Runner | None,
+    signatures: dict[str, tuple] | None,
+) -> Iterator[object]:
+    """Each walked file's outcome, in walk order. With a cache, a file's first bytes
+    decide: an image named by its file meta is done with; an unchanged RT file's
+    facts come from the cache; the rest are read by the runner's workers."""
+    runner = runner if runner is not None else Runner()
+    cache = runner.cache
+    context = key(build_id(), limits) if cache is not None else ""
+    for chunk in batched(walk, _CHUNK):
+        slots: list = []
+        todo: list[reader.FileEntry] = []
+        for entry in chunk:
+            if isinstance(entry, reader.WalkError) or cache is None:
+                slots.append(entry)
+                if not isinstance(entry, reader.WalkError):
+                    todo.append(entry)
+                continue
+            peek = reader.peek(entry)
+            if peek.kind is not None:
+                slots.append(_Done(peek.kind))
+                continue
+            found = MISS
+            if peek.signature is not None:
+                signatures[entry.display] = peek.signature  # type: ignore[index]
+                found = cache.get_file(entry.display, peek.signature, context)
+            if found is MISS:
+                slots.append(entry)
+                todo.append(entry)
+            else:
+                slots.append(_Done(found))
+        results = runner.map(file_outcomes, todo, limits) if todo else iter(())
+        for slot in slots:
+            if isinstance(slot, _Done):
+                yield slot.outcome
+            elif isinstance(slot, reader.WalkError):
+                yield slot
+            else:
+                outcome = next(results)
+                signature = signatures.get(slot.display) if signatures is not None else None
+                if cache is not None and signature is not None:
+                    cache.put_file(slot.display, signature, context, outcome)
+                yield outcome
+
+
+@dataclass(frozen=True)
+class _Done:
+    outcome: object
+
+
+def classify_plans(plans: list[LinkedPlan], policy: Policy, day: dt.date | None) -> list:
+    """PlanResult (or ReadError) of each linked plan (the per-plan work)."""
+    return [_classify_one(lp, policy, day) for lp in plans]
+
+
+def _classify_one(lp: LinkedPlan, policy: Policy, date_override: dt.date | None):
+    try:
+        c = classify(lp, policy)
+        day = date_of_service(lp, date_override)
+        related = related_codes(lp, c, policy, day)
+        return PlanResult(lp, c, related, day)
+    except Exception as exc:  # never lose the batch to one plan
+        return ReadError(lp.plan.path, f"could not classify the plan: {_unexpected(exc)}")
+
+
+class Scanner:
+    """A scan as a stream: ``run(inputs)`` yields each plan's result in input order as
+    soon as it is known, keeping only the small facts needed to link plans (and with a
+    cache, not even the plans' control points: they are read back one plan at a time).
+    ``inventory`` and ``interrupted`` say what was found once the stream ends.
+
+    Ctrl-C while files are read: the plans read so far are still coded, then the
+    stream ends with ``interrupted`` set; Ctrl-C while coding ends it at once.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        date_override: dt.date | None = None,
+        runner: Runner | None = None,
+        progress: Callable[[str, object], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.date_override = date_override
+        self.runner = runner if runner is not None else Runner()
+        self.progress = progress or (lambda event, item: None)
+        self.inventory = Inventory()
+        self.interrupted = False
+        self.plans_coded = 0
+
+    def run(self, inputs: Iterable[str | os.PathLike[str]]) -> Iterator[PlanResult]:
+        cache = self.runner.cache
+        limits = Limits.from_policy(self.policy)
+        signatures: dict[str, tuple] = {}
+        inv = self.inventory
+        try:
+            for outcome in _outcomes(reader.walk(inputs), limits, self.runner, signatures):
+                if cache is not None and isinstance(outcome, Plan):
+                    outcome = replace(outcome, beams=())  # read back when it is coded
+                _record(inv, outcome)
+                self.progress("file", outcome)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        try:
+            yield from self._code(_link_in_input_order(inv), signatures)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        finally:
+            self.runner.close(self.interrupted)
+
+    def _code(self, linked: list[LinkedPlan], signatures: dict[str, tuple]):
+        cache = self.runner.cache
+        context = key(build_id(), Limits.from_policy(self.policy))
+        for chunk in batched(linked, _CHUNK):
+            slots: list = []
+            todo: list[LinkedPlan] = []
+            for lp in chunk:
+                result_key = None
+                if cache is not None:
+                    result_key = self._result_key(lp, signatures)
+                    found = cache.get_result(result_key) if result_key else MISS
+                    if found is not MISS:
+                        slots.append(_Done(found))
+                        continue
+                    full = cache.get_file(lp.plan.path, signatures.get(lp.plan.path, ()), context)
+                    if not isinstance(full, Plan):  # changed since it was read: a miss
+                        full = self._reread(lp.plan.path, limits=None)
+                    if not isinstance(full, Plan):
+                        slots.append(_Done(full))
+                        continue
+                    lp = replace(lp, plan=full)
+                slots.append((lp, result_key))
+                todo.append(lp)
+            results = (
+                self.runner.map(classify_plans, todo, self.policy, self.date_override)
+                if todo
+                else iter(())
+            )
+            for slot in slots:
+                if isinstance(slot, _Done):
+                    outcome = slot.outcome
+                else:
+                    outcome = next(results)
+                    if (
+                        cache is not None
+                        and slot[1] is not None
+                        and isinstance(outcome, PlanResult)
+                    ):
+                        cache.put_result(slot[1], outcome)
+                if isinstance(outcome, PlanResult):
+                    self.plans_coded += 1
+                    self.progress("plan", outcome)
+                    yield outcome
+                elif isinstance(outcome, ReadError):
+                    self.inventory.errors.append(outcome)
+                    self.progress("error", outcome)
+
+    def _result_key(self, lp: LinkedPlan, signatures: dict[str, tuple]) -> str | None:
+        plan_sig = signatures.get(lp.plan.path)
+        if plan_sig is None:
+            return None
+        companions = [lp.structure_set, *lp.doses]
+        return key(
+            build_id(),
+            self.policy.sha256,
+            self.date_override,
+            lp.plan.path,
+            plan_sig,
+            tuple((c.path, signatures.get(c.path)) for c in companions if c is not None),
+            lp.structure_set_status,
+            lp.notes,
+            lp.duplicate_uid_paths,
+        )
+
+    def _reread(self, path: str, limits: Limits | None):
+        """A plan file whose cached facts are gone (another scan replaced them): read
+        it again, by the path it was found under."""
+        entry = reader.FileEntry(Path(path), path, explicit=True)
+        outcome = _one_file(entry, limits or Limits.from_policy(self.policy))
+        return outcome
+
+
 def scan(
     inputs: Iterable[str | os.PathLike[str]],
     policy: Policy,
     date_override: dt.date | None = None,
+    runner: Runner | None = None,
 ) -> ScanResult:
-    inv = Inventory()
-    result = ScanResult(policy=policy, inventory=inv)
+    """Scan to the end and return everything at once (``Scanner`` streams instead).
+
+    Ctrl-C raises ``ScanInterrupted`` carrying what was done so far.
+    """
+    scanner = Scanner(policy, date_override, runner)
+    result = ScanResult(policy=policy, inventory=scanner.inventory)
     try:
-        _collect_into(inv, inputs, Limits.from_policy(policy))
+        for plan_result in scanner.run(inputs):
+            result.plans.append(plan_result)
     except KeyboardInterrupt:
-        result.interrupted = True
-    try:
-        for lp in _link_in_input_order(inv):
-            try:
-                c = classify(lp, policy)
-                day = date_of_service(lp, date_override)
-                related = related_codes(lp, c, policy, day)
-                result.plans.append(PlanResult(lp, c, related, day))
-            except Exception as exc:  # never lose the batch to one plan
-                inv.errors.append(
-                    ReadError(lp.plan.path, f"could not classify the plan: {_unexpected(exc)}")
-                )
-    except KeyboardInterrupt:
-        result.interrupted = True
+        scanner.interrupted = True
+    result.interrupted = scanner.interrupted
     if result.interrupted:
         raise ScanInterrupted(result)
     return result

@@ -22,3 +22,12 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip(f"real exports not present at {REALDATA} (they live beside the project)")
     return REALDATA
+
+
+@pytest.fixture(autouse=True)
+def _private_scan_cache(tmp_path_factory, monkeypatch):
+    """rtcode scan keeps a cache in the user's cache folder by default: tests get their
+    own, empty, so that no test depends on (or writes to) the machine's."""
+    home = tmp_path_factory.mktemp("cache-home")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    monkeypatch.setenv("LOCALAPPDATA", str(home))
