@@ -80,14 +80,14 @@ def _scan_sources(paths, study, patient, consume):  # type: ignore[no-untyped-de
     only while it is scanned."""
     import contextlib
 
-    from .read_dicomweb import DicomWebError, display_url, retrieve
-
     if (study is not None or patient is not None) and not any(isinstance(p, str) for p in paths):
         raise click.UsageError("--study and --patient filter a dicomweb+http:// source; give one")
     with contextlib.ExitStack() as stack:
         inputs = []
         for p in paths:
             if isinstance(p, str):
+                from .read_dicomweb import DicomWebError, display_url, retrieve
+
                 try:
                     inputs.extend(stack.enter_context(retrieve(p, study=study, patient=patient)))
                 except DicomWebError as exc:

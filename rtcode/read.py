@@ -27,13 +27,17 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pydicom
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING
 
 from .errors import DicomReadError, NotDicomError, RtcodeError
 from .facts import SOP_CLASS_MODALITY, Modality
 from .limits import MB, Limits, default_limits
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+# pydicom is imported where a file is parsed, not here: a rescan whose files all come
+# from the scan cache never needs it (it takes a third of a second to import).
 
 # Explicit VRs (PS3.5 6.2) used to recognise a raw explicit-VR dataset.
 _VRS = {
@@ -354,6 +358,8 @@ def _meta_sop_class(fp: _BoundedReader) -> str | None:
 
 
 def _read_dataset(fp: _BoundedReader, display: str, meta_class: str | None) -> ReadResult:
+    import pydicom
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -411,6 +417,8 @@ def _truncation(ds: Dataset, cut_short: bool, size: int) -> str | None:
     """Why the dataset is cut short, or None. pydicom stops quietly at the end of a
     file: the last element read then holds fewer bytes than its length declares, or
     the file ends inside the header of the next element."""
+    import pydicom.datadict
+
     if not len(ds):
         return "no data elements could be read"
     tag = next(reversed(ds.keys()))
@@ -464,6 +472,8 @@ def read_full(path: str | os.PathLike[str], *, pixels: bool = False) -> Dataset:
     for files a scan has already recognised. Raises ``DicomReadError`` (or
     ``NotDicomError``) with a sentence that says what is wrong.
     """
+    import pydicom
+
     try:
         with _BoundedReader(io.FileIO(path, "r"), 0) as fp:  # declared lengths stay bounded
             fp.size = os.fstat(fp.fileno()).st_size

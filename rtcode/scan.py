@@ -21,7 +21,6 @@ from .cache import MISS, Cache, build_id, key
 from .classify import Classification, classify
 from .errors import RtcodeError
 from .execute import Workers, batched
-from .extract import extract
 from .facts import Dose, Inventory, Plan, ReadError, StructureSet
 from .limits import Limits, default_limits
 from .link import LinkedPlan, link
@@ -105,6 +104,8 @@ def _one_file(
     entry: reader.FileEntry, limits: Limits
 ) -> ReadError | Plan | StructureSet | Dose | str:
     """The one outcome of one file: its facts, an error, or the kind of file skipped."""
+    from .extract import extract  # here: pydicom is imported only when a file is parsed
+
     try:
         result = reader.read(entry, limits)
     except Exception as exc:  # the reader should not raise; never lose the batch to it
