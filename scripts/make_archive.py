@@ -186,7 +186,10 @@ def write_patient(
     folder.mkdir(parents=True, exist_ok=True)
     patient_id = f"ARC-{seed}-{index:05d}"
     written = 0
-    first = templates[names[picks[0]]]
+    # The patient's CT and structure set come from the first pick that has them (an
+    # electron plan on its own has neither), else from the four-field box case.
+    with_ct = [templates[names[p]] for p in picks if templates[names[p]]["CT"]]
+    first = with_ct[0] if with_ct else templates["06_four_field_box_3d"]
     new_uid = Renamer(index, seed)
 
     def save(ds: Dataset, name: str) -> None:
