@@ -343,6 +343,13 @@ def _present(cps: list[dict], tag: int) -> tuple[list[int], list[bytes]]:
     return index, values
 
 
+def _joined(values: list[bytes]) -> bytes:
+    """Several elements' values as one backslash-separated string. Each element is
+    padded to an even length with a space; the padding goes, or it would sit between
+    two numbers and send them all down the slow path."""
+    return b"\\".join([v.strip(b" ") for v in values])
+
+
 def _forward(index: list[int], values: np.ndarray, n: int, carry: bool) -> np.ndarray:
     """Values at ``index`` spread to every control point: carried forward to later
     points that omit them (``carry``), NaN before the first (and everywhere absent)."""
@@ -366,7 +373,7 @@ def _numbers(cps, tag: int, n: int, carry: bool, negative_ok: bool = True) -> np
         return np.full(n, np.nan)
     if any(b"\\" in v for v in raw):
         raise _Unusual  # several values where one belongs
-    values = parse_ds(b"\\".join(raw))
+    values = parse_ds(_joined(raw))
     if not negative_ok and (values < 0).any():
         raise _Unusual
     return _forward(index, values, n, carry)
@@ -411,7 +418,7 @@ def _isocenters(cps: list[dict], n: int) -> np.ndarray:
             raw.append(value)
     if not index:
         return np.full((n, 3), np.nan)
-    values = parse_ds(b"\\".join(raw)).reshape(-1, 3)
+    values = parse_ds(_joined(raw)).reshape(-1, 3)
     return _forward(index, values, n, carry=True)
 
 
@@ -447,6 +454,6 @@ def _positions(
             raise _Unusual
         if expected is not None and width != expected:
             raise _Unusual
-        values = parse_ds(b"\\".join(raw)).reshape(len(raw), width)
+        values = parse_ds(_joined(raw)).reshape(len(raw), width)
         positions[dtype] = _forward(index, values, n, carry=True)
     return positions
