@@ -224,9 +224,19 @@ def extract_plan(ds: Dataset, path: str, modality: Modality, limits: Limits | No
             f"{path}::{beam_kw} has {len(beam_items)} beams, more than the limit of"
             f" {limits.max_beams} (policy setting limits.max_beams): not read"
         )
-    beams = tuple(
-        _beam(item, f"{path}::{beam_kw}[{i}]", ion, limits) for i, item in enumerate(beam_items)
-    )
+    beams_read: list[Beam] = []
+    total_points = 0
+    for i, item in enumerate(beam_items):
+        beam = _beam(item, f"{path}::{beam_kw}[{i}]", ion, limits)
+        total_points += beam.control_points.count
+        if total_points > limits.max_control_points_per_plan:
+            raise DicomReadError(
+                f"{path}::{beam_kw} has more than {limits.max_control_points_per_plan}"
+                f" control points in all (at beam {i}), more than the limit"
+                " (policy setting limits.max_control_points_per_plan): not read"
+            )
+        beams_read.append(beam)
+    beams = tuple(beams_read)
     fraction_groups = tuple(
         _fraction_group(fg, f"{path}::FractionGroupSequence[{i}]", limits)
         for i, fg in enumerate(_seq(ds, "FractionGroupSequence", top))

@@ -766,6 +766,13 @@ def _limits(b: _Builder) -> None:
         policy=fewer,
     )
     b.add_bytes(
+        "control_points_of_all_beams_above_plan_limit",  # two arcs of 91, each allowed
+        VMAT.read_bytes(),
+        "error",
+        "limits.max_control_points_per_plan",
+        policy="[limits]\nmax_control_points_per_plan = 100\n",
+    )
+    b.add_bytes(
         "more_leaf_pairs_than_limit",
         data,
         "error",
