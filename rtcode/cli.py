@@ -292,9 +292,12 @@ def _open_cache(cache_file: Path | None, no_cache: bool):  # type: ignore[no-unt
 
 
 def _stream(inputs, policy, day, runner, sink, progress):  # type: ignore[no-untyped-def]
+    from .render import plan_row
     from .scan import Scanner
 
-    scanner = Scanner(policy, day, runner, progress.update)
+    # Plans are rendered by the workers that code them; --deidentify rewrites whole
+    # results at the end, so it keeps them as they are.
+    scanner = Scanner(policy, day, runner, progress.update, None if sink.deidentify else plan_row)
     try:
         for plan_result in scanner.run(inputs):
             sink.add(plan_result)
@@ -374,26 +377,26 @@ class _Sink:
                 self._stream = os.fdopen(fd, "w", encoding="utf-8", newline="")
 
     def add(self, p) -> None:  # type: ignore[no-untyped-def]
-        from .render import csv_row, plan_json, table_details, table_row
-
+        """A PlanResult (--deidentify) or its PlanRow."""
         self.plans += 1
         if self.deidentify:
             self.kept.append(p)
         elif self.fmt == "jsonl":
-            self._line({"record": "plan", **plan_json(p, self.policy)})
+            self._stream.write(p.json_line + "\n")  # type: ignore[union-attr]
+            self._stream.flush()  # type: ignore[union-attr]
         elif self.fmt == "json":
-            self.rows.append(plan_json(p, self.policy))
+            self.rows.append(p.json_text)
         elif self.fmt == "csv":
-            self.rows.append(csv_row(p))
+            self.rows.append(p.csv)
         else:
-            self.rows.append((table_row(p), table_details(p)))
+            self.rows.append((p.table, p.details))
 
     def _line(self, record: dict) -> None:
         self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")  # type: ignore[union-attr]
         self._stream.flush()  # type: ignore[union-attr]
 
     def finish(self, inv, interrupted: bool) -> None:  # type: ignore[no-untyped-def]
-        from .render import csv_text, scan_document, scan_summary, table_text
+        from .render import csv_text, json_text, scan_summary, table_text
         from .scan import ScanResult
 
         if self.deidentify:
@@ -427,8 +430,7 @@ class _Sink:
                 os.replace(self._tmp, self.output.resolve())  # type: ignore[union-attr]
             return
         if self.fmt == "json":
-            doc = scan_document(self.rows, inv, interrupted, self.policy)
-            text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+            text = json_text(self.rows, inv, interrupted, self.policy)
         elif self.fmt == "csv":
             text = csv_text(self.rows)
         else:

@@ -9,6 +9,7 @@ import math
 import re
 import textwrap
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
@@ -260,6 +261,43 @@ def scan_document(
 
 def to_json(result: ScanResult) -> str:
     return json.dumps(scan_json(result), indent=2, ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One coded plan rendered for every scan format, small enough to keep per plan
+    (and to cache): the plan's facts and arrays are not kept."""
+
+    json_text: str  # the plan's object as it sits in the json document (indented)
+    json_line: str  # its jsonl line
+    csv: list[str]
+    table: tuple[str, ...]
+    details: list[str]
+
+
+def plan_row(p: PlanResult, policy: Policy) -> PlanRow:
+    data = plan_json(p, policy)
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return PlanRow(
+        json_text=text.replace("\n", "\n    "),
+        json_line=json.dumps({"record": "plan", **data}, ensure_ascii=False),
+        csv=csv_row(p),
+        table=table_row(p),
+        details=table_details(p),
+    )
+
+
+def json_text(plans: list[str], inv: Inventory, interrupted: bool, policy: Policy) -> str:
+    """The json document, byte for byte what ``to_json`` writes, from the plans'
+    ``PlanRow.json_text``: encoding a plan (the slow, indented encoder) happens once,
+    in the worker that coded it."""
+    doc = scan_document([], inv, interrupted, policy)
+    doc["summary"]["plans"] = len(plans)
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if plans:
+        body = ",\n".join("    " + t for t in plans)
+        text = text.replace('\n  "plans": [],\n', f'\n  "plans": [\n{body}\n  ],\n', 1)
+    return text
 
 
 # -------------------------------------------------------------------------- CSV

@@ -211,14 +211,32 @@ def _outcomes(
                 yield outcome
 
 
+def _coded(outcome: object) -> bool:
+    """A plan's coded result (a PlanResult, or its rendered row), not an error or a
+    file's facts."""
+    return not isinstance(outcome, (ReadError, Plan, StructureSet, Dose, str))
+
+
 @dataclass(frozen=True)
 class _Done:
     outcome: object
 
 
-def classify_plans(plans: list[LinkedPlan], policy: Policy, day: dt.date | None) -> list:
-    """PlanResult (or ReadError) of each linked plan (the per-plan work)."""
-    return [_classify_one(lp, policy, day) for lp in plans]
+def classify_plans(
+    plans: list[LinkedPlan],
+    policy: Policy,
+    day: dt.date | None,
+    render: Callable[[PlanResult, Policy], object] | None = None,
+) -> list:
+    """PlanResult (or ReadError) of each linked plan (the per-plan work); with
+    ``render``, what it makes of the PlanResult (a small row) instead."""
+    out = []
+    for lp in plans:
+        result = _classify_one(lp, policy, day)
+        if render is not None and isinstance(result, PlanResult):
+            result = render(result, policy)
+        out.append(result)
+    return out
 
 
 def _classify_one(lp: LinkedPlan, policy: Policy, date_override: dt.date | None):
@@ -247,7 +265,12 @@ class Scanner:
         date_override: dt.date | None = None,
         runner: Runner | None = None,
         progress: Callable[[str, object], None] | None = None,
+        render: Callable[[PlanResult, Policy], object] | None = None,
     ) -> None:
+        """``render`` (a module-level function, run by the workers) turns each
+        PlanResult into what the caller keeps, e.g. ``rtcode.render.plan_row``: the
+        stream then yields those, and the cache keeps those."""
+        self.render = render
         self.policy = policy
         self.date_override = date_override
         self.runner = runner if runner is not None else Runner()
@@ -300,7 +323,7 @@ class Scanner:
                 slots.append((lp, result_key))
                 todo.append(lp)
             results = (
-                self.runner.map(classify_plans, todo, self.policy, self.date_override)
+                self.runner.map(classify_plans, todo, self.policy, self.date_override, self.render)
                 if todo
                 else iter(())
             )
@@ -309,27 +332,25 @@ class Scanner:
                     outcome = slot.outcome
                 else:
                     outcome = next(results)
-                    if (
-                        cache is not None
-                        and slot[1] is not None
-                        and isinstance(outcome, PlanResult)
-                    ):
+                    if cache is not None and slot[1] is not None and _coded(outcome):
                         cache.put_result(slot[1], outcome)
-                if isinstance(outcome, PlanResult):
+                if isinstance(outcome, ReadError):
+                    self.inventory.errors.append(outcome)
+                    self.progress("error", outcome)
+                elif _coded(outcome):
                     self.plans_coded += 1
                     self.progress("plan", outcome)
                     yield outcome
-                elif isinstance(outcome, ReadError):
-                    self.inventory.errors.append(outcome)
-                    self.progress("error", outcome)
 
     def _result_key(self, lp: LinkedPlan, signatures: dict[str, tuple]) -> str | None:
         plan_sig = signatures.get(lp.plan.path)
         if plan_sig is None:
             return None
         companions = [lp.structure_set, *lp.doses]
+        render = None if self.render is None else f"{self.render.__module__}.{self.render.__name__}"
         return key(
             build_id(),
+            render,
             self.policy.sha256,
             self.date_override,
             lp.plan.path,

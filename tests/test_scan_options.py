@@ -215,3 +215,18 @@ def test_progress_line_on_a_terminal_and_quiet(tmp_path):
 def test_dask_without_scheduler_is_a_usage_error():
     result = CliRunner().invoke(main, ["scan", str(SAMPLE_DATA), "--executor", "dask"])
     assert result.exit_code == 2 and "--scheduler" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_rows_rendered_by_workers_are_byte_identical(fmt, jobs, tmp_path):
+    """Plans are rendered in the workers and the documents assembled from those rows:
+    the text is exactly what rendering the whole result at once gives."""
+    from rtcode import policy as policy_mod
+    from rtcode.cli import FORMATS
+    from rtcode.scan import scan
+
+    whole = FORMATS[fmt](scan([str(SAMPLE_DATA)], policy_mod.load()))
+    cache = str(tmp_path / "c.sqlite")
+    for _ in range(2):  # cold, then warm from the cached rows
+        assert _scan("--format", fmt, "--jobs", jobs, "--cache", cache).stdout == whole
