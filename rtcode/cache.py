@@ -35,7 +35,7 @@ from typing import Any
 
 from . import __version__
 
-SCHEMA = 1
+SCHEMA = 2
 _COMMIT_EVERY_S = 2.0
 _KEEP_UNUSED_DAYS = 60
 MISS = object()
@@ -70,15 +70,23 @@ def key(*parts: Any) -> str:
 
 
 class Cache:
-    """An open cache file. ``Cache.temporary()`` is a private one for this run only
-    (a scan with ``--no-cache`` still keeps plan facts on disk, not in memory)."""
+    """An open cache file. ``Cache.temporary_file()`` is a private one for this run
+    only (a scan with ``--no-cache`` still keeps plan facts on disk, not in memory).
+
+    Reads see what is committed; writes wait in memory and go in together, in one
+    short transaction every few seconds and at ``close``, so that two scans can
+    share a cache: one waits for the other's commit instead of failing.
+    """
 
     def __init__(self, path: Path, temporary: bool = False) -> None:
         self.path = path
         self.temporary = temporary
         self.warning: str | None = None
         self._last_commit = time.monotonic()
-        self._db = self._connect(path)
+        self._files: dict[bytes, tuple] = {}  # written, not yet committed
+        self._results: dict[str, bytes] = {}
+        self._used: set[str] = set()
+        self._db: sqlite3.Connection | None = self._connect(path)
 
     @classmethod
     def temporary_file(cls) -> Cache:
@@ -90,17 +98,17 @@ class Cache:
 
     def _connect(self, path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        _create_private(path)
         try:
-            db = self._open(path)
+            return self._open(path)
+        except sqlite3.OperationalError:
+            raise  # locked or unreadable: not ours to set aside
         except sqlite3.DatabaseError as exc:  # not a cache of ours, or damaged
-            aside = path.with_name(path.name + f".broken-{int(time.time())}")
+            aside = path.with_name(f"{path.name}.broken-{time.time_ns()}")
             os.replace(path, aside)
             self.warning = f"the cache {path} could not be used ({exc}); moved to {aside}"
-            db = self._open(path)
-        return db
+            _create_private(path)
+            return self._open(path)
 
     def _open(self, path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=30, isolation_level=None)
@@ -111,19 +119,21 @@ class Cache:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA):
                 raise sqlite3.DatabaseError(f"cache schema {version}, this rtcode uses {SCHEMA}")
-            db.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS files (
-                    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, header TEXT,
-                    context TEXT, outcome BLOB);
-                CREATE TABLE IF NOT EXISTS results (
-                    key TEXT PRIMARY KEY, result BLOB, used REAL);
-                """
-            )
-            db.execute(f"PRAGMA user_version={SCHEMA}")
+            if version == 0:
+                db.executescript(
+                    f"""
+                    BEGIN IMMEDIATE;
+                    CREATE TABLE IF NOT EXISTS files (
+                        path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, header TEXT,
+                        context TEXT, outcome BLOB);
+                    CREATE TABLE IF NOT EXISTS results (
+                        key TEXT PRIMARY KEY, result BLOB, used REAL);
+                    PRAGMA user_version={SCHEMA};
+                    COMMIT;
+                    """
+                )
             stale = time.time() - _KEEP_UNUSED_DAYS * 86400
             db.execute("DELETE FROM results WHERE used < ?", (stale,))
-            db.execute("BEGIN")
         except BaseException:
             db.close()
             raise
@@ -131,36 +141,44 @@ class Cache:
 
     # ------------------------------------------------------------------ files
 
-    def get_file(self, path: str, signature: tuple[int, int, str], context: str) -> Any:
-        row = self._db.execute(
-            "SELECT size, mtime_ns, header, context, outcome FROM files WHERE path = ?", (path,)
-        ).fetchone()
+    def get_file(self, path: bytes, signature: tuple[int, int, str], context: str) -> Any:
+        row = self._files.get(path)
+        if row is None:
+            row = self._query(
+                "SELECT size, mtime_ns, header, context, outcome FROM files WHERE path = ?", path
+            )
         if row is None or tuple(row[:3]) != signature or row[3] != context:
             return MISS
         return _loads(row[4])
 
-    def put_file(self, path: str, signature: tuple[int, int, str], context: str, outcome) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-            (path, *signature, context, pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)),
-        )
+    def put_file(self, path: bytes, signature: tuple[int, int, str], context: str, outcome) -> None:
+        blob = pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
+        self._files[path] = (*signature, context, blob)
         self._maybe_commit()
 
     # ---------------------------------------------------------------- results
 
     def get_result(self, result_key: str) -> Any:
-        row = self._db.execute("SELECT result FROM results WHERE key = ?", (result_key,)).fetchone()
-        if row is None:
-            return MISS
-        self._db.execute("UPDATE results SET used = ? WHERE key = ?", (time.time(), result_key))
-        return _loads(row[0])
+        blob = self._results.get(result_key)
+        if blob is None:
+            row = self._query("SELECT result FROM results WHERE key = ?", result_key)
+            if row is None:
+                return MISS
+            blob = row[0]
+            self._used.add(result_key)
+        return _loads(blob)
 
     def put_result(self, result_key: str, result) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
-            (result_key, pickle.dumps(result, pickle.HIGHEST_PROTOCOL), time.time()),
-        )
+        self._results[result_key] = pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
         self._maybe_commit()
+
+    def _query(self, sql: str, value: Any) -> Any:
+        if self._db is None:
+            return None
+        try:
+            return self._db.execute(sql, (value,)).fetchone()
+        except sqlite3.OperationalError:  # busy beyond the timeout: a miss, not a failure
+            return None
 
     # -------------------------------------------------------------- lifecycle
 
@@ -169,16 +187,43 @@ class Cache:
             self.commit()
 
     def commit(self) -> None:
-        self._db.execute("COMMIT")
-        self._db.execute("BEGIN")
+        """Write what waits, in one transaction. A cache that stays locked longer than
+        the timeout loses these entries (the next scan reads those files again)."""
         self._last_commit = time.monotonic()
+        if self._db is None or not (self._files or self._results or self._used):
+            return
+        files, results, used = self._files, self._results, self._used
+        self._files, self._results, self._used = {}, {}, set()
+        now = time.time()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                    [(path, *row) for path, row in files.items()],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
+                    [(k, blob, now) for k, blob in results.items()],
+                )
+                self._db.executemany(
+                    "UPDATE results SET used = ? WHERE key = ?", [(now, k) for k in used]
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            self.warning = f"the cache {self.path} could not be updated ({exc})"
 
     def close(self) -> None:
+        if self._db is None:
+            return
         try:
-            if self._db.in_transaction:
-                self._db.execute("COMMIT")
+            self.commit()
         finally:
             self._db.close()
+            self._db = None
             if self.temporary:
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
@@ -188,6 +233,13 @@ class Cache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the file readable and writable by its owner only (pickles can run code:
+    nobody else may write them), unless it exists."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _loads(blob: bytes) -> Any:

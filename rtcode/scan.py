@@ -67,7 +67,7 @@ def collect(inputs: Iterable[str | os.PathLike[str]], limits: Limits | None = No
     """
     inv = Inventory()
     limits = limits if limits is not None else default_limits()
-    for outcome in _outcomes(reader.walk(inputs), limits, None, None):
+    for outcome, _ in _outcomes(reader.walk(inputs), limits, None):
         _record(inv, outcome)
     return inv
 
@@ -163,15 +163,34 @@ class Runner:
             self._workers = None
 
 
+@dataclass(frozen=True)
+class _FileId:
+    """A file as the cache knows it: its real path (bytes: a display name may be
+    lossy), how it was named (a non-DICOM file named on the command line is an
+    error, met in a folder it is skipped), its signature and the facts' context."""
+
+    entry: reader.FileEntry
+    signature: tuple[int, int, str]
+    context: str
+
+    @property
+    def key(self) -> bytes:
+        return os.fsencode(self.entry.path)
+
+    @property
+    def file_context(self) -> str:
+        return f"{self.context}:{'named' if self.entry.explicit else 'found'}"
+
+
 def _outcomes(
     walk: Iterable[reader.FileEntry | reader.WalkError],
     limits: Limits,
     runner: Runner | None,
-    signatures: dict[str, tuple] | None,
-) -> Iterator[object]:
-    """Each walked file's outcome, in walk order. With a cache, a file's first bytes
-    decide: an image named by its file meta is done with; an unchanged RT file's
-    facts come from the cache; the rest are read by the runner's workers."""
+) -> Iterator[tuple[object, _FileId | None]]:
+    """Each walked file's outcome, in walk order, with its identity for the cache.
+    With a cache, a file's first bytes decide: an image named by its file meta is done
+    with; an unchanged RT file's facts come from the cache; the rest are read by the
+    runner's workers."""
     runner = runner if runner is not None else Runner()
     cache = runner.cache
     context = key(build_id(), limits) if cache is not None else ""
@@ -179,36 +198,35 @@ def _outcomes(
         slots: list = []
         todo: list[reader.FileEntry] = []
         for entry in chunk:
-            if isinstance(entry, reader.WalkError) or cache is None:
-                slots.append(entry)
-                if not isinstance(entry, reader.WalkError):
-                    todo.append(entry)
+            if isinstance(entry, reader.WalkError):
+                slots.append((_Done(entry), None))
+                continue
+            if cache is None:
+                slots.append((entry, None))
+                todo.append(entry)
                 continue
             peek = reader.peek(entry)
             if peek.kind is not None:
-                slots.append(_Done(peek.kind))
+                slots.append((_Done(peek.kind), None))
                 continue
+            fid = None if peek.signature is None else _FileId(entry, peek.signature, context)
             found = MISS
-            if peek.signature is not None:
-                signatures[entry.display] = peek.signature  # type: ignore[index]
-                found = cache.get_file(entry.display, peek.signature, context)
+            if fid is not None:
+                found = cache.get_file(fid.key, fid.signature, fid.file_context)
             if found is MISS:
-                slots.append(entry)
+                slots.append((entry, fid))
                 todo.append(entry)
             else:
-                slots.append(_Done(found))
+                slots.append((_Done(found), fid))
         results = runner.map(file_outcomes, todo, limits) if todo else iter(())
-        for slot in slots:
+        for slot, fid in slots:
             if isinstance(slot, _Done):
-                yield slot.outcome
-            elif isinstance(slot, reader.WalkError):
-                yield slot
-            else:
-                outcome = next(results)
-                signature = signatures.get(slot.display) if signatures is not None else None
-                if cache is not None and signature is not None:
-                    cache.put_file(slot.display, signature, context, outcome)
-                yield outcome
+                yield slot.outcome, fid
+                continue
+            outcome = next(results)
+            if cache is not None and fid is not None:
+                cache.put_file(fid.key, fid.signature, fid.file_context, outcome)
+            yield outcome, fid
 
 
 def _coded(outcome: object) -> bool:
@@ -282,42 +300,47 @@ class Scanner:
     def run(self, inputs: Iterable[str | os.PathLike[str]]) -> Iterator[PlanResult]:
         cache = self.runner.cache
         limits = Limits.from_policy(self.policy)
-        signatures: dict[str, tuple] = {}
+        files: dict[int, _FileId] = {}  # id() of a plan, structure set or dose found
         inv = self.inventory
         try:
-            for outcome in _outcomes(reader.walk(inputs), limits, self.runner, signatures):
+            for outcome, fid in _outcomes(reader.walk(inputs), limits, self.runner):
                 if cache is not None and isinstance(outcome, Plan):
                     outcome = replace(outcome, beams=())  # read back when it is coded
+                if fid is not None and isinstance(outcome, (Plan, StructureSet, Dose)):
+                    files[id(outcome)] = fid
                 _record(inv, outcome)
                 self.progress("file", outcome)
         except KeyboardInterrupt:
             self.interrupted = True
         try:
-            yield from self._code(_link_in_input_order(inv), signatures)
+            yield from self._code(_link_in_input_order(inv), files)
         except KeyboardInterrupt:
             self.interrupted = True
         finally:
             self.runner.close(self.interrupted)
 
-    def _code(self, linked: list[LinkedPlan], signatures: dict[str, tuple]):
+    def _code(self, linked: list[LinkedPlan], files: dict[int, _FileId]):
         cache = self.runner.cache
-        context = key(build_id(), Limits.from_policy(self.policy))
         for chunk in batched(linked, _CHUNK):
             slots: list = []
             todo: list[LinkedPlan] = []
             for lp in chunk:
                 result_key = None
                 if cache is not None:
-                    result_key = self._result_key(lp, signatures)
+                    fid = files.get(id(lp.plan))
+                    result_key = self._result_key(lp, files)
                     found = cache.get_result(result_key) if result_key else MISS
                     if found is not MISS:
-                        slots.append(_Done(found))
+                        slots.append((_Done(found), None))
                         continue
-                    full = cache.get_file(lp.plan.path, signatures.get(lp.plan.path, ()), context)
-                    if not isinstance(full, Plan):  # changed since it was read: a miss
-                        full = self._reread(lp.plan.path, limits=None)
+                    full = MISS
+                    if fid is not None:
+                        full = cache.get_file(fid.key, fid.signature, fid.file_context)
+                    if not isinstance(full, Plan):  # gone from the cache meanwhile: read
+                        entry = fid.entry if fid is not None else None
+                        full = self._reread(entry, lp.plan.path)
                     if not isinstance(full, Plan):
-                        slots.append(_Done(full))
+                        slots.append((_Done(full), None))
                         continue
                     lp = replace(lp, plan=full)
                 slots.append((lp, result_key))
@@ -327,13 +350,13 @@ class Scanner:
                 if todo
                 else iter(())
             )
-            for slot in slots:
+            for slot, result_key in slots:
                 if isinstance(slot, _Done):
                     outcome = slot.outcome
                 else:
                     outcome = next(results)
-                    if cache is not None and slot[1] is not None and _coded(outcome):
-                        cache.put_result(slot[1], outcome)
+                    if cache is not None and result_key is not None and _coded(outcome):
+                        cache.put_result(result_key, outcome)
                 if isinstance(outcome, ReadError):
                     self.inventory.errors.append(outcome)
                     self.progress("error", outcome)
@@ -342,31 +365,38 @@ class Scanner:
                     self.progress("plan", outcome)
                     yield outcome
 
-    def _result_key(self, lp: LinkedPlan, signatures: dict[str, tuple]) -> str | None:
-        plan_sig = signatures.get(lp.plan.path)
-        if plan_sig is None:
+    def _result_key(self, lp: LinkedPlan, files: dict[int, _FileId]) -> str | None:
+        """Everything a plan's coded result depends on, hashed; None: not cacheable."""
+        plan = files.get(id(lp.plan))
+        if plan is None:
             return None
-        companions = [lp.structure_set, *lp.doses]
+        companions = []
+        for c in (lp.structure_set, *lp.doses):
+            if c is not None:
+                fid = files.get(id(c))
+                if fid is None:
+                    return None
+                companions.append((fid.key, fid.signature))
         render = None if self.render is None else f"{self.render.__module__}.{self.render.__name__}"
         return key(
             build_id(),
             render,
             self.policy.sha256,
             self.date_override,
+            plan.key,
+            plan.signature,
             lp.plan.path,
-            plan_sig,
-            tuple((c.path, signatures.get(c.path)) for c in companions if c is not None),
+            tuple(companions),
             lp.structure_set_status,
             lp.notes,
             lp.duplicate_uid_paths,
         )
 
-    def _reread(self, path: str, limits: Limits | None):
+    def _reread(self, entry: reader.FileEntry | None, path: str):
         """A plan file whose cached facts are gone (another scan replaced them): read
-        it again, by the path it was found under."""
-        entry = reader.FileEntry(Path(path), path, explicit=True)
-        outcome = _one_file(entry, limits or Limits.from_policy(self.policy))
-        return outcome
+        it again, by its real name."""
+        entry = entry or reader.FileEntry(Path(path), path, explicit=True)
+        return _one_file(entry, Limits.from_policy(self.policy))
 
 
 def scan(

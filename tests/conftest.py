@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,12 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip(f"real exports not present at {REALDATA} (they live beside the project)")
     return REALDATA
+
+
+# Fixtures of module or session scope run before the per-test one below: they too
+# must never touch the machine's own scan cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="rtcode-tests-cache-")
+os.environ["LOCALAPPDATA"] = os.environ["XDG_CACHE_HOME"]
 
 
 @pytest.fixture(autouse=True)

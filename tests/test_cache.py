@@ -318,11 +318,6 @@ def test_corrupt_cache_is_set_aside_and_the_scan_works(tmp_path, baseline, reads
     assert reads == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cache.py Cache._connect: after a corrupt cache is moved aside, _open() lets"
-    " sqlite3 create the new file with the umask's mode (0o644), not 0o600",
-)
 def test_cache_started_after_a_corrupt_one_is_private(tmp_path, usual_umask):
     cache_path = tmp_path / "scan-cache.sqlite"
     cache_path.write_bytes(bytes(range(256)) * 16)
@@ -378,12 +373,6 @@ def test_inputs_are_never_modified(tmp_path, baseline, jobs):
 # ------------------------------------------------------------- found bugs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scan.py _outcomes: a file's outcome is cached by its path alone, but a"
-    " non-DICOM file's outcome depends on FileEntry.explicit (skipped when met in a"
-    " folder, an error when named): a named file seen before in a folder is skipped",
-)
 def test_named_non_dicom_file_is_an_error_after_it_was_walked(tmp_path):
     export = tmp_path / "export"
     shutil.copytree(SAMPLE_DATA / "01_single_open_field", export)
@@ -397,13 +386,6 @@ def test_named_non_dicom_file_is_an_error_after_it_was_walked(tmp_path):
     assert cached_scan(cache_path, [notes]) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scan.py: the cache rows and the signatures dict are keyed by"
-    " FileEntry.display, which read.printable makes lossy (U+FFFD for undecodable"
-    " bytes); two plans whose names differ only there share one key, and _code reads"
-    " one plan's facts back for the other (another patient's plan and code)",
-)
 def test_file_names_that_print_alike_keep_their_own_facts(tmp_path):
     export = tmp_path / "export"
     export.mkdir()
@@ -419,14 +401,6 @@ def test_file_names_that_print_alike_keep_their_own_facts(tmp_path):
     assert cached_scan(tmp_path / "scan-cache.sqlite", [export]) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=sqlite3.OperationalError,
-    reason="cache.py: each Cache holds a deferred transaction open (BEGIN after every"
-    " commit); a scan that looked something up before another scan on the same cache"
-    " committed then fails its next put_file with 'database is locked' (WAL"
-    " SQLITE_BUSY_SNAPSHOT, no busy wait): the error ends the scan",
-)
 def test_two_scans_sharing_one_cache(tmp_path):
     cache_path = tmp_path / "scan-cache.sqlite"
     second = Cache(cache_path)  # a second scan started meanwhile (e.g. by hand at night)
@@ -443,13 +417,6 @@ def test_two_scans_sharing_one_cache(tmp_path):
     assert scan_json(result) == plain_scan([SAMPLE_DATA / "09_imrt_step_and_shoot_7f"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cache.py Cache._connect: 'except sqlite3.DatabaseError' also catches"
-    " sqlite3.OperationalError ('database is locked' once the 30 s busy timeout ends):"
-    " a valid cache in use by another scan is renamed .broken-* and that scan's"
-    " entries are lost",
-)
 def test_cache_in_use_is_not_set_aside_as_broken(tmp_path, monkeypatch):
     cache_path = tmp_path / "scan-cache.sqlite"
     first = Cache(cache_path)
