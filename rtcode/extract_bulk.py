@@ -177,6 +177,7 @@ for _char, _kind in ((".", _POINT), ("-", _MINUS), ("+", _PLUS), ("\\", _SEP)):
 _DIGIT_VALUE = np.zeros(256)
 _DIGIT_VALUE[ord("0") : ord("9") + 1] = np.arange(10)
 _POWERS = 10.0 ** np.arange(16)
+_BULK_BYTES = 4096
 
 
 def parse_ds(data: bytes) -> np.ndarray:
@@ -190,7 +191,8 @@ def parse_ds(data: bytes) -> np.ndarray:
     value with ``float()``. Raises ValueError for a value that is not a finite number.
     """
     text = data.rstrip(b" ")
-    values = _plain_decimals(text)
+    # numpy's fixed cost per call outweighs float() below a few hundred values
+    values = _plain_decimals(text) if len(text) > _BULK_BYTES else None
     if values is None:
         values = np.array([float(v) for v in text.split(b"\\")], dtype=np.float64)
     if not np.isfinite(values).all():
