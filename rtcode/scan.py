@@ -136,7 +136,8 @@ def _unexpected(exc: BaseException) -> str:
 # ------------------------------------------------------------------ the engine
 
 _CHUNK = 256  # files looked up in the cache, then sent to the workers, at a time
-_INLINE_BELOW = 24  # fewer files to parse than this in a chunk: not worth the workers
+_PLAN_CHUNK = 32  # plans read back whole (control points and all) at a time
+_INLINE_BELOW = 24  # fewer items than this in a chunk: not worth sending to the workers
 
 
 @dataclass
@@ -321,7 +322,7 @@ class Scanner:
 
     def _code(self, linked: list[LinkedPlan], files: dict[int, _FileId]):
         cache = self.runner.cache
-        for chunk in batched(linked, _CHUNK):
+        for chunk in batched(linked, _PLAN_CHUNK):
             slots: list = []
             todo: list[LinkedPlan] = []
             for lp in chunk:
