@@ -29,13 +29,14 @@ import sqlite3
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 
-SCHEMA = 2
+SCHEMA = 5
 _COMMIT_EVERY_S = 2.0
 _KEEP_UNUSED_DAYS = 60
 MISS = object()
@@ -86,6 +87,8 @@ class Cache:
         self._files: dict[bytes, tuple] = {}  # written, not yet committed
         self._results: dict[str, bytes] = {}
         self._used: set[str] = set()
+        self._folder: bytes | None = None  # the folder whose entries are at hand
+        self._folder_rows: dict[bytes, tuple] = {}
         self._db: sqlite3.Connection | None = self._connect(path)
 
     @classmethod
@@ -125,7 +128,9 @@ class Cache:
                     BEGIN IMMEDIATE;
                     CREATE TABLE IF NOT EXISTS files (
                         path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, header TEXT,
-                        context TEXT, outcome BLOB);
+                        context TEXT, outcome BLOB, ctime_ns INTEGER, inode INTEGER,
+                        summary BLOB, folder BLOB);
+                    CREATE INDEX IF NOT EXISTS files_folder ON files (folder);
                     CREATE TABLE IF NOT EXISTS results (
                         key TEXT PRIMARY KEY, result BLOB, used REAL);
                     PRAGMA user_version={SCHEMA};
@@ -142,6 +147,8 @@ class Cache:
     # ------------------------------------------------------------------ files
 
     def get_file(self, path: bytes, signature: tuple[int, int, str], context: str) -> Any:
+        """The outcome stored for this version of the file (same size, modification
+        time and header hash), or MISS."""
         row = self._files.get(path)
         if row is None:
             row = self._query(
@@ -151,9 +158,58 @@ class Cache:
             return MISS
         return _loads(row[4])
 
-    def put_file(self, path: bytes, signature: tuple[int, int, str], context: str, outcome) -> None:
+    def get_untouched(
+        self, path: bytes, stat: tuple[int, int, int, int], context: str
+    ) -> tuple[tuple[int, int, str], Any] | None:
+        """(signature, summary) of a file whose size, modification time, change time
+        and inode are all as when it was stored: it has not been written since (the
+        change time moves on every write and cannot be set back), so it is not opened
+        again. The summary is what a scan needs to link the file (for a plan: its
+        facts without beams; ``get_file`` gives all). None otherwise."""
+        folder = os.path.dirname(path)
+        if folder != self._folder:  # one query per folder, not per file
+            self._folder = folder
+            self._folder_rows = self._folder_index(folder)
+        row = self._folder_rows.get(path)
+        if row is None or row[3] != context or (row[0], row[1], row[4], row[5]) != stat:
+            return None
+        summary = _loads(row[6]) if row[6] is not None else self.get_file(path, row[:3], context)
+        return (row[0], row[1], row[2]), summary
+
+    def _folder_index(self, folder: bytes) -> dict[bytes, tuple]:
+        if self._db is None:
+            return {}
+        try:
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, header, context, ctime_ns, inode, summary"
+                " FROM files WHERE folder = ?",
+                (folder,),
+            ).fetchall()
+        except sqlite3.OperationalError:  # busy beyond the timeout: misses
+            return {}
+        return {r[0]: r[1:] for r in rows}
+
+    def put_file(
+        self,
+        path: bytes,
+        signature: tuple[int, int, str],
+        context: str,
+        outcome,
+        stat: tuple[int, int, int, int] | None = None,
+    ) -> None:
         blob = pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
-        self._files[path] = (*signature, context, blob)
+        ctime_ns, inode = (stat[2], stat[3]) if stat is not None else (None, None)
+        small = summary(outcome)
+        small_blob = None if small is None else pickle.dumps(small, pickle.HIGHEST_PROTOCOL)
+        self._files[path] = (
+            *signature,
+            context,
+            blob,
+            ctime_ns,
+            inode,
+            small_blob,
+            os.path.dirname(path),
+        )
         self._maybe_commit()
 
     # ---------------------------------------------------------------- results
@@ -199,7 +255,7 @@ class Cache:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(path, *row) for path, row in files.items()],
                 )
                 self._db.executemany(
@@ -240,6 +296,18 @@ def _create_private(path: Path) -> None:
     nobody else may write them), unless it exists."""
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def summary(outcome: Any) -> Any:
+    """What linking needs of a file's outcome, when that is much smaller than the
+    outcome: a plan without its beams, the kind of a skipped file; None: use it all."""
+    from .facts import Plan  # here: a rescan of cached files needs no facts module early
+
+    if isinstance(outcome, str):
+        return outcome
+    if isinstance(outcome, Plan):
+        return replace(outcome, beams=())
+    return None
 
 
 def _loads(blob: bytes) -> Any:

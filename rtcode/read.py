@@ -66,6 +66,13 @@ class FileEntry:
     path: Path
     display: str
     explicit: bool
+    # (size, mtime_ns, ctime_ns, inode) when the walk saw the file: lets the scan
+    # cache trust a file that has not been touched since, without opening it
+    stat_key: tuple[int, int, int, int] | None = None
+
+
+def stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,7 @@ def walk(
             yield WalkError(display_top, f"cannot open: {_os_reason(exc, top)}")
             continue
         if stat.S_ISREG(st.st_mode):
-            yield FileEntry(top, display_top, explicit=True)
+            yield FileEntry(top, display_top, explicit=True, stat_key=stat_key(st))
             continue
         if not stat.S_ISDIR(st.st_mode):
             yield WalkError(
@@ -141,7 +148,7 @@ def _walk_dir(top: Path, display_top: str) -> Iterator[FileEntry | WalkError]:
                 yield WalkError(display, f"cannot open: {_os_reason(exc, path)}")
                 continue
             if stat.S_ISREG(st.st_mode):
-                yield FileEntry(path, display, explicit=False)
+                yield FileEntry(path, display, explicit=False, stat_key=stat_key(st))
     while errors:
         exc = errors.pop()
         yield WalkError(

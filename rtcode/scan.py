@@ -180,7 +180,11 @@ class _FileId:
 
     @property
     def file_context(self) -> str:
-        return f"{self.context}:{'named' if self.entry.explicit else 'found'}"
+        return self.context_for(self.context, self.entry)
+
+    @staticmethod
+    def context_for(context: str, entry: reader.FileEntry) -> str:
+        return f"{context}:{'named' if entry.explicit else 'found'}"
 
 
 def _outcomes(
@@ -206,8 +210,19 @@ def _outcomes(
                 slots.append((entry, None))
                 todo.append(entry)
                 continue
+            key_ = os.fsencode(entry.path)
+            named = _FileId.context_for(context, entry)
+            if entry.stat_key is not None:  # untouched since the cache saw it: not opened
+                hit = cache.get_untouched(key_, entry.stat_key, named)
+                if hit is not None and hit[1] is not MISS:
+                    signature, outcome = hit
+                    fid = _FileId(entry, signature, context)
+                    slots.append((_Done(outcome), None if isinstance(outcome, str) else fid))
+                    continue
             peek = reader.peek(entry)
-            if peek.kind is not None:
+            if peek.kind is not None:  # an image or other object, from its file meta
+                if peek.signature is not None:
+                    cache.put_file(key_, peek.signature, named, peek.kind, entry.stat_key)
                 slots.append((_Done(peek.kind), None))
                 continue
             fid = None if peek.signature is None else _FileId(entry, peek.signature, context)
@@ -218,6 +233,8 @@ def _outcomes(
                 slots.append((entry, fid))
                 todo.append(entry)
             else:
+                if entry.stat_key is not None:  # same content, touched: note the new times
+                    cache.put_file(fid.key, fid.signature, fid.file_context, found, entry.stat_key)  # type: ignore[union-attr]
                 slots.append((_Done(found), fid))
         results = runner.map(file_outcomes, todo, limits) if todo else iter(())
         for slot, fid in slots:
@@ -226,7 +243,9 @@ def _outcomes(
                 continue
             outcome = next(results)
             if cache is not None and fid is not None:
-                cache.put_file(fid.key, fid.signature, fid.file_context, outcome)
+                cache.put_file(
+                    fid.key, fid.signature, fid.file_context, outcome, fid.entry.stat_key
+                )
             yield outcome, fid
 
 
