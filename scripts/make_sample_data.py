@@ -378,9 +378,8 @@ def make_rs(p: Patient, rois: Seq[Roi], out: Path, vendor: tuple[str, str, str])
 def dose_at(x: np.ndarray, y: np.ndarray, z: float, target: Roi | None, rx: float) -> np.ndarray:
     """Analytic dose (Gy): a plateau of about Rx over the target plus a broad low-dose bath.
 
-    The dose grid samples this function and the DVHs histogram it over the
-    contoured ellipses, so a DVH recomputed from RS + RD roughly agrees with the
-    stored DVHSequence.
+    The dose grid samples this function; the stored DVHs are histograms of that
+    grid over the contours (``dvh_item``), as a planning system's own DVHs are.
     """
     cx, cy, ax, ay = (
         (target.cx, target.cy, target.rx, target.ry) if target else (0.0, 0.0, 40.0, 40.0)
@@ -391,25 +390,47 @@ def dose_at(x: np.ndarray, y: np.ndarray, z: float, target: Roi | None, rx: floa
     return rx * (plateau + bath)
 
 
-def dvh_item(r: Roi, rx: float, target: Roi | None) -> Dataset:
-    """Cumulative DVH of the analytic dose over the ROI's contours (1 mm sampling, 5 mm slices)."""
+# The dose grid: 2.5 mm voxels over the patient's outline (so every contour lies
+# inside it) plus a margin, one frame per CT slice. Fine enough for the smallest organ
+# at risk of the samples (the chiasm, 16 x 8 mm), small enough to keep in git.
+DOSE_SPACING = 2.5
+DOSE_MARGIN = 2.5  # mm beyond the outline
+DOSE_SCALING = 1e-4  # Gy per stored unit (DoseGridScaling)
+DVH_BIN_GY = 0.01  # DVH dose bin width, as planning systems export them (1 cGy)
+
+
+def inside_polygon(px: np.ndarray, py: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Even-odd rule: which points (px, py) lie inside the closed polygon poly (n, 2)."""
+    inside = np.zeros(px.shape, dtype=bool)
+    x1, y1 = poly[:, 0], poly[:, 1]
+    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    for ax, ay, bx, by in zip(x1, y1, x2, y2, strict=True):
+        crosses = (ay > py) != (by > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xc = ax + (py - ay) * (bx - ax) / (by - ay)
+        inside ^= crosses & (px < xc)
+    return inside
+
+
+def dvh_item(r: Roi, frames: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> Dataset:
+    """The planning system's cumulative DVH of one ROI: the stored dose grid ``frames``
+    (Gy, one frame per contour plane) histogrammed over the grid points inside the
+    ROI's contours (as written to the structure set), each point standing for a voxel
+    of one grid spacing squared by the contour plane spacing, in 1 cGy bins."""
+    gx, gy = np.meshgrid(xs, ys)
+    thickness = SLICE_Z[1] - SLICE_Z[0]
+    voxel_cc = float(xs[1] - xs[0]) * float(ys[1] - ys[0]) * thickness / 1000.0
     doses = []
-    for z, scale in zip(SLICE_Z, SLICE_SCALE, strict=True):
-        xs = np.arange(math.floor(r.cx - r.rx), math.ceil(r.cx + r.rx) + 1, 1.0)
-        ys = np.arange(math.floor(r.cy - r.ry), math.ceil(r.cy + r.ry) + 1, 1.0)
-        gx, gy = np.meshgrid(xs, ys)
-        inside = ((gx - r.cx) / (r.rx * scale)) ** 2 + ((gy - r.cy) / (r.ry * scale)) ** 2 <= 1.0
-        doses.append(dose_at(gx[inside], gy[inside], z, target, rx))
+    for frame, z, scale in zip(frames, SLICE_Z, SLICE_SCALE, strict=True):
+        poly = np.asarray([float(v) for v in ellipse_points(r, scale, z)]).reshape(-1, 3)[:, :2]
+        doses.append(frame[inside_polygon(gx, gy, poly)])
     dose = np.concatenate(doses)
-    voxel_cc = 1.0 * 1.0 * 5.0 / 1000.0
+    counts = np.bincount(np.floor(dose / DVH_BIN_GY + 1e-9).astype(int))
     volume = dose.size * voxel_cc
-    bw = 0.1 if rx <= 30 else 0.25
-    nbins = int(math.floor(float(dose.max()) / bw)) + 1
-    counts = np.bincount(np.minimum((dose / bw).astype(int), nbins - 1), minlength=nbins)
     cumulative = volume - np.concatenate([[0.0], np.cumsum(counts)[:-1]]) * voxel_cc
     data: list[str] = []
     for v in cumulative:
-        data += [num(bw, 3), num(max(float(v), 0.0), 3)]
+        data += ["1", num(max(float(v), 0.0), 3)]
     return item(
         DVHReferencedROISequence=seq(
             [item(ReferencedROINumber=r.number, DVHROIContributionType="INCLUDED")]
@@ -417,9 +438,9 @@ def dvh_item(r: Roi, rx: float, target: Roi | None) -> Dataset:
         DVHType="CUMULATIVE",
         DoseUnits="GY",
         DoseType="PHYSICAL",
-        DVHDoseScaling="1",
+        DVHDoseScaling=num(DVH_BIN_GY, 4),
         DVHVolumeUnits="CM3",
-        DVHNumberOfBins=nbins,
+        DVHNumberOfBins=len(cumulative),
         DVHData=data,
         DVHMinimumDose=num(float(dose.min()), 3),
         DVHMaximumDose=num(float(dose.max()), 3),
@@ -439,17 +460,18 @@ def make_rd(
     ds = base_dataset(
         p, RTDoseStorage, p.dose_uid, "RTDOSE", uid(p.case, "rd-series"), 4, "Doses", vendor
     )
-    # the grid covers the whole 32 x 32 CT slice, so every contour lies inside it
-    rows = cols = 32
-    spacing = 10.0
-    x0, y0 = -155.0, -155.0
+    spacing = DOSE_SPACING
+    bcx, bcy, brx, bry = p.body
+    half_x = math.ceil((brx + DOSE_MARGIN) / spacing)  # grid points either side of the centre
+    half_y = math.ceil((bry + DOSE_MARGIN) / spacing)
+    cols, rows = 2 * half_x + 1, 2 * half_y + 1
+    x0, y0 = bcx - half_x * spacing, bcy - half_y * spacing
     xs = x0 + spacing * np.arange(cols)
     ys = y0 + spacing * np.arange(rows)
     gx, gy = np.meshgrid(xs, ys)
     frames = [dose_at(gx, gy, z, target, rx) for z in SLICE_Z]
     grid = np.stack(frames)
-    scaling = 1e-4
-    pixels = np.round(grid / scaling).astype("<u4")
+    pixels = np.round(grid / DOSE_SCALING).astype("<u4")
     ds.SliceThickness = ""
     ds.InstanceNumber = 1
     ds.ImagePositionPatient = nums([x0, y0, SLICE_Z[0]])
@@ -469,10 +491,11 @@ def make_rd(
     ds.DoseType = "PHYSICAL"
     ds.DoseSummationType = "PLAN"
     ds.GridFrameOffsetVector = nums([z - SLICE_Z[0] for z in SLICE_Z])
-    ds.DoseGridScaling = "0.0001"
+    ds.DoseGridScaling = num(DOSE_SCALING, 6)
     ds.TissueHeterogeneityCorrection = "IMAGE"
     if dvh_rois:
-        ds.DVHSequence = seq(dvh_item(r, rx, target) for r in dvh_rois)
+        stored = pixels.astype(np.float64) * DOSE_SCALING  # the dose as written
+        ds.DVHSequence = seq(dvh_item(r, stored, xs, ys) for r in dvh_rois)
         ds.ReferencedStructureSetSequence = seq([ref(RTStructureSetStorage, p.rs_uid)])
     ds.ReferencedRTPlanSequence = seq([ref(plan_class, p.plan_uid)])
     ds.add_new(0x7FE00010, "OW", pixels.tobytes())

@@ -229,23 +229,40 @@ def _plan_dvhs(case: str, compute: str = "always"):
     return plan_dvh(p.linked, c.targets, c.organs_at_risk, read.read_full, compute)
 
 
+def _cases_with_both() -> list[str]:
+    """Every sample case whose RT Dose stores DVHs and also has a structure set and a
+    3-D dose grid, read from the files (BOTH must name exactly these)."""
+    found = []
+    for folder in sorted(p for p in SAMPLE_DATA.iterdir() if p.is_dir()):
+        modalities = {}
+        for f in folder.iterdir():
+            head = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+            modalities.setdefault(str(head.get("Modality", "")), head)
+        rd = modalities.get("RTDOSE")
+        if "RTSTRUCT" in modalities and rd is not None and rd.get("DVHSequence"):
+            found.append(folder.name)
+    return found
+
+
+def test_both_names_every_sample_with_stored_dvhs_and_a_grid():
+    assert _cases_with_both() == BOTH
+
+
 @pytest.mark.parametrize("case", BOTH)
-def test_computed_target_dvhs_agree_with_the_stored_ones(case):
-    """The issue's bar: mean dose within 1%, D95 within 2%. Targets meet it on every
-    sample; the organs at risk of these synthetic exports sit in the penumbra on a
-    10 mm dose grid and do not (see the README), which the report says per ROI."""
+def test_computed_dvhs_agree_with_the_stored_ones(case):
+    """The issue's bar, on every ROI with both a stored and a computed DVH (targets
+    and organs at risk): mean dose and D95 within the default policy's tolerances."""
     d = _plan_dvhs(case)
-    targets = [r for r in d.rois if r.role == "target"]
-    assert targets
     bar = default_settings()
-    for r in targets:
+    both = [r for r in d.rois if r.stored is not None and r.computed is not None]
+    assert both and all(r.computed is not None for r in d.rois if r.stored is not None)
+    for r in both:
         a = r.agreement
-        assert a is not None, r.roi_name
+        assert a is not None and a.mean_dose_diff_pct is not None, r.roi_name
+        assert a.d95_diff_pct is not None, r.roi_name
         assert abs(a.mean_dose_diff_pct) <= bar.agreement_mean_dose_pct, r.roi_name
         assert abs(a.d95_diff_pct) <= bar.agreement_d95_pct, r.roi_name
-        assert a.agrees is True
-    for r in d.rois:  # every ROI with both is compared, and says whether it agrees
-        assert r.agreement is not None and r.agreement.agrees in (True, False)
+        assert a.agrees is True, r.roi_name
 
 
 def test_realdata_eclipse_dvh_agreement(realdata):
@@ -333,12 +350,15 @@ def test_settings_choose_the_v_values_and_tolerances():
     result = scan([str(SAMPLE_DATA / "06_four_field_box_3d")], load("default"))
     (p,) = result.plans
     c = p.classification
-    strict = replace(default_settings(), v_values_gy=(10.0,), agreement_mean_dose_pct=0.01)
+    default = plan_dvh(p.linked, c.targets, c.organs_at_risk, read.read_full, "always")
+    off = abs(next(r for r in default.rois if r.roi_name == "PTV").agreement.mean_dose_diff_pct)
+    assert off > 0  # the stored and the computed DVH are two calculations
+    strict = replace(default_settings(), v_values_gy=(10.0,), agreement_mean_dose_pct=off / 2)
     d = plan_dvh(p.linked, c.targets, c.organs_at_risk, read.read_full, "always", strict)
     ptv = next(r for r in d.rois if r.roi_name == "PTV")
     assert [v for v, _ in ptv.stored_stats.v_pct] == [10.0] and d.v_values_gy == (10.0,)
-    assert ptv.agreement.mean_dose_tolerance_pct == 0.01
-    assert ptv.agreement.agrees is False  # +0.09% is more than 0.01%
+    assert ptv.agreement.mean_dose_tolerance_pct == off / 2
+    assert ptv.agreement.agrees is False  # the PTV's mean differs by twice the tolerance
 
 
 def test_default_settings_are_the_default_policys_dvh_section():
