@@ -1,5 +1,10 @@
 """The pipeline: read -> extract -> link -> measure and classify.
 
+``Scanner`` streams it: every file's outcome first (in worker processes, from the
+scan cache when the file is unchanged), then every plan's coded result in input
+order (from the cache when nothing it depends on changed). ``scan`` collects the
+stream into one ``ScanResult``.
+
 One bad file never stops the batch: each file's problem becomes one entry in
 ``errors`` with its path and a sentence a person understands. Limits from the
 policy's ``[limits]`` section go to the reader (file size) and the extractor
@@ -164,6 +169,12 @@ class Runner:
             self._workers = None
 
 
+def _cache_key(entry: reader.FileEntry) -> bytes:
+    """The file's absolute path as bytes: the same file whatever folder rtcode was
+    started in, and exact for names that are not UTF-8."""
+    return os.fsencode(os.path.abspath(entry.path))
+
+
 @dataclass(frozen=True)
 class _FileId:
     """A file as the cache knows it: its real path (bytes: a display name may be
@@ -176,7 +187,7 @@ class _FileId:
 
     @property
     def key(self) -> bytes:
-        return os.fsencode(self.entry.path)
+        return _cache_key(self.entry)
 
     @property
     def file_context(self) -> str:
@@ -210,7 +221,7 @@ def _outcomes(
                 slots.append((entry, None))
                 todo.append(entry)
                 continue
-            key_ = os.fsencode(entry.path)
+            key_ = _cache_key(entry)
             named = _FileId.context_for(context, entry)
             if entry.stat_key is not None:  # untouched since the cache saw it: not opened
                 hit = cache.get_untouched(key_, entry.stat_key, named)

@@ -230,3 +230,20 @@ def test_rows_rendered_by_workers_are_byte_identical(fmt, jobs, tmp_path):
     cache = str(tmp_path / "c.sqlite")
     for _ in range(2):  # cold, then warm from the cached rows
         assert _scan("--format", fmt, "--jobs", jobs, "--cache", cache).stdout == whole
+
+
+def test_cache_knows_a_file_by_its_absolute_path(tmp_path, monkeypatch):
+    """Scanned as sample_data from one folder and by its full path later: one file."""
+    import rtcode.read
+
+    cache = str(tmp_path / "c.sqlite")
+    monkeypatch.chdir(SAMPLE_DATA.parent)
+    first = CliRunner().invoke(
+        main, ["scan", SAMPLE_DATA.name, "--format", "csv", "--jobs", "1", "--cache", cache]
+    )
+    assert first.exit_code == 0
+    calls = []
+    real = rtcode.read.read
+    monkeypatch.setattr(rtcode.read, "read", lambda *a, **k: calls.append(a) or real(*a, **k))
+    _scan("--format", "csv", "--jobs", "1", "--cache", cache)
+    assert [c for c in calls if c[0].path.suffix == ".dcm"] == []
