@@ -213,7 +213,7 @@ def scan(
     Plans are reported in the order their files are found; with --format jsonl each
     plan is written as soon as it is coded.
     """
-    from .execute import ExecutorError, default_jobs
+    from .execute import ExecutorError, WorkerDied, default_jobs
     from .scan import Runner
 
     policy = _load_policy(policy_name)
@@ -246,6 +246,8 @@ def scan(
             patient,
             lambda inputs: _stream(inputs, policy, day, runner, sink, progress),
         )
+    except WorkerDied as exc:  # not the user's doing: say so, exit 1
+        raise click.ClickException(str(exc)) from None
     except ExecutorError as exc:
         raise click.UsageError(str(exc)) from None
     finally:

@@ -14,6 +14,7 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -25,6 +26,11 @@ EXECUTORS = ("local", "dask")
 
 class ExecutorError(Exception):
     """The executor cannot run (Dask not installed, scheduler unreachable)."""
+
+
+class WorkerDied(ExecutorError):
+    """A worker process ended abruptly (killed, out of memory, a crash in a library):
+    the scan cannot account for the files it held."""
 
 
 def default_jobs() -> int:
@@ -78,6 +84,13 @@ class Workers:
                     yield from pending.popleft().result()
             while pending:
                 yield from pending.popleft().result()
+        except BrokenProcessPool as exc:
+            self.close(interrupted=True)
+            raise WorkerDied(
+                "a worker process ended abruptly (killed, or out of memory?) while reading"
+                " or coding files; run again with --jobs 1 to see which file"
+                f" ({exc})"
+            ) from None
         except BaseException:  # Ctrl-C, or the consumer stopped: drop what has not run
             for future in pending:
                 future.cancel()

@@ -325,3 +325,20 @@ def test_dask_keeps_input_order_and_passes_exceptions(tmp_path, dask_cluster):
             list(workers.map(_fail_on_five, range(20)))
     finally:
         workers.close()
+
+
+def _die_on_second(batch: list[int]) -> list[int]:
+    if 2 in batch:
+        os._exit(3)  # a worker killed mid-batch (the OOM killer, a crash in a library)
+    return batch
+
+
+def test_a_worker_that_dies_is_a_clear_error_not_a_hang():
+    from rtcode.execute import WorkerDied, Workers
+
+    workers = Workers(jobs=2, batch_size=1)
+    try:
+        with pytest.raises(WorkerDied, match="--jobs 1"):
+            list(workers.map(_die_on_second, range(6)))
+    finally:
+        workers.close(interrupted=True)
