@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -313,8 +314,6 @@ class _Progress:
     """One line on standard error, rewritten at most five times a second."""
 
     def __init__(self, enabled: bool) -> None:
-        import time
-
         self.enabled = enabled
         self.start = time.monotonic()
         self.last = 0.0
@@ -322,8 +321,6 @@ class _Progress:
         self.shown = False
 
     def update(self, event: str, item: object) -> None:
-        import time
-
         if event == "file":
             self.files += 1
             if type(item).__name__ == "ReadError":
@@ -398,7 +395,7 @@ class _Sink:
         self._stream.flush()  # type: ignore[union-attr]
 
     def finish(self, inv, interrupted: bool) -> None:  # type: ignore[no-untyped-def]
-        from .render import csv_text, json_text, scan_summary, table_text
+        from .render import csv_text, json_text, jsonl_tail, table_text
         from .scan import ScanResult
 
         if self.deidentify:
@@ -414,16 +411,8 @@ class _Sink:
             self._write(text)
             return
         if self.fmt == "jsonl":
-            for e in inv.errors:
-                self._line({"record": "error", "path": e.path, "error": e.error})
-            self._line(
-                {
-                    "record": "summary",
-                    "rtcode_version": __version__,
-                    "policy": self.policy.summary(),
-                    **scan_summary(inv, self.plans, interrupted),
-                }
-            )
+            for record in jsonl_tail(inv, self.plans, interrupted, self.policy):
+                self._line(record)
             if self._tmp is not None:
                 stream, self._stream = self._stream, None
                 stream.flush()  # type: ignore[union-attr]
@@ -456,18 +445,11 @@ class _Sink:
 
 
 def _jsonl_records(result):  # type: ignore[no-untyped-def]
-    from .render import plan_json, scan_summary
+    from .render import jsonl_tail, plan_json
 
     for p in result.plans:
         yield {"record": "plan", **plan_json(p, result.policy)}
-    for e in result.inventory.errors:
-        yield {"record": "error", "path": e.path, "error": e.error}
-    yield {
-        "record": "summary",
-        "rtcode_version": __version__,
-        "policy": result.policy.summary(),
-        **scan_summary(result.inventory, len(result.plans), result.interrupted),
-    }
+    yield from jsonl_tail(result.inventory, len(result.plans), result.interrupted, result.policy)
 
 
 def _deidentify(result):

@@ -287,6 +287,21 @@ def plan_row(p: PlanResult, policy: Policy) -> PlanRow:
     )
 
 
+def jsonl_tail(
+    inv: Inventory, plans: int, interrupted: bool, policy: Policy
+) -> list[dict[str, Any]]:
+    """The records a jsonl scan ends with, after its plans: each error, then the
+    summary."""
+    errors = [{"record": "error", "path": e.path, "error": e.error} for e in inv.errors]
+    summary = {
+        "record": "summary",
+        "rtcode_version": __version__,
+        "policy": policy.summary(),
+        **scan_summary(inv, plans, interrupted),
+    }
+    return [*errors, summary]
+
+
 def json_text(plans: list[str], inv: Inventory, interrupted: bool, policy: Policy) -> str:
     """The json document, byte for byte what ``to_json`` writes, from the plans'
     ``PlanRow.json_text``: encoding a plan (the slow, indented encoder) happens once,

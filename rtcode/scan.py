@@ -177,25 +177,19 @@ def _cache_key(entry: reader.FileEntry) -> bytes:
 
 @dataclass(frozen=True)
 class _FileId:
-    """A file as the cache knows it: its real path (bytes: a display name may be
-    lossy), how it was named (a non-DICOM file named on the command line is an
-    error, met in a folder it is skipped), its signature and the facts' context."""
+    """A file as the cache knows it: its real path (``key``: absolute, bytes, since a
+    display name may be lossy), its signature, and the context its facts hold in
+    (rtcode build, limits, and whether it was named: a non-DICOM file named on the
+    command line is an error, met in a folder it is skipped)."""
 
     entry: reader.FileEntry
     signature: tuple[int, int, str]
+    key: bytes
     context: str
 
-    @property
-    def key(self) -> bytes:
-        return _cache_key(self.entry)
 
-    @property
-    def file_context(self) -> str:
-        return self.context_for(self.context, self.entry)
-
-    @staticmethod
-    def context_for(context: str, entry: reader.FileEntry) -> str:
-        return f"{context}:{'named' if entry.explicit else 'found'}"
+def _file_context(context: str, entry: reader.FileEntry) -> str:
+    return f"{context}:{'named' if entry.explicit else 'found'}"
 
 
 def _outcomes(
@@ -221,31 +215,33 @@ def _outcomes(
                 slots.append((entry, None))
                 todo.append(entry)
                 continue
-            key_ = _cache_key(entry)
-            named = _FileId.context_for(context, entry)
+            path_key = _cache_key(entry)
+            named = _file_context(context, entry)
             if entry.stat_key is not None:  # untouched since the cache saw it: not opened
-                hit = cache.get_untouched(key_, entry.stat_key, named)
+                hit = cache.get_untouched(path_key, entry.stat_key, named)
                 if hit is not None and hit[1] is not MISS:
                     signature, outcome = hit
-                    fid = _FileId(entry, signature, context)
+                    fid = _FileId(entry, signature, path_key, named)
                     slots.append((_Done(outcome), None if isinstance(outcome, str) else fid))
                     continue
             peek = reader.peek(entry)
             if peek.kind is not None:  # an image or other object, from its file meta
                 if peek.signature is not None:
-                    cache.put_file(key_, peek.signature, named, peek.kind, entry.stat_key)
+                    cache.put_file(path_key, peek.signature, named, peek.kind, entry.stat_key)
                 slots.append((_Done(peek.kind), None))
                 continue
-            fid = None if peek.signature is None else _FileId(entry, peek.signature, context)
-            found = MISS
-            if fid is not None:
-                found = cache.get_file(fid.key, fid.signature, fid.file_context)
+            if peek.signature is None:  # could not be opened: read() says why
+                slots.append((entry, None))
+                todo.append(entry)
+                continue
+            fid = _FileId(entry, peek.signature, path_key, named)
+            found = cache.get_file(path_key, fid.signature, named)
             if found is MISS:
                 slots.append((entry, fid))
                 todo.append(entry)
             else:
                 if entry.stat_key is not None:  # same content, touched: note the new times
-                    cache.put_file(fid.key, fid.signature, fid.file_context, found, entry.stat_key)  # type: ignore[union-attr]
+                    cache.put_file(path_key, fid.signature, named, found, entry.stat_key)
                 slots.append((_Done(found), fid))
         results = runner.map(file_outcomes, todo, limits) if todo else iter(())
         for slot, fid in slots:
@@ -254,9 +250,7 @@ def _outcomes(
                 continue
             outcome = next(results)
             if cache is not None and fid is not None:
-                cache.put_file(
-                    fid.key, fid.signature, fid.file_context, outcome, fid.entry.stat_key
-                )
+                cache.put_file(fid.key, fid.signature, fid.context, outcome, fid.entry.stat_key)
             yield outcome, fid
 
 
@@ -366,7 +360,7 @@ class Scanner:
                         continue
                     full = MISS
                     if fid is not None:
-                        full = cache.get_file(fid.key, fid.signature, fid.file_context)
+                        full = cache.get_file(fid.key, fid.signature, fid.context)
                     if not isinstance(full, Plan):  # gone from the cache meanwhile: read
                         entry = fid.entry if fid is not None else None
                         full = self._reread(entry, lp.plan.path)
