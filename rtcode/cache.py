@@ -176,6 +176,21 @@ class Cache:
         summary = _loads(row[6]) if row[6] is not None else self.get_file(path, row[:3], context)
         return (row[0], row[1], row[2]), summary
 
+    def stored_signature(self, path: bytes, context: str) -> tuple[int, int, str] | None:
+        """The signature stored for the path under this context (after a
+        ``get_untouched`` of the same path, which read its folder's entries), or None."""
+        row = self._files.get(path)
+        if row is None:
+            if os.path.dirname(path) != self._folder:
+                self._folder = os.path.dirname(path)
+                self._folder_rows = self._folder_index(self._folder)
+            row = self._folder_rows.get(path)
+            if row is None:
+                return None
+        if row[3] != context:
+            return None
+        return (row[0], row[1], row[2])
+
     def _folder_index(self, folder: bytes) -> dict[bytes, tuple]:
         if self._db is None:
             return {}

@@ -4,8 +4,11 @@ cluster. The same function runs everywhere; results come back in input order.
 Work is sent in batches (a few files each, so that inter-process traffic stays small
 next to the work) and only a bounded number of batches is in flight at a time, so
 memory does not grow with the number of files: the caller consumes results as they
-come. Worker processes ignore Ctrl-C; the scanning process handles it, cancels what
-has not started and stops.
+come. Items whose result is already known (``Ready``, e.g. from the scan cache) are
+not sent: they take their place in the output stream as soon as everything before
+them is out, so the stream never waits for work it does not need. Worker processes
+ignore Ctrl-C; the scanning process handles it, cancels what has not started and
+stops.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -31,6 +35,23 @@ class ExecutorError(Exception):
 class WorkerDied(ExecutorError):
     """A worker process ended abruptly (killed, out of memory, a crash in a library):
     the scan cannot account for the files it held."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """An item of ``Workers.map`` whose result is already known: it is not sent to a
+    worker, and ``value`` comes out in its place."""
+
+    value: Any
+
+
+class _Batch:
+    __slots__ = ("items", "future", "results")
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.future: Any = None
+        self.results: list | None = None
 
 
 def default_jobs() -> int:
@@ -63,6 +84,7 @@ class Workers:
         executor: str = "local",
         scheduler: str | None = None,
         batch_size: int = 8,
+        max_waiting: int = 4096,
     ) -> None:
         if executor not in EXECUTORS:
             raise ExecutorError(f"unknown executor {executor!r}: use one of {EXECUTORS}")
@@ -70,20 +92,67 @@ class Workers:
         self.executor = executor
         self.scheduler = scheduler
         self.batch_size = batch_size
+        self.max_waiting = max_waiting
         self._pool: Any = None
         self._client: Any = None
 
-    def map(self, fn: Callable[..., list[R]], items: Iterable[T], *args: Any) -> Iterator[R]:
+    def map(self, fn: Callable[..., list[R]], items: Iterable[Any], *args: Any) -> Iterator[R]:
+        """``fn(batch, *args)`` over the items not ``Ready``, in batches; yields each
+        item's result (a ``Ready`` item's value) in input order. At most ``4 x jobs``
+        batches are in flight and at most ``max_waiting`` items wait for their turn
+        to come out."""
         submit = self._submitter(fn, args)
         depth = self._depth()
-        pending: deque = deque()
+        order: deque = deque()  # Ready, or (batch, index in it), in input order
+        batch = _Batch()
+        in_flight = 0
+
+        def out(block: bool) -> Iterator:
+            """Pop what can come out from the front; ``block``: wait for one batch."""
+            nonlocal in_flight
+            while order:
+                head = order[0]
+                if isinstance(head, Ready):
+                    order.popleft()
+                    yield head.value
+                    continue
+                b, i = head
+                if b.results is None:
+                    if b.future is None or not (block or b.future.done()):
+                        return
+                    b.results = b.future.result()
+                    b.future = None
+                    in_flight -= 1
+                    block = False
+                order.popleft()
+                yield b.results[i]
+
         try:
-            for batch in batched(items, self.batch_size):
-                pending.append(submit(batch))
-                if len(pending) >= depth:
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
+            for item in items:
+                if isinstance(item, Ready):
+                    order.append(item)
+                else:
+                    order.append((batch, len(batch.items)))
+                    batch.items.append(item)
+                    if len(batch.items) >= self.batch_size:
+                        batch.future = submit(batch.items)
+                        in_flight += 1
+                        batch = _Batch()
+                head = order[0]
+                if (
+                    len(order) > self.max_waiting
+                    and not isinstance(head, Ready)
+                    and head[0] is batch
+                ):
+                    batch.future = submit(batch.items)  # everything waits for it: send it
+                    in_flight += 1
+                    batch = _Batch()
+                yield from out(block=in_flight >= depth or len(order) > self.max_waiting)
+            if batch.items:
+                batch.future = submit(batch.items)
+                in_flight += 1
+            while order:
+                yield from out(block=True)
         except BrokenProcessPool as exc:
             self.close(interrupted=True)
             raise WorkerDied(
@@ -92,8 +161,9 @@ class Workers:
                 f" ({exc})"
             ) from None
         except BaseException:  # Ctrl-C, or the consumer stopped: drop what has not run
-            for future in pending:
-                future.cancel()
+            for head in order:
+                if not isinstance(head, Ready) and head[0].future is not None:
+                    head[0].future.cancel()
             raise
 
     def _depth(self) -> int:

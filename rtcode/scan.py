@@ -16,6 +16,7 @@ carrying what was done so far; ``rtcode scan`` reports that and exits 130.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,7 @@ from . import read as reader
 from .cache import MISS, Cache, build_id, key
 from .classify import Classification, classify
 from .errors import RtcodeError
-from .execute import Workers, batched
+from .execute import Ready, Workers
 from .facts import Dose, Inventory, Plan, ReadError, StructureSet
 from .limits import Limits, default_limits
 from .link import LinkedPlan, link
@@ -140,9 +141,10 @@ def _unexpected(exc: BaseException) -> str:
 
 # ------------------------------------------------------------------ the engine
 
-_CHUNK = 256  # files looked up in the cache, then sent to the workers, at a time
-_PLAN_CHUNK = 32  # plans read back whole (control points and all) at a time
-_INLINE_BELOW = 24  # fewer items than this in a chunk: not worth sending to the workers
+_WINDOW = 1024  # items looked at before deciding whether worker processes are worth it
+_INLINE_BELOW = 24  # fewer items to work on than this in a window: done in this process
+_FILE_BATCH = 16  # files sent to a worker at a time (most are images: a quick look each)
+_PLAN_BATCH = 4  # plans sent to a worker at a time (each is milliseconds of work)
 
 
 @dataclass
@@ -156,17 +158,44 @@ class Runner:
     cache: Cache | None = None
     _workers: Workers | None = field(default=None, init=False, repr=False)
 
-    def map(self, fn, items: list, *args) -> Iterator:
-        if self.executor == "local" and (self.jobs <= 1 or len(items) < _INLINE_BELOW):
-            return (result for item in items for result in fn([item], *args))  # lazily
-        if self._workers is None:
+    def map(self, fn, items: Iterable, *args, batch_size: int = 8) -> Iterator:
+        """``fn([item], *args)`` of each item, ``Ready`` items passed through, results in
+        input order. A local scan with little to do (fewer than ``_INLINE_BELOW`` items
+        in the first ``_WINDOW``) does it in this process: starting workers would cost
+        more."""
+        it = iter(items)
+        while self._workers is None:
+            window, work = [], 0
+            for item in it:
+                window.append(item)
+                work += not isinstance(item, Ready)
+                if len(window) >= _WINDOW or work >= _INLINE_BELOW:
+                    break
+            if self.executor == "local" and (self.jobs <= 1 or work < _INLINE_BELOW):
+                yield from _inline(fn, window, args)
+                if len(window) < _WINDOW and work < _INLINE_BELOW:
+                    return  # the input ended
+                if self.jobs <= 1:
+                    yield from _inline(fn, it, args)
+                    return
+                continue
             self._workers = Workers(self.jobs, self.executor, self.scheduler)
-        return self._workers.map(fn, items, *args)
+            it = itertools.chain(window, it)
+        self._workers.batch_size = batch_size
+        yield from self._workers.map(fn, it, *args)
 
     def close(self, interrupted: bool = False) -> None:
         if self._workers is not None:
             self._workers.close(interrupted)
             self._workers = None
+
+
+def _inline(fn, items: Iterable, args: tuple) -> Iterator:
+    for item in items:
+        if isinstance(item, Ready):
+            yield item.value
+        else:
+            yield from fn([item], *args)
 
 
 def _cache_key(entry: reader.FileEntry) -> bytes:
@@ -192,66 +221,91 @@ def _file_context(context: str, entry: reader.FileEntry) -> str:
     return f"{context}:{'named' if entry.explicit else 'found'}"
 
 
+@dataclass(frozen=True)
+class _Look:
+    """A file for a worker to look at: ``known`` is the signature the cache holds for
+    its path (None: none), so that an unchanged file is not parsed again."""
+
+    entry: reader.FileEntry
+    known: tuple[int, int, str] | None
+
+
+_UNCHANGED = "unchanged"  # a worker's answer: the file's signature is the known one
+
+
+def look_at_files(looks: list[_Look], limits: Limits) -> list[tuple]:
+    """(signature, outcome) of each file (the per-file work with a cache, run by the
+    workers): its first bytes decide; an image named by its file meta is done with,
+    a file whose signature is the known one is ``_UNCHANGED``, the rest are read."""
+    out = []
+    for look in looks:
+        peek = reader.peek(look.entry)
+        if peek.signature is None:  # could not be opened: read() says why
+            out.append((None, _one_file(look.entry, limits)))
+        elif peek.kind is not None:  # an image or other object, from its file meta
+            out.append((peek.signature, peek.kind))
+        elif peek.signature == look.known:
+            out.append((peek.signature, _UNCHANGED))
+        else:
+            out.append((peek.signature, _one_file(look.entry, limits)))
+    return out
+
+
 def _outcomes(
     walk: Iterable[reader.FileEntry | reader.WalkError],
     limits: Limits,
     runner: Runner | None,
 ) -> Iterator[tuple[object, _FileId | None]]:
     """Each walked file's outcome, in walk order, with its identity for the cache.
-    With a cache, a file's first bytes decide: an image named by its file meta is done
-    with; an unchanged RT file's facts come from the cache; the rest are read by the
-    runner's workers."""
+    Without a cache every file is read by the runner's workers. With one, a file
+    untouched since the cache saw it is not opened; the workers look at the others'
+    first bytes and read those that changed."""
     runner = runner if runner is not None else Runner()
     cache = runner.cache
-    context = key(build_id(), limits) if cache is not None else ""
-    for chunk in batched(walk, _CHUNK):
-        slots: list = []
-        todo: list[reader.FileEntry] = []
-        for entry in chunk:
+    if cache is None:
+        entries = (Ready(e) if isinstance(e, reader.WalkError) else e for e in walk)
+        for outcome in runner.map(file_outcomes, entries, limits, batch_size=_FILE_BATCH):
+            yield outcome, None
+        return
+    context = key(build_id(), limits)
+    looks: list = []  # (entry, path key, context) of the files sent, in order
+
+    def work() -> Iterator:
+        for entry in walk:
             if isinstance(entry, reader.WalkError):
-                slots.append((_Done(entry), None))
-                continue
-            if cache is None:
-                slots.append((entry, None))
-                todo.append(entry)
+                yield Ready(_Done((entry, None)))
                 continue
             path_key = _cache_key(entry)
             named = _file_context(context, entry)
+            known = None
             if entry.stat_key is not None:  # untouched since the cache saw it: not opened
                 hit = cache.get_untouched(path_key, entry.stat_key, named)
                 if hit is not None and hit[1] is not MISS:
                     signature, outcome = hit
                     fid = _FileId(entry, signature, path_key, named)
-                    slots.append((_Done(outcome), None if isinstance(outcome, str) else fid))
+                    yield Ready(_Done((outcome, None if isinstance(outcome, str) else fid)))
                     continue
-            peek = reader.peek(entry)
-            if peek.kind is not None:  # an image or other object, from its file meta
-                if peek.signature is not None:
-                    cache.put_file(path_key, peek.signature, named, peek.kind, entry.stat_key)
-                slots.append((_Done(peek.kind), None))
-                continue
-            if peek.signature is None:  # could not be opened: read() says why
-                slots.append((entry, None))
-                todo.append(entry)
-                continue
-            fid = _FileId(entry, peek.signature, path_key, named)
-            found = cache.get_file(path_key, fid.signature, named)
-            if found is MISS:
-                slots.append((entry, fid))
-                todo.append(entry)
-            else:
-                if entry.stat_key is not None:  # same content, touched: note the new times
-                    cache.put_file(path_key, fid.signature, named, found, entry.stat_key)
-                slots.append((_Done(found), fid))
-        results = runner.map(file_outcomes, todo, limits) if todo else iter(())
-        for slot, fid in slots:
-            if isinstance(slot, _Done):
-                yield slot.outcome, fid
-                continue
-            outcome = next(results)
-            if cache is not None and fid is not None:
-                cache.put_file(fid.key, fid.signature, fid.context, outcome, fid.entry.stat_key)
-            yield outcome, fid
+                known = cache.stored_signature(path_key, named)
+            looks.append((entry, path_key, named))
+            yield _Look(entry, known)
+
+    sent = iter(looks)  # looks grows as work() runs; results come back in its order
+    for result in runner.map(look_at_files, work(), limits, batch_size=_FILE_BATCH):
+        if isinstance(result, _Done):  # a walk error, or an untouched file's outcome
+            yield result.outcome
+            continue
+        signature, outcome = result
+        entry, path_key, named = next(sent)
+        if signature is None:
+            yield outcome, None
+            continue
+        fid = _FileId(entry, signature, path_key, named)
+        if outcome == _UNCHANGED:
+            outcome = cache.get_file(path_key, signature, named)
+            if outcome is MISS:  # gone from the cache meanwhile (another scan): read
+                outcome = _one_file(entry, limits)
+        cache.put_file(path_key, signature, named, outcome, entry.stat_key)
+        yield outcome, (None if isinstance(outcome, str) else fid)
 
 
 def _coded(outcome: object) -> bool:
@@ -346,49 +400,55 @@ class Scanner:
 
     def _code(self, linked: list[LinkedPlan], files: dict[int, _FileId]):
         cache = self.runner.cache
-        for chunk in batched(linked, _PLAN_CHUNK):
-            slots: list = []
-            todo: list[LinkedPlan] = []
-            for lp in chunk:
-                result_key = None
-                if cache is not None:
-                    fid = files.get(id(lp.plan))
-                    result_key = self._result_key(lp, files)
-                    found = cache.get_result(result_key) if result_key else MISS
-                    if found is not MISS:
-                        slots.append((_Done(found), None))
-                        continue
-                    full = MISS
-                    if fid is not None:
-                        full = cache.get_file(fid.key, fid.signature, fid.context)
-                    if not isinstance(full, Plan):  # gone from the cache meanwhile: read
-                        entry = fid.entry if fid is not None else None
-                        full = self._reread(entry, lp.plan.path)
-                    if not isinstance(full, Plan):
-                        slots.append((_Done(full), None))
-                        continue
-                    lp = replace(lp, plan=full)
-                slots.append((lp, result_key))
-                todo.append(lp)
-            results = (
-                self.runner.map(classify_plans, todo, self.policy, self.date_override, self.render)
-                if todo
-                else iter(())
-            )
-            for slot, result_key in slots:
-                if isinstance(slot, _Done):
-                    outcome = slot.outcome
-                else:
-                    outcome = next(results)
-                    if cache is not None and result_key is not None and _coded(outcome):
-                        cache.put_result(result_key, outcome)
-                if isinstance(outcome, ReadError):
-                    self.inventory.errors.append(outcome)
-                    self.progress("error", outcome)
-                elif _coded(outcome):
-                    self.plans_coded += 1
-                    self.progress("plan", outcome)
-                    yield outcome
+        keys: list = []  # result key of each plan sent, in order
+
+        def work() -> Iterator:
+            for lp in linked:
+                if cache is None:
+                    keys.append(None)
+                    yield lp
+                    continue
+                result_key = self._result_key(lp, files)
+                found = cache.get_result(result_key) if result_key else MISS
+                if found is not MISS:
+                    yield Ready(_Done(found))
+                    continue
+                fid = files.get(id(lp.plan))
+                full = MISS
+                if fid is not None:
+                    full = cache.get_file(fid.key, fid.signature, fid.context)
+                if not isinstance(full, Plan):  # gone from the cache meanwhile: read
+                    entry = fid.entry if fid is not None else None
+                    full = self._reread(entry, lp.plan.path)
+                if not isinstance(full, Plan):
+                    yield Ready(_Done(full))
+                    continue
+                keys.append(result_key)
+                yield replace(lp, plan=full)
+
+        sent = iter(keys)
+        results = self.runner.map(
+            classify_plans,
+            work(),
+            self.policy,
+            self.date_override,
+            self.render,
+            batch_size=_PLAN_BATCH,
+        )
+        for outcome in results:
+            if isinstance(outcome, _Done):
+                outcome = outcome.outcome
+            else:
+                result_key = next(sent)
+                if cache is not None and result_key is not None and _coded(outcome):
+                    cache.put_result(result_key, outcome)
+            if isinstance(outcome, ReadError):
+                self.inventory.errors.append(outcome)
+                self.progress("error", outcome)
+            elif _coded(outcome):
+                self.plans_coded += 1
+                self.progress("plan", outcome)
+                yield outcome
 
     def _result_key(self, lp: LinkedPlan, files: dict[int, _FileId]) -> str | None:
         """Everything a plan's coded result depends on, hashed; None: not cacheable."""

@@ -25,7 +25,7 @@ from rtcode import policy as policy_mod
 from rtcode import read as reader
 from rtcode import scan as scan_mod
 from rtcode.cache import Cache
-from rtcode.execute import ExecutorError, Workers
+from rtcode.execute import ExecutorError, Ready, Workers
 from rtcode.render import scan_json
 from rtcode.scan import Runner, scan
 
@@ -102,9 +102,11 @@ def to_parse(baseline: dict, cached: bool) -> int:
 
 
 def assert_ran_where_sent(reads: list[str], jobs: int, n_parse: int, total_files: int) -> None:
-    # the expectations below assume one chunk: every file is looked at before any is sent
-    assert total_files <= scan_mod._CHUNK
-    if jobs > 1 and n_parse >= scan_mod._INLINE_BELOW:
+    """Every file is sent (cold: even with a cache, its first bytes are looked at by a
+    worker); with one job, or too few files to be worth workers, this process parses."""
+    # the expectations below assume one window: the decision is made once
+    assert total_files <= scan_mod._WINDOW
+    if jobs > 1 and total_files >= scan_mod._INLINE_BELOW:
         assert reads == [], "the workers should have parsed every file, not this process"
     else:
         assert len(reads) == n_parse
@@ -149,10 +151,10 @@ def test_same_json_with_cache_cold_and_warm(
     assert parent_reads == []  # nothing parsed anywhere: nothing was sent to workers
 
 
-def test_the_combined_inputs_do_reach_the_workers_with_a_cache(baselines):
-    """Guard for the test above: with a cold cache only the non-image files are parsed,
-    and they must be enough to be sent to the workers, or jobs=2 tests nothing there."""
-    assert to_parse(baselines["both"], cached=True) >= scan_mod._INLINE_BELOW
+def test_the_combined_inputs_do_reach_the_workers(baselines):
+    """Guard for the tests above: there must be enough files and plans to be sent to the
+    workers, or jobs=2 tests nothing there."""
+    assert baselines["both"]["summary"]["files_seen"] >= scan_mod._INLINE_BELOW
     assert baselines["both"]["summary"]["plans"] >= scan_mod._INLINE_BELOW
 
 
@@ -209,6 +211,41 @@ def test_workers_keep_input_order_when_batches_finish_out_of_order(tmp_path):
     pids = {pid for _, pid, _ in results}
     assert os.getpid() not in pids
     assert results[0][1] != results[1][1]  # 0 waited while 1 ran: two processes
+
+
+def _with_pid(batch: list[int]) -> list[tuple[int, int]]:
+    return [(item, os.getpid()) for item in batch]
+
+
+@pytest.mark.parametrize("max_waiting", [2, 4096])
+def test_ready_items_are_not_sent_and_keep_their_place(max_waiting):
+    """Results already known (from the cache) come out in their place between the
+    workers' results, whether they wait for a batch or push it out early."""
+    items = [Ready(("known", i)) if i % 3 == 0 else i for i in range(50)]
+    workers = Workers(jobs=2, batch_size=4, max_waiting=max_waiting)
+    try:
+        results = list(workers.map(_with_pid, items))
+    finally:
+        workers.close()
+    assert [r[0] if r[0] != "known" else r[1] for r in results] == list(range(50))
+    assert all(r[0] == "known" for r in results[::3])  # passed through, not sent
+    assert os.getpid() not in {pid for i, (_, pid) in enumerate(results) if i % 3}
+
+
+@pytest.mark.parametrize(
+    ("n_work", "in_workers"), [(scan_mod._INLINE_BELOW - 1, False), (60, True)]
+)
+def test_runner_starts_workers_only_when_there_is_enough_work(n_work, in_workers):
+    items = [Ready(("known", -1))] * 5 + list(range(n_work))
+    runner = Runner(jobs=2)
+    try:
+        results = list(runner.map(_with_pid, items))
+    finally:
+        runner.close()
+    assert results[:5] == [("known", -1)] * 5
+    assert [item for item, _ in results[5:]] == list(range(n_work))
+    pids = {pid for _, pid in results[5:]}
+    assert (os.getpid() not in pids) is in_workers
 
 
 def test_workers_exception_reaches_the_caller():
@@ -293,9 +330,9 @@ def test_dask_same_json(tmp_path, archive, baselines, parent_reads, dask_cluster
 
     assert scan_json(result) == expected
     assert parent_reads == []  # every file was parsed on the cluster
-    n_parse = to_parse(expected, cached)
-    batches = dask_tasks(client, since, "file_outcomes")
-    assert len(batches) == -(-n_parse // 8)  # batches of 8 files
+    n_files = expected["summary"]["files_seen"]
+    batches = dask_tasks(client, since, "look_at_files" if cached else "file_outcomes")
+    assert len(batches) == -(-n_files // scan_mod._FILE_BATCH)  # every file, in batches
     assert {t["worker"] for t in batches} <= set(client.scheduler_info()["workers"])
     assert dask_tasks(client, since, "classify_plans")
 
