@@ -268,18 +268,24 @@ class PlanRow:
     """One coded plan rendered for every scan format, small enough to keep per plan
     (and to cache): the plan's facts and arrays are not kept."""
 
-    json_text: str  # the plan's object as it sits in the json document (indented)
     json_line: str  # its jsonl line
     csv: list[str]
     table: tuple[str, ...]
     details: list[str]
 
+    @property
+    def json_text(self) -> str:
+        """The plan's object as it sits in the json document (indented). Made from the
+        jsonl line only when asked for: the indenting encoder is pure Python, ten
+        times slower than the compact one, and most big scans are jsonl."""
+        data = json.loads(self.json_line)
+        del data["record"]
+        return json.dumps(data, indent=2, ensure_ascii=False).replace("\n", "\n    ")
+
 
 def plan_row(p: PlanResult, policy: Policy) -> PlanRow:
     data = plan_json(p, policy)
-    text = json.dumps(data, indent=2, ensure_ascii=False)
     return PlanRow(
-        json_text=text.replace("\n", "\n    "),
         json_line=json.dumps({"record": "plan", **data}, ensure_ascii=False),
         csv=csv_row(p),
         table=table_row(p),
@@ -304,8 +310,7 @@ def jsonl_tail(
 
 def json_text(plans: list[str], inv: Inventory, interrupted: bool, policy: Policy) -> str:
     """The json document, byte for byte what ``to_json`` writes, from the plans'
-    ``PlanRow.json_text``: encoding a plan (the slow, indented encoder) happens once,
-    in the worker that coded it."""
+    ``PlanRow.json_text``."""
     doc = scan_document([], inv, interrupted, policy)
     doc["summary"]["plans"] = len(plans)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
