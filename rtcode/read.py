@@ -63,7 +63,7 @@ _NESTED = (
 class FileEntry:
     """A path to examine; ``explicit`` when the user named the file itself."""
 
-    path: Path
+    path: str | os.PathLike[str]  # a str when found by walking a folder
     display: str
     explicit: bool
     # (size, mtime_ns, ctime_ns, inode) when the walk saw the file: lets the scan
@@ -126,34 +126,34 @@ def walk(
 
 
 def _walk_dir(top: Path, display_top: str) -> Iterator[FileEntry | WalkError]:
-    errors: list[OSError] = []
-    for dirpath, dirnames, filenames in os.walk(top, onerror=errors.append, followlinks=False):
-        while errors:
-            exc = errors.pop()
+    """Files under ``top``, depth first, each folder's names in sorted order. Paths are
+    plain strings (a ``Path`` object per file costs more than the stat it carries:
+    tens of thousands of files, nightly)."""
+    stack = [(os.fspath(top), display_top)]
+    while stack:
+        folder, display_folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                listing = sorted((e.name, e.path, e.is_dir(follow_symlinks=False)) for e in it)
+        except OSError as exc:
             yield WalkError(
-                printable(exc.filename or dirpath), f"cannot list folder: {_os_reason(exc)}"
+                printable(exc.filename or display_folder), f"cannot list folder: {_os_reason(exc)}"
             )
-        dirnames.sort()
-        rel = os.path.relpath(dirpath, top)
-        for name in sorted(filenames):
-            path = Path(dirpath, name)
-            display = printable(
-                os.path.join(display_top, name)
-                if rel == "."
-                else os.path.join(display_top, rel, name)
-            )
+            continue
+        folders = []
+        for name, path, is_dir in listing:
+            display = printable(os.path.join(display_folder, name))
+            if is_dir:
+                folders.append((path, display))
+                continue
             try:
-                st = path.stat()
+                st = os.stat(path)
             except OSError as exc:
                 yield WalkError(display, f"cannot open: {_os_reason(exc, path)}")
                 continue
             if stat.S_ISREG(st.st_mode):
-                yield FileEntry(path, display, explicit=False, stat_key=stat_key(st))
-    while errors:
-        exc = errors.pop()
-        yield WalkError(
-            printable(exc.filename or display_top), f"cannot list folder: {_os_reason(exc)}"
-        )
+                yield FileEntry(path, display, explicit=False, stat_key=stat_key(st))  # type: ignore[arg-type]
+        stack.extend(reversed(folders))
 
 
 def printable(path: str) -> str:
@@ -170,7 +170,7 @@ def printable(path: str) -> str:
     return path
 
 
-def _os_reason(exc: OSError, path: Path | None = None) -> str:
+def _os_reason(exc: OSError, path: str | os.PathLike[str] | None = None) -> str:
     reason = exc.strerror or str(exc) or "the operating system refused"
     if path is not None and os.path.islink(path):
         return f"a symbolic link that cannot be followed ({reason})"
@@ -256,7 +256,7 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
             if form is None:
                 # Met while walking a folder, a non-DICOM file (a README, a PDF) is
                 # counted and skipped; named explicitly or called *.dcm, it is an error.
-                if entry.explicit or entry.path.suffix.lower() == ".dcm":
+                if entry.explicit or os.path.splitext(entry.path)[1].lower() == ".dcm":
                     raise NotDicomError(
                         "not a DICOM file: no 'DICM' marker at byte 128 and no DICOM header"
                         " at the start" + _short_file(len(head))
