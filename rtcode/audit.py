@@ -30,12 +30,12 @@ from decimal import Decimal
 
 from .classify import LABELS, Category
 from .facts import Plan, ReadError
-from .policy import Policy
+from .policy import AUDIT_SEVERITIES, Policy
 from .read_billing import Charge, PtpFile, RejectedRow, parse_date
 from .related import valid_on
 from .scan import PlanResult
 
-SEVERITIES = ("error", "warning", "info")  # most severe first
+SEVERITIES = AUDIT_SEVERITIES  # most severe first
 RANK = {"info": 0, "warning": 1, "error": 2}
 
 # What each finding kind means, in a coding auditor's words.

@@ -9,10 +9,13 @@ that every number can be traced back to the element it came from.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # arrays are made by the extractor; a rescan from the cache needs no numpy
+    import numpy as np
 
 
 class Modality(str, Enum):
@@ -139,12 +142,12 @@ class Beam:
     @property
     def gantry_start_deg(self) -> float | None:
         g = self.control_points.gantry_deg
-        return None if g.size == 0 or np.isnan(g[0]) else float(g[0])
+        return None if g.size == 0 or math.isnan(g[0]) else float(g[0])
 
     @property
     def gantry_stop_deg(self) -> float | None:
         g = self.control_points.gantry_deg
-        return None if g.size == 0 or np.isnan(g[-1]) else float(g[-1])
+        return None if g.size == 0 or math.isnan(g[-1]) else float(g[-1])
 
     @property
     def gantry_direction(self) -> str | None:
@@ -154,14 +157,14 @@ class Beam:
     @property
     def isocenter_mm(self) -> tuple[float, float, float] | None:
         iso = self.control_points.isocenter_mm
-        if iso.shape[0] == 0 or np.isnan(iso[0]).any():
+        if iso.shape[0] == 0 or any(math.isnan(v) for v in iso[0]):
             return None
         return (float(iso[0, 0]), float(iso[0, 1]), float(iso[0, 2]))
 
     @property
     def nominal_energy(self) -> float | None:
         e = self.control_points.nominal_energy
-        return None if e.size == 0 or np.isnan(e[0]) else float(e[0])
+        return None if e.size == 0 or math.isnan(e[0]) else float(e[0])
 
 
 # ------------------------------------------------------------------------- plans

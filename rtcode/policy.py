@@ -23,6 +23,8 @@ from typing import Any
 
 from .errors import PolicyError
 
+AUDIT_SEVERITIES = ("error", "warning", "info")  # of an audit finding, most severe first
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -178,7 +180,7 @@ def _audit_severities(value: Any) -> str | None:
     for kind, severity in value.items():
         if kind not in AUDIT_FINDING_KINDS:
             return "a table whose keys are " + ", ".join(AUDIT_FINDING_KINDS) + f" (found {kind!r})"
-        if severity not in ("error", "warning", "info"):
+        if severity not in AUDIT_SEVERITIES:
             return f'"error", "warning" or "info" for each kind; {kind} = {severity!r}'
     missing = [k for k in AUDIT_FINDING_KINDS if k not in value]
     return f"a severity for every finding kind (missing: {', '.join(missing)})" if missing else None

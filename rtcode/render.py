@@ -10,14 +10,16 @@ import re
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .classify import BeamAssessment, Classification, roi_role
 from .facts import Inventory
-from .metrics import apertures, plan_metrics
 from .policy import Policy
-from .scan import PlanResult, ScanResult
+from .scan import ScanResult
+
+if TYPE_CHECKING:  # imported where used: rendering cached rows needs neither
+    from .classify import BeamAssessment, Classification
+    from .scan import PlanResult
 
 ADVISORY = (
     "rtcode is advisory: it suggests codes with their evidence;"
@@ -93,6 +95,8 @@ def beam_json(b: BeamAssessment) -> dict[str, Any]:
 
 
 def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
+    from .classify import roi_role
+
     lp, c = result.linked, result.classification
     plan = lp.plan
     ss = lp.structure_set
@@ -497,6 +501,8 @@ def control_points_json(b: BeamAssessment) -> list[dict[str, Any]]:
     """Every control point of a beam, values carried forward, with its aperture."""
     beam, m = b.beam, b.metrics
     cps = beam.control_points
+    from .metrics import apertures
+
     ap = apertures(beam)
     mu = b.meterset_mu
     weights = cps.cumulative_meterset_weight
@@ -535,6 +541,8 @@ def inspect_json(
     lp, c = result.linked, result.classification
     plan = lp.plan
     ports = [b for b in c.beams if b.counted]
+    from .metrics import plan_metrics
+
     agg = plan_metrics([(b.metrics, b.meterset_mu) for b in ports])
     beams = []
     for b in c.beams:

@@ -21,17 +21,20 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import read as reader
 from .cache import MISS, Cache, build_id, key
-from .classify import Classification, classify
 from .errors import RtcodeError
 from .execute import Ready, Workers
 from .facts import Dose, Inventory, Plan, ReadError, StructureSet
 from .limits import Limits, default_limits
 from .link import LinkedPlan, link
 from .policy import Policy
-from .related import RelatedCode, date_of_service, related_codes
+
+if TYPE_CHECKING:  # imported where plans are coded: a rescan from the cache needs neither
+    from .classify import Classification
+    from .related import RelatedCode
 
 
 @dataclass(frozen=True, eq=False)
@@ -337,6 +340,9 @@ def classify_plans(
 
 
 def _classify_one(lp: LinkedPlan, policy: Policy, date_override: dt.date | None):
+    from .classify import classify
+    from .related import date_of_service, related_codes
+
     try:
         c = classify(lp, policy)
         day = date_of_service(lp, date_override)

@@ -276,9 +276,9 @@ def test_ctrl_c_keeps_what_was_read(monkeypatch):
 
 
 def test_ctrl_c_while_coding_keeps_the_plans_coded(monkeypatch):
-    import rtcode.scan
+    import rtcode.classify
 
-    real = rtcode.scan.classify
+    real = rtcode.classify.classify
     calls = {"n": 0}
 
     def classifying(lp, policy):
@@ -287,7 +287,7 @@ def test_ctrl_c_while_coding_keeps_the_plans_coded(monkeypatch):
             raise KeyboardInterrupt
         return real(lp, policy)
 
-    monkeypatch.setattr(rtcode.scan, "classify", classifying)
+    monkeypatch.setattr(rtcode.classify, "classify", classifying)
     with pytest.raises(ScanInterrupted) as stopped:
         scan([str(SAMPLE_DATA)], policy_mod.load())
     assert stopped.value.result.interrupted and len(stopped.value.result.plans) == 2

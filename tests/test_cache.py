@@ -20,9 +20,9 @@ import pytest
 from conftest import SAMPLE_DATA
 
 from rtcode import cache as cache_mod
+from rtcode import classify as classify_mod
 from rtcode import policy as policy_mod
 from rtcode import read as reader
-from rtcode import scan as scan_mod
 from rtcode.cache import Cache
 from rtcode.render import scan_json
 from rtcode.scan import Runner, ScanInterrupted, scan
@@ -50,15 +50,15 @@ def reads(monkeypatch) -> list[str]:
 
 @pytest.fixture
 def codings(monkeypatch) -> list[str]:
-    """The plans coded (rtcode.scan.classify), in order."""
+    """The plans coded (rtcode.classify.classify), in order."""
     seen: list[str] = []
-    real_classify = scan_mod.classify
+    real_classify = classify_mod.classify
 
     def counting_classify(lp, policy):
         seen.append(lp.plan.path)
         return real_classify(lp, policy)
 
-    monkeypatch.setattr(scan_mod, "classify", counting_classify)
+    monkeypatch.setattr(classify_mod, "classify", counting_classify)
     return seen
 
 
@@ -273,7 +273,7 @@ def test_scan_interrupted_while_reading_leaves_a_usable_cache(tmp_path, baseline
 def test_scan_interrupted_while_coding_keeps_the_results_made(tmp_path, baseline, monkeypatch):
     plans = baseline["summary"]["plans"]
     ctrl_c_after = plans // 2
-    real_classify = scan_mod.classify
+    real_classify = classify_mod.classify
     coded: list[str] = []
 
     def classify_then_ctrl_c(lp, policy):
@@ -282,7 +282,7 @@ def test_scan_interrupted_while_coding_keeps_the_results_made(tmp_path, baseline
         coded.append(lp.plan.path)
         return real_classify(lp, policy)
 
-    monkeypatch.setattr(scan_mod, "classify", classify_then_ctrl_c)
+    monkeypatch.setattr(classify_mod, "classify", classify_then_ctrl_c)
     cache_path = tmp_path / "scan-cache.sqlite"
     with Cache(cache_path) as cache, pytest.raises(ScanInterrupted) as stopped:
         scan([str(SAMPLE_DATA)], POLICY, runner=Runner(jobs=1, cache=cache))

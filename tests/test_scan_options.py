@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import SAMPLE_DATA
 
-from rtcode.cli import main
+from rtcode.cli import main, whole_result_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -223,10 +223,9 @@ def test_rows_rendered_by_workers_are_byte_identical(fmt, jobs, tmp_path):
     """Plans are rendered in the workers and the documents assembled from those rows:
     the text is exactly what rendering the whole result at once gives."""
     from rtcode import policy as policy_mod
-    from rtcode.cli import FORMATS
     from rtcode.scan import scan
 
-    whole = FORMATS[fmt](scan([str(SAMPLE_DATA)], policy_mod.load()))
+    whole = whole_result_text(fmt, scan([str(SAMPLE_DATA)], policy_mod.load()))
     cache = str(tmp_path / "c.sqlite")
     for _ in range(2):  # cold, then warm from the cached rows
         assert _scan("--format", fmt, "--jobs", jobs, "--cache", cache).stdout == whole
@@ -247,3 +246,35 @@ def test_cache_knows_a_file_by_its_absolute_path(tmp_path, monkeypatch):
     monkeypatch.setattr(rtcode.read, "read", lambda *a, **k: calls.append(a) or real(*a, **k))
     _scan("--format", "csv", "--jobs", "1", "--cache", cache)
     assert [c for c in calls if str(c[0].path).endswith(".dcm")] == []
+
+
+def test_the_command_line_knows_every_audit_format():
+    """rtcode.cli names the audit formats without importing their renderers (start-up
+    time): the names must be the renderers'."""
+    from rtcode.cli import AUDIT_FORMATS
+    from rtcode.render_audit import FORMATS
+
+    assert sorted(AUDIT_FORMATS) == sorted(FORMATS)
+
+
+def test_a_rescan_from_the_cache_loads_neither_numpy_nor_pydicom(tmp_path):
+    """A nightly rescan of unchanged files is start-up, a walk and cache lookups: it must
+    not pay for importing the classifier's numpy or the reader's pydicom."""
+    cache = str(tmp_path / "c.sqlite")
+    args = ["scan", str(SAMPLE_DATA), "--format", "jsonl", "--cache", cache, "--quiet"]
+    code = (
+        "import sys\n"
+        "from rtcode.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(' '.join(sorted(m for m in ('numpy', 'pydicom') if m in sys.modules)),"
+        " file=sys.stderr)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    cold = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    warm = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert cold.stdout == warm.stdout and cold.stdout.count('"record": "plan"') == 20
+    assert "numpy" in cold.stderr.strip().splitlines()[-1]  # the cold scan codes plans here
+    assert warm.stderr.strip().splitlines()[-1:] in ([], [""])
