@@ -173,7 +173,13 @@ class Cache:
         row = self._folder_rows.get(path)
         if row is None or row[3] != context or (row[0], row[1], row[4], row[5]) != stat:
             return None
-        summary = _loads(row[6]) if row[6] is not None else self.get_file(path, row[:3], context)
+        blob = row[6]
+        if blob is None:
+            summary = self.get_file(path, row[:3], context)
+        elif blob in _KINDS:  # "image" and the like: thousands of identical rows
+            summary = _KINDS[blob]
+        else:
+            summary = _loads(blob)
         return (row[0], row[1], row[2]), summary
 
     def stored_signature(self, path: bytes, context: str) -> tuple[int, int, str] | None:
@@ -215,7 +221,12 @@ class Cache:
         blob = pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
         ctime_ns, inode = (stat[2], stat[3]) if stat is not None else (None, None)
         small = summary(outcome)
-        small_blob = None if small is None else pickle.dumps(small, pickle.HIGHEST_PROTOCOL)
+        if small is None:
+            small_blob = None
+        elif small is outcome:  # a skipped file's kind: its own summary
+            small_blob = blob
+        else:
+            small_blob = pickle.dumps(small, pickle.HIGHEST_PROTOCOL)
         self._files[path] = (
             *signature,
             context,
@@ -323,6 +334,13 @@ def summary(outcome: Any) -> Any:
     if isinstance(outcome, Plan):
         return replace(outcome, beams=())
     return None
+
+
+# The pickles of the skipped kinds' names, decoded once.
+_KINDS = {
+    pickle.dumps(kind, pickle.HIGHEST_PROTOCOL): kind
+    for kind in ("image", "other_dicom", "not_dicom")
+}
 
 
 def _loads(blob: bytes) -> Any:
