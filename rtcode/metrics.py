@@ -10,11 +10,23 @@ intersection of each layer's leaf-pair opening and the jaws; strips outside the
 jaws are closed. Area is the sum of strip openings times strip widths; the
 perimeter follows the outline of that union of strips. On the shared Pinnacle
 plan this reproduces DVHA-MLCA's per-control-point areas and perimeters.
+
+Speed: a scan measures every beam of every plan, and most beams have few control
+points, so the cost is mostly numpy's overhead per call rather than arithmetic:
+fewer, larger numpy calls win. Hence the shapes below: all control points at once;
+both leaf banks stacked in one (2, n, strips) array of "ends" (the open interval's
+start ``lo`` and its end mirrored, ``-hi``, so that one minimum or maximum serves
+both banks); intermediates computed once in ``beam_metrics`` and handed on; only the
+strips open at some control point measured; per-MLC geometry cached. Results agree
+with measuring one control point and one strip at a time to rounding (sums may add
+in another order), which tests/test_metrics_speed_equivalence.py checks.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -22,6 +34,11 @@ from .facts import Beam, BeamLimitingDevice
 
 # Differences smaller than this are numeric noise in exported positions, not motion.
 _NOISE_MM = 1e-3
+
+# Multiplies (lo, hi) pairs into (lo, -hi): the mirrored form of the ends.
+_MIRROR = np.array([1.0, -1.0])
+# Ends of a strip whose opening is unknown: lo = hi = +0.0 (so -hi is -0.0).
+_CLOSED_ENDS = np.array([0.0, -0.0])[:, None, None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,76 +69,147 @@ class Apertures:
         if width is None:
             width = self.width_mm()
         open_ = width > 0
-        sides = (open_ * self.height_mm).sum(axis=1) * 2.0
-        lo = np.where(open_, self.lo_mm, 0.0)
-        hi = np.where(open_, self.hi_mm, 0.0)
-        # Edges between neighbouring strips: the length covered by exactly one of them.
-        pad = np.zeros((width.shape[0], 1))
-        lo_p, hi_p, w_p = (np.concatenate([pad, a, pad], axis=1) for a in (lo, hi, width))
-        both = (w_p[:, 1:] > 0) & (w_p[:, :-1] > 0)
-        overlap = np.minimum(hi_p[:, 1:], hi_p[:, :-1]) - np.maximum(lo_p[:, 1:], lo_p[:, :-1])
-        overlap = np.where(both, np.clip(overlap, 0, None), 0.0)
-        across = (w_p[:, 1:] + w_p[:, :-1] - 2 * overlap).sum(axis=1)
-        return sides + across
+        n, s = width.shape
+        open_ends = np.full((2, n, s + 2), np.inf)
+        np.copyto(open_ends[:, :, 1:-1], np.stack([self.lo_mm, -self.hi_mm]), where=open_)
+        return _perimeter(width.sum(axis=1), open_, self.height_mm, open_ends)
+
+
+def _perimeter(
+    width_sum: np.ndarray, open_: np.ndarray, height: np.ndarray, open_ends: np.ndarray
+) -> np.ndarray:
+    """Outline length of the union of open strips, per control point. ``width_sum``: the
+    summed widths of the strips per control point; ``open_ends`` (2, n, s + 2): the ends
+    (lo, -hi) of open strips, +inf for closed ones, with a closed strip added on either
+    side."""
+    # Both sides of every open strip; and the edges between neighbouring strips (and the
+    # closed strips beyond the last ones): the length covered by exactly one of them,
+    # w_a + w_b - 2 * overlap, over all edges twice (sum of widths - sum of overlaps).
+    # The overlap, min(hi) - max(lo) = -(max(lo) + max(-hi)), comes out -inf, i.e.
+    # none, when either strip is closed, since closed strips' ends are +inf.
+    sides = np.add.reduce(height, axis=1, where=open_)
+    inner = np.maximum(open_ends[:, :, 1:], open_ends[:, :, :-1])
+    minus_overlap = np.minimum(inner[0] + inner[1], 0.0).sum(axis=1)
+    return 2.0 * (sides + width_sum + minus_overlap)
 
 
 def apertures(beam: Beam) -> Apertures | None:
     """The beam's aperture at every control point; None when no device says anything."""
+    geometry = _geometry(beam)
+    if geometry is None:
+        return None
+    edges, ends, _, height, jaw_travel, jaw_strip, has_mlc, leaf_axis = geometry
+    n = ends.shape[1]
+    jaw_travel, jaw_strip = (
+        np.full((n, 2), np.nan) if jaw is None else np.array(jaw, dtype=float)
+        for jaw in (jaw_travel, jaw_strip)
+    )
+    return Apertures(
+        edges.copy(), ends[0], -ends[1], height, jaw_travel, jaw_strip, has_mlc, leaf_axis
+    )
+
+
+def _geometry(beam: Beam, finite: bool = False) -> tuple | None:
+    """What ``apertures(beam)`` is made of: strip edges (shared: do not write to them),
+    the open intervals' ends stacked as (lo, -hi): (2, n, s), the levels (the strip
+    edges cut by the jaws across the strips): (n, s + 1), the strips' heights, the
+    jaws along leaf travel and across the strips (None: no such jaws; else possibly
+    the position arrays themselves: do not write to them), whether there is an MLC,
+    the leaf axis. ``finite``: every position is known to be finite (no NaN, no
+    infinity), which spares some checks."""
     cps = beam.control_points
     n = cps.count
+    positions = cps.positions_mm
     mlcs = [
-        d
-        for d in beam.devices
-        if d.is_mlc and d.leaf_boundaries_mm and d.device_type in cps.positions_mm
+        d for d in beam.devices if d.is_mlc and d.leaf_boundaries_mm and d.device_type in positions
     ]
     leaf_axis = mlcs[0].travel_axis if mlcs else "X"
-    strip_axis = "Y" if leaf_axis == "X" else "X"
-    jaw_travel = _jaws(beam, cps.positions_mm, leaf_axis, n)
-    jaw_strip = _jaws(beam, cps.positions_mm, strip_axis, n)
+    jaws = _jaws(beam, positions)
+    jaw_travel, jaw_strip = jaws.get(leaf_axis), jaws.get("Y" if leaf_axis == "X" else "X")
     if not mlcs:
         # Jaws only: one strip between the jaws across, open between the jaws along.
+        if jaw_travel is None or jaw_strip is None:
+            return None
         if np.isnan(jaw_travel).any() or np.isnan(jaw_strip).any():
             return None
         edges = np.array([jaw_strip[:, 0].min(), jaw_strip[:, 1].max()])
-        lo, hi = jaw_travel[:, :1].copy(), jaw_travel[:, 1:].copy()
-        height = _strip_heights(edges, jaw_strip)
-        return Apertures(edges, lo, hi, height, jaw_travel, jaw_strip, False, leaf_axis)
-    mlcs = [d for d in mlcs if d.travel_axis == leaf_axis]
-    edges = np.unique(np.concatenate([np.asarray(d.leaf_boundaries_mm) for d in mlcs]))
+        ends = np.stack([jaw_travel[:, :1], -jaw_travel[:, 1:]])
+    else:
+        mlcs = [d for d in mlcs if d.travel_axis == leaf_axis]
+        edges, layers = _strip_layout(
+            tuple((tuple(d.leaf_boundaries_mm), d.number_of_pairs) for d in mlcs)
+        )
+        s = edges.size - 1
+        ends = None
+        for dev, (columns, inside) in zip(mlcs, layers, strict=True):
+            # dual-layer MLCs: the opening is what every layer leaves open, so each
+            # layer raises lo and lowers hi, i.e. raises both ends (lo, -hi)
+            pairs = positions[dev.device_type][:, columns].reshape(n, 2, s).transpose(1, 0, 2)
+            layer = np.multiply(pairs, _MIRROR[:, None, None], out=np.empty((2, n, s)))
+            if ends is None:  # -inf: where a layer has no leaf pair, it limits nothing
+                ends = layer if inside is None else np.where(inside, layer, -np.inf)
+            elif inside is None:
+                ends = np.maximum(ends, layer)
+            else:
+                ends = np.where(inside, np.maximum(ends, layer), ends)
+        # the jaws along leaf travel, as (X1, -X2), raise both ends too (NaN: no jaw)
+        if jaw_travel is not None:
+            limits = jaw_travel * _MIRROR
+            if not finite:
+                limits = _nan_to_num(limits, nan=-np.inf)
+            np.maximum(ends, limits.T[:, :, None], out=ends)
+        # Where neither leaves nor jaws limit a strip the opening is unknown: closed.
+        # (Finite positions and a first layer over every strip: all ends finite. A
+        # finite sum: all ends finite; a sum too large just takes the long way.)
+        if not (finite and layers[0][1] is None) and not math.isfinite(ends.sum()):
+            ends = np.where(np.isfinite(ends).all(axis=0), ends, _CLOSED_ENDS)
+    # The part of each strip between the jaws across the strips: the levels (edges cut
+    # by the jaws) one above the other. (This is min(top edge, top jaw) - max(bottom
+    # edge, bottom jaw) wherever that is positive, and 0 wherever it is not.)
+    if jaw_strip is None:
+        levels = np.broadcast_to(np.asarray(edges, dtype=float), (n, edges.size))
+    else:
+        j1, j2 = (jaw_strip[:, :1], jaw_strip[:, 1:]) if finite else _jaw_limits(jaw_strip)
+        levels = np.minimum(np.maximum(edges, j1), j2)
+    height = np.maximum(levels[:, 1:] - levels[:, :-1], 0.0)
+    return edges, ends, levels, height, jaw_travel, jaw_strip, bool(mlcs), leaf_axis
+
+
+@lru_cache(maxsize=256)
+def _strip_layout(
+    layers: tuple[tuple[tuple[float, ...], int], ...],
+) -> tuple[np.ndarray, tuple[tuple[np.ndarray, np.ndarray | None], ...]]:
+    """Strips of the MLC layers given as (leaf boundaries, pairs): their edges, and per
+    layer the position columns of the lo leaves over the strips, then of the hi
+    leaves, with a mask of the strips the layer covers (None: all). Cached: a
+    machine's MLC is the same in every beam."""
+    edges = np.unique(np.concatenate([np.asarray(bounds) for bounds, _ in layers]))
     mids = (edges[:-1] + edges[1:]) / 2
-    lo = np.full((n, mids.size), -np.inf)
-    hi = np.full((n, mids.size), np.inf)
-    for dev in mlcs:  # dual-layer MLCs: the opening is what every layer leaves open
-        bounds = np.asarray(dev.leaf_boundaries_mm)
-        pos = cps.positions_mm[dev.device_type]
-        pairs = dev.number_of_pairs
-        idx = np.searchsorted(bounds, mids, side="right") - 1
+    out = []
+    for bounds, pairs in layers:
+        idx = np.searchsorted(np.asarray(bounds), mids, side="right") - 1
         inside = (idx >= 0) & (idx < pairs)
-        idx_c = np.clip(idx, 0, pairs - 1)
-        lo = np.where(inside, np.maximum(lo, pos[:, :pairs][:, idx_c]), lo)
-        hi = np.where(inside, np.minimum(hi, pos[:, pairs:][:, idx_c]), hi)
-    lo = np.maximum(lo, _nan_to_num(jaw_travel[:, :1], nan=-np.inf))
-    hi = np.minimum(hi, _nan_to_num(jaw_travel[:, 1:], nan=np.inf))
-    # Where neither leaves nor jaws limit a strip the opening is unknown: count it closed.
-    unbounded = ~np.isfinite(lo) | ~np.isfinite(hi)
-    lo = np.where(unbounded, 0.0, lo)
-    hi = np.where(unbounded, 0.0, hi)
-    height = _strip_heights(edges, jaw_strip)
-    return Apertures(edges, lo, hi, height, jaw_travel, jaw_strip, True, leaf_axis)
+        idx = np.clip(idx, 0, pairs - 1)
+        out.append((np.concatenate([idx, idx + pairs]), None if inside.all() else inside))
+    for array in (edges, *(a for layer in out for a in layer if a is not None)):
+        array.flags.writeable = False  # shared by every beam: must not change
+    return edges, tuple(out)
 
 
-def _strip_heights(edges: np.ndarray, jaw_strip: np.ndarray) -> np.ndarray:
-    """The part of each strip between the jaws across the strips, per control point."""
-    j1 = _nan_to_num(jaw_strip[:, :1], nan=-np.inf)
-    j2 = _nan_to_num(jaw_strip[:, 1:], nan=np.inf)
-    top = np.minimum(edges[1:][None, :], j2)
-    bottom = np.maximum(edges[:-1][None, :], j1)
-    return np.clip(top - bottom, 0, None)
+def _jaw_limits(jaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A pair of jaws (n, 2) as lower and upper limits (n, 1): a missing jaw (NaN)
+    limits nothing."""
+    if math.isfinite(jaw.sum()):  # every value finite (or a sum too large: the long way)
+        return jaw[:, :1], jaw[:, 1:]
+    return _nan_to_num(jaw[:, :1], nan=-np.inf), _nan_to_num(jaw[:, 1:], nan=np.inf)
 
 
 def _nan_to_num(a: np.ndarray, nan: float = 0.0) -> np.ndarray:
     """``np.nan_to_num(a, nan=nan)`` for float arrays, at a fraction of its overhead:
-    NaN becomes ``nan``, infinities the largest finite number of their sign."""
+    NaN becomes ``nan``, infinities the largest finite number of their sign. ``a``
+    itself when all its values are finite: do not write to the result."""
+    if math.isfinite(a.sum()):  # every value finite (or a sum too large: the long way)
+        return a
     out = np.where(np.isnan(a), nan, a)
     if np.isinf(a).any():
         big = np.finfo(out.dtype).max
@@ -129,14 +217,20 @@ def _nan_to_num(a: np.ndarray, nan: float = 0.0) -> np.ndarray:
     return out
 
 
-def _jaws(beam: Beam, positions: dict[str, np.ndarray], axis: str, n: int) -> np.ndarray:
-    out = np.full((n, 2), np.nan)
+def _jaws(beam: Beam, positions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The jaws (n, 2) along "X" and along "Y", for the axes that have them (NaN where
+    no control point gives them). Possibly the arrays of ``positions`` themselves: do
+    not write to them."""
+    out: dict[str, np.ndarray] = {}
     for dev in beam.devices:
-        if dev.is_mlc or dev.travel_axis != axis:
+        if dev.is_mlc:
             continue
         pos = positions.get(dev.device_type)
         if pos is not None and pos.shape[1] == 2:
-            out = np.where(np.isnan(out), pos, out)
+            # the first device gives the jaws; later ones fill in what it leaves NaN
+            axis = dev.travel_axis
+            jaw = out.get(axis)
+            out[axis] = pos if jaw is None else np.where(np.isnan(jaw), pos, jaw)
     return out
 
 
@@ -198,80 +292,116 @@ def beam_metrics(
     cps = beam.control_points
     n = cps.count
     w = np.asarray(cps.cumulative_meterset_weight, dtype=float)
-    final = beam.final_cumulative_meterset_weight
-    weights_valid = bool(
-        n >= 2
-        and not np.isnan(w).any()
-        and (np.diff(w) >= -_NOISE_MM * 1e-3).all()
-        and w[-1] > w[0]
-    )
-    if weights_valid:
-        total = final if final is not None and final > 0 else float(w[-1] - w[0])
-        d_mu = np.clip(np.diff(w), 0, None) / total
-    else:
-        d_mu = np.zeros(max(n - 1, 0))
-    cp_mu = np.append(d_mu, 0.0) if n else np.zeros(0)
+    cp_mu = np.zeros(n)
+    d_mu = cp_mu[:-1]  # the fraction of MU from each point to the next
+    weights_valid = False
+    if n >= 2:
+        steps_w = w[1:] - w[:-1]
+        # a NaN weight makes a step NaN, which fails >=: this also rules out NaN
+        weights_valid = bool((steps_w >= -_NOISE_MM * 1e-3).all() and w[-1] > w[0])
+        if weights_valid:
+            final = beam.final_cumulative_meterset_weight
+            total = final if final is not None and final > 0 else float(w[-1] - w[0])
+            np.divide(np.maximum(steps_w, 0.0), total, out=d_mu)
     beam_on = d_mu > 0
-
-    ap = apertures(beam)
-    area = perim = None
-    width = np.zeros((n, 0))
-    if ap is not None:
-        width = ap.width_mm()  # computed once, shared by every measure below
-        area = ap.area_mm2(width)
-        perim = ap.perimeter_mm(width)
-
-    pos = cps.positions_mm
-    mlc = [pos[d.device_type] for d in beam.devices if d.is_mlc and d.device_type in pos]
-    leaves = _nan_to_num(np.concatenate(mlc, axis=1)) if mlc else np.zeros((n, 0))
-    everything = (
-        _nan_to_num(np.concatenate(list(pos.values()), axis=1)) if pos else np.zeros((n, 0))
-    )
-    has_mlc = leaves.shape[1] > 0
-    stripped = bool(has_mlc and not leaves.any())
-    steps = np.abs(np.diff(leaves, axis=0)) if has_mlc and n > 1 else np.zeros((max(n - 1, 0), 0))
-    moves = steps.max(axis=1) if steps.shape[1] else np.zeros(max(n - 1, 0))
-    travel = float(steps.sum())
-    on_motion = float(moves[beam_on].max()) if beam_on.any() else 0.0
-    on_travel = float(steps[beam_on].sum(axis=0).max()) if beam_on.any() and steps.shape[1] else 0.0
+    on = beam_on.nonzero()[0]
+    always_on = on.size == n - 1  # (then picking the beam-on intervals picks them all)
 
     g = np.asarray(cps.gantry_deg, dtype=float)
-    dg = _angle_steps(g)
-    gantry_on = float(dg[beam_on].sum()) if beam_on.any() else 0.0
-    span = float(dg.sum())
-
+    span = gantry_on = 0.0
     cv = None
-    arc_steps = beam_on & (dg > _NOISE_MM)
-    if arc_steps.sum() >= 2:
-        rate = d_mu[arc_steps] / dg[arc_steps]
-        mean = float(np.average(rate, weights=dg[arc_steps]))
-        if mean > 0:
-            var = float(np.average((rate - mean) ** 2, weights=dg[arc_steps]))
-            cv = float(np.sqrt(var) / mean)
+    if g.size > 1 and not (g == g[0]).all():  # (else the gantry holds still)
+        g = _nan_to_num(g)
+        dg = np.abs(g[1:] - g[:-1])
+        dg = np.minimum(dg, 360.0 - dg)  # gantry rotation per interval, across 0/360
+        span = float(dg.sum())
+        gantry_on = span if always_on else float(dg[on].sum()) if on.size else 0.0
+        arc_steps = (beam_on & (dg > _NOISE_MM)).nonzero()[0]
+        if arc_steps.size >= 2:
+            rate = d_mu[arc_steps] / dg[arc_steps]
+            weight = dg[arc_steps]
+            # np.average(rate, weights=weight), step by step
+            mean = float((rate * weight).sum() / weight.sum())
+            if mean > 0:
+                var = float(((rate - mean) ** 2 * weight).sum() / weight.sum())
+                cv = float(np.sqrt(var) / mean)
 
-    segments = _segments(beam_on, everything, d_mu, same_aperture_mm) if n >= 2 else ()
-    largest = max((s.mu_fraction for s in segments), default=None)
-    outside = None
-    irregular = None
-    mean_area = None
-    if ap is not None and segments:
-        main = max(segments, key=lambda s: s.mu_fraction)
-        others = [s.first_cp for s in segments if s is not main]
-        if others:
-            outside = _outside(ap, width, others, main.first_cp)
-        irregular = _irregularity(ap, width, [s.first_cp for s in segments])
-    if area is not None and weights_valid and d_mu.sum() > 0:
-        mean_area = float((area[:-1] * d_mu).sum() / d_mu.sum())
-    mean_change = float(moves[beam_on].mean()) if beam_on.any() else 0.0
+    # Positions of every device, and the columns of the MLC leaves among them.
+    everything, leaf_columns, finite = _all_positions(beam, cps.positions_mm, n)
+    leaves = everything[:, leaf_columns]
+    has_mlc = leaves.shape[1] > 0
+    if n > 1 and everything.shape[1]:
+        all_steps = np.abs(everything[1:] - everything[:-1])
+        steps = all_steps[:, leaf_columns]
+    else:
+        all_steps = steps = np.zeros((max(n - 1, 0), 0))
+    travel = float(steps.sum())
+    # (leaves that move are not all 0)
+    stripped = bool(has_mlc and not travel and not leaves.any())
+    on_motion = on_travel = mean_change = 0.0
+    if on.size and travel:  # (else no leaf ever moves)
+        steps_on = steps if always_on else steps[on]
+        on_motion = float(steps_on.max())
+        if on_motion:  # (else no leaf moves while the beam is on)
+            # np.mean of the largest move per interval, step by step
+            mean_change = float(steps_on.max(axis=1).sum() / on.size)
+            on_travel = float(steps_on.sum(axis=0).max())
 
+    segments: tuple[Segment, ...] = ()
+    firsts: list[int] = []
+    shares: list[float] = []
+    largest = None
+    if n >= 2:
+        segments, firsts, shares = _segments(
+            on.tolist(), everything, d_mu.tolist(), same_aperture_mm, all_steps
+        )
+        largest = max(shares, default=None)
+    del everything, leaves, all_steps, steps  # not needed below: memory, see _BLOCK_ELEMENTS
+
+    area = perim = outside = irregular = mean_area = None
     mcs = sas = convex = lsv = aav = None
-    if ap is not None and weights_valid and beam_on.any():
-        lsv, aav = _lsv_aav(ap, width)
-        mcs = _interval_average(lsv * aav, d_mu)
-        sas = _interval_average(_small_share(width, small_aperture_mm), d_mu)
-        # only the control points that bound a beam-on interval weigh in
-        needed = np.concatenate([beam_on, [False]]) | np.concatenate([[False], beam_on])
-        convex = _interval_average(_convexity(ap, needed, width, area), d_mu)
+    geometry = _geometry(beam, finite)
+    if geometry is not None:
+        # Divisions below may meet 0 / 0 or x / -inf (no open strip, a spread of 0, one
+        # open pair, slopes between unused levels): such results are masked out, or
+        # stand for "cannot say" (NaN).
+        with np.errstate(all="ignore"):
+            edges = geometry[0]
+            area, perim, open_, widths, ends, open_ends, levels = _strips(geometry)
+            del geometry  # the full-width arrays: memory, see _BLOCK_ELEMENTS
+            if weights_valid and (mu := d_mu.sum()) > 0:
+                mean_area = float((area[:-1] * d_mu).sum() / mu)
+            # Segments need a beam-on interval, and beam-on intervals valid weights: so
+            # whenever there are segments, the measures below are all taken.
+            if weights_valid and on.size:
+                count = open_.sum(axis=1)
+                # islands: closed pairs between open ones, i.e. more than one run of open
+                # pairs (the open pairs less those right after an open pair)
+                adjacent = open_[:, 1:] & open_[:, :-1]
+                islands = count - adjacent.sum(axis=1) > 1
+                if not islands.any():
+                    islands = None
+                per_cp = np.empty((3, n))  # MCS, small-aperture share, convexity
+                lsv, aav, spread = _lsv_aav(
+                    ends, open_ends, open_, count, adjacent, islands, widths[1]
+                )
+                np.multiply(lsv, aav, out=per_cp[0])
+                per_cp[1] = _small_share(widths[0], open_, count, small_aperture_mm)
+                # only the control points that bound a beam-on interval weigh in (all of
+                # them when the beam is on throughout)
+                needed = None
+                if not always_on:
+                    needed = np.zeros(n, dtype=bool)
+                    needed[:-1] = beam_on
+                    needed[1:] |= beam_on
+                per_cp[2] = _convexity(needed, levels, open_, area, open_ends)
+                mcs, sas, convex = _interval_averages(per_cp, d_mu)
+                at = np.array(firsts)
+                if len(firsts) > 1:
+                    # (the main segment reaches 0 outside itself: it may stay in the list)
+                    main = firsts[shares.index(largest)]
+                    outside = _outside(ends, open_, widths[0], at, main)
+                irregular = _irregularity(edges, spread, islands, at)
 
     return BeamMetrics(
         control_points=n,
@@ -281,7 +411,7 @@ def beam_metrics(
         has_mlc=has_mlc,
         leaf_data_stripped=stripped,
         weights_valid=weights_valid,
-        beam_on_intervals=int(beam_on.sum()),
+        beam_on_intervals=int(on.size),
         segments=segments,
         largest_segment_mu_fraction=largest,
         subsegment_max_outside_main_mm=outside,
@@ -300,6 +430,34 @@ def beam_metrics(
         lsv=lsv,
         aav=aav,
     )
+
+
+def _strips(geometry: tuple) -> tuple:
+    """From ``_geometry``: per control point the open area and the perimeter; and for
+    the strips open at some control point (the only ones any measure depends on: the
+    others would add zeros to sums and nothing to maxima) which are open (n, s), their
+    widths (n, s) with the summed widths per control point, their ends (2, n, s), the
+    ends where open (+inf where closed, with a closed strip added on either side:
+    (2, n, s + 2)), and the levels (n, s + 1). (The ends and levels are copies: the
+    full arrays can go, see _BLOCK_ELEMENTS.)"""
+    _, ends, levels, height = geometry[:4]
+    n = ends.shape[1]
+    # hi - lo = -(lo + -hi)
+    width = np.where(height > 0, np.maximum(-(ends[0] + ends[1]), 0.0), 0.0)
+    open_ = width > 0
+    cols = open_.any(axis=0).nonzero()[0]
+    c0, c1 = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
+    width, open_, height = width[:, c0:c1], open_[:, c0:c1], height[:, c0:c1]
+    ends, levels = (
+        np.ascontiguousarray(ends[:, :, c0:c1]),
+        np.ascontiguousarray(levels[:, c0 : c1 + 1]),
+    )
+    area = (width * height).sum(axis=1)
+    width_sum = width.sum(axis=1)
+    open_ends = np.full((2, n, c1 - c0 + 2), np.inf)
+    np.copyto(open_ends[:, :, 1:-1], ends, where=open_)
+    perimeter = _perimeter(width_sum, open_, height, open_ends)
+    return area, perimeter, open_, (width, width_sum), ends, open_ends, levels
 
 
 @dataclass(frozen=True)
@@ -336,166 +494,248 @@ def plan_metrics(beams: list[tuple[BeamMetrics, float | None]]) -> PlanMetrics:
     )
 
 
-def _interval_average(per_cp: np.ndarray, d_mu: np.ndarray) -> float | None:
-    """MU-weighted mean over beam-on intervals, each taking the mean of its two ends."""
-    values = (per_cp[:-1] + per_cp[1:]) / 2
-    ok = (d_mu > 0) & np.isfinite(values)
-    if not ok.any():
-        return None
-    weights = d_mu[ok]
-    return float((values[ok] * weights).sum() / weights.sum())  # np.average, step by step
+def _all_positions(
+    beam: Beam, positions: dict[str, np.ndarray], n: int
+) -> tuple[np.ndarray, slice | np.ndarray, bool]:
+    """Every device's positions side by side (NaN read as 0), the columns among them
+    of the MLC leaves (in the order of the beam's devices), and whether every position
+    was finite to begin with."""
+    if not positions:
+        return np.zeros((n, 0)), slice(0, 0), True
+    spans = {}
+    start = 0
+    for key, value in positions.items():
+        spans[key] = (start, start + value.shape[1])
+        start += value.shape[1]
+    mlc = [spans[d.device_type] for d in beam.devices if d.is_mlc and d.device_type in positions]
+    given = np.concatenate(list(positions.values()), axis=1)
+    everything = _nan_to_num(given)
+    finite = everything is given  # (_nan_to_num hands back finite arrays as they are)
+    if not mlc:
+        return everything, slice(0, 0), finite
+    if all(a[1] == b[0] for a, b in zip(mlc[:-1], mlc[1:], strict=True)):
+        return everything, slice(mlc[0][0], mlc[-1][1]), finite  # side by side: a view
+    return everything, np.concatenate([np.arange(a, b) for a, b in mlc]), finite
 
 
-def _lsv_aav(ap: Apertures, width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per control point LSV and AAV (McNiven 2010), over the open leaf pairs."""
-    open_ = width > 0
-    n, s = width.shape
-    count = open_.sum(axis=1)
-    # Each open leaf pair is compared with the open pair before it at the same point.
-    last_open = np.maximum.accumulate(np.where(open_, np.arange(s), -1), axis=1)
-    before = np.concatenate([np.full((n, 1), -1), last_open], axis=1)[:, :s]
-    paired = open_ & (before >= 0)
-    before = np.maximum(before, 0)
-    lsv = np.ones(n)
-    for bank in (ap.lo_mm, ap.hi_mm):
-        spread = _open_max(bank, open_) - _open_min(bank, open_)
-        step = np.abs(bank - bank[np.arange(n)[:, None], before])
-        counts = paired & (spread > 0)[:, None]
-        terms = np.divide(
-            spread[:, None] - step, spread[:, None], out=np.zeros_like(step), where=counts
-        )
-        mean = terms.sum(axis=1) / np.maximum(count - 1, 1)
-        lsv = lsv * np.where((count >= 2) & (spread > 0), mean, 1.0)
-    # AAV: the aperture against the largest opening each leaf pair has in the beam.
-    lo = np.where(open_, ap.lo_mm, np.inf).min(axis=0)
-    hi = np.where(open_, ap.hi_mm, -np.inf).max(axis=0)
-    ever = open_.any(axis=0)
-    denominator = float(np.where(ever, hi - lo, 0.0).sum())
-    aav = width.sum(axis=1) / denominator if denominator > 0 else np.zeros(n)
-    return lsv, aav
+def _interval_averages(per_cp: np.ndarray, d_mu: np.ndarray) -> list:
+    """Per row of ``per_cp`` (k, n): the MU-weighted mean over beam-on intervals, each
+    taking the mean of its two ends; None for a row with no finite beam-on interval."""
+    values = (per_cp[:, :-1] + per_cp[:, 1:]) / 2
+    # np.average over the beam-on intervals with a finite value, step by step:
+    # sum(value * MU) / sum(MU), the other intervals adding zeros (not as dot products:
+    # BLAS costs more here). Beam-off intervals have MU 0 and add 0 either way.
+    weighted = values * d_mu
+    ok = np.isfinite(weighted)
+    sums = np.where(ok, weighted, 0.0).sum(axis=1)
+    weights = np.where(ok, d_mu, 0.0).sum(axis=1)
+    return [
+        float(total / weight) if weight > 0 else None
+        for total, weight in zip(sums.tolist(), weights.tolist(), strict=True)
+    ]
 
 
-def _open_max(values: np.ndarray, open_: np.ndarray) -> np.ndarray:
-    """Per row, the largest value where open (-inf where nothing is)."""
-    return np.where(open_, values, -np.inf).max(axis=1, initial=-np.inf)
+def _lsv_aav(
+    ends: np.ndarray,
+    open_ends: np.ndarray,
+    open_: np.ndarray,
+    count: np.ndarray,
+    adjacent: np.ndarray,
+    islands: np.ndarray | None,
+    width_sum: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per control point LSV and AAV (McNiven 2010), over the open leaf pairs; and per
+    bank and control point the spread of the open pairs' ends (2, n). ``count``: the
+    open pairs per control point; ``adjacent``: open pairs (from the second on) with an
+    open pair right before them; ``islands``: per control point, whether closed pairs
+    lie between open ones (None: nowhere); ``width_sum``: the summed widths per control
+    point. (Called with floating-point warnings silenced.)
+
+    ``ends`` as (lo, -hi): the spread of -hi is that of hi, and so are the steps
+    between neighbours, so both banks go through the same arithmetic at once."""
+    n, s = open_.shape
+    # Each open leaf pair (from the second on) is compared with the open pair before it
+    # at the same point: the pair right before it, unless closed pairs lie between.
+    if islands is not None:
+        # the flat index (into n * s) of the last open pair left of each pair, or -1: a
+        # running maximum (np.take is much faster than two-array fancy indexing; -1
+        # reads some other end, a value masked out below)
+        flat = np.arange(n * s).reshape(n, s)
+        before = np.maximum.accumulate(np.where(open_[:, :-1], flat[:, :-1], -1), axis=1)
+        paired = open_[:, 1:] & (before >= 0)
+        previous = ends.reshape(2, n * s).take(before, axis=1)
+    else:
+        paired = adjacent
+        previous = ends[:, :, :-1]
+    step = np.abs(ends[:, :, 1:] - previous)
+    spread = np.maximum.reduce(ends, axis=2, where=open_, initial=-np.inf) - open_ends.min(axis=2)
+    terms = np.where(paired, (spread[:, :, None] - step) / spread[:, :, None], 0.0)
+    # A bank with fewer than two open pairs has a spread of 0 (one) or -inf (none), as
+    # has one whose open pairs all end alike: its LSV is 1 (its mean here is NaN).
+    factor = np.where(spread > 0, terms.sum(axis=2) / (count - 1), 1.0)
+    lsv = factor[0] * factor[1]
+    # AAV: the aperture against the largest opening each leaf pair has in the beam,
+    # max(hi) - min(lo) = -(min(lo) + min(-hi)): -inf for a pair never open, taken as 0.
+    nearest = open_ends[:, :, 1:-1].min(axis=1)
+    denominator = float(np.maximum(-(nearest[0] + nearest[1]), 0.0).sum())
+    aav = width_sum / denominator if denominator > 0 else np.zeros(n)
+    return lsv, aav, spread
 
 
-def _open_min(values: np.ndarray, open_: np.ndarray) -> np.ndarray:
-    """Per row, the smallest value where open (inf where nothing is)."""
-    return np.where(open_, values, np.inf).min(axis=1, initial=np.inf)
-
-
-def _small_share(width: np.ndarray, limit_mm: float) -> np.ndarray:
-    open_ = width > 0
-    count = open_.sum(axis=1)
+def _small_share(
+    width: np.ndarray, open_: np.ndarray, count: np.ndarray, limit_mm: float
+) -> np.ndarray:
     small = (open_ & (width < limit_mm)).sum(axis=1)
-    return np.where(count > 0, small / np.maximum(count, 1), np.nan)
+    return small / count  # (NaN where no pair is open; warnings silenced by the caller)
 
 
 def _convexity(
-    ap: Apertures, needed: np.ndarray, width: np.ndarray, area: np.ndarray
+    needed: np.ndarray | None,
+    levels: np.ndarray,
+    open_: np.ndarray,
+    area: np.ndarray,
+    open_ends: np.ndarray,
 ) -> np.ndarray:
-    """Per control point (where ``needed``): open area / area of the convex hull of the
-    open strips. NaN elsewhere.
+    """Per control point (where ``needed``; None: everywhere): open area / area of the
+    convex hull of the open strips. NaN elsewhere. ``levels`` (n, s + 1): the strip
+    edges cut by the jaws across the strips; ``open_ends`` as for ``_perimeter``.
 
     All control points at once. The hull of a stack of strips is bounded on the left by
     the convex minorant of the strips' left ends and on the right by the concave
     majorant of their right ends (each strip's left end lies left of its right end, at
     the same heights), so its area is the integral between those two chains.
     """
-    out = np.full(width.shape[0], np.nan)
-    open_all = width > 0
-    rows = np.flatnonzero(needed & open_all.any(axis=1) & ~(area <= 0))
+    n = open_.shape[0]
+    # some strip open: area > 0 (an open strip has width and height > 0)
+    rows = ((area > 0) if needed is None else needed & (area > 0)).nonzero()[0]
     if rows.size == 0:
-        return out
-    open_ = open_all[rows]
-    cols = np.flatnonzero(open_.any(axis=0))
-    c0, c1 = int(cols[0]), int(cols[-1]) + 1  # only the strips ever open here
-    open_ = open_[:, c0:c1]
-    # Levels: the strip edges, cut by the jaws across the strips; an open strip runs
-    # from its level to the next. Each level takes the outermost end of the open
-    # strips on either side of it; a level with no open strip beside it takes no part.
-    j1 = _nan_to_num(ap.jaw_strip_mm[rows, :1], nan=-np.inf)
-    j2 = _nan_to_num(ap.jaw_strip_mm[rows, 1:], nan=np.inf)
-    y = np.minimum(np.maximum(ap.strip_edges_mm[None, c0 : c1 + 1], j1), j2)
-    shut = np.zeros((rows.size, 1), dtype=bool)
-    beside = np.concatenate([shut, open_, shut], axis=1)
-    level = beside[:, :-1] | beside[:, 1:]
-    far = np.full((rows.size, 1), np.inf)
-    chains = []
-    # left ends, and right ends mirrored (x -> -x) so that both chains are minorants
-    for ends in (ap.lo_mm[rows, c0:c1], -ap.hi_mm[rows, c0:c1]):
-        ends = np.where(open_, ends, np.inf)
-        chains.append(
-            np.minimum(np.concatenate([far, ends], axis=1), np.concatenate([ends, far], axis=1))
-        )
-    x = np.vstack(chains)
-    integral = _minorant_integral(x, np.vstack([y, y]), np.vstack([level, level]))
-    left, mirrored_right = integral[: rows.size], integral[rows.size :]
-    hull = -mirrored_right - left
-    ratio = np.divide(area[rows], hull, out=np.full(rows.size, np.nan), where=hull > 0)
-    out[rows] = np.where(hull > 0, np.minimum(1.0, ratio), np.nan)
+        return np.full(n, np.nan)
+    if rows.size < n:
+        cols = open_[rows].any(axis=0).nonzero()[0]
+        c0, c1 = int(cols[0]), int(cols[-1]) + 1  # only the strips ever open here
+        levels, open_ends = levels[rows, c0 : c1 + 1], open_ends[:, rows, c0 : c1 + 2]
+        area = area[rows]
+    # Levels: an open strip runs from its level to the next. Each level takes the
+    # outermost end of the open strips on either side of it: left ends, and right ends
+    # mirrored (x -> -x) so that both chains are minorants. A level with no open strip
+    # beside it takes no part: there both neighbours' ends are +inf.
+    x = np.minimum(open_ends[:, :, :-1], open_ends[:, :, 1:]).reshape(2 * rows.size, -1)
+    integral = _minorant_integral(x, np.concatenate([levels, levels]))
+    hull = -integral[rows.size :] - integral[: rows.size]  # -mirrored right - left
+    ratio = np.where(hull > 0, np.minimum(area / hull, 1.0), np.nan)
+    if rows.size == n:
+        return ratio
+    out = np.full(n, np.nan)
+    out[rows] = ratio
     return out
 
 
-# Elements per block of the (levels, levels, rows) arrays in _minorant_integral: small
-# enough that the temporaries reuse memory already mapped (large fresh allocations
-# fault in every page, which costs more than the arithmetic), large enough that the
-# per-call overhead of numpy stays small.
-_BLOCK_ELEMENTS = 1 << 16
+# Elements per block of the slopes in _minorant_integral: small enough that its buffer
+# (256 kB) fits in memory the allocator keeps mapped, large enough that the per-call
+# overhead of numpy stays small. Memory matters: when a large beam's arrays outgrow what
+# the allocator keeps between calls, every large beam faults its pages in afresh, which
+# costs more than the arithmetic (hence also full-width arrays dropped early).
+_BLOCK_ELEMENTS = 1 << 15
 
 
-def _minorant_integral(x: np.ndarray, y: np.ndarray, use: np.ndarray) -> np.ndarray:
-    """Per row, the integral over y of the convex minorant of the points (y, x) where
-    ``use``. Along each row y never decreases, and increases from one used point to the
-    next.
+def _rows_last(r: int, p: int) -> bool:
+    """Whether _on_minorant lays out the slopes of r rows of p levels as (p, p, r)
+    rather than (r, p, p): numpy's loops run along the last axis, and go faster along
+    the rows from a few of them on (measured)."""
+    return 4 * r > p + 8
+
+
+@lru_cache(maxsize=64)
+def _below_above(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """[i, k]: level i is below level k (i < k); and above it (i > k)."""
+    below = np.triu(np.ones((p, p), dtype=bool), 1)
+    above = np.ascontiguousarray(below.T)
+    below.flags.writeable = above.flags.writeable = False
+    return below, above
+
+
+def _on_minorant(
+    x: np.ndarray, y: np.ndarray, dy: np.ndarray | None, out: np.ndarray
+) -> np.ndarray:
+    """Per row and level of ``x`` and ``y`` (r, p), as in ``_minorant_integral`` but with
+    NaN where there is no point: the steepest slope in from a level below is no
+    steeper than the shallowest slope out to a level above.
+
+    ``dy``: y[k] - y[i] for every pair of levels (p, p) when all rows share their y,
+    else None. ``out``: a buffer of at least r * p * p floats for the slopes.
+
+    The slopes of all pairs of levels come in one (p, p, r) or (r, p, p) array (see
+    _rows_last; the same numbers either way). The slope from i to k equals that from k
+    to i (both differences change sign), so the shallowest slope out of i, the least
+    slope[i, k] over k above i, is also the least slope[k, i]: both measures reduce
+    over the same axis of levels (the first one, which numpy reduces fastest, when
+    the rows come last). Levels without a point (NaN) give NaN slopes, which fmax and
+    fmin pass over, as the -inf in and +inf out of a point at x = +inf never decided a
+    maximum or minimum either. (With +inf the slopes would not be symmetric: both
+    differences of levels with the same y are +0.0.)
+    """
+    r, p = x.shape
+    below, above = _below_above(p)
+    if _rows_last(r, p):  # [i, k, row]
+        x = np.ascontiguousarray(x.T)
+        slope = np.subtract(x[None, :, :], x[:, None, :], out=out[: p * p * r].reshape(p, p, r))
+        if dy is None:
+            y = np.ascontiguousarray(y.T)
+            slope /= y[None, :, :] - y[:, None, :]
+        else:
+            slope /= dy[:, :, None]
+        below, above = below[:, :, None], above[:, :, None]
+        steepest_in = np.fmax.reduce(slope, axis=0, where=below, initial=-np.inf)
+        shallowest_out = np.fmin.reduce(slope, axis=0, where=above, initial=np.inf)
+        return (steepest_in <= shallowest_out).T
+    # [row, i, k]
+    slope = np.subtract(x[:, None, :], x[:, :, None], out=out[: r * p * p].reshape(r, p, p))
+    slope /= (y[:, None, :] - y[:, :, None]) if dy is None else dy
+    steepest_in = np.fmax.reduce(slope, axis=1, where=below, initial=-np.inf)
+    shallowest_out = np.fmin.reduce(slope, axis=1, where=above, initial=np.inf)
+    return steepest_in <= shallowest_out
+
+
+def _minorant_integral(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row, the integral over y of the convex minorant of the points (y, x) with x
+    finite (+inf: no point at that level). Along each row y never decreases, and
+    increases from one point to the next.
 
     A point lies on the minorant when the steepest slope reaching it from a point
     below is no steeper than the shallowest slope leaving it to a point above; the
-    minorant is straight between consecutive such points.
+    minorant is straight between consecutive such points. (Called with floating-point
+    warnings silenced: slopes between levels without points are NaN.)
     """
     r, p = x.shape
-    # Levels first, rows last: the slopes and their reductions then run along memory.
-    # Points not used sit at x = +inf: their slopes are -inf coming in and +inf going
-    # out, so they never decide a maximum or minimum below.
-    x_t = np.ascontiguousarray(np.where(use, x, np.inf).T)
-    y_t = np.ascontiguousarray(y.T)
-    use_t = use.T
-    vertex_t = np.zeros((p, r), dtype=bool)
-    below = np.triu(np.ones((p, p), dtype=bool), 1)[:, :, None]  # [i, k]: i below k
+    used = x < np.inf
+    x = np.where(used, x, np.nan)  # see _on_minorant
     block = max(1, _BLOCK_ELEMENTS // (p * p))
-    for a in range(0, r, block):
-        used = use_t[:, a : a + block]
-        levels = np.flatnonzero(used.any(axis=1))
-        if levels.size == 0:
-            continue
-        lo, hi = int(levels[0]), int(levels[-1]) + 1
-        xs, ys = x_t[lo:hi, a : a + block], y_t[lo:hi, a : a + block]
-        pair = below[: hi - lo, : hi - lo]
-        with np.errstate(all="ignore"):
-            slope = (xs[None, :, :] - xs[:, None, :]) / (ys[None, :, :] - ys[:, None, :])
-            steepest_in = np.where(pair, slope, -np.inf).max(axis=0)
-            shallowest_out = np.where(pair, slope, np.inf).min(axis=1)
-            vertex_t[lo:hi, a : a + block] = used[lo:hi] & (steepest_in <= shallowest_out)
-    vertex = vertex_t.T
-    x = np.where(use, x, 0.0)
-    # Trapezoids between each vertex and the next one up.
-    index = np.where(vertex, np.arange(p), p)
-    following = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1]
-    following = np.concatenate([following[:, 1:], np.full((r, 1), p)], axis=1)
-    counted = vertex & (following < p)
-    following = np.minimum(following, p - 1)
-    each = np.arange(r)[:, None]
-    x_next, y_next = x[each, following], y[each, following]
-    return np.where(counted, (y_next - y) * (x + x_next) / 2, 0.0).sum(axis=1)
-
-
-def _angle_steps(g: np.ndarray) -> np.ndarray:
-    """Absolute gantry rotation between consecutive control points, across 0/360."""
-    if g.size < 2:
-        return np.zeros(0)
-    d = np.abs(np.diff(_nan_to_num(g)))
-    return np.minimum(d, 360.0 - d)
+    buffer = np.empty(min(r, block) * p * p)  # one for every block: see _BLOCK_ELEMENTS
+    # Slopes laid out rows last (see _on_minorant) and all rows alike (the jaws across
+    # hold still): the differences of levels once for all rows.
+    dy = None
+    if _rows_last(min(r, block), p) and (y == y[0]).all():
+        dy = y[0][None, :] - y[0][:, None]
+    if r <= block:
+        vertex = used & _on_minorant(x, y, dy, buffer)
+    else:
+        vertex = np.zeros((r, p), dtype=bool)
+        for a in range(0, r, block):
+            rows = slice(a, a + block)
+            levels = used[rows].any(axis=0).nonzero()[0]
+            if levels.size == 0:
+                continue
+            lo, hi = int(levels[0]), int(levels[-1]) + 1  # only the levels used here
+            on_hull = _on_minorant(
+                x[rows, lo:hi], y[rows, lo:hi], None if dy is None else dy[lo:hi, lo:hi], buffer
+            )
+            vertex[rows, lo:hi] = used[rows, lo:hi] & on_hull
+    # Trapezoids between each vertex and the next one up: the vertices one after the
+    # other, row by row, and each row's sum of the trapezoids that start and end in it.
+    at = vertex.ravel().nonzero()[0]
+    xv, yv, row = x.take(at), y.take(at), at // p
+    terms = (yv[1:] - yv[:-1]) * (xv[:-1] + xv[1:]) / 2
+    return np.bincount(row[1:], np.where(row[1:] == row[:-1], terms, 0.0), minlength=r)
 
 
 # Look-aheads (in control points) that _segments measures for all points in bulk.
@@ -503,88 +743,111 @@ _LOOK_AHEAD = 4
 
 
 def _segments(
-    beam_on: np.ndarray, positions: np.ndarray, d_mu: np.ndarray, tolerance_mm: float
-) -> tuple[Segment, ...]:
-    """Group beam-on intervals into segments of unchanging aperture (jaws and leaves).
+    on: list[int],
+    positions: np.ndarray,
+    mu: list[float],
+    tolerance_mm: float,
+    steps: np.ndarray | None = None,
+) -> tuple[tuple[Segment, ...], list[int], list[float]]:
+    """Group the beam-on intervals ``on`` into segments of unchanging aperture (jaws and
+    leaves). ``mu``: the MU fraction of every interval.
 
     A segment grows while every position stays within ``tolerance_mm`` of where it
     was when the segment started; an interval during which something moves further
-    is a segment of its own.
+    is a segment of its own. ``steps``: the positions' changes from each point to the
+    next, |positions[1:] - positions[:-1]|, when already at hand.
+
+    Returns the segments, and their first control points and MU fractions as lists.
     """
-    out: list[Segment] = []
-    start: int | None = None
-    mu = 0.0
-    n = positions.shape[0]
-    # ahead[k][j]: a position at point j + k is more than the tolerance away from j
-    ahead: list[list[bool]] = [[]]
-    if positions.shape[1]:
-        for k in range(1, min(_LOOK_AHEAD, n - 1) + 1):
-            moved = np.abs(positions[k:] - positions[:-k]).max(axis=1) > tolerance_mm
-            ahead.append(moved.tolist())
+    end = len(mu)  # the last segment runs to the last interval
+    if not on:
+        return (), [], []
+    if not positions.shape[1]:  # nothing ever moves: one segment
+        share = 0.0
+        for i in on:
+            share += mu[i]
+        return (Segment(on[0], end, share),), [on[0]], [share]
+    if len(on) == 1:
+        return (Segment(on[0], end, mu[on[0]]),), on, [mu[on[0]]]
+    # Beam-on intervals one after the other (as in an arc), something moving further than
+    # the tolerance during each of them but the last: each is a segment of its own.
+    consecutive = steps is not None and on[-1] - on[0] == len(on) - 1
+    if consecutive and (steps[on[0] : on[-1]].max(axis=1) > tolerance_mm).all():
+        shares = [mu[i] for i in on]
+        return tuple(map(Segment, on, on[1:] + [end], shares)), on, shares
+    # ahead[k][j]: a position at point j + k is more than the tolerance away from j;
+    # measured for all points at once on first use, for k up to _LOOK_AHEAD
+    ahead: dict[int, list[bool]] = {}
     from_start: dict[int, list[bool]] = {}  # further look-aheads, one start at a time
 
     def far(i: int, j: int) -> bool:
-        if not positions.shape[1]:
-            return False
         k = i - j
-        if k < len(ahead):
-            return ahead[k][j]
-        moved = from_start.get(j)
-        if moved is None:
-            moved = np.abs(positions[j:] - positions[j]).max(axis=1) > tolerance_mm
-            moved = from_start[j] = moved.tolist()
-        return moved[k]
+        if k <= _LOOK_AHEAD:
+            far_k = ahead.get(k)
+            if far_k is None:
+                if k == 1 and steps is not None:
+                    far_k = steps.max(axis=1) > tolerance_mm
+                else:
+                    far_k = np.abs(positions[k:] - positions[:-k]).max(axis=1) > tolerance_mm
+                far_k = ahead[k] = far_k.tolist()
+            return far_k[j]
+        far_j = from_start.get(j)
+        if far_j is None:
+            far_j = np.abs(positions[j:] - positions[j]).max(axis=1) > tolerance_mm
+            far_j = from_start[j] = far_j.tolist()
+        return far_j[k]
 
-    share = d_mu.tolist()
-    for i in np.flatnonzero(beam_on).tolist():
-        if start is not None and (far(i, start) or far(i + 1, start)):
-            out.append(Segment(start, i, mu))
-            start = None
-        if start is None:
-            start, mu = i, 0.0
-        mu += share[i]
-    if start is not None:
-        out.append(Segment(start, len(beam_on), mu))
-    return tuple(out)
+    firsts: list[int] = []
+    lasts: list[int] = []
+    shares = []
+    start = on[0]
+    share = 0.0
+    for i in on:
+        if i > start and (far(i, start) or far(i + 1, start)):
+            firsts.append(start)
+            lasts.append(i)
+            shares.append(share)
+            start, share = i, 0.0
+        share += mu[i]
+    firsts.append(start)
+    lasts.append(end)
+    shares.append(share)
+    segments = tuple(map(Segment, firsts, lasts, shares))
+    return segments, firsts, shares
 
 
-def _outside(ap: Apertures, width: np.ndarray, cps: list[int], main_cp: int) -> float:
+def _outside(
+    ends: np.ndarray, open_: np.ndarray, width: np.ndarray, cps: np.ndarray, main_cp: int
+) -> float:
     """How far (mm) the apertures at ``cps`` reach, at most, outside the one at
-    ``main_cp``."""
-    at = np.asarray(cps)
-    open_ = width[at] > 0
-    main_open = width[main_cp] > 0
-    lo, hi = ap.lo_mm[at], ap.hi_mm[at]
-    mlo, mhi = ap.lo_mm[main_cp], ap.hi_mm[main_cp]
+    ``main_cp``. ``ends`` as (lo, -hi). (Measured at every control point, then taken
+    at ``cps``: cheaper than picking the rows out first.)"""
+    # beyond the main aperture's lo (main lo - lo) or its hi (hi - main hi = -main hi
+    # - -hi): the same difference of ends for both banks
+    beyond = ends[:, main_cp, None, :] - ends
     reach = np.where(
-        main_open,
-        np.maximum(mlo - lo, hi - mhi),
-        hi - lo,  # open where the main aperture is closed: the whole opening is outside
+        open_[main_cp],
+        np.maximum(beyond[0], beyond[1]),
+        width,  # open where the main aperture is closed: the whole opening is outside
     )
-    furthest = _open_max(np.clip(reach, 0, None), open_)
-    return float(np.where(open_.any(axis=1), furthest, 0.0).max())
+    # the largest over the open pairs, and 0 if none reach outside (or none is open)
+    return float(np.where(open_, reach, 0.0).max(axis=1, initial=0.0)[cps].max())
 
 
-def _irregularity(ap: Apertures, width: np.ndarray, cps: list[int]) -> float:
+def _irregularity(
+    edges: np.ndarray, spread: np.ndarray, islands: np.ndarray | None, cps: np.ndarray
+) -> float:
     """The largest over ``cps`` of: 0 for a rectangle, else the spread of the open
-    strips' edges, or a gap between them."""
-    at = np.asarray(cps)
-    open_ = width[at] > 0
-    count = open_.sum(axis=1)
-    if not count.any():
-        return 0.0
-    lo, hi = ap.lo_mm[at], ap.hi_mm[at]
-    spread = np.maximum(
-        _open_max(lo, open_) - _open_min(lo, open_), _open_max(hi, open_) - _open_min(hi, open_)
-    )
-    s = open_.shape[1]
-    first = np.argmax(open_, axis=1)
-    last = s - 1 - np.argmax(open_[:, ::-1], axis=1)
-    islands = (count > 1) & (last - first + 1 > count)  # separate islands
-    if islands.any():
-        gap = float(np.diff(ap.strip_edges_mm).min())
-        spread = np.where(islands, np.maximum(spread, gap), spread)
-    return float(np.where(count > 0, spread, 0.0).max())
+    strips' edges, or a gap between them. ``spread`` per bank and control point, from
+    ``_lsv_aav``; ``islands``: per control point, whether closed pairs lie between open
+    ones (None: nowhere); ``edges``: all the strip edges. (Measured at every control
+    point, then taken at ``cps``.)"""
+    per_cp = np.maximum(spread[0], spread[1])  # -inf where nothing is open
+    if islands is not None:
+        gap = float(np.diff(edges).min())
+        per_cp = np.where(islands, np.maximum(per_cp, gap), per_cp)
+    # (a spread is never negative: 0 for points where nothing is open)
+    return max(float(per_cp[cps].max()), 0.0)
 
 
 def device_summary(devices: tuple[BeamLimitingDevice, ...]) -> str:

@@ -3,11 +3,14 @@
 beam_metrics measures every control point at once (convex hulls included); the
 references here take one control point at a time, the way the measures are defined:
 the convex hull of the open strips' corners (Andrew's monotone chain, shoelace area),
-LSV over each point's open leaf pairs, segments grown interval by interval. Random
-apertures cover what the hand-worked cases in test_metrics.py do not: many control
-points with different outlines (enough for several blocks of the hull computation),
-islands, closed pairs, coarse positions (ties, collinear corners), jaws that cut
-through strips, and static stretches longer than the bulk look-ahead of _segments.
+the outline of the open strips walked strip by strip, LSV over each point's open leaf
+pairs, leaf and gantry motion interval by interval, segments grown interval by
+interval. Random apertures cover what the hand-worked cases in test_metrics.py do not:
+many control points with different outlines (enough for several blocks of the hull
+computation), islands, closed pairs, coarse positions (ties, collinear corners), jaws
+that cut through strips or move, absent jaws, unknown (NaN) positions, static
+stretches longer than the bulk look-ahead of _segments, and arcs in which every
+interval is a segment of its own.
 """
 
 from __future__ import annotations
@@ -123,6 +126,54 @@ def lsv_at(ap: Apertures, i: int) -> float:
                 [(spread - abs(q - p)) / spread for p, q in zip(bank[:-1], bank[1:], strict=True)]
             )
     return value
+
+
+def outline_at(ap: Apertures, i: int) -> tuple[float, float]:
+    """Open area and outline length at control point i, strip by strip: each open strip
+    adds its two sides, and each edge between strips (and beyond the outer ones) the
+    part of it that borders exactly one open strip."""
+    width = ap.width_mm()[i]
+    area = float((width * ap.height_mm[i]).sum())
+    perimeter = 0.0
+    below = None  # (lo, hi) of the open strip below the edge, if any
+    for k in range(width.size + 1):
+        above = (ap.lo_mm[i, k], ap.hi_mm[i, k]) if k < width.size and width[k] > 0 else None
+        if above is not None:
+            perimeter += 2 * ap.height_mm[i, k]
+        if below is not None and above is not None:
+            overlap = max(0.0, min(below[1], above[1]) - max(below[0], above[0]))
+            perimeter += (below[1] - below[0]) + (above[1] - above[0]) - 2 * overlap
+        elif below is not None or above is not None:
+            lo, hi = below if below is not None else above
+            perimeter += hi - lo
+        below = above
+    return area, perimeter
+
+
+def leaf_and_gantry_motion(beam, mu: np.ndarray) -> dict[str, float]:
+    """The motion measures, interval by interval."""
+    cps = beam.control_points
+    leaves = np.nan_to_num(cps.positions_mm["MLCX"])
+    gantry = np.nan_to_num(cps.gantry_deg)
+    moves, travel, per_leaf, turns, on_turns = [], 0.0, np.zeros(leaves.shape[1]), 0.0, 0.0
+    for i in range(len(mu)):
+        step = np.abs(leaves[i + 1] - leaves[i])
+        travel += step.sum()
+        turn = abs(gantry[i + 1] - gantry[i])
+        turn = min(turn, 360 - turn)
+        turns += turn
+        if mu[i] > 0:
+            moves.append(step.max())
+            per_leaf += step
+            on_turns += turn
+    return {
+        "leaf_travel_mm": travel,
+        "beam_on_leaf_motion_mm": max(moves, default=0.0),
+        "beam_on_leaf_travel_mm": per_leaf.max() if moves else 0.0,
+        "mean_aperture_change_mm": float(np.mean(moves)) if moves else 0.0,
+        "arc_span_deg": turns,
+        "gantry_beam_on_travel_deg": on_turns,
+    }
 
 
 def interval_average(per_cp: np.ndarray, mu: np.ndarray) -> float | None:
@@ -264,3 +315,86 @@ def test_segments_with_long_static_stretches(seed):
             assert m.subsegment_max_outside_main_mm == pytest.approx(
                 max(reach, default=0.0), rel=1e-12
             )
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize(("n", "pairs"), [(2, 10), (17, 60), (90, 40)])
+def test_area_and_perimeter_per_control_point(shape, n, pairs):
+    beam = random_beam(300 + n + pairs + SHAPES.index(shape), n, pairs, shape)
+    ap = apertures(beam)
+    expected = np.array([outline_at(ap, i) for i in range(n)])
+    m = beam_metrics(beam)
+    for area, perimeter in ((m.area_mm2, m.perimeter_mm), (ap.area_mm2(), ap.perimeter_mm())):
+        assert area == pytest.approx(expected[:, 0], rel=1e-12, abs=1e-9)
+        assert perimeter == pytest.approx(expected[:, 1], rel=1e-12, abs=1e-9)
+
+
+def test_absent_or_unknown_positions():
+    # no jaws across the strips measure as jaws far outside the field; an unknown (NaN)
+    # leaf position closes its strip, as an explicitly closed pair does
+    beam = random_beam(400, 12, 20, "outline")
+    positions = beam.control_points.positions_mm
+    wide = {**positions, "ASYMY": np.tile([-1e4, 1e4], (12, 1))}
+    no_y = {k: v for k, v in positions.items() if k != "ASYMY"}
+    leaves = positions["MLCX"].copy()
+    leaves[3, 5] = np.nan
+    closed = positions["MLCX"].copy()
+    closed[3, [5, 25]] = closed[3, 5]
+    measured = []
+    for pos in (wide, no_y, {**positions, "MLCX": leaves}, {**positions, "MLCX": closed}):
+        cps = replace(beam.control_points, positions_mm=pos)
+        devices = beam.devices if "ASYMY" in pos else (b.DEVICES[0], beam.devices[2])
+        one = replace(beam, control_points=cps, devices=devices)
+        m, ap = beam_metrics(one), apertures(one)
+        assert m.area_mm2 == pytest.approx(ap.area_mm2(), rel=1e-12)
+        assert m.perimeter_mm == pytest.approx(ap.perimeter_mm(), rel=1e-12)
+        measured.append(m)
+    for first, second in (measured[:2], measured[2:]):
+        for field in ("area_mm2", "perimeter_mm", "lsv", "aav", "mcs", "convexity"):
+            assert getattr(first, field) == pytest.approx(getattr(second, field), rel=1e-12)
+        assert first.small_aperture_score == pytest.approx(second.small_aperture_score)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_leaf_and_gantry_motion_interval_by_interval(seed):
+    rng = np.random.default_rng(seed)
+    n = [2, 5, 16, 40, 120, 178][seed]
+    beam = random_beam(500 + seed, n, 20, SHAPES[seed % len(SHAPES)])
+    weights = np.cumsum(rng.random(n) * (rng.random(n) < 0.7))
+    weights = weights / max(weights[-1], 1e-9)
+    gantry = (180 + np.cumsum(rng.uniform(-3, 3, n))) % 360
+    if seed % 2:
+        gantry[rng.random(n) < 0.1] = np.nan  # unknown angles count as 0
+    if seed == 2:
+        gantry[:] = 90.0  # a static field
+    cps = replace(beam.control_points, cumulative_meterset_weight=weights, gantry_deg=gantry)
+    beam = replace(beam, control_points=cps, final_cumulative_meterset_weight=1.0)
+    m = beam_metrics(beam)
+    for field, value in leaf_and_gantry_motion(beam, m.cp_mu_fraction[:-1]).items():
+        assert getattr(m, field) == pytest.approx(value, rel=1e-12, abs=1e-12), field
+
+
+@pytest.mark.parametrize("tolerance", [0.001, 0.5, 3.0])
+def test_segments_of_arcs_and_single_intervals(tolerance):
+    # an arc: leaves move at every control point, mostly further than the tolerance,
+    # sometimes not; beam on throughout, or in one interval only
+    rng = np.random.default_rng(7)
+    n = 60
+    beam = random_beam(600, n, 20, "outline")
+    leaves = beam.control_points.positions_mm["MLCX"][0] + np.cumsum(
+        rng.uniform(0, 2, size=(n, 1)) * rng.choice([-1, 1], size=(n, 40)), axis=0
+    )
+    positions = {**beam.control_points.positions_mm, "MLCX": leaves}
+    positions["ASYMX"], positions["ASYMY"] = (
+        np.tile(positions[k][0], (n, 1)) for k in ("ASYMX", "ASYMY")
+    )
+    everything = np.hstack(list(positions.values()))
+    arc = np.r_[0, np.cumsum(rng.uniform(0.5, 1.5, n - 1))]
+    for weights in (arc / arc[-1], np.r_[np.zeros(30), np.ones(n - 30)]):
+        cps = replace(
+            beam.control_points, positions_mm=positions, cumulative_meterset_weight=weights
+        )
+        m = beam_metrics(replace(beam, control_points=cps), same_aperture_mm=tolerance)
+        expected = segments_of(everything, m.cp_mu_fraction[:-1], tolerance)
+        assert [(s.first_cp, s.last_cp) for s in m.segments] == [s[:2] for s in expected]
+        assert [s.mu_fraction for s in m.segments] == pytest.approx([s[2] for s in expected])
