@@ -11,6 +11,11 @@ that cannot be decoded, text where a number or a sequence belongs, NaN, infinite
 negative quantities, counts that disagree with the sequence they count, and counts
 or meterset values beyond the policy's ``[limits]`` (checked before arrays are
 allocated).
+
+A plan is read first by the fast path (``extract_bulk``: values and control points
+straight from the bytes pydicom keeps, through the same functions below); on anything
+unusual, and on any error, the reference path reads pydicom's elements one by one and
+decides, so every error message comes from it.
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ def extract(
 
 def _get(ds: Dataset, keyword: str, where: str):
     """``ds.get(keyword)``, with a value pydicom cannot decode turned into a plain error."""
+    if not isinstance(ds, Dataset):  # the fast path's view: a plain value, or Unusual
+        return ds.get(keyword)
     try:
         return ds.get(keyword)
     except Exception as exc:  # pydicom decodes lazily; damaged bytes fail here
@@ -188,11 +195,16 @@ def _floats(value, where: str) -> np.ndarray:
         return np.empty(0)
     if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
         raise DicomReadError(f"{where} should hold numbers but holds {_describe(value)}")
-    items = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-    try:
-        arr = np.asarray([float(v) for v in items], dtype=float)
-    except (TypeError, ValueError, OverflowError):
-        raise DicomReadError(f"{where} holds a value that is not a number") from None
+    if isinstance(value, np.ndarray):  # the fast path's view: decimal strings parsed
+        arr = value
+    else:
+        items = (
+            list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        )
+        try:
+            arr = np.asarray([float(v) for v in items], dtype=float)
+        except (TypeError, ValueError, OverflowError):
+            raise DicomReadError(f"{where} holds a value that is not a number") from None
     if not np.isfinite(arr).all():
         raise DicomReadError(f"{where} holds a value that is not a finite number")
     return arr
@@ -200,6 +212,8 @@ def _floats(value, where: str) -> np.ndarray:
 
 def _seq(ds: Dataset, keyword: str, where: str) -> list[Dataset]:
     """The items of a sequence; [] when it is absent. Anything else is an error."""
+    if not isinstance(ds, Dataset):  # the fast path's view: its items, or Unusual
+        return ds.items(keyword)
     value = _get(ds, keyword, where)
     if value is None:
         return []
@@ -214,7 +228,20 @@ def _seq(ds: Dataset, keyword: str, where: str) -> list[Dataset]:
 
 
 def extract_plan(ds: Dataset, path: str, modality: Modality, limits: Limits | None = None) -> Plan:
+    """A Plan's facts. The fast path (extract_bulk) reads them from the raw bytes and
+    runs the same code on its view of the data set; on anything unusual, and on any
+    error, the reference path reads pydicom's elements one by one and decides."""
     limits = limits if limits is not None else default_limits()
+    view = extract_bulk.plan_view(ds)
+    if view is not None:
+        try:
+            return _plan(view, path, modality, limits)
+        except (extract_bulk.Unusual, DicomReadError, RecursionError):
+            pass  # the reference path words the error a damaged file deserves
+    return _plan(ds, path, modality, limits)
+
+
+def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
     top = f"{path}:"
     ion = modality is Modality.RTIONPLAN or "IonBeamSequence" in ds
     beam_kw = "IonBeamSequence" if ion else "BeamSequence"
@@ -224,10 +251,13 @@ def extract_plan(ds: Dataset, path: str, modality: Modality, limits: Limits | No
             f"{path}::{beam_kw} has {len(beam_items)} beams, more than the limit of"
             f" {limits.max_beams} (policy setting limits.max_beams): not read"
         )
+    prepared = {}
+    if not isinstance(ds, Dataset):  # the fast path: control points of all beams at once
+        prepared = extract_bulk.prepare(beam_items, _ION_CP_TAG if ion else _CP_TAG, limits)
     beams_read: list[Beam] = []
     total_points = 0
     for i, item in enumerate(beam_items):
-        beam = _beam(item, f"{path}::{beam_kw}[{i}]", ion, limits)
+        beam = _beam(item, f"{path}::{beam_kw}[{i}]", ion, limits, prepared.get(i))
         total_points += beam.control_points.count
         if total_points > limits.max_control_points_per_plan:
             raise DicomReadError(
@@ -341,7 +371,7 @@ def _meterset(r: Dataset, path: str, limits: Limits) -> float | None:
     return mu
 
 
-def _beam(b: Dataset, path: str, ion: bool, limits: Limits) -> Beam:
+def _beam(b: Dataset, path: str, ion: bool, limits: Limits, prepared=None) -> Beam:
     number = _get_int(b, "BeamNumber", path)
     if number is None:
         raise DicomReadError(
@@ -369,7 +399,7 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits) -> Beam:
                     f"{dpath}.LeafPositionBoundaries has {arr.size} values;"
                     f" NumberOfLeafJawPairs {pairs} needs {pairs + 1}"
                 )
-            bounds = tuple(float(v) for v in arr)
+            bounds = tuple(arr.tolist())  # Python floats
         devices.append(BeamLimitingDevice(dtype.upper(), pairs, bounds))
 
     wedge_kw = "IonWedgeSequence" if ion else "WedgeSequence"
@@ -416,7 +446,9 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits) -> Beam:
     control_points = None
     if cp_kw in b:  # fast path from the raw bytes; None when anything is unusual
         cp_tag = _ION_CP_TAG if ion else _CP_TAG
-        control_points = extract_bulk.control_points(b, cp_tag, cp_path, devices, declared, limits)
+        control_points = extract_bulk.control_points(
+            b, cp_tag, cp_path, devices, declared, limits, prepared
+        )
     if control_points is None:  # the reference path, element by element
         cps = _control_point_items(b, path, cp_kw, declared, limits)
         control_points = _control_points(cps, cp_path, devices, limits)

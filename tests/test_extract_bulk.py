@@ -146,7 +146,8 @@ def _encode(ds: pydicom.Dataset, syntax, undefined: bool) -> pydicom.Dataset:
 
 
 def _plan(ds: pydicom.Dataset, fast: bool, monkeypatch):
-    if not fast:
+    if not fast:  # the reference path: pydicom's elements one by one
+        monkeypatch.setattr(extract_bulk, "plan_view", lambda ds: None)
         monkeypatch.setattr(extract_bulk, "control_points", lambda *a, **k: None)
     modality = Modality.RTIONPLAN if "IonBeamSequence" in ds else Modality.RTPLAN
     try:
