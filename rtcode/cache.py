@@ -158,6 +158,26 @@ class Cache:
             return MISS
         return _loads(row[4])
 
+    def get_file_pickled(
+        self, path: bytes, signature: tuple[int, int, str], context: str
+    ) -> tuple[bytes, bytes | None] | None:
+        """The stored outcome still pickled, and its summary's pickle (None: the
+        outcome is its own summary), for this version of the file; None when absent.
+        A plan's facts go from the cache to the worker that codes it without being
+        unpickled (and pickled again) in the scanning process."""
+        row = self._files.get(path)
+        if row is not None:
+            row = (*row[:5], row[7])
+        else:
+            row = self._query(
+                "SELECT size, mtime_ns, header, context, outcome, summary FROM files"
+                " WHERE path = ?",
+                path,
+            )
+        if row is None or tuple(row[:3]) != signature or row[3] != context:
+            return None
+        return row[4], (None if row[5] == row[4] else row[5])
+
     def get_untouched(
         self, path: bytes, stat: tuple[int, int, int, int], context: str
     ) -> tuple[tuple[int, int, str], Any] | None:
@@ -217,8 +237,11 @@ class Cache:
         context: str,
         outcome,
         stat: tuple[int, int, int, int] | None = None,
+        pickled: bytes | None = None,
     ) -> None:
-        blob = pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
+        """Store a file's outcome. ``pickled``: the whole outcome, pickled already (by
+        the worker that read it); ``outcome`` is then its summary, or the outcome."""
+        blob = pickled if pickled is not None else pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
         ctime_ns, inode = (stat[2], stat[3]) if stat is not None else (None, None)
         small = summary(outcome)
         if small is None:

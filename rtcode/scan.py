@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import pickle
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -236,10 +237,22 @@ class _Look:
 _UNCHANGED = "unchanged"  # a worker's answer: the file's signature is the known one
 
 
+@dataclass(frozen=True)
+class _Pickled:
+    """A plan's facts as a worker sends them with a cache: pickled once, by the
+    worker, for the cache to store as they are, and its summary (no beams) for the
+    scanning process to link. Control points are most of a plan's bytes: the
+    scanning process never unpickles them."""
+
+    summary: Plan
+    pickled: bytes
+
+
 def look_at_files(looks: list[_Look], limits: Limits) -> list[tuple]:
     """(signature, outcome) of each file (the per-file work with a cache, run by the
     workers): its first bytes decide; an image named by its file meta is done with,
-    a file whose signature is the known one is ``_UNCHANGED``, the rest are read."""
+    a file whose signature is the known one is ``_UNCHANGED``, the rest are read
+    (a plan comes back ``_Pickled``)."""
     out = []
     for look in looks:
         peek = reader.peek(look.entry)
@@ -250,8 +263,15 @@ def look_at_files(looks: list[_Look], limits: Limits) -> list[tuple]:
         elif peek.signature == look.known:
             out.append((peek.signature, _UNCHANGED))
         else:
-            out.append((peek.signature, _one_file(look.entry, limits)))
+            outcome = _one_file(look.entry, limits)
+            if isinstance(outcome, Plan):
+                outcome = _Pickled(replace(outcome, beams=()), _dumps(outcome))
+            out.append((peek.signature, outcome))
     return out
+
+
+def _dumps(value: object) -> bytes:
+    return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
 
 def _outcomes(
@@ -303,11 +323,18 @@ def _outcomes(
             yield outcome, None
             continue
         fid = _FileId(entry, signature, path_key, named)
-        if outcome == _UNCHANGED:
-            outcome = cache.get_file(path_key, signature, named)
-            if outcome is MISS:  # gone from the cache meanwhile (another scan): read
+        pickled = None
+        if isinstance(outcome, str) and outcome == _UNCHANGED:
+            stored = cache.get_file_pickled(path_key, signature, named)
+            if stored is not None:  # moved or touched, the same bytes: not read again
+                pickled, small = stored
+                outcome = _loads(small if small is not None else pickled)
+            if outcome is MISS or stored is None:  # gone from the cache meanwhile: read
+                pickled = None
                 outcome = _one_file(entry, limits)
-        cache.put_file(path_key, signature, named, outcome, entry.stat_key)
+        if isinstance(outcome, _Pickled):
+            outcome, pickled = outcome.summary, outcome.pickled
+        cache.put_file(path_key, signature, named, outcome, entry.stat_key, pickled)
         yield outcome, (None if isinstance(outcome, str) else fid)
 
 
@@ -332,11 +359,48 @@ def classify_plans(
     ``render``, what it makes of the PlanResult (a small row) instead."""
     out = []
     for lp in plans:
+        if isinstance(lp, _PlanToCode):
+            lp = lp.unpickle(policy)
+            if isinstance(lp, ReadError):
+                out.append(lp)
+                continue
         result = _classify_one(lp, policy, day)
         if render is not None and isinstance(result, PlanResult):
             result = render(result, policy)
         out.append(result)
     return out
+
+
+@dataclass(frozen=True)
+class _PlanToCode:
+    """A linked plan sent to be coded with its facts as the cache holds them,
+    pickled (``None``: gone from the cache, read the file again): the worker
+    unpickles them, so that the scanning process never does."""
+
+    linked: LinkedPlan
+    pickled: bytes | None
+    entry: reader.FileEntry | None
+
+    def unpickle(self, policy: Policy) -> LinkedPlan | ReadError:
+        full = _loads(self.pickled) if self.pickled is not None else MISS
+        if not isinstance(full, Plan):  # gone from the cache (another scan): read again
+            path = self.linked.plan.path
+            entry = self.entry or reader.FileEntry(Path(path), path, explicit=True)
+            full = _one_file(entry, Limits.from_policy(policy))
+        if not isinstance(full, Plan):
+            return (
+                full
+                if isinstance(full, ReadError)
+                else ReadError(self.linked.plan.path, "the file is no longer an RT Plan")
+            )
+        return replace(self.linked, plan=full)
+
+
+def _loads(blob: bytes) -> object:
+    try:
+        return pickle.loads(blob)
+    except Exception:  # damaged, or written by a build whose classes changed
+        return MISS
 
 
 def _classify_one(lp: LinkedPlan, policy: Policy, date_override: dt.date | None):
@@ -389,7 +453,7 @@ class Scanner:
         inv = self.inventory
         try:
             for outcome, fid in _outcomes(reader.walk(inputs), limits, self.runner):
-                if cache is not None and isinstance(outcome, Plan):
+                if cache is not None and isinstance(outcome, Plan) and outcome.beams:
                     outcome = replace(outcome, beams=())  # read back when it is coded
                 if fid is not None and isinstance(outcome, (Plan, StructureSet, Dose)):
                     files[id(outcome)] = fid
@@ -420,17 +484,15 @@ class Scanner:
                     yield Ready(_Done(found))
                     continue
                 fid = files.get(id(lp.plan))
-                full = MISS
+                stored = None
                 if fid is not None:
-                    full = cache.get_file(fid.key, fid.signature, fid.context)
-                if not isinstance(full, Plan):  # gone from the cache meanwhile: read
-                    entry = fid.entry if fid is not None else None
-                    full = self._reread(entry, lp.plan.path)
-                if not isinstance(full, Plan):
-                    yield Ready(_Done(full))
-                    continue
+                    stored = cache.get_file_pickled(fid.key, fid.signature, fid.context)
                 keys.append(result_key)
-                yield replace(lp, plan=full)
+                yield _PlanToCode(
+                    lp,
+                    stored[0] if stored is not None else None,
+                    fid.entry if fid is not None else None,
+                )
 
         sent = iter(keys)
         results = self.runner.map(
@@ -482,12 +544,6 @@ class Scanner:
             lp.notes,
             lp.duplicate_uid_paths,
         )
-
-    def _reread(self, entry: reader.FileEntry | None, path: str):
-        """A plan file whose cached facts are gone (another scan replaced them): read
-        it again, by its real name."""
-        entry = entry or reader.FileEntry(Path(path), path, explicit=True)
-        return _one_file(entry, Limits.from_policy(self.policy))
 
 
 def scan(

@@ -240,6 +240,51 @@ def test_result_depends_on_its_companions(tmp_path, reads, codings):
     assert codings == []
 
 
+def test_plan_rewritten_with_the_same_bytes_is_coded_from_its_stored_facts(
+    tmp_path, reads, codings
+):
+    """Written again with the same bytes (its change time moves): its first bytes are
+    looked at, not parsed; coded again under a new threshold, from the facts stored."""
+    export = tmp_path / "export"
+    shutil.copytree(SAMPLE_DATA / CASE, export)
+    plan = export / "RP.dcm"
+    cache_path = tmp_path / "scan-cache.sqlite"
+    cached_scan(cache_path, [export])
+
+    st = plan.stat()
+    plan.write_bytes(plan.read_bytes())
+    os.utime(plan, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert plan.stat().st_ctime_ns != st.st_ctime_ns or plan.stat().st_ino != st.st_ino
+    policy = policy_mod.load(
+        write_policy(tmp_path / "local.toml", "[modulation]\nfif_max_segments = 1\n")
+    )
+    expected = plain_scan([export], policy)
+    reads.clear()
+    codings.clear()
+    assert cached_scan(cache_path, [export], policy) == expected
+    assert reads == []
+    assert codings == [str(plan)]
+
+
+def test_plan_facts_gone_from_the_cache_are_read_again(tmp_path, reads, codings, monkeypatch):
+    """Another scan sharing the cache replaced a plan's stored facts before it was
+    coded: the plan file is read again, and the result is the same."""
+    export = tmp_path / "export"
+    shutil.copytree(SAMPLE_DATA / CASE, export)
+    cache_path = tmp_path / "scan-cache.sqlite"
+    cached_scan(cache_path, [export])
+    policy = policy_mod.load(
+        write_policy(tmp_path / "local.toml", "[modulation]\nfif_max_segments = 1\n")
+    )
+    monkeypatch.setattr(Cache, "get_file_pickled", lambda self, *args: None)
+    expected = plain_scan([export], policy)
+    reads.clear()
+    codings.clear()
+    assert cached_scan(cache_path, [export], policy) == expected
+    assert reads == [str(export / "RP.dcm")]
+    assert codings == [str(export / "RP.dcm")]
+
+
 # ------------------------------------------------------------ interruption
 
 

@@ -266,15 +266,20 @@ def test_a_rescan_from_the_cache_loads_neither_numpy_nor_pydicom(tmp_path):
         "import sys\n"
         "from rtcode.cli import main\n"
         "try:\n"
-        f"    main({args!r})\n"
+        "    main(sys.argv[1:])\n"
         "except SystemExit:\n"
         "    pass\n"
         "print(' '.join(sorted(m for m in ('numpy', 'pydicom') if m in sys.modules)),"
         " file=sys.stderr)\n"
     )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    cold = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    warm = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-c", code, *args, *extra]
+        return subprocess.run(command, capture_output=True, text=True, env=env)
+
+    cold = run("--jobs", "1")  # in this process: reads and codes plans here
+    warm = run()
     assert cold.stdout == warm.stdout and cold.stdout.count('"record": "plan"') == 20
-    assert "numpy" in cold.stderr.strip().splitlines()[-1]  # the cold scan codes plans here
+    assert "numpy" in cold.stderr.strip().splitlines()[-1]  # the check sees the imports
     assert warm.stderr.strip().splitlines()[-1:] in ([], [""])
