@@ -193,10 +193,8 @@ class Cache:
         row = self._folder_rows.get(path)
         if row is None or row[3] != context or (row[0], row[1], row[4], row[5]) != stat:
             return None
-        blob = row[6]
-        if blob is None:
-            summary = self.get_file(path, row[:3], context)
-        elif blob in _KINDS:  # "image" and the like: thousands of identical rows
+        blob = row[6]  # the summary, or the outcome when it is its own summary
+        if blob in _KINDS:  # "image" and the like: thousands of identical rows
             summary = _KINDS[blob]
         else:
             summary = _loads(blob)
@@ -222,8 +220,8 @@ class Cache:
             return {}
         try:
             rows = self._db.execute(
-                "SELECT path, size, mtime_ns, header, context, ctime_ns, inode, summary"
-                " FROM files WHERE folder = ?",
+                "SELECT path, size, mtime_ns, header, context, ctime_ns, inode,"
+                " COALESCE(summary, outcome) FROM files WHERE folder = ?",
                 (folder,),
             ).fetchall()
         except sqlite3.OperationalError:  # busy beyond the timeout: misses

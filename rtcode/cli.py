@@ -21,7 +21,6 @@ from . import policy as policy_mod
 from .errors import PolicyError
 from .policy import AUDIT_CHARGE_FIELDS as CHARGE_FIELDS
 from .policy import AUDIT_SEVERITIES as SEVERITIES
-from .read_billing import BillingFileError, merge_ptp, read_charges, read_ptp
 
 # The commands import what they use when they run: a rescan answered from the cache
 # starts in a fraction of a second only if it does not load the classifier, numpy,
@@ -749,6 +748,8 @@ def audit(
                     f"{output} is an input of the audit; choose another file.",
                     param_hint="--output",
                 )
+    from .read_billing import BillingFileError, merge_ptp, read_charges, read_ptp
+
     try:
         charges = read_charges(charges_file, mapping)
         billed = {c.cpt for c in charges.charges}

@@ -17,7 +17,6 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeVar
@@ -126,6 +125,8 @@ class Workers:
                     block = False
                 order.popleft()
                 yield b.results[i]
+
+        from concurrent.futures.process import BrokenProcessPool  # here: a rescan needs none
 
         try:
             for item in items:
