@@ -16,6 +16,7 @@ carrying what was done so far; ``rtcode scan`` reports that and exits 130.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import os
 import pickle
@@ -416,6 +417,43 @@ def _classify_one(lp: LinkedPlan, policy: Policy, date_override: dt.date | None)
         return ReadError(lp.plan.path, f"could not classify the plan: {_unexpected(exc)}")
 
 
+_REPLAY_MAX_PLANS = 50_000  # a scan with more coded plans is not kept whole
+
+
+class _Listing:
+    """A hash of every file a walk yields (its path, whether it was named, and its
+    size, modification time, change time and inode): the same hash later means the
+    same files, none written since (the change time moves on every write and cannot
+    be set back). ``key`` is None when the walk met an error or a file it could not
+    stat: such a scan is not replayed."""
+
+    def __init__(self, base: str) -> None:
+        self._hash = hashlib.sha256(base.encode())
+        self._ok = True
+
+    def watch(self, walk: Iterable) -> Iterator:
+        update = self._hash.update
+        for entry in walk:
+            if isinstance(entry, reader.WalkError) or entry.stat_key is None:
+                self._ok = False
+            else:
+                update(repr((entry.path, entry.explicit, entry.stat_key)).encode())
+            yield entry
+
+    @property
+    def key(self) -> str | None:
+        return f"scan:{self._hash.hexdigest()}" if self._ok else None
+
+
+@dataclass(frozen=True)
+class _Replay:
+    """A whole scan's result as the scan cache keeps it: what the walk found (the
+    summaries linking needed) and every coded plan's rendered row, in order."""
+
+    inventory: Inventory
+    rows: list
+
+
 class Scanner:
     """A scan as a stream: ``run(inputs)`` yields each plan's result in input order as
     soon as it is known, keeping only the small facts needed to link plans (and with a
@@ -447,12 +485,73 @@ class Scanner:
         self.plans_coded = 0
 
     def run(self, inputs: Iterable[str | os.PathLike[str]]) -> Iterator[PlanResult]:
+        inputs = list(inputs)
+        cache = self.runner.cache
+        base = self._replay_base(inputs)
+        if base is not None and cache is not None:
+            probe = _Listing(base)
+            for _ in probe.watch(reader.walk(inputs)):
+                pass
+            stored = cache.get_result(probe.key) if probe.key is not None else MISS
+            if isinstance(stored, _Replay):
+                yield from self._replay(stored)
+                self.runner.close()
+                return
+        listing = _Listing(base) if base is not None else None
+        walk = reader.walk(inputs) if listing is None else listing.watch(reader.walk(inputs))
+        kept: list | None = [] if listing is not None else None
+        for result in self._run(walk):
+            if kept is not None:
+                kept.append(result)
+                if len(kept) > _REPLAY_MAX_PLANS:
+                    kept = None
+            yield result
+        done = kept is not None and not self.interrupted and cache is not None
+        if done and listing is not None and listing.key is not None:
+            cache.put_result(listing.key, _Replay(self.inventory, kept))
+
+    def _replay_base(self, inputs: list) -> str | None:
+        """What, beside the files, a scan's whole result depends on; None when it is
+        not replayed (no cache, whole results kept, inputs that are not paths)."""
+        if self.runner.cache is None or self.render is None:
+            return None
+        if not all(isinstance(i, (str, os.PathLike)) for i in inputs):
+            return None
+        render = f"{self.render.__module__}.{self.render.__name__}"
+        return key(
+            "scan",
+            build_id(),
+            render,
+            self.policy.sha256,
+            self.date_override,
+            os.getcwd(),
+            tuple(os.fspath(i) for i in inputs),
+        )
+
+    def _replay(self, stored: _Replay) -> Iterator:
+        """The stored result of this scan, every file untouched since: nothing to read
+        or code again."""
+        inv = self.inventory
+        for name in ("plans", "structure_sets", "doses", "errors"):
+            getattr(inv, name).extend(getattr(stored.inventory, name))
+        for name in ("files_seen", "images_skipped", "other_dicom_skipped", "non_dicom_skipped"):
+            setattr(inv, name, getattr(stored.inventory, name))
+        for _ in range(inv.files_seen):
+            self.progress("file", None)
+        for error in inv.errors:
+            self.progress("error", error)
+        for row in stored.rows:
+            self.plans_coded += 1
+            self.progress("plan", row)
+            yield row
+
+    def _run(self, walk: Iterable) -> Iterator:
         cache = self.runner.cache
         limits = Limits.from_policy(self.policy)
         files: dict[int, _FileId] = {}  # id() of a plan, structure set or dose found
         inv = self.inventory
         try:
-            for outcome, fid in _outcomes(reader.walk(inputs), limits, self.runner):
+            for outcome, fid in _outcomes(walk, limits, self.runner):
                 if cache is not None and isinstance(outcome, Plan) and outcome.beams:
                     outcome = replace(outcome, beams=())  # read back when it is coded
                 if fid is not None and isinstance(outcome, (Plan, StructureSet, Dose)):

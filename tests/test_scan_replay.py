@@ -1,0 +1,144 @@
+"""A rescan of files none of which was written since: the whole result is replayed.
+
+``rtcode scan`` keeps each scan's result in the scan cache under a hash of every file
+it walked (path, size, modification time, change time, inode) and of what else the
+result depends on (rtcode build, policy, options, inputs, working folder). The
+expectations here come from scans without a cache of the same files, never from
+hard-coded codes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+from conftest import SAMPLE_DATA
+
+from rtcode import cache as cache_mod
+from rtcode import read as reader
+from rtcode.cli import main
+
+CASE = "06_four_field_box_3d"  # plan, structure set, dose and CT
+
+
+def jsonl(folder, *options) -> str:
+    args = ["scan", str(folder), "--format", "jsonl", "--quiet", "--jobs", "1", *options]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture
+def export(tmp_path):
+    folder = tmp_path / "export"
+    shutil.copytree(SAMPLE_DATA / CASE, folder)
+    return folder
+
+
+@pytest.fixture
+def looked_at(monkeypatch) -> list[str]:
+    """Files read (rtcode.read.read) or looked up one by one in the cache."""
+    seen: list[str] = []
+    real_read = reader.read
+    real_untouched = cache_mod.Cache.get_untouched
+
+    def counting_read(entry, limits=None):
+        seen.append(f"read {entry.display}")
+        return real_read(entry, limits)
+
+    def counting_untouched(self, path, *args):
+        seen.append(f"lookup {os.fsdecode(path)}")
+        return real_untouched(self, path, *args)
+
+    monkeypatch.setattr(reader, "read", counting_read)
+    monkeypatch.setattr(cache_mod.Cache, "get_untouched", counting_untouched)
+    return seen
+
+
+def kept_scans(cache_path) -> int:
+    with sqlite3.connect(cache_path) as db:
+        return db.execute("SELECT COUNT(*) FROM results WHERE key LIKE 'scan:%'").fetchone()[0]
+
+
+def test_unchanged_rescan_is_replayed_without_looking_at_any_file(tmp_path, export, looked_at):
+    cache = tmp_path / "c.sqlite"
+    expected = jsonl(export, "--no-cache")
+    assert jsonl(export, "--cache", cache) == expected
+    assert kept_scans(cache) == 1
+    looked_at.clear()
+    assert jsonl(export, "--cache", cache) == expected
+    assert looked_at == []
+
+
+def _rewrite_plan_label(export):
+    plan = export / "RP.dcm"
+    data = plan.read_bytes()
+    at = data.index(b"\x0a\x30\x02\x00SH")  # (300A,0002) RTPlanLabel
+    length = int.from_bytes(data[at + 6 : at + 8], "little")
+    start = at + 8
+    label = data[start : start + length]
+    new = label[::-1] if label[::-1] != label else label.upper().swapcase()
+    assert new != label
+    st = plan.stat()
+    plan.write_bytes(data[:start] + new + data[start + length :])
+    os.utime(plan, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same size and mtime
+
+
+def _add_a_copy(export):
+    shutil.copy2(export / "RP.dcm", export / "RP-copy.dcm")
+
+
+def _remove_the_structure_set(export):
+    (export / "RS.dcm").unlink()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_rewrite_plan_label, _add_a_copy, _remove_the_structure_set],
+    ids=lambda f: f.__name__,
+)
+def test_a_rescan_after_any_change_is_not_replayed(tmp_path, export, change):
+    cache = tmp_path / "c.sqlite"
+    before = jsonl(export, "--cache", cache)
+    change(export)
+    expected = jsonl(export, "--no-cache")
+    assert expected != before  # the change shows in the result
+    assert jsonl(export, "--cache", cache) == expected
+    assert jsonl(export, "--cache", cache) == expected  # and that result is replayed next
+
+
+def test_another_policy_or_date_is_not_replayed(tmp_path, export):
+    cache = tmp_path / "c.sqlite"
+    jsonl(export, "--cache", cache)
+    local = tmp_path / "local.toml"
+    local.write_text(
+        '[policy]\nextends = "default"\nname = "test-local"\nversion = "1"\n'
+        'description = "one setting changed"\n\n[three_d]\nmin_organs_at_risk = 40\n',
+        encoding="utf-8",
+    )
+    for options in (["--policy", local], ["--date", "2024-05-06"]):
+        expected = jsonl(export, "--no-cache", *options)
+        assert jsonl(export, "--cache", cache, *options) == expected
+    assert kept_scans(cache) == 3
+
+
+def test_a_scan_interrupted_is_not_kept_whole(tmp_path, export, monkeypatch):
+    cache = tmp_path / "c.sqlite"
+    real_read = reader.read
+    calls = []
+
+    def interrupting_read(entry, limits=None):
+        calls.append(entry)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_read(entry, limits)
+
+    monkeypatch.setattr(reader, "read", interrupting_read)
+    result = CliRunner().invoke(
+        main, ["scan", str(export), "--format", "jsonl", "--jobs", "1", "--cache", str(cache)]
+    )
+    assert result.exit_code == 130
+    assert kept_scans(cache) == 0
