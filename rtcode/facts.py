@@ -108,6 +108,68 @@ class ControlPoints:
     def count(self) -> int:
         return int(self.cumulative_meterset_weight.shape[0])
 
+    # Pickled (to and from worker processes, into the scan cache), control points are
+    # most of a plan's bytes. Angles and leaf and jaw positions are written in the
+    # file as decimals with one to three places: they are kept as small integers and
+    # a power of ten when that gives back every value to the bit (_Scaled); other
+    # arrays are kept as they are.
+
+    def __getstate__(self) -> dict:
+        state = {k: _scaled(v) for k, v in self.__dict__.items()}
+        state["positions_mm"] = {k: _scaled(v) for k, v in self.positions_mm.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = {k: _unscaled(v) for k, v in state.items()}
+        state["positions_mm"] = {k: _unscaled(v) for k, v in state["positions_mm"].items()}
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+
+class _Scaled:
+    """An array of float64 kept as ``integers / power`` (power: 10, 100 or 1000)."""
+
+    __slots__ = ("integers", "power")
+
+    def __init__(self, integers: np.ndarray, power: float) -> None:
+        self.integers = integers
+        self.power = power
+
+    def __reduce__(self):
+        return _Scaled, (self.integers, self.power)
+
+
+def _scaled(value):
+    """A float64 array as ``_Scaled`` when that gives back every value to the bit;
+    anything else (NaN, more places, not an array) as it is."""
+    import sys
+
+    np = sys.modules.get("numpy")
+    if np is None or not isinstance(value, np.ndarray):
+        return value
+    if value.dtype != np.float64 or value.size == 0 or not np.isfinite(value).all():
+        return value
+    bits = value.view(np.int64)
+    top = np.abs(value).max()
+    for power in (10.0, 100.0, 1000.0):
+        if top > (2**31 - 2) / power:
+            return value
+        whole = np.rint(value * power)
+        biggest = np.abs(whole).max()
+        integers = whole.astype(np.int16 if biggest <= 2**15 - 1 else np.int32)
+        if np.array_equal((integers.astype(np.float64) / power).view(np.int64), bits):
+            return _Scaled(integers, power)  # checked as it will be read back (-0.0 is not)
+    return value
+
+
+def _unscaled(value):
+    """The array ``_scaled`` was given, read-only as the extractor leaves it."""
+    if isinstance(value, _Scaled):
+        value = value.integers.astype("float64") / value.power
+    if hasattr(value, "setflags"):
+        value.setflags(write=False)
+    return value
+
 
 @dataclass(frozen=True, eq=False)
 class Beam:
