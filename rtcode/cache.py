@@ -39,6 +39,7 @@ from . import __version__
 SCHEMA = 5
 _COMMIT_EVERY_S = 2.0
 _KEEP_UNUSED_DAYS = 60
+_MARK_USED_AFTER_S = 86400.0  # a result's "used" date is refreshed at most daily
 MISS = object()
 
 
@@ -194,10 +195,8 @@ class Cache:
         if row is None or row[3] != context or (row[0], row[1], row[4], row[5]) != stat:
             return None
         blob = row[6]  # the summary, or the outcome when it is its own summary
-        if blob in _KINDS:  # "image" and the like: thousands of identical rows
-            summary = _KINDS[blob]
-        else:
-            summary = _loads(blob)
+        # "image" and the like (thousands of identical rows) are decoded once
+        summary = _KINDS[blob] if blob in _KINDS else _loads(blob)
         return (row[0], row[1], row[2]), summary
 
     def stored_signature(self, path: bytes, context: str) -> tuple[int, int, str] | None:
@@ -264,12 +263,43 @@ class Cache:
     def get_result(self, result_key: str) -> Any:
         blob = self._results.get(result_key)
         if blob is None:
-            row = self._query("SELECT result FROM results WHERE key = ?", result_key)
+            row = self._query("SELECT result, used FROM results WHERE key = ?", result_key)
             if row is None:
                 return MISS
             blob = row[0]
-            self._used.add(result_key)
+            if row[1] is None or row[1] < time.time() - _MARK_USED_AFTER_S:
+                self._used.add(result_key)  # once a day: marking rewrites the row
         return _loads(blob)
+
+    def keep_results(self, result_keys: list[str]) -> bool:
+        """Whether every one of these results is in the cache. Those not marked used
+        for a day are marked now, in the same transaction, so that no scan's clean-up
+        (of results unused for ``_KEEP_UNUSED_DAYS``) removes them meanwhile."""
+        wanted = sorted(set(result_keys) - set(self._results))
+        if self._db is None:
+            return not wanted
+        now = time.time()
+        found = 0
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    found += self._db.execute(
+                        f"SELECT COUNT(*) FROM results WHERE key IN ({marks})", chunk
+                    ).fetchone()[0]
+                    self._db.execute(
+                        f"UPDATE results SET used = ? WHERE key IN ({marks}) AND used < ?",
+                        (now, *chunk, now - _MARK_USED_AFTER_S),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError:  # busy beyond the timeout: not now
+            return False
+        return found == len(wanted)
 
     def put_result(self, result_key: str, result) -> None:
         self._results[result_key] = pickle.dumps(result, pickle.HIGHEST_PROTOCOL)

@@ -348,6 +348,7 @@ def _coded(outcome: object) -> bool:
 @dataclass(frozen=True)
 class _Done:
     outcome: object
+    key: str | None = None  # a coded plan's result key, when it came from the cache
 
 
 def classify_plans(
@@ -417,9 +418,6 @@ def _classify_one(lp: LinkedPlan, policy: Policy, date_override: dt.date | None)
         return ReadError(lp.plan.path, f"could not classify the plan: {_unexpected(exc)}")
 
 
-_REPLAY_MAX_PLANS = 50_000  # a scan with more coded plans is not kept whole
-
-
 class _Listing:
     """A hash of every file a walk yields (its path, whether it was named, and its
     size, modification time, change time and inode): the same hash later means the
@@ -448,10 +446,11 @@ class _Listing:
 @dataclass(frozen=True)
 class _Replay:
     """A whole scan's result as the scan cache keeps it: what the walk found (the
-    summaries linking needed) and every coded plan's rendered row, in order."""
+    summaries linking needed, the errors) and the result key of every coded plan's
+    rendered row, in order (the rows themselves are in the cache once)."""
 
     inventory: Inventory
-    rows: list
+    result_keys: list[str]
 
 
 class Scanner:
@@ -483,6 +482,7 @@ class Scanner:
         self.inventory = Inventory()
         self.interrupted = False
         self.plans_coded = 0
+        self.result_keys: list[str | None] = []  # of the plans coded, in order
 
     def run(self, inputs: Iterable[str | os.PathLike[str]]) -> Iterator[PlanResult]:
         inputs = list(inputs)
@@ -493,22 +493,18 @@ class Scanner:
             for _ in probe.watch(reader.walk(inputs)):
                 pass
             stored = cache.get_result(probe.key) if probe.key is not None else MISS
-            if isinstance(stored, _Replay):
-                yield from self._replay(stored)
+            if isinstance(stored, _Replay) and cache.keep_results(stored.result_keys):
+                yield from self._replay(stored, cache)
                 self.runner.close()
                 return
         listing = _Listing(base) if base is not None else None
         walk = reader.walk(inputs) if listing is None else listing.watch(reader.walk(inputs))
-        kept: list | None = [] if listing is not None else None
-        for result in self._run(walk):
-            if kept is not None:
-                kept.append(result)
-                if len(kept) > _REPLAY_MAX_PLANS:
-                    kept = None
-            yield result
-        done = kept is not None and not self.interrupted and cache is not None
-        if done and listing is not None and listing.key is not None:
-            cache.put_result(listing.key, _Replay(self.inventory, kept))
+        yield from self._run(walk)
+        keys = self.result_keys
+        if listing is None or listing.key is None or cache is None or self.interrupted:
+            return
+        if None not in keys:  # every coded plan's row is in the cache
+            cache.put_result(listing.key, _Replay(self.inventory, keys))
 
     def _replay_base(self, inputs: list) -> str | None:
         """What, beside the files, a scan's whole result depends on; None when it is
@@ -528,7 +524,7 @@ class Scanner:
             tuple(os.fspath(i) for i in inputs),
         )
 
-    def _replay(self, stored: _Replay) -> Iterator:
+    def _replay(self, stored: _Replay, cache: Cache) -> Iterator:
         """The stored result of this scan, every file untouched since: nothing to read
         or code again."""
         inv = self.inventory
@@ -540,7 +536,14 @@ class Scanner:
             self.progress("file", None)
         for error in inv.errors:
             self.progress("error", error)
-        for row in stored.rows:
+        for result_key in stored.result_keys:
+            row = cache.get_result(result_key)  # there: keep_results saw to it
+            if row is MISS:  # cannot be unpickled: the cache file was damaged
+                error = ReadError("(scan cache)", "a stored result could not be read: scan again")
+                inv.errors.append(error)
+                self.progress("error", error)
+                continue
+            self.result_keys.append(result_key)
             self.plans_coded += 1
             self.progress("plan", row)
             yield row
@@ -580,7 +583,7 @@ class Scanner:
                 result_key = self._result_key(lp, files)
                 found = cache.get_result(result_key) if result_key else MISS
                 if found is not MISS:
-                    yield Ready(_Done(found))
+                    yield Ready(_Done(found, result_key))
                     continue
                 fid = files.get(id(lp.plan))
                 stored = None
@@ -604,7 +607,7 @@ class Scanner:
         )
         for outcome in results:
             if isinstance(outcome, _Done):
-                outcome = outcome.outcome
+                result_key, outcome = outcome.key, outcome.outcome
             else:
                 result_key = next(sent)
                 if cache is not None and result_key is not None and _coded(outcome):
@@ -613,6 +616,7 @@ class Scanner:
                 self.inventory.errors.append(outcome)
                 self.progress("error", outcome)
             elif _coded(outcome):
+                self.result_keys.append(result_key)
                 self.plans_coded += 1
                 self.progress("plan", outcome)
                 yield outcome

@@ -142,3 +142,19 @@ def test_a_scan_interrupted_is_not_kept_whole(tmp_path, export, monkeypatch):
     )
     assert result.exit_code == 130
     assert kept_scans(cache) == 0
+
+
+def test_a_kept_scan_whose_rows_are_gone_is_coded_again(tmp_path, export, looked_at):
+    """Another scan's clean-up removed plan results (unused for 60 days): the scan is
+    not replayed from what is left; the plans are coded again, and kept again."""
+    cache = tmp_path / "c.sqlite"
+    expected = jsonl(export, "--no-cache")
+    assert jsonl(export, "--cache", cache) == expected
+    with sqlite3.connect(cache) as db:
+        assert db.execute("DELETE FROM results WHERE key NOT LIKE 'scan:%'").rowcount > 0
+    looked_at.clear()
+    assert jsonl(export, "--cache", cache) == expected
+    assert any(seen.startswith("lookup ") for seen in looked_at)  # the per-file path ran
+    looked_at.clear()
+    assert jsonl(export, "--cache", cache) == expected
+    assert looked_at == []
