@@ -422,7 +422,7 @@ class _Listing:
     """A hash of every file a walk yields (its path, whether it was named, and its
     size, modification time, change time and inode): the same hash later means the
     same files, none written since (the change time moves on every write and cannot
-    be set back). ``key`` is None when the walk met an error or a file it could not
+    be set back). ``digest`` is None when the walk met an error or a file it could not
     stat: such a scan is not replayed."""
 
     def __init__(self, base: str) -> None:
@@ -439,8 +439,8 @@ class _Listing:
             yield entry
 
     @property
-    def key(self) -> str | None:
-        return f"scan:{self._hash.hexdigest()}" if self._ok else None
+    def digest(self) -> str | None:
+        return self._hash.hexdigest() if self._ok else None
 
 
 @dataclass(frozen=True)
@@ -449,6 +449,7 @@ class _Replay:
     summaries linking needed, the errors) and the result key of every coded plan's
     rendered row, in order (the rows themselves are in the cache once)."""
 
+    listing: str  # the _Listing digest of the files it was made from
     inventory: Inventory
     result_keys: list[str]
 
@@ -488,27 +489,29 @@ class Scanner:
         inputs = list(inputs)
         cache = self.runner.cache
         base = self._replay_base(inputs)
-        if base is not None and cache is not None:
+        kept = cache.get_result(f"scan:{base}") if base is not None and cache else MISS
+        if isinstance(kept, _Replay) and base is not None and cache is not None:
             probe = _Listing(base)
             for _ in probe.watch(reader.walk(inputs)):
                 pass
-            stored = cache.get_result(probe.key) if probe.key is not None else MISS
-            if isinstance(stored, _Replay) and cache.keep_results(stored.result_keys):
-                yield from self._replay(stored, cache)
+            if probe.digest == kept.listing and cache.keep_results(kept.result_keys):
+                yield from self._replay(kept, cache)
                 self.runner.close()
                 return
         listing = _Listing(base) if base is not None else None
         walk = reader.walk(inputs) if listing is None else listing.watch(reader.walk(inputs))
         yield from self._run(walk)
         keys = self.result_keys
-        if listing is None or listing.key is None or cache is None or self.interrupted:
+        if listing is None or listing.digest is None or cache is None or self.interrupted:
             return
         if None not in keys:  # every coded plan's row is in the cache
-            cache.put_result(listing.key, _Replay(self.inventory, keys))
+            cache.put_result(f"scan:{base}", _Replay(listing.digest, self.inventory, keys))
 
     def _replay_base(self, inputs: list) -> str | None:
         """What, beside the files, a scan's whole result depends on; None when it is
-        not replayed (no cache, whole results kept, inputs that are not paths)."""
+        not replayed (no cache, whole results kept, inputs that are not paths). The
+        cache keeps the last scan made with each: a nightly rescan finds last
+        night's, and a first scan does not walk twice."""
         if self.runner.cache is None or self.render is None:
             return None
         if not all(isinstance(i, (str, os.PathLike)) for i in inputs):

@@ -108,6 +108,23 @@ def test_a_rescan_after_any_change_is_not_replayed(tmp_path, export, change):
     assert expected != before  # the change shows in the result
     assert jsonl(export, "--cache", cache) == expected
     assert jsonl(export, "--cache", cache) == expected  # and that result is replayed next
+    assert kept_scans(cache) == 1  # the last scan of these inputs, not one a night
+
+
+def test_a_first_scan_walks_once(tmp_path, export, monkeypatch):
+    walks = []
+    real_walk = reader.walk
+
+    def counting_walk(inputs):
+        walks.append(inputs)
+        return real_walk(inputs)
+
+    monkeypatch.setattr(reader, "walk", counting_walk)
+    cache = tmp_path / "c.sqlite"
+    jsonl(export, "--cache", cache)
+    assert len(walks) == 1
+    jsonl(export, "--cache", cache)  # one walk: unchanged, replayed
+    assert len(walks) == 2
 
 
 def test_another_policy_or_date_is_not_replayed(tmp_path, export):
@@ -122,7 +139,7 @@ def test_another_policy_or_date_is_not_replayed(tmp_path, export):
     for options in (["--policy", local], ["--date", "2024-05-06"]):
         expected = jsonl(export, "--no-cache", *options)
         assert jsonl(export, "--cache", cache, *options) == expected
-    assert kept_scans(cache) == 3
+    assert kept_scans(cache) == 3  # one per policy and date: each its own last scan
 
 
 def test_a_scan_interrupted_is_not_kept_whole(tmp_path, export, monkeypatch):
