@@ -90,6 +90,8 @@ class Cache:
         self._used: set[str] = set()
         self._folder: bytes | None = None  # the folder whose entries are at hand
         self._folder_rows: dict[bytes, tuple] = {}
+        self._last_path: bytes | None = None
+        self._last_folder = b""
         self._db: sqlite3.Connection | None = self._connect(path)
 
     @classmethod
@@ -187,7 +189,7 @@ class Cache:
         change time moves on every write and cannot be set back), so it is not opened
         again. The summary is what a scan needs to link the file (for a plan: its
         facts without beams; ``get_file`` gives all). None otherwise."""
-        folder = os.path.dirname(path)
+        folder = self._folder_of(path)
         if folder != self._folder:  # one query per folder, not per file
             self._folder = folder
             self._folder_rows = self._folder_index(folder)
@@ -204,8 +206,8 @@ class Cache:
         ``get_untouched`` of the same path, which read its folder's entries), or None."""
         row = self._files.get(path)
         if row is None:
-            if os.path.dirname(path) != self._folder:
-                self._folder = os.path.dirname(path)
+            if self._folder_of(path) != self._folder:
+                self._folder = self._folder_of(path)
                 self._folder_rows = self._folder_index(self._folder)
             row = self._folder_rows.get(path)
             if row is None:
@@ -213,6 +215,12 @@ class Cache:
         if row[3] != context:
             return None
         return (row[0], row[1], row[2])
+
+    def _folder_of(self, path: bytes) -> bytes:
+        """``os.path.dirname``, once per path (a file is looked up, then stored)."""
+        if path != self._last_path:
+            self._last_path, self._last_folder = path, os.path.dirname(path)
+        return self._last_folder
 
     def _folder_index(self, folder: bytes) -> dict[bytes, tuple]:
         if self._db is None:
@@ -254,7 +262,7 @@ class Cache:
             ctime_ns,
             inode,
             small_blob,
-            os.path.dirname(path),
+            self._folder_of(path),
         )
         self._maybe_commit()
 
@@ -378,10 +386,10 @@ def _create_private(path: Path) -> None:
 def summary(outcome: Any) -> Any:
     """What linking needs of a file's outcome, when that is much smaller than the
     outcome: a plan without its beams, the kind of a skipped file; None: use it all."""
-    from .facts import Plan  # here: a rescan of cached files needs no facts module early
-
     if isinstance(outcome, str):
         return outcome
+    from .facts import Plan  # here: a rescan of cached files needs no facts module early
+
     if isinstance(outcome, Plan):
         return replace(outcome, beams=())
     return None
