@@ -16,6 +16,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 from .facts import Beam, Roi, StructureSet
@@ -164,19 +165,43 @@ _DECIDING_RULES = {
 
 def roi_role(roi: Roi, policy: Policy) -> tuple[str, str]:
     """('target' | 'organ_at_risk' | 'external' | 'other', how it was decided)."""
-    name = (roi.name or "").strip()
-    rtype = (roi.interpreted_type or "").upper()
-    if any(re.match(p, name, re.IGNORECASE) for p in policy["roles.target_name_patterns"]):
-        if rtype in policy["roles.target_types"]:
+    return _role(
+        roi.name,
+        roi.interpreted_type,
+        tuple(policy["roles.target_name_patterns"]),
+        tuple(policy["roles.target_types"]),
+        tuple(policy["roles.organ_types"]),
+        tuple(policy["roles.external_types"]),
+        tuple(policy["roles.organ_name_patterns"]),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _role(
+    name: str | None,
+    interpreted_type: str | None,
+    target_name_patterns: tuple[str, ...],
+    target_types: tuple[str, ...],
+    organ_types: tuple[str, ...],
+    external_types: tuple[str, ...],
+    organ_name_patterns: tuple[str, ...],
+) -> tuple[str, str]:
+    """``roi_role`` from the ROI's name and type and the policy's role settings: a pure
+    function of them, cached (a scan asks for the same few names again and again, in
+    the rules and in the report)."""
+    name = (name or "").strip()
+    rtype = (interpreted_type or "").upper()
+    if any(re.match(p, name, re.IGNORECASE) for p in target_name_patterns):
+        if rtype in target_types:
             return "target", "type"
         return "target", "name"
-    if rtype in policy["roles.target_types"]:
+    if rtype in target_types:
         return "target", "type"
-    if rtype in policy["roles.organ_types"]:
+    if rtype in organ_types:
         return "organ_at_risk", "type"
-    if rtype in policy["roles.external_types"]:
+    if rtype in external_types:
         return "external", "type"
-    if any(re.match(p, name, re.IGNORECASE) for p in policy["roles.organ_name_patterns"]):
+    if any(re.match(p, name, re.IGNORECASE) for p in organ_name_patterns):
         return "organ_at_risk", "name"
     return "other", "type" if rtype else "none"
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -237,9 +238,9 @@ def _jaws(beam: Beam, positions: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 # ------------------------------------------------------------------ beam metrics
 
 
-@dataclass(frozen=True, eq=False)
-class Segment:
-    """A stretch of beam-on control-point intervals with an unchanging aperture."""
+class Segment(NamedTuple):
+    """A stretch of beam-on control-point intervals with an unchanging aperture. (A
+    named tuple: an arc has one per interval, and these are made fastest.)"""
 
     first_cp: int
     last_cp: int

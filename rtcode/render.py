@@ -39,7 +39,7 @@ def _num(value: float | None, digits: int = 3) -> float | None:
 def beam_json(b: BeamAssessment) -> dict[str, Any]:
     beam, m = b.beam, b.metrics
     cps = beam.control_points
-    couch = [c for c in cps.couch_deg if not math.isnan(c)]
+    couch = next((c for c in cps.couch_deg if not math.isnan(c)), None)  # the first known
     return {
         "number": beam.number,
         "name": beam.name,
@@ -70,7 +70,7 @@ def beam_json(b: BeamAssessment) -> dict[str, Any]:
         "gantry_span_deg": _num(m.arc_span_deg, 2),
         "mu_per_degree_cv": _num(m.mu_per_degree_cv),
         "collimator_deg": _num(cps.collimator_deg[0] if cps.count else None, 2),
-        "couch_deg": _num(couch[0] if couch else None, 2),
+        "couch_deg": _num(couch, 2),
         "isocenter_mm": [_num(v, 2) for v in beam.isocenter_mm] if beam.isocenter_mm else None,
         "beam_limiting_devices": [
             {"type": d.device_type, "pairs": d.number_of_pairs} for d in beam.devices
@@ -409,9 +409,10 @@ def _clip(text: str, width: int) -> str:
 
 
 def _wrap(text: str) -> list[str]:
-    return textwrap.wrap(
-        " ".join(text.split()), 100, initial_indent="    ", subsequent_indent="      "
-    )
+    text = " ".join(text.split())
+    if len(text) <= 100 - 4:  # fits on the first line: what textwrap would make of it
+        return ["    " + text] if text else []
+    return textwrap.wrap(text, 100, initial_indent="    ", subsequent_indent="      ")
 
 
 def table_row(p: PlanResult) -> tuple[str, ...]:
