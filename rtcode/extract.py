@@ -12,10 +12,11 @@ negative quantities, counts that disagree with the sequence they count, and coun
 or meterset values beyond the policy's ``[limits]`` (checked before arrays are
 allocated).
 
-A plan is read first by the fast path (``extract_bulk``: values and control points
-straight from the bytes pydicom keeps, through the same functions below); on anything
-unusual, and on any error, the reference path reads pydicom's elements one by one and
-decides, so every error message comes from it.
+Every object is read first by the fast path (``extract_bulk``: values and control
+points straight from the bytes, through the same functions below): from the file's own
+bytes when ``read`` gives a ``RawDataset``, else from the bytes pydicom keeps. On
+anything unusual, and on any error, the reference path reads pydicom's elements one by
+one and decides, so every error message comes from it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from .facts import (
     Wedge,
 )
 from .limits import Limits, default_limits
+from .read import RawDataset
 
 _CP_TAG = 0x300A0111  # ControlPointSequence
 _ION_CP_TAG = 0x300A03A8  # IonControlPointSequence
@@ -59,7 +61,7 @@ _NESTED = "its sequences are nested too deeply to read (more levels than any rea
 
 
 def extract(
-    ds: Dataset,
+    ds: Dataset | RawDataset,
     modality: Modality,
     path: str,
     has_pixel_data: bool = False,
@@ -67,6 +69,10 @@ def extract(
 ):
     """Facts of one dataset: a Plan, StructureSet or Dose. Raises DicomReadError.
 
+    ``ds`` is a pydicom Dataset, or a ``RawDataset`` (``read`` gives one for a plain
+    file): its facts are then read straight from the file's bytes, and on anything
+    unusual or any error pydicom parses the bytes and the usual path below decides
+    (``RawDataset.dataset`` raises the error ``read`` would have reported for them).
     ``limits`` (default: the shipped policy's) bounds beams, control points, leaf
     pairs and meterset values.
     """
@@ -76,6 +82,11 @@ def extract(
         # the values rtcode uses are checked here and reported as errors instead.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if isinstance(ds, RawDataset):
+                facts = _from_view(ds.view, modality, path, has_pixel_data, limits)
+                if facts is not None:
+                    return facts
+                ds = ds.dataset()  # the reference path, on pydicom's reading of the bytes
             if modality in (Modality.RTPLAN, Modality.RTIONPLAN):
                 return extract_plan(ds, path, modality, limits)
             if modality is Modality.RTSTRUCT:
@@ -83,6 +94,20 @@ def extract(
             return extract_dose(ds, path, has_pixel_data)
     except RecursionError:
         raise DicomReadError(f"{path}: {_NESTED}") from None
+
+
+def _from_view(view, modality: Modality, path: str, has_pixel_data: bool, limits: Limits):
+    """Facts read through a fast-path view, or None when anything is unusual or wrong
+    (the reference path then decides and words the error: whatever went wrong here,
+    an unforeseen exception included, pydicom's reading is the one that counts)."""
+    try:
+        if modality in (Modality.RTPLAN, Modality.RTIONPLAN):
+            return _plan(view, path, modality, limits)
+        if modality is Modality.RTSTRUCT:
+            return _structure_set(view, path)
+        return _dose(view, path, has_pixel_data)
+    except Exception:
+        return None
 
 
 # ----------------------------------------------------------------- value helpers
@@ -652,6 +677,18 @@ def _brachy(ds: Dataset, path: str) -> Brachy:
 
 
 def extract_structure_set(ds: Dataset, path: str) -> StructureSet:
+    """A StructureSet's facts: through the fast path's view of the data set first, as
+    for plans; on anything unusual, and on any error, element by element."""
+    view = extract_bulk.plan_view(ds)
+    if view is not None:
+        try:
+            return _structure_set(view, path)
+        except (extract_bulk.Unusual, DicomReadError, RecursionError):
+            pass  # the reference path words the error a damaged file deserves
+    return _structure_set(ds, path)
+
+
+def _structure_set(ds: Dataset, path: str) -> StructureSet:
     top = f"{path}:"
     types: dict[int | None, str | None] = {}
     for i, obs in enumerate(_seq(ds, "RTROIObservationsSequence", top)):
@@ -697,6 +734,18 @@ def extract_structure_set(ds: Dataset, path: str) -> StructureSet:
 
 
 def extract_dose(ds: Dataset, path: str, has_pixel_data: bool) -> Dose:
+    """A Dose's facts: through the fast path's view of the data set first, as for
+    plans; on anything unusual, and on any error, element by element."""
+    view = extract_bulk.plan_view(ds)
+    if view is not None:
+        try:
+            return _dose(view, path, has_pixel_data)
+        except (extract_bulk.Unusual, DicomReadError, RecursionError):
+            pass  # the reference path words the error a damaged file deserves
+    return _dose(ds, path, has_pixel_data)
+
+
+def _dose(ds: Dataset, path: str, has_pixel_data: bool) -> Dose:
     top = f"{path}:"
     plan_uids = []
     for i, r in enumerate(_seq(ds, "ReferencedRTPlanSequence", top)):

@@ -1,4 +1,4 @@
-"""Step 2, extraction, fast path: a plan's facts read from the raw bytes.
+"""Step 2, extraction, fast path: an RT object's facts read from the raw bytes.
 
 pydicom decodes an element when it is first used (a Python object per value, through
 its hooks and checks) and parses a sequence's items when the sequence is first used.
@@ -15,13 +15,16 @@ What is read from the bytes, and why it gives the facts pydicom would:
   by the rules pydicom reads them with: little endian; in explicit VR every element
   names a known VR (pydicom reads an element whose VR bytes are no VR as implicit VR,
   and then the sequence ends elsewhere); items and elements fit their lengths
-  exactly; an undefined length only on a sequence; no tag twice in an item. Only
-  where each value lies is kept (``Item``); nothing is decoded until asked for.
+  exactly; an undefined length only on a sequence; no tag twice in an item; a
+  Specific Character Set that pydicom can turn into encodings (it does so as it
+  reads, and fails on a damaged one). Only where each value lies is kept (``Item``);
+  nothing is decoded until asked for.
 - A value is decoded here only when it is plain (``_plain``) and has the VR of the
   data dictionary: text of printable ASCII without a backslash (the same characters
   in every DICOM character set; one value; padding stripped as pydicom strips it), a
   decimal or an integer string that ``float``/``int`` read as pydicom's DSfloat and IS
-  do (with pydicom's default settings, which rtcode never changes). Anything else
+  do (with pydicom's default settings, which rtcode never changes), an unsigned short
+  of one value. Anything else
   raises ``Unusual`` in an ``Item``; in a pydicom Dataset (``DatasetItem``: the top
   level, and sequences pydicom parsed when reading) it is left to pydicom, which is
   exactly what the reference path reads.
@@ -39,6 +42,12 @@ What is read from the bytes, and why it gives the facts pydicom would:
   (``_items``), as are shorter sequences (where numpy's cost per call outweighs the
   walk). The decimal strings of all beams of a plan are converted in one numpy pass
   (``parse_ds``), exactly as ``float`` converts them.
+
+- A whole file (``file_view``): ``read`` hands over a Part-10 file's bytes and the top
+  level is walked here, pydicom never called, when the file is plain (see there); the
+  view is then an ``Item`` of depth 0, and structure sets and doses are extracted
+  through it as plans are (contour points are never decoded: only whether a
+  ContourSequence has items, its items walked as pydicom would parse them).
 
 The rule: this path only ever speeds up the ordinary case. Whenever anything is
 unusual (big endian, an unexpected VR, a value that is not plain, a count that does
@@ -62,6 +71,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag
 
 from .facts import BeamLimitingDevice, ControlPoints
 from .limits import Limits
@@ -255,18 +265,43 @@ def _elements(buf: bytes, start: int, end: int | None, implicit: bool, depth: in
             raise Unusual  # the same element twice in one item
         if length == _UNDEFINED:
             # Only a sequence has an undefined length here (no pixel data in a plan).
-            if vr != "SQ" and not (implicit and _is_sequence(key)):
+            if (vr != "SQ" and not (implicit and _is_sequence(key))) or key == _CHARSET:
                 raise Unusual
             items, pos = _items(buf, pos, None, implicit, depth + 1)
             found[key] = (vr, None, items)
         else:
             if pos + length > limit:
                 raise Unusual
+            if key == _CHARSET:
+                _check_charset(vr, buf[pos : pos + length], implicit)
             found[key] = (vr, pos, pos + length)
             pos += length
     if end is None or pos != end:
         raise Unusual  # no item delimiter before the end, or an element overran the item
     return found, pos
+
+
+_CHARSET = _key(0x00080005)  # SpecificCharacterSet
+
+
+def _check_charset(vr: str | None, data: bytes, implicit: bool) -> None:
+    """pydicom turns a Specific Character Set into Python encodings as it reads a data
+    set (as the file is read, or a sequence when first used), and a damaged one can
+    make that fail: the same conversions, and ``Unusual`` if they fail."""
+    import warnings
+
+    from pydicom.charset import convert_encodings
+    from pydicom.dataelem import convert_raw_data_element
+    from pydicom.values import convert_string
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            convert_encodings(convert_string(data, True))
+            elem = RawDataElement(_key(_CHARSET), vr, len(data), data, 0, implicit, True)
+            convert_encodings(convert_raw_data_element(elem).value)
+    except Exception:
+        raise Unusual from None
 
 
 def _is_sequence(key: int) -> bool:
@@ -309,6 +344,8 @@ def _plain(vr: str, data: bytes):
         if match is None:
             raise Unusual
         return int(match[1])
+    if vr == "US" and len(data) == 2:  # one value (Rows, Columns of a dose grid)
+        return int.from_bytes(data, "little")
     raise Unusual
 
 
@@ -335,7 +372,7 @@ class DatasetItem:
 
     def get(self, keyword: str):
         tag, _, vr = _dictionary(keyword)
-        elem = self.ds.get_item(tag)
+        elem = self._element(tag)
         if elem is None:
             return None
         if isinstance(elem, RawDataElement) and vr != "SQ":
@@ -353,8 +390,15 @@ class DatasetItem:
     def items(self, keyword: str) -> list[Item] | list[DatasetItem]:
         return _sequence_items(self, keyword, 1)
 
+    def _element(self, tag: int):
+        """``get_item``: pydicom converts a sequence's bytes there, and may fail."""
+        try:
+            return self.ds.get_item(tag)
+        except Exception:  # damaged: the reference path words the error
+            raise Unusual from None
+
     def raw(self, key: int, vr: str) -> bytes | None:
-        elem = self.ds.get_item(_key(key))  # _key swaps back
+        elem = self._element(_key(key))  # _key swaps back
         if elem is None:
             return None
         if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
@@ -374,7 +418,7 @@ class DatasetItem:
     def region(self, key: int):
         """A sequence still in bytes as (bytes, start, stop, implicit), stop None for an
         undefined length; its items when pydicom parsed it; None when absent."""
-        elem = self.ds.get_item(_key(key))
+        elem = self._element(_key(key))
         if elem is None:
             return None
         if isinstance(elem, RawDataElement):
@@ -413,6 +457,230 @@ def plan_view(ds: Dataset) -> DatasetItem | None:
     if ds.original_encoding[1] is not True:
         return None
     return DatasetItem(ds)
+
+
+# ------------------------------------------------------- a file's own bytes
+
+_PART10 = 132  # preamble and 'DICM'
+_META_GROUP = 0x0002
+_PIXEL_DATA = _key(0x7FE00010)
+_PIXEL_GROUP = 0x7FE0
+_SYNTAXES = {  # transfer syntaxes read here: implicit VR?
+    "1.2.840.10008.1.2": True,  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1": False,  # Explicit VR Little Endian
+}
+_TRANSFER_SYNTAX = _key(0x00020010)
+_UPPER = range(0x41, 0x5B)
+
+
+class FileView(Item):
+    """The top level of a Part-10 file, read from its bytes (``file_view``): an
+    ``Item`` of depth 0, plus whether the file holds Pixel Data."""
+
+    __slots__ = ("has_pixel_data",)
+
+    def __init__(self, buf: bytes, implicit: bool, elements: dict, has_pixel_data: bool):
+        super().__init__(buf, implicit, 0, elements)
+        self.has_pixel_data = has_pixel_data
+
+    def get(self, keyword: str):
+        """As ``Item.get``; a value that is not plain (several values, other characters)
+        is decoded by pydicom itself, as the reference path reads it: the element and
+        the Specific Character Set (all that decides how pydicom decodes a value of an
+        unambiguous VR) in a Dataset of their own."""
+        try:
+            return super().get(keyword)
+        except Unusual:
+            pass
+        tag, key, vr = _dictionary(keyword)
+        if vr not in _TEXT_VRS and vr not in ("DS", "IS"):
+            raise Unusual  # binary, a sequence, or a VR that depends on other elements
+        ds = Dataset()
+        for k in (_CHARSET, key):
+            found = self.elements.get(k)
+            if found is None:
+                continue
+            file_vr, start, stop = found
+            if start is None or (k == key and file_vr not in (None, vr)):
+                raise Unusual
+            data = self.buf[start:stop]
+            t = _key(k)  # _key swaps back
+            ds[t] = RawDataElement(BaseTag(t), file_vr, len(data), data, start, self.implicit, True)
+        try:
+            return ds.get(keyword)
+        except Exception:  # damaged: the reference path words the error
+            raise Unusual from None
+
+
+def file_view(fetch, size: int) -> FileView:
+    """The top-level data set of a Part-10 file, from its bytes, as pydicom reads it
+    with ``stop_before_pixels``; raises ``Unusual`` for anything but the plain case.
+
+    ``fetch(n)`` returns the file's first bytes, at least ``n`` of them when the file
+    has that many (the caller reads the file; nothing here touches it); ``size`` is
+    the file's size. The plain case, where pydicom (``dcmread(force=True)``) reads
+    exactly the elements found here and raises nothing:
+
+    - a 128-byte preamble, 'DICM', then a file meta group 0002 in explicit VR little
+      endian, every element with a known VR and a defined length, in ascending order,
+      naming Explicit or Implicit VR Little Endian (exactly, after the padding pydicom
+      strips) as the transfer syntax;
+    - then a data set in that syntax whose first element is of group 0008 or above and,
+      in implicit VR, does not look like explicit VR (two capital letters where the VR
+      would be: pydicom would switch to explicit VR reading it);
+    - top-level elements in strictly ascending order, each header and value inside the
+      file, sequences as ``_items`` reads them (any item it finds odd is unusual),
+      undefined lengths only on sequences, up to the end of the file exactly or up to
+      Pixel Data (7FE0,0010), which is not read: its header must be complete, with a
+      length that fits the file (or undefined: encapsulated). Any other element of
+      group 7FE0 (float pixel data, where pydicom also stops) is unusual.
+
+    A file cut short, a length beyond the end of the file or any other inconsistency
+    is unusual: the reference path (pydicom) then reads the file and words the error.
+    """
+    buf = fetch(_PART10 + 256)
+    if len(buf) < _PART10 + 8 or buf[128:_PART10] != b"DICM":
+        raise Unusual
+    pos, implicit = _file_meta(buf, fetch, size)
+    buf = fetch(pos + 8)
+    if pos + 8 > len(buf):
+        raise Unusual  # no data set after the file meta, or a few stray bytes
+    if buf[pos + 1] == 0 and buf[pos] < 0x08:  # group 0000 (a command set) to 0007
+        raise Unusual
+    if implicit and buf[pos + 4] in _UPPER and buf[pos + 5] in _UPPER:
+        raise Unusual
+    elements: dict[int, tuple] = {}
+    previous = -1
+    while pos < size:
+        if pos + 8 > size:
+            raise Unusual  # the file ends inside a header
+        if pos + 12 > len(buf):
+            buf = fetch(pos + 12)
+        if implicit:
+            key, length = _KEY_LENGTH.unpack_from(buf, pos)
+            vr = None
+            header = 8
+        else:
+            key, vr_bytes, length = _KEY_VR_LENGTH.unpack_from(buf, pos)
+            vr = _VR_NAMES.get(vr_bytes)
+            if vr is None:
+                raise Unusual
+            header = 8
+            if vr_bytes in _LONG_VRS:
+                if pos + 12 > size:
+                    raise Unusual
+                length = _LENGTH.unpack_from(buf, pos + 8)[0]
+                header = 12
+        tag = _key(key)  # _key swaps back: ascending tags are ascending numbers
+        if tag <= previous:
+            raise Unusual  # out of order or twice: pydicom keeps the last
+        previous = tag
+        group = tag >> 16
+        if group == _PIXEL_GROUP and key != _PIXEL_DATA:
+            raise Unusual
+        if key == _PIXEL_DATA:
+            if not elements:
+                raise Unusual  # read.py reports a data set with no element
+            _pixel_data(buf, pos, implicit, size)
+            return FileView(buf, implicit, elements, True)
+        if group == _DELIMITER_GROUP:
+            raise Unusual  # an item or delimiter at the top level
+        pos += header
+        if length == _UNDEFINED:
+            if (vr != "SQ" and not (implicit and _is_sequence(key))) or key == _CHARSET:
+                raise Unusual
+            buf, items, pos = _undefined_sequence(buf, fetch, pos, implicit, size)
+            elements[key] = (vr, None, items)
+        else:
+            if pos + length > size:
+                raise Unusual
+            if pos + length > len(buf):
+                buf = fetch(pos + length)
+                if pos + length > len(buf):
+                    raise Unusual  # the file changed under us
+            if key == _CHARSET:
+                _check_charset(vr, buf[pos : pos + length], implicit)
+            elements[key] = (vr, pos, pos + length)
+            pos += length
+    if pos != size:
+        raise Unusual
+    return FileView(buf, implicit, elements, False)
+
+
+def _file_meta(buf: bytes, fetch, size: int) -> tuple[int, bool]:
+    """Where the data set starts after the file meta, and whether it is implicit VR."""
+    pos = _PART10
+    syntax = None
+    previous = -1
+    while True:
+        if pos + 12 > len(buf):
+            buf = fetch(pos + 12)
+            if pos + 12 > len(buf):
+                raise Unusual
+        key, vr_bytes, length = _KEY_VR_LENGTH.unpack_from(buf, pos)
+        if key & 0xFFFF != _META_GROUP:
+            break
+        if vr_bytes not in _VRS or vr_bytes == b"SQ":
+            raise Unusual
+        header = 8
+        if vr_bytes in _LONG_VRS:
+            length = _LENGTH.unpack_from(buf, pos + 8)[0]
+            header = 12
+        if length == _UNDEFINED or pos + header + length > size:
+            raise Unusual
+        tag = _key(key)
+        if tag <= previous:
+            raise Unusual
+        previous = tag
+        pos += header
+        if pos + length > len(buf):
+            buf = fetch(pos + length)
+            if pos + length > len(buf):
+                raise Unusual
+        if key == _TRANSFER_SYNTAX:
+            if vr_bytes != b"UI":
+                raise Unusual
+            syntax = buf[pos : pos + length].rstrip(b"\x00 ")
+        pos += length
+    implicit = _SYNTAXES.get(syntax.decode("latin-1")) if syntax is not None else None
+    if implicit is None:
+        raise Unusual  # none, or another transfer syntax: the reference path reads it
+    return pos, implicit
+
+
+def _pixel_data(buf: bytes, pos: int, implicit: bool, size: int) -> None:
+    """Check the Pixel Data header at ``pos`` as ``read`` checks it (complete, its
+    declared length within the file); raises ``Unusual`` otherwise."""
+    if pos + 12 > len(buf):
+        raise Unusual  # fewer than 12 bytes left: the reference path decides
+    if implicit:
+        if buf[pos + 4 : pos + 6] in (b"OB", b"OW"):
+            raise Unusual  # read.py would take these bytes for a VR
+        length, start = _LENGTH.unpack_from(buf, pos + 4)[0], pos + 8
+    else:
+        if buf[pos + 4 : pos + 6] not in (b"OB", b"OW"):
+            raise Unusual
+        length, start = _LENGTH.unpack_from(buf, pos + 8)[0], pos + 12
+    if length != _UNDEFINED and start + length > size:
+        raise Unusual
+
+
+def _undefined_sequence(buf: bytes, fetch, pos: int, implicit: bool, size: int):
+    """The items of a top-level sequence of undefined length at ``pos`` (the bytes read
+    so far grown, twice as many each time, until it ends inside them): (bytes, items,
+    position after the sequence delimiter)."""
+    while True:
+        try:
+            items, end = _items(buf, pos, None, implicit, 1)
+        except Unusual:
+            if len(buf) >= size:
+                raise
+            more = fetch(min(size, 2 * len(buf)))
+            if len(more) <= len(buf):
+                raise
+            buf = more
+            continue
+        return buf, items, end
 
 
 # ----------------------------------------------------------- decimal strings

@@ -9,6 +9,12 @@ with ``stop_before_pixels``. Inputs are opened read-only and never modified.
 ``read_full`` is the one exception: it reads a structure set's contours and a
 dose grid's pixels, and only DVH reporting calls it.
 
+A plain Part-10 RT file (explicit or implicit VR little endian, nothing odd in its
+structure) is not parsed by pydicom at all: its bytes up to the Pixel Data are read and
+``extract_bulk.file_view`` finds its elements (``RawDataset``); pydicom parses those
+same bytes only if extraction meets something unusual. Anything else is read by
+pydicom as before.
+
 Bad input never raises out of ``read``: a file that is not DICOM, cut short,
 damaged, unreadable or larger than the policy's ``limits.max_file_size_mb``
 becomes one ``ReadResult`` of kind "error" with a sentence that says what is
@@ -83,14 +89,62 @@ class WalkError:
 
 @dataclass
 class ReadResult:
-    """One file's outcome: a dataset to extract, a skip, or an error."""
+    """One file's outcome: a dataset to extract, a skip, or an error.
+
+    ``dataset`` of an RT file is a ``RawDataset`` when the file is plain enough to be
+    read from its bytes without pydicom (the ordinary case), else a pydicom Dataset;
+    ``extract.extract`` takes either. A caller that needs pydicom's object in every
+    case calls ``pydicom_dataset()``.
+    """
 
     display: str
     kind: str  # "rt", "image", "other_dicom", "not_dicom", "error"
     modality: Modality | None = None
-    dataset: Dataset | None = None
+    dataset: Dataset | RawDataset | None = None
     has_pixel_data: bool = False
     error: str | None = None
+
+    def pydicom_dataset(self) -> Dataset | None:
+        """``dataset`` as a pydicom Dataset (parsed now from a ``RawDataset``'s bytes);
+        raises ``DicomReadError`` as ``read`` would have reported the file."""
+        if isinstance(self.dataset, RawDataset):
+            return self.dataset.dataset()
+        return self.dataset
+
+
+class RawDataset:
+    """An RT file's top-level data set read straight from its bytes (the fast path).
+
+    ``view`` (``extract_bulk.FileView``) gives the elements behind the methods
+    extract.py's functions use (``in``, ``get``, ``items``), decoding plain values
+    itself (a top-level value that is not plain through pydicom, that element alone)
+    and raising ``extract_bulk.Unusual`` for anything else. ``dataset()`` is the way
+    back to the reference path: pydicom parses the same bytes (every byte it reads:
+    the file up to its end, or up to and including the Pixel Data header), exactly as
+    ``read`` would have parsed the file, and raises ``DicomReadError`` with the same
+    sentence ``read`` would have returned. Nothing here touches the file again.
+    """
+
+    __slots__ = ("view", "_data", "_size", "_display", "_meta_class")
+
+    def __init__(self, view, data: bytes, size: int, display: str, meta_class: str | None):
+        self.view = view
+        self._data = data
+        self._size = size
+        self._display = display
+        self._meta_class = meta_class
+
+    def __contains__(self, keyword: str) -> bool:
+        return keyword in self.view
+
+    def dataset(self) -> Dataset:
+        data = io.BytesIO(self._data)
+        data.name = self._display  # type: ignore[attr-defined]  # pydicom asks for one
+        with _BoundedReader(data, self._size) as fp:  # type: ignore[arg-type]
+            result = _read_dataset(fp, self._display, self._meta_class)
+        if result.dataset is None:  # the file was read as RT from the same bytes
+            raise DicomReadError("the file reads differently on a second look: not read")
+        return result.dataset
 
 
 def walk(
@@ -273,6 +327,10 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
                     f" {limits.max_file_size_mb:g} MB (policy setting limits.max_file_size_mb):"
                     " not read"
                 )
+            if form == "part10":
+                fast = _read_view(fp, st.st_size, display, meta_class)
+                if fast is not None:
+                    return fast
             fp.seek(0)
             return _read_dataset(fp, display, meta_class)
     except (NotDicomError, DicomReadError) as exc:
@@ -362,6 +420,53 @@ def _meta_sop_class(fp: _BoundedReader) -> str | None:
             return raw.rstrip(b"\0 ").decode("ascii", "replace") or None
         fp.seek(length, os.SEEK_CUR)
     return None
+
+
+_FIRST_READ = 256 * 1024  # bytes read at first for the fast path; more when needed
+
+
+def _read_view(
+    fp: _BoundedReader, size: int, display: str, meta_class: str | None
+) -> ReadResult | None:
+    """An RT file read from its bytes without pydicom (``extract_bulk.file_view``), or
+    None when anything is unusual: ``_read_dataset`` then reads it as always. The kind
+    and modality are decided as ``_read_dataset`` decides them, and only when that
+    decision is plain: the SOP Class UID in the data set a plain value (or absent when
+    the file meta names one) and the class decided one of the RT classes read."""
+    from . import extract_bulk
+
+    data = b""
+
+    def fetch(n: int) -> bytes:
+        """The file's first bytes, at least ``n`` when the file has that many; read
+        once each, more than asked (the rest of a data set is usually wanted next)."""
+        nonlocal data
+        if n > len(data):
+            want = min(size, max(n, 2 * len(data), _FIRST_READ))
+            fp.seek(len(data))
+            data += fp.read(want - len(data))
+        return data
+
+    try:
+        view = extract_bulk.file_view(fetch, size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            actual = view.get("SOPClassUID")
+    except OSError:
+        raise
+    except Exception:  # Unusual, or anything the plain case does not expect
+        return None
+    actual = actual.strip() or None if isinstance(actual, str) else None
+    sop_class = meta_class or actual
+    if actual is not None and actual in SOP_CLASS_MODALITY:
+        sop_class = actual
+    modality = SOP_CLASS_MODALITY.get(sop_class) if sop_class is not None else None
+    if modality is None:
+        return None  # an error, or a skip: worded by the reference path
+    raw = RawDataset(view, data, size, display, meta_class)
+    return ReadResult(
+        display, "rt", modality=modality, dataset=raw, has_pixel_data=view.has_pixel_data
+    )
 
 
 def _read_dataset(fp: _BoundedReader, display: str, meta_class: str | None) -> ReadResult:
