@@ -316,7 +316,10 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
                         " at the start" + _short_file(len(head))
                     )
                 return ReadResult(display, "not_dicom")  # e.g. a README beside the export
-            meta_class = _meta_sop_class(fp) if form == "part10" else None
+            meta_class = None
+            if form == "part10":
+                fp.seek(0)
+                meta_class = _meta_sop_class(fp.read(min(st.st_size, _META_SPAN)))
             if meta_class is not None and meta_class not in SOP_CLASS_MODALITY:
                 # Images and other objects are skipped from the file meta: not read.
                 kind = "image" if _is_image_class(meta_class) else "other_dicom"
@@ -373,8 +376,7 @@ def peek(entry: FileEntry) -> Peek:
         return Peek(None, None)
     signature = (st.st_size, st.st_mtime_ns, hashlib.blake2b(head, digest_size=16).hexdigest())
     if sniff(head) == "part10":
-        with _BoundedReader(io.BytesIO(head), len(head)) as fp:  # type: ignore[arg-type]
-            meta_class = _meta_sop_class(fp)
+        meta_class = _meta_sop_class(head)
         if meta_class is not None and meta_class not in SOP_CLASS_MODALITY:
             return Peek("image" if _is_image_class(meta_class) else "other_dicom", signature)
     return Peek(None, signature)
@@ -388,38 +390,48 @@ def _short_file(size: int) -> str:
     return ""
 
 
-def _meta_sop_class(fp: _BoundedReader) -> str | None:
-    """MediaStorageSOPClassUID (0002,0002) from a Part-10 file meta, or None.
+def _meta_sop_class(buf: bytes) -> str | None:
+    """MediaStorageSOPClassUID (0002,0002) from a Part-10 file meta at the start of
+    ``buf`` (a file's first ``_META_SPAN`` bytes, or fewer), or None.
 
     The file meta is always explicit VR little endian (PS3.10 7.1). Only its first
     few elements are looked at; anything odd leaves the answer to the full read.
     """
-    fp.seek(132)
-    while fp.tell() < min(fp.size, 132 + _META_MAX_BYTES):
-        header = fp.read(8)
-        if len(header) < 8:
+    pos = 132
+    end = min(len(buf), 132 + _META_MAX_BYTES)
+    while pos < end:
+        if pos + 8 > len(buf):
             return None
-        group, element = struct.unpack("<HH", header[:4])
+        group, element = _GROUP_ELEMENT.unpack_from(buf, pos)
         if group != 0x0002:
             return None
-        if header[4:6] in _LONG_VRS:
-            extra = fp.read(4)
-            if len(extra) < 4:
+        if buf[pos + 4 : pos + 6] in _LONG_VRS:
+            if pos + 12 > len(buf):
                 return None
-            (length,) = struct.unpack("<I", extra)
+            (length,) = _U32.unpack_from(buf, pos + 8)
+            pos += 12
         else:
-            (length,) = struct.unpack("<H", header[6:8])
+            (length,) = _U16.unpack_from(buf, pos + 6)
+            pos += 8
         if length == 0xFFFFFFFF:
             return None
         if element == 0x0002:
             if length > 64:  # a UID has at most 64 characters
                 return None
-            raw = fp.read(length)
+            raw = buf[pos : pos + length]
             if len(raw) < length:  # cut short: the full read will say so
                 return None
             return raw.rstrip(b"\0 ").decode("ascii", "replace") or None
-        fp.seek(length, os.SEEK_CUR)
+        pos += length
     return None
+
+
+_GROUP_ELEMENT = struct.Struct("<HH")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+# All _meta_sop_class can look at: an element header starting before the limit, and
+# a UID of at most 64 characters after it.
+_META_SPAN = 132 + _META_MAX_BYTES + 12 + 64
 
 
 _FIRST_READ = 256 * 1024  # bytes read at first for the fast path; more when needed
