@@ -108,14 +108,14 @@ class ControlPoints:
     def count(self) -> int:
         return int(self.cumulative_meterset_weight.shape[0])
 
-    # Pickled (to and from worker processes, into the scan cache), control points are
-    # most of a plan's bytes. Angles and leaf and jaw positions are written in the
-    # file as decimals with one to three places: they are kept as small integers and
-    # a power of ten when that gives back every value to the bit (_Scaled); other
-    # arrays are kept as they are.
+    # Pickled (to and from worker processes, into the scan cache), leaf positions are
+    # most of a plan's bytes. Written in the file as decimals with one to three
+    # places, a large positions array is kept as small integers and a power of ten
+    # when that gives back every value to the bit (_Scaled); every other array is
+    # kept as it is (small ones cost more to check than they would save).
 
     def __getstate__(self) -> dict:
-        state = {k: _scaled(v) for k, v in self.__dict__.items()}
+        state = dict(self.__dict__)
         state["positions_mm"] = {k: _scaled(v) for k, v in self.positions_mm.items()}
         return state
 
@@ -139,15 +139,18 @@ class _Scaled:
         return _Scaled, (self.integers, self.power)
 
 
-def _scaled(value):
-    """A float64 array as ``_Scaled`` when that gives back every value to the bit;
-    anything else (NaN, more places, not an array) as it is."""
-    import sys
+_SCALED_FROM = 256  # values in an array worth keeping as integers
 
-    np = sys.modules.get("numpy")
-    if np is None or not isinstance(value, np.ndarray):
+
+def _scaled(value):
+    """A float64 array of ``_SCALED_FROM`` values or more as ``_Scaled`` when that
+    gives back every value to the bit; anything else (NaN, more places, a small
+    array, not an array) as it is."""
+    import numpy as np  # loaded: there are arrays to pickle
+
+    if not isinstance(value, np.ndarray) or value.size < _SCALED_FROM:
         return value
-    if value.dtype != np.float64 or value.size == 0 or not np.isfinite(value).all():
+    if value.dtype != np.float64 or not np.isfinite(value).all():
         return value
     bits = value.view(np.int64)
     top = np.abs(value).max()

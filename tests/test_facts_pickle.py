@@ -1,8 +1,8 @@
 """Control points pickled (to workers, into the scan cache) come back bit for bit.
 
-Angles and leaf and jaw positions are pickled as small integers and a power of ten
-when that gives back every value exactly; whatever does not (NaN, -0.0, more places,
-huge values) is pickled as it is. Either way the arrays that come back are the ones
+Large arrays of leaf and jaw positions are pickled as small integers and a power of
+ten when that gives back every value exactly; whatever does not (NaN, -0.0, more
+places, huge values) is pickled as it is. Either way the arrays that come back are the ones
 that went in, to the bit, and read-only as the extractor leaves them.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtcode.facts import ControlPoints, _Scaled, _scaled
+from rtcode.facts import _SCALED_FROM, ControlPoints, _Scaled, _scaled
 
 
 def control_points(positions: np.ndarray, gantry: np.ndarray | None = None) -> ControlPoints:
@@ -69,7 +69,7 @@ def assert_same(cps: ControlPoints, back: ControlPoints) -> None:
     ],
 )
 def test_positions_come_back_to_the_bit(values):
-    positions = np.tile(np.array(values, dtype=np.float64), (3, 1))
+    positions = np.tile(np.array(values, dtype=np.float64), (_SCALED_FROM, 1))
     cps = control_points(positions)
     assert_same(cps, roundtrip(cps))
 
@@ -82,6 +82,8 @@ def test_decimals_are_kept_small():
     assert isinstance(packed, _Scaled) and packed.integers.dtype == np.int16
     cps = control_points(positions)
     assert len(pickle.dumps(cps, pickle.HIGHEST_PROTOCOL)) < positions.nbytes / 3
+    small = positions[:2].copy()  # 240 values: kept as they are
+    assert _scaled(small) is small
     assert_same(cps, roundtrip(cps))
 
 
@@ -97,6 +99,8 @@ def test_decimals_are_kept_small():
     )
 )
 def test_any_values_come_back_to_the_bit(values):
-    positions = np.array([values, values[::-1]], dtype=np.float64)
-    cps = control_points(positions, gantry=np.array(values[:1] * 2, dtype=np.float64))
+    rows = np.array([values, values[::-1]], dtype=np.float64)
+    positions = np.tile(rows, (_SCALED_FROM // 2, 1))  # large enough to be scaled
+    n = positions.shape[0]
+    cps = control_points(positions, gantry=np.array(values[:1] * n, dtype=np.float64))
     assert_same(cps, roundtrip(cps))
