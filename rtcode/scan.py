@@ -184,6 +184,8 @@ class Runner:
                     yield from _inline(fn, it, args)
                     return
                 continue
+            if self.executor == "local":
+                _load_the_workers_modules()
             self._workers = Workers(self.jobs, self.executor, self.scheduler)
             it = itertools.chain(window, it)
         self._workers.batch_size = batch_size
@@ -193,6 +195,13 @@ class Runner:
         if self._workers is not None:
             self._workers.close(interrupted)
             self._workers = None
+
+
+def _load_the_workers_modules() -> None:
+    """Import what the per-file and per-plan work needs (pydicom, numpy, the
+    extractor, classifier and renderer) before the worker processes start: where
+    they are forked (Linux), they start with it loaded instead of each importing it."""
+    from . import classify, extract, related, render  # noqa: F401
 
 
 def _inline(fn, items: Iterable, args: tuple) -> Iterator:
