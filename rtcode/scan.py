@@ -148,7 +148,7 @@ def _unexpected(exc: BaseException) -> str:
 
 _WINDOW = 1024  # items looked at before deciding whether worker processes are worth it
 _INLINE_BELOW = 24  # fewer items to work on than this in a window: done in this process
-_FILE_BATCH = 16  # files sent to a worker at a time (most are images: a quick look each)
+_FILE_BATCH = 64  # files sent to a worker at a time (most are images: a quick look each)
 _PLAN_BATCH = 4  # plans sent to a worker at a time (each is milliseconds of work)
 
 
