@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import os
 import pickle
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -301,7 +302,9 @@ def _outcomes(
             yield outcome, None
         return
     context = key(build_id(), limits)
-    looks: list = []  # (entry, path key, context) of the files sent, in order
+    # (entry, path key, context) of the files sent and not yet back, in order: a
+    # queue, so that nothing is kept per file once its result is in
+    looks: deque = deque()
 
     def work() -> Iterator:
         for entry in walk:
@@ -322,13 +325,12 @@ def _outcomes(
             looks.append((entry, path_key, named))
             yield _Look(entry, known)
 
-    sent = iter(looks)  # looks grows as work() runs; results come back in its order
     for result in runner.map(look_at_files, work(), limits, batch_size=_FILE_BATCH):
         if isinstance(result, _Done):  # a walk error, or an untouched file's outcome
             yield result.outcome
             continue
         signature, outcome = result
-        entry, path_key, named = next(sent)
+        entry, path_key, named = looks.popleft()
         if signature is None:
             yield outcome, None
             continue
@@ -584,7 +586,7 @@ class Scanner:
 
     def _code(self, linked: list[LinkedPlan], files: dict[int, _FileId]):
         cache = self.runner.cache
-        keys: list = []  # result key of each plan sent, in order
+        keys: deque = deque()  # result key of each plan sent and not yet back, in order
 
         def work() -> Iterator:
             for lp in linked:
@@ -608,7 +610,6 @@ class Scanner:
                     fid.entry if fid is not None else None,
                 )
 
-        sent = iter(keys)
         results = self.runner.map(
             classify_plans,
             work(),
@@ -621,7 +622,7 @@ class Scanner:
             if isinstance(outcome, _Done):
                 result_key, outcome = outcome.key, outcome.outcome
             else:
-                result_key = next(sent)
+                result_key = keys.popleft()
                 if cache is not None and result_key is not None and _coded(outcome):
                     cache.put_result(result_key, outcome)
             if isinstance(outcome, ReadError):
