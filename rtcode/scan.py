@@ -520,11 +520,12 @@ class Scanner:
 
     def _replay_base(self, inputs: list) -> str | None:
         """What, beside the files, a scan's whole result depends on; None when it is
-        not replayed (no cache, whole results kept, inputs that are not paths). The
-        cache keeps the last scan made with each: a nightly rescan finds last
-        night's, and a first scan does not walk twice."""
-        if self.runner.cache is None or self.render is None:
-            return None
+        not replayed (no lasting cache, whole results kept, inputs that are not
+        paths). The cache keeps the last scan made with each: a nightly rescan finds
+        last night's, and a first scan does not walk twice."""
+        cache = self.runner.cache
+        if cache is None or cache.temporary or self.render is None:
+            return None  # no cache, one for this run only, or whole results kept
         if not all(isinstance(i, (str, os.PathLike)) for i in inputs):
             return None
         render = f"{self.render.__module__}.{self.render.__name__}"
