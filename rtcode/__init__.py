@@ -2,7 +2,8 @@
 
 The data flow, one module per step:
 
-    read.py      files -> pydicom datasets (the only module that touches files)
+    read.py      files -> data sets, from their bytes or through pydicom (the only
+                 module that touches files)
     extract.py   datasets -> typed, frozen facts (facts.py)
     link.py      facts -> plans with their dose and structure set
     metrics.py   control points -> aperture and modulation numbers (numpy only)
