@@ -39,3 +39,13 @@ def _private_scan_cache(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("cache-home")
     monkeypatch.setenv("XDG_CACHE_HOME", str(home))
     monkeypatch.setenv("LOCALAPPDATA", str(home))
+
+
+def undefined_lengths(ds) -> None:
+    """Mark every sequence and item of a pydicom Dataset to be written with an
+    undefined length (and delimiters), as many planning systems write them."""
+    for element in ds.iterall():
+        if element.VR == "SQ":
+            element.is_undefined_length = True
+            for item in element.value:
+                item.is_undefined_length_sequence_item = True

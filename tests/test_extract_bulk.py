@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import SAMPLE_DATA
+from conftest import SAMPLE_DATA, undefined_lengths
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.dataelem import RawDataElement
@@ -130,11 +130,7 @@ def _encode(ds: pydicom.Dataset, syntax, undefined: bool) -> pydicom.Dataset:
     ``undefined``) and read back, as rtcode's reader would read it."""
     ds = copy.deepcopy(ds)
     if undefined:
-        for element in ds.iterall():
-            if element.VR == "SQ":
-                element.is_undefined_length = True
-                for item in element.value:
-                    item.is_undefined_length_sequence_item = True
+        undefined_lengths(ds)
     ds.file_meta.TransferSyntaxUID = syntax
     buf = io.BytesIO()
     if syntax == ExplicitVRBigEndian:  # retired, but still met in old archives

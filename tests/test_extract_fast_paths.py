@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import pydicom
 import pytest
-from conftest import REALDATA, SAMPLE_DATA
+from conftest import REALDATA, SAMPLE_DATA, undefined_lengths
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.dataelem import RawDataElement
@@ -73,11 +73,7 @@ def _bytes(ds: Dataset, syntax=None, undefined: bool = False) -> bytes:
 
 def _write(ds: Dataset, syntax, undefined: bool) -> bytes:
     if undefined:
-        for element in ds.iterall():
-            if element.VR == "SQ":
-                element.is_undefined_length = True
-                for item in element.value:
-                    item.is_undefined_length_sequence_item = True
+        undefined_lengths(ds)
     if syntax is not None:
         if getattr(ds, "file_meta", None) is None:
             ds.file_meta = FileMetaDataset()

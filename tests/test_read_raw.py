@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import REALDATA, SAMPLE_DATA
+from conftest import REALDATA, SAMPLE_DATA, undefined_lengths
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -135,11 +135,7 @@ def _assert_reference(path: Path, monkeypatch, fast: bool | None = None):
 def _write(ds: Dataset, syntax=ExplicitVRLittleEndian, undefined: bool = False) -> bytes:
     ds = copy.deepcopy(ds)
     if undefined:
-        for element in ds.iterall():
-            if element.VR == "SQ":
-                element.is_undefined_length = True
-                for item in element.value:
-                    item.is_undefined_length_sequence_item = True
+        undefined_lengths(ds)
     ds.file_meta.TransferSyntaxUID = syntax
     out = io.BytesIO()
     with warnings.catch_warnings():
