@@ -151,6 +151,28 @@ def test_same_json_with_cache_cold_and_warm(
     assert parent_reads == []  # nothing parsed anywhere: nothing was sent to workers
 
 
+def test_the_command_gives_the_same_lines_however_it_runs(tmp_path, archive):
+    """rtcode scan --format jsonl, as a user runs it: one process without a cache, two
+    workers with a cold cache, and the rescan that replays the kept result."""
+    from click.testing import CliRunner
+
+    from rtcode.cli import main
+
+    paths = [str(p) for p in INPUTS["both"](archive)]
+
+    def lines(*options: str) -> str:
+        args = ["scan", *paths, "--format", "jsonl", "--quiet", *options]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    cache = str(tmp_path / "c.sqlite")
+    expected = lines("--no-cache", "--jobs", "1")
+    assert expected.count('"record": "plan"') >= scan_mod._INLINE_BELOW  # workers code
+    assert lines("--cache", cache, "--jobs", "2") == expected
+    assert lines("--cache", cache, "--jobs", "2") == expected
+
+
 def test_the_combined_inputs_do_reach_the_workers(baselines):
     """Guard for the tests above: there must be enough files and plans to be sent to the
     workers, or jobs=2 tests nothing there."""
