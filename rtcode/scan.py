@@ -528,6 +528,10 @@ class Scanner:
             return None  # no cache, one for this run only, or whole results kept
         if not all(isinstance(i, (str, os.PathLike)) for i in inputs):
             return None
+        try:
+            cwd = os.getcwd()
+        except OSError:  # the working folder is gone: relative inputs mean nothing sure
+            return None
         render = f"{self.render.__module__}.{self.render.__name__}"
         return key(
             "scan",
@@ -535,7 +539,7 @@ class Scanner:
             render,
             self.policy.sha256,
             self.date_override,
-            os.getcwd(),
+            cwd,
             tuple(os.fspath(i) for i in inputs),
         )
 

@@ -175,3 +175,17 @@ def test_a_kept_scan_whose_rows_are_gone_is_coded_again(tmp_path, export, looked
     looked_at.clear()
     assert jsonl(export, "--cache", cache) == expected
     assert looked_at == []
+
+
+def test_a_scan_from_a_folder_that_is_gone_still_works(tmp_path, export, monkeypatch):
+    """The working folder is part of what a kept scan depends on; when it has been
+    removed (a shell left in a deleted folder), the scan runs without keeping one."""
+    cache = tmp_path / "c.sqlite"
+    expected = jsonl(export, "--no-cache")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert jsonl(export, "--cache", cache) == expected
+    assert jsonl(export, "--cache", cache) == expected
+    assert kept_scans(cache) == 0
