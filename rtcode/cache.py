@@ -38,6 +38,7 @@ from . import __version__
 
 SCHEMA = 5
 _COMMIT_EVERY_S = 2.0
+_COMMIT_BYTES = 4 << 20  # or sooner, once this much waits (memory stays flat)
 _KEEP_UNUSED_DAYS = 60
 _MARK_USED_AFTER_S = 86400.0  # a result's "used" date is refreshed at most daily
 MISS = object()
@@ -85,6 +86,7 @@ class Cache:
         self.temporary = temporary
         self.warning: str | None = None
         self._last_commit = time.monotonic()
+        self._waiting = 0  # bytes written, not yet committed
         self._files: dict[bytes, tuple] = {}  # written, not yet committed
         self._results: dict[str, bytes] = {}
         self._used: set[str] = set()
@@ -264,6 +266,7 @@ class Cache:
             small_blob,
             self._folder_of(path),
         )
+        self._waiting += len(blob)
         self._maybe_commit()
 
     # ---------------------------------------------------------------- results
@@ -310,7 +313,9 @@ class Cache:
         return found == len(wanted)
 
     def put_result(self, result_key: str, result) -> None:
-        self._results[result_key] = pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
+        self._results[result_key] = blob
+        self._waiting += len(blob)
         self._maybe_commit()
 
     def _query(self, sql: str, value: Any) -> Any:
@@ -324,13 +329,17 @@ class Cache:
     # -------------------------------------------------------------- lifecycle
 
     def _maybe_commit(self) -> None:
-        if time.monotonic() - self._last_commit >= _COMMIT_EVERY_S:
+        if (
+            self._waiting >= _COMMIT_BYTES
+            or time.monotonic() - self._last_commit >= _COMMIT_EVERY_S
+        ):
             self.commit()
 
     def commit(self) -> None:
         """Write what waits, in one transaction. A cache that stays locked longer than
         the timeout loses these entries (the next scan reads those files again)."""
         self._last_commit = time.monotonic()
+        self._waiting = 0
         if self._db is None or not (self._files or self._results or self._used):
             return
         files, results, used = self._files, self._results, self._used

@@ -481,3 +481,21 @@ def test_cache_in_use_is_not_set_aside_as_broken(tmp_path, monkeypatch):
         first.close()
     with Cache(cache_path) as cache:
         assert cache.get_file("a/RP.dcm", (1, 1, "x"), "ctx") == "image"
+
+
+def test_entries_are_committed_once_enough_bytes_wait(tmp_path, monkeypatch):
+    """Writes wait in memory for at most 2 s, or until _COMMIT_BYTES of them wait:
+    a big export's plans do not pile up in memory between commits."""
+    monkeypatch.setattr(cache_mod, "_COMMIT_EVERY_S", 3600.0)
+    monkeypatch.setattr(cache_mod, "_COMMIT_BYTES", 10_000)
+    cache_path = tmp_path / "scan-cache.sqlite"
+
+    def stored() -> int:
+        with sqlite3.connect(cache_path) as db:
+            return db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+
+    with Cache(cache_path) as cache:
+        cache.put_file(b"/a/small", (1, 1, "x"), "ctx", "image")
+        assert stored() == 0  # waits
+        cache.put_file(b"/a/big", (1, 1, "y"), "ctx", "x" * 20_000)
+        assert stored() == 2  # committed with it
