@@ -154,14 +154,8 @@ class Cache:
     def get_file(self, path: bytes, signature: tuple[int, int, str], context: str) -> Any:
         """The outcome stored for this version of the file (same size, modification
         time and header hash), or MISS."""
-        row = self._files.get(path)
-        if row is None:
-            row = self._query(
-                "SELECT size, mtime_ns, header, context, outcome FROM files WHERE path = ?", path
-            )
-        if row is None or tuple(row[:3]) != signature or row[3] != context:
-            return MISS
-        return _loads(row[4])
+        stored = self.get_file_pickled(path, signature, context)
+        return MISS if stored is None else _loads(stored[0])
 
     def get_file_pickled(
         self, path: bytes, signature: tuple[int, int, str], context: str

@@ -257,13 +257,20 @@ def extract_plan(ds: Dataset, path: str, modality: Modality, limits: Limits | No
     runs the same code on its view of the data set; on anything unusual, and on any
     error, the reference path reads pydicom's elements one by one and decides."""
     limits = limits if limits is not None else default_limits()
+    return _view_first(_plan, ds, path, modality, limits)
+
+
+def _view_first(read, ds: Dataset, *args):
+    """``read(view, *args)`` on the fast path's view of a pydicom Dataset; on anything
+    unusual, and on any error, ``read(ds, *args)``: the reference path reads pydicom's
+    elements one by one and words the error a damaged file deserves."""
     view = extract_bulk.plan_view(ds)
     if view is not None:
         try:
-            return _plan(view, path, modality, limits)
+            return read(view, *args)
         except (extract_bulk.Unusual, DicomReadError, RecursionError):
-            pass  # the reference path words the error a damaged file deserves
-    return _plan(ds, path, modality, limits)
+            pass
+    return read(ds, *args)
 
 
 def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
@@ -679,13 +686,7 @@ def _brachy(ds: Dataset, path: str) -> Brachy:
 def extract_structure_set(ds: Dataset, path: str) -> StructureSet:
     """A StructureSet's facts: through the fast path's view of the data set first, as
     for plans; on anything unusual, and on any error, element by element."""
-    view = extract_bulk.plan_view(ds)
-    if view is not None:
-        try:
-            return _structure_set(view, path)
-        except (extract_bulk.Unusual, DicomReadError, RecursionError):
-            pass  # the reference path words the error a damaged file deserves
-    return _structure_set(ds, path)
+    return _view_first(_structure_set, ds, path)
 
 
 def _structure_set(ds: Dataset, path: str) -> StructureSet:
@@ -736,13 +737,7 @@ def _structure_set(ds: Dataset, path: str) -> StructureSet:
 def extract_dose(ds: Dataset, path: str, has_pixel_data: bool) -> Dose:
     """A Dose's facts: through the fast path's view of the data set first, as for
     plans; on anything unusual, and on any error, element by element."""
-    view = extract_bulk.plan_view(ds)
-    if view is not None:
-        try:
-            return _dose(view, path, has_pixel_data)
-        except (extract_bulk.Unusual, DicomReadError, RecursionError):
-            pass  # the reference path words the error a damaged file deserves
-    return _dose(ds, path, has_pixel_data)
+    return _view_first(_dose, ds, path, has_pixel_data)
 
 
 def _dose(ds: Dataset, path: str, has_pixel_data: bool) -> Dose:

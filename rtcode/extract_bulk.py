@@ -75,6 +75,7 @@ from pydicom.tag import BaseTag
 
 from .facts import BeamLimitingDevice, ControlPoints
 from .limits import Limits
+from .read import EXPLICIT_VRS, LONG_LENGTH_VRS
 
 
 class Unusual(Exception):
@@ -118,16 +119,8 @@ _SCALARS = {  # carried-forward numbers, in ControlPoints order
 _CP_VALUES = {_WEIGHT: "DS", _DIRECTION: "CS", _ISOCENTER: "DS", **dict.fromkeys(_SCALARS, "DS")}
 _DEVICE_VALUES = {_DEVICE_TYPE: "CS", _LEAF_JAW: "DS"}
 
-# Explicit VRs (PS3.5 6.2); those with a 2-byte reserved field and a 4-byte length (7.1.2).
-_VRS = {
-    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST",
-    b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
-}  # fmt: skip
-_LONG_VRS = {
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
-}  # fmt: skip
-_VR_NAMES = {vr: vr.decode() for vr in _VRS}  # the VR bytes of a header, as pydicom names them
+# The VR bytes of an element header (read.py lists them, PS3.5 6.2), as pydicom names them.
+_VR_NAMES = {vr: vr.decode() for vr in EXPLICIT_VRS}
 _KEY_LENGTH = struct.Struct("<II")
 _KEY_VR_LENGTH = struct.Struct("<I2sH")
 _LENGTH = struct.Struct("<I")
@@ -251,7 +244,7 @@ def _elements(buf: bytes, start: int, end: int | None, implicit: bool, depth: in
                 vr = _VR_NAMES.get(vr_bytes)
                 if vr is None:
                     raise Unusual  # not a VR: pydicom would read the item as implicit VR
-                if vr_bytes in _LONG_VRS:
+                if vr_bytes in LONG_LENGTH_VRS:
                     if pos + 12 > limit:
                         raise Unusual
                     length = _LENGTH.unpack_from(buf, pos + 8)[0]
@@ -566,7 +559,7 @@ def file_view(fetch, size: int) -> FileView:
             if vr is None:
                 raise Unusual
             header = 8
-            if vr_bytes in _LONG_VRS:
+            if vr_bytes in LONG_LENGTH_VRS:
                 if pos + 12 > size:
                     raise Unusual
                 length = _LENGTH.unpack_from(buf, pos + 8)[0]
@@ -620,10 +613,10 @@ def _file_meta(buf: bytes, fetch, size: int) -> tuple[int, bool]:
         key, vr_bytes, length = _KEY_VR_LENGTH.unpack_from(buf, pos)
         if key & 0xFFFF != _META_GROUP:
             break
-        if vr_bytes not in _VRS or vr_bytes == b"SQ":
+        if vr_bytes not in EXPLICIT_VRS or vr_bytes == b"SQ":
             raise Unusual
         header = 8
-        if vr_bytes in _LONG_VRS:
+        if vr_bytes in LONG_LENGTH_VRS:
             length = _LENGTH.unpack_from(buf, pos + 8)[0]
             header = 12
         if length == _UNDEFINED or pos + header + length > size:
@@ -891,11 +884,11 @@ def _columns_of_items(cps: list) -> _Columns:
 # stops the scan (the walk takes over); a candidate inside a value is never reached.
 _SCAN_GROUPS = (0x300A, 0x300C, 0x300B, 0x3008, _DELIMITER_GROUP)
 _SCAN_BYTES = 8192  # below, numpy's fixed cost per call outweighs walking the elements
-_VR_CODE = {vr: int.from_bytes(vr, "little") for vr in _VRS}
+_VR_CODE = {vr: int.from_bytes(vr, "little") for vr in EXPLICIT_VRS}
 _VALID_VR = np.zeros(1 << 16, dtype=bool)
 _VALID_VR[list(_VR_CODE.values())] = True
 _LONG_VR = np.zeros(1 << 16, dtype=bool)
-_LONG_VR[[_VR_CODE[vr] for vr in _LONG_VRS]] = True
+_LONG_VR[[_VR_CODE[vr] for vr in LONG_LENGTH_VRS]] = True
 _SQ_CODE = _VR_CODE[b"SQ"]
 _CP_ELEMENT = np.zeros(1 << 16, dtype=bool)  # by element number (all in group 300A)
 _DEVICE_ELEMENT = np.zeros(1 << 16, dtype=bool)

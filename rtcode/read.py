@@ -45,14 +45,15 @@ if TYPE_CHECKING:
 # pydicom is imported where a file is parsed, not here: a rescan whose files all come
 # from the scan cache never needs it (it takes a third of a second to import).
 
-# Explicit VRs (PS3.5 6.2) used to recognise a raw explicit-VR dataset.
-_VRS = {
+# Explicit VRs (PS3.5 6.2): they recognise a raw explicit-VR dataset here, and
+# extract_bulk reads element headers with them.
+EXPLICIT_VRS = {
     b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
     b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST",
     b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
 }  # fmt: skip
 # Explicit VRs with a 4-byte length after 2 reserved bytes (PS3.5 7.1.2).
-_LONG_VRS = {
+LONG_LENGTH_VRS = {
     b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
 }  # fmt: skip
 
@@ -240,7 +241,7 @@ def sniff(head: bytes) -> str | None:
     group, element = struct.unpack("<HH", head[:4])
     if group not in (0x0002, 0x0008) or element > 0x0100:
         return None
-    if head[4:6] in _VRS:  # explicit VR little endian
+    if head[4:6] in EXPLICIT_VRS:  # explicit VR little endian
         return "raw"
     (length,) = struct.unpack("<I", head[4:8])  # implicit VR: a sane 32-bit length
     return "raw" if length < 0x10000 else None
@@ -405,7 +406,7 @@ def _meta_sop_class(buf: bytes) -> str | None:
         group, element = _GROUP_ELEMENT.unpack_from(buf, pos)
         if group != 0x0002:
             return None
-        if buf[pos + 4 : pos + 6] in _LONG_VRS:
+        if buf[pos + 4 : pos + 6] in LONG_LENGTH_VRS:
             if pos + 12 > len(buf):
                 return None
             (length,) = _U32.unpack_from(buf, pos + 8)
