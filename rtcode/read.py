@@ -183,32 +183,47 @@ def walk(
 def _walk_dir(top: Path, display_top: str) -> Iterator[FileEntry | WalkError]:
     """Files under ``top``, depth first, each folder's names in sorted order. Paths are
     plain strings (a ``Path`` object per file costs more than the stat it carries:
-    tens of thousands of files, nightly)."""
+    tens of thousands of files, nightly, and a rescan of an unchanged archive is
+    little more than this walk)."""
     stack = [(os.fspath(top), display_top)]
+    is_regular = stat.S_ISREG
     while stack:
         folder, display_folder = stack.pop()
         try:
             with os.scandir(folder) as it:
-                listing = sorted((e.name, e.path, e.is_dir(follow_symlinks=False)) for e in it)
+                listing = sorted(
+                    ((e.name, e, e.is_dir(follow_symlinks=False)) for e in it), key=_first
+                )
         except OSError as exc:
             yield WalkError(
                 printable(exc.filename or display_folder), f"cannot list folder: {_os_reason(exc)}"
             )
             continue
         folders = []
-        for name, path, is_dir in listing:
-            display = printable(os.path.join(display_folder, name))
+        prefix = os.path.join(display_folder, "")  # printable already
+        for name, found, is_dir in listing:
+            # an ASCII name keeps the path printable; only others need the check
+            display = prefix + name if name.isascii() else printable(prefix + name)
             if is_dir:
-                folders.append((path, display))
+                folders.append((found.path, display))
                 continue
             try:
-                st = os.stat(path)
+                st = found.stat()  # follows a link, as opening the file would
             except OSError as exc:
-                yield WalkError(display, f"cannot open: {_os_reason(exc, path)}")
+                yield WalkError(display, f"cannot open: {_os_reason(exc, found.path)}")
                 continue
-            if stat.S_ISREG(st.st_mode):
-                yield FileEntry(path, display, explicit=False, stat_key=stat_key(st))  # type: ignore[arg-type]
+            if is_regular(st.st_mode):
+                yield FileEntry(
+                    found.path,
+                    display,
+                    False,
+                    (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino),  # stat_key
+                )
         stack.extend(reversed(folders))
+
+
+def _first(item: tuple) -> str:
+    return item[0]
 
 
 def printable(path: str) -> str:
