@@ -27,8 +27,8 @@ import os
 import pickle
 import sqlite3
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -36,7 +36,7 @@ from typing import Any
 
 from . import __version__
 
-SCHEMA = 5
+SCHEMA = 6  # 6: results indexed by their used date
 _COMMIT_EVERY_S = 2.0
 _COMMIT_BYTES = 4 << 20  # or sooner, once this much waits (memory stays flat)
 _KEEP_UNUSED_DAYS = 60
@@ -98,6 +98,8 @@ class Cache:
 
     @classmethod
     def temporary_file(cls) -> Cache:
+        import tempfile  # here: a lasting cache needs none
+
         fd, name = tempfile.mkstemp(prefix="rtcode-scan-", suffix=".sqlite")
         os.close(fd)
         return cls(Path(name), temporary=True)
@@ -138,10 +140,12 @@ class Cache:
                     CREATE INDEX IF NOT EXISTS files_folder ON files (folder);
                     CREATE TABLE IF NOT EXISTS results (
                         key TEXT PRIMARY KEY, result BLOB, used REAL);
+                    CREATE INDEX IF NOT EXISTS results_used ON results (used);
                     PRAGMA user_version={SCHEMA};
                     COMMIT;
                     """
                 )
+            # by the index: a scan of the table itself would read every stored result
             stale = time.time() - _KEEP_UNUSED_DAYS * 86400
             db.execute("DELETE FROM results WHERE used < ?", (stale,))
         except BaseException:
@@ -305,6 +309,23 @@ class Cache:
         except sqlite3.OperationalError:  # busy beyond the timeout: not now
             return False
         return found == len(wanted)
+
+    def kept_results(self, result_keys: list[str]) -> Iterator[Any]:
+        """These results, in order, read a few hundred at a time (one query each,
+        not one per result: a rescan replays thousands); MISS for any not there.
+        Call ``keep_results`` first: it says they are all there and keeps them."""
+        for start in range(0, len(result_keys), 500):
+            chunk = result_keys[start : start + 500]
+            wanted = sorted(set(chunk) - set(self._results))
+            found: dict[str, bytes] = {}
+            if wanted and self._db is not None:
+                marks = ",".join("?" * len(wanted))
+                sql = f"SELECT key, result FROM results WHERE key IN ({marks})"
+                with contextlib.suppress(sqlite3.OperationalError):  # busy: misses
+                    found = dict(self._db.execute(sql, wanted))
+            for result_key in chunk:
+                blob = self._results.get(result_key, found.get(result_key))
+                yield MISS if blob is None else _loads(blob)
 
     def put_result(self, result_key: str, result) -> None:
         blob = pickle.dumps(result, pickle.HIGHEST_PROTOCOL)

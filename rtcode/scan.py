@@ -443,10 +443,12 @@ class _Listing:
     def watch(self, walk: Iterable) -> Iterator:
         update = self._hash.update
         for entry in walk:
-            if isinstance(entry, reader.WalkError) or entry.stat_key is None:
+            key = getattr(entry, "stat_key", None)  # a WalkError has none
+            if key is None:
                 self._ok = False
-            else:
-                update(repr((entry.path, entry.explicit, entry.stat_key)).encode())
+            else:  # one line per file; names that are not UTF-8 keep their bytes
+                line = f"{entry.path}\0{entry.explicit:d}\0{key[0]} {key[1]} {key[2]} {key[3]}\n"
+                update(line.encode("utf-8", "surrogateescape"))
             yield entry
 
     @property
@@ -555,8 +557,8 @@ class Scanner:
             self.progress("file", None)
         for error in inv.errors:
             self.progress("error", error)
-        for result_key in stored.result_keys:
-            row = cache.get_result(result_key)  # there: keep_results saw to it
+        rows = cache.kept_results(stored.result_keys)  # there: keep_results saw to it
+        for result_key, row in zip(stored.result_keys, rows, strict=True):
             if row is MISS:  # cannot be unpickled: the cache file was damaged
                 error = ReadError("(scan cache)", "a stored result could not be read: scan again")
                 inv.errors.append(error)
