@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +43,8 @@ def run_scan(*args, **kwargs):  # type: ignore[no-untyped-def]
 
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path`` and rename it into place."""
+    import tempfile  # here: a scan to standard output needs none
+
     path = path.resolve()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -380,6 +381,8 @@ class _Sink:
             if output is None:
                 self._stream = sys.stdout
             else:
+                import tempfile
+
                 target = output.resolve()
                 fd, self._tmp = tempfile.mkstemp(
                     prefix=f".{target.name}.", suffix=".tmp", dir=target.parent

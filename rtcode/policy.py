@@ -16,7 +16,6 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -315,9 +314,13 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+# The shipped policies, beside this module (as cache.build_id reads them): a file
+# path, not importlib.resources, which costs a nightly rescan more than the read.
+POLICIES = Path(__file__).resolve().parent / "policies"
+
+
 def builtin_names() -> list[str]:
-    folder = resources.files("rtcode") / "policies"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name[:-5] for p in POLICIES.iterdir() if p.name.endswith(".toml"))
 
 
 def load(name_or_path: str | Path = "default") -> Policy:
@@ -325,7 +328,7 @@ def load(name_or_path: str | Path = "default") -> Policy:
     text_name = str(name_or_path)
     path = Path(text_name)
     if path.suffix != ".toml" and text_name in builtin_names():
-        data = (resources.files("rtcode") / "policies" / f"{text_name}.toml").read_bytes()
+        data = (POLICIES / f"{text_name}.toml").read_bytes()
         return parse(data, f"builtin:{text_name}")
     try:
         data = path.read_bytes()
@@ -366,7 +369,7 @@ def parse(data: bytes, source: str, _seen: tuple[str, ...] = ()) -> Policy:
             )
         if base_name in _seen:
             raise PolicyError(f"{source}: policy.extends makes a loop: {' -> '.join(_seen)}")
-        base_data = (resources.files("rtcode") / "policies" / f"{base_name}.toml").read_bytes()
+        base_data = (POLICIES / f"{base_name}.toml").read_bytes()
         base = parse(base_data, f"builtin:{base_name}", (*_seen, base_name))
         flat = {**base.values, **flat}
         validity = {**base.validity, **validity}
