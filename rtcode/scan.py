@@ -20,6 +20,8 @@ import hashlib
 import itertools
 import os
 import pickle
+import struct
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -436,23 +438,41 @@ class _Listing:
     be set back). ``digest`` is None when the walk met an error or a file it could not
     stat: such a scan is not replayed."""
 
+    _CHUNK = 4096  # files hashed together (a rescan walks tens of thousands)
+
     def __init__(self, base: str) -> None:
         self._hash = hashlib.sha256(base.encode())
         self._ok = True
+        self._paths: list[str] = []
+        self._numbers = array("q")  # per file: size, mtime, ctime, inode, explicit
 
     def watch(self, walk: Iterable) -> Iterator:
-        update = self._hash.update
+        paths, numbers = self._paths, self._numbers
         for entry in walk:
             key = getattr(entry, "stat_key", None)  # a WalkError has none
             if key is None:
                 self._ok = False
-            else:  # one line per file; names that are not UTF-8 keep their bytes
-                line = f"{entry.path}\0{entry.explicit:d}\0{key[0]} {key[1]} {key[2]} {key[3]}\n"
-                update(line.encode("utf-8", "surrogateescape"))
+            else:
+                paths.append(os.fspath(entry.path))
+                numbers.extend(key)
+                numbers.append(entry.explicit)
+                if len(paths) >= self._CHUNK:
+                    self._flush()
             yield entry
+
+    def _flush(self) -> None:
+        # each chunk framed by its counts; names that are not UTF-8 keep their bytes
+        names = "\0".join(self._paths).encode("utf-8", "surrogateescape")
+        self._hash.update(struct.pack("<qq", len(self._paths), len(names)))
+        self._hash.update(names)
+        self._hash.update(self._numbers.tobytes())
+        self._paths.clear()
+        del self._numbers[:]
 
     @property
     def digest(self) -> str | None:
+        if self._paths:
+            self._flush()
         return self._hash.hexdigest() if self._ok else None
 
 
