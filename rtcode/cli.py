@@ -268,7 +268,7 @@ def scan(
         cache.close()
         if scanner is None:
             sink.discard()
-    sink.finish(scanner.inventory, scanner.interrupted)
+    sink.finish(scanner.inventory, scanner.tally(), scanner.interrupted)
     if output is not None:
         click.echo(
             f"wrote {sink.plans} plan(s), {len(scanner.inventory.errors)} error(s) to {output}",
@@ -408,7 +408,7 @@ class _Sink:
         self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")  # type: ignore[union-attr]
         self._stream.flush()  # type: ignore[union-attr]
 
-    def finish(self, inv, interrupted: bool) -> None:  # type: ignore[no-untyped-def]
+    def finish(self, inv, tally, interrupted: bool) -> None:  # type: ignore[no-untyped-def]
         from .render import csv_text, json_text, jsonl_tail, table_text
         from .scan import ScanResult
 
@@ -425,7 +425,7 @@ class _Sink:
             self._write(text)
             return
         if self.fmt == "jsonl":
-            for record in jsonl_tail(inv, self.plans, interrupted, self.policy):
+            for record in jsonl_tail(tally, self.plans, interrupted, self.policy):
                 self._line(record)
             if self._tmp is not None:
                 stream, self._stream = self._stream, None
@@ -435,13 +435,12 @@ class _Sink:
                 os.replace(self._tmp, self.output.resolve())  # type: ignore[union-attr]
             return
         if self.fmt == "json":
-            text = json_text(self.rows, inv, interrupted, self.policy)
+            text = json_text(self.rows, tally, interrupted, self.policy)
         elif self.fmt == "csv":
             text = csv_text(self.rows)
         else:
-            text = table_text(
-                [r for r, _ in self.rows], [d for _, d in self.rows], inv, interrupted, self.policy
-            )
+            rows, details = [r for r, _ in self.rows], [d for _, d in self.rows]
+            text = table_text(rows, details, tally, interrupted, self.policy)
         self._write(text)
 
     def _write(self, text: str) -> None:
@@ -463,7 +462,9 @@ def _jsonl_records(result):  # type: ignore[no-untyped-def]
 
     for p in result.plans:
         yield {"record": "plan", **plan_json(p, result.policy)}
-    yield from jsonl_tail(result.inventory, len(result.plans), result.interrupted, result.policy)
+    yield from jsonl_tail(
+        result.inventory.tally(), len(result.plans), result.interrupted, result.policy
+    )
 
 
 def _deidentify(result):

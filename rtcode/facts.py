@@ -412,3 +412,28 @@ class Inventory:
     images_skipped: int = 0
     other_dicom_skipped: int = 0
     non_dicom_skipped: int = 0
+
+    def tally(self) -> Tally:
+        return Tally(
+            files_seen=self.files_seen,
+            structure_sets=len(self.structure_sets),
+            doses=len(self.doses),
+            images_skipped=self.images_skipped,
+            other_dicom_skipped=self.other_dicom_skipped,
+            non_dicom_skipped=self.non_dicom_skipped,
+            errors=tuple(self.errors),
+        )
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a walk found, counted: what every report ends with. A rescan replayed
+    from the scan cache keeps this, not the facts it was counted from."""
+
+    files_seen: int = 0
+    structure_sets: int = 0
+    doses: int = 0
+    images_skipped: int = 0
+    other_dicom_skipped: int = 0
+    non_dicom_skipped: int = 0
+    errors: tuple[ReadError, ...] = ()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .facts import Inventory
+from .facts import Tally
 from .policy import Policy
 from .scan import ScanResult
 
@@ -229,18 +229,18 @@ def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
 def scan_json(result: ScanResult) -> dict[str, Any]:
     return scan_document(
         [plan_json(p, result.policy) for p in result.plans],
-        result.inventory,
+        result.inventory.tally(),
         result.interrupted,
         result.policy,
     )
 
 
-def scan_summary(inv: Inventory, plans: int, interrupted: bool) -> dict[str, Any]:
+def scan_summary(inv: Tally, plans: int, interrupted: bool) -> dict[str, Any]:
     return {
         "files_seen": inv.files_seen,
         "plans": plans,
-        "structure_sets": len(inv.structure_sets),
-        "doses": len(inv.doses),
+        "structure_sets": inv.structure_sets,
+        "doses": inv.doses,
         "images_skipped": inv.images_skipped,
         "other_dicom_skipped": inv.other_dicom_skipped,
         "non_dicom_skipped": inv.non_dicom_skipped,
@@ -250,7 +250,7 @@ def scan_summary(inv: Inventory, plans: int, interrupted: bool) -> dict[str, Any
 
 
 def scan_document(
-    plans: list[dict[str, Any]], inv: Inventory, interrupted: bool, policy: Policy
+    plans: list[dict[str, Any]], inv: Tally, interrupted: bool, policy: Policy
 ) -> dict[str, Any]:
     """The JSON document of a scan, from its plans already rendered by ``plan_json``."""
     return {
@@ -297,9 +297,7 @@ def plan_row(p: PlanResult, policy: Policy) -> PlanRow:
     )
 
 
-def jsonl_tail(
-    inv: Inventory, plans: int, interrupted: bool, policy: Policy
-) -> list[dict[str, Any]]:
+def jsonl_tail(inv: Tally, plans: int, interrupted: bool, policy: Policy) -> list[dict[str, Any]]:
     """The records a jsonl scan ends with, after its plans: each error, then the
     summary."""
     errors = [{"record": "error", "path": e.path, "error": e.error} for e in inv.errors]
@@ -312,7 +310,7 @@ def jsonl_tail(
     return [*errors, summary]
 
 
-def json_text(plans: list[str], inv: Inventory, interrupted: bool, policy: Policy) -> str:
+def json_text(plans: list[str], inv: Tally, interrupted: bool, policy: Policy) -> str:
     """The json document, byte for byte what ``to_json`` writes, from the plans'
     ``PlanRow.json_text``."""
     doc = scan_document([], inv, interrupted, policy)
@@ -449,7 +447,7 @@ def table_details(p: PlanResult) -> list[str]:
 def table_text(
     rows: list[tuple[str, ...]],
     details: list[list[str]],
-    inv: Inventory,
+    inv: Tally,
     interrupted: bool,
     policy: Policy,
 ) -> str:
@@ -469,7 +467,7 @@ def table_text(
     lines.append("")
     lines.append(
         f"{inv.files_seen} files: {len(details)} plans,"
-        f" {len(inv.structure_sets)} structure sets, {len(inv.doses)} doses,"
+        f" {inv.structure_sets} structure sets, {inv.doses} doses,"
         f" {inv.images_skipped} images skipped,"
         f" {inv.non_dicom_skipped + inv.other_dicom_skipped} other files skipped,"
         f" {len(inv.errors)} errors"
@@ -489,7 +487,7 @@ def to_table(result: ScanResult) -> str:
     return table_text(
         [table_row(p) for p in result.plans],
         [table_details(p) for p in result.plans],
-        result.inventory,
+        result.inventory.tally(),
         result.interrupted,
         result.policy,
     )

@@ -32,7 +32,7 @@ from . import read as reader
 from .cache import MISS, Cache, build_id, key
 from .errors import RtcodeError
 from .execute import Ready, Workers
-from .facts import Dose, Inventory, Plan, ReadError, StructureSet
+from .facts import Dose, Inventory, Plan, ReadError, StructureSet, Tally
 from .limits import Limits, default_limits
 from .link import LinkedPlan, link
 from .policy import Policy
@@ -478,12 +478,12 @@ class _Listing:
 
 @dataclass(frozen=True)
 class _Replay:
-    """A whole scan's result as the scan cache keeps it: what the walk found (the
-    summaries linking needed, the errors) and the result key of every coded plan's
-    rendered row, in order (the rows themselves are in the cache once)."""
+    """A whole scan's result as the scan cache keeps it: what the walk found,
+    counted (with its errors), and the result key of every coded plan's rendered
+    row, in order (the rows themselves are in the cache once)."""
 
     listing: str  # the _Listing digest of the files it was made from
-    inventory: Inventory
+    tally: Tally
     result_keys: list[str]
 
 
@@ -491,7 +491,8 @@ class Scanner:
     """A scan as a stream: ``run(inputs)`` yields each plan's result in input order as
     soon as it is known, keeping only the small facts needed to link plans (and with a
     cache, not even the plans' control points: they are read back one plan at a time).
-    ``inventory`` and ``interrupted`` say what was found once the stream ends.
+    ``tally()``, ``inventory`` and ``interrupted`` say what was found once the stream
+    ends (``tally()`` for a report: a replayed scan's inventory holds no facts).
 
     Ctrl-C while files are read: the plans read so far are still coded, then the
     stream ends with ``interrupted`` set; Ctrl-C while coding ends it at once.
@@ -517,6 +518,15 @@ class Scanner:
         self.interrupted = False
         self.plans_coded = 0
         self.result_keys: list[str | None] = []  # of the plans coded, in order
+        self._replayed: Tally | None = None
+
+    def tally(self) -> Tally:
+        """What the scan found, counted. After a scan replayed from the cache this is
+        the stored count, and ``inventory`` holds the counts and errors only (the
+        plans, structure sets and doses are not read back)."""
+        if self._replayed is None:
+            return self.inventory.tally()
+        return replace(self._replayed, errors=tuple(self.inventory.errors))
 
     def run(self, inputs: Iterable[str | os.PathLike[str]]) -> Iterator[PlanResult]:
         inputs = list(inputs)
@@ -538,7 +548,7 @@ class Scanner:
         if listing is None or listing.digest is None or cache is None or self.interrupted:
             return
         if None not in keys:  # every coded plan's row is in the cache
-            cache.put_result(f"scan:{base}", _Replay(listing.digest, self.inventory, keys))
+            cache.put_result(f"scan:{base}", _Replay(listing.digest, self.inventory.tally(), keys))
 
     def _replay_base(self, inputs: list) -> str | None:
         """What, beside the files, a scan's whole result depends on; None when it is
@@ -569,10 +579,10 @@ class Scanner:
         """The stored result of this scan, every file untouched since: nothing to read
         or code again."""
         inv = self.inventory
-        for name in ("plans", "structure_sets", "doses", "errors"):
-            getattr(inv, name).extend(getattr(stored.inventory, name))
+        self._replayed = stored.tally
+        inv.errors.extend(stored.tally.errors)
         for name in ("files_seen", "images_skipped", "other_dicom_skipped", "non_dicom_skipped"):
-            setattr(inv, name, getattr(stored.inventory, name))
+            setattr(inv, name, getattr(stored.tally, name))
         for _ in range(inv.files_seen):
             self.progress("file", None)
         for error in inv.errors:

@@ -189,3 +189,24 @@ def test_a_scan_from_a_folder_that_is_gone_still_works(tmp_path, export, monkeyp
     assert jsonl(export, "--cache", cache) == expected
     assert jsonl(export, "--cache", cache) == expected
     assert kept_scans(cache) == 0
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "jsonl"])
+def test_a_replayed_scan_reports_what_a_scan_without_cache_reports(tmp_path, export, fmt):
+    """Every format's summary (files, structure sets, doses, skipped, errors) comes from
+    the stored count when the scan is replayed: the same text as a scan without cache."""
+    (export / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff")
+    cache = tmp_path / "c.sqlite"
+
+    def scan(*options) -> str:
+        args = ["scan", str(export), "--format", fmt, "--quiet", "--jobs", "1", *options]
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code in (0, 1), result.output
+        return result.stdout
+
+    expected = scan("--no-cache")
+    if fmt != "csv":  # a CSV holds plans only
+        assert "broken.dcm" in expected  # the error is reported
+    assert scan("--cache", cache) == expected
+    assert kept_scans(cache) == 1
+    assert scan("--cache", cache) == expected  # replayed
