@@ -337,6 +337,8 @@ class _Progress:
             self.files += 1
             if type(item).__name__ == "ReadError":
                 self.errors += 1
+        elif event == "files":  # a count (a scan replayed from the cache)
+            self.files += item  # type: ignore[operator]
         elif event == "plan":
             self.plans += 1
         elif event == "error":

@@ -508,7 +508,9 @@ class Scanner:
     ) -> None:
         """``render`` (a module-level function, run by the workers) turns each
         PlanResult into what the caller keeps, e.g. ``rtcode.render.plan_row``: the
-        stream then yields those, and the cache keeps those."""
+        stream then yields those, and the cache keeps those. ``progress(event, item)``
+        hears "file" (each file's outcome), "files" (a count: a replayed scan's),
+        "plan" and "error"."""
         self.render = render
         self.policy = policy
         self.date_override = date_override
@@ -583,8 +585,7 @@ class Scanner:
         inv.errors.extend(stored.tally.errors)
         for name in ("files_seen", "images_skipped", "other_dicom_skipped", "non_dicom_skipped"):
             setattr(inv, name, getattr(stored.tally, name))
-        for _ in range(inv.files_seen):
-            self.progress("file", None)
+        self.progress("files", inv.files_seen)  # all at once: none is looked at
         for error in inv.errors:
             self.progress("error", error)
         rows = cache.kept_results(stored.result_keys)  # there: keep_results saw to it

@@ -210,3 +210,36 @@ def test_a_replayed_scan_reports_what_a_scan_without_cache_reports(tmp_path, exp
     assert scan("--cache", cache) == expected
     assert kept_scans(cache) == 1
     assert scan("--cache", cache) == expected  # replayed
+
+
+def test_a_replayed_scan_tells_the_progress_line_every_file(tmp_path, export):
+    """The progress line counts files: a replayed scan tells it the stored count at
+    once ("files"), the same total as a scan that looked at each file ("file")."""
+    from rtcode.policy import load
+    from rtcode.render import plan_row
+    from rtcode.scan import Runner, Scanner
+
+    (export / "notes.txt").write_text("not DICOM", encoding="utf-8")
+
+    def files_counted() -> tuple[int, list[str]]:
+        counted, events = 0, []
+
+        def progress(event: str, item: object) -> None:
+            nonlocal counted
+            events.append(event)
+            counted += item if event == "files" else event == "file"  # type: ignore[operator]
+
+        cache = cache_mod.Cache(tmp_path / "c.sqlite")
+        scanner = Scanner(load(), None, Runner(jobs=1, cache=cache), progress, plan_row)
+        try:
+            list(scanner.run([export]))
+        finally:
+            cache.close()
+        return counted, events
+
+    first, events = files_counted()
+    assert "files" not in events  # each file looked at
+    assert first == sum(1 for p in export.rglob("*") if p.is_file())
+    again, events = files_counted()
+    assert events.count("files") == 1 and "file" not in events  # replayed
+    assert again == first
