@@ -346,6 +346,9 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
                     f" {limits.max_file_size_mb:g} MB (policy setting limits.max_file_size_mb):"
                     " not read"
                 )
+            too_many = _too_many_elements(entry.path, st.st_size, form, limits)
+            if too_many is not None:
+                raise DicomReadError(too_many)
             if form == "part10":
                 fast = _read_view(fp, st.st_size, display, meta_class)
                 if fast is not None:
@@ -358,6 +361,144 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
         return ReadResult(
             display, "error", error=f"cannot read the file: {_os_reason(exc, entry.path)}"
         )
+
+
+# ------------------------------------------------------------ element count
+
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+_DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+_HEADER = struct.Struct("<HHI")  # group, element, 32-bit length (implicit VR)
+_EXPLICIT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
+_ITEM_TAGS = 0xFFFE  # items and delimiters: not data elements
+
+
+def _too_many_elements(
+    path: str | os.PathLike[str], size: int, form: str, limits: Limits
+) -> str | None:
+    """Why the file holds too many data elements to be parsed (policy setting
+    ``limits.max_data_elements``), or None.
+
+    Parsing makes an object per element: a file of millions of tiny elements costs
+    time and memory out of proportion to its size. An element takes at least 8 bytes,
+    so only a file larger than 8 bytes times the limit (16 MB by default: no plan,
+    structure set or dose without pixel data comes near) can hold too many; its
+    element headers are counted, values skipped (pixel data is never read). A file
+    whose encoding the count cannot follow (big endian, deflated) is left to the
+    parser and its other limits.
+    """
+    limit = limits.max_data_elements
+    if size <= 8 * limit:
+        return None
+    with open(path, "rb", buffering=0) as raw:  # its own: the reader's position stays
+        counted = _count_elements(_Window(raw), form, limit)
+    if counted is None or counted <= limit:
+        return None
+    return (
+        f"the file holds more than {limit} data elements (policy setting"
+        " limits.max_data_elements): not read"
+    )
+
+
+class _Window:
+    """A file's bytes by position, read a megabyte at a time from where they are
+    asked for (a skipped value is never read)."""
+
+    _SIZE = 1 << 20
+
+    def __init__(self, raw: io.RawIOBase) -> None:
+        self.raw = raw
+        self.start = 0
+        self.data = b""
+
+    def at(self, pos: int, n: int) -> bytes:
+        """``n`` bytes from ``pos`` (fewer at the end of the file)."""
+        if pos < self.start or pos + n > self.start + len(self.data):
+            self.raw.seek(pos)
+            self.start, self.data = pos, self.raw.read(max(n, self._SIZE)) or b""
+        offset = pos - self.start
+        return self.data[offset : offset + n]
+
+
+def _count_elements(buf: _Window, form: str, limit: int) -> int | None:
+    """Data elements in a little-endian DICOM file (file meta included, sequence items'
+    elements included, items and delimiters not), counted up to ``limit + 1``; None
+    when the encoding is one this count does not follow. Something that cannot be an
+    element header ends the count: the parser then reports the damage."""
+    pos, implicit = 0, False
+    if form == "part10":
+        pos = 132
+    elif buf.at(4, 2) not in EXPLICIT_VRS:
+        implicit = True
+    dataset_implicit: bool | None = None  # decided by the file meta's transfer syntax
+    in_meta = form == "part10"
+    fragments = False  # inside encapsulated pixel data: items hold bytes, not elements
+    restore: list[bool] = []  # the encoding to go back to at each sequence delimiter
+    count = 0
+    while count <= limit:
+        header = buf.at(pos, 12)
+        if len(header) < 8:
+            break  # the end of the file
+        group, element, length = _HEADER.unpack_from(header)
+        if in_meta and group != 0x0002:
+            in_meta = False
+            implicit = bool(dataset_implicit)
+            if dataset_implicit is None:
+                return None  # big endian, deflated, or no transfer syntax: not followed
+            continue
+        if group == _ITEM_TAGS:
+            pos += 8
+            if fragments and element == 0xE000 and length != 0xFFFFFFFF:
+                pos += length  # a fragment of pixel data
+            elif fragments and element == 0xE0DD:
+                fragments = False
+            elif element == 0xE0DD and restore:
+                implicit = restore.pop()
+            continue
+        count += 1
+        if implicit:
+            vr = b"SQ" if length == 0xFFFFFFFF or (group << 16 | element) in _sequences() else None
+            pos += 8
+        else:
+            vr, length = header[4:6], _EXPLICIT_HEADER.unpack_from(header)[3]
+            if vr not in EXPLICIT_VRS:
+                break  # not an element header (or an implicit VR item): stop counting
+            if vr in LONG_LENGTH_VRS:
+                if len(header) < 12:
+                    break
+                length = _U32.unpack_from(header, 8)[0]
+                pos += 12
+            else:
+                pos += 8
+        if in_meta and (group, element) == (0x0002, 0x0010):  # TransferSyntaxUID
+            syntax = buf.at(pos, min(length, 64)).rstrip(b"\0 ").decode("ascii", "replace")
+            if syntax != _EXPLICIT_BE and syntax not in _DEFLATED:
+                dataset_implicit = syntax == _IMPLICIT_LE
+        if length == 0xFFFFFFFF:
+            if vr not in (b"SQ", b"UN"):
+                fragments = True  # encapsulated pixel data: its items hold bytes
+                continue
+            restore.append(implicit)  # a sequence: its items' elements follow
+            implicit = implicit or vr == b"UN"  # pydicom reads one of VR UN as implicit
+            continue
+        if vr == b"SQ":
+            continue  # a sequence of defined length: its items follow
+        pos += length
+    return count
+
+
+def _sequences() -> frozenset[int]:
+    """Tags the data dictionary says are sequences: in implicit VR, a sequence of
+    defined length is parsed as one only when the dictionary says so."""
+    global _SEQUENCES
+    if _SEQUENCES is None:
+        from pydicom.datadict import DicomDictionary
+
+        _SEQUENCES = frozenset(t for t, entry in DicomDictionary.items() if entry[0] == "SQ")
+    return _SEQUENCES
+
+
+_SEQUENCES: frozenset[int] | None = None
 
 
 HEADER_BYTES = 8192  # how much of a file its cache signature covers

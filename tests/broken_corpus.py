@@ -786,6 +786,15 @@ def _limits(b: _Builder) -> None:
         "limits.max_meterset_mu",
         policy="[limits]\nmax_meterset_mu = 10.0\n",
     )
+    # Thousands of tiny elements in a private sequence: more than the limit, counted
+    # over the element headers before anything is parsed.
+    b.add_bytes(
+        "more_data_elements_than_limit",
+        data + _flood(5000),
+        "error",
+        "more than 4000 data elements (policy setting limits.max_data_elements)",
+        policy="[limits]\nmax_data_elements = 4000\n",
+    )
     # An element that declares 4 GB in a file of 7 kB: read as cut short, nothing reserved.
     huge = struct.pack("<HH", 0x300F, 0x1010) + b"UT\0\0" + struct.pack("<I", 0xFFFFFFF0) + b"abc "
     b.add_bytes("element_claims_four_gigabytes", data + huge, "error", "truncated DICOM file")
@@ -798,6 +807,15 @@ def _limits(b: _Builder) -> None:
         "nested too deeply",
     )
     b.add_bytes("nested_1000_defined_length", data + _nested(1000, undefined=False), "read")
+
+
+def _flood(items: int) -> bytes:
+    """A private sequence (300F,1000) of ``items`` items, each holding one empty
+    element (300F,1001): 16 bytes an element, explicit VR LE, undefined length."""
+    element = struct.pack("<HH", 0x300F, 0x1001) + b"LO" + struct.pack("<H", 0)
+    item = b"\xfe\xff\x00\xe0" + struct.pack("<I", len(element)) + element
+    opening = struct.pack("<HH", 0x300F, 0x1000) + b"SQ\0\0" + b"\xff\xff\xff\xff"
+    return opening + item * items + b"\xfe\xff\xdd\xe0\0\0\0\0"
 
 
 def _nested(depth: int, undefined: bool) -> bytes:

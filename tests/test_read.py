@@ -10,6 +10,7 @@ import pytest
 from conftest import SAMPLE_DATA
 
 from rtcode.facts import Modality
+from rtcode.limits import Limits
 from rtcode.policy import load
 from rtcode.read import FileEntry, read, sniff, walk
 from rtcode.scan import collect, scan
@@ -144,3 +145,131 @@ def test_leaf_count_mismatch_is_an_error(tmp_path):
     ds.save_as(tmp_path / "RP.dcm")
     inv = collect([str(tmp_path)])
     assert "LeafJawPositions has 118 values" in inv.errors[0].error
+
+
+# ------------------------------------------------- limits.max_data_elements
+
+
+def pydicom_count(path) -> int:
+    """Data elements as pydicom reads them: the file meta's and every element of the
+    data set, those in sequence items included (items themselves are not elements)."""
+    import warnings
+
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path, force=True)
+    return len(ds.file_meta) + sum(1 for _ in ds.iterall())
+
+
+def rewrite(path, tmp_path, implicit: bool, undefined: bool):
+    """The file written again by pydicom: implicit or explicit VR, every sequence and
+    item of undefined or defined length."""
+    import warnings
+
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path, force=True)
+        for elem in ds.iterall():
+            if elem.VR == "SQ":
+                elem.is_undefined_length = undefined
+                for item in elem.value:
+                    item.is_undefined_length_sequence_item = undefined
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        )
+        out = tmp_path / f"{'implicit' if implicit else 'explicit'}-{undefined}-{path.name}"
+        ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+COUNTED = [
+    "06_four_field_box_3d/RP.dcm",
+    "06_four_field_box_3d/RS.dcm",
+    "06_four_field_box_3d/RD.dcm",
+    "11_vmat_two_arcs/RP.dcm",
+    "17_proton_pbs/RN.dcm",
+    "16_hdr_brachy/RP.dcm",
+    "16_hdr_brachy/CT.1.dcm",
+]
+
+
+@pytest.mark.parametrize("name", COUNTED)
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
+def test_element_count_agrees_with_pydicom(tmp_path, name, implicit, undefined):
+    from rtcode.read import _count_elements, _Window
+
+    path = rewrite(SAMPLE_DATA / name, tmp_path, implicit, undefined)
+    expected = pydicom_count(path)
+    with open(path, "rb", buffering=0) as raw:
+        assert _count_elements(_Window(raw), "part10", 10**9) == expected
+    with open(path, "rb", buffering=0) as raw:  # stops once past the limit
+        assert _count_elements(_Window(raw), "part10", expected // 2) == expected // 2 + 1
+
+
+def test_a_file_with_more_data_elements_than_the_limit_is_an_error(tmp_path):
+    """Counted before anything is parsed; at the limit the file is read as ever."""
+    from dataclasses import replace
+
+    path = SAMPLE_DATA / "11_vmat_two_arcs" / "RP.dcm"
+    n = pydicom_count(path)
+    assert path.stat().st_size > 8 * n  # large enough to be counted at this limit
+    limits = replace(Limits.from_policy(load()), max_data_elements=n)
+    assert read(entry(path), limits).kind == "rt"
+    result = read(entry(path), replace(limits, max_data_elements=n - 1))
+    assert result.kind == "error"
+    assert f"more than {n - 1} data elements" in result.error
+    assert "limits.max_data_elements" in result.error
+
+
+def test_element_count_skips_encapsulated_pixel_data(tmp_path):
+    """Fragments of compressed pixel data are bytes, not elements, even when they look
+    like element headers."""
+    import struct
+    import warnings
+
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    from rtcode.read import _count_elements, _Window
+
+    fake = (struct.pack("<HH", 0x0010, 0x0010) + b"PN" + struct.pack("<H", 0)) * 500
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(SAMPLE_DATA / "16_hdr_brachy" / "CT.1.dcm", force=True)
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds.PixelData = encapsulate([fake, fake])
+        ds["PixelData"].is_undefined_length = True
+        ds["PixelData"].VR = "OB"
+        path = tmp_path / "compressed.dcm"
+        ds.save_as(path, enforce_file_format=True)
+    expected = pydicom_count(path)
+    with open(path, "rb", buffering=0) as raw:
+        assert _count_elements(_Window(raw), "part10", 10**9) == expected
+
+
+def test_element_count_reads_an_undefined_length_un_element_as_implicit_vr(tmp_path):
+    """An explicit VR element of VR UN and undefined length is a sequence in implicit VR
+    (PS3.5 6.2.2), as pydicom reads it: its items' elements are counted."""
+    import struct
+
+    from rtcode.read import _count_elements, _Window
+
+    elements = b"".join(struct.pack("<HHI", 0x300F, 0x1001 + i, 0) for i in range(3))
+    un = (
+        struct.pack("<HH", 0x300F, 0x1000) + b"UN\0\0" + b"\xff\xff\xff\xff"
+        + b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + elements + b"\xfe\xff\x0d\xe0\0\0\0\0"
+        + b"\xfe\xff\xdd\xe0\0\0\0\0"
+    )  # fmt: skip
+    path = tmp_path / "RP.dcm"
+    path.write_bytes(PLAN.read_bytes() + un)
+    expected = pydicom_count(path)
+    assert expected == pydicom_count(PLAN) + 4
+    with open(path, "rb", buffering=0) as raw:
+        assert _count_elements(_Window(raw), "part10", 10**9) == expected
