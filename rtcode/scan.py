@@ -444,18 +444,22 @@ class _Listing:
         self._hash = hashlib.sha256(base.encode())
         self._ok = True
         self._paths: list[str] = []
-        self._numbers = array("q")  # per file: size, mtime, ctime, inode, explicit
+        self._counts = array("Q")  # per file: size, inode, whether named
+        self._times = array("q")  # per file: mtime and ctime in ns (before 1970: < 0)
 
     def watch(self, walk: Iterable) -> Iterator:
-        paths, numbers = self._paths, self._numbers
+        paths, counts, times = self._paths, self._counts, self._times
         for entry in walk:
             key = getattr(entry, "stat_key", None)  # a WalkError has none
             if key is None:
                 self._ok = False
             else:
                 paths.append(os.fspath(entry.path))
-                numbers.extend(key)
-                numbers.append(entry.explicit)
+                try:
+                    counts.extend((key[0], key[3], entry.explicit))
+                    times.extend((key[1], key[2]))
+                except OverflowError:  # beyond 64 bits (not seen on POSIX): not replayed
+                    self._ok = False
                 if len(paths) >= self._CHUNK:
                     self._flush()
             yield entry
@@ -465,9 +469,10 @@ class _Listing:
         names = "\0".join(self._paths).encode("utf-8", "surrogateescape")
         self._hash.update(struct.pack("<qq", len(self._paths), len(names)))
         self._hash.update(names)
-        self._hash.update(self._numbers.tobytes())
+        self._hash.update(self._counts.tobytes())
+        self._hash.update(self._times.tobytes())
         self._paths.clear()
-        del self._numbers[:]
+        del self._counts[:], self._times[:]
 
     @property
     def digest(self) -> str | None:

@@ -243,3 +243,21 @@ def test_a_replayed_scan_tells_the_progress_line_every_file(tmp_path, export):
     again, events = files_counted()
     assert events.count("files") == 1 and "file" not in events  # replayed
     assert again == first
+
+
+def test_the_listing_digest_takes_any_stat_values():
+    """Times before 1970 are negative; an inode beyond 64 bits cannot be hashed the
+    fast way, and that scan is then not replayed rather than failing."""
+    from rtcode.scan import _Listing
+
+    def digest(*keys):
+        listing = _Listing("base")
+        entries = [reader.FileEntry(f"f{i}", f"f{i}", False, k) for i, k in enumerate(keys)]
+        assert list(listing.watch(entries)) == entries
+        return listing.digest
+
+    old = (10, -5_000_000_000, -4_000_000_000, 7)
+    assert digest(old) is not None
+    assert digest(old) == digest(old)
+    assert digest(old) != digest((10, -5_000_000_000, -4_000_000_000, 8))
+    assert digest(old, (1, 2, 3, 2**70)) is None
