@@ -235,31 +235,31 @@ def scan_json(result: ScanResult) -> dict[str, Any]:
     )
 
 
-def scan_summary(inv: Tally, plans: int, interrupted: bool) -> dict[str, Any]:
+def scan_summary(tally: Tally, plans: int, interrupted: bool) -> dict[str, Any]:
     return {
-        "files_seen": inv.files_seen,
+        "files_seen": tally.files_seen,
         "plans": plans,
-        "structure_sets": inv.structure_sets,
-        "doses": inv.doses,
-        "images_skipped": inv.images_skipped,
-        "other_dicom_skipped": inv.other_dicom_skipped,
-        "non_dicom_skipped": inv.non_dicom_skipped,
-        "errors": len(inv.errors),
+        "structure_sets": tally.structure_sets,
+        "doses": tally.doses,
+        "images_skipped": tally.images_skipped,
+        "other_dicom_skipped": tally.other_dicom_skipped,
+        "non_dicom_skipped": tally.non_dicom_skipped,
+        "errors": len(tally.errors),
         "interrupted": interrupted,
     }
 
 
 def scan_document(
-    plans: list[dict[str, Any]], inv: Tally, interrupted: bool, policy: Policy
+    plans: list[dict[str, Any]], tally: Tally, interrupted: bool, policy: Policy
 ) -> dict[str, Any]:
     """The JSON document of a scan, from its plans already rendered by ``plan_json``."""
     return {
         "rtcode_version": __version__,
         "advisory": ADVISORY,
         "policy": policy.summary(),
-        "summary": scan_summary(inv, len(plans), interrupted),
+        "summary": scan_summary(tally, len(plans), interrupted),
         "plans": plans,
-        "errors": [{"path": e.path, "error": e.error} for e in inv.errors],
+        "errors": [{"path": e.path, "error": e.error} for e in tally.errors],
     }
 
 
@@ -297,23 +297,23 @@ def plan_row(p: PlanResult, policy: Policy) -> PlanRow:
     )
 
 
-def jsonl_tail(inv: Tally, plans: int, interrupted: bool, policy: Policy) -> list[dict[str, Any]]:
+def jsonl_tail(tally: Tally, plans: int, interrupted: bool, policy: Policy) -> list[dict[str, Any]]:
     """The records a jsonl scan ends with, after its plans: each error, then the
     summary."""
-    errors = [{"record": "error", "path": e.path, "error": e.error} for e in inv.errors]
+    errors = [{"record": "error", "path": e.path, "error": e.error} for e in tally.errors]
     summary = {
         "record": "summary",
         "rtcode_version": __version__,
         "policy": policy.summary(),
-        **scan_summary(inv, plans, interrupted),
+        **scan_summary(tally, plans, interrupted),
     }
     return [*errors, summary]
 
 
-def json_text(plans: list[str], inv: Tally, interrupted: bool, policy: Policy) -> str:
+def json_text(plans: list[str], tally: Tally, interrupted: bool, policy: Policy) -> str:
     """The json document, byte for byte what ``to_json`` writes, from the plans'
     ``PlanRow.json_text``."""
-    doc = scan_document([], inv, interrupted, policy)
+    doc = scan_document([], tally, interrupted, policy)
     doc["summary"]["plans"] = len(plans)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if plans:
@@ -447,7 +447,7 @@ def table_details(p: PlanResult) -> list[str]:
 def table_text(
     rows: list[tuple[str, ...]],
     details: list[list[str]],
-    inv: Tally,
+    tally: Tally,
     interrupted: bool,
     policy: Policy,
 ) -> str:
@@ -466,13 +466,13 @@ def table_text(
         lines.extend(paragraph)
     lines.append("")
     lines.append(
-        f"{inv.files_seen} files: {len(details)} plans,"
-        f" {inv.structure_sets} structure sets, {inv.doses} doses,"
-        f" {inv.images_skipped} images skipped,"
-        f" {inv.non_dicom_skipped + inv.other_dicom_skipped} other files skipped,"
-        f" {len(inv.errors)} errors"
+        f"{tally.files_seen} files: {len(details)} plans,"
+        f" {tally.structure_sets} structure sets, {tally.doses} doses,"
+        f" {tally.images_skipped} images skipped,"
+        f" {tally.non_dicom_skipped + tally.other_dicom_skipped} other files skipped,"
+        f" {len(tally.errors)} errors"
     )
-    for e in inv.errors:
+    for e in tally.errors:
         lines.append(f"error: {e.path}: {e.error}")
     if interrupted:
         lines.append(
