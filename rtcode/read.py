@@ -332,10 +332,11 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
                         " at the start" + _short_file(len(head))
                     )
                 return ReadResult(display, "not_dicom")  # e.g. a README beside the export
-            meta_class = None
+            meta_class = meta = None
             if form == "part10":
                 fp.seek(0)
-                meta_class = _meta_sop_class(fp.read(min(st.st_size, _META_SPAN)))
+                meta = fp.read(min(st.st_size, _META_SPAN))
+                meta_class = _meta_sop_class(meta)
             if meta_class is not None and meta_class not in SOP_CLASS_MODALITY:
                 # Images and other objects are skipped from the file meta: not read.
                 kind = "image" if _is_image_class(meta_class) else "other_dicom"
@@ -347,6 +348,8 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
                     " not read"
                 )
             too_many = _too_many_elements(entry.path, st.st_size, form, limits)
+            if too_many is None and meta is not None:
+                too_many = _inflates_too_far(entry.path, meta, limits)
             if too_many is not None:
                 raise DicomReadError(too_many)
             if form == "part10":
@@ -367,7 +370,7 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
 
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
-_DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+_DEFLATED = "1.2.840.10008.1.2.1.99"  # the data set deflated (PS3.5 A.5)
 _HEADER = struct.Struct("<HHI")  # group, element, 32-bit length (implicit VR)
 _EXPLICIT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
 _ITEM_TAGS = 0xFFFE  # items and delimiters: not data elements
@@ -398,6 +401,39 @@ def _too_many_elements(
         f"the file holds more than {limit} data elements (policy setting"
         " limits.max_data_elements): not read"
     )
+
+
+def _inflates_too_far(path: str | os.PathLike[str], meta: bytes, limits: Limits) -> str | None:
+    """Why a deflated data set (PS3.5 A.5) is not read: it inflates to more than the
+    file size limit (pydicom would inflate it whole, in memory, before parsing: a few
+    kB of deflated zeros can hold gigabytes); None for any other file, or one within
+    the limit. Inflated here a megabyte at a time and let go; a stream that does not
+    inflate is left to the parser to report."""
+    if _meta_uid(meta, 0x0010) != _DEFLATED:
+        return None
+    start = next((pos for element, pos, _ in _meta_elements(meta) if element is None), None)
+    if start is None:
+        return None
+    import zlib
+
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+    total, most = 0, limits.max_file_size_bytes
+    try:
+        with open(path, "rb", buffering=0) as raw:
+            raw.seek(start)
+            while not inflate.eof and (chunk := raw.read(_Window._SIZE)):
+                while chunk and total <= most:
+                    total += len(inflate.decompress(chunk, _Window._SIZE))
+                    chunk = inflate.unconsumed_tail
+                if total > most:
+                    return (
+                        f"its deflated data set inflates to more than"
+                        f" {limits.max_file_size_mb:g} MB (policy setting"
+                        " limits.max_file_size_mb): not read"
+                    )
+    except zlib.error:
+        return None
+    return None
 
 
 class _Window:
@@ -472,7 +508,7 @@ def _count_elements(buf: _Window, form: str, limit: int) -> int | None:
                 pos += 8
         if in_meta and (group, element) == (0x0002, 0x0010):  # TransferSyntaxUID
             syntax = buf.at(pos, min(length, 64)).rstrip(b"\0 ").decode("ascii", "replace")
-            if syntax != _EXPLICIT_BE and syntax not in _DEFLATED:
+            if syntax not in (_EXPLICIT_BE, _DEFLATED):
                 dataset_implicit = syntax == _IMPLICIT_LE
         if length == 0xFFFFFFFF:
             if vr not in (b"SQ", b"UN"):
@@ -549,38 +585,52 @@ def _short_file(size: int) -> str:
 
 def _meta_sop_class(buf: bytes) -> str | None:
     """MediaStorageSOPClassUID (0002,0002) from a Part-10 file meta at the start of
-    ``buf`` (a file's first ``_META_SPAN`` bytes, or fewer), or None.
+    ``buf`` (a file's first ``_META_SPAN`` bytes, or fewer), or None."""
+    return _meta_uid(buf, 0x0002)
 
-    The file meta is always explicit VR little endian (PS3.10 7.1). Only its first
-    few elements are looked at; anything odd leaves the answer to the full read.
+
+def _meta_uid(buf: bytes, wanted: int) -> str | None:
+    """The UID in file meta element (0002,``wanted``) at the start of ``buf``, or None.
+
+    The file meta is always explicit VR little endian (PS3.10 7.1). Only the elements
+    up to the one wanted are looked at; anything odd leaves the answer to the full read.
     """
-    pos = 132
-    end = min(len(buf), 132 + _META_MAX_BYTES)
-    while pos < end:
-        if pos + 8 > len(buf):
-            return None
-        group, element = _GROUP_ELEMENT.unpack_from(buf, pos)
-        if group != 0x0002:
-            return None
-        if buf[pos + 4 : pos + 6] in LONG_LENGTH_VRS:
-            if pos + 12 > len(buf):
-                return None
-            (length,) = _U32.unpack_from(buf, pos + 8)
-            pos += 12
-        else:
-            (length,) = _U16.unpack_from(buf, pos + 6)
-            pos += 8
-        if length == 0xFFFFFFFF:
-            return None
-        if element == 0x0002:
+    for element, pos, length in _meta_elements(buf):
+        if element == wanted:
             if length > 64:  # a UID has at most 64 characters
                 return None
             raw = buf[pos : pos + length]
             if len(raw) < length:  # cut short: the full read will say so
                 return None
             return raw.rstrip(b"\0 ").decode("ascii", "replace") or None
-        pos += length
     return None
+
+
+def _meta_elements(buf: bytes) -> Iterator[tuple[int | None, int, int]]:
+    """(element, value position, value length) of each file meta element at the start
+    of ``buf``, then (None, position, 0) where the data set starts; nothing more after
+    anything odd (a length undefined or beyond ``buf``)."""
+    pos = 132
+    end = min(len(buf), 132 + _META_MAX_BYTES)
+    while pos < end:
+        if pos + 8 > len(buf):
+            return
+        group, element = _GROUP_ELEMENT.unpack_from(buf, pos)
+        if group != 0x0002:
+            yield None, pos, 0
+            return
+        if buf[pos + 4 : pos + 6] in LONG_LENGTH_VRS:
+            if pos + 12 > len(buf):
+                return
+            (length,) = _U32.unpack_from(buf, pos + 8)
+            pos += 12
+        else:
+            (length,) = _U16.unpack_from(buf, pos + 6)
+            pos += 8
+        if length == 0xFFFFFFFF:
+            return
+        yield element, pos, length
+        pos += length
 
 
 _GROUP_ELEMENT = struct.Struct("<HH")

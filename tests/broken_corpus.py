@@ -47,6 +47,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import data_element_generator
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 RP = SAMPLE_DATA / "06_four_field_box_3d" / "RP.dcm"  # Part 10, explicit VR, 4 MLC beams
@@ -785,6 +786,17 @@ def _limits(b: _Builder) -> None:
         "error",
         "limits.max_meterset_mu",
         policy="[limits]\nmax_meterset_mu = 10.0\n",
+    )
+    # Deflated: a few kB on disk that pydicom would inflate whole to 3 MB in memory.
+    ds = _load(RP)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.add_new(0x300F1010, "OB", b"\0" * (3 * 1024 * 1024))
+    b.add_dataset(
+        "deflated_beyond_file_size_limit",
+        ds,
+        "error",
+        "inflates to more than 1 MB (policy setting limits.max_file_size_mb)",
+        policy=one_mb,
     )
     # Thousands of tiny elements in a private sequence: more than the limit, counted
     # over the element headers before anything is parsed.

@@ -273,3 +273,40 @@ def test_element_count_reads_an_undefined_length_un_element_as_implicit_vr(tmp_p
     assert expected == pydicom_count(PLAN) + 4
     with open(path, "rb", buffering=0) as raw:
         assert _count_elements(_Window(raw), "part10", 10**9) == expected
+
+
+def deflated_plan(tmp_path, padding: int):
+    """The sample plan in the deflated transfer syntax, with ``padding`` zero bytes in
+    a private OB element: a few kB on disk whatever the padding."""
+    import warnings
+
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(PLAN, force=True)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.add_new(0x300F1010, "OB", b"\0" * padding)
+        path = tmp_path / f"deflated-{padding}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_deflated_plan_is_read_within_the_size_limit_and_refused_beyond(tmp_path):
+    """pydicom inflates a deflated data set whole before parsing it: the inflated size
+    is held to limits.max_file_size_mb, measured before pydicom sees the file."""
+    from dataclasses import replace
+
+    limits = replace(Limits.from_policy(load()), max_file_size_mb=1)
+    small, large = deflated_plan(tmp_path, 1000), deflated_plan(tmp_path, 3 * 1024 * 1024)
+    assert large.stat().st_size < 64 * 1024  # far below the limit on disk
+    expected = read(entry(PLAN)).pydicom_dataset()
+    found = read(entry(small), limits)
+    assert found.kind == "rt" and found.modality == Modality.RTPLAN
+    assert found.pydicom_dataset().SOPInstanceUID == expected.SOPInstanceUID
+    result = read(entry(large), limits)
+    assert result.kind == "error"
+    assert "inflates to more than 1 MB" in result.error
+    assert "limits.max_file_size_mb" in result.error
+    assert read(entry(large)).kind == "rt"  # the default limit (512 MB) lets it through
