@@ -380,10 +380,11 @@ def _too_many_elements(
     path: str | os.PathLike[str], size: int, form: str, limits: Limits
 ) -> str | None:
     """Why the file holds too many data elements to be parsed (policy setting
-    ``limits.max_data_elements``), or None.
+    ``limits.max_data_elements``; sequence items count as elements), or None.
 
-    Parsing makes an object per element: a file of millions of tiny elements costs
-    time and memory out of proportion to its size. An element takes at least 8 bytes,
+    Parsing makes an object per element and a data set per item: a file of millions
+    of tiny elements or empty items costs time and memory out of proportion to its
+    size. An element takes at least 8 bytes,
     so only a file larger than 8 bytes times the limit (16 MB by default: no plan,
     structure set or dose without pixel data comes near) can hold too many; its
     element headers are counted, values skipped (pixel data is never read). A file
@@ -398,7 +399,7 @@ def _too_many_elements(
     if counted is None or counted <= limit:
         return None
     return (
-        f"the file holds more than {limit} data elements (policy setting"
+        f"the file holds more than {limit} data elements and items (policy setting"
         " limits.max_data_elements): not read"
     )
 
@@ -457,10 +458,11 @@ class _Window:
 
 
 def _count_elements(buf: _Window, form: str, limit: int) -> int | None:
-    """Data elements in a little-endian DICOM file (file meta included, sequence items'
-    elements included, items and delimiters not), counted up to ``limit + 1``; None
-    when the encoding is one this count does not follow. Something that cannot be an
-    element header ends the count: the parser then reports the damage."""
+    """Data elements and sequence items in a little-endian DICOM file (file meta
+    included, items' elements included; delimiters and pixel data fragments not),
+    counted up to ``limit + 1``; None when the encoding is one this count does not
+    follow. Something that cannot be an element header ends the count: the parser
+    then reports the damage."""
     pos, implicit = 0, False
     if form == "part10":
         pos = 132
@@ -486,6 +488,8 @@ def _count_elements(buf: _Window, form: str, limit: int) -> int | None:
             pos += 8
             if fragments and element == 0xE000 and length != 0xFFFFFFFF:
                 pos += length  # a fragment of pixel data
+            elif element == 0xE000:
+                count += 1  # a sequence item: pydicom makes a data set of each
             elif fragments and element == 0xE0DD:
                 fragments = False
             elif element == 0xE0DD and restore:

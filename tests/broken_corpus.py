@@ -804,7 +804,7 @@ def _limits(b: _Builder) -> None:
         "more_data_elements_than_limit",
         data + _flood(5000),
         "error",
-        "more than 4000 data elements (policy setting limits.max_data_elements)",
+        "more than 4000 data elements and items (policy setting limits.max_data_elements)",
         policy="[limits]\nmax_data_elements = 4000\n",
     )
     # An element that declares 4 GB in a file of 7 kB: read as cut short, nothing reserved.

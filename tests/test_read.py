@@ -151,8 +151,9 @@ def test_leaf_count_mismatch_is_an_error(tmp_path):
 
 
 def pydicom_count(path) -> int:
-    """Data elements as pydicom reads them: the file meta's and every element of the
-    data set, those in sequence items included (items themselves are not elements)."""
+    """Data elements and sequence items as pydicom reads them: the file meta's
+    elements, every element of the data set, those in sequence items included, and
+    every item (pydicom makes a data set of each)."""
     import warnings
 
     import pydicom
@@ -160,7 +161,9 @@ def pydicom_count(path) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(path, force=True)
-    return len(ds.file_meta) + sum(1 for _ in ds.iterall())
+    elements = list(ds.iterall())
+    items = sum(len(e.value) for e in elements if e.VR == "SQ")
+    return len(ds.file_meta) + len(elements) + items
 
 
 def rewrite(path, tmp_path, implicit: bool, undefined: bool):
@@ -223,7 +226,7 @@ def test_a_file_with_more_data_elements_than_the_limit_is_an_error(tmp_path):
     assert read(entry(path), limits).kind == "rt"
     result = read(entry(path), replace(limits, max_data_elements=n - 1))
     assert result.kind == "error"
-    assert f"more than {n - 1} data elements" in result.error
+    assert f"more than {n - 1} data elements and items" in result.error
     assert "limits.max_data_elements" in result.error
 
 
@@ -270,7 +273,7 @@ def test_element_count_reads_an_undefined_length_un_element_as_implicit_vr(tmp_p
     path = tmp_path / "RP.dcm"
     path.write_bytes(PLAN.read_bytes() + un)
     expected = pydicom_count(path)
-    assert expected == pydicom_count(PLAN) + 4
+    assert expected == pydicom_count(PLAN) + 5  # the element, its item and 3 in it
     with open(path, "rb", buffering=0) as raw:
         assert _count_elements(_Window(raw), "part10", 10**9) == expected
 
@@ -310,3 +313,24 @@ def test_a_deflated_plan_is_read_within_the_size_limit_and_refused_beyond(tmp_pa
     assert "inflates to more than 1 MB" in result.error
     assert "limits.max_file_size_mb" in result.error
     assert read(entry(large)).kind == "rt"  # the default limit (512 MB) lets it through
+
+
+def test_a_file_of_many_empty_items_is_over_the_element_limit(tmp_path):
+    """pydicom makes a data set of every sequence item, empty or not: items count."""
+    import struct
+    from dataclasses import replace
+
+    empty_items = 5000
+    sequence = (
+        struct.pack("<HH", 0x300F, 0x1000) + b"SQ\0\0" + b"\xff\xff\xff\xff"
+        + b"\xfe\xff\x00\xe0\0\0\0\0" * empty_items + b"\xfe\xff\xdd\xe0\0\0\0\0"
+    )  # fmt: skip
+    path = tmp_path / "RP.dcm"
+    path.write_bytes(PLAN.read_bytes() + sequence)
+    n = pydicom_count(path)
+    assert n == pydicom_count(PLAN) + 1 + empty_items
+    limits = replace(Limits.from_policy(load()), max_data_elements=n - 1)
+    assert path.stat().st_size > 8 * limits.max_data_elements  # counted at this limit
+    result = read(entry(path), limits)
+    assert result.kind == "error" and "limits.max_data_elements" in result.error
+    assert read(entry(path), replace(limits, max_data_elements=n)).kind == "rt"

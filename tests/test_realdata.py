@@ -111,3 +111,22 @@ def test_first_beam_control_points_match_dvha_mlca(pinnacle):
     np.testing.assert_allclose(pos["ASYMY"][:, 0], ref["jaw_y1"], atol=1e-6)
     np.testing.assert_allclose(pos["ASYMY"][:, 1], ref["jaw_y2"], atol=1e-6)
     np.testing.assert_allclose(first.beam.control_points.gantry_deg, ref["gantry"])
+
+
+def test_element_count_agrees_with_pydicom_on_every_real_file(realdata):
+    """limits.max_data_elements counts element headers before parsing: on every real
+    DICOM file the count is the elements and items pydicom reads."""
+    from test_read import pydicom_count
+
+    from rtcode.read import _count_elements, _Window, sniff
+
+    checked = 0
+    for path in sorted(p for p in Path(realdata).rglob("*") if p.is_file()):
+        with open(path, "rb") as fh:
+            form = sniff(fh.read(140))
+        if form is None:
+            continue
+        with open(path, "rb", buffering=0) as raw:
+            assert _count_elements(_Window(raw), form, 10**9) == pydicom_count(path), path
+        checked += 1
+    assert checked >= 10
