@@ -384,12 +384,11 @@ def _too_many_elements(
 
     Parsing makes an object per element and a data set per item: a file of millions
     of tiny elements or empty items costs time and memory out of proportion to its
-    size. An element takes at least 8 bytes,
-    so only a file larger than 8 bytes times the limit (16 MB by default: no plan,
-    structure set or dose without pixel data comes near) can hold too many; its
-    element headers are counted, values skipped (pixel data is never read). A file
-    whose encoding the count cannot follow (big endian, deflated) is left to the
-    parser and its other limits.
+    size. An element takes at least 8 bytes, so only a file larger than 8 bytes times
+    the limit (16 MB by default: no plan, structure set or dose without pixel data
+    comes near) can hold too many; its element headers are counted, values skipped
+    (pixel data is never read). A file whose encoding the count cannot follow (big
+    endian, deflated) is left to the parser and its other limits.
     """
     limit = limits.max_data_elements
     if size <= 8 * limit:
@@ -410,11 +409,10 @@ def _inflates_too_far(path: str | os.PathLike[str], meta: bytes, limits: Limits)
     kB of deflated zeros can hold gigabytes); None for any other file, or one within
     the limit. Inflated here a megabyte at a time and let go; a stream that does not
     inflate is left to the parser to report."""
-    if _meta_uid(meta, 0x0010) != _DEFLATED:
+    found = _data_set(meta)
+    if found is None or found[2] != _DEFLATED:
         return None
-    start = next((pos for element, pos, _ in _meta_elements(meta) if element is None), None)
-    if start is None:
-        return None
+    start = found[0]
     import zlib
 
     inflate = zlib.decompressobj(-zlib.MAX_WBITS)
@@ -463,27 +461,22 @@ def _count_elements(buf: _Window, form: str, limit: int) -> int | None:
     counted up to ``limit + 1``; None when the encoding is one this count does not
     follow. Something that cannot be an element header ends the count: the parser
     then reports the damage."""
-    pos, implicit = 0, False
+    pos, count = 0, 0
     if form == "part10":
-        pos = 132
-    elif buf.at(4, 2) not in EXPLICIT_VRS:
-        implicit = True
-    dataset_implicit: bool | None = None  # decided by the file meta's transfer syntax
-    in_meta = form == "part10"
+        found = _data_set(buf.at(0, _META_SPAN))
+        if found is None or found[2] in (None, _EXPLICIT_BE, _DEFLATED):
+            return None  # no transfer syntax, big endian or deflated: not followed
+        pos, count, syntax = found
+        implicit = syntax == _IMPLICIT_LE
+    else:
+        implicit = buf.at(4, 2) not in EXPLICIT_VRS
     fragments = False  # inside encapsulated pixel data: items hold bytes, not elements
     restore: list[bool] = []  # the encoding to go back to at each sequence delimiter
-    count = 0
     while count <= limit:
         header = buf.at(pos, 12)
         if len(header) < 8:
             break  # the end of the file
         group, element, length = _HEADER.unpack_from(header)
-        if in_meta and group != 0x0002:
-            in_meta = False
-            implicit = bool(dataset_implicit)
-            if dataset_implicit is None:
-                return None  # big endian, deflated, or no transfer syntax: not followed
-            continue
         if group == _ITEM_TAGS:
             pos += 8
             if fragments and element == 0xE000 and length != 0xFFFFFFFF:
@@ -510,10 +503,6 @@ def _count_elements(buf: _Window, form: str, limit: int) -> int | None:
                 pos += 12
             else:
                 pos += 8
-        if in_meta and (group, element) == (0x0002, 0x0010):  # TransferSyntaxUID
-            syntax = buf.at(pos, min(length, 64)).rstrip(b"\0 ").decode("ascii", "replace")
-            if syntax not in (_EXPLICIT_BE, _DEFLATED):
-                dataset_implicit = syntax == _IMPLICIT_LE
         if length == 0xFFFFFFFF:
             if vr not in (b"SQ", b"UN"):
                 fragments = True  # encapsulated pixel data: its items hold bytes
@@ -607,6 +596,16 @@ def _meta_uid(buf: bytes, wanted: int) -> str | None:
             if len(raw) < length:  # cut short: the full read will say so
                 return None
             return raw.rstrip(b"\0 ").decode("ascii", "replace") or None
+    return None
+
+
+def _data_set(meta: bytes) -> tuple[int, int, str | None] | None:
+    """(where the data set starts, how many file meta elements precede it, the
+    transfer syntax) from a Part-10 file's first bytes; None when the file meta is
+    odd (the parser then decides)."""
+    for count, (element, pos, _) in enumerate(_meta_elements(meta)):
+        if element is None:
+            return pos, count, _meta_uid(meta, 0x0010)
     return None
 
 
