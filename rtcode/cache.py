@@ -38,7 +38,9 @@ from . import __version__
 
 SCHEMA = 6  # 6: results indexed by their used date
 _COMMIT_EVERY_S = 2.0
-_COMMIT_BYTES = 4 << 20  # or sooner, once this much waits (memory stays flat)
+# or sooner, once this much waits: what waits, and the commit's copy of it, are the
+# scanning process's largest allocations (4 MB: peak 6 MB higher at 200 patients)
+_COMMIT_BYTES = 1 << 20
 _KEEP_UNUSED_DAYS = 60
 _MARK_USED_AFTER_S = 86400.0  # a result's "used" date is refreshed at most daily
 MISS = object()
@@ -409,13 +411,19 @@ def _create_private(path: Path) -> None:
 
 def summary(outcome: Any) -> Any:
     """What linking needs of a file's outcome, when that is much smaller than the
-    outcome: a plan without its beams, the kind of a skipped file; None: use it all."""
+    outcome: a plan without its beams, fraction groups, referenced plans and
+    brachytherapy facts; a structure set without its ROIs; the kind of a skipped file.
+    None: use it all (a dose, an error). The scanning process keeps summaries only, for
+    every plan and structure set of the archive; the worker that codes a plan gets both
+    whole from the cache (``scan._PlanToCode``)."""
     if isinstance(outcome, str):
         return outcome
-    from .facts import Plan  # here: a rescan of cached files needs no facts module early
+    from .facts import Plan, StructureSet  # here: a rescan needs no facts module early
 
     if isinstance(outcome, Plan):
-        return replace(outcome, beams=())
+        return replace(outcome, beams=(), fraction_groups=(), referenced_plans=(), brachy=None)
+    if isinstance(outcome, StructureSet):
+        return replace(outcome, rois=())
     return None
 
 

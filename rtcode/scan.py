@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import read as reader
-from .cache import MISS, Cache, build_id, key
+from .cache import MISS, Cache, build_id, key, summary
 from .errors import RtcodeError
 from .execute import Ready, Workers
 from .facts import Dose, Inventory, Plan, ReadError, StructureSet, Tally
@@ -234,8 +234,10 @@ class _FileId:
     context: str
 
 
-def _file_context(context: str, entry: reader.FileEntry) -> str:
-    return f"{context}:{'named' if entry.explicit else 'found'}"
+def _file_contexts(context: str) -> dict[bool, str]:
+    """The context of a file found in a folder (False) and of one named (True): two
+    strings for the whole scan, not one per file."""
+    return {False: f"{context}:found", True: f"{context}:named"}
 
 
 @dataclass(frozen=True)
@@ -252,12 +254,12 @@ _UNCHANGED = "unchanged"  # a worker's answer: the file's signature is the known
 
 @dataclass(frozen=True)
 class _Pickled:
-    """A plan's facts as a worker sends them with a cache: pickled once, by the
-    worker, for the cache to store as they are, and its summary (no beams) for the
-    scanning process to link. Control points are most of a plan's bytes: the
-    scanning process never unpickles them."""
+    """A plan's or structure set's facts as a worker sends them with a cache: pickled
+    once, by the worker, for the cache to store as they are, and their summary
+    (``cache.summary``) for the scanning process to link. Control points and ROIs
+    are most of their bytes: the scanning process never unpickles them."""
 
-    summary: Plan
+    summary: Plan | StructureSet
     pickled: bytes
 
 
@@ -265,7 +267,7 @@ def look_at_files(looks: list[_Look], limits: Limits) -> list[tuple]:
     """(signature, outcome) of each file (the per-file work with a cache, run by the
     workers): its first bytes decide; an image named by its file meta is done with,
     a file whose signature is the known one is ``_UNCHANGED``, the rest are read
-    (a plan comes back ``_Pickled``)."""
+    (a plan or structure set comes back ``_Pickled``)."""
     out = []
     for look in looks:
         peek = reader.peek(look.entry)
@@ -277,8 +279,9 @@ def look_at_files(looks: list[_Look], limits: Limits) -> list[tuple]:
             out.append((peek.signature, _UNCHANGED))
         else:
             outcome = _one_file(look.entry, limits)
-            if isinstance(outcome, Plan):
-                outcome = _Pickled(replace(outcome, beams=()), _dumps(outcome))
+            small = summary(outcome)
+            if small is not None and small is not outcome:
+                outcome = _Pickled(small, _dumps(outcome))
             out.append((peek.signature, outcome))
     return out
 
@@ -303,7 +306,7 @@ def _outcomes(
         for outcome in runner.map(file_outcomes, entries, limits, batch_size=_FILE_BATCH):
             yield outcome, None
         return
-    context = key(build_id(), limits)
+    contexts = _file_contexts(key(build_id(), limits))
     # (entry, path key, context) of the files sent and not yet back, in order: a
     # queue, so that nothing is kept per file once its result is in
     looks: deque = deque()
@@ -314,7 +317,7 @@ def _outcomes(
                 yield Ready(_Done((entry, None)))
                 continue
             path_key = _cache_key(entry)
-            named = _file_context(context, entry)
+            named = contexts[bool(entry.explicit)]
             known = None
             if entry.stat_key is not None:  # untouched since the cache saw it: not opened
                 hit = cache.get_untouched(path_key, entry.stat_key, named)
@@ -386,29 +389,73 @@ def classify_plans(
     return out
 
 
+def _summary(outcome: object) -> object:
+    small = summary(outcome)
+    return outcome if small is None else small
+
+
+def _whole(cache: Cache, fid: _FileId | None) -> tuple[bytes | None, reader.FileEntry | None]:
+    """A linked file's whole facts as the cache holds them, pickled (None: not there),
+    and its entry, to read it again if need be."""
+    if fid is None:
+        return None, None
+    stored = cache.get_file_pickled(fid.key, fid.signature, fid.context)
+    return (stored[0] if stored is not None else None), fid.entry
+
+
 @dataclass(frozen=True)
 class _PlanToCode:
-    """A linked plan sent to be coded with its facts as the cache holds them,
-    pickled (``None``: gone from the cache, read the file again): the worker
-    unpickles them, so that the scanning process never does."""
+    """A linked plan sent to be coded, with its own and its structure set's facts as
+    the cache holds them, pickled (``None``: gone from the cache, read the file
+    again). The scanning process links summaries (``cache.summary``): the worker
+    puts the whole facts in their place, never coding a summary."""
 
     linked: LinkedPlan
     pickled: bytes | None
     entry: reader.FileEntry | None
+    structure_set_pickled: bytes | None = None
+    structure_set_entry: reader.FileEntry | None = None
 
     def unpickle(self, policy: Policy) -> LinkedPlan | ReadError:
-        full = _loads(self.pickled) if self.pickled is not None else MISS
-        if not isinstance(full, Plan):  # gone from the cache (another scan): read again
-            path = self.linked.plan.path
-            entry = self.entry or reader.FileEntry(Path(path), path, explicit=True)
-            full = _one_file(entry, Limits.from_policy(policy))
-        if not isinstance(full, Plan):
-            return (
-                full
-                if isinstance(full, ReadError)
-                else ReadError(self.linked.plan.path, "the file is no longer an RT Plan")
-            )
-        return replace(self.linked, plan=full)
+        limits = Limits.from_policy(policy)
+        lp = self.linked
+        plan = _restore(lp.plan, Plan, self.pickled, self.entry, limits)
+        if not isinstance(plan, Plan):
+            return plan
+        if lp.structure_set is None:
+            return replace(lp, plan=plan)
+        ss = _restore(
+            lp.structure_set,
+            StructureSet,
+            self.structure_set_pickled,
+            self.structure_set_entry,
+            limits,
+        )
+        if isinstance(ss, ReadError):  # the structure set's error, under the plan's name
+            return ReadError(lp.plan.path, f"its structure set {ss.path}: {ss.error}")
+        return replace(lp, plan=plan, structure_set=ss)
+
+
+_KIND_NAMES = {Plan: "an RT Plan", StructureSet: "an RT Structure Set"}
+
+
+def _restore(
+    small: Plan | StructureSet,
+    kind: type,
+    pickled: bytes | None,
+    entry: reader.FileEntry | None,
+    limits: Limits,
+) -> Plan | StructureSet | ReadError:
+    """The whole facts of which ``small`` is the summary: from the cache's pickle, else
+    (gone from the cache, e.g. cleaned up by another scan) from the file again; a
+    ReadError when the file is no longer of that kind or cannot be read."""
+    whole = _loads(pickled) if pickled is not None else MISS
+    if not isinstance(whole, kind):
+        path = small.path
+        whole = _one_file(entry or reader.FileEntry(Path(path), path, explicit=True), limits)
+    if isinstance(whole, (kind, ReadError)):
+        return whole  # type: ignore[return-value]
+    return ReadError(small.path, f"the file is no longer {_KIND_NAMES[kind]}")
 
 
 def _loads(blob: bytes) -> object:
@@ -495,7 +542,8 @@ class _Replay:
 class Scanner:
     """A scan as a stream: ``run(inputs)`` yields each plan's result in input order as
     soon as it is known, keeping only the small facts needed to link plans (and with a
-    cache, not even the plans' control points: they are read back one plan at a time).
+    cache, only their summaries: plans without control points, structure sets without
+    ROIs; the worker that codes a plan reads both back from the cache).
     ``tally()``, ``inventory`` and ``interrupted`` say what was found once the stream
     ends (``tally()`` for a report: a replayed scan's inventory holds no facts).
 
@@ -612,8 +660,8 @@ class Scanner:
         inv = self.inventory
         try:
             for outcome, fid in _outcomes(walk, limits, self.runner):
-                if cache is not None and isinstance(outcome, Plan) and outcome.beams:
-                    outcome = replace(outcome, beams=())  # read back when it is coded
+                if cache is not None:  # the rest is read back when the plan is coded
+                    outcome = _summary(outcome)
                 if fid is not None and isinstance(outcome, (Plan, StructureSet, Dose)):
                     files[id(outcome)] = fid
                 _record(inv, outcome)
@@ -642,15 +690,11 @@ class Scanner:
                 if found is not MISS:
                     yield Ready(_Done(found, result_key))
                     continue
-                fid = files.get(id(lp.plan))
-                stored = None
-                if fid is not None:
-                    stored = cache.get_file_pickled(fid.key, fid.signature, fid.context)
                 keys.append(result_key)
                 yield _PlanToCode(
                     lp,
-                    stored[0] if stored is not None else None,
-                    fid.entry if fid is not None else None,
+                    *_whole(cache, files.get(id(lp.plan))),
+                    *_whole(cache, files.get(id(lp.structure_set))),
                 )
 
         results = self.runner.map(

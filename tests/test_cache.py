@@ -14,6 +14,7 @@ import os
 import shutil
 import sqlite3
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -266,9 +267,11 @@ def test_plan_rewritten_with_the_same_bytes_is_coded_from_its_stored_facts(
     assert codings == [str(plan)]
 
 
-def test_plan_facts_gone_from_the_cache_are_read_again(tmp_path, reads, codings, monkeypatch):
-    """Another scan sharing the cache replaced a plan's stored facts before it was
-    coded: the plan file is read again, and the result is the same."""
+@pytest.mark.parametrize("gone", ["RP.dcm", "RS.dcm", "both"])
+def test_facts_gone_from_the_cache_are_read_again(tmp_path, reads, codings, monkeypatch, gone):
+    """Another scan sharing the cache replaced a plan's or its structure set's stored
+    facts before the plan was coded: that file is read again (the scanning process
+    holds summaries only), and the result is the same."""
     export = tmp_path / "export"
     shutil.copytree(SAMPLE_DATA / CASE, export)
     cache_path = tmp_path / "scan-cache.sqlite"
@@ -276,13 +279,66 @@ def test_plan_facts_gone_from_the_cache_are_read_again(tmp_path, reads, codings,
     policy = policy_mod.load(
         write_policy(tmp_path / "local.toml", "[modulation]\nfif_max_segments = 1\n")
     )
-    monkeypatch.setattr(Cache, "get_file_pickled", lambda self, *args: None)
+    missing = ["RP.dcm", "RS.dcm"] if gone == "both" else [gone]
+    real_get = Cache.get_file_pickled
+
+    def get_file_pickled(self, path, *args):
+        if os.fsdecode(path).endswith(tuple(missing)):
+            return None
+        return real_get(self, path, *args)
+
+    monkeypatch.setattr(Cache, "get_file_pickled", get_file_pickled)
     expected = plain_scan([export], policy)
     reads.clear()
     codings.clear()
     assert cached_scan(cache_path, [export], policy) == expected
-    assert reads == [str(export / "RP.dcm")]
+    assert reads == [str(export / name) for name in missing]
     assert codings == [str(export / "RP.dcm")]
+
+
+def test_the_scanning_process_links_summaries_and_codes_whole_facts(tmp_path):
+    """With a cache, the scanning process keeps each plan without its beams and
+    fraction groups and each structure set without its ROIs (memory: an archive's
+    worth of them); the plan is coded with all of them, as without a cache."""
+    export = tmp_path / "export"
+    shutil.copytree(SAMPLE_DATA / CASE, export)
+    plain = scan([str(export)], POLICY)
+    whole = plain.plans[0].linked
+    assert whole.plan.beams and whole.plan.fraction_groups and whole.structure_set.rois
+    with Cache(tmp_path / "scan-cache.sqlite") as cache:
+        for _ in range(2):  # read from the files, then from the cache
+            cached = scan([str(export)], POLICY, runner=Runner(jobs=1, cache=cache))
+            [plan], [ss] = cached.inventory.plans, cached.inventory.structure_sets
+            assert plan.beams == plan.fraction_groups == ss.rois == ()
+            assert plan.sop_instance_uid == whole.plan.sop_instance_uid
+            assert ss.sop_instance_uid == whole.structure_set.sop_instance_uid
+            coded = cached.plans[0].linked
+            assert coded.structure_set == whole.structure_set
+            assert coded.plan.fraction_groups == whole.plan.fraction_groups
+            assert len(coded.plan.beams) == len(whole.plan.beams)
+            assert scan_json(cached) == scan_json(plain)
+
+
+def test_a_structure_set_no_longer_one_when_its_plan_is_coded_is_an_error(tmp_path):
+    """Gone from the cache and replaced on disk by another kind of file before its
+    plan is coded: the plan is not coded without its ROIs; it is an error that says
+    why."""
+    from rtcode.facts import ReadError
+    from rtcode.scan import _PlanToCode
+
+    export = tmp_path / "export"
+    shutil.copytree(SAMPLE_DATA / CASE, export)
+    with Cache(tmp_path / "scan-cache.sqlite") as cache:
+        cached = scan([str(export)], POLICY, runner=Runner(jobs=1, cache=cache))
+    linked = scan([str(export)], POLICY).plans[0].linked
+    shutil.copy(export / "RD.dcm", export / "RS.dcm")
+    summary_ss = cached.inventory.structure_sets[0]
+    to_code = _PlanToCode(replace(linked, structure_set=summary_ss), None, None, None, None)
+    out = to_code.unpickle(POLICY)
+    assert isinstance(out, ReadError)
+    assert out.path == linked.plan.path
+    assert str(export / "RS.dcm") in out.error
+    assert "no longer an RT Structure Set" in out.error
 
 
 # ------------------------------------------------------------ interruption
