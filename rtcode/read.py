@@ -349,7 +349,7 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
                 )
             too_many = _too_many_elements(entry.path, st.st_size, form, limits)
             if too_many is None and meta is not None:
-                too_many = _inflates_too_far(entry.path, meta, limits)
+                too_many = _deflated_too_large(entry.path, meta, limits)
             if too_many is not None:
                 raise DicomReadError(too_many)
             if form == "part10":
@@ -387,8 +387,8 @@ def _too_many_elements(
     size. An element takes at least 8 bytes, so only a file larger than 8 bytes times
     the limit (16 MB by default: no plan, structure set or dose without pixel data
     comes near) can hold too many; its element headers are counted, values skipped
-    (pixel data is never read). A file whose encoding the count cannot follow (big
-    endian, deflated) is left to the parser and its other limits.
+    (pixel data is never read). A big endian file is left to the parser and its other
+    limits; a deflated one is counted as it inflates (``_deflated_too_large``).
     """
     limit = limits.max_data_elements
     if size <= 8 * limit:
@@ -397,42 +397,39 @@ def _too_many_elements(
         counted = _count_elements(_Window(raw), form, limit)
     if counted is None or counted <= limit:
         return None
-    return (
-        f"the file holds more than {limit} data elements and items (policy setting"
-        " limits.max_data_elements): not read"
-    )
+    return _TOO_MANY.format(limit=limit)
 
 
-def _inflates_too_far(path: str | os.PathLike[str], meta: bytes, limits: Limits) -> str | None:
-    """Why a deflated data set (PS3.5 A.5) is not read: it inflates to more than the
-    file size limit (pydicom would inflate it whole, in memory, before parsing: a few
-    kB of deflated zeros can hold gigabytes); None for any other file, or one within
-    the limit. Inflated here a megabyte at a time and let go; a stream that does not
-    inflate is left to the parser to report."""
+_TOO_MANY = (
+    "the file holds more than {limit} data elements and items (policy setting"
+    " limits.max_data_elements): not read"
+)
+
+
+def _deflated_too_large(path: str | os.PathLike[str], meta: bytes, limits: Limits) -> str | None:
+    """Why a deflated data set (PS3.5 A.5) is not read, or None (for any other file,
+    or one within the limits). pydicom inflates a deflated data set whole, in memory,
+    before parsing it: a few kB of deflated zeros can hold gigabytes, and a few MB
+    millions of elements. So the data set is inflated here first, a megabyte at a time
+    and let go, and held to ``limits.max_file_size_mb`` as inflated and to
+    ``limits.max_data_elements`` (counted as in any other file). A stream that does
+    not inflate is left to the parser to report."""
     found = _data_set(meta)
     if found is None or found[2] != _DEFLATED:
         return None
-    start = found[0]
-    import zlib
-
-    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-    total, most = 0, limits.max_file_size_bytes
-    try:
-        with open(path, "rb", buffering=0) as raw:
-            raw.seek(start)
-            while not inflate.eof and (chunk := raw.read(_Window._SIZE)):
-                while chunk and total <= most:
-                    total += len(inflate.decompress(chunk, _Window._SIZE))
-                    chunk = inflate.unconsumed_tail
-                if total > most:
-                    return (
-                        f"its deflated data set inflates to more than"
-                        f" {limits.max_file_size_mb:g} MB (policy setting"
-                        " limits.max_file_size_mb): not read"
-                    )
-    except zlib.error:
-        return None
-    return None
+    limit = limits.max_data_elements
+    with open(path, "rb", buffering=0) as raw:
+        window = _Inflating(raw, found[0], limits.max_file_size_bytes)
+        counted = _count_elements(window, "part10", limit)
+        too_many = counted is not None and counted > limit and not window.damaged
+        if not too_many:
+            window.drain()  # to its end, for its size
+    if window.too_large:
+        return (
+            f"its deflated data set inflates to more than {limits.max_file_size_mb:g} MB"
+            " (policy setting limits.max_file_size_mb): not read"
+        )
+    return _TOO_MANY.format(limit=limit) if too_many else None
 
 
 class _Window:
@@ -440,6 +437,7 @@ class _Window:
     asked for (a skipped value is never read)."""
 
     _SIZE = 1 << 20
+    inflated = False  # whether a deflated data set comes inflated (see _Inflating)
 
     def __init__(self, raw: io.RawIOBase) -> None:
         self.raw = raw
@@ -455,7 +453,69 @@ class _Window:
         return self.data[offset : offset + n]
 
 
-def _count_elements(buf: _Window, form: str, limit: int) -> int | None:
+class _Inflating:
+    """A deflated file (PS3.5 A.5) as pydicom sees it: the file meta as written, then
+    the data set inflated. Read forward only, as ``_count_elements`` does: bytes
+    behind the position asked for are let go, a megabyte is inflated at a time, and
+    no more than ``most`` bytes in all (then ``too_large``; ``damaged``: the stream
+    does not inflate)."""
+
+    inflated = True
+
+    def __init__(self, raw: io.RawIOBase, start: int, most: int) -> None:
+        import zlib
+
+        self._zlib_error = zlib.error
+        raw.seek(0)
+        self.raw = raw
+        self.start = 0
+        self.data = raw.read(start) or b""  # the file meta, as written
+        self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._left = most  # inflated bytes still allowed
+        self.too_large = self.damaged = False
+
+    def _more(self) -> bytes:
+        """Up to a megabyte more of the data set, inflated; b"" at its end."""
+        inflate = self._inflate
+        while not (self.too_large or self.damaged or inflate.eof):
+            chunk = inflate.unconsumed_tail or self.raw.read(_Window._SIZE)
+            if not chunk:
+                break
+            try:
+                out = inflate.decompress(chunk, _Window._SIZE)
+            except self._zlib_error:
+                self.damaged = True
+                break
+            self._left -= len(out)
+            if self._left < 0:
+                self.too_large = True
+                break
+            if out:
+                return out
+        return b""
+
+    def at(self, pos: int, n: int) -> bytes:
+        """``n`` bytes from ``pos`` (fewer at the end), ``pos`` never behind the last."""
+        while True:
+            end = self.start + len(self.data)
+            if pos >= end:  # all of it behind: let it go
+                self.start, self.data = end, b""
+            elif pos > self.start:
+                self.start, self.data = pos, self.data[pos - self.start :]
+            if self.start + len(self.data) >= pos + n or not (more := self._more()):
+                break
+            self.data += more
+        offset = pos - self.start
+        return self.data[offset : offset + n]
+
+    def drain(self) -> None:
+        """Inflate the rest (to know its size), keeping none of it."""
+        self.data = b""
+        while self._more():
+            pass
+
+
+def _count_elements(buf: _Window | _Inflating, form: str, limit: int) -> int | None:
     """Data elements and sequence items in a little-endian DICOM file (file meta
     included, items' elements included; delimiters and pixel data fragments not),
     counted up to ``limit + 1``; None when the encoding is one this count does not
@@ -464,8 +524,10 @@ def _count_elements(buf: _Window, form: str, limit: int) -> int | None:
     pos, count = 0, 0
     if form == "part10":
         found = _data_set(buf.at(0, _META_SPAN))
-        if found is None or found[2] in (None, _EXPLICIT_BE, _DEFLATED):
-            return None  # no transfer syntax, big endian or deflated: not followed
+        if found is None or found[2] in (None, _EXPLICIT_BE):
+            return None  # no transfer syntax, or big endian: not followed
+        if found[2] == _DEFLATED and not buf.inflated:
+            return None  # deflated: counted as it inflates (_deflated_too_large)
         pos, count, syntax = found
         implicit = syntax == _IMPLICIT_LE
     else:

@@ -807,6 +807,18 @@ def _limits(b: _Builder) -> None:
         "more than 4000 data elements and items (policy setting limits.max_data_elements)",
         policy="[limits]\nmax_data_elements = 4000\n",
     )
+    # The same, deflated: a few kB on disk, counted as it inflates.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flooded = pydicom.dcmread(io.BytesIO(data + _flood(5000)), force=True)
+    flooded.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    b.add_dataset(
+        "deflated_beyond_data_element_limit",
+        flooded,
+        "error",
+        "more than 4000 data elements and items (policy setting limits.max_data_elements)",
+        policy="[limits]\nmax_data_elements = 4000\n",
+    )
     # An element that declares 4 GB in a file of 7 kB: read as cut short, nothing reserved.
     huge = struct.pack("<HH", 0x300F, 0x1010) + b"UT\0\0" + struct.pack("<I", 0xFFFFFFF0) + b"abc "
     b.add_bytes("element_claims_four_gigabytes", data + huge, "error", "truncated DICOM file")

@@ -315,6 +315,83 @@ def test_a_deflated_plan_is_read_within_the_size_limit_and_refused_beyond(tmp_pa
     assert read(entry(large)).kind == "rt"  # the default limit (512 MB) lets it through
 
 
+def deflate(path, tmp_path, undefined: bool):
+    """The file written again by pydicom in the deflated transfer syntax."""
+    import warnings
+
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(rewrite(path, tmp_path, False, undefined), force=True)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        out = tmp_path / f"deflated-{undefined}-{path.name}"
+        ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+@pytest.mark.parametrize("name", COUNTED)
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
+def test_element_count_of_a_deflated_file_agrees_with_pydicom(tmp_path, name, undefined):
+    """Counted as the data set inflates, a megabyte at a time."""
+    from rtcode.read import _count_elements, _data_set, _Inflating, _Window
+
+    path = deflate(SAMPLE_DATA / name, tmp_path, undefined)
+    expected = pydicom_count(path)
+    start = _data_set(path.read_bytes()[:4096])[0]
+    with open(path, "rb", buffering=0) as raw:
+        assert _count_elements(_Inflating(raw, start, 1 << 30), "part10", 10**9) == expected
+    with open(path, "rb", buffering=0) as raw:  # as written, it is not followed
+        assert _count_elements(_Window(raw), "part10", 10**9) is None
+
+
+def test_a_deflated_file_with_more_data_elements_than_the_limit_is_an_error(tmp_path):
+    """A few kB on disk can inflate to millions of elements: the count does not wait
+    for the file to be large on disk, as it does for one not deflated."""
+    import struct
+    import warnings
+    from dataclasses import replace
+
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    plain = tmp_path / "RP-items.dcm"
+    plain.write_bytes(
+        PLAN.read_bytes()
+        + struct.pack("<HH", 0x300F, 0x1000) + b"SQ\0\0" + b"\xff\xff\xff\xff"
+        + b"\xfe\xff\x00\xe0\0\0\0\0" * 20000 + b"\xfe\xff\xdd\xe0\0\0\0\0"
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(plain, force=True)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        path = tmp_path / "RP-deflated.dcm"
+        ds.save_as(path, enforce_file_format=True)
+    n = pydicom_count(path)
+    assert n > 20000 and path.stat().st_size < 8 * 10000  # small on disk
+    limits = replace(Limits.from_policy(load()), max_data_elements=n)
+    assert read(entry(path), limits).kind == "rt"
+    result = read(entry(path), replace(limits, max_data_elements=10000))
+    assert result.kind == "error"
+    assert "more than 10000 data elements and items" in result.error
+    assert "limits.max_data_elements" in result.error
+
+
+def test_a_deflated_stream_that_does_not_inflate_is_left_to_the_parser(tmp_path):
+    """Neither limit's message: the parser says what is wrong."""
+    from rtcode.read import _data_set
+
+    good = deflated_plan(tmp_path, 0)
+    data = good.read_bytes()
+    start = _data_set(data[:4096])[0]
+    path = tmp_path / "damaged.dcm"
+    path.write_bytes(data[:start] + bytes([0xFF]) * 64 + data[start + 64 :])
+    result = read(entry(path))
+    assert result.kind == "error"
+    assert "limits." not in result.error
+
+
 def test_a_file_of_many_empty_items_is_over_the_element_limit(tmp_path):
     """pydicom makes a data set of every sequence item, empty or not: items count."""
     import struct
