@@ -373,6 +373,7 @@ _EXPLICIT_BE = "1.2.840.10008.1.2.2"
 _DEFLATED = "1.2.840.10008.1.2.1.99"  # the data set deflated (PS3.5 A.5)
 _HEADER = struct.Struct("<HHI")  # group, element, 32-bit length (implicit VR)
 _EXPLICIT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
+_BIG_ENDIAN = (struct.Struct(">HHI"), struct.Struct(">HH2sH"), struct.Struct(">I"))
 _ITEM_TAGS = 0xFFFE  # items and delimiters: not data elements
 
 
@@ -387,8 +388,8 @@ def _too_many_elements(
     size. An element takes at least 8 bytes, so only a file larger than 8 bytes times
     the limit (16 MB by default: no plan, structure set or dose without pixel data
     comes near) can hold too many; its element headers are counted, values skipped
-    (pixel data is never read). A big endian file is left to the parser and its other
-    limits; a deflated one is counted as it inflates (``_deflated_too_large``).
+    (pixel data is never read). A deflated data set is counted as it inflates
+    (``_deflated_too_large``).
     """
     limit = limits.max_data_elements
     if size <= 8 * limit:
@@ -516,20 +517,23 @@ class _Inflating:
 
 
 def _count_elements(buf: _Window | _Inflating, form: str, limit: int) -> int | None:
-    """Data elements and sequence items in a little-endian DICOM file (file meta
-    included, items' elements included; delimiters and pixel data fragments not),
-    counted up to ``limit + 1``; None when the encoding is one this count does not
-    follow. Something that cannot be an element header ends the count: the parser
-    then reports the damage."""
+    """Data elements and sequence items in a DICOM file (file meta included, items'
+    elements included; delimiters and pixel data fragments not), counted up to
+    ``limit + 1``; None when the encoding is one this count does not follow (no
+    transfer syntax, or a deflated data set not yet inflated). Something that cannot
+    be an element header ends the count: the parser then reports the damage."""
     pos, count = 0, 0
+    header_struct, explicit_struct, u32 = _HEADER, _EXPLICIT_HEADER, _U32
     if form == "part10":
         found = _data_set(buf.at(0, _META_SPAN))
-        if found is None or found[2] in (None, _EXPLICIT_BE):
-            return None  # no transfer syntax, or big endian: not followed
+        if found is None or found[2] is None:
+            return None  # no transfer syntax: the parser guesses, and so cannot this
         if found[2] == _DEFLATED and not buf.inflated:
             return None  # deflated: counted as it inflates (_deflated_too_large)
         pos, count, syntax = found
         implicit = syntax == _IMPLICIT_LE
+        if syntax == _EXPLICIT_BE:  # retired, still read: every header after the meta
+            header_struct, explicit_struct, u32 = _BIG_ENDIAN
     else:
         implicit = buf.at(4, 2) not in EXPLICIT_VRS
     fragments = False  # inside encapsulated pixel data: items hold bytes, not elements
@@ -538,7 +542,7 @@ def _count_elements(buf: _Window | _Inflating, form: str, limit: int) -> int | N
         header = buf.at(pos, 12)
         if len(header) < 8:
             break  # the end of the file
-        group, element, length = _HEADER.unpack_from(header)
+        group, element, length = header_struct.unpack_from(header)
         if group == _ITEM_TAGS:
             pos += 8
             if fragments and element == 0xE000 and length != 0xFFFFFFFF:
@@ -555,13 +559,13 @@ def _count_elements(buf: _Window | _Inflating, form: str, limit: int) -> int | N
             vr = b"SQ" if length == 0xFFFFFFFF or (group << 16 | element) in _sequences() else None
             pos += 8
         else:
-            vr, length = header[4:6], _EXPLICIT_HEADER.unpack_from(header)[3]
+            vr, length = header[4:6], explicit_struct.unpack_from(header)[3]
             if vr not in EXPLICIT_VRS:
                 break  # not an element header (or an implicit VR item): stop counting
             if vr in LONG_LENGTH_VRS:
                 if len(header) < 12:
                     break
-                length = _U32.unpack_from(header, 8)[0]
+                length = u32.unpack_from(header, 8)[0]
                 pos += 12
             else:
                 pos += 8

@@ -166,13 +166,13 @@ def pydicom_count(path) -> int:
     return len(ds.file_meta) + len(elements) + items
 
 
-def rewrite(path, tmp_path, implicit: bool, undefined: bool):
-    """The file written again by pydicom: implicit or explicit VR, every sequence and
-    item of undefined or defined length."""
+def rewrite(path, tmp_path, implicit: bool, undefined: bool, big_endian: bool = False):
+    """The file written again by pydicom: implicit or explicit VR (or explicit VR big
+    endian), every sequence and item of undefined or defined length."""
     import warnings
 
     import pydicom
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -182,11 +182,16 @@ def rewrite(path, tmp_path, implicit: bool, undefined: bool):
                 elem.is_undefined_length = undefined
                 for item in elem.value:
                     item.is_undefined_length_sequence_item = undefined
-        ds.file_meta.TransferSyntaxUID = (
-            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
-        )
-        out = tmp_path / f"{'implicit' if implicit else 'explicit'}-{undefined}-{path.name}"
-        ds.save_as(out, enforce_file_format=True)
+        if big_endian:
+            syntax, label = ExplicitVRBigEndian, "big-endian"
+        elif implicit:
+            syntax, label = ImplicitVRLittleEndian, "implicit"
+        else:
+            syntax, label = ExplicitVRLittleEndian, "explicit"
+        ds.file_meta.TransferSyntaxUID = syntax
+        out = tmp_path / f"{label}-{undefined}-{path.name}"
+        # dcmwrite converts the encoding to the file meta's transfer syntax
+        pydicom.dcmwrite(out, ds, enforce_file_format=True)
     return out
 
 
@@ -202,12 +207,16 @@ COUNTED = [
 
 
 @pytest.mark.parametrize("name", COUNTED)
-@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+@pytest.mark.parametrize(
+    "implicit, big_endian",
+    [(False, False), (True, False), (False, True)],
+    ids=["explicit", "implicit", "big-endian"],
+)
 @pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
-def test_element_count_agrees_with_pydicom(tmp_path, name, implicit, undefined):
+def test_element_count_agrees_with_pydicom(tmp_path, name, implicit, big_endian, undefined):
     from rtcode.read import _count_elements, _Window
 
-    path = rewrite(SAMPLE_DATA / name, tmp_path, implicit, undefined)
+    path = rewrite(SAMPLE_DATA / name, tmp_path, implicit, undefined, big_endian)
     expected = pydicom_count(path)
     with open(path, "rb", buffering=0) as raw:
         assert _count_elements(_Window(raw), "part10", 10**9) == expected
@@ -228,6 +237,20 @@ def test_a_file_with_more_data_elements_than_the_limit_is_an_error(tmp_path):
     assert result.kind == "error"
     assert f"more than {n - 1} data elements and items" in result.error
     assert "limits.max_data_elements" in result.error
+
+
+def test_a_big_endian_file_with_more_data_elements_than_the_limit_is_an_error(tmp_path):
+    """Explicit VR big endian (retired, still read by pydicom) is counted too."""
+    from dataclasses import replace
+
+    path = rewrite(SAMPLE_DATA / "11_vmat_two_arcs" / "RP.dcm", tmp_path, False, True, True)
+    n = pydicom_count(path)
+    assert path.stat().st_size > 8 * n  # large enough to be counted at this limit
+    limits = replace(Limits.from_policy(load()), max_data_elements=n)
+    assert read(entry(path), limits).kind == "rt"
+    result = read(entry(path), replace(limits, max_data_elements=n - 1))
+    assert result.kind == "error"
+    assert f"more than {n - 1} data elements and items" in result.error
 
 
 def test_element_count_skips_encapsulated_pixel_data(tmp_path):
