@@ -527,7 +527,7 @@ def _count_elements(buf: _Window | _Inflating, form: str, limit: int) -> int | N
     if form == "part10":
         found = _data_set(buf.at(0, _META_SPAN))
         if found is None or found[2] is None:
-            return None  # no transfer syntax: the parser guesses, and so cannot this
+            return None  # no transfer syntax: the parser guesses the encoding; no count
         if found[2] == _DEFLATED and not buf.inflated:
             return None  # deflated: counted as it inflates (_deflated_too_large)
         pos, count, syntax = found
