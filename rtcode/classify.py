@@ -102,6 +102,7 @@ class Flag:
     flag: str
     severity: str  # "warning" (a reviewer must check) or "info"
     message: str
+    dicom_path: str | None = None  # the element the flag is about, when there is one
 
 
 @dataclass(frozen=True)
@@ -620,6 +621,11 @@ def _general_flags(lp: LinkedPlan, policy: Policy, w: _Work) -> None:
         )
     for note in lp.notes:
         w.flags.append(Flag("linking", "warning", note))
+    # Quirks and contradictions the files were read despite (rtcode/quirks.py): the
+    # plan's own, then its companions'.
+    for facts in (plan, lp.structure_set, *lp.doses):
+        for odd in getattr(facts, "oddities", ()):
+            w.flags.append(Flag(odd.flag, odd.severity, odd.message, odd.dicom_path))
 
 
 def _brachy_rule(lp: LinkedPlan, policy: Policy, w: _Work) -> str | None:

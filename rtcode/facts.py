@@ -36,6 +36,19 @@ SOP_CLASS_MODALITY = {
 }
 
 
+@dataclass(frozen=True)
+class Oddity:
+    """Something in a file that bends the standard and was read anyway: a vendor quirk
+    (``rtcode/quirks.py`` lists the known ones), or a contradiction inside the file
+    that does not change the code. It reaches the output as a flag with its DICOM
+    path; it never stops a plan from being coded."""
+
+    flag: str  # e.g. "private_sop_class", "mlc_layers_share_a_type"
+    message: str  # a sentence a physicist can read
+    dicom_path: str | None = None
+    severity: str = "info"  # "info" (a known quirk, read as documented) or "warning"
+
+
 # --------------------------------------------------------------------------- beams
 
 
@@ -312,6 +325,7 @@ class Plan:
     beam_sequence_keyword: str  # BeamSequence or IonBeamSequence
     review_date: str | None = None  # ReviewDate (YYYYMMDD) of an approved plan; None when absent
     patient_name: str | None = None  # PatientName as written; --deidentify replaces it
+    oddities: tuple[Oddity, ...] = ()  # quirks and contradictions read anyway
 
     @property
     def intent(self) -> str | None:
@@ -353,6 +367,7 @@ class StructureSet:
     frame_of_reference_uid: str | None
     rois: tuple[Roi, ...]
     patient_name: str | None = None
+    oddities: tuple[Oddity, ...] = ()
 
 
 # ------------------------------------------------------------------------- dose
@@ -389,6 +404,7 @@ class Dose:
     dvh_roi_numbers: tuple[int, ...]  # ROIs with a stored DVH
     dvh_count: int
     patient_name: str | None = None
+    oddities: tuple[Oddity, ...] = ()
 
 
 # ------------------------------------------------------------------ read results

@@ -192,7 +192,11 @@ def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
             }
             for e in c.evidence
         ],
-        "flags": [{"flag": f.flag, "severity": f.severity, "message": f.message} for f in c.flags],
+        "flags": [
+            {"flag": f.flag, "severity": f.severity, "message": f.message}
+            | ({"dicom_path": f.dicom_path} if f.dicom_path is not None else {})
+            for f in c.flags
+        ],
         "alternatives": [
             {"code": a.code, "category": a.category, "condition": a.condition}
             for a in c.alternatives
