@@ -418,7 +418,10 @@ def summary(outcome: Any) -> Any:
     whole from the cache (``scan._PlanToCode``)."""
     if isinstance(outcome, str):
         return outcome
-    from .facts import Plan, StructureSet  # here: a rescan needs no facts module early
+    from .facts import Plan, Skipped, StructureSet  # here: a rescan needs no facts early
+
+    if isinstance(outcome, Skipped):
+        return outcome
 
     if isinstance(outcome, Plan):
         return replace(outcome, beams=(), fraction_groups=(), referenced_plans=(), brachy=None)

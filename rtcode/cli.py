@@ -621,7 +621,13 @@ def inspect(
     policy = _load_policy(policy_name)
     result = run_scan([str(plan_file)], policy)
     if result.errors or not result.plans:
-        reason = result.errors[0].error if result.errors else "not an RT Plan or RT Ion Plan"
+        reason = (
+            result.errors[0].error
+            if result.errors
+            else "not an RT Plan or RT Ion Plan: " + result.inventory.skipped[0].reason
+            if result.inventory.skipped
+            else "not an RT Plan or RT Ion Plan"
+        )
         click.echo(f"rtcode: {plan_file}: {reason}", err=True)
         sys.exit(1)
     if deidentify:

@@ -416,6 +416,20 @@ class ReadError:
     error: str
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A file that is not read as a plan, dose or structure set, and why: listed in
+    every output, so that nothing a scan was given disappears without a word. (Images
+    are counted, not listed: an archive holds thousands, and why they are skipped is
+    always the same.)"""
+
+    path: str
+    kind: str  # "other_dicom" or "not_dicom"
+    reason: str
+    sop_class_uid: str | None = None
+    modality: str | None = None  # Modality as written, when the file has one
+
+
 @dataclass
 class Inventory:
     """What a walk over the inputs found, before linking."""
@@ -424,6 +438,7 @@ class Inventory:
     structure_sets: list[StructureSet] = field(default_factory=list)
     doses: list[Dose] = field(default_factory=list)
     errors: list[ReadError] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # files neither RT object nor image
     files_seen: int = 0
     images_skipped: int = 0
     other_dicom_skipped: int = 0
@@ -438,6 +453,7 @@ class Inventory:
             other_dicom_skipped=self.other_dicom_skipped,
             non_dicom_skipped=self.non_dicom_skipped,
             errors=tuple(self.errors),
+            skipped=tuple(self.skipped),
         )
 
 
@@ -453,3 +469,11 @@ class Tally:
     other_dicom_skipped: int = 0
     non_dicom_skipped: int = 0
     errors: tuple[ReadError, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+
+    def skipped_by_reason(self) -> list[tuple[str, int]]:
+        """(reason, files) of the skipped files other than images, most first."""
+        counts: dict[str, int] = {}
+        for s in self.skipped:
+            counts[s.reason] = counts.get(s.reason, 0) + 1
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -47,6 +47,7 @@ from typing import Any
 
 from . import store
 from .policy import Policy
+from .quirks import PRIVATE_SOP_CLASSES
 from .render import plan_json
 from .results_db import PlanCoding, ResultsDB
 from .scan import PlanResult
@@ -214,6 +215,7 @@ class Listener:
             DeflatedExplicitVRLittleEndian,
             ExplicitVRBigEndian,
         ]
+        register_private_classes()
         classes = dict(store.RT_CLASSES)
         if s.accept_ct:
             classes.update(store.IMAGE_CLASSES)
@@ -637,3 +639,16 @@ class Listener:
             if folder.is_dir():
                 LOG.info("coding %s: an earlier run stopped before coding it", folder)
                 self._queue_coding(folder, "restart")
+
+
+def register_private_classes() -> None:
+    """Teach pynetdicom the vendors' private storage classes that rtcode stores
+    (``quirks.PRIVATE_SOP_CLASSES``: Halcyon and Ethos send their plans so); without
+    this it answers a C-STORE of one "no supported service class". Registering again
+    changes nothing."""
+    from pynetdicom.service_class import StorageServiceClass
+    from pynetdicom.sop_class import register_uid
+
+    for uid in store.RT_CLASSES:
+        if uid in PRIVATE_SOP_CLASSES:
+            register_uid(uid, "RtcodePrivate_" + uid.replace(".", "_"), StorageServiceClass)

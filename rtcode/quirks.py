@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .facts import Modality
+from .facts import Modality, Oddity
 
 
 class KnownClass(NamedTuple):
@@ -123,20 +123,40 @@ QUIRKS: tuple[Quirk, ...] = (
 )
 
 
-def sop_class_oddity_text(uid: str, standard: str) -> tuple[str, str, str]:
-    """(flag, severity, message) for an RT object read under ``uid`` rather than its
-    standard class ``standard``."""
+_STANDARD_NAMES = {
+    Modality.RTPLAN: "RT Plan Storage class (1.2.840.10008.5.1.4.1.1.481.5)",
+    Modality.RTIONPLAN: "RT Ion Plan Storage class (1.2.840.10008.5.1.4.1.1.481.8)",
+    Modality.RTDOSE: "RT Dose Storage class (1.2.840.10008.5.1.4.1.1.481.2)",
+    Modality.RTSTRUCT: "RT Structure Set Storage class (1.2.840.10008.5.1.4.1.1.481.3)",
+}
+
+
+def class_oddity(uid: str | None, modality: Modality, path: str) -> Oddity:
+    """The flag for an RT object read by its content because its SOP Class UID
+    (``uid``; None: the file gives none) is not the standard class of what it is."""
+    where = f"{path}::SOPClassUID"
+    standard = _STANDARD_NAMES[modality]
+    if uid is None:
+        return Oddity(
+            "sop_class_missing",
+            f"no SOP Class UID: read as {modality.value} by its content (Modality and"
+            f" sequences); the standard class is the {standard}",
+            where,
+            "warning",
+        )
     known = PRIVATE_SOP_CLASSES.get(uid)
     if known is not None:
-        return (
+        return Oddity(
             "private_sop_class",
-            "info",
-            f"SOP Class UID {uid} is {known.vendor}'s private class ({known.what}); read as"
-            f" the standard object by its content. What differs: {known.note}",
+            f"SOP Class UID {uid} is a private class of {known.vendor} ({known.what}): read"
+            f" as {modality.value} by its content; what differs: {known.note}",
+            where,
         )
-    return (
+    return Oddity(
         "unknown_sop_class",
+        f"SOP Class UID {uid} is neither the {standard} nor a vendor class rtcode knows:"
+        f" read as {modality.value} by its content (Modality and sequences); check that"
+        " it was read as intended",
+        where,
         "warning",
-        f"SOP Class UID {uid} is not the standard {standard} and not a known vendor class;"
-        " read by its content (Modality and sequences): check the plan was read as intended",
     )

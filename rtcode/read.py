@@ -6,6 +6,13 @@ meta) starts with a plausible group 0008 element. Images are identified from
 the file meta (or a header-only read) and skipped without reading their pixel
 data; only RT Plan, RT Ion Plan, RT Dose and RT Structure Set are read, always
 with ``stop_before_pixels``. Inputs are opened read-only and never modified.
+
+What an object is comes from its SOP Class UID when that is one of the four
+standard RT classes; under any other class (a vendor's private class such as
+Varian's Halcyon/Ethos plans, an unknown one, or none) from its content: Modality
+and the sequences that make an RT Plan, Dose or Structure Set (``kind_by_content``).
+Images and the standard objects that are not used for coding (``quirks``) are
+skipped from the file meta; every other skipped file says why (``reason``).
 ``read_full`` is the one exception: it reads a structure set's contours and a
 dose grid's pixels, and only DVH reporting calls it.
 
@@ -38,6 +45,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .errors import DicomReadError, NotDicomError, RtcodeError
 from .facts import SOP_CLASS_MODALITY, Modality
 from .limits import MB, Limits, default_limits
+from .quirks import OTHER_STANDARD_CLASSES, PRIVATE_SOP_CLASSES
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -104,6 +112,9 @@ class ReadResult:
     dataset: Dataset | RawDataset | None = None
     has_pixel_data: bool = False
     error: str | None = None
+    reason: str | None = None  # why a file that is not "rt" was skipped
+    sop_class_uid: str | None = None  # the class it was read under (None: none given)
+    modality_text: str | None = None  # Modality as written, where it was looked at
 
     def pydicom_dataset(self) -> Dataset | None:
         """``dataset`` as a pydicom Dataset (parsed now from a ``RawDataset``'s bytes);
@@ -331,16 +342,20 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
                         "not a DICOM file: no 'DICM' marker at byte 128 and no DICOM header"
                         " at the start" + _short_file(len(head))
                     )
-                return ReadResult(display, "not_dicom")  # e.g. a README beside the export
+                # e.g. a README beside the export
+                return ReadResult(display, "not_dicom", reason=NOT_DICOM)
             meta_class = meta = None
             if form == "part10":
                 fp.seek(0)
                 meta = fp.read(min(st.st_size, _META_SPAN))
                 meta_class = _meta_sop_class(meta)
             if meta_class is not None and meta_class not in SOP_CLASS_MODALITY:
-                # Images and other objects are skipped from the file meta: not read.
-                kind = "image" if _is_image_class(meta_class) else "other_dicom"
-                return ReadResult(display, kind)
+                # Images and standard objects not used for coding are skipped from the
+                # file meta: not read. Other classes are read and judged by content.
+                skip = skipped_by_class(meta_class)
+                if skip is not None:
+                    kind, reason = skip
+                    return ReadResult(display, kind, reason=reason, sop_class_uid=meta_class)
             if st.st_size > limits.max_file_size_bytes:
                 raise DicomReadError(
                     f"the file is {st.st_size / MB:.0f} MB, more than the limit of"
@@ -604,7 +619,8 @@ class Peek:
     """What the first bytes of a file tell, before any parsing.
 
     ``kind`` is "image" or "other_dicom" when the Part-10 file meta says so (the file
-    is then done with), else None: the file needs ``read``. ``signature`` (size,
+    is then done with; ``reason`` says why, ``sop_class_uid`` is the class), else None:
+    the file needs ``read``. ``signature`` (size,
     modification time in ns, hash of the first ``HEADER_BYTES``) identifies this
     version of the file for the scan cache; None when the file could not be opened
     (``read`` then reports why).
@@ -612,6 +628,8 @@ class Peek:
 
     kind: str | None
     signature: tuple[int, int, str] | None
+    reason: str | None = None
+    sop_class_uid: str | None = None
 
 
 def peek(entry: FileEntry) -> Peek:
@@ -629,8 +647,9 @@ def peek(entry: FileEntry) -> Peek:
     signature = (st.st_size, st.st_mtime_ns, hashlib.blake2b(head, digest_size=16).hexdigest())
     if sniff(head) == "part10":
         meta_class = _meta_sop_class(head)
-        if meta_class is not None and meta_class not in SOP_CLASS_MODALITY:
-            return Peek("image" if _is_image_class(meta_class) else "other_dicom", signature)
+        skip = skipped_by_class(meta_class) if meta_class is not None else None
+        if skip is not None:
+            return Peek(skip[0], signature, skip[1], meta_class)
     return Peek(None, signature)
 
 
@@ -750,10 +769,22 @@ def _read_view(
         sop_class = actual
     modality = SOP_CLASS_MODALITY.get(sop_class) if sop_class is not None else None
     if modality is None:
-        return None  # an error, or a skip: worded by the reference path
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                modality = kind_by_content(view)[0]
+        except Exception:  # Unusual: the reference path decides
+            return None
+        if modality is None:
+            return None  # an error, or a skip: worded by the reference path
     raw = RawDataset(view, data, size, display, meta_class)
     return ReadResult(
-        display, "rt", modality=modality, dataset=raw, has_pixel_data=view.has_pixel_data
+        display,
+        "rt",
+        modality=modality,
+        dataset=raw,
+        has_pixel_data=view.has_pixel_data,
+        sop_class_uid=sop_class,
     )
 
 
@@ -787,19 +818,99 @@ def _read_dataset(fp: _BoundedReader, display: str, meta_class: str | None) -> R
     if truncated is not None:
         raise DicomReadError(f"truncated DICOM file: {truncated}")
     actual = _sop_class(ds)
-    if meta_class is None and actual is None:
-        raise DicomReadError(
-            "DICOM header without a SOP Class UID (0008,0016): cannot tell"
-            " what kind of object this is"
-        )
     sop_class = meta_class or actual
     if actual is not None and actual in SOP_CLASS_MODALITY:
         sop_class = actual
-    if sop_class not in SOP_CLASS_MODALITY:
-        kind = "image" if sop_class and _is_image_class(sop_class) else "other_dicom"
-        return ReadResult(display, kind)
-    modality = SOP_CLASS_MODALITY[sop_class]
-    return ReadResult(display, "rt", modality=modality, dataset=ds, has_pixel_data=has_pixels)
+    modality = SOP_CLASS_MODALITY.get(sop_class) if sop_class is not None else None
+    if modality is None:
+        # Not a standard RT class (a vendor's private one, an unknown one, or none):
+        # what the data set holds decides.
+        skip = skipped_by_class(sop_class) if sop_class is not None else None
+        if skip is not None and skip[0] == "image":
+            return ReadResult(display, "image", sop_class_uid=sop_class)
+        modality, written = kind_by_content(ds)
+        if modality is None:
+            if sop_class is None:
+                raise DicomReadError(
+                    "DICOM header without a SOP Class UID (0008,0016) and nothing in it"
+                    " that makes an RT Plan, Dose or Structure Set: cannot tell what kind"
+                    " of object this is"
+                )
+            reason = skip[1] if skip is not None else _not_rt_reason(sop_class, written)
+            return ReadResult(
+                display, "other_dicom", reason=reason, sop_class_uid=sop_class,
+                modality_text=written,
+            )  # fmt: skip
+    return ReadResult(
+        display,
+        "rt",
+        modality=modality,
+        dataset=ds,
+        has_pixel_data=has_pixels,
+        sop_class_uid=sop_class,
+    )
+
+
+NOT_DICOM = "not DICOM (no 'DICM' marker at byte 128 and no DICOM header at the start)"
+_IMAGE = "image (pixel data not needed for coding)"
+_RT_RECORD = "RT treatment record (Modality RTRECORD): it records delivery, not planning"
+
+
+def skipped_by_class(sop_class: str) -> tuple[str, str] | None:
+    """(kind, reason) of a file that its SOP Class UID alone says to skip: an image,
+    or a standard object not used for coding; None when the class is one of the RT
+    objects read, or one that only the content can tell (private or unknown)."""
+    if sop_class in SOP_CLASS_MODALITY or sop_class in PRIVATE_SOP_CLASSES:
+        return None
+    reason = OTHER_STANDARD_CLASSES.get(sop_class)
+    if reason is not None:
+        return "other_dicom", reason
+    if _is_image_class(sop_class):
+        return "image", _IMAGE
+    return None
+
+
+# Sequences that make a data set an RT object, whatever its SOP class (PS3.3 A.20,
+# A.18, A.19, A.49): an RT Plan has beams or brachytherapy application setups, an RT
+# Ion Plan ion beams, a structure set ROIs and their contours, an RT Dose a dose grid
+# scaling or DVHs.
+_CONTENT = (
+    (("IonBeamSequence",), Modality.RTIONPLAN),
+    (("BeamSequence", "ApplicationSetupSequence"), Modality.RTPLAN),
+    (("StructureSetROISequence", "ROIContourSequence"), Modality.RTSTRUCT),
+    (("DoseGridScaling", "DVHSequence"), Modality.RTDOSE),
+)
+_MODALITY = {
+    "RTPLAN": Modality.RTPLAN,
+    "RTSTRUCT": Modality.RTSTRUCT,
+    "RTDOSE": Modality.RTDOSE,
+}
+
+
+def kind_by_content(ds) -> tuple[Modality | None, str | None]:
+    """(what the data set is, its Modality as written) for a data set whose SOP class
+    does not say: its sequences first (an RT Plan's beams make it a plan whatever its
+    Modality says), then its Modality (RTPLAN, RTSTRUCT, RTDOSE; an RT Plan's Modality
+    is RTPLAN for ion plans too). ``ds``: a pydicom Dataset or the fast path's view.
+    (None, ...) when neither says it is one of the RT objects read (an RTRECORD among
+    them)."""
+    value = ds.get("Modality")
+    written = value.strip().upper() or None if isinstance(value, str) else None
+    for keywords, modality in _CONTENT:
+        if any(k in ds for k in keywords):
+            return modality, written
+    if written is not None and written in _MODALITY:
+        return _MODALITY[written], written
+    return None, written
+
+
+def _not_rt_reason(sop_class: str, modality: str | None) -> str:
+    if modality == "RTRECORD":
+        return _RT_RECORD
+    return (
+        f"SOP Class UID {sop_class}, Modality {modality or '(none)'}: not an RT Plan, RT Dose"
+        " or RT Structure Set by its class or its content"
+    )
 
 
 def _sop_class(ds: Dataset) -> str | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .facts import Tally
+from .facts import Skipped, Tally
 from .policy import Policy
 from .scan import ScanResult
 
@@ -264,6 +264,17 @@ def scan_document(
         "summary": scan_summary(tally, len(plans), interrupted),
         "plans": plans,
         "errors": [{"path": e.path, "error": e.error} for e in tally.errors],
+        "skipped": [skipped_json(s) for s in tally.skipped],
+    }
+
+
+def skipped_json(s: Skipped) -> dict[str, Any]:
+    """A file that was neither read as an RT object nor counted as an image."""
+    return {
+        "path": s.path,
+        "sop_class_uid": s.sop_class_uid,
+        "modality": s.modality,
+        "reason": s.reason,
     }
 
 
@@ -302,9 +313,10 @@ def plan_row(p: PlanResult, policy: Policy) -> PlanRow:
 
 
 def jsonl_tail(tally: Tally, plans: int, interrupted: bool, policy: Policy) -> list[dict[str, Any]]:
-    """The records a jsonl scan ends with, after its plans: each error, then the
-    summary."""
+    """The records a jsonl scan ends with, after its plans: each error, each file
+    skipped (images are counted in the summary), then the summary."""
     errors = [{"record": "error", "path": e.path, "error": e.error} for e in tally.errors]
+    errors += [{"record": "skipped", **skipped_json(s)} for s in tally.skipped]
     summary = {
         "record": "summary",
         "rtcode_version": __version__,
@@ -476,6 +488,8 @@ def table_text(
         f" {tally.non_dicom_skipped + tally.other_dicom_skipped} other files skipped,"
         f" {len(tally.errors)} errors"
     )
+    for reason, count in tally.skipped_by_reason():
+        lines.append(f"{count} skipped: {reason}")
     for e in tally.errors:
         lines.append(f"error: {e.path}: {e.error}")
     if interrupted:

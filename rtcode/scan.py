@@ -32,10 +32,20 @@ from . import read as reader
 from .cache import MISS, Cache, build_id, key, summary
 from .errors import RtcodeError
 from .execute import Ready, Workers
-from .facts import Dose, Inventory, Plan, ReadError, StructureSet, Tally
+from .facts import (
+    SOP_CLASS_MODALITY,
+    Dose,
+    Inventory,
+    Plan,
+    ReadError,
+    Skipped,
+    StructureSet,
+    Tally,
+)
 from .limits import Limits, default_limits
 from .link import LinkedPlan, link
 from .policy import Policy
+from .quirks import class_oddity
 
 if TYPE_CHECKING:  # imported where plans are coded: a rescan from the cache needs neither
     from .classify import Classification
@@ -101,12 +111,14 @@ def _record(inv: Inventory, outcome: object) -> None:
         inv.structure_sets.append(outcome)
     elif isinstance(outcome, Dose):
         inv.doses.append(outcome)
-    elif outcome == "image":
+    elif isinstance(outcome, Skipped):
+        inv.skipped.append(outcome)
+        if outcome.kind == "not_dicom":
+            inv.non_dicom_skipped += 1
+        else:
+            inv.other_dicom_skipped += 1
+    else:  # "image": thousands of them, counted
         inv.images_skipped += 1
-    elif outcome == "other_dicom":
-        inv.other_dicom_skipped += 1
-    else:
-        inv.non_dicom_skipped += 1
 
 
 def file_outcomes(entries: list[reader.FileEntry], limits: Limits) -> list:
@@ -116,8 +128,9 @@ def file_outcomes(entries: list[reader.FileEntry], limits: Limits) -> list:
 
 def _one_file(
     entry: reader.FileEntry, limits: Limits
-) -> ReadError | Plan | StructureSet | Dose | str:
-    """The one outcome of one file: its facts, an error, or the kind of file skipped."""
+) -> ReadError | Plan | StructureSet | Dose | Skipped | str:
+    """The one outcome of one file: its facts, an error, the file skipped and why, or
+    "image"."""
     from .extract import extract  # here: pydicom is imported only when a file is parsed
 
     try:
@@ -126,18 +139,32 @@ def _one_file(
         return ReadError(entry.display, f"could not read the file: {_unexpected(exc)}")
     if result.kind == "error":
         return ReadError(result.display, result.error or "the file could not be read")
+    if result.kind == "image":
+        return "image"
     if result.kind != "rt":
-        return result.kind
+        return _skipped(result.display, result.kind, result.reason, result.sop_class_uid,
+                        result.modality_text)  # fmt: skip
     if result.dataset is None or result.modality is None:
         return ReadError(result.display, "could not read the file: no data set came back")
     try:
-        return extract(
+        facts = extract(
             result.dataset, result.modality, result.display, result.has_pixel_data, limits
         )
     except RtcodeError as exc:
         return ReadError(result.display, str(exc))
     except Exception as exc:  # a file shaped in a way we did not foresee
         return ReadError(result.display, f"could not interpret the file: {_unexpected(exc)}")
+    if result.sop_class_uid not in SOP_CLASS_MODALITY:  # read by its content
+        odd = class_oddity(result.sop_class_uid, result.modality, result.display)
+        facts = replace(facts, oddities=(odd, *facts.oddities))
+    return facts
+
+
+def _skipped(
+    display: str, kind: str, reason: str | None, sop_class: str | None, modality: str | None
+) -> Skipped:
+    return Skipped(display, kind, reason or "not an RT Plan, RT Dose or RT Structure Set",
+                   sop_class, modality)  # fmt: skip
 
 
 def _unexpected(exc: BaseException) -> str:
@@ -273,8 +300,11 @@ def look_at_files(looks: list[_Look], limits: Limits) -> list[tuple]:
         peek = reader.peek(look.entry)
         if peek.signature is None:  # could not be opened: read() says why
             out.append((None, _one_file(look.entry, limits)))
-        elif peek.kind is not None:  # an image or other object, from its file meta
-            out.append((peek.signature, peek.kind))
+        elif peek.kind == "image":  # from its file meta
+            out.append((peek.signature, "image"))
+        elif peek.kind is not None:  # an object not used for coding, from its file meta
+            skip = _skipped(look.entry.display, peek.kind, peek.reason, peek.sop_class_uid, None)
+            out.append((peek.signature, skip))
         elif peek.signature == look.known:
             out.append((peek.signature, _UNCHANGED))
         else:
@@ -324,7 +354,8 @@ def _outcomes(
                 if hit is not None and hit[1] is not MISS:
                     signature, outcome = hit
                     fid = _FileId(entry, signature, path_key, named)
-                    yield Ready(_Done((outcome, None if isinstance(outcome, str) else fid)))
+                    done = None if isinstance(outcome, (str, Skipped)) else fid
+                    yield Ready(_Done((outcome, done)))
                     continue
                 known = cache.stored_signature(path_key, named)
             looks.append((entry, path_key, named))
@@ -352,13 +383,13 @@ def _outcomes(
         if isinstance(outcome, _Pickled):
             outcome, pickled = outcome.summary, outcome.pickled
         cache.put_file(path_key, signature, named, outcome, entry.stat_key, pickled)
-        yield outcome, (None if isinstance(outcome, str) else fid)
+        yield outcome, (None if isinstance(outcome, (str, Skipped)) else fid)
 
 
 def _coded(outcome: object) -> bool:
     """A plan's coded result (a PlanResult, or its rendered row), not an error or a
     file's facts."""
-    return not isinstance(outcome, (ReadError, Plan, StructureSet, Dose, str))
+    return not isinstance(outcome, (ReadError, Plan, StructureSet, Dose, Skipped, str))
 
 
 @dataclass(frozen=True)
@@ -581,7 +612,11 @@ class Scanner:
         plans, structure sets and doses are not read back)."""
         if self._replayed is None:
             return self.inventory.tally()
-        return replace(self._replayed, errors=tuple(self.inventory.errors))
+        return replace(
+            self._replayed,
+            errors=tuple(self.inventory.errors),
+            skipped=tuple(self.inventory.skipped),
+        )
 
     def run(self, inputs: Iterable[str | os.PathLike[str]]) -> Iterator[PlanResult]:
         inputs = list(inputs)
@@ -636,6 +671,7 @@ class Scanner:
         inv = self.inventory
         self._replayed = stored.tally
         inv.errors.extend(stored.tally.errors)
+        inv.skipped.extend(stored.tally.skipped)
         for name in ("files_seen", "images_skipped", "other_dicom_skipped", "non_dicom_skipped"):
             setattr(inv, name, getattr(stored.tally, name))
         self.progress("files", inv.files_seen)  # all at once: none is looked at

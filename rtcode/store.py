@@ -38,13 +38,22 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from . import __version__
 from .errors import RtcodeError
+from .quirks import PRIVATE_SOP_CLASSES
 
+_PREFIX = {"RTPLAN": "RP", "RTIONPLAN": "RN", "RTDOSE": "RD", "RTSTRUCT": "RS"}
 # SOP Class UIDs (PS3.4 Annex B.5) that may be stored, with the file-name prefix.
 RT_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.481.5": ("RTPLAN", "RP"),  # RT Plan Storage
     "1.2.840.10008.5.1.4.1.1.481.8": ("RTIONPLAN", "RN"),  # RT Ion Plan Storage
     "1.2.840.10008.5.1.4.1.1.481.2": ("RTDOSE", "RD"),  # RT Dose Storage
     "1.2.840.10008.5.1.4.1.1.481.3": ("RTSTRUCT", "RS"),  # RT Structure Set Storage
+    # Vendors' private classes for ordinary RT objects (Halcyon and Ethos send their
+    # plans so): stored, then read by their content like any other (quirks.py).
+    **{
+        uid: (known.modality.value, _PREFIX[known.modality.value])
+        for uid, known in PRIVATE_SOP_CLASSES.items()
+        if known.modality is not None
+    },
 }
 CT_CLASS = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
 IMAGE_CLASSES = {CT_CLASS: ("CT", "CT")}

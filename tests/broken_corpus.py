@@ -462,9 +462,14 @@ def _missing_and_empty(b: _Builder) -> None:
         "BeamLimitingDeviceSequence[1].RTBeamLimitingDeviceType is missing",
     )
 
+    # No SOP Class UID: what the data set holds decides (a plan's beams make it a plan,
+    # flagged); with nothing that makes an RT object, it cannot be told what it is.
     ds = _load(RAW)
     del ds.SOPClassUID
-    b.add_dataset("raw_without_sop_class", ds, "error", "without a SOP Class UID")
+    b.add_dataset("raw_without_sop_class", ds, "flagged", "sop_class_missing")
+    for keyword in ("SOPClassUID", "Modality", "BeamSequence", "FractionGroupSequence"):
+        delattr(ds, keyword) if keyword in ds else None
+    b.add_dataset("raw_without_sop_class_or_rt_content", ds, "error", "without a SOP Class UID")
 
 
 # ------------------------------------------------------------------- wrong VRs
