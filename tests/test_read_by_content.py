@@ -272,3 +272,34 @@ def test_runner_jobs_do_not_change_the_skipped_list(tmp_path):
     one = scan_json(scan([str(folder)], POLICY, runner=Runner(jobs=1)))
     two = scan_json(scan([str(folder)], POLICY, runner=Runner(jobs=2)))
     assert one["skipped"] == two["skipped"]
+
+
+def accounted(folder: Path) -> None:
+    """Every file under ``folder`` comes out as exactly one of: a plan, a structure set,
+    a dose, an image counted, a skipped file listed, or an error; and every file whose
+    Modality is RTPLAN is a plan or an error (never lost)."""
+    data = coded(folder)
+    s = data["summary"]
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert s["files_seen"] == len(files)
+    assert (
+        s["plans"] + s["structure_sets"] + s["doses"] + s["images_skipped"]
+        + len(data["skipped"]) + len(data["errors"])
+    ) == len(files)  # fmt: skip
+    assert len(data["skipped"]) == s["other_dicom_skipped"] + s["non_dicom_skipped"]
+    found = {Path(p["path"]).resolve() for p in [*data["plans"], *data["errors"]]}
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, force=True, stop_before_pixels=True)
+        except Exception:
+            continue
+        if str(ds.get("Modality", "")) == "RTPLAN":
+            assert f.resolve() in found, f
+
+
+def test_every_file_of_the_sample_export_is_accounted_for():
+    accounted(SAMPLE_DATA)
+
+
+def test_every_file_of_the_real_exports_is_accounted_for(realdata):
+    accounted(realdata)
