@@ -514,14 +514,28 @@ MILLENNIUM_BOUNDS = (
 AGILITY_BOUNDS = [-200.0 + 5 * i for i in range(81)]
 
 
-def device_sequence(devices: Seq[str], bounds: Seq[float] | None) -> Sequence:
+def device_type(key: str) -> str:
+    """The RTBeamLimitingDeviceType of a device key: "MLCX#34" is an MLCX layer that a
+    plan shares with another MLCX layer (ViewRay), told apart here by its pair count."""
+    return key.split("#")[0]
+
+
+def device_sequence(
+    devices: Seq[str],
+    bounds: Seq[float] | None,
+    layers: dict[str, Seq[float]] | None = None,
+) -> Sequence:
+    """BeamLimitingDeviceSequence; ``layers`` gives each MLC layer its own boundaries
+    (two-layer MLCs), ``bounds`` those of a single MLC."""
     out = []
-    for name in devices:
+    for key in devices:
+        name = device_type(key)
         d = item(RTBeamLimitingDeviceType=name)
         if name.startswith("MLC"):
-            assert bounds is not None
-            d.NumberOfLeafJawPairs = len(bounds) - 1
-            d.LeafPositionBoundaries = nums(bounds)
+            mlc_bounds = layers[key] if layers and key in layers else bounds
+            assert mlc_bounds is not None
+            d.NumberOfLeafJawPairs = len(mlc_bounds) - 1
+            d.LeafPositionBoundaries = nums(mlc_bounds)
         else:
             d.NumberOfLeafJawPairs = 1
         out.append(d)
@@ -625,7 +639,10 @@ def control_points(states: Seq[CP], *, arc: bool = False, force_mlc: bool = Fals
             changed = prev is None or prev.limits.get(name) != values
             if changed or (force_mlc and name.startswith("MLC")):
                 positions.append(
-                    item(RTBeamLimitingDeviceType=name, LeafJawPositions=nums(values, 1))
+                    item(
+                        RTBeamLimitingDeviceType=device_type(name),
+                        LeafJawPositions=nums(values, 1),
+                    )
                 )
         if positions:
             cp.BeamLimitingDevicePositionSequence = seq(positions)
@@ -671,13 +688,17 @@ class Beam:
     applicator: Dataset | None = None
     arc: bool = False
     force_mlc: bool = False
+    layers: dict[str, Seq[float]] | None = None  # boundaries per MLC layer (two-layer MLCs)
+    sad: float = 1000.0
 
     def dataset(self) -> Dataset:
         b = Dataset()
         b.TreatmentMachineName = self.machine
         b.PrimaryDosimeterUnit = "MU"
-        b.SourceAxisDistance = "1000"
-        b.BeamLimitingDeviceSequence = device_sequence(list(self.states[0].limits), self.bounds)
+        b.SourceAxisDistance = num(self.sad)
+        b.BeamLimitingDeviceSequence = device_sequence(
+            list(self.states[0].limits), self.bounds, self.layers
+        )
         b.BeamNumber = self.number
         b.BeamName = self.name
         b.BeamDescription = self.description
