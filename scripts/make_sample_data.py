@@ -2082,6 +2082,184 @@ def case_19(out: Path) -> list[Row]:
     ]
 
 
+# --------------------------------------------------------------------------
+# cases 20-27: what real department exports do
+# --------------------------------------------------------------------------
+
+# Varian's and ViewRay's private RT Plan classes: ordinary RT Plans under a vendor UID.
+VARIAN_PRIVATE_PLAN = "1.2.246.352.70.1.70"
+VIEWRAY_PRIVATE_PLAN = "2.16.840.1.114493.1.2.1.4.1.1.481.5"
+VIEWRAY = ("ViewRay Inc.", "MRIdian", "5.3")
+GAMMAPLAN = ("Elekta", "Leksell GammaPlan", "11.3")
+VARISEED = ("Varian Medical Systems", "VariSeed", "9.0")
+
+# Halcyon: X and Y are fixed at 280 x 280 mm; a distal layer MLCX1 of 28 pairs and a
+# proximal layer MLCX2 of 29 pairs, both 10 mm at the isocentre, offset by 5 mm.
+HALCYON_DISTAL_BOUNDS = [-140.0 + 10 * i for i in range(29)]
+HALCYON_PROXIMAL_BOUNDS = [-145.0 + 10 * i for i in range(30)]
+# MRIdian linac: no jaws; two double-stacked MLC layers, both typed MLCX, of 34 and 35
+# pairs, 8.3 mm at the isocentre, offset by half a leaf (4.15 mm).
+MRIDIAN_LEAF_MM = 8.3
+MRIDIAN_BOUNDS_34 = [round(-17 * MRIDIAN_LEAF_MM + MRIDIAN_LEAF_MM * i, 2) for i in range(35)]
+MRIDIAN_BOUNDS_35 = [round(-17.5 * MRIDIAN_LEAF_MM + MRIDIAN_LEAF_MM * i, 2) for i in range(36)]
+
+
+def fluence_fff(ds: Dataset) -> Dataset:
+    """Flattening-filter-free beams, as Varian exports them (PrimaryFluenceModeSequence)."""
+    for b in ds.BeamSequence:
+        b.PrimaryFluenceModeSequence = seq([item(FluenceMode="NON_STANDARD", FluenceModeID="FFF")])
+    return ds
+
+
+def case_20(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = pelvis_rois()
+    make_ct(p, out, VARIAN)
+    make_rs(p, rois, out, VARIAN)
+    ds = plan_dataset(
+        p,
+        "HAL_4F",
+        "Pelvis Halcyon four field",
+        VARIAN,
+        sop_class=VARIAN_PRIVATE_PLAN,
+        rx_description="PTV",
+        rx_dose=45.0,
+    )
+    proximal_open = [-140.0] * 29 + [140.0] * 29  # proximal layer retracted
+    beams = []
+    for number, (gantry, name, mu) in enumerate(
+        ((0.0, "AP", 118.0), (90.0, "LLAT", 131.0), (180.0, "PA", 120.0), (270.0, "RLAT", 129.0)),
+        1,
+    ):
+        half_x = bev_half_width(50.0, 45.0, gantry) + 7.0
+        distal = leaves_from_outline(HALCYON_DISTAL_BOUNDS, ellipse_outline(half_x, 62.0), 0.0)
+        limits = {
+            "X": [-140.0, 140.0],
+            "Y": [-140.0, 140.0],
+            "MLCX1": distal,
+            "MLCX2": proximal_open,
+        }
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"{name} distal MLC conformal to PTV",
+                static_states(gantry, limits, iso=PELVIS_ISO, dose_rate=800.0, ssd=900.0),
+                mu,
+                0.45,
+                machine="Halcyon01",
+                layers={"MLCX1": HALCYON_DISTAL_BOUNDS, "MLCX2": HALCYON_PROXIMAL_BOUNDS},
+            )
+        )
+    write_part10(fluence_fff(add_beams(ds, beams, 25)), out / "RP.dcm")
+    make_rd(p, out, VARIAN, 45.0, rois[1], plan_class=VARIAN_PRIVATE_PLAN, dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "Halcyon 6X-FFF four-field box in Varian's private RT Plan class"
+            " 1.2.246.352.70.1.70 (file meta and data set); devices X and Y fixed at"
+            " +/-140 mm, distal MLCX1 (28 pairs of 10 mm) conformal to the PTV, proximal"
+            " MLCX2 (29 pairs, offset 5 mm) retracted; CTV, PTV and four organs; DVH"
+            " present; 77300 x4, 77334 x4",
+            "77295",
+        )
+    ]
+
+
+def case_21(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    ptv = Roi(2, "PTV", "PTV", 10.0, 0.0, 30.0, 25.0, RED)
+    rois = [
+        body(1),
+        ptv,
+        Roi(3, "Duodenum", "ORGAN", 45.0, 5.0, 10.0, 14.0, YELLOW),
+        Roi(4, "Stomach", "ORGAN", 20.0, -45.0, 35.0, 15.0, ORANGE),
+        Roi(5, "Kidney_L", "ORGAN", 75.0, 40.0, 20.0, 30.0, CYAN),
+        Roi(6, "SpinalCord", "ORGAN", 0.0, 55.0, 6.0, 6.0, BLUE),
+    ]
+    iso = (10.0, 0.0, 0.0)
+    make_ct(p, out, VIEWRAY)
+    make_rs(p, rois, out, VIEWRAY)
+    ds = plan_dataset(
+        p,
+        "PANC_IMRT",
+        "Pancreas step and shoot",
+        VIEWRAY,
+        sop_class=VIEWRAY_PRIVATE_PLAN,
+        rx_description="PTV",
+        rx_dose=50.0,
+    )
+    layers = {"MLCX#34": MRIDIAN_BOUNDS_34, "MLCX#35": MRIDIAN_BOUNDS_35}
+    half_y = 32.0  # PTV's superior-inferior half-length plus margin
+    beams = []
+    for number in range(1, 13):
+        gantry = 15.0 + 30.0 * (number - 1)
+        half_x = bev_half_width(30.0, 25.0, gantry) + 3.0
+        park = -math.ceil(half_x) - 10.0
+        n_seg = 2 + number % 3
+        raw = [1.0 + 0.12 * ((number * 5 + k * 3) % 4) for k in range(n_seg)]
+        weights = [w / sum(raw) for w in raw]
+        states = []
+        cumulative = 0.0
+        for seg in range(n_seg):
+            lo_y = -half_y + 2.0 * half_y * seg / n_seg
+            hi_y = -half_y + 2.0 * half_y * (seg + 1) / n_seg
+
+            def band(
+                y: float,
+                lo_y: float = lo_y,
+                hi_y: float = hi_y,
+                seg: int = seg,
+                number: int = number,
+                half_x: float = half_x,
+            ) -> tuple[float, float] | None:
+                if not lo_y <= y < hi_y:
+                    return None
+                span = ellipse_outline(half_x, half_y)(y)
+                if span is None:
+                    return None
+                shift = 5.0 * math.sin(0.09 * y + seg + number)
+                lo, hi = span[0] + max(shift, 0.0), span[1] + min(shift, 0.0)
+                return (lo, hi) if hi - lo >= 4.0 else None
+
+            limits = {
+                "MLCX#34": leaves_from_outline(MRIDIAN_BOUNDS_34, band, park),
+                "MLCX#35": leaves_from_outline(MRIDIAN_BOUNDS_35, band, park),
+            }
+            start = round(cumulative, 5)
+            cumulative += weights[seg]
+            end = round(cumulative, 5) if seg < n_seg - 1 else 1.0
+            for w in (start, end):
+                states.append(CP(gantry=gantry, weight=w, limits=limits, iso=iso, ssd=860.0))
+        beams.append(
+            Beam(
+                number,
+                f"B{number:02d}",
+                f"Step and shoot IMRT, gantry {gantry:g}, {n_seg} segments",
+                states,
+                24.0 + 3.0 * ((number * 7) % 5),
+                10.0 / 12,
+                machine="MRIdian_Linac",
+                layers=layers,
+                sad=900.0,
+            )
+        )
+    write_part10(add_beams(ds, beams, 5), out / "RP.dcm")
+    make_rd(p, out, VIEWRAY, 50.0, ptv, plan_class=VIEWRAY_PRIVATE_PLAN, dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "ViewRay MRIdian step-and-shoot IMRT in ViewRay's private RT Plan class"
+            " 2.16.840.1.114493.1.2.1.4.1.1.481.5; 12 beams of 2-4 non-nested segments of"
+            " comparable MU, no jaws: two MLC layers both typed MLCX (34 and 35 pairs of"
+            " 8.3 mm, offset 4.15 mm), each control point has two MLCX items (68 and 70"
+            " values, in the definitions' order); SAD 900 mm; DVH present; 77300 capped at"
+            " 10 for 12 ports, 77338 x1",
+            "77301",
+        )
+    ]
+
+
 CASES: dict[str, Callable[[Path], list[Row]]] = {
     "01_single_open_field": case_01,
     "02_ap_pa_open": case_02,
@@ -2102,6 +2280,8 @@ CASES: dict[str, Callable[[Path], list[Row]]] = {
     "17_proton_pbs": case_17,
     "18_duplicate_sop_uid": case_18,
     "19_machine_qa_intent": case_19,
+    "20_halcyon_private_class": case_20,
+    "21_mridian_two_mlcx_layers": case_21,
 }
 
 
@@ -2136,7 +2316,14 @@ BILLED_PLANS = [
     ("RTC-16", "HDR_FS", True, [("77317", 1)]),
     ("RTC-17", "PBS2F", False, [("77301", 1), ("77300", 2)]),
     ("RTC-18", "APPA", False, [("77307", 1), ("77334", 2)]),
+    # Cases 20-27: what the fixed rtcode codes. 12 MRIdian ports give 10 units of 77300,
+    # the most per date of service (related.max_basic_dosimetry_per_date).
+    ("RTC-20", "HAL_4F", False, [("77295", 1), ("77300", 4), ("77334", 4)]),
+    ("RTC-21", "PANC_IMRT", False, [("77301", 1), ("77300", 10), ("77338", 1)]),
 ]
+# Their clean rows follow the planted file's rejected rows, so that the line numbers of
+# the planted rows (README, tests) stay those of the first nineteen cases.
+LATER_PATIENTS = ("RTC-20", "RTC-21")
 CHARGE_HEADER = ("patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee")
 
 
@@ -2229,6 +2416,8 @@ def planted_charges() -> tuple[list[ChargeRow], list[str]]:
     }  # fmt: skip
     rows: list[ChargeRow] = []
     for patient, _label, _approved, _codes in BILLED_PLANS:
+        if patient in LATER_PATIENTS:
+            continue
         for r in clean_charges():
             if r.patient != patient:
                 continue
@@ -2245,6 +2434,7 @@ def planted_charges() -> tuple[list[ChargeRow], list[str]]:
                   " not an ISO date"),
         ChargeRow("", PLAN_DAY, "77300", note="rejected: no patient ID"),
     ]  # fmt: skip
+    rows += [r for r in clean_charges() if r.patient in LATER_PATIENTS]
     omitted = [
         "RTC-10: its 77338 row is left out: expected_not_billed (the sliding-window IMRT plan"
         " supports the MLC device 77338)"
