@@ -2260,6 +2260,84 @@ def case_21(out: Path) -> list[Row]:
     ]
 
 
+def case_22(out: Path) -> list[Row]:
+    p = Patient(out.name, "RTC-22", "Sample^Case22", body=(0.0, 0.0, 75.0, 95.0))
+    target = Roi(2, "Target1", "GTV", 20.0, -10.0, 10.0, 8.0, RED)
+    rois = [
+        Roi(1, "BODY", "EXTERNAL", 0.0, 0.0, 75.0, 95.0, GREEN),
+        target,
+        Roi(3, "Brainstem", "ORGAN", 0.0, 25.0, 12.0, 12.0, YELLOW),
+        Roi(4, "Chiasm", "ORGAN", -12.0, -22.0, 8.0, 4.0, CYAN),
+    ]
+    make_ct(p, out, GAMMAPLAN)
+    make_rs(p, rois, out, GAMMAPLAN)
+    ds = plan_dataset(
+        p, "GK_SRS", "Metastasis radiosurgery", GAMMAPLAN, rx_description="Target1", rx_dose=20.0
+    )
+    # The shots (sectors, collimators, times) stay in GammaPlan; the RT Plan carries one
+    # placeholder beam: one jaw pair, control points without device positions and with
+    # empty (Type 2) meterset weights, so no FinalCumulativeMetersetWeight (Type 1C).
+    b = Dataset()
+    b.TreatmentMachineName = "GammaKnife Icon"  # SH: at most 16 characters
+    b.PrimaryDosimeterUnit = "MINUTE"
+    b.SourceAxisDistance = "401"
+    b.BeamLimitingDeviceSequence = seq([item(RTBeamLimitingDeviceType="X", NumberOfLeafJawPairs=1)])
+    b.BeamNumber = 1
+    b.BeamName = "GK"
+    b.BeamDescription = "Gamma Knife treatment"
+    b.BeamType = "STATIC"
+    b.RadiationType = "PHOTON"
+    b.TreatmentDeliveryType = "TREATMENT"
+    b.NumberOfWedges = 0
+    b.NumberOfCompensators = 0
+    b.NumberOfBoli = 0
+    b.NumberOfBlocks = 0
+    b.NumberOfControlPoints = 2
+    first = item(
+        ControlPointIndex=0,
+        NominalBeamEnergy="1.25",
+        GantryAngle="0",
+        GantryRotationDirection="NONE",
+        BeamLimitingDeviceAngle="0",
+        BeamLimitingDeviceRotationDirection="NONE",
+        PatientSupportAngle="0",
+        PatientSupportRotationDirection="NONE",
+        TableTopEccentricAngle="0",
+        TableTopEccentricRotationDirection="NONE",
+        IsocenterPosition=nums((target.cx, target.cy, 0.0), 1),
+    )
+    first.CumulativeMetersetWeight = None
+    last = item(ControlPointIndex=1)
+    last.CumulativeMetersetWeight = None
+    b.ControlPointSequence = seq([first, last])
+    b.ReferencedPatientSetupNumber = 1
+    ds.FractionGroupSequence = seq(
+        [
+            item(
+                FractionGroupNumber=1,
+                NumberOfFractionsPlanned=1,
+                NumberOfBeams=1,
+                NumberOfBrachyApplicationSetups=0,
+                ReferencedBeamSequence=seq([]),
+            )
+        ]
+    )
+    ds.BeamSequence = seq([b])
+    write_part10(ds, out / "RP.dcm")
+    make_rd(p, out, GAMMAPLAN, 20.0, target, dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "Leksell GammaPlan radiosurgery (machine GammaKnife Icon): NumberOfBeams 1 but an empty"
+            " ReferencedBeamSequence; the one beam is a placeholder (one jaw pair X, control"
+            " points without device positions, empty meterset weights): the shots are not in"
+            " the RT Plan; Target1 (GTV), Brainstem and Chiasm contoured; 3-D dose with DVH"
+            " references the plan; no 77300",
+            "77295",
+        )
+    ]
+
+
 CASES: dict[str, Callable[[Path], list[Row]]] = {
     "01_single_open_field": case_01,
     "02_ap_pa_open": case_02,
@@ -2282,6 +2360,7 @@ CASES: dict[str, Callable[[Path], list[Row]]] = {
     "19_machine_qa_intent": case_19,
     "20_halcyon_private_class": case_20,
     "21_mridian_two_mlcx_layers": case_21,
+    "22_gamma_knife_placeholder_beam": case_22,
 }
 
 
@@ -2320,10 +2399,11 @@ BILLED_PLANS = [
     # the most per date of service (related.max_basic_dosimetry_per_date).
     ("RTC-20", "HAL_4F", False, [("77295", 1), ("77300", 4), ("77334", 4)]),
     ("RTC-21", "PANC_IMRT", False, [("77301", 1), ("77300", 10), ("77338", 1)]),
+    ("RTC-22", "GK_SRS", False, [("77295", 1)]),
 ]
 # Their clean rows follow the planted file's rejected rows, so that the line numbers of
 # the planted rows (README, tests) stay those of the first nineteen cases.
-LATER_PATIENTS = ("RTC-20", "RTC-21")
+LATER_PATIENTS = ("RTC-20", "RTC-21", "RTC-22")
 CHARGE_HEADER = ("patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee")
 
 
