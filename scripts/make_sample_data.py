@@ -2338,6 +2338,178 @@ def case_22(out: Path) -> list[Row]:
     ]
 
 
+def case_23(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = [
+        body(1),
+        Roi(2, "PTV_Breast", "PTV", 70.0, -60.0, 50.0, 22.0, RED),
+        Roi(3, "Heart", "ORGAN", 15.0, 5.0, 38.0, 38.0, MAGENTA),
+        Roi(4, "Lung_L", "ORGAN", 85.0, 15.0, 40.0, 45.0, CYAN),
+    ]
+    make_ct(p, out, ELEKTA)
+    make_rs(p, rois, out, ELEKTA)
+    ds = plan_dataset(
+        p,
+        "TANG_AGI",
+        "Left breast tangents FiF",
+        ELEKTA,
+        rx_description="PTV_Breast",
+        rx_dose=40.05,
+    )
+    n = len(AGILITY_BOUNDS) - 1
+    in_jaws = [k for k in range(n) if -100.0 <= AGILITY_BOUNDS[k] < 100.0]
+    closed = in_jaws[:3]  # y -100..-85: inside the Y jaws, below the breast outline
+
+    def shape(sign: float, pull: Seq[tuple[float, float]], parked: Seq[tuple[float, float]]):
+        """Leaves of one segment: the breast outline (open side towards +X for sign +1),
+        bank B pulled in by ``pull`` [(|y| limit, mm)], closed pairs parked at
+        (centre, gap); pairs behind the Y jaws stand wide apart, as Monaco leaves them."""
+
+        def outline(y: float) -> tuple[float, float] | None:
+            if not -85.0 <= y < 100.0:
+                return None
+            a = 4.0 + 12.0 * (y / 100.0) ** 2
+            b = 92.0 - 30.0 * (y / 100.0) ** 2
+            for limit, mm in pull:
+                if abs(y) < limit:
+                    b -= mm
+            return (a, b) if sign > 0 else (-b, -a)
+
+        leaves = leaves_from_outline(AGILITY_BOUNDS, outline, math.nan)
+        for k, (centre, gap) in zip(closed, parked, strict=True):
+            c = centre * sign
+            leaves[k], leaves[n + k] = round(c - gap / 2, 1), round(c + gap / 2, 1)
+        wide = (4.0, 92.0) if sign > 0 else (-92.0, -4.0)
+        for k in range(n):
+            if math.isnan(leaves[k]):
+                leaves[k], leaves[n + k] = wide
+        return leaves
+
+    main_park = ((38.0, 0.6), (45.5, 0.8), (52.0, 1.0))
+    sub_park = ((30.0, 0.6), (41.0, 0.8), (60.0, 1.0))
+    plans = (
+        # name, gantry, sign, MU, [(weight, pull, parked, Y jaws)]
+        ("MED", 300.0, 1.0, 228.0, [
+            (0.78, (), main_park, (-100.0, 100.0)),
+            (0.13, ((60.0, 25.0),), sub_park, (-100.0, 100.0)),
+            (0.09, ((60.0, 25.0), (35.0, 15.0)), sub_park, (-100.0, 101.0)),
+        ]),
+        ("LAT", 120.0, -1.0, 224.0, [
+            (0.76, (), main_park, (-100.0, 100.0)),
+            (0.10, ((70.0, 20.0),), sub_park, (-100.0, 100.0)),
+            (0.08, ((50.0, 30.0),), main_park, (-100.0, 100.0)),
+            (0.06, ((50.0, 30.0), (25.0, 12.0)), sub_park, (-100.0, 100.0)),
+        ]),
+    )  # fmt: skip
+    beams = []
+    for number, (name, gantry, sign, mu, segments) in enumerate(plans, 1):
+        states = []
+        cumulative = 0.0
+        for k, (w, pull, parked, y_jaws) in enumerate(segments):
+            limits = {"ASYMY": list(y_jaws), "MLCX": shape(sign, pull, parked)}
+            start = round(cumulative, 5)
+            cumulative += w
+            end = round(cumulative, 5) if k < len(segments) - 1 else 1.0
+            for weight in (start, end):
+                states.append(
+                    CP(gantry=gantry, weight=weight, limits=limits, iso=TANGENT_ISO, ssd=910.0)
+                )
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"Tangent field-in-field, gantry {gantry:g}, {len(segments)} segments",
+                states,
+                mu,
+                1.335,
+                machine="Agility2",
+                bounds=AGILITY_BOUNDS,
+            )
+        )
+    write_part10(add_beams(ds, beams, 15), out / "RP.dcm")
+    make_rd(p, out, ELEKTA, 40.05, rois[1], dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "Monaco-style breast tangents on Agility (80 pairs of 5 mm, ASYMY and MLCX, no X"
+            " jaws): main aperture 78%/76% of MU plus 2 and 3 nested sub-segments; three"
+            " closed pairs inside the Y jaws parked at 0.6-1.0 mm gaps at different X in"
+            " different segments; in MED's last sub-segment Y2 moves from 100 to 101 mm and"
+            " exposes a 1 mm sliver of a pair whose leaves stand wide apart behind the jaw;"
+            " DVH present; 77300 x2, 77334 x2",
+            "77295",
+        )
+    ]
+
+
+def case_24(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = [
+        body(1),
+        Roi(2, "PTV_ChestWall", "PTV", 60.0, -68.0, 50.0, 14.0, RED),
+        Roi(3, "Heart", "ORGAN", 15.0, 5.0, 38.0, 38.0, MAGENTA),
+        Roi(4, "Lung_L", "ORGAN", 85.0, 15.0, 40.0, 45.0, CYAN),
+    ]
+    iso = (60.0, -65.0, 0.0)
+    make_ct(p, out, VARIAN)
+    make_rs(p, rois, out, VARIAN)
+    ds = plan_dataset(
+        p, "CW_2SEG", "Left chest wall tangents", VARIAN, rx_description="PTV_ChestWall",
+        rx_dose=42.56,
+    )  # fmt: skip
+
+    def outline(sign: float, pull: float) -> Outline:
+        def f(y: float) -> tuple[float, float] | None:
+            if abs(y) >= 95.0:
+                return None
+            a = 3.0 + 10.0 * (y / 95.0) ** 2
+            b = 85.0 - 25.0 * (y / 95.0) ** 2
+            if abs(y + 10.0) < 30.0:  # the hot spot, a little inferior of the isocentre
+                b -= pull
+            return (a, b) if sign > 0 else (-b, -a)
+
+        return f
+
+    beams = []
+    for number, (name, gantry, sign, mu) in enumerate(
+        (("MED", 305.0, 1.0, 221.0), ("LAT", 125.0, -1.0, 218.0)), 1
+    ):
+        park = -5.0 if sign > 0 else 5.0
+        x = [0.0, 90.0] if sign > 0 else [-90.0, 0.0]
+        shapes = [
+            leaves_from_outline(MILLENNIUM_BOUNDS, outline(sign, 0.0), park),
+            leaves_from_outline(MILLENNIUM_BOUNDS, outline(sign, 30.0), park),
+        ]
+        states = []
+        for k, w in enumerate((0.0, 0.81, 0.81, 1.0)):
+            limits = {"ASYMX": x, "ASYMY": [-95.0, 95.0], "MLCX": shapes[k // 2]}
+            states.append(CP(gantry=gantry, weight=w, limits=limits, iso=iso, ssd=905.0))
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"Tangent two segments, gantry {gantry:g}",
+                states,
+                mu,
+                1.33,
+                machine="TrueBeam2",
+                bounds=MILLENNIUM_BOUNDS,
+            )
+        )
+    write_part10(add_beams(ds, beams, 16), out / "RP.dcm")
+    make_rd(p, out, VARIAN, 42.56, rois[1], dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "forward-planned chest-wall tangents, Millennium 120: each beam exactly two"
+            " static segments, the main aperture (81% of MU) and one nested sub-segment"
+            " blocking a hot spot; PTV_ChestWall, Heart and Lung_L; DVH present; 77300 x2,"
+            " 77334 x2",
+            "77295",
+        )
+    ]
+
+
 CASES: dict[str, Callable[[Path], list[Row]]] = {
     "01_single_open_field": case_01,
     "02_ap_pa_open": case_02,
@@ -2361,6 +2533,8 @@ CASES: dict[str, Callable[[Path], list[Row]]] = {
     "20_halcyon_private_class": case_20,
     "21_mridian_two_mlcx_layers": case_21,
     "22_gamma_knife_placeholder_beam": case_22,
+    "23_agility_fif_jaw_sliver": case_23,
+    "24_chest_wall_two_segments": case_24,
 }
 
 
@@ -2400,10 +2574,12 @@ BILLED_PLANS = [
     ("RTC-20", "HAL_4F", False, [("77295", 1), ("77300", 4), ("77334", 4)]),
     ("RTC-21", "PANC_IMRT", False, [("77301", 1), ("77300", 10), ("77338", 1)]),
     ("RTC-22", "GK_SRS", False, [("77295", 1)]),
+    ("RTC-23", "TANG_AGI", False, [("77295", 1), ("77300", 2), ("77334", 2)]),
+    ("RTC-24", "CW_2SEG", False, [("77295", 1), ("77300", 2), ("77334", 2)]),
 ]
 # Their clean rows follow the planted file's rejected rows, so that the line numbers of
 # the planted rows (README, tests) stay those of the first nineteen cases.
-LATER_PATIENTS = ("RTC-20", "RTC-21", "RTC-22")
+LATER_PATIENTS = ("RTC-20", "RTC-21", "RTC-22", "RTC-23", "RTC-24")
 CHARGE_HEADER = ("patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee")
 
 
