@@ -919,7 +919,9 @@ CATEGORY = {
     "77307": "complex_isodose",
     "77295": "3d",
     "77301": "imrt",
+    "77316": "brachytherapy",
     "77317": "brachytherapy",
+    "77318": "brachytherapy",
     "none": "not_billable",
 }
 
@@ -2510,6 +2512,152 @@ def case_24(out: Path) -> list[Row]:
     ]
 
 
+I125_HALF_LIFE_DAYS = 59.4
+I125_MEAN_LIFE_S = I125_HALF_LIFE_DAYS * 86400.0 / math.log(2.0)
+
+
+def seed_needles() -> list[tuple[float, float, int, int]]:
+    """36 needles through a 5 mm perineal template: (x, y, seeds, source number).
+
+    Template holes inside the prostate outline, away from the urethra; 2-4 seeds each
+    at 10 mm spacing; peripheral needles carry the stronger source model (1)."""
+    holes = []
+    for y in np.arange(-5.0, 30.0, 5.0):
+        for x in np.arange(-20.0, 25.0, 5.0):
+            r = math.hypot(x / 22.0, (y - 10.0) / 18.0)
+            if r <= 0.97 and math.hypot(x, y - 8.0) > 6.0:
+                holes.append((float(x), float(y), r))
+    holes = sorted(holes, key=lambda h: (round(h[2], 6), h[1], h[0]))[:36]
+    holes.sort(key=lambda h: (h[1], h[0]))
+    needles = []
+    for i, (x, y, r) in enumerate(holes):
+        needles.append((x, y, 2 + (i * 7) % 3, 1 if r > 0.7 else 2))
+    return needles
+
+
+def case_25(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = [
+        Roi(1, "Prostate", "CTV", 0.0, 10.0, 22.0, 18.0, RED),
+        Roi(2, "PTV", "PTV", 0.0, 10.0, 25.0, 21.0, MAGENTA),
+        Roi(3, "Urethra", "ORGAN", 0.0, 8.0, 3.0, 3.0, YELLOW),
+        Roi(4, "Rectum", "ORGAN", 0.0, 42.0, 16.0, 10.0, ORANGE),
+    ]
+    make_ct(p, out, VARISEED)
+    make_rs(p, rois, out, VARISEED)
+    ds = plan_dataset(p, "PSI_I125", "Prostate seed implant", VARISEED, rx_description="PTV")
+    ds.BrachyTreatmentTechnique = "INTERSTITIAL"
+    ds.BrachyTreatmentType = "LDR"
+    ds.TreatmentMachineSequence = seq(
+        [
+            item(
+                Manufacturer="Varian Medical Systems",
+                ManufacturerModelName="VariSeed",
+                TreatmentMachineName="MANUAL_SEEDS",
+            )
+        ]
+    )
+    strengths = {1: 0.508, 2: 0.381}  # reference air kerma rate, U (uGy m2 / h)
+    ds.SourceSequence = seq(
+        item(
+            SourceNumber=number,
+            SourceType="LINE",
+            SourceManufacturer="Sample Isotopes",
+            SourceModelID=model,
+            ActiveSourceDiameter="0.8",
+            ActiveSourceLength="3",
+            SourceIsotopeName="I-125",
+            SourceIsotopeHalfLife=num(I125_HALF_LIFE_DAYS, 2),
+            ReferenceAirKermaRate=num(strengths[number], 3),
+            SourceStrengthReferenceDate="20260102",
+            SourceStrengthReferenceTime="120000",
+        )
+        for number, model in ((1, "SI-125A"), (2, "SI-125B"))
+    )
+    channels = []
+    total_kerma = 0.0
+    for number, (x, y, n_seeds, source) in enumerate(seed_needles(), 1):
+        cps = []
+        for k in range(n_seeds):
+            z = -10.0 * (n_seeds - 1) / 2 + 10.0 * k
+            for w in (k, k + 1):
+                cps.append(
+                    item(
+                        ControlPointIndex=len(cps),
+                        ControlPointRelativePosition=num(30.0 - z, 1),
+                        ControlPoint3DPosition=nums((x, y, z), 1),
+                        CumulativeTimeWeight=num(w),
+                    )
+                )
+        # FIXED sources stay for good: each seed's time is the I-125 mean life.
+        total_time = n_seeds * I125_MEAN_LIFE_S
+        total_kerma += strengths[source] * total_time / 3600.0
+        row_letter = "ABCDEFGHIJK"[int((x + 25.0) / 5.0)]
+        channels.append(
+            item(
+                NumberOfControlPoints=len(cps),
+                ChannelNumber=number,
+                ChannelLength="200",
+                ChannelTotalTime=num(total_time, 1),
+                SourceMovementType="FIXED",
+                SourceApplicatorNumber=number,
+                SourceApplicatorID=f"Needle {row_letter}{(y + 10.0) / 5.0:g}",
+                SourceApplicatorType="RIGID",
+                SourceApplicatorLength="200",
+                FinalCumulativeTimeWeight=num(n_seeds),
+                ReferencedSourceNumber=source,
+                BrachyControlPointSequence=seq(cps),
+            )
+        )
+    ds.ApplicationSetupSequence = seq(
+        [
+            item(
+                ApplicationSetupType="PERINEAL",
+                ApplicationSetupNumber=1,
+                ApplicationSetupName="Prostate template",
+                TotalReferenceAirKerma=num(total_kerma, 1),
+                ChannelSequence=seq(channels),
+            )
+        ]
+    )
+    ds.FractionGroupSequence = seq(
+        [
+            item(
+                FractionGroupNumber=1,
+                NumberOfFractionsPlanned=1,
+                NumberOfBeams=0,
+                NumberOfBrachyApplicationSetups=1,
+                ReferencedBrachyApplicationSetupSequence=seq(
+                    [
+                        item(
+                            BrachyApplicationSetupDose="145",
+                            ReferencedBrachyApplicationSetupNumber=1,
+                        )
+                    ]
+                ),
+            )
+        ]
+    )
+    write_part10(ds, out / "RP.dcm")
+    needles = seed_needles()
+    seeds = sum(n for _, _, n, _ in needles)
+    by_source = {s: sum(n for _, _, n, src in needles if src == s) for s in (1, 2)}
+    return [
+        row(
+            "RP.dcm",
+            f"LDR permanent prostate implant (INTERSTITIAL, LDR), no beams: {len(needles)}"
+            f" needles as channels, {seeds} seeds ({by_source[1]} of source 1, 0.508 U;"
+            f" {by_source[2]} of source 2, 0.381 U), 2 source types (I-125 models SI-125A and"
+            " SI-125B) in SourceSequence; a needle holds 2-4 seeds; each seed is one pair of"
+            " BrachyControlPoints at the same ControlPoint3DPosition, CumulativeTimeWeight"
+            " rising by 1 (SourceMovementType FIXED, FinalCumulativeTimeWeight = seeds,"
+            " ChannelTotalTime = seeds x I-125 mean life); count seeds, not source types or"
+            " channels",
+            "77318",
+        )
+    ]
+
+
 CASES: dict[str, Callable[[Path], list[Row]]] = {
     "01_single_open_field": case_01,
     "02_ap_pa_open": case_02,
@@ -2535,6 +2683,7 @@ CASES: dict[str, Callable[[Path], list[Row]]] = {
     "22_gamma_knife_placeholder_beam": case_22,
     "23_agility_fif_jaw_sliver": case_23,
     "24_chest_wall_two_segments": case_24,
+    "25_ldr_seed_implant": case_25,
 }
 
 
@@ -2546,7 +2695,8 @@ PLAN_DAY, APPROVED_DAY = "2026-01-05", "2026-01-06"  # RTPlanDate; ReviewDate of
 # Invented unit fees (not a fee schedule): they only show the money-weighted summary.
 UNIT_FEE = {
     "77280": 150, "77290": 250, "77295": 450, "77300": 60, "77301": 900, "77306": 120,
-    "77307": 180, "77317": 300, "77331": 80, "77334": 95, "77338": 350, "77386": 400,
+    "77307": 180, "77316": 200, "77317": 300, "77318": 400, "77331": 80, "77334": 95,
+    "77338": 350, "77386": 400,
 }  # fmt: skip
 # What `rtcode scan sample_data` codes for each billable plan: patient, plan label,
 # approved (charges dated on the ReviewDate, else on the RTPlanDate), codes and units.
@@ -2576,10 +2726,11 @@ BILLED_PLANS = [
     ("RTC-22", "GK_SRS", False, [("77295", 1)]),
     ("RTC-23", "TANG_AGI", False, [("77295", 1), ("77300", 2), ("77334", 2)]),
     ("RTC-24", "CW_2SEG", False, [("77295", 1), ("77300", 2), ("77334", 2)]),
+    ("RTC-25", "PSI_I125", False, [("77318", 1)]),
 ]
 # Their clean rows follow the planted file's rejected rows, so that the line numbers of
 # the planted rows (README, tests) stay those of the first nineteen cases.
-LATER_PATIENTS = ("RTC-20", "RTC-21", "RTC-22", "RTC-23", "RTC-24")
+LATER_PATIENTS = ("RTC-20", "RTC-21", "RTC-22", "RTC-23", "RTC-24", "RTC-25")
 CHARGE_HEADER = ("patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee")
 
 
