@@ -2658,6 +2658,46 @@ def case_25(out: Path) -> list[Row]:
     ]
 
 
+def case_26(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    ds = plan_dataset(
+        p,
+        "OPEN40",
+        "Abdomen open 40x40",
+        ELEKTA,
+        rs_reference=False,
+        rx_description="Abdomen",
+        rx_dose=8.0,
+    )
+    n = len(AGILITY_BOUNDS) - 1
+    corner = (161.0, 174.0, 183.0, 189.0, 194.0, 197.0)  # outermost pair first
+    reach = [200.0] * n
+    for k, r in enumerate(corner):
+        reach[k] = reach[n - 1 - k] = r
+    leaves = [-r for r in reach] + reach
+    limits = {"ASYMX": [-200.0, 200.0], "ASYMY": [-200.0, 200.0], "MLCX": leaves}
+    beam = Beam(
+        1,
+        "AP",
+        "AP open 40 x 40, corner leaves",
+        static_states(0.0, limits, energy=10.0, ssd=1000.0),
+        412.0,
+        8.0,
+        machine="VersaHD1",
+        bounds=AGILITY_BOUNDS,
+    )
+    write_part10(add_beams(ds, [beam], 1), out / "RP.dcm")
+    return [
+        row(
+            "RP.dcm",
+            "one static 10 MV AP field, jaws at +/-200 mm (40 x 40 cm), Agility MLC open with"
+            " only the six outermost pairs at each end retracted to 161-197 mm (rounded"
+            " corners inside the jaw edge); all other pairs at the jaw edge; no 77334",
+            "77306",
+        )
+    ]
+
+
 CASES: dict[str, Callable[[Path], list[Row]]] = {
     "01_single_open_field": case_01,
     "02_ap_pa_open": case_02,
@@ -2684,6 +2724,7 @@ CASES: dict[str, Callable[[Path], list[Row]]] = {
     "23_agility_fif_jaw_sliver": case_23,
     "24_chest_wall_two_segments": case_24,
     "25_ldr_seed_implant": case_25,
+    "26_open_40x40_corner_leaves": case_26,
 }
 
 
@@ -2727,10 +2768,11 @@ BILLED_PLANS = [
     ("RTC-23", "TANG_AGI", False, [("77295", 1), ("77300", 2), ("77334", 2)]),
     ("RTC-24", "CW_2SEG", False, [("77295", 1), ("77300", 2), ("77334", 2)]),
     ("RTC-25", "PSI_I125", False, [("77318", 1)]),
+    ("RTC-26", "OPEN40", False, [("77306", 1)]),
 ]
 # Their clean rows follow the planted file's rejected rows, so that the line numbers of
 # the planted rows (README, tests) stay those of the first nineteen cases.
-LATER_PATIENTS = ("RTC-20", "RTC-21", "RTC-22", "RTC-23", "RTC-24", "RTC-25")
+LATER_PATIENTS = ("RTC-20", "RTC-21", "RTC-22", "RTC-23", "RTC-24", "RTC-25", "RTC-26")
 CHARGE_HEADER = ("patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee")
 
 
