@@ -6,7 +6,8 @@ Usage::
     python scripts/make_sample_data.py [OUT_DIR]
 
 OUT_DIR defaults to the repository's ``sample_data/`` folder. One folder is
-written per case (``01_single_open_field`` ... ``19_machine_qa_intent``) plus
+written per case (``01_single_open_field`` ... ``27_fif_borderline_outside_segment``;
+cases 20-27 reproduce what real department exports do) plus
 ``README.md`` with a table of the expected planning codes, and the charges files
 for ``rtcode audit`` (``charges_clean.csv``, ``charges_planted.csv``,
 ``ptp_synthetic.txt``). Only those folders and files are deleted and rewritten;
@@ -2698,6 +2699,85 @@ def case_26(out: Path) -> list[Row]:
     ]
 
 
+def case_27(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = pelvis_rois(with_ctv=False)
+    make_ct(p, out, PHILIPS)
+    make_rs(p, rois, out, PHILIPS)
+    ds = plan_dataset(
+        p, "PELV3F", "Pelvis three field FiF", PHILIPS, rx_description="PTV", rx_dose=50.4
+    )
+
+    def aperture(half_x: float, pull: float, edge: bool) -> Outline:
+        """The PTV outline with bank B pulled in by ``pull`` over the hot spot (|y| < 20);
+        ``edge``: only the inferior part (y < -10) of it, opened 8 mm beyond the outline
+        on both banks for -55 < y < -35 (four 5 mm pairs), as a planner boosting a cold
+        edge does: 6-7% of that segment's open area lies outside the main aperture."""
+        base = ellipse_outline(half_x, 62.0)
+
+        def f(y: float) -> tuple[float, float] | None:
+            span = base(y)
+            if span is None or (edge and y >= -10.0):
+                return None
+            a, b = span
+            if abs(y) < 20.0:
+                b -= pull
+            if edge and -55.0 < y < -35.0:
+                a, b = a - 8.0, b + 8.0
+            return (a, b)
+
+        return f
+
+    fields = (
+        # name, gantry, MU, [(weight, pull, edge)]
+        ("PA", 180.0, 118.0, [(0.84, 0.0, False), (0.11, 18.0, False), (0.05, 0.0, True)]),
+        ("LLAT", 90.0, 104.0, [(0.86, 0.0, False), (0.14, 15.0, False)]),
+        ("RLAT", 270.0, 105.0, [(0.85, 0.0, False), (0.10, 15.0, False), (0.05, 0.0, True)]),
+    )  # fmt: skip
+    beams = []
+    for number, (name, gantry, mu, segments) in enumerate(fields, 1):
+        half_x = bev_half_width(50.0, 45.0, gantry) + 7.0
+        jaw = conformal_limits(MILLENNIUM_BOUNDS, ellipse_outline(half_x, 62.0), 62.0)
+        x1, x2 = jaw["ASYMX"]
+        states = []
+        cumulative = 0.0
+        for k, (w, pull, edge) in enumerate(segments):
+            leaves = leaves_from_outline(MILLENNIUM_BOUNDS, aperture(half_x, pull, edge), x1 - 5)
+            limits = {"ASYMX": [x1, x2], "ASYMY": jaw["ASYMY"], "MLCX": leaves}
+            start = round(cumulative, 5)
+            cumulative += w
+            end = round(cumulative, 5) if k < len(segments) - 1 else 1.0
+            for weight in (start, end):
+                states.append(
+                    CP(gantry=gantry, weight=weight, limits=limits, iso=PELVIS_ISO, ssd=900.0)
+                )
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"{name} field-in-field, {len(segments)} segments",
+                states,
+                mu,
+                0.6,
+                machine="Linac_SS",
+                bounds=MILLENNIUM_BOUNDS,
+            )
+        )
+    write_part10(add_beams(ds, beams, 28), out / "RP.dcm")
+    make_rd(p, out, PHILIPS, 50.4, rois[1], dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "borderline forward plan: three fields, main aperture conformal to the PTV"
+            " (84-86% of MU) plus a nested hot-spot sub-segment; PA and RLAT add a third"
+            " segment (5% of MU) over the inferior PTV that opens 8 mm beyond the main"
+            " aperture on four pairs, 6.4% and 7.0% of its open area outside; DVH present;"
+            " 77301 is the alternative (a flag); 77300 x3, 77334 x3",
+            "77295",
+        )
+    ]
+
+
 CASES: dict[str, Callable[[Path], list[Row]]] = {
     "01_single_open_field": case_01,
     "02_ap_pa_open": case_02,
@@ -2725,6 +2805,7 @@ CASES: dict[str, Callable[[Path], list[Row]]] = {
     "24_chest_wall_two_segments": case_24,
     "25_ldr_seed_implant": case_25,
     "26_open_40x40_corner_leaves": case_26,
+    "27_fif_borderline_outside_segment": case_27,
 }
 
 
@@ -2769,10 +2850,11 @@ BILLED_PLANS = [
     ("RTC-24", "CW_2SEG", False, [("77295", 1), ("77300", 2), ("77334", 2)]),
     ("RTC-25", "PSI_I125", False, [("77318", 1)]),
     ("RTC-26", "OPEN40", False, [("77306", 1)]),
+    ("RTC-27", "PELV3F", False, [("77295", 1), ("77300", 3), ("77334", 3)]),
 ]
 # Their clean rows follow the planted file's rejected rows, so that the line numbers of
 # the planted rows (README, tests) stay those of the first nineteen cases.
-LATER_PATIENTS = ("RTC-20", "RTC-21", "RTC-22", "RTC-23", "RTC-24", "RTC-25", "RTC-26")
+LATER_PATIENTS = ("RTC-20", "RTC-21", "RTC-22", "RTC-23", "RTC-24", "RTC-25", "RTC-26", "RTC-27")
 CHARGE_HEADER = ("patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee")
 
 
@@ -2975,8 +3057,12 @@ them by hand. To regenerate (the output is byte-identical from run to run):
 Each folder is one patient. CT slices (`CT.1.dcm`..`CT.3.dcm`, 32x32) come with a
 structure set (`RS.dcm`) or a dose (`RD.dcm`). The plan is `RP.dcm` (`RN.dcm` for
 the ion plan; case 02 is a raw data set without preamble or file meta; case 18 has
-two plans sharing one SOP Instance UID). The table gives the planning code rtcode
-should suggest for each plan file.
+two plans sharing one SOP Instance UID). Cases 20 to 27 reproduce what real
+department exports do: vendor-private SOP classes and two-layer MLCs (Halcyon,
+MRIdian), a Gamma Knife plan whose beam is a placeholder, Monaco leaf and jaw
+habits, an LDR seed implant, a corner-rounded open field and a borderline
+field-in-field plan. The table gives the planning code rtcode should suggest for
+each plan file.
 
 """
 
