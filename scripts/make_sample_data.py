@@ -6,7 +6,8 @@ Usage::
     python scripts/make_sample_data.py [OUT_DIR]
 
 OUT_DIR defaults to the repository's ``sample_data/`` folder. One folder is
-written per case (``01_single_open_field`` ... ``19_machine_qa_intent``) plus
+written per case (``01_single_open_field`` ... ``27_fif_borderline_outside_segment``;
+cases 20-27 reproduce what real department exports do) plus
 ``README.md`` with a table of the expected planning codes, and the charges files
 for ``rtcode audit`` (``charges_clean.csv``, ``charges_planted.csv``,
 ``ptp_synthetic.txt``). Only those folders and files are deleted and rewritten;
@@ -514,14 +515,28 @@ MILLENNIUM_BOUNDS = (
 AGILITY_BOUNDS = [-200.0 + 5 * i for i in range(81)]
 
 
-def device_sequence(devices: Seq[str], bounds: Seq[float] | None) -> Sequence:
+def device_type(key: str) -> str:
+    """The RTBeamLimitingDeviceType of a device key: "MLCX#34" is an MLCX layer that a
+    plan shares with another MLCX layer (ViewRay), told apart here by its pair count."""
+    return key.split("#")[0]
+
+
+def device_sequence(
+    devices: Seq[str],
+    bounds: Seq[float] | None,
+    layers: dict[str, Seq[float]] | None = None,
+) -> Sequence:
+    """BeamLimitingDeviceSequence; ``layers`` gives each MLC layer its own boundaries
+    (two-layer MLCs), ``bounds`` those of a single MLC."""
     out = []
-    for name in devices:
+    for key in devices:
+        name = device_type(key)
         d = item(RTBeamLimitingDeviceType=name)
         if name.startswith("MLC"):
-            assert bounds is not None
-            d.NumberOfLeafJawPairs = len(bounds) - 1
-            d.LeafPositionBoundaries = nums(bounds)
+            mlc_bounds = layers[key] if layers and key in layers else bounds
+            assert mlc_bounds is not None
+            d.NumberOfLeafJawPairs = len(mlc_bounds) - 1
+            d.LeafPositionBoundaries = nums(mlc_bounds)
         else:
             d.NumberOfLeafJawPairs = 1
         out.append(d)
@@ -625,7 +640,10 @@ def control_points(states: Seq[CP], *, arc: bool = False, force_mlc: bool = Fals
             changed = prev is None or prev.limits.get(name) != values
             if changed or (force_mlc and name.startswith("MLC")):
                 positions.append(
-                    item(RTBeamLimitingDeviceType=name, LeafJawPositions=nums(values, 1))
+                    item(
+                        RTBeamLimitingDeviceType=device_type(name),
+                        LeafJawPositions=nums(values, 1),
+                    )
                 )
         if positions:
             cp.BeamLimitingDevicePositionSequence = seq(positions)
@@ -671,13 +689,17 @@ class Beam:
     applicator: Dataset | None = None
     arc: bool = False
     force_mlc: bool = False
+    layers: dict[str, Seq[float]] | None = None  # boundaries per MLC layer (two-layer MLCs)
+    sad: float = 1000.0
 
     def dataset(self) -> Dataset:
         b = Dataset()
         b.TreatmentMachineName = self.machine
         b.PrimaryDosimeterUnit = "MU"
-        b.SourceAxisDistance = "1000"
-        b.BeamLimitingDeviceSequence = device_sequence(list(self.states[0].limits), self.bounds)
+        b.SourceAxisDistance = num(self.sad)
+        b.BeamLimitingDeviceSequence = device_sequence(
+            list(self.states[0].limits), self.bounds, self.layers
+        )
         b.BeamNumber = self.number
         b.BeamName = self.name
         b.BeamDescription = self.description
@@ -898,7 +920,9 @@ CATEGORY = {
     "77307": "complex_isodose",
     "77295": "3d",
     "77301": "imrt",
+    "77316": "brachytherapy",
     "77317": "brachytherapy",
+    "77318": "brachytherapy",
     "none": "not_billable",
 }
 
@@ -2061,6 +2085,699 @@ def case_19(out: Path) -> list[Row]:
     ]
 
 
+# --------------------------------------------------------------------------
+# cases 20-27: what real department exports do
+# --------------------------------------------------------------------------
+
+# Varian's and ViewRay's private RT Plan classes: ordinary RT Plans under a vendor UID.
+VARIAN_PRIVATE_PLAN = "1.2.246.352.70.1.70"
+VIEWRAY_PRIVATE_PLAN = "2.16.840.1.114493.1.2.1.4.1.1.481.5"
+VIEWRAY = ("ViewRay Inc.", "MRIdian", "5.3")
+GAMMAPLAN = ("Elekta", "Leksell GammaPlan", "11.3")
+VARISEED = ("Varian Medical Systems", "VariSeed", "9.0")
+
+# Halcyon: X and Y are fixed at 280 x 280 mm; a distal layer MLCX1 of 28 pairs and a
+# proximal layer MLCX2 of 29 pairs, both 10 mm at the isocentre, offset by 5 mm.
+HALCYON_DISTAL_BOUNDS = [-140.0 + 10 * i for i in range(29)]
+HALCYON_PROXIMAL_BOUNDS = [-145.0 + 10 * i for i in range(30)]
+# MRIdian linac: no jaws; two double-stacked MLC layers, both typed MLCX, of 34 and 35
+# pairs, 8.3 mm at the isocentre, offset by half a leaf (4.15 mm).
+MRIDIAN_LEAF_MM = 8.3
+MRIDIAN_BOUNDS_34 = [round(-17 * MRIDIAN_LEAF_MM + MRIDIAN_LEAF_MM * i, 2) for i in range(35)]
+MRIDIAN_BOUNDS_35 = [round(-17.5 * MRIDIAN_LEAF_MM + MRIDIAN_LEAF_MM * i, 2) for i in range(36)]
+
+
+def fluence_fff(ds: Dataset) -> Dataset:
+    """Flattening-filter-free beams, as Varian exports them (PrimaryFluenceModeSequence)."""
+    for b in ds.BeamSequence:
+        b.PrimaryFluenceModeSequence = seq([item(FluenceMode="NON_STANDARD", FluenceModeID="FFF")])
+    return ds
+
+
+def case_20(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = pelvis_rois()
+    make_ct(p, out, VARIAN)
+    make_rs(p, rois, out, VARIAN)
+    ds = plan_dataset(
+        p,
+        "HAL_4F",
+        "Pelvis Halcyon four field",
+        VARIAN,
+        sop_class=VARIAN_PRIVATE_PLAN,
+        rx_description="PTV",
+        rx_dose=45.0,
+    )
+    proximal_open = [-140.0] * 29 + [140.0] * 29  # proximal layer retracted
+    beams = []
+    for number, (gantry, name, mu) in enumerate(
+        ((0.0, "AP", 118.0), (90.0, "LLAT", 131.0), (180.0, "PA", 120.0), (270.0, "RLAT", 129.0)),
+        1,
+    ):
+        half_x = bev_half_width(50.0, 45.0, gantry) + 7.0
+        distal = leaves_from_outline(HALCYON_DISTAL_BOUNDS, ellipse_outline(half_x, 62.0), 0.0)
+        limits = {
+            "X": [-140.0, 140.0],
+            "Y": [-140.0, 140.0],
+            "MLCX1": distal,
+            "MLCX2": proximal_open,
+        }
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"{name} distal MLC conformal to PTV",
+                static_states(gantry, limits, iso=PELVIS_ISO, dose_rate=800.0, ssd=900.0),
+                mu,
+                0.45,
+                machine="Halcyon01",
+                layers={"MLCX1": HALCYON_DISTAL_BOUNDS, "MLCX2": HALCYON_PROXIMAL_BOUNDS},
+            )
+        )
+    write_part10(fluence_fff(add_beams(ds, beams, 25)), out / "RP.dcm")
+    make_rd(p, out, VARIAN, 45.0, rois[1], plan_class=VARIAN_PRIVATE_PLAN, dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "Halcyon 6X-FFF four-field box in Varian's private RT Plan class"
+            " 1.2.246.352.70.1.70 (file meta and data set); devices X and Y fixed at"
+            " +/-140 mm, distal MLCX1 (28 pairs of 10 mm) conformal to the PTV, proximal"
+            " MLCX2 (29 pairs, offset 5 mm) retracted; CTV, PTV and four organs; DVH"
+            " present; 77300 x4, 77334 x4",
+            "77295",
+        )
+    ]
+
+
+def case_21(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    ptv = Roi(2, "PTV", "PTV", 10.0, 0.0, 30.0, 25.0, RED)
+    rois = [
+        body(1),
+        ptv,
+        Roi(3, "Duodenum", "ORGAN", 45.0, 5.0, 10.0, 14.0, YELLOW),
+        Roi(4, "Stomach", "ORGAN", 20.0, -45.0, 35.0, 15.0, ORANGE),
+        Roi(5, "Kidney_L", "ORGAN", 75.0, 40.0, 20.0, 30.0, CYAN),
+        Roi(6, "SpinalCord", "ORGAN", 0.0, 55.0, 6.0, 6.0, BLUE),
+    ]
+    iso = (10.0, 0.0, 0.0)
+    make_ct(p, out, VIEWRAY)
+    make_rs(p, rois, out, VIEWRAY)
+    ds = plan_dataset(
+        p,
+        "PANC_IMRT",
+        "Pancreas step and shoot",
+        VIEWRAY,
+        sop_class=VIEWRAY_PRIVATE_PLAN,
+        rx_description="PTV",
+        rx_dose=50.0,
+    )
+    layers = {"MLCX#34": MRIDIAN_BOUNDS_34, "MLCX#35": MRIDIAN_BOUNDS_35}
+    half_y = 32.0  # PTV's superior-inferior half-length plus margin
+    beams = []
+    for number in range(1, 13):
+        gantry = 15.0 + 30.0 * (number - 1)
+        half_x = bev_half_width(30.0, 25.0, gantry) + 3.0
+        park = -math.ceil(half_x) - 10.0
+        n_seg = 2 + number % 3
+        raw = [1.0 + 0.12 * ((number * 5 + k * 3) % 4) for k in range(n_seg)]
+        weights = [w / sum(raw) for w in raw]
+        states = []
+        cumulative = 0.0
+        for seg in range(n_seg):
+            lo_y = -half_y + 2.0 * half_y * seg / n_seg
+            hi_y = -half_y + 2.0 * half_y * (seg + 1) / n_seg
+
+            def band(
+                y: float,
+                lo_y: float = lo_y,
+                hi_y: float = hi_y,
+                seg: int = seg,
+                number: int = number,
+                half_x: float = half_x,
+            ) -> tuple[float, float] | None:
+                if not lo_y <= y < hi_y:
+                    return None
+                span = ellipse_outline(half_x, half_y)(y)
+                if span is None:
+                    return None
+                shift = 5.0 * math.sin(0.09 * y + seg + number)
+                lo, hi = span[0] + max(shift, 0.0), span[1] + min(shift, 0.0)
+                return (lo, hi) if hi - lo >= 4.0 else None
+
+            limits = {
+                "MLCX#34": leaves_from_outline(MRIDIAN_BOUNDS_34, band, park),
+                "MLCX#35": leaves_from_outline(MRIDIAN_BOUNDS_35, band, park),
+            }
+            start = round(cumulative, 5)
+            cumulative += weights[seg]
+            end = round(cumulative, 5) if seg < n_seg - 1 else 1.0
+            for w in (start, end):
+                states.append(CP(gantry=gantry, weight=w, limits=limits, iso=iso, ssd=860.0))
+        beams.append(
+            Beam(
+                number,
+                f"B{number:02d}",
+                f"Step and shoot IMRT, gantry {gantry:g}, {n_seg} segments",
+                states,
+                24.0 + 3.0 * ((number * 7) % 5),
+                10.0 / 12,
+                machine="MRIdian_Linac",
+                layers=layers,
+                sad=900.0,
+            )
+        )
+    write_part10(add_beams(ds, beams, 5), out / "RP.dcm")
+    make_rd(p, out, VIEWRAY, 50.0, ptv, plan_class=VIEWRAY_PRIVATE_PLAN, dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "ViewRay MRIdian step-and-shoot IMRT in ViewRay's private RT Plan class"
+            " 2.16.840.1.114493.1.2.1.4.1.1.481.5; 12 beams of 2-4 non-nested segments of"
+            " comparable MU, no jaws: two MLC layers both typed MLCX (34 and 35 pairs of"
+            " 8.3 mm, offset 4.15 mm), each control point has two MLCX items (68 and 70"
+            " values, in the definitions' order); SAD 900 mm; DVH present; 77300 capped at"
+            " 10 for 12 ports, 77338 x1",
+            "77301",
+        )
+    ]
+
+
+def case_22(out: Path) -> list[Row]:
+    p = Patient(out.name, "RTC-22", "Sample^Case22", body=(0.0, 0.0, 75.0, 95.0))
+    target = Roi(2, "Target1", "GTV", 20.0, -10.0, 10.0, 8.0, RED)
+    rois = [
+        Roi(1, "BODY", "EXTERNAL", 0.0, 0.0, 75.0, 95.0, GREEN),
+        target,
+        Roi(3, "Brainstem", "ORGAN", 0.0, 25.0, 12.0, 12.0, YELLOW),
+        Roi(4, "Chiasm", "ORGAN", -12.0, -22.0, 8.0, 4.0, CYAN),
+    ]
+    make_ct(p, out, GAMMAPLAN)
+    make_rs(p, rois, out, GAMMAPLAN)
+    ds = plan_dataset(
+        p, "GK_SRS", "Metastasis radiosurgery", GAMMAPLAN, rx_description="Target1", rx_dose=20.0
+    )
+    # The shots (sectors, collimators, times) stay in GammaPlan; the RT Plan carries one
+    # placeholder beam: one jaw pair, control points without device positions and with
+    # empty (Type 2) meterset weights, so no FinalCumulativeMetersetWeight (Type 1C).
+    b = Dataset()
+    b.TreatmentMachineName = "GammaKnife Icon"  # SH: at most 16 characters
+    b.PrimaryDosimeterUnit = "MINUTE"
+    b.SourceAxisDistance = "401"
+    b.BeamLimitingDeviceSequence = seq([item(RTBeamLimitingDeviceType="X", NumberOfLeafJawPairs=1)])
+    b.BeamNumber = 1
+    b.BeamName = "GK"
+    b.BeamDescription = "Gamma Knife treatment"
+    b.BeamType = "STATIC"
+    b.RadiationType = "PHOTON"
+    b.TreatmentDeliveryType = "TREATMENT"
+    b.NumberOfWedges = 0
+    b.NumberOfCompensators = 0
+    b.NumberOfBoli = 0
+    b.NumberOfBlocks = 0
+    b.NumberOfControlPoints = 2
+    first = item(
+        ControlPointIndex=0,
+        NominalBeamEnergy="1.25",
+        GantryAngle="0",
+        GantryRotationDirection="NONE",
+        BeamLimitingDeviceAngle="0",
+        BeamLimitingDeviceRotationDirection="NONE",
+        PatientSupportAngle="0",
+        PatientSupportRotationDirection="NONE",
+        TableTopEccentricAngle="0",
+        TableTopEccentricRotationDirection="NONE",
+        IsocenterPosition=nums((target.cx, target.cy, 0.0), 1),
+    )
+    first.CumulativeMetersetWeight = None
+    last = item(ControlPointIndex=1)
+    last.CumulativeMetersetWeight = None
+    b.ControlPointSequence = seq([first, last])
+    b.ReferencedPatientSetupNumber = 1
+    ds.FractionGroupSequence = seq(
+        [
+            item(
+                FractionGroupNumber=1,
+                NumberOfFractionsPlanned=1,
+                NumberOfBeams=1,
+                NumberOfBrachyApplicationSetups=0,
+                ReferencedBeamSequence=seq([]),
+            )
+        ]
+    )
+    ds.BeamSequence = seq([b])
+    write_part10(ds, out / "RP.dcm")
+    make_rd(p, out, GAMMAPLAN, 20.0, target, dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "Leksell GammaPlan radiosurgery (machine GammaKnife Icon): NumberOfBeams 1 but an empty"
+            " ReferencedBeamSequence; the one beam is a placeholder (one jaw pair X, control"
+            " points without device positions, empty meterset weights): the shots are not in"
+            " the RT Plan; Target1 (GTV), Brainstem and Chiasm contoured; 3-D dose with DVH"
+            " references the plan; no 77300",
+            "77295",
+        )
+    ]
+
+
+def case_23(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = [
+        body(1),
+        Roi(2, "PTV_Breast", "PTV", 70.0, -60.0, 50.0, 22.0, RED),
+        Roi(3, "Heart", "ORGAN", 15.0, 5.0, 38.0, 38.0, MAGENTA),
+        Roi(4, "Lung_L", "ORGAN", 85.0, 15.0, 40.0, 45.0, CYAN),
+    ]
+    make_ct(p, out, ELEKTA)
+    make_rs(p, rois, out, ELEKTA)
+    ds = plan_dataset(
+        p,
+        "TANG_AGI",
+        "Left breast tangents FiF",
+        ELEKTA,
+        rx_description="PTV_Breast",
+        rx_dose=40.05,
+    )
+    n = len(AGILITY_BOUNDS) - 1
+    in_jaws = [k for k in range(n) if -100.0 <= AGILITY_BOUNDS[k] < 100.0]
+    closed = in_jaws[:3]  # y -100..-85: inside the Y jaws, below the breast outline
+
+    def shape(sign: float, pull: Seq[tuple[float, float]], parked: Seq[tuple[float, float]]):
+        """Leaves of one segment: the breast outline (open side towards +X for sign +1),
+        bank B pulled in by ``pull`` [(|y| limit, mm)], closed pairs parked at
+        (centre, gap); pairs behind the Y jaws stand wide apart, as Monaco leaves them."""
+
+        def outline(y: float) -> tuple[float, float] | None:
+            if not -85.0 <= y < 100.0:
+                return None
+            a = 4.0 + 12.0 * (y / 100.0) ** 2
+            b = 92.0 - 30.0 * (y / 100.0) ** 2
+            for limit, mm in pull:
+                if abs(y) < limit:
+                    b -= mm
+            return (a, b) if sign > 0 else (-b, -a)
+
+        leaves = leaves_from_outline(AGILITY_BOUNDS, outline, math.nan)
+        for k, (centre, gap) in zip(closed, parked, strict=True):
+            c = centre * sign
+            leaves[k], leaves[n + k] = round(c - gap / 2, 1), round(c + gap / 2, 1)
+        wide = (4.0, 92.0) if sign > 0 else (-92.0, -4.0)
+        for k in range(n):
+            if math.isnan(leaves[k]):
+                leaves[k], leaves[n + k] = wide
+        return leaves
+
+    main_park = ((38.0, 0.6), (45.5, 0.8), (52.0, 1.0))
+    sub_park = ((30.0, 0.6), (41.0, 0.8), (60.0, 1.0))
+    plans = (
+        # name, gantry, sign, MU, [(weight, pull, parked, Y jaws)]
+        ("MED", 300.0, 1.0, 228.0, [
+            (0.78, (), main_park, (-100.0, 100.0)),
+            (0.13, ((60.0, 25.0),), sub_park, (-100.0, 100.0)),
+            (0.09, ((60.0, 25.0), (35.0, 15.0)), sub_park, (-100.0, 101.0)),
+        ]),
+        ("LAT", 120.0, -1.0, 224.0, [
+            (0.76, (), main_park, (-100.0, 100.0)),
+            (0.10, ((70.0, 20.0),), sub_park, (-100.0, 100.0)),
+            (0.08, ((50.0, 30.0),), main_park, (-100.0, 100.0)),
+            (0.06, ((50.0, 30.0), (25.0, 12.0)), sub_park, (-100.0, 100.0)),
+        ]),
+    )  # fmt: skip
+    beams = []
+    for number, (name, gantry, sign, mu, segments) in enumerate(plans, 1):
+        states = []
+        cumulative = 0.0
+        for k, (w, pull, parked, y_jaws) in enumerate(segments):
+            limits = {"ASYMY": list(y_jaws), "MLCX": shape(sign, pull, parked)}
+            start = round(cumulative, 5)
+            cumulative += w
+            end = round(cumulative, 5) if k < len(segments) - 1 else 1.0
+            for weight in (start, end):
+                states.append(
+                    CP(gantry=gantry, weight=weight, limits=limits, iso=TANGENT_ISO, ssd=910.0)
+                )
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"Tangent field-in-field, gantry {gantry:g}, {len(segments)} segments",
+                states,
+                mu,
+                1.335,
+                machine="Agility2",
+                bounds=AGILITY_BOUNDS,
+            )
+        )
+    write_part10(add_beams(ds, beams, 15), out / "RP.dcm")
+    make_rd(p, out, ELEKTA, 40.05, rois[1], dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "Monaco-style breast tangents on Agility (80 pairs of 5 mm, ASYMY and MLCX, no X"
+            " jaws): main aperture 78%/76% of MU plus 2 and 3 nested sub-segments; three"
+            " closed pairs inside the Y jaws parked at 0.6-1.0 mm gaps at different X in"
+            " different segments; in MED's last sub-segment Y2 moves from 100 to 101 mm and"
+            " exposes a 1 mm sliver of a pair whose leaves stand wide apart behind the jaw;"
+            " DVH present; 77300 x2, 77334 x2",
+            "77295",
+        )
+    ]
+
+
+def case_24(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = [
+        body(1),
+        Roi(2, "PTV_ChestWall", "PTV", 60.0, -68.0, 50.0, 14.0, RED),
+        Roi(3, "Heart", "ORGAN", 15.0, 5.0, 38.0, 38.0, MAGENTA),
+        Roi(4, "Lung_L", "ORGAN", 85.0, 15.0, 40.0, 45.0, CYAN),
+    ]
+    iso = (60.0, -65.0, 0.0)
+    make_ct(p, out, VARIAN)
+    make_rs(p, rois, out, VARIAN)
+    ds = plan_dataset(
+        p, "CW_2SEG", "Left chest wall tangents", VARIAN, rx_description="PTV_ChestWall",
+        rx_dose=42.56,
+    )  # fmt: skip
+
+    def outline(sign: float, pull: float) -> Outline:
+        def f(y: float) -> tuple[float, float] | None:
+            if abs(y) >= 95.0:
+                return None
+            a = 3.0 + 10.0 * (y / 95.0) ** 2
+            b = 85.0 - 25.0 * (y / 95.0) ** 2
+            if abs(y + 10.0) < 30.0:  # the hot spot, a little inferior of the isocentre
+                b -= pull
+            return (a, b) if sign > 0 else (-b, -a)
+
+        return f
+
+    beams = []
+    for number, (name, gantry, sign, mu) in enumerate(
+        (("MED", 305.0, 1.0, 221.0), ("LAT", 125.0, -1.0, 218.0)), 1
+    ):
+        park = -5.0 if sign > 0 else 5.0
+        x = [0.0, 90.0] if sign > 0 else [-90.0, 0.0]
+        shapes = [
+            leaves_from_outline(MILLENNIUM_BOUNDS, outline(sign, 0.0), park),
+            leaves_from_outline(MILLENNIUM_BOUNDS, outline(sign, 30.0), park),
+        ]
+        states = []
+        for k, w in enumerate((0.0, 0.81, 0.81, 1.0)):
+            limits = {"ASYMX": x, "ASYMY": [-95.0, 95.0], "MLCX": shapes[k // 2]}
+            states.append(CP(gantry=gantry, weight=w, limits=limits, iso=iso, ssd=905.0))
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"Tangent two segments, gantry {gantry:g}",
+                states,
+                mu,
+                1.33,
+                machine="TrueBeam2",
+                bounds=MILLENNIUM_BOUNDS,
+            )
+        )
+    write_part10(add_beams(ds, beams, 16), out / "RP.dcm")
+    make_rd(p, out, VARIAN, 42.56, rois[1], dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "forward-planned chest-wall tangents, Millennium 120: each beam exactly two"
+            " static segments, the main aperture (81% of MU) and one nested sub-segment"
+            " blocking a hot spot; PTV_ChestWall, Heart and Lung_L; DVH present; 77300 x2,"
+            " 77334 x2",
+            "77295",
+        )
+    ]
+
+
+I125_HALF_LIFE_DAYS = 59.4
+I125_MEAN_LIFE_S = I125_HALF_LIFE_DAYS * 86400.0 / math.log(2.0)
+
+
+def seed_needles() -> list[tuple[float, float, int, int]]:
+    """36 needles through a 5 mm perineal template: (x, y, seeds, source number).
+
+    Template holes inside the prostate outline, away from the urethra; 2-4 seeds each
+    at 10 mm spacing; peripheral needles carry the stronger source model (1)."""
+    holes = []
+    for y in np.arange(-5.0, 30.0, 5.0):
+        for x in np.arange(-20.0, 25.0, 5.0):
+            r = math.hypot(x / 22.0, (y - 10.0) / 18.0)
+            if r <= 0.97 and math.hypot(x, y - 8.0) > 6.0:
+                holes.append((float(x), float(y), r))
+    holes = sorted(holes, key=lambda h: (round(h[2], 6), h[1], h[0]))[:36]
+    holes.sort(key=lambda h: (h[1], h[0]))
+    needles = []
+    for i, (x, y, r) in enumerate(holes):
+        needles.append((x, y, 2 + (i * 7) % 3, 1 if r > 0.7 else 2))
+    return needles
+
+
+def case_25(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = [
+        Roi(1, "Prostate", "CTV", 0.0, 10.0, 22.0, 18.0, RED),
+        Roi(2, "PTV", "PTV", 0.0, 10.0, 25.0, 21.0, MAGENTA),
+        Roi(3, "Urethra", "ORGAN", 0.0, 8.0, 3.0, 3.0, YELLOW),
+        Roi(4, "Rectum", "ORGAN", 0.0, 42.0, 16.0, 10.0, ORANGE),
+    ]
+    make_ct(p, out, VARISEED)
+    make_rs(p, rois, out, VARISEED)
+    ds = plan_dataset(p, "PSI_I125", "Prostate seed implant", VARISEED, rx_description="PTV")
+    ds.BrachyTreatmentTechnique = "INTERSTITIAL"
+    ds.BrachyTreatmentType = "LDR"
+    ds.TreatmentMachineSequence = seq(
+        [
+            item(
+                Manufacturer="Varian Medical Systems",
+                ManufacturerModelName="VariSeed",
+                TreatmentMachineName="MANUAL_SEEDS",
+            )
+        ]
+    )
+    strengths = {1: 0.508, 2: 0.381}  # reference air kerma rate, U (uGy m2 / h)
+    ds.SourceSequence = seq(
+        item(
+            SourceNumber=number,
+            SourceType="LINE",
+            SourceManufacturer="Sample Isotopes",
+            SourceModelID=model,
+            ActiveSourceDiameter="0.8",
+            ActiveSourceLength="3",
+            SourceIsotopeName="I-125",
+            SourceIsotopeHalfLife=num(I125_HALF_LIFE_DAYS, 2),
+            ReferenceAirKermaRate=num(strengths[number], 3),
+            SourceStrengthReferenceDate="20260102",
+            SourceStrengthReferenceTime="120000",
+        )
+        for number, model in ((1, "SI-125A"), (2, "SI-125B"))
+    )
+    channels = []
+    total_kerma = 0.0
+    for number, (x, y, n_seeds, source) in enumerate(seed_needles(), 1):
+        cps = []
+        for k in range(n_seeds):
+            z = -10.0 * (n_seeds - 1) / 2 + 10.0 * k
+            for w in (k, k + 1):
+                cps.append(
+                    item(
+                        ControlPointIndex=len(cps),
+                        ControlPointRelativePosition=num(30.0 - z, 1),
+                        ControlPoint3DPosition=nums((x, y, z), 1),
+                        CumulativeTimeWeight=num(w),
+                    )
+                )
+        # FIXED sources stay for good: each seed's time is the I-125 mean life.
+        total_time = n_seeds * I125_MEAN_LIFE_S
+        total_kerma += strengths[source] * total_time / 3600.0
+        row_letter = "ABCDEFGHIJK"[int((x + 25.0) / 5.0)]
+        channels.append(
+            item(
+                NumberOfControlPoints=len(cps),
+                ChannelNumber=number,
+                ChannelLength="200",
+                ChannelTotalTime=num(total_time, 1),
+                SourceMovementType="FIXED",
+                SourceApplicatorNumber=number,
+                SourceApplicatorID=f"Needle {row_letter}{(y + 10.0) / 5.0:g}",
+                SourceApplicatorType="RIGID",
+                SourceApplicatorLength="200",
+                FinalCumulativeTimeWeight=num(n_seeds),
+                ReferencedSourceNumber=source,
+                BrachyControlPointSequence=seq(cps),
+            )
+        )
+    ds.ApplicationSetupSequence = seq(
+        [
+            item(
+                ApplicationSetupType="PERINEAL",
+                ApplicationSetupNumber=1,
+                ApplicationSetupName="Prostate template",
+                TotalReferenceAirKerma=num(total_kerma, 1),
+                ChannelSequence=seq(channels),
+            )
+        ]
+    )
+    ds.FractionGroupSequence = seq(
+        [
+            item(
+                FractionGroupNumber=1,
+                NumberOfFractionsPlanned=1,
+                NumberOfBeams=0,
+                NumberOfBrachyApplicationSetups=1,
+                ReferencedBrachyApplicationSetupSequence=seq(
+                    [
+                        item(
+                            BrachyApplicationSetupDose="145",
+                            ReferencedBrachyApplicationSetupNumber=1,
+                        )
+                    ]
+                ),
+            )
+        ]
+    )
+    write_part10(ds, out / "RP.dcm")
+    needles = seed_needles()
+    seeds = sum(n for _, _, n, _ in needles)
+    by_source = {s: sum(n for _, _, n, src in needles if src == s) for s in (1, 2)}
+    return [
+        row(
+            "RP.dcm",
+            f"LDR permanent prostate implant (INTERSTITIAL, LDR), no beams: {len(needles)}"
+            f" needles as channels, {seeds} seeds ({by_source[1]} of source 1, 0.508 U;"
+            f" {by_source[2]} of source 2, 0.381 U), 2 source types (I-125 models SI-125A and"
+            " SI-125B) in SourceSequence; a needle holds 2-4 seeds; each seed is one pair of"
+            " BrachyControlPoints at the same ControlPoint3DPosition, CumulativeTimeWeight"
+            " rising by 1 (SourceMovementType FIXED, FinalCumulativeTimeWeight = seeds,"
+            " ChannelTotalTime = seeds x I-125 mean life); count seeds, not source types or"
+            " channels",
+            "77318",
+        )
+    ]
+
+
+def case_26(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    ds = plan_dataset(
+        p,
+        "OPEN40",
+        "Abdomen open 40x40",
+        ELEKTA,
+        rs_reference=False,
+        rx_description="Abdomen",
+        rx_dose=8.0,
+    )
+    n = len(AGILITY_BOUNDS) - 1
+    corner = (161.0, 174.0, 183.0, 189.0, 194.0, 197.0)  # outermost pair first
+    reach = [200.0] * n
+    for k, r in enumerate(corner):
+        reach[k] = reach[n - 1 - k] = r
+    leaves = [-r for r in reach] + reach
+    limits = {"ASYMX": [-200.0, 200.0], "ASYMY": [-200.0, 200.0], "MLCX": leaves}
+    beam = Beam(
+        1,
+        "AP",
+        "AP open 40 x 40, corner leaves",
+        static_states(0.0, limits, energy=10.0, ssd=1000.0),
+        412.0,
+        8.0,
+        machine="VersaHD1",
+        bounds=AGILITY_BOUNDS,
+    )
+    write_part10(add_beams(ds, [beam], 1), out / "RP.dcm")
+    return [
+        row(
+            "RP.dcm",
+            "one static 10 MV AP field, jaws at +/-200 mm (40 x 40 cm), Agility MLC open with"
+            " only the six outermost pairs at each end retracted to 161-197 mm (rounded"
+            " corners inside the jaw edge); all other pairs at the jaw edge; no 77334",
+            "77306",
+        )
+    ]
+
+
+def case_27(out: Path) -> list[Row]:
+    p = patient_for(out.name)
+    rois = pelvis_rois(with_ctv=False)
+    make_ct(p, out, PHILIPS)
+    make_rs(p, rois, out, PHILIPS)
+    ds = plan_dataset(
+        p, "PELV3F", "Pelvis three field FiF", PHILIPS, rx_description="PTV", rx_dose=50.4
+    )
+
+    def aperture(half_x: float, pull: float, edge: bool) -> Outline:
+        """The PTV outline with bank B pulled in by ``pull`` over the hot spot (|y| < 20);
+        ``edge``: only the inferior part (y < -10) of it, opened 8 mm beyond the outline
+        on both banks for -55 < y < -35 (four 5 mm pairs), as a planner boosting a cold
+        edge does: 6-7% of that segment's open area lies outside the main aperture."""
+        base = ellipse_outline(half_x, 62.0)
+
+        def f(y: float) -> tuple[float, float] | None:
+            span = base(y)
+            if span is None or (edge and y >= -10.0):
+                return None
+            a, b = span
+            if abs(y) < 20.0:
+                b -= pull
+            if edge and -55.0 < y < -35.0:
+                a, b = a - 8.0, b + 8.0
+            return (a, b)
+
+        return f
+
+    fields = (
+        # name, gantry, MU, [(weight, pull, edge)]
+        ("PA", 180.0, 118.0, [(0.84, 0.0, False), (0.11, 18.0, False), (0.05, 0.0, True)]),
+        ("LLAT", 90.0, 104.0, [(0.86, 0.0, False), (0.14, 15.0, False)]),
+        ("RLAT", 270.0, 105.0, [(0.85, 0.0, False), (0.10, 15.0, False), (0.05, 0.0, True)]),
+    )  # fmt: skip
+    beams = []
+    for number, (name, gantry, mu, segments) in enumerate(fields, 1):
+        half_x = bev_half_width(50.0, 45.0, gantry) + 7.0
+        jaw = conformal_limits(MILLENNIUM_BOUNDS, ellipse_outline(half_x, 62.0), 62.0)
+        x1, x2 = jaw["ASYMX"]
+        states = []
+        cumulative = 0.0
+        for k, (w, pull, edge) in enumerate(segments):
+            leaves = leaves_from_outline(MILLENNIUM_BOUNDS, aperture(half_x, pull, edge), x1 - 5)
+            limits = {"ASYMX": [x1, x2], "ASYMY": jaw["ASYMY"], "MLCX": leaves}
+            start = round(cumulative, 5)
+            cumulative += w
+            end = round(cumulative, 5) if k < len(segments) - 1 else 1.0
+            for weight in (start, end):
+                states.append(
+                    CP(gantry=gantry, weight=weight, limits=limits, iso=PELVIS_ISO, ssd=900.0)
+                )
+        beams.append(
+            Beam(
+                number,
+                name,
+                f"{name} field-in-field, {len(segments)} segments",
+                states,
+                mu,
+                0.6,
+                machine="Linac_SS",
+                bounds=MILLENNIUM_BOUNDS,
+            )
+        )
+    write_part10(add_beams(ds, beams, 28), out / "RP.dcm")
+    make_rd(p, out, PHILIPS, 50.4, rois[1], dvh_rois=rois)
+    return [
+        row(
+            "RP.dcm",
+            "borderline forward plan: three fields, main aperture conformal to the PTV"
+            " (84-86% of MU) plus a nested hot-spot sub-segment; PA and RLAT add a third"
+            " segment (5% of MU) over the inferior PTV that opens 8 mm beyond the main"
+            " aperture on four pairs, 6.4% and 7.0% of its open area outside; DVH present;"
+            " 77301 is the alternative (a flag); 77300 x3, 77334 x3",
+            "77295",
+        )
+    ]
+
+
 CASES: dict[str, Callable[[Path], list[Row]]] = {
     "01_single_open_field": case_01,
     "02_ap_pa_open": case_02,
@@ -2081,6 +2798,14 @@ CASES: dict[str, Callable[[Path], list[Row]]] = {
     "17_proton_pbs": case_17,
     "18_duplicate_sop_uid": case_18,
     "19_machine_qa_intent": case_19,
+    "20_halcyon_private_class": case_20,
+    "21_mridian_two_mlcx_layers": case_21,
+    "22_gamma_knife_placeholder_beam": case_22,
+    "23_agility_fif_jaw_sliver": case_23,
+    "24_chest_wall_two_segments": case_24,
+    "25_ldr_seed_implant": case_25,
+    "26_open_40x40_corner_leaves": case_26,
+    "27_fif_borderline_outside_segment": case_27,
 }
 
 
@@ -2092,7 +2817,8 @@ PLAN_DAY, APPROVED_DAY = "2026-01-05", "2026-01-06"  # RTPlanDate; ReviewDate of
 # Invented unit fees (not a fee schedule): they only show the money-weighted summary.
 UNIT_FEE = {
     "77280": 150, "77290": 250, "77295": 450, "77300": 60, "77301": 900, "77306": 120,
-    "77307": 180, "77317": 300, "77331": 80, "77334": 95, "77338": 350, "77386": 400,
+    "77307": 180, "77316": 200, "77317": 300, "77318": 400, "77331": 80, "77334": 95,
+    "77338": 350, "77386": 400,
 }  # fmt: skip
 # What `rtcode scan sample_data` codes for each billable plan: patient, plan label,
 # approved (charges dated on the ReviewDate, else on the RTPlanDate), codes and units.
@@ -2115,7 +2841,20 @@ BILLED_PLANS = [
     ("RTC-16", "HDR_FS", True, [("77317", 1)]),
     ("RTC-17", "PBS2F", False, [("77301", 1), ("77300", 2)]),
     ("RTC-18", "APPA", False, [("77307", 1), ("77334", 2)]),
+    # Cases 20-27: what the fixed rtcode codes. 12 MRIdian ports give 10 units of 77300,
+    # the most per date of service (related.max_basic_dosimetry_per_date).
+    ("RTC-20", "HAL_4F", False, [("77295", 1), ("77300", 4), ("77334", 4)]),
+    ("RTC-21", "PANC_IMRT", False, [("77301", 1), ("77300", 10), ("77338", 1)]),
+    ("RTC-22", "GK_SRS", False, [("77295", 1)]),
+    ("RTC-23", "TANG_AGI", False, [("77295", 1), ("77300", 2), ("77334", 2)]),
+    ("RTC-24", "CW_2SEG", False, [("77295", 1), ("77300", 2), ("77334", 2)]),
+    ("RTC-25", "PSI_I125", False, [("77318", 1)]),
+    ("RTC-26", "OPEN40", False, [("77306", 1)]),
+    ("RTC-27", "PELV3F", False, [("77295", 1), ("77300", 3), ("77334", 3)]),
 ]
+# Their clean rows follow the planted file's rejected rows, so that the line numbers of
+# the planted rows (README, tests) stay those of the first nineteen cases.
+LATER_PATIENTS = ("RTC-20", "RTC-21", "RTC-22", "RTC-23", "RTC-24", "RTC-25", "RTC-26", "RTC-27")
 CHARGE_HEADER = ("patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee")
 
 
@@ -2208,6 +2947,8 @@ def planted_charges() -> tuple[list[ChargeRow], list[str]]:
     }  # fmt: skip
     rows: list[ChargeRow] = []
     for patient, _label, _approved, _codes in BILLED_PLANS:
+        if patient in LATER_PATIENTS:
+            continue
         for r in clean_charges():
             if r.patient != patient:
                 continue
@@ -2224,6 +2965,7 @@ def planted_charges() -> tuple[list[ChargeRow], list[str]]:
                   " not an ISO date"),
         ChargeRow("", PLAN_DAY, "77300", note="rejected: no patient ID"),
     ]  # fmt: skip
+    rows += [r for r in clean_charges() if r.patient in LATER_PATIENTS]
     omitted = [
         "RTC-10: its 77338 row is left out: expected_not_billed (the sliding-window IMRT plan"
         " supports the MLC device 77338)"
@@ -2315,8 +3057,12 @@ them by hand. To regenerate (the output is byte-identical from run to run):
 Each folder is one patient. CT slices (`CT.1.dcm`..`CT.3.dcm`, 32x32) come with a
 structure set (`RS.dcm`) or a dose (`RD.dcm`). The plan is `RP.dcm` (`RN.dcm` for
 the ion plan; case 02 is a raw data set without preamble or file meta; case 18 has
-two plans sharing one SOP Instance UID). The table gives the planning code rtcode
-should suggest for each plan file.
+two plans sharing one SOP Instance UID). Cases 20 to 27 reproduce what real
+department exports do: vendor-private SOP classes and two-layer MLCs (Halcyon,
+MRIdian), a Gamma Knife plan whose beam is a placeholder, Monaco leaf and jaw
+habits, an LDR seed implant, a corner-rounded open field and a borderline
+field-in-field plan. The table gives the planning code rtcode should suggest for
+each plan file.
 
 """
 
