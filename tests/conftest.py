@@ -14,6 +14,19 @@ REALDATA = ROOT.parent / "shared" / "realdata"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/builders.py
 
 
+def _sample_plan_rows() -> list[list[str]]:
+    """The cells of sample_data/README.md's table rows: one per plan file."""
+    text = (SAMPLE_DATA / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("|")][2:]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in rows]
+
+
+# What `rtcode scan sample_data` must find, counted from the sample README (one row per
+# plan file; one patient per case folder), so that a new case changes one table only.
+SAMPLE_PLANS = len(_sample_plan_rows())
+SAMPLE_PATIENTS = len({row[0] for row in _sample_plan_rows()})
+
+
 @pytest.fixture(scope="session")
 def sample_data() -> Path:
     return SAMPLE_DATA

@@ -37,7 +37,7 @@ from broken_corpus import (
     seen_from_scan,
 )
 from click.testing import CliRunner
-from conftest import SAMPLE_DATA
+from conftest import SAMPLE_DATA, SAMPLE_PLANS
 
 import rtcode.read
 from rtcode import policy as policy_mod
@@ -391,7 +391,7 @@ def test_no_network_is_used_to_scan(monkeypatch, tmp_path):
     monkeypatch.setattr(socket, "socket", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    assert len(scan([str(SAMPLE_DATA)], policy_mod.load()).plans) == 20
+    assert len(scan([str(SAMPLE_DATA)], policy_mod.load()).plans) == SAMPLE_PLANS
     result = CliRunner().invoke(main, ["scan", str(SAMPLE_DATA), "--format", "json"])
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(main, ["inspect", str(SAMPLE_DATA / "11_vmat_two_arcs" / "RP.dcm")])

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLE_DATA
+from conftest import SAMPLE_DATA, SAMPLE_PLANS
 
 from rtcode import __version__
 from rtcode.cli import main
@@ -54,7 +54,7 @@ def test_scan_json_carries_policy_and_version():
 def test_scan_csv_one_row_per_plan():
     result = invoke("scan", SAMPLE_DATA, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(result.output)))
-    assert len(rows) == 20
+    assert len(rows) == SAMPLE_PLANS
     assert {r["code"] for r in rows} >= {"77306", "77307", "77295", "77301", "77317", ""}
 
 

@@ -40,6 +40,12 @@ BOTH = [
     "06_four_field_box_3d",
     "10_imrt_sliding_window",
     "12_dynamic_conformal_arcs",
+    "20_halcyon_private_class",
+    "21_mridian_two_mlcx_layers",
+    "22_gamma_knife_placeholder_beam",
+    "23_agility_fif_jaw_sliver",
+    "24_chest_wall_two_segments",
+    "27_fif_borderline_outside_segment",
 ]
 REAL_DVH_CASE = "eclipse-3d-two-fields-with-dose-dvh"
 

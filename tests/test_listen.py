@@ -33,7 +33,7 @@ pytest.importorskip(
 
 import pydicom  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
-from conftest import ROOT, SAMPLE_DATA  # noqa: E402
+from conftest import ROOT, SAMPLE_DATA, SAMPLE_PLANS  # noqa: E402
 from netcheck import POLICY, canonical, scan_canonical  # noqa: E402
 from pydicom.dataset import FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: E402
@@ -198,7 +198,7 @@ def test_sample_export_gives_the_codes_and_evidence_of_a_file_scan(start):
     assert len(data["instances"]) == len(files)
     assert not [i for i in data["instances"] if i["pending"]]
     expected = scan_canonical([SAMPLE_DATA])
-    assert len(expected) == 20
+    assert len(expected) == SAMPLE_PLANS
     assert coded(listener) == expected
     stored = files_under(listener.store_dir)
     assert all(p.is_relative_to(listener.store_dir / "patients") for p in stored)

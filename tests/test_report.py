@@ -22,7 +22,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLE_DATA
+from conftest import SAMPLE_DATA, SAMPLE_PATIENTS, SAMPLE_PLANS
 
 from rtcode.cli import main
 from rtcode.policy import load
@@ -107,7 +107,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def test_text_report_groups_plans_by_patient(sample_report):
     text = to_text(sample_report)
-    assert text.count("\npatient ") == 19  # 18_duplicate_sop_uid: two plans, one patient
+    assert text.count("\npatient ") == SAMPLE_PATIENTS  # 18_duplicate_sop_uid: two plans
     for p in sample_report.plans:
         assert f"plan {p.result.linked.plan.label}" in text
     assert "  evidence\n" in text and "  beams\n" in text
@@ -120,7 +120,8 @@ def test_text_report_groups_plans_by_patient(sample_report):
 
 def test_json_report_carries_the_scan_contract_and_dvhs(sample_report):
     data = json.loads(json.dumps(report_json(sample_report)))
-    assert data["summary"]["plans"] == 20 and data["summary"]["patients"] == 19
+    assert data["summary"]["plans"] == SAMPLE_PLANS
+    assert data["summary"]["patients"] == SAMPLE_PATIENTS
     plans = [p for patient in data["patients"] for p in patient["plans"]]
     for key in ("code", "confidence", "evidence", "flags", "related_codes", "beams", "dvh"):
         assert all(key in p for p in plans), key
@@ -223,9 +224,9 @@ def test_cli_report_without_plans_exits_1(tmp_path):
 def test_html_is_self_contained_and_complete(sample_report, sample_html):
     text = sample_html.read_text(encoding="utf-8")
     page = _Page(text)
-    assert page.title == "rtcode report: 19 patient(s), 20 plan(s)"
-    assert len(page.having("tr", "plan-row")) == 20
-    assert len(page.having("article", "plan")) == 20
+    assert page.title == f"rtcode report: {SAMPLE_PATIENTS} patient(s), {SAMPLE_PLANS} plan(s)"
+    assert len(page.having("tr", "plan-row")) == SAMPLE_PLANS
+    assert len(page.having("article", "plan")) == SAMPLE_PLANS
     n_evidence = sum(len(p.result.classification.evidence) for p in sample_report.plans)
     assert len(page.having("tr", "evidence-row")) == n_evidence
     # nothing outside the file: no script, no stylesheet or font link, images inline
@@ -344,13 +345,13 @@ def test_browser_renders_every_plan_evidence_row_and_plot(sample_report, sample_
             tmp_path, "--window-size=1400,3000", "--dump-dom", sample_html.as_uri()
         ).stdout
     )
-    assert dom.title == "rtcode report: 19 patient(s), 20 plan(s)"
-    assert len(dom.having("tr", "plan-row")) == 20
+    assert dom.title == f"rtcode report: {SAMPLE_PATIENTS} patient(s), {SAMPLE_PLANS} plan(s)"
+    assert len(dom.having("tr", "plan-row")) == SAMPLE_PLANS
     probe = _probe(sample_html, tmp_path)
     n_evidence = sum(len(p.result.classification.evidence) for p in sample_report.plans)
     assert probe["images"] == len(dom.having("img")) >= 70
     assert probe["decoded"] == probe["images"] == probe["images_shown"]
-    assert probe["plans_shown"] == probe["plan_rows_shown"] == 20
+    assert probe["plans_shown"] == probe["plan_rows_shown"] == SAMPLE_PLANS
     assert probe["evidence_shown"] == n_evidence
     assert probe["page_width"] <= 1400  # nothing pushes the page sideways
 

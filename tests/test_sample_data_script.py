@@ -99,4 +99,13 @@ def test_readme_has_one_table_with_the_expected_header() -> None:
     plan_files = {line.split(" | ")[1] for line in rows}
     for plan_file in plan_files:
         assert (SAMPLE_DATA / plan_file).is_file(), plan_file
-    assert len(rows) == 20
+    # one row per plan file the script writes, and every case folder named
+    assert {line.split(" | ")[0].lstrip("| ") for line in rows} == set(load_script().CASES)
+    written = {
+        p.relative_to(SAMPLE_DATA).as_posix()
+        for p in SAMPLE_DATA.rglob("*")
+        if p.is_file()
+        and p.suffix != ".csv"
+        and pydicom.dcmread(p, force=True, stop_before_pixels=True).get("Modality") == "RTPLAN"
+    }
+    assert plan_files == written and len(rows) == len(written)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLE_DATA
+from conftest import SAMPLE_DATA, SAMPLE_PLANS
 
 from rtcode.cli import main, whole_result_text
 
@@ -280,6 +280,6 @@ def test_a_rescan_from_the_cache_loads_neither_numpy_nor_pydicom(tmp_path):
 
     cold = run("--jobs", "1")  # in this process: reads and codes plans here
     warm = run()
-    assert cold.stdout == warm.stdout and cold.stdout.count('"record": "plan"') == 20
+    assert cold.stdout == warm.stdout and cold.stdout.count('"record": "plan"') == SAMPLE_PLANS
     assert "numpy" in cold.stderr.strip().splitlines()[-1]  # the check sees the imports
     assert warm.stderr.strip().splitlines()[-1:] in ([], [""])
