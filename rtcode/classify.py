@@ -330,6 +330,9 @@ def _assess_beams(lp: LinkedPlan, policy: Policy) -> tuple[list[BeamAssessment],
                 " their MU cannot be read",
             )
         )
+    # Fraction groups that say they deliver beams but reference none (GammaPlan): the
+    # beams are taken from the beam sequence too (the plan's count_mismatch flag says so).
+    no_fg = no_fg or plan.fraction_groups_reference_no_beam
     types = [t.upper() for t in policy["beams.treatment_delivery_types"]]
     min_mu = policy["beams.min_meterset_mu"]
     out = []

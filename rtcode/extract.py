@@ -44,6 +44,7 @@ from .facts import (
     DoseGrid,
     FractionGroup,
     Modality,
+    Oddity,
     Plan,
     PlanningSystem,
     PlanReference,
@@ -286,10 +287,11 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
     prepared = {}
     if not isinstance(ds, Dataset):  # the fast path: control points of all beams at once
         prepared = extract_bulk.prepare(beam_items, _ION_CP_TAG if ion else _CP_TAG, limits)
+    oddities: list[Oddity] = []  # what was read despite bending the standard
     beams_read: list[Beam] = []
     total_points = 0
     for i, item in enumerate(beam_items):
-        beam = _beam(item, f"{path}::{beam_kw}[{i}]", ion, limits, prepared.get(i))
+        beam = _beam(item, f"{path}::{beam_kw}[{i}]", ion, limits, prepared.get(i), oddities)
         total_points += beam.control_points.count
         if total_points > limits.max_control_points_per_plan:
             raise DicomReadError(
@@ -303,6 +305,7 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
         _fraction_group(fg, f"{path}::FractionGroupSequence[{i}]", limits)
         for i, fg in enumerate(_seq(ds, "FractionGroupSequence", top))
     )
+    oddities.extend(_beam_count_oddities(fraction_groups, beams, beam_kw))
     ss_refs = _seq(ds, "ReferencedStructureSetSequence", top)
     ref_plans = []
     for i, r in enumerate(_seq(ds, "ReferencedRTPlanSequence", top)):
@@ -335,6 +338,7 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
         beam_sequence_keyword=beam_kw,
         review_date=_text(ds, "ReviewDate", top),
         patient_name=_text(ds, "PatientName", top),
+        oddities=tuple(oddities),
     )
 
 
@@ -377,19 +381,46 @@ def _fraction_group(fg: Dataset, path: str, limits: Limits) -> FractionGroup:
                 dicom_path=rpath,
             )
         )
-    declared = _count(fg, "NumberOfBeams", path)
-    if declared is not None and declared != len(refs):
-        raise DicomReadError(
-            f"{path}.NumberOfBeams is {declared} but ReferencedBeamSequence has {len(refs)}"
-            " item(s): the file contradicts itself about the beams it delivers"
-        )
     return FractionGroup(
         number=_get_int(fg, "FractionGroupNumber", path),
         fractions_planned=_count(fg, "NumberOfFractionsPlanned", path),
         referenced_beams=tuple(refs),
         number_of_brachy_setups=_count(fg, "NumberOfBrachyApplicationSetups", path),
         dicom_path=path,
+        number_of_beams_declared=_count(fg, "NumberOfBeams", path),
     )
+
+
+def _beam_count_oddities(
+    groups: tuple[FractionGroup, ...], beams: tuple[Beam, ...], beam_kw: str
+) -> list[Oddity]:
+    """A fraction group whose NumberOfBeams disagrees with its ReferencedBeamSequence:
+    the references are trusted; when no fraction group references any beam although one
+    says it delivers some (Leksell GammaPlan), the beams are taken from the beam
+    sequence, as for a plan without fraction groups (classify reads
+    ``Plan.fraction_groups_reference_no_beam``)."""
+    none_referenced = not any(fg.referenced_beams for fg in groups)
+    out = []
+    for fg in groups:
+        declared, found = fg.number_of_beams_declared, len(fg.referenced_beams)
+        if declared is None or declared == found:
+            continue
+        said = f"{fg.dicom_path}.NumberOfBeams is {declared} but ReferencedBeamSequence has"
+        if found:
+            how = f" {found} item(s): the {found} beam(s) it references are counted"
+        elif none_referenced and beams:
+            how = (
+                " none, and no fraction group references a beam: the treatment beams are"
+                f" taken from {beam_kw}, their MU unknown"
+            )
+        elif none_referenced:
+            how = f" none, and {beam_kw} holds no beam either"
+        else:
+            how = " none: read as delivering no beam (other fraction groups reference theirs)"
+        out.append(
+            Oddity("count_mismatch", said + how, f"{fg.dicom_path}.NumberOfBeams", "warning")
+        )
+    return out
 
 
 def _meterset(r: Dataset, path: str, limits: Limits) -> float | None:
@@ -403,7 +434,15 @@ def _meterset(r: Dataset, path: str, limits: Limits) -> float | None:
     return mu
 
 
-def _beam(b: Dataset, path: str, ion: bool, limits: Limits, prepared=None) -> Beam:
+def _beam(
+    b: Dataset,
+    path: str,
+    ion: bool,
+    limits: Limits,
+    prepared=None,
+    oddities: list[Oddity] | None = None,
+) -> Beam:
+    oddities = oddities if oddities is not None else []
     number = _get_int(b, "BeamNumber", path)
     if number is None:
         raise DicomReadError(
@@ -482,9 +521,15 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits, prepared=None) -> Be
             b, cp_tag, cp_path, devices, declared, limits, prepared
         )
     if control_points is None:  # the reference path, element by element
-        cps = _control_point_items(b, path, cp_kw, declared, limits)
+        cps = _control_point_items(b, path, cp_kw, limits)
         control_points = _control_points(cps, cp_path, devices, limits)
-    final_weight = _get_float(b, "FinalCumulativeMetersetWeight", path)
+    final_weight = _not_negative(
+        _get_float(b, "FinalCumulativeMetersetWeight", path),
+        f"{path}.FinalCumulativeMetersetWeight",
+        "a meterset weight",
+    )
+    if declared is not None and declared != control_points.count:
+        oddities.append(_count_mismatch(path, cp_kw, declared, control_points, final_weight))
     return Beam(
         number=number,
         name=_text(b, "BeamName", path),
@@ -495,9 +540,7 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits, prepared=None) -> Be
         machine=_text(b, "TreatmentMachineName", path),
         manufacturer=_text(b, "Manufacturer", path),
         primary_dosimeter_unit=_text(b, "PrimaryDosimeterUnit", path),
-        final_cumulative_meterset_weight=_not_negative(
-            final_weight, f"{path}.FinalCumulativeMetersetWeight", "a meterset weight"
-        ),
+        final_cumulative_meterset_weight=final_weight,
         number_of_control_points_declared=declared,
         devices=tuple(devices),
         wedges=wedges,
@@ -513,10 +556,9 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits, prepared=None) -> Be
     )
 
 
-def _control_point_items(
-    b: Dataset, path: str, cp_kw: str, declared: int | None, limits: Limits
-) -> list[Dataset]:
-    """The beam's control point items, checked against its own count and the limit."""
+def _control_point_items(b: Dataset, path: str, cp_kw: str, limits: Limits) -> list[Dataset]:
+    """The beam's control point items, checked against the limit (NumberOfControlPoints
+    is compared with them once they are read: ``_count_mismatch``)."""
     if cp_kw not in b:
         raise DicomReadError(
             f"{path}.{cp_kw} is missing: without control points rtcode cannot tell how the"
@@ -534,12 +576,37 @@ def _control_point_items(
             f" {limits.max_control_points_per_beam}"
             " (policy setting limits.max_control_points_per_beam): not read"
         )
-    if declared is not None and declared != len(cps):
-        raise DicomReadError(
-            f"{path}.NumberOfControlPoints is {declared} but {cp_kw} has {len(cps)}"
-            " item(s): the file contradicts itself"
-        )
     return cps
+
+
+def _count_mismatch(
+    path: str, cp_kw: str, declared: int, cps: ControlPoints, final_weight: float | None
+) -> Oddity:
+    """A NumberOfControlPoints that disagrees with the control point items: the items are
+    read when they are whole, i.e. the last one gives the beam's cumulative meterset
+    weight (its FinalCumulativeMetersetWeight, when given). Items that stop short are a
+    damaged sequence (an element pydicom read another way ends it early): an error."""
+    n = cps.count
+    last = float(cps.cumulative_meterset_weight[-1])
+    whole = not math.isnan(last) and (
+        final_weight is None or math.isclose(last, final_weight, rel_tol=1e-6, abs_tol=1e-9)
+    )
+    said = f"{path}.NumberOfControlPoints is {declared} but {cp_kw} has {n} item(s)"
+    if not whole:
+        reached = "no cumulative meterset weight" if math.isnan(last) else f"weight {last:g}"
+        final = (
+            "" if final_weight is None else f", not FinalCumulativeMetersetWeight {final_weight:g}"
+        )
+        raise DicomReadError(
+            f"{said}, and the last of them gives {reached}{final}: the control points are cut"
+            " short or damaged"
+        )
+    return Oddity(
+        "count_mismatch",
+        f"{said}, the last at the beam's final meterset weight: the {n} control points are read",
+        f"{path}.NumberOfControlPoints",
+        "warning",
+    )
 
 
 def _upper(text: str | None) -> str | None:

@@ -262,6 +262,7 @@ class FractionGroup:
     referenced_beams: tuple[ReferencedBeam, ...]
     number_of_brachy_setups: int | None
     dicom_path: str
+    number_of_beams_declared: int | None = None  # NumberOfBeams as written; None when absent
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,19 @@ class Plan:
             return None
         text = "_".join(self.intent_raw.strip().upper().split())
         return text or None
+
+    @property
+    def fraction_groups_reference_no_beam(self) -> bool:
+        """The plan has beams and fraction groups, no fraction group references a beam,
+        yet one says it delivers some (NumberOfBeams > 0: Leksell GammaPlan). The file
+        contradicts itself; the treatment beams are then taken from the beam sequence,
+        as for a plan without fraction groups (an Oddity says so)."""
+        groups = self.fraction_groups
+        return (
+            bool(self.beams and groups)
+            and not any(fg.referenced_beams for fg in groups)
+            and any((fg.number_of_beams_declared or 0) > 0 for fg in groups)
+        )
 
     def beam(self, number: int | None) -> Beam | None:
         for b in self.beams:

@@ -105,10 +105,14 @@ QUIRKS: tuple[Quirk, ...] = (
     ),
     Quirk(
         "any",
-        "a count that disagrees with the sequence it counts (NumberOfBeams, NumberOfControlPoints)",
-        "the sequence is trusted (fraction group: its references, else the beams)",
+        "a count that disagrees with the sequence it counts: a fraction group's"
+        " NumberOfBeams, a beam's or a brachytherapy channel's NumberOfControlPoints",
+        "the sequence is read; a fraction group's references are trusted, and when no"
+        " fraction group references a beam although one declares some, the beams are taken"
+        " from BeamSequence (as without fraction groups); counts beyond the policy's"
+        " [limits] are still refused",
         "count_mismatch",
-        "extract.py, extract_bulk.py",
+        "extract.py (extract_bulk.py steps aside), classify.py (the fallback)",
     ),
     Quirk(
         "Elekta (Monaco), any forward plan",
