@@ -8,9 +8,13 @@ downstream has to know about it.
 Everything a damaged file can get wrong becomes a ``DicomReadError`` whose message
 names the DICOM path (``file::Sequence[i].Keyword``) and says what is wrong: a value
 that cannot be decoded, text where a number or a sequence belongs, NaN, infinite or
-negative quantities, counts that disagree with the sequence they count, and counts
-or meterset values beyond the policy's ``[limits]`` (checked before arrays are
-allocated).
+negative quantities, positions that fit no device, and counts or meterset values
+beyond the policy's ``[limits]`` (checked before arrays are allocated).
+
+What can be read unambiguously despite bending the standard is read, and recorded as
+an ``Oddity`` on the plan (``rtcode/quirks.py`` lists the known ones): a count that
+disagrees with the sequence it counts (the sequence is read), two MLC layers of one
+type (ViewRay: each position item goes to the layer whose pair count fits it).
 
 Every object is read first by the fast path (``extract_bulk``: values and control
 points straight from the bytes, through the same functions below): from the file's own
@@ -450,6 +454,7 @@ def _beam(
         )
     dev_kw = "IonBeamLimitingDeviceSequence" if ion else "BeamLimitingDeviceSequence"
     devices = []
+    layers: dict[str, list[int]] = {}  # MLC type -> pairs of each layer declared with it
     for i, d in enumerate(_seq(b, dev_kw, path)):
         dpath = f"{path}.{dev_kw}[{i}]"
         dtype = _text(d, "RTBeamLimitingDeviceType", dpath)
@@ -471,7 +476,26 @@ def _beam(
                     f" NumberOfLeafJawPairs {pairs} needs {pairs + 1}"
                 )
             bounds = tuple(arr.tolist())  # Python floats
-        devices.append(BeamLimitingDevice(dtype.upper(), pairs, bounds))
+        dtype = dtype.upper()
+        key = dtype
+        if dtype.startswith("MLC"):
+            layers.setdefault(dtype, []).append(pairs)
+            if len(layers[dtype]) > 1:  # a second layer of one type: its own key
+                key = f"{dtype}#{len(layers[dtype])}"
+        devices.append(BeamLimitingDevice(key, pairs, bounds))
+    for dtype, pairs_of in layers.items():
+        if len(pairs_of) > 1:
+            counts = " and ".join(str(p) for p in pairs_of)
+            oddities.append(
+                Oddity(
+                    "mlc_layers_share_a_type",
+                    f"{path}.{dev_kw} declares {len(pairs_of)} MLC layers all typed {dtype}"
+                    f" ({counts} pairs; the later ones are named {dtype}#2 ...): each"
+                    " position item is read as the first layer, in order, whose pair count"
+                    " fits its number of values; the aperture is what every layer leaves open",
+                    f"{path}.{dev_kw}",
+                )
+            )
 
     wedge_kw = "IonWedgeSequence" if ion else "WedgeSequence"
     wedges = tuple(
@@ -625,6 +649,13 @@ def _control_points(
     iso = np.full((n, 3), np.nan)
     direction: list[str | None] = []
     widths = {d.device_type: 2 * d.number_of_pairs for d in devices}
+    # MLC types declared more than once (ViewRay): (key, values) of each layer, in order
+    layers: dict[str, list[tuple[str, int]]] = {}
+    for d in devices:
+        layers.setdefault(d.device_type.partition("#")[0], []).append(
+            (d.device_type, 2 * d.number_of_pairs)
+        )
+    layers = {t: v for t, v in layers.items() if len(v) > 1 and t.startswith("MLC")}
     max_values = 2 * limits.max_leaf_pairs
     positions: dict[str, np.ndarray] = {}
     state: dict[str, object] = {}
@@ -658,6 +689,7 @@ def _control_points(
             state["IsocenterPosition"] = value
         if "IsocenterPosition" in state:
             iso[i] = state["IsocenterPosition"]
+        used: set[str] = set()  # layers positioned at this control point
         for j, item in enumerate(_seq(cp, "BeamLimitingDevicePositionSequence", cpath)):
             ipath = f"{cpath}.BeamLimitingDevicePositionSequence[{j}]"
             dtype = _text(item, "RTBeamLimitingDeviceType", ipath)
@@ -667,7 +699,11 @@ def _control_points(
             if raw is None:
                 raise DicomReadError(f"{ipath}.LeafJawPositions is missing")
             values = _floats(raw, f"{ipath}.LeafJawPositions")
-            expected = widths.get(dtype.upper())
+            key = dtype.upper()
+            if key in layers:  # the first layer of this type, in order, that fits
+                key = _layer(layers[key], used, values.size, f"{ipath}.LeafJawPositions", dtype)
+                used.add(key)
+            expected = widths.get(key)
             if expected is not None and values.size != expected:
                 raise DicomReadError(
                     f"{ipath}.LeafJawPositions has {values.size} values; the {dtype} device"
@@ -679,7 +715,7 @@ def _control_points(
                     f" {max_values} of {limits.max_leaf_pairs} leaf pairs"
                     " (policy setting limits.max_leaf_pairs): not read"
                 )
-            state["pos:" + dtype.upper()] = values
+            state["pos:" + key] = values
         for key, value in state.items():
             if not key.startswith("pos:"):
                 continue
@@ -702,6 +738,19 @@ def _control_points(
         nominal_energy=energy,
         positions_mm=positions,
         dicom_path=path,
+    )
+
+
+def _layer(layers: list[tuple[str, int]], used: set[str], size: int, where: str, dtype: str) -> str:
+    """The key of the first layer not yet positioned at this control point whose pair
+    count fits ``size`` values; an error when none does."""
+    for key, width in layers:
+        if key not in used and width == size:
+            return key
+    pairs = " and ".join(str(width // 2) for _, width in layers)
+    raise DicomReadError(
+        f"{where} has {size} values; the {len(layers)} {dtype} layers declare {pairs} pairs,"
+        " and no layer left at this control point takes that many"
     )
 
 

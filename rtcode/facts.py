@@ -83,7 +83,10 @@ class Applicator:
 class BeamLimitingDevice:
     """A jaw pair or an MLC bank pair from BeamLimitingDeviceSequence."""
 
-    device_type: str  # X, Y, ASYMX, ASYMY, MLCX, MLCY, MLCX1, MLCX2 ...
+    # X, Y, ASYMX, ASYMY, MLCX, MLCY, MLCX1, MLCX2 ... as written; a later layer of a
+    # type the beam declares twice (ViewRay: two MLCX) is keyed "MLCX#2", so that its
+    # positions (ControlPoints.positions_mm) keep their own key.
+    device_type: str
     number_of_pairs: int
     leaf_boundaries_mm: tuple[float, ...] | None  # MLCs only: pairs + 1 values
 
@@ -94,7 +97,8 @@ class BeamLimitingDevice:
     @property
     def travel_axis(self) -> str:
         """'X' or 'Y': the axis along which jaws or leaves move."""
-        return "Y" if self.device_type.rstrip("12").endswith("Y") else "X"
+        written = self.device_type.partition("#")[0]  # "MLCY#2": the type as written
+        return "Y" if written.rstrip("12").endswith("Y") else "X"
 
 
 @dataclass(frozen=True, eq=False)

@@ -87,12 +87,13 @@ QUIRKS: tuple[Quirk, ...] = (
     ),
     Quirk(
         "ViewRay MRIdian",
-        "two MLC layers in BeamLimitingDeviceSequence both typed MLCX (e.g. 34 and 35"
+        "two MLC layers in BeamLimitingDeviceSequence both typed MLCX (e.g. 35 and 34"
         " pairs), and two MLCX position items in each control point",
-        "each position item is paired, in order, with the definition whose pair count fits"
-        " its number of values; the aperture is what both layers leave open",
+        "the later layer is keyed MLCX#2; each position item goes to the first layer, in"
+        " order, not yet positioned at that control point whose pair count fits its number"
+        " of values (none fits: an error); the aperture is what both layers leave open",
         "mlc_layers_share_a_type",
-        "extract.py, extract_bulk.py",
+        "extract.py (extract_bulk.py steps aside)",
     ),
     Quirk(
         "Leksell GammaPlan",

@@ -5,7 +5,8 @@ the standard reaches the output as a flag with its DICOM path. The files here ar
 synthetic pydicom data sets in the standard RT Plan class, shaped like what the planning
 systems write:
 
-- counts that disagree with the sequence they count (NumberOfBeams, NumberOfControlPoints).
+- counts that disagree with the sequence they count (NumberOfBeams, NumberOfControlPoints);
+- ViewRay MRIdian: two MLC layers both typed MLCX (35 and 34 pairs).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -24,7 +26,8 @@ from test_extract_fast_paths import _assert_reference, _bytes
 from rtcode import extract as ex
 from rtcode import policy as policy_mod
 from rtcode.classify import Category
-from rtcode.facts import Modality
+from rtcode.facts import BeamLimitingDevice, Modality
+from rtcode.metrics import apertures
 from rtcode.scan import scan
 
 RT_PLAN = "1.2.840.10008.5.1.4.1.1.481.5"
@@ -291,3 +294,111 @@ def test_control_points_that_stop_short_of_the_final_weight_are_still_an_error(m
 def test_fraction_group_contradictions_give_the_reference_facts(make, monkeypatch):
     plan = _assert_reference(_bytes(make()), monkeypatch)
     assert [o.flag for o in plan.oddities] == ["count_mismatch"]
+
+
+# ---------------------------------------------------------- ViewRay MRIdian
+
+# Double-stacked, double-focused MLC: 8.3 mm leaves, the lower layer offset by half a
+# leaf: 35 pairs over +-145.25 mm above, 34 pairs over +-141.1 mm below.
+UPPER = [round(-145.25 + 8.3 * i, 2) for i in range(36)]
+LOWER = [round(-141.1 + 8.3 * i, 2) for i in range(35)]
+
+
+def _viewray_beam(order=("upper", "lower"), upper=(-30.0, 30.0), lower=(-20.0, 40.0)) -> Dataset:
+    """Jaws (X 300 mm, Y 200 mm) and the two MLCX layers; the upper layer open from
+    upper[0] to upper[1] at every pair, the lower from lower[0] to lower[1]."""
+    layers = {
+        "upper": ("MLCX", [upper[0]] * 35 + [upper[1]] * 35),
+        "lower": ("MLCX", [lower[0]] * 34 + [lower[1]] * 34),
+    }
+    devices = [
+        _device("X", 1),
+        _device("Y", 1),
+        _device("MLCX", 35, UPPER),
+        _device("MLCX", 34, LOWER),
+    ]
+    jaws = [("X", [-150.0, 150.0]), ("Y", [-100.0, 100.0])]
+    first = _first_cp(0, _positions(*jaws, *(layers[k] for k in order)))
+    # The second segment moves only the lower layer (later control points omit what
+    # did not change); the last control point closes nothing new.
+    moved = ("MLCX", [lower[0] + 10] * 34 + [lower[1]] * 34)
+    cps = [first, _cp(1, 0.5), _cp(2, 0.5, _positions(moved)), _cp(3, 1)]
+    return _beam(1, devices, cps, machine="MRIdian", manufacturer="ViewRay")
+
+
+def _viewray_plan(**kw) -> Dataset:
+    return _plan(
+        ROOT_UID + "10",
+        [_viewray_beam(**kw)],
+        manufacturer="ViewRay Inc.",
+        model="MRIdian",
+    )
+
+
+def test_viewray_layers_both_typed_mlcx_are_read_and_flagged():
+    plan = _extract(_viewray_plan())
+    [beam] = plan.beams
+    assert [(d.device_type, d.number_of_pairs) for d in beam.devices] == [
+        ("X", 1),
+        ("Y", 1),
+        ("MLCX", 35),
+        ("MLCX#2", 34),
+    ]
+    assert [d.travel_axis for d in beam.devices] == ["X", "Y", "X", "X"]
+    positions = beam.control_points.positions_mm
+    assert positions["MLCX"].shape == (4, 70) and positions["MLCX#2"].shape == (4, 68)
+    # carried forward: only the lower layer moved at control point 2
+    assert positions["MLCX"][3, 0] == -30 and positions["MLCX#2"][3, 0] == -10
+    [odd] = plan.oddities
+    assert odd.flag == "mlc_layers_share_a_type" and odd.severity == "info"
+    assert odd.dicom_path == "RP.dcm::BeamSequence[0].BeamLimitingDeviceSequence"
+    assert "35 and 34 pairs" in odd.message
+
+
+def test_viewray_aperture_is_what_both_layers_leave_open():
+    [beam] = _extract(_viewray_plan()).beams
+    area = apertures(beam).area_mm2()
+    # upper open -30..30, lower -20..40 (then -10..40): 200 mm between the Y jaws
+    assert area[0] == pytest.approx(200 * 50)  # -20..30, not 60 mm of either layer
+    assert area[3] == pytest.approx(200 * 40)  # -10..30
+
+
+def test_viewray_layers_are_paired_by_pair_count_not_by_order():
+    swapped = _extract(_viewray_plan(order=("lower", "upper")))
+    straight = _extract(_viewray_plan())
+    a, b = swapped.beams[0].control_points, straight.beams[0].control_points
+    assert list(a.positions_mm) == ["X", "Y", "MLCX#2", "MLCX"]
+    for key in ("MLCX", "MLCX#2"):
+        np.testing.assert_array_equal(a.positions_mm[key], b.positions_mm[key])
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_viewray_fast_path_gives_the_reference_facts(syntax, monkeypatch):
+    plan = _assert_reference(_bytes(_viewray_plan(), syntax), monkeypatch)
+    assert plan.oddities[0].flag == "mlc_layers_share_a_type"
+
+
+def test_viewray_positions_that_fit_no_layer_are_still_an_error(monkeypatch):
+    ds = _viewray_plan()
+    item = ds.BeamSequence[0].ControlPointSequence[0].BeamLimitingDevicePositionSequence[3]
+    item.LeafJawPositions = list(item.LeafJawPositions)[:-2]  # 66 values
+    outcome = _assert_reference(_bytes(ds), monkeypatch, fast_path=False)
+    assert outcome.startswith("error: ")
+    assert "LeafJawPositions has 66 values; the 2 MLCX layers declare 35 and 34 pairs" in outcome
+
+
+def test_viewray_plan_is_coded_with_the_flag(tmp_path, policy):
+    _write(tmp_path, "RP.dcm", _viewray_plan())
+    result = _scan_one(tmp_path, policy)
+    assert result.classification.code is not None
+    [flag] = _flags(result, "mlc_layers_share_a_type")
+    assert flag.severity == "info"
+    assert flag.dicom_path.endswith("BeamSequence[0].BeamLimitingDeviceSequence")
+    assert result.classification.code == "77307"  # its segments are shaped by the layers
+
+
+@pytest.mark.parametrize(
+    ("key", "axis"), [("MLCX#2", "X"), ("MLCY#2", "Y"), ("MLCX2", "X"), ("MLCY1#2", "Y")]
+)
+def test_a_later_layer_keeps_the_axis_of_its_type(key, axis):
+    assert BeamLimitingDevice(key, 34, None).travel_axis == axis
