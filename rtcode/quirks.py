@@ -99,8 +99,13 @@ QUIRKS: tuple[Quirk, ...] = (
         "Leksell GammaPlan",
         "NumberOfBeams 1 in the fraction group, ReferencedBeamSequence empty; the one beam"
         " is a placeholder (one jaw pair, no positions): the shots are not in the RT Plan",
-        "the fraction group's count is not trusted (flag); the plan is stereotactic"
-        " radiosurgery, 3-D when its structure set and dose link, else undetermined",
+        "recognised when Manufacturer, ManufacturerModelName or a beam's Manufacturer or"
+        " TreatmentMachineName names Leksell, GammaPlan, Gamma Knife, Perfexion, LGK,"
+        " Elekta Instrument or Elekta with Icon, and no beam has an MLC or any leaf or jaw"
+        " position; the count is flagged (count_mismatch) and the beam taken from"
+        " BeamSequence; the plan is stereotactic radiosurgery: 3-D when its structure set"
+        " (a contoured target) and dose (3-D grid or DVH) link, else undetermined, never an"
+        " isodose plan",
         "gamma_knife_plan",
         "extract.py (the count), classify.py (the code)",
     ),

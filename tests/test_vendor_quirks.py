@@ -6,7 +6,9 @@ synthetic pydicom data sets in the standard RT Plan class, shaped like what the 
 systems write:
 
 - counts that disagree with the sequence they count (NumberOfBeams, NumberOfControlPoints);
-- ViewRay MRIdian: two MLC layers both typed MLCX (35 and 34 pairs).
+- ViewRay MRIdian: two MLC layers both typed MLCX (35 and 34 pairs);
+- Leksell GammaPlan: NumberOfBeams 1 and an empty ReferencedBeamSequence, one placeholder
+  beam (one jaw pair, no positions): the shots are not in the RT Plan.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from test_extract_fast_paths import _assert_reference, _bytes
 
 from rtcode import extract as ex
 from rtcode import policy as policy_mod
-from rtcode.classify import Category
+from rtcode.classify import Category, Technique
 from rtcode.facts import BeamLimitingDevice, Modality
 from rtcode.metrics import apertures
 from rtcode.scan import scan
@@ -286,10 +288,11 @@ def test_control_points_that_stop_short_of_the_final_weight_are_still_an_error(m
 @pytest.mark.parametrize(
     "make",
     [
+        lambda: _gamma_plan(),  # (defined below)
         lambda: _two_field_plan(number_of_beams=3),
         lambda: _two_field_plan(referenced=[], number_of_beams=2),
     ],
-    ids=["more_beams_counted", "none_referenced"],
+    ids=["gamma_plan", "more_beams_counted", "none_referenced"],
 )
 def test_fraction_group_contradictions_give_the_reference_facts(make, monkeypatch):
     plan = _assert_reference(_bytes(make()), monkeypatch)
@@ -402,3 +405,155 @@ def test_viewray_plan_is_coded_with_the_flag(tmp_path, policy):
 )
 def test_a_later_layer_keeps_the_axis_of_its_type(key, axis):
     assert BeamLimitingDevice(key, 34, None).travel_axis == axis
+
+
+# ------------------------------------------------------------ Leksell GammaPlan
+
+
+def _structure_set(uid: str) -> Dataset:
+    """A PTV and a brainstem, both contoured."""
+    ds = _file(Dataset(), RT_STRUCT, uid, "RTSTRUCT")
+    ds.StructureSetLabel = "SRS"
+    ds.ReferencedFrameOfReferenceSequence = Sequence(
+        [_item(FrameOfReferenceUID=ds.FrameOfReferenceUID)]
+    )
+    rois = [(1, "PTV_met", "PTV"), (2, "Brainstem", "ORGAN")]
+    ds.StructureSetROISequence = Sequence(
+        [_item(ROINumber=n, ROIName=name, ReferencedFrameOfReferenceUID=ds.FrameOfReferenceUID)
+         for n, name, _ in rois]
+    )  # fmt: skip
+    ds.ROIContourSequence = Sequence(
+        [
+            _item(
+                ReferencedROINumber=n,
+                ContourSequence=Sequence(
+                    [
+                        _item(
+                            ContourGeometricType="CLOSED_PLANAR",
+                            NumberOfContourPoints=3,
+                            ContourData=[0, 0, 0, 10, 0, 0, 0, 10, 0],
+                        )
+                    ]
+                ),
+            )
+            for n, _, _ in rois
+        ]
+    )
+    ds.RTROIObservationsSequence = Sequence(
+        [_item(ObservationNumber=n, ReferencedROINumber=n, RTROIInterpretedType=t)
+         for n, _, t in rois]
+    )  # fmt: skip
+    return ds
+
+
+def _dose(uid: str, plan_uid: str) -> Dataset:
+    """A 4 x 4 x 3 dose grid of the plan."""
+    ds = _file(Dataset(), RT_DOSE, uid, "RTDOSE")
+    ds.DoseUnits = "GY"
+    ds.DoseType = "PHYSICAL"
+    ds.DoseSummationType = "PLAN"
+    ds.ReferencedRTPlanSequence = Sequence(
+        [_item(ReferencedSOPClassUID=RT_PLAN, ReferencedSOPInstanceUID=plan_uid)]
+    )
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 4, 4, 3
+    ds.PixelSpacing = [2, 2]
+    ds.GridFrameOffsetVector = [0, 2, 4]
+    ds.ImagePositionPatient = [0, 0, 0]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.DoseGridScaling = 0.001
+    ds.PixelData = np.arange(48, dtype="<u2").tobytes()
+    return ds
+
+
+def _gamma_plan(
+    uid: str = ROOT_UID + "30",
+    structure_set_uid: str | None = None,
+    manufacturer: str = "Elekta Instrument AB",
+    model: str = "Leksell GammaPlan",
+    machine: str = "ICON",
+) -> Dataset:
+    """As GammaPlan writes it: NumberOfBeams 1 but no referenced beam; one beam with
+    one jaw pair and no positions."""
+    beam = _beam(1, [_device("X", 1)], [_first_cp(0), _cp(1, 1)], machine=machine)
+    return _plan(
+        uid,
+        [beam],
+        referenced=[],
+        number_of_beams=1,
+        manufacturer=manufacturer,
+        model=model,
+        structure_set_uid=structure_set_uid,
+    )
+
+
+def test_gamma_plan_alone_is_undetermined_never_simple(tmp_path, policy):
+    _write(tmp_path, "RP.dcm", _gamma_plan(structure_set_uid=ROOT_UID + "31"))
+    result = _scan_one(tmp_path, policy)
+    c = result.classification
+    assert c.category is Category.UNDETERMINED and c.code is None
+    [flag] = _flags(result, "gamma_knife_plan")
+    assert flag.severity == "warning"
+    assert "is not in the export" in flag.message and "no RT Dose" in flag.message
+    assert _flags(result, "count_mismatch")  # NumberOfBeams 1, no reference
+    assert [b.technique for b in c.beams] == [Technique.GAMMA_KNIFE]
+    [ev] = _evidence(result, "beams.gamma_knife_plan")
+    assert ev.fired is True and "Leksell GammaPlan" in ev.observed
+    assert _evidence(result, "3d.gamma_knife_companions")[0].fired is None
+
+
+def test_gamma_plan_with_its_structure_set_and_dose_is_3d(tmp_path, policy):
+    plan_uid, ss_uid = ROOT_UID + "40", ROOT_UID + "41"
+    _write(tmp_path, "RP.dcm", _gamma_plan(plan_uid, ss_uid))
+    _write(tmp_path, "RS.dcm", _structure_set(ss_uid))
+    _write(tmp_path, "RD.dcm", _dose(ROOT_UID + "42", plan_uid))
+    result = _scan_one(tmp_path, policy)
+    c = result.classification
+    assert (c.code, c.category) == ("77295", Category.THREE_D)
+    [flag] = _flags(result, "gamma_knife_plan")
+    assert flag.severity == "info"
+    [ev] = _evidence(result, "3d.gamma_knife_companions")
+    assert ev.fired is True and ev.observed["targets"] == ["PTV_met"]
+    assert any(r.code == "77371-77373" for r in result.related)  # stereotactic hint
+
+
+def test_gamma_plan_without_a_contoured_target_says_why(tmp_path, policy):
+    plan_uid, ss_uid = ROOT_UID + "50", ROOT_UID + "51"
+    _write(tmp_path, "RP.dcm", _gamma_plan(plan_uid, ss_uid))
+    ss = _structure_set(ss_uid)
+    for obs in ss.RTROIObservationsSequence:
+        obs.RTROIInterpretedType = "ORGAN"
+    ss.StructureSetROISequence[0].ROIName = "Lesion"
+    _write(tmp_path, "RS.dcm", ss)
+    _write(tmp_path, "RD.dcm", _dose(ROOT_UID + "52", plan_uid))
+    result = _scan_one(tmp_path, policy)
+    assert result.classification.category is Category.UNDETERMINED
+    [flag] = _flags(result, "gamma_knife_plan")
+    assert "0 contoured target(s), fewer than 1" in flag.message
+    assert _evidence(result, "3d.gamma_knife_companions")[0].fired is False
+
+
+@pytest.mark.parametrize(
+    ("manufacturer", "model", "machine"),
+    [
+        ("Elekta Instrument AB", "Leksell GammaPlan", "ICON"),
+        ("Test Systems", "TestPlan", "LGK Perfexion"),
+        ("Elekta", "TPS", "Icon"),
+    ],
+)
+def test_gamma_knife_is_recognised_by_its_names(tmp_path, policy, manufacturer, model, machine):
+    _write(tmp_path, "RP.dcm", _gamma_plan(manufacturer=manufacturer, model=model, machine=machine))
+    result = _scan_one(tmp_path, policy)
+    assert _flags(result, "gamma_knife_plan")
+    assert result.classification.code != "77306"
+
+
+def test_the_same_placeholder_beam_elsewhere_is_an_ordinary_field(tmp_path, policy):
+    _write(tmp_path, "RP.dcm", _gamma_plan(manufacturer="Test Systems", model="TestPlan"))
+    result = _scan_one(tmp_path, policy)
+    assert not _flags(result, "gamma_knife_plan")
+    assert result.classification.code == "77306"  # one beam, taken from BeamSequence
