@@ -19,7 +19,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any
 
-from .facts import Beam, Roi, StructureSet
+from .facts import SEED_RULE, Beam, Roi, StructureSet
 from .link import LinkedPlan
 from .metrics import BeamMetrics, beam_metrics
 from .policy import Policy
@@ -643,40 +643,66 @@ def _general_flags(lp: LinkedPlan, policy: Policy, w: _Work) -> None:
 
 
 def _brachy_rule(lp: LinkedPlan, policy: Policy, w: _Work) -> str | None:
+    """The brachytherapy tier, as the codes define it: remote afterloading (HDR, PDR) by
+    channels; other plans (LDR, permanent seed implants, manual) by the sources placed
+    (seeds), never by SourceSequence, which lists source types. Both counts are reported
+    with the one that decided; a count the file cannot give is "cannot determine"."""
     brachy = lp.plan.brachy
     assert brachy is not None
-    hdr = brachy.treatment_type in ("HDR", "PDR")
-    if hdr:
-        count, unit = brachy.number_of_channels, "channel"
+    kind = brachy.treatment_type or "brachytherapy"
+    technique = brachy.technique or "technique not stated"
+    channels, seeds, types = (
+        brachy.number_of_channels,
+        brachy.number_of_seeds,
+        brachy.number_of_source_types,
+    )
+    listed = f"SourceSequence lists {types} source type(s) (types, not sources placed)"
+    if brachy.treatment_type in ("HDR", "PDR"):
+        count, unit, decided = channels, "channel", "channels"
         simple = policy["brachytherapy.simple_max_channels"]
         mid = policy["brachytherapy.intermediate_max_channels"]
         setting = "brachytherapy.intermediate_max_channels"
+        why = "remote afterloading is tiered by channels"
+        others = listed + (f"; {seeds} dwell position(s)" if seeds is not None else "")
     else:
-        count, unit = brachy.number_of_sources, "source"
+        count, unit, decided = seeds, "source", "sources_placed"
         simple = policy["brachytherapy.simple_max_sources"]
         mid = policy["brachytherapy.intermediate_max_sources"]
         setting = "brachytherapy.intermediate_max_sources"
+        why = f"{kind} plans are tiered by the sources placed (seeds): {SEED_RULE}"
+        others = f"{channels} channel(s); {listed}"
+    # (an afterloader's one source dwells at positions: they are not sources placed)
+    placed = "dwell_positions" if decided == "channels" else "sources_placed"
+    observed = {"channels": channels, placed: seeds, "source_types": types, "decided_by": decided}
+    common = {
+        "dicom_path": f"{lp.plan.path}::ApplicationSetupSequence",
+        "observed": observed,
+        "threshold": {"simple_max": simple, "intermediate_max": mid},
+        "setting": setting,
+    }
+    if count is None:
+        w.add(
+            "brachy.tier",
+            None,
+            f"{kind} plan ({technique}): cannot determine how many sources were placed"
+            f" ({brachy.seeds_unknown_why}); {why}. {others}",
+            **common,
+        )
+        return None
     if count == 0:
         w.add(
             "brachy.tier",
             None,
-            f"{brachy.treatment_type or 'brachytherapy'} plan with no {unit}s listed",
-            dicom_path=f"{lp.plan.path}::ApplicationSetupSequence",
-            observed=0,
+            f"{kind} plan ({technique}) with no {unit}s found; {why}. {others}",
+            **common,
         )
         return None
     code = "77316" if count <= simple else "77317" if count <= mid else "77318"
     w.add(
         "brachy.tier",
         True,
-        f"{brachy.treatment_type or 'brachytherapy'} plan"
-        f" ({brachy.technique or 'technique not stated'}) with {count} {unit}(s): {LABELS[code]}",
-        dicom_path=f"{lp.plan.path}::ApplicationSetupSequence"
-        if hdr
-        else f"{lp.plan.path}::SourceSequence",
-        observed=count,
-        threshold={"simple_max": simple, "intermediate_max": mid},
-        setting=setting,
+        f"{kind} plan ({technique}) with {count} {unit}(s): {LABELS[code]}; {why}. {others}",
+        **common,
     )
     return code
 

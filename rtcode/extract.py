@@ -317,7 +317,7 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
         if uid is not None:
             rel = _text(r, "RTPlanRelationship", f"{path}::ReferencedRTPlanSequence[{i}]")
             ref_plans.append(PlanReference(uid, rel))
-    brachy = _brachy(ds, path) if "ApplicationSetupSequence" in ds else None
+    brachy = _brachy(ds, path, oddities) if "ApplicationSetupSequence" in ds else None
     return Plan(
         path=path,
         modality=Modality.RTIONPLAN if ion else Modality.RTPLAN,
@@ -758,25 +758,36 @@ def _nan(value) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _brachy(ds: Dataset, path: str) -> Brachy:
+def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
     setups = []
+    seeds: int | None = 0
+    why: str | None = None
     for i, setup in enumerate(_seq(ds, "ApplicationSetupSequence", f"{path}:")):
         spath = f"{path}::ApplicationSetupSequence[{i}]"
-        channels = tuple(
-            BrachyChannel(
-                number=_get_int(c, "ChannelNumber", f"{spath}.ChannelSequence[{j}]"),
-                source_movement_type=_text(
-                    c, "SourceMovementType", f"{spath}.ChannelSequence[{j}]"
-                ),
-                total_time_s=_not_negative(
-                    _get_float(c, "ChannelTotalTime", f"{spath}.ChannelSequence[{j}]"),
-                    f"{spath}.ChannelSequence[{j}].ChannelTotalTime",
-                    "a time",
-                ),
+        channels = []
+        for j, c in enumerate(_seq(setup, "ChannelSequence", spath)):
+            cpath = f"{spath}.ChannelSequence[{j}]"
+            channels.append(
+                BrachyChannel(
+                    number=_get_int(c, "ChannelNumber", cpath),
+                    source_movement_type=_text(c, "SourceMovementType", cpath),
+                    total_time_s=_not_negative(
+                        _get_float(c, "ChannelTotalTime", cpath),
+                        f"{cpath}.ChannelTotalTime",
+                        "a time",
+                    ),
+                )
             )
-            for j, c in enumerate(_seq(setup, "ChannelSequence", spath))
+            found, unknown = _seeds(c, cpath, oddities)
+            if seeds is not None and found is not None:
+                seeds += found
+            elif why is None:
+                seeds, why = None, unknown
+        setups.append(
+            BrachySetup(_text(setup, "ApplicationSetupType", spath), tuple(channels), spath)
         )
-        setups.append(BrachySetup(_text(setup, "ApplicationSetupType", spath), channels, spath))
+    if seeds is not None and not any(s.channels for s in setups):
+        seeds, why = None, f"{path}::ApplicationSetupSequence holds no channel"
     sources = _seq(ds, "SourceSequence", f"{path}:")
     isotopes = tuple(
         sorted(
@@ -790,10 +801,64 @@ def _brachy(ds: Dataset, path: str) -> Brachy:
     return Brachy(
         treatment_type=_upper(_text(ds, "BrachyTreatmentType", f"{path}:")),
         technique=_upper(_text(ds, "BrachyTreatmentTechnique", f"{path}:")),
-        number_of_sources=len(sources),
+        number_of_source_types=len(sources),
         isotopes=isotopes,
         setups=tuple(setups),
+        number_of_seeds=seeds,
+        seeds_unknown_why=why,
     )
+
+
+def _seeds(c: Dataset, path: str, oddities: list[Oddity]) -> tuple[int | None, str | None]:
+    """(sources placed in the channel at ``path``, None) by ``facts.SEED_RULE``, or (None, why
+    the file cannot say). The seed count only decides LDR plans, which were coded before
+    it was read: a value here that cannot be read makes it unknown, never an error."""
+    try:
+        cps = _seq(c, "BrachyControlPointSequence", path)
+        declared = _count(c, "NumberOfControlPoints", path)
+        weights, relative, spatial = [], [], []
+        for k, cp in enumerate(cps):
+            kpath = f"{path}.BrachyControlPointSequence[{k}]"
+            weights.append(_get_float(cp, "CumulativeTimeWeight", kpath))
+            relative.append(_get_float(cp, "ControlPointRelativePosition", kpath))
+            value = _get(cp, "ControlPoint3DPosition", kpath)
+            point = None if value is None else _floats(value, f"{kpath}.ControlPoint3DPosition")
+            spatial.append(tuple(point.tolist()) if point is not None and point.size == 3 else None)
+    except DicomReadError as exc:
+        return None, str(exc)
+    if declared is not None and declared != len(cps):
+        oddities.append(
+            Oddity(
+                "count_mismatch",
+                f"{path}.NumberOfControlPoints is {declared} but BrachyControlPointSequence"
+                f" has {len(cps)} item(s): the {len(cps)} control points are read",
+                f"{path}.NumberOfControlPoints",
+                "warning",
+            )
+        )
+    if not cps:
+        return None, f"{path}.BrachyControlPointSequence is absent or empty"
+    if None in weights:
+        k = weights.index(None)
+        return None, f"{path}.BrachyControlPointSequence[{k}].CumulativeTimeWeight is absent"
+    positions = relative if None not in relative else spatial
+    if None in positions:
+        k = positions.index(None)
+        return None, (
+            f"{path}.BrachyControlPointSequence[{k}] gives neither ControlPointRelativePosition"
+            " nor a ControlPoint3DPosition of 3 values"
+        )
+    placed = {
+        positions[k]
+        for k in range(len(cps) - 1)
+        if positions[k] == positions[k + 1] and weights[k + 1] > weights[k]  # type: ignore[operator]
+    }
+    if not placed and len(set(weights)) > 1:
+        return None, (
+            f"{path}.BrachyControlPointSequence: the time weights grow but no two consecutive"
+            " control points share a position, so where the sources sit cannot be told"
+        )
+    return len(placed), None
 
 
 # ---------------------------------------------------------------- structure sets

@@ -283,17 +283,50 @@ class BrachySetup:
     dicom_path: str
 
 
+# How the sources placed in a channel are counted (the seeds of an LDR implant). PS3.3
+# C.8.8.15 describes a channel's BrachyControlPointSequence: for N stepwise segments,
+# 2N control points, the source arriving at a position and leaving it, the
+# CumulativeTimeWeight growing by the time spent there. So a source sits at a position
+# where two consecutive control points share it (ControlPointRelativePosition, else
+# ControlPoint3DPosition) and the weight grows between them: each such position is one
+# source placed. A channel whose weights never grow holds none.
+SEED_RULE = (
+    "sources placed = positions where two consecutive BrachyControlPointSequence items"
+    " share ControlPointRelativePosition (else ControlPoint3DPosition) and"
+    " CumulativeTimeWeight grows between them, summed over the channels"
+    " (PS3.3 C.8.8.15: 2N control points for N stepwise positions)"
+)
+
+
 @dataclass(frozen=True)
 class Brachy:
+    """RT Brachy Application Setups (PS3.3 C.8.8.15).
+
+    Two different counts: SourceSequence lists the source *types* (models: one item for
+    an afterloader's source, one per seed model of an implant), not the sources placed.
+    The sources placed (the seeds of an LDR implant) are read from the channels'
+    control points (``number_of_seeds``)."""
+
     treatment_type: str | None  # HDR, LDR, MDR, PDR, MANUAL
-    technique: str | None  # INTRACAVITARY, INTERSTITIAL, ...
-    number_of_sources: int  # items in SourceSequence
+    technique: str | None  # INTRACAVITARY, INTERSTITIAL, PERMANENT ...
+    number_of_source_types: int  # items in SourceSequence
     isotopes: tuple[str, ...]
     setups: tuple[BrachySetup, ...]
+    # Positions where a source dwells, summed over the channels (SEED_RULE): the
+    # seeds of an LDR implant; for a remote afterloader, the dwell positions of its one
+    # source. None when the file cannot say (``seeds_unknown_why`` says why).
+    number_of_seeds: int | None = None
+    seeds_unknown_why: str | None = None  # a sentence with the DICOM path
 
     @property
     def number_of_channels(self) -> int:
         return sum(len(s.channels) for s in self.setups)
+
+    @property
+    def number_of_sources(self) -> int:
+        """The SourceSequence items, as the JSON output has always named them ("sources");
+        they are source types: see ``number_of_seeds`` for the sources placed."""
+        return self.number_of_source_types
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ systems write:
 - counts that disagree with the sequence they count (NumberOfBeams, NumberOfControlPoints);
 - ViewRay MRIdian: two MLC layers both typed MLCX (35 and 34 pairs);
 - Leksell GammaPlan: NumberOfBeams 1 and an empty ReferencedBeamSequence, one placeholder
-  beam (one jaw pair, no positions): the shots are not in the RT Plan.
+  beam (one jaw pair, no positions): the shots are not in the RT Plan;
+- brachytherapy tiers: sources placed (seeds) for LDR implants, channels for afterloaders;
+  SourceSequence lists source types.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from conftest import SAMPLE_DATA
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from test_extract_fast_paths import _assert_reference, _bytes
 
@@ -557,3 +562,152 @@ def test_the_same_placeholder_beam_elsewhere_is_an_ordinary_field(tmp_path, poli
     result = _scan_one(tmp_path, policy)
     assert not _flags(result, "gamma_knife_plan")
     assert result.classification.code == "77306"  # one beam, taken from BeamSequence
+
+
+# -------------------------------------------------------------- brachytherapy
+
+
+def _channel(number: int, positions: list[float], *, movement: str = "FIXED", source: int = 1):
+    """A channel (an LDR needle, an HDR catheter) with a source at each position: two
+    control points per position, the time weight growing between them (PS3.3
+    C.8.8.15: 2N control points for N stepwise positions)."""
+    cps, weight = [], 0.0
+    for p in positions:
+        cps.append(_item(ControlPointRelativePosition=p, CumulativeTimeWeight=weight))
+        weight += 1.0
+        cps.append(_item(ControlPointRelativePosition=p, CumulativeTimeWeight=weight))
+    for k, cp in enumerate(cps):
+        cp.ControlPointIndex = k
+    return _item(
+        ChannelNumber=number,
+        ChannelTotalTime=100,
+        SourceMovementType=movement,
+        ReferencedSourceNumber=source,
+        NumberOfControlPoints=len(cps),
+        FinalCumulativeTimeWeight=weight,
+        BrachyControlPointSequence=Sequence(cps),
+    )
+
+
+def _brachy_plan(kind: str, technique: str, channels: list[Dataset], source_types: int):
+    ds = _file(Dataset(), RT_PLAN, ROOT_UID + "60", "RTPLAN")
+    ds.Manufacturer = "Test Systems"
+    ds.RTPlanLabel = "SEEDS"
+    ds.PlanIntent = "CURATIVE"
+    ds.ApprovalStatus = "APPROVED"
+    ds.BrachyTreatmentType = kind
+    ds.BrachyTreatmentTechnique = technique
+    ds.SourceSequence = Sequence(
+        [
+            _item(SourceNumber=n + 1, SourceType="POINT", SourceIsotopeName=iso)
+            for n, iso in zip(range(source_types), ["I-125", "Pd-103", "Cs-131"], strict=False)
+        ]
+    )
+    ds.ApplicationSetupSequence = Sequence(
+        [
+            _item(
+                ApplicationSetupType="OTHER",
+                ApplicationSetupNumber=1,
+                ChannelSequence=Sequence(channels),
+            )
+        ]
+    )
+    ds.FractionGroupSequence = Sequence(
+        [_item(FractionGroupNumber=1, NumberOfFractionsPlanned=1, NumberOfBeams=0,
+               NumberOfBrachyApplicationSetups=1)]
+    )  # fmt: skip
+    return ds
+
+
+def _implant(needles: int, seeds_per_needle: int, source_types: int = 2) -> Dataset:
+    channels = [
+        _channel(n + 1, [5.0 * k for k in range(seeds_per_needle)], source=n % source_types + 1)
+        for n in range(needles)
+    ]
+    return _brachy_plan("LDR", "PERMANENT", channels, source_types)
+
+
+def test_a_36_needle_seed_implant_is_tiered_by_its_seeds_not_its_source_types(tmp_path, policy):
+    _write(tmp_path, "RP.dcm", _implant(36, 2, source_types=2))
+    result = _scan_one(tmp_path, policy)
+    assert result.classification.code == "77318"
+    [ev] = _evidence(result, "brachy.tier")
+    assert ev.observed == {
+        "channels": 36,
+        "sources_placed": 72,
+        "source_types": 2,
+        "decided_by": "sources_placed",
+    }
+    assert "72 source(s)" in ev.finding and "2 source type(s)" in ev.finding
+
+
+@pytest.mark.parametrize(("needles", "code"), [(2, "77316"), (3, "77317"), (6, "77318")])
+def test_seed_tiers_follow_the_policy(tmp_path, policy, needles, code):
+    # two seeds a needle: 4 (simple, up to 4), 6 (intermediate, up to 10), 12 (complex)
+    _write(tmp_path, "RP.dcm", _implant(needles, 2, source_types=1))
+    assert _scan_one(tmp_path, policy).classification.code == code
+
+
+def test_seeds_that_cannot_be_counted_are_not_a_low_tier(tmp_path, policy):
+    ds = _implant(36, 2)
+    for c in ds.ApplicationSetupSequence[0].ChannelSequence:
+        del c.BrachyControlPointSequence
+    _write(tmp_path, "RP.dcm", ds)
+    result = _scan_one(tmp_path, policy)
+    assert result.classification.category is Category.UNDETERMINED
+    [ev] = _evidence(result, "brachy.tier")
+    assert ev.fired is None
+    assert "cannot determine how many sources were placed" in ev.finding
+    assert "BrachyControlPointSequence is absent or empty" in ev.finding
+
+
+def test_seed_weights_that_grow_while_the_position_changes_cannot_be_counted():
+    ds = _implant(4, 1)
+    cps = ds.ApplicationSetupSequence[0].ChannelSequence[0].BrachyControlPointSequence
+    cps[1].ControlPointRelativePosition = 2.5  # one control point a position
+    brachy = _extract(ds).brachy
+    assert brachy.number_of_seeds is None
+    assert "no two consecutive control points share a position" in brachy.seeds_unknown_why
+
+
+def test_an_afterloader_is_tiered_by_channels(tmp_path, policy):
+    channels = [_channel(n + 1, [0, 5, 10, 15], movement="STEPWISE") for n in range(3)]
+    _write(tmp_path, "RP.dcm", _brachy_plan("HDR", "INTRACAVITARY", channels, 1))
+    result = _scan_one(tmp_path, policy)
+    assert result.classification.code == "77317"
+    [ev] = _evidence(result, "brachy.tier")
+    assert ev.observed["decided_by"] == "channels"
+    assert ev.observed["channels"] == 3 and ev.observed["dwell_positions"] == 12
+
+
+def test_sample_hdr_plan_keeps_its_code(policy):
+    result = scan([str(SAMPLE_DATA / "16_hdr_brachy")], policy)
+    [plan] = result.plans
+    assert plan.classification.code == "77317"
+    assert _evidence(plan, "brachy.tier")[0].observed["decided_by"] == "channels"
+
+
+def test_a_channel_count_that_disagrees_is_flagged():
+    ds = _implant(2, 3)
+    ds.ApplicationSetupSequence[0].ChannelSequence[1].NumberOfControlPoints = 2
+    plan = _extract(ds)
+    assert plan.brachy.number_of_seeds == 6
+    [odd] = plan.oddities
+    assert odd.flag == "count_mismatch"
+    assert odd.dicom_path.endswith("ChannelSequence[1].NumberOfControlPoints")
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_brachy_fast_path_gives_the_reference_facts(syntax, monkeypatch):
+    plan = _assert_reference(_bytes(_implant(5, 3), syntax), monkeypatch)
+    assert plan.brachy.number_of_seeds == 15
+
+
+def test_an_undecodable_seed_value_makes_the_count_unknown_not_an_error():
+    ds = _implant(2, 1)
+    cp = ds.ApplicationSetupSequence[0].ChannelSequence[0].BrachyControlPointSequence[0]
+    tag = 0x300A02D6  # CumulativeTimeWeight, as damaged bytes
+    cp[tag] = RawDataElement(Tag(tag), "DS", 4, b"lots", 0, False, True)
+    brachy = _extract(ds).brachy
+    assert brachy.number_of_seeds is None
+    assert "CumulativeTimeWeight is not a number" in brachy.seeds_unknown_why
