@@ -14,12 +14,12 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import lru_cache
 from typing import Any
 
-from .facts import Beam, Roi, StructureSet
+from .facts import SEED_RULE, Beam, Roi, StructureSet
 from .link import LinkedPlan
 from .metrics import BeamMetrics, beam_metrics
 from .policy import Policy
@@ -236,7 +236,7 @@ def _beam_technique(beam: Beam, m: BeamMetrics, policy: Policy) -> tuple[Techniq
         )
     if "tomo" in system:
         return Technique.HELICAL_TOMOTHERAPY, "TomoTherapy machine: helical intensity modulation"
-    if "gamma" in system or "leksell" in system:
+    if "gamma" in system or _GAMMA_KNIFE.search(system):
         return Technique.GAMMA_KNIFE, "Gamma Knife: collimated cobalt sources, no linac geometry"
     if any((a.applicator_type or "").upper() == "STEREOTACTIC" for a in beam.applicators):
         return Technique.STEREOTACTIC_CONE, "stereotactic cone applicator"
@@ -330,6 +330,9 @@ def _assess_beams(lp: LinkedPlan, policy: Policy) -> tuple[list[BeamAssessment],
                 " their MU cannot be read",
             )
         )
+    # Fraction groups that say they deliver beams but reference none (GammaPlan): the
+    # beams are taken from the beam sequence too (the plan's count_mismatch flag says so).
+    no_fg = no_fg or plan.fraction_groups_reference_no_beam
     types = [t.upper() for t in policy["beams.treatment_delivery_types"]]
     min_mu = policy["beams.min_meterset_mu"]
     out = []
@@ -375,6 +378,9 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
     w = _Work()
     beams, beam_flags = _assess_beams(lp, policy)
     w.flags.extend(beam_flags)
+    gamma_knife = _gamma_knife_names(plan)
+    if gamma_knife is not None:  # its beams are placeholders: say what they stand for
+        beams = [_gamma_knife_beam(b) for b in beams]
     ports = [b for b in beams if b.counted]
     path = plan.path
 
@@ -457,6 +463,11 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
     # Rule 7: isodose.
     complex_reasons = _isodose_rules(lp, ports, policy, w)
 
+    # Leksell GammaPlan: stereotactic radiosurgery, whatever its placeholder beam looks like.
+    gamma_knife_code = None
+    if gamma_knife is not None:
+        gamma_knife_code = _gamma_knife_rule(lp, gamma_knife, policy, w)
+
     # 77331 is never inferred.
     w.add(
         "special_dosimetry.77331",
@@ -473,6 +484,9 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
         code, category = brachy_code, Category.BRACHYTHERAPY
     elif plan.brachy is not None and not plan.beams:
         code, category = None, Category.UNDETERMINED
+    elif gamma_knife is not None:
+        code = gamma_knife_code
+        category = Category.UNDETERMINED if code is None else CODE_CATEGORY[code]
     elif not ports:
         code, category = None, Category.UNDETERMINED
         w.flags.append(
@@ -629,42 +643,179 @@ def _general_flags(lp: LinkedPlan, policy: Policy, w: _Work) -> None:
 
 
 def _brachy_rule(lp: LinkedPlan, policy: Policy, w: _Work) -> str | None:
+    """The brachytherapy tier, as the codes define it: remote afterloading (HDR, PDR) by
+    channels; other plans (LDR, permanent seed implants, manual) by the sources placed
+    (seeds), never by SourceSequence, which lists source types. Both counts are reported
+    with the one that decided; a count the file cannot give is "cannot determine"."""
     brachy = lp.plan.brachy
     assert brachy is not None
-    hdr = brachy.treatment_type in ("HDR", "PDR")
-    if hdr:
-        count, unit = brachy.number_of_channels, "channel"
+    kind = brachy.treatment_type or "brachytherapy"
+    technique = brachy.technique or "technique not stated"
+    channels, seeds, types = (
+        brachy.number_of_channels,
+        brachy.number_of_seeds,
+        brachy.number_of_source_types,
+    )
+    listed = f"SourceSequence lists {types} source type(s) (types, not sources placed)"
+    if brachy.treatment_type in ("HDR", "PDR"):
+        count, unit, decided = channels, "channel", "channels"
         simple = policy["brachytherapy.simple_max_channels"]
         mid = policy["brachytherapy.intermediate_max_channels"]
         setting = "brachytherapy.intermediate_max_channels"
+        why = "remote afterloading is tiered by channels"
+        others = listed + (f"; {seeds} dwell position(s)" if seeds is not None else "")
     else:
-        count, unit = brachy.number_of_sources, "source"
+        count, unit, decided = seeds, "source", "sources_placed"
         simple = policy["brachytherapy.simple_max_sources"]
         mid = policy["brachytherapy.intermediate_max_sources"]
         setting = "brachytherapy.intermediate_max_sources"
+        why = f"{kind} plans are tiered by the sources placed (seeds): {SEED_RULE}"
+        others = f"{channels} channel(s); {listed}"
+    # (an afterloader's one source dwells at positions: they are not sources placed)
+    placed = "dwell_positions" if decided == "channels" else "sources_placed"
+    observed = {"channels": channels, placed: seeds, "source_types": types, "decided_by": decided}
+    common = {
+        "dicom_path": f"{lp.plan.path}::ApplicationSetupSequence",
+        "observed": observed,
+        "threshold": {"simple_max": simple, "intermediate_max": mid},
+        "setting": setting,
+    }
+    if count is None:
+        w.add(
+            "brachy.tier",
+            None,
+            f"{kind} plan ({technique}): cannot determine how many sources were placed"
+            f" ({brachy.seeds_unknown_why}); {why}. {others}",
+            **common,
+        )
+        return None
     if count == 0:
         w.add(
             "brachy.tier",
             None,
-            f"{brachy.treatment_type or 'brachytherapy'} plan with no {unit}s listed",
-            dicom_path=f"{lp.plan.path}::ApplicationSetupSequence",
-            observed=0,
+            f"{kind} plan ({technique}) with no {unit}s found; {why}. {others}",
+            **common,
         )
         return None
     code = "77316" if count <= simple else "77317" if count <= mid else "77318"
     w.add(
         "brachy.tier",
         True,
-        f"{brachy.treatment_type or 'brachytherapy'} plan"
-        f" ({brachy.technique or 'technique not stated'}) with {count} {unit}(s): {LABELS[code]}",
-        dicom_path=f"{lp.plan.path}::ApplicationSetupSequence"
-        if hdr
-        else f"{lp.plan.path}::SourceSequence",
-        observed=count,
-        threshold={"simple_max": simple, "intermediate_max": mid},
-        setting=setting,
+        f"{kind} plan ({technique}) with {count} {unit}(s): {LABELS[code]}; {why}. {others}",
+        **common,
     )
     return code
+
+
+# Leksell Gamma Knife (rtcode/quirks.py, gamma_knife_plan): names of the planning system
+# (Leksell GammaPlan, by Elekta Instrument AB) and of the machines (Leksell Gamma Knife
+# Perfexion, Icon; "LGK"), matched in lower case.
+_GAMMA_KNIFE = re.compile(
+    r"leksell|gamma ?plan|gamma ?knife|perfexion|elekta instrument|\blgk\b"
+    r"|\belekta\b.*\bicon\b|\bicon\b.*\belekta\b"
+)
+
+
+def _gamma_knife_names(plan) -> str | None:
+    """The names that make ``plan`` a Leksell GammaPlan plan, or None. The rule: the
+    planning system (Manufacturer, ManufacturerModelName) or a beam's Manufacturer or
+    TreatmentMachineName names Leksell, GammaPlan, Gamma Knife, Perfexion, LGK, Elekta
+    Instrument or Elekta with Icon; and no beam is more than a placeholder (no MLC, no
+    leaf or jaw position at any control point): the shots are not in the RT Plan."""
+    names = [plan.planning_system.manufacturer, plan.planning_system.model]
+    for b in plan.beams:
+        names += [b.manufacturer, b.machine]
+    text = " | ".join(dict.fromkeys(n for n in names if n))
+    if not _GAMMA_KNIFE.search(text.lower()):
+        return None
+    for b in plan.beams:
+        positions = b.control_points.positions_mm.values()
+        if any(d.is_mlc for d in b.devices) or any(bool((p == p).any()) for p in positions):
+            return None  # a beam with a real aperture: not the placeholder of GammaPlan
+    return text
+
+
+def _gamma_knife_beam(b: BeamAssessment) -> BeamAssessment:
+    return replace(
+        b,
+        technique=Technique.GAMMA_KNIFE,
+        technique_reason="placeholder beam of a Leksell GammaPlan plan (no MLC, no leaf or"
+        " jaw positions): the Gamma Knife's shots are not in the RT Plan",
+    )
+
+
+def _gamma_knife_rule(lp: LinkedPlan, names: str, policy: Policy, w: _Work) -> str | None:
+    """A Leksell GammaPlan plan is stereotactic radiosurgery, never an isodose plan: 3-D
+    (77295) when its structure set (a contoured target) and its dose (a 3-D grid or a
+    DVH) link, else undetermined, with the flag ``gamma_knife_plan`` saying why."""
+    plan = lp.plan
+    where = f"{plan.path}::{plan.beam_sequence_keyword}"
+    w.add(
+        "beams.gamma_knife_plan",
+        True,
+        f"Leksell Gamma Knife plan ({names}): its {len(plan.beams)} beam(s) are placeholders"
+        " and the shots are not in the RT Plan; stereotactic radiosurgery, coded 3-D when its"
+        " structure set (contoured target) and dose link, never an isodose plan",
+        dicom_path=where,
+        observed=names,
+    )
+    ss = lp.structure_set
+    need = policy["three_d.min_targets"]
+    targets = _rois_with_role(ss, "target", policy) if ss is not None else ()
+    doses = [d for d in lp.doses if d.grid.is_3d or d.dvh_count > 0]
+    absent, failed = [], []
+    if ss is None:
+        absent.append(
+            f"its structure set {plan.referenced_structure_set_uid} is not in the export"
+            if lp.structure_set_status == "not_in_export"
+            else "it references no structure set"
+        )
+    elif len(targets) < need:
+        failed.append(f"{ss.path} holds {len(targets)} contoured target(s), fewer than {need}")
+    if not lp.doses:
+        absent.append("no RT Dose of this plan is in the export")
+    elif not doses:
+        failed.append("its RT Dose holds neither a 3-D dose grid nor a DVH")
+    missing = absent + failed
+    w.add(
+        "3d.gamma_knife_companions",
+        True if not missing else (False if failed else None),
+        (
+            f"{len(targets)} contoured target(s) in {ss.path if ss else '-'} and a dose in"
+            f" {doses[0].path}: the radiosurgery plan is 3-D"
+            if not missing
+            else "cannot code the radiosurgery plan: " + "; ".join(missing)
+        ),
+        dicom_path=f"{ss.path}::RTROIObservationsSequence" if ss is not None else None,
+        observed={
+            "targets": [r.name for r in targets],
+            "doses": [d.path for d in doses],
+        },
+        threshold=need,
+        setting="three_d.min_targets",
+    )
+    if not missing:
+        w.flags.append(
+            Flag(
+                "gamma_knife_plan",
+                "info",
+                "Leksell GammaPlan plan: its beam is a placeholder and the shots are not in"
+                " the RT Plan; coded 3-D from its contoured target(s) and dose",
+                where,
+            )
+        )
+        return "77295"
+    w.flags.append(
+        Flag(
+            "gamma_knife_plan",
+            "warning",
+            "Leksell GammaPlan plan: its beam is a placeholder and the shots are not in the"
+            " RT Plan, and " + "; ".join(missing) + ": stereotactic radiosurgery (never an"
+            " isodose plan) whose code cannot be determined from this export",
+            where,
+        )
+    )
+    return None
 
 
 def _shaped(ports: list[BeamAssessment], policy: Policy) -> list[BeamAssessment]:

@@ -8,9 +8,13 @@ downstream has to know about it.
 Everything a damaged file can get wrong becomes a ``DicomReadError`` whose message
 names the DICOM path (``file::Sequence[i].Keyword``) and says what is wrong: a value
 that cannot be decoded, text where a number or a sequence belongs, NaN, infinite or
-negative quantities, counts that disagree with the sequence they count, and counts
-or meterset values beyond the policy's ``[limits]`` (checked before arrays are
-allocated).
+negative quantities, positions that fit no device, and counts or meterset values
+beyond the policy's ``[limits]`` (checked before arrays are allocated).
+
+What can be read unambiguously despite bending the standard is read, and recorded as
+an ``Oddity`` on the plan (``rtcode/quirks.py`` lists the known ones): a count that
+disagrees with the sequence it counts (the sequence is read), two MLC layers of one
+type (ViewRay: each position item goes to the layer whose pair count fits it).
 
 Every object is read first by the fast path (``extract_bulk``: values and control
 points straight from the bytes, through the same functions below): from the file's own
@@ -44,6 +48,7 @@ from .facts import (
     DoseGrid,
     FractionGroup,
     Modality,
+    Oddity,
     Plan,
     PlanningSystem,
     PlanReference,
@@ -286,10 +291,11 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
     prepared = {}
     if not isinstance(ds, Dataset):  # the fast path: control points of all beams at once
         prepared = extract_bulk.prepare(beam_items, _ION_CP_TAG if ion else _CP_TAG, limits)
+    oddities: list[Oddity] = []  # what was read despite bending the standard
     beams_read: list[Beam] = []
     total_points = 0
     for i, item in enumerate(beam_items):
-        beam = _beam(item, f"{path}::{beam_kw}[{i}]", ion, limits, prepared.get(i))
+        beam = _beam(item, f"{path}::{beam_kw}[{i}]", ion, limits, prepared.get(i), oddities)
         total_points += beam.control_points.count
         if total_points > limits.max_control_points_per_plan:
             raise DicomReadError(
@@ -303,6 +309,7 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
         _fraction_group(fg, f"{path}::FractionGroupSequence[{i}]", limits)
         for i, fg in enumerate(_seq(ds, "FractionGroupSequence", top))
     )
+    oddities.extend(_beam_count_oddities(fraction_groups, beams, beam_kw))
     ss_refs = _seq(ds, "ReferencedStructureSetSequence", top)
     ref_plans = []
     for i, r in enumerate(_seq(ds, "ReferencedRTPlanSequence", top)):
@@ -310,7 +317,7 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
         if uid is not None:
             rel = _text(r, "RTPlanRelationship", f"{path}::ReferencedRTPlanSequence[{i}]")
             ref_plans.append(PlanReference(uid, rel))
-    brachy = _brachy(ds, path) if "ApplicationSetupSequence" in ds else None
+    brachy = _brachy(ds, path, oddities) if "ApplicationSetupSequence" in ds else None
     return Plan(
         path=path,
         modality=Modality.RTIONPLAN if ion else Modality.RTPLAN,
@@ -335,6 +342,7 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
         beam_sequence_keyword=beam_kw,
         review_date=_text(ds, "ReviewDate", top),
         patient_name=_text(ds, "PatientName", top),
+        oddities=tuple(oddities),
     )
 
 
@@ -377,19 +385,46 @@ def _fraction_group(fg: Dataset, path: str, limits: Limits) -> FractionGroup:
                 dicom_path=rpath,
             )
         )
-    declared = _count(fg, "NumberOfBeams", path)
-    if declared is not None and declared != len(refs):
-        raise DicomReadError(
-            f"{path}.NumberOfBeams is {declared} but ReferencedBeamSequence has {len(refs)}"
-            " item(s): the file contradicts itself about the beams it delivers"
-        )
     return FractionGroup(
         number=_get_int(fg, "FractionGroupNumber", path),
         fractions_planned=_count(fg, "NumberOfFractionsPlanned", path),
         referenced_beams=tuple(refs),
         number_of_brachy_setups=_count(fg, "NumberOfBrachyApplicationSetups", path),
         dicom_path=path,
+        number_of_beams_declared=_count(fg, "NumberOfBeams", path),
     )
+
+
+def _beam_count_oddities(
+    groups: tuple[FractionGroup, ...], beams: tuple[Beam, ...], beam_kw: str
+) -> list[Oddity]:
+    """A fraction group whose NumberOfBeams disagrees with its ReferencedBeamSequence:
+    the references are trusted; when no fraction group references any beam although one
+    says it delivers some (Leksell GammaPlan), the beams are taken from the beam
+    sequence, as for a plan without fraction groups (classify reads
+    ``Plan.fraction_groups_reference_no_beam``)."""
+    none_referenced = not any(fg.referenced_beams for fg in groups)
+    out = []
+    for fg in groups:
+        declared, found = fg.number_of_beams_declared, len(fg.referenced_beams)
+        if declared is None or declared == found:
+            continue
+        said = f"{fg.dicom_path}.NumberOfBeams is {declared} but ReferencedBeamSequence has"
+        if found:
+            how = f" {found} item(s): the {found} beam(s) it references are counted"
+        elif none_referenced and beams:
+            how = (
+                " none, and no fraction group references a beam: the treatment beams are"
+                f" taken from {beam_kw}, their MU unknown"
+            )
+        elif none_referenced:
+            how = f" none, and {beam_kw} holds no beam either"
+        else:
+            how = " none: read as delivering no beam (other fraction groups reference theirs)"
+        out.append(
+            Oddity("count_mismatch", said + how, f"{fg.dicom_path}.NumberOfBeams", "warning")
+        )
+    return out
 
 
 def _meterset(r: Dataset, path: str, limits: Limits) -> float | None:
@@ -403,7 +438,15 @@ def _meterset(r: Dataset, path: str, limits: Limits) -> float | None:
     return mu
 
 
-def _beam(b: Dataset, path: str, ion: bool, limits: Limits, prepared=None) -> Beam:
+def _beam(
+    b: Dataset,
+    path: str,
+    ion: bool,
+    limits: Limits,
+    prepared=None,
+    oddities: list[Oddity] | None = None,
+) -> Beam:
+    oddities = oddities if oddities is not None else []
     number = _get_int(b, "BeamNumber", path)
     if number is None:
         raise DicomReadError(
@@ -411,6 +454,7 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits, prepared=None) -> Be
         )
     dev_kw = "IonBeamLimitingDeviceSequence" if ion else "BeamLimitingDeviceSequence"
     devices = []
+    layers: dict[str, list[int]] = {}  # MLC type -> pairs of each layer declared with it
     for i, d in enumerate(_seq(b, dev_kw, path)):
         dpath = f"{path}.{dev_kw}[{i}]"
         dtype = _text(d, "RTBeamLimitingDeviceType", dpath)
@@ -432,7 +476,26 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits, prepared=None) -> Be
                     f" NumberOfLeafJawPairs {pairs} needs {pairs + 1}"
                 )
             bounds = tuple(arr.tolist())  # Python floats
-        devices.append(BeamLimitingDevice(dtype.upper(), pairs, bounds))
+        dtype = dtype.upper()
+        key = dtype
+        if dtype.startswith("MLC"):
+            layers.setdefault(dtype, []).append(pairs)
+            if len(layers[dtype]) > 1:  # a second layer of one type: its own key
+                key = f"{dtype}#{len(layers[dtype])}"
+        devices.append(BeamLimitingDevice(key, pairs, bounds))
+    for dtype, pairs_of in layers.items():
+        if len(pairs_of) > 1:
+            counts = " and ".join(str(p) for p in pairs_of)
+            oddities.append(
+                Oddity(
+                    "mlc_layers_share_a_type",
+                    f"{path}.{dev_kw} declares {len(pairs_of)} MLC layers all typed {dtype}"
+                    f" ({counts} pairs; the later ones are named {dtype}#2 ...): each"
+                    " position item is read as the first layer, in order, whose pair count"
+                    " fits its number of values; the aperture is what every layer leaves open",
+                    f"{path}.{dev_kw}",
+                )
+            )
 
     wedge_kw = "IonWedgeSequence" if ion else "WedgeSequence"
     wedges = tuple(
@@ -482,9 +545,15 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits, prepared=None) -> Be
             b, cp_tag, cp_path, devices, declared, limits, prepared
         )
     if control_points is None:  # the reference path, element by element
-        cps = _control_point_items(b, path, cp_kw, declared, limits)
+        cps = _control_point_items(b, path, cp_kw, limits)
         control_points = _control_points(cps, cp_path, devices, limits)
-    final_weight = _get_float(b, "FinalCumulativeMetersetWeight", path)
+    final_weight = _not_negative(
+        _get_float(b, "FinalCumulativeMetersetWeight", path),
+        f"{path}.FinalCumulativeMetersetWeight",
+        "a meterset weight",
+    )
+    if declared is not None and declared != control_points.count:
+        oddities.append(_count_mismatch(path, cp_kw, declared, control_points, final_weight))
     return Beam(
         number=number,
         name=_text(b, "BeamName", path),
@@ -495,9 +564,7 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits, prepared=None) -> Be
         machine=_text(b, "TreatmentMachineName", path),
         manufacturer=_text(b, "Manufacturer", path),
         primary_dosimeter_unit=_text(b, "PrimaryDosimeterUnit", path),
-        final_cumulative_meterset_weight=_not_negative(
-            final_weight, f"{path}.FinalCumulativeMetersetWeight", "a meterset weight"
-        ),
+        final_cumulative_meterset_weight=final_weight,
         number_of_control_points_declared=declared,
         devices=tuple(devices),
         wedges=wedges,
@@ -513,10 +580,9 @@ def _beam(b: Dataset, path: str, ion: bool, limits: Limits, prepared=None) -> Be
     )
 
 
-def _control_point_items(
-    b: Dataset, path: str, cp_kw: str, declared: int | None, limits: Limits
-) -> list[Dataset]:
-    """The beam's control point items, checked against its own count and the limit."""
+def _control_point_items(b: Dataset, path: str, cp_kw: str, limits: Limits) -> list[Dataset]:
+    """The beam's control point items, checked against the limit (NumberOfControlPoints
+    is compared with them once they are read: ``_count_mismatch``)."""
     if cp_kw not in b:
         raise DicomReadError(
             f"{path}.{cp_kw} is missing: without control points rtcode cannot tell how the"
@@ -534,12 +600,37 @@ def _control_point_items(
             f" {limits.max_control_points_per_beam}"
             " (policy setting limits.max_control_points_per_beam): not read"
         )
-    if declared is not None and declared != len(cps):
-        raise DicomReadError(
-            f"{path}.NumberOfControlPoints is {declared} but {cp_kw} has {len(cps)}"
-            " item(s): the file contradicts itself"
-        )
     return cps
+
+
+def _count_mismatch(
+    path: str, cp_kw: str, declared: int, cps: ControlPoints, final_weight: float | None
+) -> Oddity:
+    """A NumberOfControlPoints that disagrees with the control point items: the items are
+    read when they are whole, i.e. the last one gives the beam's cumulative meterset
+    weight (its FinalCumulativeMetersetWeight, when given). Items that stop short are a
+    damaged sequence (an element pydicom read another way ends it early): an error."""
+    n = cps.count
+    last = float(cps.cumulative_meterset_weight[-1])
+    whole = not math.isnan(last) and (
+        final_weight is None or math.isclose(last, final_weight, rel_tol=1e-6, abs_tol=1e-9)
+    )
+    said = f"{path}.NumberOfControlPoints is {declared} but {cp_kw} has {n} item(s)"
+    if not whole:
+        reached = "no cumulative meterset weight" if math.isnan(last) else f"weight {last:g}"
+        final = (
+            "" if final_weight is None else f", not FinalCumulativeMetersetWeight {final_weight:g}"
+        )
+        raise DicomReadError(
+            f"{said}, and the last of them gives {reached}{final}: the control points are cut"
+            " short or damaged"
+        )
+    return Oddity(
+        "count_mismatch",
+        f"{said}, the last at the beam's final meterset weight: the {n} control points are read",
+        f"{path}.NumberOfControlPoints",
+        "warning",
+    )
 
 
 def _upper(text: str | None) -> str | None:
@@ -558,6 +649,13 @@ def _control_points(
     iso = np.full((n, 3), np.nan)
     direction: list[str | None] = []
     widths = {d.device_type: 2 * d.number_of_pairs for d in devices}
+    # MLC types declared more than once (ViewRay): (key, values) of each layer, in order
+    layers: dict[str, list[tuple[str, int]]] = {}
+    for d in devices:
+        layers.setdefault(d.device_type.partition("#")[0], []).append(
+            (d.device_type, 2 * d.number_of_pairs)
+        )
+    layers = {t: v for t, v in layers.items() if len(v) > 1 and t.startswith("MLC")}
     max_values = 2 * limits.max_leaf_pairs
     positions: dict[str, np.ndarray] = {}
     state: dict[str, object] = {}
@@ -591,6 +689,7 @@ def _control_points(
             state["IsocenterPosition"] = value
         if "IsocenterPosition" in state:
             iso[i] = state["IsocenterPosition"]
+        used: set[str] = set()  # layers positioned at this control point
         for j, item in enumerate(_seq(cp, "BeamLimitingDevicePositionSequence", cpath)):
             ipath = f"{cpath}.BeamLimitingDevicePositionSequence[{j}]"
             dtype = _text(item, "RTBeamLimitingDeviceType", ipath)
@@ -600,7 +699,11 @@ def _control_points(
             if raw is None:
                 raise DicomReadError(f"{ipath}.LeafJawPositions is missing")
             values = _floats(raw, f"{ipath}.LeafJawPositions")
-            expected = widths.get(dtype.upper())
+            key = dtype.upper()
+            if key in layers:  # the first layer of this type, in order, that fits
+                key = _layer(layers[key], used, values.size, f"{ipath}.LeafJawPositions", dtype)
+                used.add(key)
+            expected = widths.get(key)
             if expected is not None and values.size != expected:
                 raise DicomReadError(
                     f"{ipath}.LeafJawPositions has {values.size} values; the {dtype} device"
@@ -612,7 +715,7 @@ def _control_points(
                     f" {max_values} of {limits.max_leaf_pairs} leaf pairs"
                     " (policy setting limits.max_leaf_pairs): not read"
                 )
-            state["pos:" + dtype.upper()] = values
+            state["pos:" + key] = values
         for key, value in state.items():
             if not key.startswith("pos:"):
                 continue
@@ -638,29 +741,53 @@ def _control_points(
     )
 
 
+def _layer(layers: list[tuple[str, int]], used: set[str], size: int, where: str, dtype: str) -> str:
+    """The key of the first layer not yet positioned at this control point whose pair
+    count fits ``size`` values; an error when none does."""
+    for key, width in layers:
+        if key not in used and width == size:
+            return key
+    pairs = " and ".join(str(width // 2) for _, width in layers)
+    raise DicomReadError(
+        f"{where} has {size} values; the {len(layers)} {dtype} layers declare {pairs} pairs,"
+        " and no layer left at this control point takes that many"
+    )
+
+
 def _nan(value) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _brachy(ds: Dataset, path: str) -> Brachy:
+def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
     setups = []
+    seeds: int | None = 0
+    why: str | None = None
     for i, setup in enumerate(_seq(ds, "ApplicationSetupSequence", f"{path}:")):
         spath = f"{path}::ApplicationSetupSequence[{i}]"
-        channels = tuple(
-            BrachyChannel(
-                number=_get_int(c, "ChannelNumber", f"{spath}.ChannelSequence[{j}]"),
-                source_movement_type=_text(
-                    c, "SourceMovementType", f"{spath}.ChannelSequence[{j}]"
-                ),
-                total_time_s=_not_negative(
-                    _get_float(c, "ChannelTotalTime", f"{spath}.ChannelSequence[{j}]"),
-                    f"{spath}.ChannelSequence[{j}].ChannelTotalTime",
-                    "a time",
-                ),
+        channels = []
+        for j, c in enumerate(_seq(setup, "ChannelSequence", spath)):
+            cpath = f"{spath}.ChannelSequence[{j}]"
+            channels.append(
+                BrachyChannel(
+                    number=_get_int(c, "ChannelNumber", cpath),
+                    source_movement_type=_text(c, "SourceMovementType", cpath),
+                    total_time_s=_not_negative(
+                        _get_float(c, "ChannelTotalTime", cpath),
+                        f"{cpath}.ChannelTotalTime",
+                        "a time",
+                    ),
+                )
             )
-            for j, c in enumerate(_seq(setup, "ChannelSequence", spath))
+            found, unknown = _seeds(c, cpath, oddities)
+            if seeds is not None and found is not None:
+                seeds += found
+            elif why is None:
+                seeds, why = None, unknown
+        setups.append(
+            BrachySetup(_text(setup, "ApplicationSetupType", spath), tuple(channels), spath)
         )
-        setups.append(BrachySetup(_text(setup, "ApplicationSetupType", spath), channels, spath))
+    if seeds is not None and not any(s.channels for s in setups):
+        seeds, why = None, f"{path}::ApplicationSetupSequence holds no channel"
     sources = _seq(ds, "SourceSequence", f"{path}:")
     isotopes = tuple(
         sorted(
@@ -674,10 +801,64 @@ def _brachy(ds: Dataset, path: str) -> Brachy:
     return Brachy(
         treatment_type=_upper(_text(ds, "BrachyTreatmentType", f"{path}:")),
         technique=_upper(_text(ds, "BrachyTreatmentTechnique", f"{path}:")),
-        number_of_sources=len(sources),
+        number_of_source_types=len(sources),
         isotopes=isotopes,
         setups=tuple(setups),
+        number_of_seeds=seeds,
+        seeds_unknown_why=why,
     )
+
+
+def _seeds(c: Dataset, path: str, oddities: list[Oddity]) -> tuple[int | None, str | None]:
+    """(sources placed in the channel at ``path``, None) by ``facts.SEED_RULE``, or (None, why
+    the file cannot say). The seed count only decides LDR plans, which were coded before
+    it was read: a value here that cannot be read makes it unknown, never an error."""
+    try:
+        cps = _seq(c, "BrachyControlPointSequence", path)
+        declared = _count(c, "NumberOfControlPoints", path)
+        weights, relative, spatial = [], [], []
+        for k, cp in enumerate(cps):
+            kpath = f"{path}.BrachyControlPointSequence[{k}]"
+            weights.append(_get_float(cp, "CumulativeTimeWeight", kpath))
+            relative.append(_get_float(cp, "ControlPointRelativePosition", kpath))
+            value = _get(cp, "ControlPoint3DPosition", kpath)
+            point = None if value is None else _floats(value, f"{kpath}.ControlPoint3DPosition")
+            spatial.append(tuple(point.tolist()) if point is not None and point.size == 3 else None)
+    except DicomReadError as exc:
+        return None, str(exc)
+    if declared is not None and declared != len(cps):
+        oddities.append(
+            Oddity(
+                "count_mismatch",
+                f"{path}.NumberOfControlPoints is {declared} but BrachyControlPointSequence"
+                f" has {len(cps)} item(s): the {len(cps)} control points are read",
+                f"{path}.NumberOfControlPoints",
+                "warning",
+            )
+        )
+    if not cps:
+        return None, f"{path}.BrachyControlPointSequence is absent or empty"
+    if None in weights:
+        k = weights.index(None)
+        return None, f"{path}.BrachyControlPointSequence[{k}].CumulativeTimeWeight is absent"
+    positions = relative if None not in relative else spatial
+    if None in positions:
+        k = positions.index(None)
+        return None, (
+            f"{path}.BrachyControlPointSequence[{k}] gives neither ControlPointRelativePosition"
+            " nor a ControlPoint3DPosition of 3 values"
+        )
+    placed = {
+        positions[k]
+        for k in range(len(cps) - 1)
+        if positions[k] == positions[k + 1] and weights[k + 1] > weights[k]  # type: ignore[operator]
+    }
+    if not placed and len(set(weights)) > 1:
+        return None, (
+            f"{path}.BrachyControlPointSequence: the time weights grow but no two consecutive"
+            " control points share a position, so where the sources sit cannot be told"
+        )
+    return len(placed), None
 
 
 # ---------------------------------------------------------------- structure sets

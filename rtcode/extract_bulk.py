@@ -51,8 +51,9 @@ What is read from the bytes, and why it gives the facts pydicom would:
 
 The rule: this path only ever speeds up the ordinary case. Whenever anything is
 unusual (big endian, an unexpected VR, a value that is not plain, a count that does
-not match, a limit exceeded, a damaged length) it raises ``Unusual`` or returns None,
-and the element-by-element path in ``extract.py`` runs on pydicom's own objects: that
+not match, a limit exceeded, a damaged length, MLC layers that share a type) it raises
+``Unusual`` or returns None, and the element-by-element path in ``extract.py`` runs
+on pydicom's own objects: that
 path is the reference, and it words the error a damaged file deserves (extract.py
 also drops the fast attempt on any error it would report, so every message comes
 from the reference path). Both must give the same facts; tests compare them.
@@ -1132,7 +1133,9 @@ def _control_points(
 ) -> ControlPoints:
     n = g.count
     if n > limits.max_control_points_per_beam or (declared is not None and declared != n):
-        raise Unusual
+        raise Unusual  # the reference path reads the items and records the count (an Oddity)
+    if any("#" in d.device_type for d in devices):
+        raise Unusual  # MLC layers sharing a type (ViewRay): the reference path pairs them
     widths = {d.device_type: 2 * d.number_of_pairs for d in devices}
     for dtype, (_, _, width) in g.positions.items():
         if widths.get(dtype, width) != width:

@@ -83,7 +83,10 @@ class Applicator:
 class BeamLimitingDevice:
     """A jaw pair or an MLC bank pair from BeamLimitingDeviceSequence."""
 
-    device_type: str  # X, Y, ASYMX, ASYMY, MLCX, MLCY, MLCX1, MLCX2 ...
+    # X, Y, ASYMX, ASYMY, MLCX, MLCY, MLCX1, MLCX2 ... as written; a later layer of a
+    # type the beam declares twice (ViewRay: two MLCX) is keyed "MLCX#2", so that its
+    # positions (ControlPoints.positions_mm) keep their own key.
+    device_type: str
     number_of_pairs: int
     leaf_boundaries_mm: tuple[float, ...] | None  # MLCs only: pairs + 1 values
 
@@ -94,7 +97,8 @@ class BeamLimitingDevice:
     @property
     def travel_axis(self) -> str:
         """'X' or 'Y': the axis along which jaws or leaves move."""
-        return "Y" if self.device_type.rstrip("12").endswith("Y") else "X"
+        written = self.device_type.partition("#")[0]  # "MLCY#2": the type as written
+        return "Y" if written.rstrip("12").endswith("Y") else "X"
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,6 +266,7 @@ class FractionGroup:
     referenced_beams: tuple[ReferencedBeam, ...]
     number_of_brachy_setups: int | None
     dicom_path: str
+    number_of_beams_declared: int | None = None  # NumberOfBeams as written; None when absent
 
 
 @dataclass(frozen=True)
@@ -278,17 +283,50 @@ class BrachySetup:
     dicom_path: str
 
 
+# How the sources placed in a channel are counted (the seeds of an LDR implant). PS3.3
+# C.8.8.15 describes a channel's BrachyControlPointSequence: for N stepwise segments,
+# 2N control points, the source arriving at a position and leaving it, the
+# CumulativeTimeWeight growing by the time spent there. So a source sits at a position
+# where two consecutive control points share it (ControlPointRelativePosition, else
+# ControlPoint3DPosition) and the weight grows between them: each such position is one
+# source placed. A channel whose weights never grow holds none.
+SEED_RULE = (
+    "sources placed = positions where two consecutive BrachyControlPointSequence items"
+    " share ControlPointRelativePosition (else ControlPoint3DPosition) and"
+    " CumulativeTimeWeight grows between them, summed over the channels"
+    " (PS3.3 C.8.8.15: 2N control points for N stepwise positions)"
+)
+
+
 @dataclass(frozen=True)
 class Brachy:
+    """RT Brachy Application Setups (PS3.3 C.8.8.15).
+
+    Two different counts: SourceSequence lists the source *types* (models: one item for
+    an afterloader's source, one per seed model of an implant), not the sources placed.
+    The sources placed (the seeds of an LDR implant) are read from the channels'
+    control points (``number_of_seeds``)."""
+
     treatment_type: str | None  # HDR, LDR, MDR, PDR, MANUAL
-    technique: str | None  # INTRACAVITARY, INTERSTITIAL, ...
-    number_of_sources: int  # items in SourceSequence
+    technique: str | None  # INTRACAVITARY, INTERSTITIAL, PERMANENT ...
+    number_of_source_types: int  # items in SourceSequence
     isotopes: tuple[str, ...]
     setups: tuple[BrachySetup, ...]
+    # Positions where a source dwells, summed over the channels (SEED_RULE): the
+    # seeds of an LDR implant; for a remote afterloader, the dwell positions of its one
+    # source. None when the file cannot say (``seeds_unknown_why`` says why).
+    number_of_seeds: int | None = None
+    seeds_unknown_why: str | None = None  # a sentence with the DICOM path
 
     @property
     def number_of_channels(self) -> int:
         return sum(len(s.channels) for s in self.setups)
+
+    @property
+    def number_of_sources(self) -> int:
+        """The SourceSequence items, as the JSON output has always named them ("sources");
+        they are source types: see ``number_of_seeds`` for the sources placed."""
+        return self.number_of_source_types
 
 
 @dataclass(frozen=True)
@@ -334,6 +372,19 @@ class Plan:
             return None
         text = "_".join(self.intent_raw.strip().upper().split())
         return text or None
+
+    @property
+    def fraction_groups_reference_no_beam(self) -> bool:
+        """The plan has beams and fraction groups, no fraction group references a beam,
+        yet one says it delivers some (NumberOfBeams > 0: Leksell GammaPlan). The file
+        contradicts itself; the treatment beams are then taken from the beam sequence,
+        as for a plan without fraction groups (an Oddity says so)."""
+        groups = self.fraction_groups
+        return (
+            bool(self.beams and groups)
+            and not any(fg.referenced_beams for fg in groups)
+            and any((fg.number_of_beams_declared or 0) > 0 for fg in groups)
+        )
 
     def beam(self, number: int | None) -> Beam | None:
         for b in self.beams:

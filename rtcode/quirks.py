@@ -87,28 +87,38 @@ QUIRKS: tuple[Quirk, ...] = (
     ),
     Quirk(
         "ViewRay MRIdian",
-        "two MLC layers in BeamLimitingDeviceSequence both typed MLCX (e.g. 34 and 35"
+        "two MLC layers in BeamLimitingDeviceSequence both typed MLCX (e.g. 35 and 34"
         " pairs), and two MLCX position items in each control point",
-        "each position item is paired, in order, with the definition whose pair count fits"
-        " its number of values; the aperture is what both layers leave open",
+        "the later layer is keyed MLCX#2; each position item goes to the first layer, in"
+        " order, not yet positioned at that control point whose pair count fits its number"
+        " of values (none fits: an error); the aperture is what both layers leave open",
         "mlc_layers_share_a_type",
-        "extract.py, extract_bulk.py",
+        "extract.py (extract_bulk.py steps aside)",
     ),
     Quirk(
         "Leksell GammaPlan",
         "NumberOfBeams 1 in the fraction group, ReferencedBeamSequence empty; the one beam"
         " is a placeholder (one jaw pair, no positions): the shots are not in the RT Plan",
-        "the fraction group's count is not trusted (flag); the plan is stereotactic"
-        " radiosurgery, 3-D when its structure set and dose link, else undetermined",
+        "recognised when Manufacturer, ManufacturerModelName or a beam's Manufacturer or"
+        " TreatmentMachineName names Leksell, GammaPlan, Gamma Knife, Perfexion, LGK,"
+        " Elekta Instrument or Elekta with Icon, and no beam has an MLC or any leaf or jaw"
+        " position; the count is flagged (count_mismatch) and the beam taken from"
+        " BeamSequence; the plan is stereotactic radiosurgery: 3-D when its structure set"
+        " (a contoured target) and dose (3-D grid or DVH) link, else undetermined, never an"
+        " isodose plan",
         "gamma_knife_plan",
         "extract.py (the count), classify.py (the code)",
     ),
     Quirk(
         "any",
-        "a count that disagrees with the sequence it counts (NumberOfBeams, NumberOfControlPoints)",
-        "the sequence is trusted (fraction group: its references, else the beams)",
+        "a count that disagrees with the sequence it counts: a fraction group's"
+        " NumberOfBeams, a beam's or a brachytherapy channel's NumberOfControlPoints",
+        "the sequence is read; a fraction group's references are trusted, and when no"
+        " fraction group references a beam although one declares some, the beams are taken"
+        " from BeamSequence (as without fraction groups); counts beyond the policy's"
+        " [limits] are still refused",
         "count_mismatch",
-        "extract.py, extract_bulk.py",
+        "extract.py (extract_bulk.py steps aside), classify.py (the fallback)",
     ),
     Quirk(
         "Elekta (Monaco), any forward plan",

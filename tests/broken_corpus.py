@@ -13,7 +13,8 @@ What a case must produce (``Case.outcome``):
   flag ``Case.detail`` saying why (rule 3: no treatment beam; a header-only fragment is
   not an error), and no error.
 - ``flagged``: the plan is coded and carries the warning flag ``Case.detail``, no error
-  (a plan without a FractionGroupSequence: the RT Fraction Scheme module is optional).
+  (a plan without a FractionGroupSequence: the RT Fraction Scheme module is optional; a
+  count that disagrees with the sequence it counts: the sequence is read).
 - ``read``: the file reads as a complete, shorter object (a cut exactly between two
   top-level elements cannot be told from a file that lacks those elements) or is intact
   despite the damage: ``Case.plans`` plans, or one structure set or dose; no error.
@@ -393,6 +394,17 @@ def _missing_and_empty(b: _Builder) -> None:
         ds.FractionGroupSequence[0].NumberOfBeams = 0
 
     edit("fraction_group_references_no_beam", unreferenced, "undetermined", "no_treatment_beam")
+
+    def counted_not_referenced(ds: Dataset) -> None:  # as Leksell GammaPlan writes it
+        ds.FractionGroupSequence[0].ReferencedBeamSequence = Sequence()  # NumberOfBeams 4
+
+    # The file contradicts itself: the beams are taken from the beam sequence, flagged.
+    edit(
+        "fraction_group_counts_beams_it_references_not",
+        counted_not_referenced,
+        "flagged",
+        "count_mismatch",
+    )
     # The RT Fraction Scheme module is optional: beams are taken from the beam sequence.
     edit(
         "no_fraction_group_sequence",
@@ -582,10 +594,16 @@ def _wrong_vrs(b: _Builder) -> None:
 
 
 def _bad_values(b: _Builder) -> None:
-    def edit(name: str, change: Callable[[Dataset], None], detail: str, source: Path = RP) -> None:
+    def edit(
+        name: str,
+        change: Callable[[Dataset], None],
+        detail: str,
+        source: Path = RP,
+        outcome: str = "error",
+    ) -> None:
         ds = _load(source)
         change(ds)
-        b.add_dataset(name, ds, "error", detail)
+        b.add_dataset(name, ds, outcome, detail)
 
     def ref(ds: Dataset) -> Dataset:
         return ds.FractionGroupSequence[0].ReferencedBeamSequence[0]
@@ -672,26 +690,32 @@ def _bad_values(b: _Builder) -> None:
         set_raw(lambda ds: ds.BeamSequence[0], "NumberOfControlPoints", "IS", "1000000"),
         "limits.max_control_points_per_beam",
     )
+    # A count that disagrees with the sequence it counts does not change the code: the
+    # items are read and the plan is flagged (quirks.py, count_mismatch). A count beyond
+    # the policy's limits is still refused (control_points_claimed_million).
     edit(
         "control_points_disagree",
         set_raw(lambda ds: ds.BeamSequence[1], "NumberOfControlPoints", "IS", "7"),
-        "BeamSequence[1].NumberOfControlPoints is 7 but ControlPointSequence has 2 item(s)",
+        "count_mismatch",
+        outcome="flagged",
     )
     edit(
         "control_points_disagree_ion",
         set_raw(lambda ds: ds.IonBeamSequence[0], "NumberOfControlPoints", "IS", "3"),
-        "IonBeamSequence[0].NumberOfControlPoints is 3 but IonControlPointSequence has",
+        "count_mismatch",
         ION,
+        outcome="flagged",
     )
     edit(
         "control_points_negative",
         set_raw(lambda ds: ds.BeamSequence[0], "NumberOfControlPoints", "IS", "-2"),
         "NumberOfControlPoints is negative",
     )
-    edit(
+    edit(  # the four referenced beams are coded, the count flagged
         "beams_disagree",
         set_raw(lambda ds: ds.FractionGroupSequence[0], "NumberOfBeams", "IS", "9"),
-        "NumberOfBeams is 9 but ReferencedBeamSequence has 4 item(s)",
+        "count_mismatch",
+        outcome="flagged",
     )
     edit(
         "leaf_pairs_claimed_million",

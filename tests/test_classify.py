@@ -79,7 +79,10 @@ def test_intent(policy, intent, category):
     ],
 )
 def test_brachytherapy_tiers(policy, kind, channels, sources, code):
-    p = b.plan([], brachy=b.brachy(channels, sources, kind), referenced=[])
+    brachy = b.brachy(channels, 1, kind)
+    if kind == "LDR":  # LDR is tiered by the sources placed (seeds), not by source types
+        brachy = b.replace(brachy, number_of_seeds=sources)
+    p = b.plan([], brachy=brachy, referenced=[])
     result = run(policy, p)
     assert result.category is Category.BRACHYTHERAPY
     assert result.code == code
