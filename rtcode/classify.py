@@ -411,6 +411,15 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
             )
 
     _general_flags(lp, policy, w)
+    if gamma_knife is not None:
+        # GammaPlan's fraction group counts a beam it does not reference: its normal
+        # output (rtcode/quirks.py), not damage; the flag stays, as information.
+        w.flags = [
+            replace(f, severity="info")
+            if f.flag == "count_mismatch" and (f.dicom_path or "").endswith(".NumberOfBeams")
+            else f
+            for f in w.flags
+        ]
 
     # Rule 2: brachytherapy.
     brachy_code = None

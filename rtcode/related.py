@@ -68,7 +68,19 @@ def related_codes(
     planning = c.category in (Category.THREE_D, Category.IMRT)
 
     # 77300: one per treatment field or arc with 3-D and IMRT; never with isodose plans.
-    if planning and ports:
+    # A Gamma Knife plan's one beam is a placeholder: its shots are not in the RT Plan.
+    gamma_knife = bool(ports) and all(b.technique is Technique.GAMMA_KNIFE for b in ports)
+    if planning and gamma_knife:
+        out.append(
+            RelatedCode(
+                "77300",
+                None,
+                "cannot_determine",
+                "basic dosimetry per field or arc: a Gamma Knife RT Plan holds a placeholder"
+                " beam, not the shots; count the calculations from the planning report",
+            )
+        )
+    elif planning and ports:
         cap = policy["related.max_basic_dosimetry_per_date"]
         units = min(len(ports), cap)
         capped = f" (capped at {cap} per date of service)" if len(ports) > cap else ""
@@ -283,6 +295,17 @@ def _stereotactic_hints(lp: LinkedPlan, c: Classification, policy: Policy) -> li
     if cones:
         parts.append("cones or Gamma Knife")
     arcs = any(b.technique in ARCS for b in ports)
+    if cones and all(b.technique is Technique.GAMMA_KNIFE for b in cones):
+        return [
+            RelatedCode(
+                "77371",
+                None,
+                "suggestion",
+                "radiosurgery on a cobalt-based unit (Gamma Knife): the files cannot prove the"
+                " course was delivered as planned: check the treatment record",
+                "related.sbrt_max_fractions",
+            )
+        ]
     return [
         RelatedCode(
             "77371-77373",

@@ -523,7 +523,7 @@ def test_gamma_plan_with_its_structure_set_and_dose_is_3d(tmp_path, policy):
     assert flag.severity == "info"
     [ev] = _evidence(result, "3d.gamma_knife_companions")
     assert ev.fired is True and ev.observed["targets"] == ["PTV_met"]
-    assert any(r.code == "77371-77373" for r in result.related)  # stereotactic hint
+    assert any(r.code == "77371" for r in result.related)  # cobalt-based radiosurgery hint
 
 
 def test_gamma_plan_without_a_contoured_target_says_why(tmp_path, policy):
@@ -711,3 +711,18 @@ def test_an_undecodable_seed_value_makes_the_count_unknown_not_an_error():
     brachy = _extract(ds).brachy
     assert brachy.number_of_seeds is None
     assert "CumulativeTimeWeight is not a number" in brachy.seeds_unknown_why
+
+
+def test_the_gammaplan_sample_is_radiosurgery_with_no_field_count_and_full_confidence(policy):
+    from rtcode.render import plan_json
+
+    (result,) = scan([str(SAMPLE_DATA / "22_gamma_knife_placeholder_beam")], policy).plans
+    data = plan_json(result, policy)
+    assert (data["code"], data["confidence"]) == ("77295", "high")
+    related = {r["code"]: r for r in data["related_codes"]}
+    # one placeholder beam is not one field: 77300 cannot be counted from the RT Plan
+    assert related["77300"]["kind"] == "cannot_determine" and related["77300"]["units"] is None
+    assert related["77371"]["kind"] == "suggestion"  # cobalt-based radiosurgery
+    (mismatch,) = [f for f in data["flags"] if f["flag"] == "count_mismatch"]
+    assert mismatch["severity"] == "info"  # GammaPlan's normal output, still shown
+    assert mismatch["dicom_path"].endswith("FractionGroupSequence[0].NumberOfBeams")
