@@ -159,7 +159,9 @@ def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
             "treatment_type": plan.brachy.treatment_type,
             "technique": plan.brachy.technique,
             "channels": plan.brachy.number_of_channels,
-            "sources": plan.brachy.number_of_sources,
+            "sources": plan.brachy.number_of_sources,  # SourceSequence items: source types
+            "source_types": plan.brachy.number_of_source_types,
+            "sources_placed": plan.brachy.number_of_seeds,  # seeds; None: cannot be read
             "isotopes": list(plan.brachy.isotopes),
         }
     return {
