@@ -916,7 +916,8 @@ def _outside_area(
     and jaws), across them the strip cut by the jaws. An opening narrower than
     ``closed_gap_mm`` is closed (a pair parked at the machine's minimum gap). What
     lies outside the main rectangle is: the part of the opening beyond the main
-    opening on either side, unless that part reaches no further than ``tolerance_mm``;
+    opening on either side, unless it reaches no further than ``tolerance_mm`` beyond
+    the main opening's edge;
     and the whole opening where the main strip is closed or hidden by its jaws, or
     where a jaw across stands further out than the main aperture's by more than
     ``tolerance_mm`` (a jaw standing out by less is taken at the main jaw, so that the
@@ -943,10 +944,12 @@ def _outside_area(
     shared = np.maximum(np.minimum(upper, main_upper) - np.maximum(lower, main_lower), 0.0)
     shared = np.where(main_counted, shared, 0.0)
     w = width[cps]
-    # along the leaves: the opening's parts beyond the main opening on either side
+    # along the leaves: the opening's parts beyond the main opening on either side, each
+    # counted when it reaches further than the tolerance beyond the main opening's edge
     left = np.maximum(np.minimum(hi, main_lo) - lo, 0.0)
     right = np.maximum(hi - np.maximum(lo, main_hi), 0.0)
-    beyond = np.where(left > tolerance_mm, left, 0.0) + np.where(right > tolerance_mm, right, 0.0)
+    beyond = np.where(main_lo - lo > tolerance_mm, left, 0.0)
+    beyond += np.where(hi - main_hi > tolerance_mm, right, 0.0)
     outside = np.where(counted, w * (height - shared) + np.minimum(beyond, w) * shared, 0.0)
     own = np.where(counted, w * height, 0.0)
     return outside.sum(axis=1), own.sum(axis=1)

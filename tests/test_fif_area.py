@@ -142,6 +142,17 @@ def both(main_fraction=0.7):
     ]
 
 
+def pushed_out(mm: float):
+    """Main segment -50..50 over 100 mm; a sub-segment over the middle 50 mm whose B
+    leaves stand ``mm`` beyond the main ones."""
+    main = leaves(PAIRS, -50, 50, np.abs(Y) < 50)
+    sub = leaves(PAIRS, -20, 50 + mm, np.abs(Y) < 25)
+    return [
+        (main, (-100, 100), (-50, 50), 0.8),
+        (sub, (-100, 100), (-50, 50), 0.2),
+    ]
+
+
 @pytest.mark.parametrize(
     "segments",
     [
@@ -175,16 +186,24 @@ def test_forward_planned_sub_segments_are_field_in_field(policy, segments):
 @pytest.mark.parametrize(
     ("segments", "gap", "tolerance", "outside_mm2"),
     [
-        # the sliver: 1 mm of a pair open 90 mm, beyond the main jaw
-        (jaw_sliver(), 0.0, 0.0, 1 * 90),
-        (jaw_sliver(), 0.0, 1.0, 0.0),  # the jaw within the tolerance stands at the main one
-        (jaw_sliver(), 0.0, 0.9, 1 * 90),
+        # the sliver: 1 mm of a pair open 90 mm, beyond the main jaw; a jaw within the
+        # tolerance stands where the main one does
+        pytest.param(jaw_sliver(), 0.0, 0.0, 1 * 90, id="sliver"),
+        pytest.param(jaw_sliver(), 0.0, 1.0, 0.0, id="sliver-within-tolerance"),
+        pytest.param(jaw_sliver(), 0.0, 0.9, 1 * 90, id="sliver-beyond-tolerance"),
         # parked pairs: the sub-segment's pairs 0.6 mm open, 5 mm tall, where the main
         # pair is parked elsewhere (12 pairs between the jaws at 50 < |y| < 80) or open
         # from -60 to 60 (4 pairs at 40 < |y| < 50: inside)
-        (parked_pairs(), 0.0, 0.0, 12 * 0.6 * 5),
-        (parked_pairs(), 0.5, 0.0, 12 * 0.6 * 5),
-        (parked_pairs(), 0.7, 0.0, 0.0),
+        pytest.param(parked_pairs(), 0.0, 0.0, 12 * 0.6 * 5, id="parked"),
+        pytest.param(parked_pairs(), 0.5, 0.0, 12 * 0.6 * 5, id="parked-wider-than-gap"),
+        pytest.param(parked_pairs(), 0.7, 0.0, 0.0, id="parked-closed"),
+        # the tolerance forgives what reaches just beyond the main edge, not an opening
+        # 45 mm away from it, however narrow
+        pytest.param(parked_pairs(), 0.0, 2.0, 12 * 0.6 * 5, id="parked-far-from-edge"),
+        # a sub-segment's leaves 1.5 or 2.5 mm beyond the main ones, over 50 mm
+        pytest.param(pushed_out(1.5), 3.0, 2.0, 0.0, id="leaf-1.5-mm-out"),
+        pytest.param(pushed_out(2.5), 3.0, 2.0, 2.5 * 50, id="leaf-2.5-mm-out"),
+        pytest.param(pushed_out(2.5), 3.0, 3.0, 0.0, id="leaf-2.5-mm-out-within-3"),
     ],
 )
 def test_outside_area_counts_slivers_and_parked_pairs_only_when_told(

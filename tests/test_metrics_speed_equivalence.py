@@ -407,8 +407,9 @@ def outside_area_at(ap: Apertures, sub: int, main: int, gap: float, tol: float):
     """Open area of the aperture at control point ``sub`` outside the one at ``main``,
     and its own open area, one strip at a time: the sub-segment's rectangle less its
     intersection with the main one's, less the parts beyond the main one's edges that
-    reach no further than ``tol``. Openings narrower than ``gap`` are closed; a jaw
-    across standing out by no more than ``tol`` stands where the main one does."""
+    reach no further than ``tol`` beyond them. Openings narrower than ``gap`` are
+    closed; a jaw across standing out by no more than ``tol`` stands where the main one
+    does."""
     width = ap.width_mm()
     edges = ap.strip_edges_mm
 
@@ -437,8 +438,10 @@ def outside_area_at(ap: Apertures, sub: int, main: int, gap: float, tol: float):
             my0, my1 = max(edges[k], m1), min(edges[k + 1], m2)
             oh = max(min(y1, my1) - max(y0, my0), 0.0)
             inter = max(min(hi, mhi) - max(lo, mlo), 0.0) * oh
+            # parts beyond the main opening's edges, forgiven if they reach no further
+            # than the tolerance beyond them
             left, right = max(min(hi, mlo) - lo, 0.0), max(hi - max(lo, mhi), 0.0)
-            forgiven = sum(p for p in (left, right) if p <= tol) * oh
+            forgiven = (left * (mlo - lo <= tol) + right * (hi - mhi <= tol)) * oh
         outside += w * h - inter - forgiven
     return outside, own
 
