@@ -281,10 +281,11 @@ class BeamMetrics:
     aperture_irregularity_mm: float | None  # 0 for a rectangle; grows as edges vary
     # Rectangles with leaves standing in at the corners only: a middle run of open pairs
     # reaching the aperture's bounding rectangle at both edges (within the rectangle
-    # tolerance), the pairs from there to either end opening less and less. Per segment
-    # the share of the bounding rectangle's area the leaves cover, and the share of its
-    # height, from either end, over which they stand in; the largest over the segments.
-    # None where leaves shape an aperture otherwise (or there is none); 0 for a rectangle.
+    # tolerance), the pairs from there to either end standing in further and further.
+    # Per segment the share of the bounding rectangle's area those pairs' leaves cover,
+    # and the share of its height, from either end, over which they stand in; the
+    # largest over the segments. None where leaves shape an aperture otherwise (or there
+    # is none); 0 for a rectangle (within the tolerance).
     corner_leaf_area_share: float | None
     corner_leaf_extent_share: float | None
     gantry_beam_on_travel_deg: float  # gantry rotation while MU is delivered
@@ -447,9 +448,12 @@ def beam_metrics(
                     sub_mu = np.delete(np.asarray(shares), k)
                     outside_mu = float(sub_mu[out_area > 0].sum())
                 irregular = _irregularity(edges, spread, islands, at)
-                corner = _corner_leaves(
-                    ends[:, at], widths[0][at], levels[at], closed_gap_mm, rectangle_mm
-                )
+                if irregular > rectangle_mm:
+                    corner = _corner_leaves(
+                        ends[:, at], widths[0][at], levels[at], closed_gap_mm, rectangle_mm
+                    )
+                else:  # every edge within the tolerance: no leaf stands in (see below)
+                    corner = (0.0, 0.0)
 
     return BeamMetrics(
         control_points=n,
@@ -924,11 +928,11 @@ def _outside_area(
     sliver of a strip it uncovers counts for nothing). Sums of non-negative parts: a
     nested sub-segment measures exactly 0.
     """
-    lo, hi = ends[0, cps], -ends[1, cps]  # (k, s)
-    main_lo, main_hi = ends[0, main_cp], -ends[1, main_cp]  # (s,)
-    lower, upper = levels[cps, :-1], levels[cps, 1:]
-    main_lower, main_upper = levels[main_cp, :-1], levels[main_cp, 1:]
-    if jaw_strip is not None:
+    lo, minus_hi = ends[:, cps]  # (k, s)
+    main_lo, main_minus_hi = ends[:, main_cp]  # (s,)
+    sub_levels, main_levels = levels[cps], levels[main_cp]
+    lower, upper = sub_levels[:, :-1], sub_levels[:, 1:]
+    if jaw_strip is not None and (jaw_strip[cps] != jaw_strip[main_cp]).any():
         # a jaw across standing out beyond the main one by no more than the tolerance is
         # taken where the main one stands (NaN: no such jaw, nothing to move)
         j1, j2 = _jaw_limits(jaw_strip[cps])
@@ -937,19 +941,24 @@ def _outside_area(
         j2 = np.where((j2 > m2) & (j2 <= m2 + tolerance_mm), m2, j2)
         lower, upper = np.maximum(lower, j1), np.minimum(upper, j2)
     height = np.maximum(upper - lower, 0.0)
-    counted = (width[cps] >= closed_gap_mm) & (width[cps] > 0) & (height > 0)
-    main_counted = (width[main_cp] >= closed_gap_mm) & (width[main_cp] > 0)
+    w, main_w = width[cps], width[main_cp]
+    if closed_gap_mm > 0:  # (an opening at least that wide is open)
+        counted, main_counted = (w >= closed_gap_mm) & (height > 0), main_w >= closed_gap_mm
+    else:
+        counted, main_counted = (w > 0) & (height > 0), main_w > 0
     # the part of each strip's height shared with the main aperture's (0 where the main
     # strip is closed or hidden)
-    shared = np.maximum(np.minimum(upper, main_upper) - np.maximum(lower, main_lower), 0.0)
-    shared = np.where(main_counted, shared, 0.0)
-    w = width[cps]
+    shared = np.minimum(upper, main_levels[1:]) - np.maximum(lower, main_levels[:-1])
+    shared = np.where(main_counted & (shared > 0), shared, 0.0)
     # along the leaves: the opening's parts beyond the main opening on either side, each
     # counted when it reaches further than the tolerance beyond the main opening's edge
-    left = np.maximum(np.minimum(hi, main_lo) - lo, 0.0)
-    right = np.maximum(hi - np.maximum(lo, main_hi), 0.0)
-    beyond = np.where(main_lo - lo > tolerance_mm, left, 0.0)
-    beyond += np.where(hi - main_hi > tolerance_mm, right, 0.0)
+    # (then it is not empty: it runs from the opening's end to the main opening's, or to
+    # the opening's other end, whichever comes first)
+    beyond = np.where(
+        main_lo - lo > tolerance_mm, np.minimum(-minus_hi, main_lo) - lo, 0.0
+    ) + np.where(
+        main_minus_hi - minus_hi > tolerance_mm, np.minimum(main_minus_hi, -lo) - minus_hi, 0.0
+    )
     outside = np.where(counted, w * (height - shared) + np.minimum(beyond, w) * shared, 0.0)
     own = np.where(counted, w * height, 0.0)
     return outside.sum(axis=1), own.sum(axis=1)
@@ -960,52 +969,61 @@ def _corner_leaves(
 ) -> tuple[float, float] | None:
     """Whether the apertures given (per row: ``ends`` (2, k, s) as (lo, -hi), ``width``
     (k, s), ``levels`` (k, s + 1)) are each a rectangle whose leaves stand in only at
-    its corners; if so, the largest share of an aperture's bounding rectangle that its
-    leaves cover, and the largest share of its height, from either end, over which
-    leaves stand in. None when an aperture is shaped otherwise, or none is open.
+    its corners; if so, the largest share of an aperture's bounding rectangle that the
+    pairs standing in cover, and the largest share of its height, from either end,
+    over which they stand in. None when an aperture is shaped otherwise, or none is
+    open.
 
     The rectangle bounds the open pairs (openings of at least ``closed_gap_mm``). A
     pair stands in when either of its ends is further than ``tol`` inside the
-    rectangle's edge. Corners only: the open pairs run without a gap; those that do not
-    stand in form one run (the middle), so that those that do lie at the ends; and from
-    either end towards the middle they open wider and wider (within ``tol``).
+    rectangle's edge (so that when all edges lie within ``tol`` of one another, none
+    does: both measures are 0). Corners only: the open pairs run without a gap; those
+    that do not stand in form one run (the middle), so that those that do lie at the
+    ends; and from either end towards the middle they open wider and wider (within
+    ``tol``).
     """
-    k, s = width.shape
+    s = width.shape[1]
     if not s:
         return None
-    lo, hi = ends[0], -ends[1]
     height = levels[:, 1:] - levels[:, :-1]
     counted = (width >= closed_gap_mm) & (width > 0) & (height > 0)
-    rows = counted.any(axis=1)
-    if not rows.any():
+    count = counted.sum(axis=1)
+    if not count.all():  # apertures with nothing open have nothing to say
+        rows = count > 0
+        if not rows.any():
+            return None
+        ends, width, levels, height = ends[:, rows], width[rows], levels[rows], height[rows]
+        counted, count = counted[rows], count[rows]
+    # one run of open pairs: as many as from the first to the last (checks that rule an
+    # aperture out come first, and cheapest, since most apertures are ruled out)
+    first = counted.argmax(axis=1)
+    last = s - 1 - counted[:, ::-1].argmax(axis=1)
+    if (count != last - first + 1).any():
         return None
-    counted, lo, hi, levels, height = (a[rows] for a in (counted, lo, hi, levels, height))
-    width = width[rows]
-    idx = np.arange(s)
-    first = counted.argmax(axis=1)[:, None]
-    last = (s - 1 - counted[:, ::-1].argmax(axis=1))[:, None]
-    gapless = ~((idx >= first) & (idx <= last) & ~counted).any(axis=1)
+    lo, hi = ends[0], -ends[1]
     left = np.where(counted, lo, np.inf).min(axis=1, keepdims=True)
     right = np.where(counted, hi, -np.inf).max(axis=1, keepdims=True)
     edge = counted & (lo <= left + tol) & (hi >= right - tol)
-    run_first = edge.argmax(axis=1)[:, None]
-    run_last = (s - 1 - edge[:, ::-1].argmax(axis=1))[:, None]
-    one_run = edge.any(axis=1) & ~((idx >= run_first) & (idx <= run_last) & ~edge).any(axis=1)
+    run_first = edge.argmax(axis=1)
+    run_last = s - 1 - edge[:, ::-1].argmax(axis=1)
+    if (edge.sum(axis=1) != run_last - run_first + 1).any() or not edge.any(axis=1).all():
+        return None
     # steps between neighbours i, i + 1: towards the middle below it, away from it above
     step_lo, step_hi = lo[:, 1:] - lo[:, :-1], hi[:, 1:] - hi[:, :-1]
-    i = idx[:-1]
-    below = (i >= first) & (i + 1 <= run_first)
-    above = (i >= run_last) & (i + 1 <= last)
-    widening = ~(below & ((step_lo > tol) | (step_hi < -tol))).any(axis=1)
-    narrowing = ~(above & ((step_lo < -tol) | (step_hi > tol))).any(axis=1)
-    if not (gapless & one_run & widening & narrowing).all():
+    i = np.arange(s - 1)
+    below = (i >= first[:, None]) & (i < run_first[:, None])
+    above = (i >= run_last[:, None]) & (i < last[:, None])
+    inwards = np.where(below, step_lo > tol, step_lo < -tol) | np.where(
+        below, step_hi < -tol, step_hi > tol
+    )
+    if ((below | above) & inwards).any():
         return None
     r = np.arange(counted.shape[0])
-    bottom, top = levels[r, first[:, 0]], levels[r, last[:, 0] + 1]
+    bottom, top = levels[r, first], levels[r, last + 1]
     tall = top - bottom
-    ends_in = np.maximum(levels[r, run_first[:, 0]] - bottom, top - levels[r, run_last[:, 0] + 1])
+    ends_in = np.maximum(levels[r, run_first] - bottom, top - levels[r, run_last + 1])
     box_width = (right - left)[:, 0]
-    covered = (np.where(counted, box_width[:, None] - width, 0.0) * height).sum(axis=1)
+    covered = (np.where(edge | ~counted, 0.0, box_width[:, None] - width) * height).sum(axis=1)
     box = box_width * tall
     share = np.where(box > 0, covered / box, 0.0)
     extent = np.where(tall > 0, ends_in / tall, 0.0)

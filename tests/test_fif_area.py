@@ -428,7 +428,8 @@ def test_rounded_corners_measure_like_monaco(policy):
     beam = step_and_shoot([(circle_cut(256), (0, 0), (-200, 200), 1.0)], BIG, jaws_x=False)
     m = beam_metrics(beam, 0.5, 10.0, 3.0, 2.0, 2.0)
     assert m.corner_leaf_extent_share == pytest.approx(8 * LEAF_MM / 400)
-    covered = sum(2 * (200 - x) * LEAF_MM for x in circle_cut(256)[BIG:])
+    # (pairs within the 2-mm rectangle tolerance of the edge stand at it)
+    covered = sum(2 * (200 - x) * LEAF_MM for x in circle_cut(256)[BIG:] if 200 - x > 2)
     assert m.corner_leaf_area_share == pytest.approx(covered / 400**2)
     assert 0.015 < m.corner_leaf_area_share < policy["isodose.corner_leaves_max_area_share"]
 
