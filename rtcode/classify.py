@@ -273,31 +273,89 @@ def _beam_technique(beam: Beam, m: BeamMetrics, policy: Policy) -> tuple[Techniq
             f"leaves travel up to {m.beam_on_leaf_travel_mm:.1f} mm while the beam is on"
             " at a fixed gantry angle"
         )
-    n = len(m.segments)
-    if n >= 2:
-        main = m.largest_segment_mu_fraction or 0.0
-        outside = m.subsegment_max_outside_main_mm
-        fif = (
-            n <= policy["modulation.fif_max_segments"]
-            and main >= policy["modulation.fif_min_main_segment_mu_fraction"]
-            and outside is not None
-            and outside <= policy["modulation.fif_inside_tolerance_mm"]
-        )
-        summary = (
-            f"{n} static segments, main segment {main:.0%} of MU, sub-segments reach"
-            f" {outside if outside is not None else float('nan'):.1f} mm outside it"
-        )
-        if fif:
-            return Technique.FIELD_IN_FIELD, summary + ": field-in-field"
-        return Technique.STEP_AND_SHOOT_IMRT, summary + ": step-and-shoot modulation"
+    if len(m.segments) >= 2:
+        verdict, why = fif_verdict(m, policy)
+        if verdict == "modulated":
+            return Technique.STEP_AND_SHOOT_IMRT, why + ": step-and-shoot modulation"
+        if verdict == "borderline":
+            return Technique.FIELD_IN_FIELD, why + ": field-in-field, borderline"
+        if verdict == "unknown":
+            return Technique.UNKNOWN, why + ": field-in-field or step-and-shoot cannot be told"
+        return Technique.FIELD_IN_FIELD, why + ": field-in-field"
     irregular = m.aperture_irregularity_mm
-    if m.has_mlc and irregular is not None and irregular > policy["isodose.rectangle_tolerance_mm"]:
+    if mlc_shapes_field(m, policy):
         return Technique.CONFORMAL, f"one MLC-shaped aperture (edges vary by {irregular:.0f} mm)"
     if beam.blocks:
         return Technique.CONFORMAL, f"{len(beam.blocks)} block(s) shape the field"
     if m.has_mlc and irregular is None:
         return Technique.UNKNOWN, "MLC present but its aperture cannot be computed"
+    share, extent = m.corner_leaf_area_share, m.corner_leaf_extent_share
+    if m.has_mlc and irregular is not None and irregular > policy["isodose.rectangle_tolerance_mm"]:
+        assert share is not None and extent is not None  # (else mlc_shapes_field)
+        return Technique.OPEN, (
+            f"rectangular field with leaves standing in at its corners only: edges vary by"
+            f" {irregular:.0f} mm, but the leaves cover {share:.1%} of the rectangle (at most"
+            f" {policy['isodose.corner_leaves_max_area_share']:.1%}) within {extent:.0%} of"
+            f" its length from either end (at most"
+            f" {policy['isodose.corner_leaves_max_extent_share']:.0%})"
+        )
     return Technique.OPEN, "rectangular field (jaws or rectangular MLC)"
+
+
+def mlc_shapes_field(m: BeamMetrics, policy: Policy) -> bool:
+    """Whether an MLC shapes the beam's aperture(s): its open edges vary by more than
+    the rectangle tolerance, unless the aperture is a rectangle whose leaves stand in
+    only at its corners, covering no more than the corner tolerance of its area (the
+    rounded corners of a machine's largest field)."""
+    irregular = m.aperture_irregularity_mm
+    if not m.has_mlc or irregular is None or irregular <= policy["isodose.rectangle_tolerance_mm"]:
+        return False
+    share, extent = m.corner_leaf_area_share, m.corner_leaf_extent_share
+    return (
+        share is None
+        or extent is None
+        or share > policy["isodose.corner_leaves_max_area_share"]
+        or extent > policy["isodose.corner_leaves_max_extent_share"]
+    )
+
+
+def fif_verdict(m: BeamMetrics, policy: Policy) -> tuple[str, str]:
+    """For a beam of two or more static segments: "field_in_field" (sub-segments nested
+    in the main aperture), "borderline" (partly outside it: coded as field-in-field, with
+    IMRT as the alternative), "modulated" (step-and-shoot IMRT), or "unknown" (few
+    segments, most MU in the main one, but no apertures to compare); and the numbers
+    that decided, in words."""
+    n = len(m.segments)
+    main = m.largest_segment_mu_fraction
+    text = f"{n} static segments, main segment " + (
+        "of unknown MU" if main is None else f"{main:.0%} of MU"
+    )
+    area = m.subsegment_outside_area_mm2
+    share = m.subsegment_outside_share
+    mu = m.outside_mu_fraction
+    if area is None or share is None or mu is None:
+        share = None
+        text += ", sub-segments cannot be compared with it"
+    else:
+        text += (
+            f", sub-segments open up to {area:.0f} mm^2 outside it ({share:.1%} of a"
+            f" sub-segment's open area; those reaching outside carry {mu:.0%} of MU)"
+        )
+    max_segments = policy["modulation.fif_max_segments"]
+    if n > max_segments:
+        return "modulated", f"{text}; more than {max_segments} segments"
+    min_main = policy["modulation.fif_min_main_segment_mu_fraction"]
+    if main is None or main < min_main:
+        return "modulated", f"{text}; main segment below {min_main:.0%} of MU"
+    if share is None:
+        return "unknown", text
+    nested = policy["modulation.fif_nested_max_outside_share"]
+    modulated = policy["modulation.fif_modulated_min_outside_share"]
+    if share <= nested:
+        return "field_in_field", f"{text}; nested (at most {nested:.0%} outside)"
+    if share >= modulated:
+        return "modulated", f"{text}; not nested (at least {modulated:.0%} outside)"
+    return "borderline", f"{text}; partly outside (between {nested:.0%} and {modulated:.0%})"
 
 
 def _assess_beams(lp: LinkedPlan, policy: Policy) -> tuple[list[BeamAssessment], list[Flag]]:
@@ -341,6 +399,9 @@ def _assess_beams(lp: LinkedPlan, policy: Policy) -> tuple[list[BeamAssessment],
             beam,
             policy["modulation.segment_tolerance_mm"],
             policy["modulation.small_aperture_width_mm"],
+            policy["modulation.closed_leaf_gap_mm"],
+            policy["modulation.fif_inside_tolerance_mm"],
+            policy["isodose.rectangle_tolerance_mm"],
         )
         technique, why = _beam_technique(beam, m, policy)
         mu, fg_number = referenced.get(beam.number, (None, None))
@@ -581,6 +642,42 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
             setting="electron.plan_code",
         )
         code, category = "77321", Category.SPECIAL_PORT
+    borderline = [
+        b
+        for b in ports
+        if b.technique is Technique.FIELD_IN_FIELD
+        and fif_verdict(b.metrics, policy)[0] == "borderline"
+    ]
+    if borderline and code in ("77306", "77307", "77295"):
+        names = ", ".join(_beam_name(b.beam) for b in borderline)
+        worst = max(
+            b.metrics.subsegment_outside_share
+            for b in borderline
+            if b.metrics.subsegment_outside_share is not None
+        )
+        nested = policy["modulation.fif_nested_max_outside_share"]
+        modulated = policy["modulation.fif_modulated_min_outside_share"]
+        w.flags.append(
+            Flag(
+                "fif_borderline",
+                "warning",
+                f"sub-segments of beam(s) {names} lie partly outside their main aperture (up to"
+                f" {worst:.1%} of a sub-segment's area, between the {nested:.0%} of nested"
+                f" field-in-field and the {modulated:.0%} of step-and-shoot IMRT): coded as"
+                " field-in-field; check the planning record for inverse optimisation"
+                " (settings modulation.fif_nested_max_outside_share,"
+                " modulation.fif_modulated_min_outside_share)",
+                f"{borderline[0].beam.dicom_path}.{_cp_kw(borderline[0].beam)}",
+            )
+        )
+        w.alternatives.append(
+            Alternative(
+                "77301",
+                Category.IMRT.value,
+                f"if the segments of beam(s) {names} were inverse planned (step-and-shoot IMRT)"
+                " rather than forward-planned field-in-field",
+            )
+        )
     if unknown and code in ("77306", "77307", "77295"):
         w.alternatives.append(
             Alternative(
@@ -1114,9 +1211,8 @@ def _isodose_rules(
         m = b.metrics
         if not m.has_mlc or b.technique is Technique.UNKNOWN:
             continue
-        irregular = m.aperture_irregularity_mm
-        if (irregular is not None and irregular > tol) or (not rect_ok):
-            shaped.append((b, irregular))
+        if mlc_shapes_field(m, policy) or not rect_ok:
+            shaped.append((b, m.aperture_irregularity_mm))
     rule(
         "isodose.shaped_mlc",
         bool(shaped),
@@ -1269,8 +1365,18 @@ def _technique_numbers(b: BeamAssessment) -> dict[str, Any]:
     }
     if m.largest_segment_mu_fraction is not None:
         out["largest_segment_mu_fraction"] = round(m.largest_segment_mu_fraction, 3)
-    if m.subsegment_max_outside_main_mm is not None:
-        out["subsegment_max_outside_main_mm"] = round(m.subsegment_max_outside_main_mm, 1)
+    if m.subsegment_outside_area_mm2 is not None:
+        out["subsegment_outside_area_mm2"] = round(m.subsegment_outside_area_mm2, 1)
+    if m.subsegment_outside_share is not None:
+        out["subsegment_outside_share"] = round(m.subsegment_outside_share, 4)
+    if m.outside_mu_fraction is not None:
+        out["outside_mu_fraction"] = round(m.outside_mu_fraction, 3)
+    if m.aperture_irregularity_mm is not None:
+        out["aperture_irregularity_mm"] = round(m.aperture_irregularity_mm, 2)
+    if m.corner_leaf_area_share is not None:
+        out["corner_leaf_area_share"] = round(m.corner_leaf_area_share, 4)
+    if m.corner_leaf_extent_share is not None:
+        out["corner_leaf_extent_share"] = round(m.corner_leaf_extent_share, 4)
     if m.mu_per_degree_cv is not None:
         out["mu_per_degree_cv"] = round(m.mu_per_degree_cv, 3)
     if m.convexity is not None:
@@ -1286,10 +1392,21 @@ def _technique_thresholds(policy: Policy) -> dict[str, Any]:
         "segment_tolerance_mm",
         "fif_max_segments",
         "fif_min_main_segment_mu_fraction",
+        "closed_leaf_gap_mm",
         "fif_inside_tolerance_mm",
+        "fif_nested_max_outside_share",
+        "fif_modulated_min_outside_share",
         "arc_min_gantry_travel_deg",
         "vmat_min_mu_per_degree_cv",
         "arc_aperture_change_mm",
         "dca_min_convexity",
     )
-    return {k: policy[f"modulation.{k}"] for k in keys}
+    out = {k: policy[f"modulation.{k}"] for k in keys}
+    # a single aperture: shaped, or a rectangle (corners rounded or not)
+    for k in (
+        "rectangle_tolerance_mm",
+        "corner_leaves_max_area_share",
+        "corner_leaves_max_extent_share",
+    ):
+        out[k] = policy[f"isodose.{k}"]
+    return out

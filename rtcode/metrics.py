@@ -261,11 +261,33 @@ class BeamMetrics:
     beam_on_intervals: int
     segments: tuple[Segment, ...]
     largest_segment_mu_fraction: float | None
-    subsegment_max_outside_main_mm: float | None  # how far sub-segments leave the main one
+    # How far (mm) any open leaf pair of a sub-segment reaches beyond the main segment's
+    # edges (the whole opening where the main pair is closed). Reported, not decisive:
+    # a 1-mm jaw sliver or a pair parked at its minimum gap reaches far by this measure.
+    subsegment_max_outside_main_mm: float | None
+    # Sub-segments (every segment but the main one, the one with the most MU) against the
+    # main aperture, by jaw-clipped open area: leaf-pair openings narrower than the
+    # closed gap count as closed, and parts reaching no further than the inside tolerance
+    # beyond the main aperture's edges (along the leaves, or a jaw across) as inside.
+    # The largest such area outside the main aperture over the sub-segments (mm^2) ...
+    subsegment_outside_area_mm2: float | None
+    # ... the largest share of a sub-segment's own open area that lies outside it ...
+    subsegment_outside_share: float | None
+    # ... and the fraction of the beam's MU given by sub-segments with any area outside.
+    outside_mu_fraction: float | None
     beam_on_leaf_motion_mm: float  # largest leaf move between two points while MU is delivered
     beam_on_leaf_travel_mm: float  # the furthest any one leaf travels while MU is delivered
     leaf_travel_mm: float  # summed leaf motion over the whole beam
     aperture_irregularity_mm: float | None  # 0 for a rectangle; grows as edges vary
+    # Rectangles with leaves standing in at the corners only: a middle run of open pairs
+    # reaching the aperture's bounding rectangle at both edges (within the rectangle
+    # tolerance), the pairs from there to either end standing in further and further.
+    # Per segment the share of the bounding rectangle's area those pairs' leaves cover,
+    # and the share of its height, from either end, over which they stand in; the
+    # largest over the segments. None where leaves shape an aperture otherwise (or there
+    # is none); 0 for a rectangle (within the tolerance).
+    corner_leaf_area_share: float | None
+    corner_leaf_extent_share: float | None
     gantry_beam_on_travel_deg: float  # gantry rotation while MU is delivered
     arc_span_deg: float
     mu_per_degree_cv: float | None  # coefficient of variation of MU/degree over the arc
@@ -286,10 +308,21 @@ class BeamMetrics:
 
 
 def beam_metrics(
-    beam: Beam, same_aperture_mm: float = _NOISE_MM, small_aperture_mm: float = 10.0
+    beam: Beam,
+    same_aperture_mm: float = _NOISE_MM,
+    small_aperture_mm: float = 10.0,
+    closed_gap_mm: float = 0.0,
+    inside_tolerance_mm: float = 0.0,
+    rectangle_mm: float = 0.0,
 ) -> BeamMetrics:
     """Measure one beam. Positions within ``same_aperture_mm`` count as one aperture;
-    leaf-pair openings narrower than ``small_aperture_mm`` count as small apertures."""
+    leaf-pair openings narrower than ``small_aperture_mm`` count as small apertures.
+    In the area of sub-segments outside the main aperture and in the corner-leaf
+    measures, openings narrower than ``closed_gap_mm`` count as closed; parts of a
+    sub-segment reaching no further than ``inside_tolerance_mm`` beyond the main
+    aperture's edges count as inside it; leaves within ``rectangle_mm`` of the edge of
+    an aperture's bounding rectangle stand at that edge. (The defaults, 0, measure every
+    opening and every part exactly.)"""
     cps = beam.control_points
     n = cps.count
     w = np.asarray(cps.cumulative_meterset_weight, dtype=float)
@@ -359,7 +392,8 @@ def beam_metrics(
         largest = max(shares, default=None)
     del everything, leaves, all_steps, steps  # not needed below: memory, see _BLOCK_ELEMENTS
 
-    area = perim = outside = irregular = mean_area = None
+    area = perim = outside = irregular = mean_area = corner = None
+    outside_area = outside_share = outside_mu = None
     mcs = sas = convex = lsv = aav = None
     geometry = _geometry(beam, finite)
     if geometry is not None:
@@ -367,7 +401,7 @@ def beam_metrics(
         # open pair, slopes between unused levels): such results are masked out, or
         # stand for "cannot say" (NaN).
         with np.errstate(all="ignore"):
-            edges = geometry[0]
+            edges, jaw_strip = geometry[0], geometry[5]
             area, perim, open_, widths, ends, open_ends, levels = _strips(geometry)
             del geometry  # the full-width arrays: memory, see _BLOCK_ELEMENTS
             if weights_valid and (mu := d_mu.sum()) > 0:
@@ -400,9 +434,26 @@ def beam_metrics(
                 at = np.array(firsts)
                 if len(firsts) > 1:
                     # (the main segment reaches 0 outside itself: it may stay in the list)
-                    main = firsts[shares.index(largest)]
+                    k = _main_segment(shares, area[at])
+                    main = firsts[k]
                     outside = _outside(ends, open_, widths[0], at, main)
+                    subs = np.delete(at, k)
+                    gap, tol = closed_gap_mm, inside_tolerance_mm
+                    out_area, own_area = _outside_area(
+                        ends, widths[0], levels, jaw_strip, subs, main, gap, tol
+                    )
+                    outside_area = float(out_area.max())
+                    share = np.where(own_area > 0, out_area / own_area, 0.0)
+                    outside_share = float(share.max())
+                    sub_mu = np.delete(np.asarray(shares), k)
+                    outside_mu = float(sub_mu[out_area > 0].sum())
                 irregular = _irregularity(edges, spread, islands, at)
+                if irregular > rectangle_mm:
+                    corner = _corner_leaves(
+                        ends[:, at], widths[0][at], levels[at], closed_gap_mm, rectangle_mm
+                    )
+                else:  # every edge within the tolerance: no leaf stands in (see below)
+                    corner = (0.0, 0.0)
 
     return BeamMetrics(
         control_points=n,
@@ -416,10 +467,15 @@ def beam_metrics(
         segments=segments,
         largest_segment_mu_fraction=largest,
         subsegment_max_outside_main_mm=outside,
+        subsegment_outside_area_mm2=outside_area,
+        subsegment_outside_share=outside_share,
+        outside_mu_fraction=outside_mu,
         beam_on_leaf_motion_mm=on_motion,
         beam_on_leaf_travel_mm=on_travel,
         leaf_travel_mm=travel,
         aperture_irregularity_mm=irregular,
+        corner_leaf_area_share=None if corner is None else corner[0],
+        corner_leaf_extent_share=None if corner is None else corner[1],
         gantry_beam_on_travel_deg=gantry_on,
         arc_span_deg=span,
         mu_per_degree_cv=cv,
@@ -833,6 +889,145 @@ def _outside(
     )
     # the largest over the open pairs, and 0 if none reach outside (or none is open)
     return float(np.where(open_, reach, 0.0).max(axis=1, initial=0.0)[cps].max())
+
+
+def _main_segment(shares: list[float], area: np.ndarray) -> int:
+    """Which segment is the main one: the one with the most MU; of segments tied for
+    it (to rounding), the one with the largest open area, then the first."""
+    most = max(shares)
+    tied = [i for i, share in enumerate(shares) if share >= most - 1e-9]
+    if len(tied) == 1:
+        return tied[0]
+    return max(tied, key=lambda i: (float(area[i]), -i))
+
+
+def _outside_area(
+    ends: np.ndarray,
+    width: np.ndarray,
+    levels: np.ndarray,
+    jaw_strip: np.ndarray | None,
+    cps: np.ndarray,
+    main_cp: int,
+    closed_gap_mm: float,
+    tolerance_mm: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per control point of ``cps`` (sub-segments): its open area outside the aperture
+    at ``main_cp``, and its own open area (mm^2). ``ends`` as (lo, -hi), ``width`` and
+    ``levels`` (the strip edges cut by the jaws across the strips) as from ``_strips``;
+    ``jaw_strip`` (n, 2): the jaws across the strips (None: none).
+
+    Strip by strip, both apertures are rectangles: along the leaves the opening (leaves
+    and jaws), across them the strip cut by the jaws. An opening narrower than
+    ``closed_gap_mm`` is closed (a pair parked at the machine's minimum gap). What
+    lies outside the main rectangle is: the part of the opening beyond the main
+    opening on either side, unless it reaches no further than ``tolerance_mm`` beyond
+    the main opening's edge;
+    and the whole opening where the main strip is closed or hidden by its jaws, or
+    where a jaw across stands further out than the main aperture's by more than
+    ``tolerance_mm`` (a jaw standing out by less is taken at the main jaw, so that the
+    sliver of a strip it uncovers counts for nothing). Sums of non-negative parts: a
+    nested sub-segment measures exactly 0.
+    """
+    lo, minus_hi = ends[:, cps]  # (k, s)
+    main_lo, main_minus_hi = ends[:, main_cp]  # (s,)
+    sub_levels, main_levels = levels[cps], levels[main_cp]
+    lower, upper = sub_levels[:, :-1], sub_levels[:, 1:]
+    if jaw_strip is not None and (jaw_strip[cps] != jaw_strip[main_cp]).any():
+        # a jaw across standing out beyond the main one by no more than the tolerance is
+        # taken where the main one stands (NaN: no such jaw, nothing to move)
+        j1, j2 = _jaw_limits(jaw_strip[cps])
+        m1, m2 = _jaw_limits(jaw_strip[main_cp : main_cp + 1])
+        j1 = np.where((j1 < m1) & (j1 >= m1 - tolerance_mm), m1, j1)
+        j2 = np.where((j2 > m2) & (j2 <= m2 + tolerance_mm), m2, j2)
+        lower, upper = np.maximum(lower, j1), np.minimum(upper, j2)
+    height = np.maximum(upper - lower, 0.0)
+    w, main_w = width[cps], width[main_cp]
+    if closed_gap_mm > 0:  # (an opening at least that wide is open)
+        counted, main_counted = (w >= closed_gap_mm) & (height > 0), main_w >= closed_gap_mm
+    else:
+        counted, main_counted = (w > 0) & (height > 0), main_w > 0
+    # the part of each strip's height shared with the main aperture's (0 where the main
+    # strip is closed or hidden)
+    shared = np.minimum(upper, main_levels[1:]) - np.maximum(lower, main_levels[:-1])
+    shared = np.where(main_counted & (shared > 0), shared, 0.0)
+    # along the leaves: the opening's parts beyond the main opening on either side, each
+    # counted when it reaches further than the tolerance beyond the main opening's edge
+    # (then it is not empty: it runs from the opening's end to the main opening's, or to
+    # the opening's other end, whichever comes first)
+    beyond = np.where(
+        main_lo - lo > tolerance_mm, np.minimum(-minus_hi, main_lo) - lo, 0.0
+    ) + np.where(
+        main_minus_hi - minus_hi > tolerance_mm, np.minimum(main_minus_hi, -lo) - minus_hi, 0.0
+    )
+    outside = np.where(counted, w * (height - shared) + np.minimum(beyond, w) * shared, 0.0)
+    own = np.where(counted, w * height, 0.0)
+    return outside.sum(axis=1), own.sum(axis=1)
+
+
+def _corner_leaves(
+    ends: np.ndarray, width: np.ndarray, levels: np.ndarray, closed_gap_mm: float, tol: float
+) -> tuple[float, float] | None:
+    """Whether the apertures given (per row: ``ends`` (2, k, s) as (lo, -hi), ``width``
+    (k, s), ``levels`` (k, s + 1)) are each a rectangle whose leaves stand in only at
+    its corners; if so, the largest share of an aperture's bounding rectangle that the
+    pairs standing in cover, and the largest share of its height, from either end,
+    over which they stand in. None when an aperture is shaped otherwise, or none is
+    open.
+
+    The rectangle bounds the open pairs (openings of at least ``closed_gap_mm``). A
+    pair stands in when either of its ends is further than ``tol`` inside the
+    rectangle's edge (so that when all edges lie within ``tol`` of one another, none
+    does: both measures are 0). Corners only: the open pairs run without a gap; those
+    that do not stand in form one run (the middle), so that those that do lie at the
+    ends; and from either end towards the middle they open wider and wider (within
+    ``tol``).
+    """
+    s = width.shape[1]
+    if not s:
+        return None
+    height = levels[:, 1:] - levels[:, :-1]
+    counted = (width >= closed_gap_mm) & (width > 0) & (height > 0)
+    count = counted.sum(axis=1)
+    if not count.all():  # apertures with nothing open have nothing to say
+        rows = count > 0
+        if not rows.any():
+            return None
+        ends, width, levels, height = ends[:, rows], width[rows], levels[rows], height[rows]
+        counted, count = counted[rows], count[rows]
+    # one run of open pairs: as many as from the first to the last (checks that rule an
+    # aperture out come first, and cheapest, since most apertures are ruled out)
+    first = counted.argmax(axis=1)
+    last = s - 1 - counted[:, ::-1].argmax(axis=1)
+    if (count != last - first + 1).any():
+        return None
+    lo, hi = ends[0], -ends[1]
+    left = np.where(counted, lo, np.inf).min(axis=1, keepdims=True)
+    right = np.where(counted, hi, -np.inf).max(axis=1, keepdims=True)
+    edge = counted & (lo <= left + tol) & (hi >= right - tol)
+    run_first = edge.argmax(axis=1)
+    run_last = s - 1 - edge[:, ::-1].argmax(axis=1)
+    if (edge.sum(axis=1) != run_last - run_first + 1).any() or not edge.any(axis=1).all():
+        return None
+    # steps between neighbours i, i + 1: towards the middle below it, away from it above
+    step_lo, step_hi = lo[:, 1:] - lo[:, :-1], hi[:, 1:] - hi[:, :-1]
+    i = np.arange(s - 1)
+    below = (i >= first[:, None]) & (i < run_first[:, None])
+    above = (i >= run_last[:, None]) & (i < last[:, None])
+    inwards = np.where(below, step_lo > tol, step_lo < -tol) | np.where(
+        below, step_hi < -tol, step_hi > tol
+    )
+    if ((below | above) & inwards).any():
+        return None
+    r = np.arange(counted.shape[0])
+    bottom, top = levels[r, first], levels[r, last + 1]
+    tall = top - bottom
+    ends_in = np.maximum(levels[r, run_first] - bottom, top - levels[r, run_last + 1])
+    box_width = (right - left)[:, 0]
+    covered = (np.where(edge | ~counted, 0.0, box_width[:, None] - width) * height).sum(axis=1)
+    box = box_width * tall
+    share = np.where(box > 0, covered / box, 0.0)
+    extent = np.where(tall > 0, ends_in / tall, 0.0)
+    return max(float(share.max()), 0.0), max(float(extent.max()), 0.0)
 
 
 def _irregularity(

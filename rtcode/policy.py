@@ -90,6 +90,9 @@ SCHEMA = {
     "modulation.fif_max_segments": _number(1, integer=True),
     "modulation.fif_min_main_segment_mu_fraction": _number(0, 1),
     "modulation.fif_inside_tolerance_mm": _number(0),
+    "modulation.closed_leaf_gap_mm": _number(0),
+    "modulation.fif_nested_max_outside_share": _number(0, 1),
+    "modulation.fif_modulated_min_outside_share": _number(0, 1),
     "modulation.arc_min_gantry_travel_deg": _number(0, 360),
     "modulation.vmat_min_mu_per_degree_cv": _number(0),
     "modulation.arc_aperture_change_mm": _number(0),
@@ -99,6 +102,8 @@ SCHEMA = {
     "modulation.compensator_is_imrt": _boolean,
     "isodose.rectangular_mlc_is_unmodified": _boolean,
     "isodose.rectangle_tolerance_mm": _number(0),
+    "isodose.corner_leaves_max_area_share": _number(0, 1),
+    "isodose.corner_leaves_max_extent_share": _number(0, 0.5),
     "isodose.bolus_is_modifier": _boolean,
     "isodose.electron_cutout_is_modifier": _boolean,
     "isodose.dynamic_wedge_is_modifier": _boolean,
@@ -238,6 +243,10 @@ SCHEMA.update(
     }
 )
 OPTIONAL = {"policy.extends": _text}
+# Pairs of settings of which the first may not exceed the second: the ends of a range.
+ORDERED = (
+    ("modulation.fif_nested_max_outside_share", "modulation.fif_modulated_min_outside_share"),
+)
 
 
 @dataclass(frozen=True)
@@ -381,6 +390,12 @@ def parse(data: bytes, source: str, _seen: tuple[str, ...] = ()) -> Policy:
         if problem:
             raise PolicyError(
                 f"{source}: {key} = {flat[key]!r} is not allowed; it must be {problem}"
+            )
+    for low, high in ORDERED:
+        if flat[low] > flat[high]:
+            raise PolicyError(
+                f"{source}: {low} = {flat[low]!r} is not allowed; it must be at most"
+                f" {high} ({flat[high]!r})"
             )
     canonical = json.dumps(
         {

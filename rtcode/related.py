@@ -16,7 +16,15 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .classify import ARCS, MODULATED, BeamAssessment, Category, Classification, Technique
+from .classify import (
+    ARCS,
+    MODULATED,
+    BeamAssessment,
+    Category,
+    Classification,
+    Technique,
+    mlc_shapes_field,
+)
 from .link import LinkedPlan
 from .policy import Policy
 
@@ -250,11 +258,7 @@ def _devices(ports: list[BeamAssessment], c: Classification, policy: Policy) -> 
             add("compensator", b)
         if (b.beam.number_of_boli or 0) > 0:
             add("bolus", b)
-        shaped = (
-            b.metrics.has_mlc
-            and (b.metrics.aperture_irregularity_mm or 0.0)
-            > policy["isodose.rectangle_tolerance_mm"]
-        )
+        shaped = mlc_shapes_field(b.metrics, policy)
         # MLC apertures of IMRT beams are covered by 77338, not 77334.
         if shaped and b.technique not in MODULATED and c.category is not Category.IMRT:
             add("mlc_aperture", b)

@@ -398,3 +398,206 @@ def test_segments_of_arcs_and_single_intervals(tolerance):
         expected = segments_of(everything, m.cp_mu_fraction[:-1], tolerance)
         assert [(s.first_cp, s.last_cp) for s in m.segments] == [s[:2] for s in expected]
         assert [s.mu_fraction for s in m.segments] == pytest.approx([s[2] for s in expected])
+
+
+# ------------------------------------------- sub-segments against the main one, corners
+
+
+def outside_area_at(ap: Apertures, sub: int, main: int, gap: float, tol: float):
+    """Open area of the aperture at control point ``sub`` outside the one at ``main``,
+    and its own open area, one strip at a time: the sub-segment's rectangle less its
+    intersection with the main one's, less the parts beyond the main one's edges that
+    reach no further than ``tol`` beyond them. Openings narrower than ``gap`` are
+    closed; a jaw across standing out by no more than ``tol`` stands where the main one
+    does."""
+    width = ap.width_mm()
+    edges = ap.strip_edges_mm
+
+    def jaws(i):
+        j1, j2 = ap.jaw_strip_mm[i]
+        return (-math.inf if math.isnan(j1) else j1, math.inf if math.isnan(j2) else j2)
+
+    s1, s2 = jaws(sub)
+    m1, m2 = jaws(main)
+    if m1 - tol <= s1 < m1:
+        s1 = m1
+    if m2 < s2 <= m2 + tol:
+        s2 = m2
+    outside = own = 0.0
+    for k in range(width.shape[1]):
+        w = width[sub, k]
+        y0, y1 = max(edges[k], s1), min(edges[k + 1], s2)
+        h = max(y1 - y0, 0.0)
+        if w <= 0 or w < gap or h <= 0:
+            continue
+        lo, hi = ap.lo_mm[sub, k], ap.hi_mm[sub, k]
+        own += w * h
+        inter = forgiven = 0.0
+        if width[main, k] > 0 and width[main, k] >= gap:
+            mlo, mhi = ap.lo_mm[main, k], ap.hi_mm[main, k]
+            my0, my1 = max(edges[k], m1), min(edges[k + 1], m2)
+            oh = max(min(y1, my1) - max(y0, my0), 0.0)
+            inter = max(min(hi, mhi) - max(lo, mlo), 0.0) * oh
+            # parts beyond the main opening's edges, forgiven if they reach no further
+            # than the tolerance beyond them
+            left, right = max(min(hi, mlo) - lo, 0.0), max(hi - max(lo, mhi), 0.0)
+            forgiven = (left * (mlo - lo <= tol) + right * (hi - mhi <= tol)) * oh
+        outside += w * h - inter - forgiven
+    return outside, own
+
+
+def corner_at(ap: Apertures, i: int, gap: float, tol: float):
+    """(covered share, extent share) of the aperture at control point i when its leaves
+    stand in only at the corners of its bounding rectangle; None when they shape it
+    otherwise; "none" when nothing is open. One strip at a time."""
+    width, h = ap.width_mm()[i], ap.height_mm[i]
+    lo, hi = ap.lo_mm[i], ap.hi_mm[i]
+    open_ = [k for k in range(width.size) if width[k] > 0 and width[k] >= gap and h[k] > 0]
+    if not open_:
+        return "none"
+    if open_ != list(range(open_[0], open_[-1] + 1)):
+        return None
+    left, right = min(lo[k] for k in open_), max(hi[k] for k in open_)
+    edge = [k for k in open_ if lo[k] <= left + tol and hi[k] >= right - tol]
+    if not edge or edge != list(range(edge[0], edge[-1] + 1)):
+        return None
+    for k in range(open_[0], edge[0]):  # below the middle: wider towards it
+        if lo[k + 1] > lo[k] + tol or hi[k + 1] < hi[k] - tol:
+            return None
+    for k in range(edge[-1], open_[-1]):  # above it: narrower away from it
+        if lo[k + 1] < lo[k] - tol or hi[k + 1] > hi[k] + tol:
+            return None
+    tall = sum(h[k] for k in open_)
+    covered = sum((right - left - width[k]) * h[k] for k in open_ if k not in edge)
+    extent = max(
+        sum(h[k] for k in range(open_[0], edge[0])),
+        sum(h[k] for k in range(edge[-1] + 1, open_[-1] + 1)),
+    )
+    return covered / ((right - left) * tall), extent / tall
+
+
+def segmented_beam(rng, apertures_, jaws_x, jaws_y, edges, mu):
+    """Step-and-shoot: each aperture (leaves, jaws) held over a pair of control points."""
+    leaves, weights, total = [], [], 0.0
+    for aperture, share in zip(apertures_, mu, strict=True):
+        leaves += [aperture, aperture]
+        weights += [total, total + share]
+        total += share
+    cps = b.control_points(leaves, weights)
+    positions = dict(cps.positions_mm)
+    positions["ASYMX"] = np.repeat(np.asarray(jaws_x, dtype=float), 2, axis=0)
+    positions["ASYMY"] = np.repeat(np.asarray(jaws_y, dtype=float), 2, axis=0)
+    cps = replace(cps, positions_mm=positions)
+    mlc = BeamLimitingDevice("MLCX", len(edges) - 1, tuple(float(e) for e in edges))
+    return replace(b.beam(1, cps), devices=(*b.DEVICES[:2], mlc))
+
+
+def field_in_field_like(seed: int):
+    """A main aperture and sub-segments made from it: closed in (nested), leaves pushed
+    out by 0-6 mm, jaws moved by up to 3 mm either way (uncovering slivers of pairs the
+    main jaws hide), pairs parked shut at a 0.5-mm gap at random places, or a random
+    aperture of their own."""
+    rng = np.random.default_rng(seed)
+    pairs = 30
+    edges = np.cumsum(np.r_[0.0, rng.choice([2.5, 5.0, 10.0], size=pairs)])
+    edges -= edges[-1] / 2
+    half = 40 * np.sqrt(1 - 0.8 * np.linspace(-1, 1, pairs) ** 2) + rng.uniform(0, 5, pairs)
+    main = np.r_[-half, half]
+    main_y = [edges[3] + rng.uniform(0, 3), edges[-4] - rng.uniform(0, 3)]
+    main_x = [-60.0, 60.0]
+    apertures_, jx, jy = [main], [main_x], [main_y]
+    for _ in range(int(rng.integers(1, 5))):
+        leaves = main.copy()
+        kind = rng.integers(4)
+        if kind == 0:  # closed in: nested
+            leaves[:pairs] += rng.uniform(0, 15, pairs)
+            leaves[pairs:] -= rng.uniform(0, 15, pairs)
+        elif kind == 1:  # some leaves pushed out
+            pick = rng.random(2 * pairs) < 0.3
+            leaves += np.where(pick, rng.uniform(0, 6, 2 * pairs), 0) * np.r_[-1, 1].repeat(pairs)
+        elif kind == 2:  # random own aperture
+            centre = rng.uniform(-20, 20)
+            width = rng.uniform(0, 40, pairs)
+            leaves = np.r_[centre - width, centre + width]
+        parked = rng.random(pairs) < 0.2
+        spot = rng.uniform(-50, 50, pairs)
+        leaves[:pairs] = np.where(parked, spot - 0.25, leaves[:pairs])
+        leaves[pairs:] = np.where(parked, spot + 0.25, leaves[pairs:])
+        apertures_.append(leaves)
+        jy.append([main_y[0] + rng.uniform(-3, 3), main_y[1] + rng.uniform(-3, 3)])
+        jx.append([main_x[0] + rng.uniform(-3, 3), main_x[1] + rng.uniform(-3, 3)])
+    # the main segment carries the most MU
+    mu = np.r_[rng.uniform(0.5, 0.8), rng.uniform(0.01, 0.2, len(apertures_) - 1)]
+    return segmented_beam(rng, apertures_, jx, jy, edges, mu / mu.sum())
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize(("gap", "tol"), [(0.0, 0.0), (3.0, 2.0), (1.0, 5.0)])
+def test_area_outside_the_main_segment_strip_by_strip(seed, gap, tol):
+    beam = field_in_field_like(seed)
+    m = beam_metrics(beam, closed_gap_mm=gap, inside_tolerance_mm=tol)
+    ap = apertures(beam)
+    main = max(m.segments, key=lambda s: s.mu_fraction)
+    subs = [s for s in m.segments if s is not main]
+    measured = [outside_area_at(ap, s.first_cp, main.first_cp, gap, tol) for s in subs]
+    areas = [out for out, _ in measured]
+    shares = [out / own if own > 0 else 0.0 for out, own in measured]
+    assert m.subsegment_outside_area_mm2 == pytest.approx(max(areas), rel=1e-9, abs=1e-9)
+    assert m.subsegment_outside_share == pytest.approx(max(shares), rel=1e-9, abs=1e-12)
+    outside_mu = sum(s.mu_fraction for s, a in zip(subs, areas, strict=True) if a > 1e-9)
+    assert m.outside_mu_fraction == pytest.approx(outside_mu, rel=1e-9, abs=1e-12)
+
+
+def rounded_or_not(seed: int):
+    """Segments that are rectangles with corners cut (stepping in towards the ends, or
+    not quite), with a notch, with pairs parked shut outside them, or target-like."""
+    rng = np.random.default_rng(seed)
+    pairs = 40
+    edges = np.cumsum(np.r_[0.0, rng.choice([2.5, 5.0], size=pairs)])
+    edges -= edges[-1] / 2
+    apertures_, jx, jy = [], [], []
+    for _ in range(int(rng.integers(1, 4))):
+        left, right = -rng.uniform(20, 60), rng.uniform(20, 60)
+        lo, hi = np.full(pairs, left), np.full(pairs, right)
+        kind = rng.integers(5)
+        if kind in (0, 1, 2):  # corners stepping in over a few pairs at either end
+            for bank, sign in ((lo, 1), (hi, -1)):
+                for end in (slice(None), slice(None, None, -1)):
+                    n = int(rng.integers(0, 8))
+                    if n:
+                        depth = np.sort(rng.uniform(0, 15, n))[::-1] * rng.choice([1, 0.1])
+                        bank[end][:n] += sign * depth
+            if kind == 1:  # a notch somewhere
+                k = int(rng.integers(pairs))
+                lo[k] += rng.uniform(0, 6)
+            if kind == 2:  # leaves a little off the edge (within some tolerances)
+                lo += rng.uniform(0, 1.5, pairs) * (rng.random(pairs) < 0.3)
+        elif kind == 3:  # target-like
+            half = (right - left) / 2 * np.sqrt(1 - 0.9 * np.linspace(-1, 1, pairs) ** 2)
+            lo, hi = -half, half
+        closed = rng.random(pairs) < 0.15 * (kind == 4)  # pairs parked shut (kind 4)
+        spot = rng.uniform(-50, 50, pairs)
+        lo, hi = np.where(closed, spot - 0.3, lo), np.where(closed, spot + 0.3, hi)
+        apertures_.append(np.r_[lo, hi])
+        jx.append([-100.0, 100.0] if rng.random() < 0.5 else [left + 1, right - 1])
+        jy.append([edges[2] + rng.uniform(0, 4), edges[-3] - rng.uniform(0, 4)])
+    mu = rng.uniform(0.1, 1, len(apertures_))
+    return segmented_beam(rng, apertures_, jx, jy, edges, mu / mu.sum())
+
+
+@pytest.mark.parametrize("seed", range(60))
+@pytest.mark.parametrize(("gap", "tol"), [(0.0, 0.0), (3.0, 2.0), (0.0, 0.5)])
+def test_corner_leaves_strip_by_strip(seed, gap, tol):
+    beam = rounded_or_not(seed)
+    m = beam_metrics(beam, closed_gap_mm=gap, rectangle_mm=tol)
+    ap = apertures(beam)
+    found = [corner_at(ap, s.first_cp, gap, tol) for s in m.segments]
+    found = [f for f in found if f != "none"]
+    if m.aperture_irregularity_mm <= tol:  # every edge within the tolerance: a rectangle
+        assert (m.corner_leaf_area_share, m.corner_leaf_extent_share) == (0.0, 0.0)
+        assert all(f is None or f == (0.0, 0.0) for f in found)
+    elif not found or any(f is None for f in found):
+        assert (m.corner_leaf_area_share, m.corner_leaf_extent_share) == (None, None)
+    else:
+        assert m.corner_leaf_area_share == pytest.approx(max(f[0] for f in found), rel=1e-9)
+        assert m.corner_leaf_extent_share == pytest.approx(max(f[1] for f in found), rel=1e-9)

@@ -21,8 +21,10 @@ from rtcode.scan import scan
 EXPECTED = {
     # 13 HDR channels: more than 12, the complex brachytherapy tier
     "brachyvision-hdr-intracavitary": ("77318", "brachytherapy", set()),
-    # AP/PA shaped by MLC, DVH stored, but both structures are PTVs: no organ at risk
-    "eclipse-3d-two-fields-with-dose-dvh": ("77307", "complex_isodose", {"conformal"}),
+    # AP/PA, DVH stored, but both structures are PTVs: no organ at risk. Field 1 is
+    # shaped by MLC; Field 2 is its jaw rectangle but for one leaf 4.9 mm in at a corner,
+    # over the 2 mm of its pair the Y jaw leaves open (edges otherwise within 1.4 mm)
+    "eclipse-3d-two-fields-with-dose-dvh": ("77307", "complex_isodose", {"conformal", "open"}),
     "eclipse-electron-cutout": ("77307", "complex_isodose", {"electron"}),
     # forward-planned sub-segments: not IMRT; no structure set or dose in the export
     "eclipse-field-in-field": ("77307", "complex_isodose", {"field_in_field"}),
@@ -32,8 +34,9 @@ EXPECTED = {
     "elements-vmat-machine-qa": (None, "not_billable", {"vmat"}),
     # arcs, not IMRT; three arcs with couch rotations: complex unless 3-D evidence exported
     "iplan-dynamic-conformal-arcs": ("77307", "complex_isodose", {"dynamic_conformal_arc"}),
-    # ten square fields: more than two ports (the 40x40 has machine-rounded corners)
-    "monaco-ten-square-fields": ("77307", "complex_isodose", None),
+    # ten square fields: more than two ports (the 40x40 has machine-rounded corners,
+    # still a rectangle)
+    "monaco-ten-square-fields": ("77307", "complex_isodose", {"open"}),
     "pinnacle-step-and-shoot-three-fraction-groups": ("77301", "imrt", {"step_and_shoot_imrt"}),
     "pinnacle-two-open-fields": ("77306", "simple_isodose", {"open"}),
 }
@@ -65,6 +68,36 @@ def test_square_fields_are_open_fields(results):
     beams = results["monaco-ten-square-fields"].classification.beams
     small = [b for b in beams if b.beam.name != "40x40"]
     assert len(small) == 9 and all(b.technique is Technique.OPEN for b in small)
+
+
+def test_rounded_corners_of_the_largest_field_leave_it_rectangular(results):
+    # Monaco rounds the corners of the 40x40 cm Agility field: the outer pairs stand in
+    # (161-197 mm under jaws at 200 mm). A rectangle for coding: no MLC device (77334).
+    plan = results["monaco-ten-square-fields"]
+    c = plan.classification
+    [big] = [b for b in c.beams if b.beam.name == "40x40"]
+    assert big.technique is Technique.OPEN, big.technique_reason
+    assert big.metrics.aperture_irregularity_mm > 30  # the edges do vary
+    assert "corners" in big.technique_reason
+    assert [e.fired for e in c.evidence if e.rule == "isodose.shaped_mlc"] == [False]
+    assert "77334" not in {r.code for r in plan.related}
+
+
+def test_eclipse_field_in_field_is_nested(results):
+    c = results["eclipse-field-in-field"].classification
+    [beam] = [b for b in c.beams if b.counted]
+    assert beam.technique is Technique.FIELD_IN_FIELD
+    assert beam.metrics.subsegment_outside_area_mm2 == 0.0
+    assert not any(f.flag == "fif_borderline" for f in c.flags)
+
+
+def test_pinnacle_step_and_shoot_segments_are_not_nested(results):
+    # besides too many segments or too little MU in the main one, every beam's
+    # sub-segments lie mostly outside their main aperture
+    c = results["pinnacle-step-and-shoot-three-fraction-groups"].classification
+    ports = [b for b in c.beams if b.counted]
+    assert ports and all(b.technique is Technique.STEP_AND_SHOOT_IMRT for b in ports)
+    assert min(b.metrics.subsegment_outside_share for b in ports) > 0.9
 
 
 def test_monaco_file_without_preamble_is_read(realdata):
