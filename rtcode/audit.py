@@ -604,8 +604,8 @@ def audit(
         billed = Counter()
         for c in mine:
             billed[c.cpt] += c.units
-        cplans, notes = _choose_versions(d, billed)
-        course = _course(d, cplans, notes, mine)
+        cplans, course_notes = _choose_versions(d, billed)
+        course = _course(d, cplans, course_notes, mine)
         courses.append(course)
         _course_findings(
             course, mine, assignments, policy, f, "77300" if d.id in mue_flagged else ""
