@@ -367,6 +367,14 @@ def test_unapproved_plans_are_noted_in_the_course():
     assert any("UNAPPROVED in the export" in n for n in result.courses[0].notes)
 
 
+def test_course_notes_stay_in_their_course_and_the_callers_notes_are_kept():
+    result = run(
+        [plan_result("3d", approval="UNAPPROVED")], charges_for("3d"), notes=("read from X",)
+    )
+    assert result.notes == ("read from X",)  # not the last course's notes
+    assert any("UNAPPROVED in the export" in n for n in result.courses[0].notes)
+
+
 def test_charge_timing_unverifiable_without_review_date():
     pr = plan_result("3d", review=None)  # APPROVED, no ReviewDate
     f = one(run([pr], charges_for("3d")), "charge_timing_unverifiable")
@@ -729,8 +737,8 @@ def test_clean_charges_give_no_findings():
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["findings"] == [] and data["charges_rejected"] == []
-    assert data["summary"]["charges_checked"] == 35
-    assert len(data["courses"]) == 18
+    assert data["summary"]["charges_checked"] == 53
+    assert len(data["courses"]) == 26
 
 
 # ------------------------------------------------------------------------ CLI
@@ -753,7 +761,7 @@ def test_exit_status_follows_fail_on():
 def test_table_starts_with_the_summary():
     result = invoke("audit", SAMPLE_DATA, "--charges", PLANTED, "--ptp", PTP)
     lines = result.output.splitlines()
-    assert lines[0].startswith("18 course(s) from 20 plan(s); 45 charge(s) checked")
+    assert lines[0].startswith("26 course(s) from 28 plan(s); 63 charge(s) checked")
     assert lines[1] == "findings: 9 error, 3 warning, 1 info"
     # fees at stake: the bundled, second, column 2 or unsupported charge, not the whole pair
     assert lines[2] == "fees at stake: error 4,620.00, warning 300.00, info 80.00"
@@ -763,7 +771,7 @@ def test_table_starts_with_the_summary():
 
 def test_csv_has_a_row_per_finding_and_rejected_row():
     result = invoke("audit", SAMPLE_DATA, "--charges", PLANTED, "--format", "csv")
-    assert "3 charges row(s) rejected, 45 read" in result.stderr  # not in the CSV itself
+    assert "3 charges row(s) rejected, 63 read" in result.stderr  # not in the CSV itself
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert Counter(r["record"] for r in rows) == {"finding": 12, "rejected_charge": 3}
     assert {r["charge_lines"] for r in rows if r["record"] == "rejected_charge"} == {
