@@ -125,10 +125,24 @@ QUIRKS: tuple[Quirk, ...] = (
         "closed leaf pairs parked at the machine's minimum gap anywhere inside the jaws;"
         " a jaw that moves 1 mm between field-in-field segments exposes a sliver of a"
         " leaf pair",
-        "sub-segments are compared with the main aperture by jaw-clipped open area;"
-        " openings narrower than the policy's minimum gap do not count",
-        "",
+        "sub-segments are compared with the main aperture by jaw-clipped open area:"
+        " openings narrower than modulation.closed_leaf_gap_mm count as closed, parts"
+        " reaching no further than modulation.fif_inside_tolerance_mm past the main edge"
+        " (the sliver) as inside; the share of a sub-segment's area outside decides, a"
+        " share between the nested and the modulated thresholds is field-in-field with"
+        " 77301 as the alternative",
+        "fif_borderline",
         "metrics.py, classify.py",
+    ),
+    Quirk(
+        "Elekta (Monaco)",
+        "a large open field whose outermost leaf pairs stand in from the jaws only to"
+        " round the field's corners",
+        "an aperture that is its jaw rectangle but for leaves at its ends covering at most"
+        " isodose.corner_leaves_max_area_share of it, over at most"
+        " isodose.corner_leaves_max_extent_share of its length, is rectangular (no 77334)",
+        "",
+        "metrics.py, classify.py, related.py",
     ),
 )
 

@@ -43,3 +43,17 @@ def test_ci_runs_the_readme_test_command():
 def test_readme_documents_every_command():
     for name in main.commands:
         assert f"rtcode {name}" in README
+
+
+def test_readme_lists_every_known_quirk_and_private_class():
+    from rtcode.quirks import PRIVATE_SOP_CLASSES, QUIRKS
+
+    section = README.split("### Vendor quirks", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    for q in QUIRKS:
+        cells = f"| {q.vendor} | {q.what_the_file_does} | {q.how_rtcode_reads_it} |"
+        assert any(row.startswith(cells) for row in rows), q
+        if q.flag:
+            assert f"`{q.flag}`" in section
+    for uid in PRIVATE_SOP_CLASSES:
+        assert f"| `{uid}` |" in section
