@@ -1363,27 +1363,27 @@ def _technique_numbers(b: BeamAssessment) -> dict[str, Any]:
         "beam_on_leaf_travel_mm": round(m.beam_on_leaf_travel_mm, 2),
         "gantry_beam_on_travel_deg": round(m.gantry_beam_on_travel_deg, 1),
     }
-    if m.largest_segment_mu_fraction is not None:
-        out["largest_segment_mu_fraction"] = round(m.largest_segment_mu_fraction, 3)
-    if m.subsegment_outside_area_mm2 is not None:
-        out["subsegment_outside_area_mm2"] = round(m.subsegment_outside_area_mm2, 1)
-    if m.subsegment_outside_share is not None:
-        out["subsegment_outside_share"] = round(m.subsegment_outside_share, 4)
-    if m.outside_mu_fraction is not None:
-        out["outside_mu_fraction"] = round(m.outside_mu_fraction, 3)
-    if m.aperture_irregularity_mm is not None:
-        out["aperture_irregularity_mm"] = round(m.aperture_irregularity_mm, 2)
-    if m.corner_leaf_area_share is not None:
-        out["corner_leaf_area_share"] = round(m.corner_leaf_area_share, 4)
-    if m.corner_leaf_extent_share is not None:
-        out["corner_leaf_extent_share"] = round(m.corner_leaf_extent_share, 4)
-    if m.mu_per_degree_cv is not None:
-        out["mu_per_degree_cv"] = round(m.mu_per_degree_cv, 3)
-    if m.convexity is not None:
-        out["convexity"] = round(m.convexity, 3)
+    for name, digits in _TECHNIQUE_NUMBERS:  # those the data could say
+        value = getattr(m, name)
+        if value is not None:
+            out[name] = round(value, digits)
     if m.gantry_beam_on_travel_deg > 0:
         out["mean_aperture_change_mm"] = round(m.mean_aperture_change_mm, 2)
     return out
+
+
+# BeamMetrics that a technique's evidence shows when known, with their decimals.
+_TECHNIQUE_NUMBERS = (
+    ("largest_segment_mu_fraction", 3),
+    ("subsegment_outside_area_mm2", 1),
+    ("subsegment_outside_share", 4),
+    ("outside_mu_fraction", 3),
+    ("aperture_irregularity_mm", 2),
+    ("corner_leaf_area_share", 4),
+    ("corner_leaf_extent_share", 4),
+    ("mu_per_degree_cv", 3),
+    ("convexity", 3),
+)
 
 
 def _technique_thresholds(policy: Policy) -> dict[str, Any]:
