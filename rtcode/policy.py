@@ -55,6 +55,8 @@ def _number(lo: float | None = None, hi: float | None = None, integer: bool = Fa
         ok = isinstance(value, int) if integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok:
             return kind
+        if not math.isfinite(value):  # TOML allows nan and inf: never a threshold
+            return f"{kind}, finite (not nan or inf)"
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             bounds = f" from {lo} to {hi}" if hi is not None else f" of at least {lo}"
             return kind + bounds

@@ -235,3 +235,24 @@ def test_policy_check_names_a_bad_limit(tmp_path, line, message):
     bad.write_text(f'[policy]\nextends = "default"\n[limits]\n{line}\n')
     result = CliRunner().invoke(main, ["policy", "check", str(bad)])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+_NUMERIC = sorted(
+    k
+    for k, v in load("default").values.items()
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and k in SCHEMA
+)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("key", _NUMERIC)
+def test_no_numeric_setting_accepts_nan_or_infinity(tmp_path, key, value):
+    section, name = key.split(".", 1)
+    policy = tmp_path / "p.toml"
+    policy.write_text(
+        f'[policy]\nextends = "default"\nname = "x"\nversion = "1"\n\n[{section}]\n{name} = {value}\n'
+    )
+    with pytest.raises(PolicyError, match=key.replace(".", r"\.")):
+        load(policy)
+    result = CliRunner().invoke(main, ["policy", "check", str(policy)])
+    assert result.exit_code == 2 and f"{key} = {value} is not allowed" in result.output
