@@ -359,7 +359,11 @@ CSV_COLUMNS = [
 ]
 
 
-_NUMBERS = re.compile(r"^[-+]?\d[\d.eE+-]*( [-+]?\d[\d.eE+-]*)*$")
+# Plain decimal numbers, one or more separated by single spaces ("-45", "-45 45",
+# "+1.5e3"): a spreadsheet reads them as numbers, not formulas. Anything more ("-2+3",
+# "+1-555-0100") is an expression a spreadsheet would compute.
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_NUMBERS = re.compile(rf"^{_NUMBER}(?: {_NUMBER})*$")
 
 
 def safe_cell(value: Any) -> str:

@@ -71,6 +71,10 @@ def test_csv_cells_cannot_be_formulas():
         and safe_cell("+1.5e3") == "+1.5e3"
     )
     assert safe_cell("PTV") == "PTV"
+    # expressions made of numbers are formulas too (a spreadsheet computes them)
+    for text in ("+1-555-0100", "-2+3", "-1e5+1", "+1..2", "-45-", "1+1"):
+        assert safe_cell(text) == ("'" + text if text[0] in "+-" else text), text
+    assert safe_cell("-1e-5") == "-1e-5" and safe_cell("-.5") == "-.5"
 
 
 def test_output_file_is_written(tmp_path):
