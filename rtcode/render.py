@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .facts import Skipped, Tally
+from .jsontext import dumps
 from .policy import Policy
 from .scan import ScanResult
 
@@ -281,7 +282,7 @@ def skipped_json(s: Skipped) -> dict[str, Any]:
 
 
 def to_json(result: ScanResult) -> str:
-    return json.dumps(scan_json(result), indent=2, ensure_ascii=False) + "\n"
+    return dumps(scan_json(result), indent=2) + "\n"
 
 
 @dataclass(frozen=True)
@@ -301,13 +302,13 @@ class PlanRow:
         times slower than the compact one, and most big scans are jsonl."""
         data = json.loads(self.json_line)
         del data["record"]
-        return json.dumps(data, indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        return dumps(data, indent=2).replace("\n", "\n    ")
 
 
 def plan_row(p: PlanResult, policy: Policy) -> PlanRow:
     data = plan_json(p, policy)
     return PlanRow(
-        json_line=json.dumps({"record": "plan", **data}, ensure_ascii=False),
+        json_line=dumps({"record": "plan", **data}),
         csv=csv_row(p),
         table=table_row(p),
         details=table_details(p),
@@ -333,7 +334,7 @@ def json_text(plans: list[str], tally: Tally, interrupted: bool, policy: Policy)
     ``PlanRow.json_text``."""
     doc = scan_document([], tally, interrupted, policy)
     doc["summary"]["plans"] = len(plans)
-    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    text = dumps(doc, indent=2) + "\n"
     if plans:
         body = ",\n".join("    " + t for t in plans)
         text = text.replace('\n  "plans": [],\n', f'\n  "plans": [\n{body}\n  ],\n', 1)
