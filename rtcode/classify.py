@@ -165,46 +165,72 @@ _DECIDING_RULES = {
 
 
 def roi_role(roi: Roi, policy: Policy) -> tuple[str, str]:
-    """('target' | 'organ_at_risk' | 'external' | 'other', how it was decided)."""
-    return _role(
-        roi.name,
-        roi.interpreted_type,
-        tuple(policy["roles.target_name_patterns"]),
-        tuple(policy["roles.target_types"]),
-        tuple(policy["roles.organ_types"]),
-        tuple(policy["roles.external_types"]),
-        tuple(policy["roles.organ_name_patterns"]),
+    """('target' | 'organ_at_risk' | 'external' | 'helper' | 'other', how it was decided:
+    "type", "name" or "none"). ``role_reason`` says it in words."""
+    return _role(roi.name, roi.interpreted_type, _role_settings(policy))[:2]
+
+
+def role_reason(roi: Roi, policy: Policy) -> str:
+    """Why the ROI has its role, in words ("typed ORGAN, named like a target")."""
+    return _role(roi.name, roi.interpreted_type, _role_settings(policy))[2]
+
+
+def _role_settings(policy: Policy) -> tuple[tuple[str, ...], ...]:
+    return tuple(
+        tuple(policy[f"roles.{key}"])
+        for key in (
+            "target_name_patterns",
+            "target_types",
+            "organ_types",
+            "external_types",
+            "organ_name_patterns",
+            "helper_name_patterns",
+            "name_may_promote_types",
+        )
     )
 
 
 @lru_cache(maxsize=4096)
 def _role(
-    name: str | None,
-    interpreted_type: str | None,
-    target_name_patterns: tuple[str, ...],
-    target_types: tuple[str, ...],
-    organ_types: tuple[str, ...],
-    external_types: tuple[str, ...],
-    organ_name_patterns: tuple[str, ...],
-) -> tuple[str, str]:
-    """``roi_role`` from the ROI's name and type and the policy's role settings: a pure
-    function of them, cached (a scan asks for the same few names again and again, in
-    the rules and in the report)."""
+    name: str | None, interpreted_type: str | None, settings: tuple[tuple[str, ...], ...]
+) -> tuple[str, str, str]:
+    """(role, how, why) from the ROI's name and type and the policy's role settings: a
+    pure function of them, cached (a scan asks for the same few names again and again,
+    in the rules and in the report).
+
+    An explicit type decides, except that a name may promote an ROI whose type is
+    missing or generic (``name_may_promote_types``: Monaco types every ROI ORGAN, PTVs
+    included); a type such as ISOCENTER, MARKER, CONTROL or BOLUS is never overridden by
+    a name. Helper structures (rings, walls, optimisation copies, expansions: the
+    ``helper_name_patterns``) are neither targets nor organs at risk, whatever their type.
+    """
+    target_names, target_types, organ_types, external_types, organ_names, helpers, generic = (
+        settings
+    )
     name = (name or "").strip()
     rtype = (interpreted_type or "").upper()
-    if any(re.match(p, name, re.IGNORECASE) for p in target_name_patterns):
-        if rtype in target_types:
-            return "target", "type"
-        return "target", "name"
+    typed = f"typed {rtype}" if rtype else "no type"
+    if any(re.search(p, name, re.IGNORECASE) for p in helpers):
+        return (
+            "helper",
+            "name",
+            f"{typed}, named like a helper structure (ring, wall, optimisation)",
+        )
     if rtype in target_types:
-        return "target", "type"
+        return "target", "type", typed
+    promotable = not rtype or rtype in generic
+    target_like = any(re.match(p, name, re.IGNORECASE) for p in target_names)
+    if target_like and promotable:
+        return "target", "name", f"{typed}, named like a target"
     if rtype in organ_types:
-        return "organ_at_risk", "type"
+        return "organ_at_risk", "type", typed
     if rtype in external_types:
-        return "external", "type"
-    if any(re.match(p, name, re.IGNORECASE) for p in organ_name_patterns):
-        return "organ_at_risk", "name"
-    return "other", "type" if rtype else "none"
+        return "external", "type", typed
+    if promotable and any(re.match(p, name, re.IGNORECASE) for p in organ_names):
+        return "organ_at_risk", "name", f"{typed}, named like an organ at risk"
+    if target_like:
+        return "other", "type", f"{typed}: a name does not override this type"
+    return "other", "type" if rtype else "none", typed
 
 
 def _rois_with_role(ss: StructureSet, role: str, policy: Policy) -> tuple[Roi, ...]:
@@ -1071,8 +1097,9 @@ def _roi_list(rois: tuple[Roi, ...], policy: Policy) -> str:
     for r in rois:
         _, how = roi_role(r, policy)
         parts.append(
-            f"{r.name} ({r.interpreted_type or 'no type'}"
-            + (", by name)" if how == "name" else ")")
+            f"{r.name} ({role_reason(r, policy)})"
+            if how == "name"
+            else f"{r.name} ({r.interpreted_type or 'no type'})"
         )
     return ", ".join(parts)
 

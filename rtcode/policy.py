@@ -123,6 +123,8 @@ SCHEMA = {
     "roles.external_types": _str_list,
     "roles.target_name_patterns": _regex_list,
     "roles.organ_name_patterns": _regex_list,
+    "roles.helper_name_patterns": _regex_list,
+    "roles.name_may_promote_types": _str_list,
     "brachytherapy.simple_max_channels": _number(1, integer=True),
     "brachytherapy.intermediate_max_channels": _number(1, integer=True),
     "brachytherapy.simple_max_sources": _number(1, integer=True),

@@ -96,7 +96,7 @@ def beam_json(b: BeamAssessment) -> dict[str, Any]:
 
 
 def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
-    from .classify import roi_role
+    from .classify import roi_role, role_reason
 
     lp, c = result.linked, result.classification
     plan = lp.plan
@@ -112,6 +112,7 @@ def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
                     "interpreted_type": r.interpreted_type,
                     "role": role,
                     "role_from": how,
+                    "role_reason": role_reason(r, policy),
                     "contoured": r.has_contours,
                 }
             )

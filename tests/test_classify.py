@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtcode.classify import Category, Technique, classify
+from rtcode.classify import Category, Technique, classify, roi_role, role_reason
 from rtcode.facts import Applicator, Modality
 from rtcode.policy import load
 
@@ -363,11 +363,48 @@ def test_three_d_when_everything_is_there(policy):
         ((b.roi(2, "PTV_50", "ORGAN"), b.roi(3, "Heart", "")), "77295"),  # wrong type: name wins
         ((b.roi(2, "Boost", None), b.roi(3, "Rectum", "ORGAN")), "77295"),
         ((b.roi(2, "Marker", "MARKER"), b.roi(3, "Rectum", "ORGAN")), "77307"),  # no target
+        # a name never overrides an explicit non-generic type (issue 19: "ptv4" typed
+        # ISOCENTER read as an underdosed target)
+        ((b.roi(2, "ptv4", "ISOCENTER"), b.roi(3, "Rectum", "ORGAN")), "77307"),
+        ((b.roi(2, "PTV", "CONTROL"), b.roi(3, "Rectum", "ORGAN")), "77307"),
+        ((b.roi(2, "PTV", "BRACHY_CHANNEL"), b.roi(3, "Rectum", "ORGAN")), "77307"),
+        # rings and walls named after targets are helpers: neither target nor organ
+        ((b.roi(2, "PTV1_WALL", "ORGAN"), b.roi(3, "Rectum", "ORGAN")), "77307"),
+        ((b.roi(2, "PTV", "PTV"), b.roi(3, "Ring_PTV", "ORGAN")), "77307"),  # no organ
+        ((b.roi(2, "PTV", "PTV"), b.roi(3, "Rectum-PTV", "ORGAN")), "77307"),
+        ((b.roi(2, "PTV+3mm", "PTV"), b.roi(3, "Rectum", "ORGAN")), "77307"),
+        ((b.roi(2, "z_PTV", "PTV"), b.roi(3, "Rectum", "ORGAN")), "77307"),
+        ((b.roi(2, "PTV", "PTV"), b.roi(3, "Optic_Nerve_L", "ORGAN")), "77295"),  # not "opt"
     ],
 )
 def test_three_d_contours(policy, rois, code):
     result = run(policy, b.plan(conformal_box()), b.structure_set(*rois), [b.dose()])
     assert result.code == code
+
+
+def test_monaco_rois_typed_organ_a_ring_and_an_isocentre_named_like_targets(policy):
+    ss = b.structure_set(
+        b.roi(1, "PTV1", "ORGAN"),  # Monaco types PTVs ORGAN
+        *(b.roi(n + 1, f"PTV{n}_WALL", "ORGAN") for n in range(1, 6)),
+        b.roi(7, "ptv4", "ISOCENTER"),
+        b.roi(8, "Rectum", "ORGAN"),
+    )
+    result = run(policy, b.plan(conformal_box()), ss, [b.dose()])
+    assert [r.name for r in result.targets] == ["PTV1"]
+    assert [r.name for r in result.organs_at_risk] == ["Rectum"]
+    [ev] = evidence(result, "3d.target_contoured")
+    assert "PTV1 (typed ORGAN, named like a target)" in ev.finding
+    assert role_reason(b.roi(7, "ptv4", "ISOCENTER"), policy) == (
+        "typed ISOCENTER: a name does not override this type"
+    )
+    assert roi_role(b.roi(2, "PTV1_WALL", "ORGAN"), policy) == ("helper", "name")
+
+
+def test_which_types_a_name_may_override_is_a_setting(policy):
+    ss = b.structure_set(b.roi(2, "PTV", "CONTROL"), b.roi(3, "Rectum", "ORGAN"))
+    assert run(policy, b.plan(conformal_box()), ss, [b.dose()]).code == "77307"
+    wider = with_setting(policy, "roles.name_may_promote_types", ["ORGAN", "CONTROL"])
+    assert run(wider, b.plan(conformal_box()), ss, [b.dose()]).code == "77295"
 
 
 def test_min_organs_at_risk_setting(policy):

@@ -30,27 +30,32 @@ from rtcode.scan import scan
 
 
 def role_reference(roi, policy) -> tuple[str, str]:
-    """roi_role as it was: decided afresh every time."""
+    """roi_role as it was meant: decided afresh every time."""
     name = (roi.name or "").strip()
     rtype = (roi.interpreted_type or "").upper()
-    if any(re.match(p, name, re.IGNORECASE) for p in policy["roles.target_name_patterns"]):
-        if rtype in policy["roles.target_types"]:
-            return "target", "type"
-        return "target", "name"
+    if any(re.search(p, name, re.IGNORECASE) for p in policy["roles.helper_name_patterns"]):
+        return "helper", "name"
     if rtype in policy["roles.target_types"]:
         return "target", "type"
+    promotable = not rtype or rtype in policy["roles.name_may_promote_types"]
+    named = any(re.match(p, name, re.IGNORECASE) for p in policy["roles.target_name_patterns"])
+    if promotable and named:
+        return "target", "name"
     if rtype in policy["roles.organ_types"]:
         return "organ_at_risk", "type"
     if rtype in policy["roles.external_types"]:
         return "external", "type"
-    if any(re.match(p, name, re.IGNORECASE) for p in policy["roles.organ_name_patterns"]):
+    organ = any(re.match(p, name, re.IGNORECASE) for p in policy["roles.organ_name_patterns"])
+    if promotable and organ:
         return "organ_at_risk", "name"
     return "other", "type" if rtype else "none"
 
 
 NAMES = ["PTV", "ptv_70", " CTV1 ", "GTVp", "Boost", "tumour bed", "Rectum", "heart",
-         "Lung_L", "spinal cord", "BODY", "External", "Couch", "z_opt", "", None]  # fmt: skip
-TYPES = ["PTV", "ctv", "GTV", "ORGAN", "AVOIDANCE", "EXTERNAL", "CONTROL", "", None]
+         "Lung_L", "spinal cord", "BODY", "External", "Couch", "z_opt", "PTV1_WALL",
+         "Ring_PTV", "PTV+3mm", "Rectum-PTV", "ptv4", "", None]  # fmt: skip
+TYPES = ["PTV", "ctv", "GTV", "ORGAN", "AVOIDANCE", "EXTERNAL", "CONTROL", "ISOCENTER", "",
+         None]  # fmt: skip
 # The role settings turned around: what default calls an organ is a target here, etc.
 OTHER_ROLES = b"""[policy]
 extends = "default"
@@ -61,6 +66,8 @@ organ_types = ["PTV", "CTV"]
 external_types = ["CONTROL"]
 target_name_patterns = ['^heart$', '^lung.*']
 organ_name_patterns = ['^p?tv.*', '^boost$']
+helper_name_patterns = ['^couch$']
+name_may_promote_types = ["CONTROL", "AVOIDANCE"]
 """
 
 
