@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -50,6 +51,7 @@ class DvhSettings:
     v_values_gy: tuple[float, ...]
     agreement_mean_dose_pct: float
     agreement_d95_pct: float
+    truncated_last_bin_pct: float = 5.0
 
     @classmethod
     def from_policy(cls, policy: Any) -> DvhSettings:
@@ -58,6 +60,7 @@ class DvhSettings:
             v_values_gy=tuple(float(v) for v in policy["dvh.v_values_gy"]),
             agreement_mean_dose_pct=float(policy["dvh.agreement_mean_dose_pct"]),
             agreement_d95_pct=float(policy["dvh.agreement_d95_pct"]),
+            truncated_last_bin_pct=float(policy["dvh.truncated_last_bin_pct"]),
         )
 
 
@@ -106,6 +109,14 @@ class DvhCurve:
     source: str  # "stored" or "computed"
     dicom_path: str  # the DVHSequence item, or "RS + RD" for a computed one
     notes: tuple[str, ...] = ()
+    # A stored cumulative DVH that ends while part of the ROI is still above its last
+    # dose: that part (% of the ROI) lies somewhere above ``edges_gy[-2]``; None: complete.
+    truncated_pct: float | None = None
+    # The planning system's own DVHMinimumDose, DVHMeanDose, DVHMaximumDose (Gy; None:
+    # not stored). Exact, where statistics from the bins are approximations.
+    stated_min_gy: float | None = None
+    stated_mean_gy: float | None = None
+    stated_max_gy: float | None = None
 
     @property
     def total(self) -> float:
@@ -128,6 +139,12 @@ class DvhStats:
     d95_gy: float  # least dose to the hottest 95% of the ROI
     d2_gy: float  # near-maximum dose (ICRU 83)
     v_pct: tuple[tuple[float, float], ...]  # (dose Gy, % of the ROI receiving >= it)
+    # A truncated DVH (``DvhCurve.truncated_pct``): the values that depend on the part
+    # beyond its end are lower bounds, "at least" (``at_least``: their names).
+    at_least: tuple[str, ...] = ()
+    # Where min, mean and max come from: "planning system" (the stored DVH's own
+    # DVHMinimumDose, DVHMeanDose, DVHMaximumDose) or "bins" (computed from the curve).
+    min_mean_max_from: str = "bins"
 
 
 @dataclass(frozen=True)
@@ -197,14 +214,33 @@ def dvh_stats(curve: DvhCurve, v_values_gy: Sequence[float] | None = None) -> Dv
         raise DvhError("the DVH holds no volume")
     centres = (edges[:-1] + edges[1:]) / 2.0
     dose, pct = curve.cumulative()
+    minimum = float(edges[occupied[0] + 1])
+    mean = float((centres * diff).sum() / total)
+    maximum = float(edges[occupied[-1] + 1])
+    at_least: list[str] = []
+    if curve.truncated_pct is not None:
+        # what lies beyond the last bin was counted in it: every value that reaches
+        # into the last bin is only a lower bound
+        last = float(edges[-2])
+        at_least = ["mean_dose_gy", "max_dose_gy"]
+        at_least += [k for k, p in (("d95_gy", 95.0), ("d2_gy", 2.0)) if curve.truncated_pct >= p]
+        at_least += [f"v{d:g}" for d in v_values_gy if d >= last]
+    stated = (curve.stated_min_gy, curve.stated_mean_gy, curve.stated_max_gy)
+    source = "bins"
+    if all(v is not None for v in stated):
+        minimum, mean, maximum = (float(v) for v in stated)  # type: ignore[arg-type]
+        source = "planning system"
+        at_least = [k for k in at_least if k not in ("mean_dose_gy", "max_dose_gy")]
     return DvhStats(
         volume_cm3=total if curve.volume_is_absolute else None,
-        min_dose_gy=float(edges[occupied[0] + 1]),
-        mean_dose_gy=float((centres * diff).sum() / total),
-        max_dose_gy=float(edges[occupied[-1] + 1]),
+        min_dose_gy=minimum,
+        mean_dose_gy=mean,
+        max_dose_gy=maximum,
         d95_gy=_dose_at_pct(dose, pct, 95.0),
         d2_gy=_dose_at_pct(dose, pct, 2.0),
         v_pct=tuple((float(d), _pct_at_dose(dose, pct, d)) for d in v_values_gy),
+        at_least=tuple(at_least),
+        min_mean_max_from=source,
     )
 
 
@@ -255,8 +291,14 @@ def _rel(stored: float | None, computed: float | None) -> float | None:
 # -------------------------------------------------------------- stored DVHs
 
 
-def stored_dvhs(ds: Dataset, path: str) -> tuple[dict[int, DvhCurve], tuple[str, ...]]:
-    """The DVHSequence of an RT Dose as curves by ROI number, and notes on items skipped."""
+def stored_dvhs(
+    ds: Dataset, path: str, truncated_last_bin_pct: float | None = None
+) -> tuple[dict[int, DvhCurve], tuple[str, ...]]:
+    """The DVHSequence of an RT Dose as curves by ROI number, and notes on items skipped.
+    ``truncated_last_bin_pct``: the policy's ``dvh.truncated_last_bin_pct`` (default:
+    the shipped policy's)."""
+    if truncated_last_bin_pct is None:
+        truncated_last_bin_pct = default_settings().truncated_last_bin_pct
     curves: dict[int, DvhCurve] = {}
     notes: list[str] = []
     for i, item in enumerate(ds.get("DVHSequence") or []):
@@ -267,7 +309,8 @@ def stored_dvhs(ds: Dataset, path: str) -> tuple[dict[int, DvhCurve], tuple[str,
             notes.append(f"{where}: no DVHReferencedROISequence, skipped")
             continue
         try:
-            curves.setdefault(int(number), _stored_curve(item, int(number), where))
+            curve = _stored_curve(item, int(number), where, truncated_last_bin_pct)
+            curves.setdefault(int(number), curve)
         except (DvhError, TypeError, ValueError) as exc:
             notes.append(f"{where}: {exc}")
     return curves, tuple(notes)
@@ -276,7 +319,7 @@ def stored_dvhs(ds: Dataset, path: str) -> tuple[dict[int, DvhCurve], tuple[str,
 _DOSE_GY = {"GY": 1.0, "CGY": 0.01}  # CGY is not a DICOM term, but some systems write it
 
 
-def _stored_curve(item: Dataset, roi_number: int, where: str) -> DvhCurve:
+def _stored_curve(item: Dataset, roi_number: int, where: str, last_bin_pct: float) -> DvhCurve:
     kind = str(item.get("DVHType") or "").strip().upper()
     if kind not in ("CUMULATIVE", "DIFFERENTIAL"):
         raise DvhError(f"DVHType {kind or 'absent'}: only CUMULATIVE and DIFFERENTIAL are read")
@@ -296,12 +339,57 @@ def _stored_curve(item: Dataset, roi_number: int, where: str) -> DvhCurve:
     if (widths < 0).any():
         raise DvhError("DVHData has a negative dose bin width")
     edges = np.concatenate([[0.0], np.cumsum(widths)])
+    stated_max = _stated(item, "DVHMaximumDose", _DOSE_GY[units])
+    truncated = None
     if kind == "CUMULATIVE":  # volume receiving at least each bin's lower edge
         diff = volumes - np.concatenate([volumes[1:], [0.0]])
         diff = np.clip(diff, 0.0, None)  # rounding in exported curves can go up by a hair
+        truncated = _truncated_pct(volumes, edges, stated_max, last_bin_pct)
     else:
         diff = np.clip(volumes, 0.0, None)
-    return DvhCurve(roi_number, edges, diff, vol_units == "CM3", "stored", where)
+    return DvhCurve(
+        roi_number,
+        edges,
+        diff,
+        vol_units == "CM3",
+        "stored",
+        where,
+        truncated_pct=truncated,
+        stated_min_gy=_stated(item, "DVHMinimumDose", _DOSE_GY[units]),
+        stated_mean_gy=_stated(item, "DVHMeanDose", _DOSE_GY[units]),
+        stated_max_gy=stated_max,
+    )
+
+
+def _truncated_pct(
+    volumes: np.ndarray, edges: np.ndarray, stated_max: float | None, last_bin_pct: float
+) -> float | None:
+    """The share (%) of the ROI a cumulative DVH leaves beyond its end, or None when the
+    curve is complete. A complete curve ends at the ROI's maximum dose, its last bin
+    holding the volume at that dose: when the planning system states its maximum
+    (DVHMaximumDose), a maximum beyond the curve's last bin means the curve was cut
+    off; without one, a last bin holding more than ``last_bin_pct`` of the ROI does."""
+    first, last = float(volumes[0]), float(volumes[-1])
+    if first <= 0 or last <= 0:
+        return None
+    share = 100.0 * last / first
+    if stated_max is not None:
+        width = float(edges[-1] - edges[-2]) if edges.size > 1 else 0.0
+        return share if stated_max > float(edges[-1]) + max(width, 1e-6) else None
+    return share if share > last_bin_pct else None
+
+
+def _stated(item: Dataset, keyword: str, to_gy: float) -> float | None:
+    """A stored DVH's own statistic in Gy (DoseUnits as the curve's), or None when absent
+    or not a finite number."""
+    value = item.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value) * to_gy
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 # ------------------------------------------------------------ computed DVHs
@@ -402,7 +490,7 @@ def plan_dvh(
         else:
             try:
                 ds = load(stored_dose.path, pixels=False)
-                stored, skipped = stored_dvhs(ds, stored_dose.path)
+                stored, skipped = stored_dvhs(ds, stored_dose.path, settings.truncated_last_bin_pct)
                 notes.extend(skipped)
                 stored_from = stored_dose.path
             except RtcodeError as exc:

@@ -244,6 +244,7 @@ SCHEMA.update(
         "dvh.v_values_gy": _doses_gy,
         "dvh.agreement_mean_dose_pct": _percent,
         "dvh.agreement_d95_pct": _percent,
+        "dvh.truncated_last_bin_pct": _percent,
     }
 )
 OPTIONAL = {"policy.extends": _text}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -151,9 +152,50 @@ def _dvh_item(kind: str, data: list[float], units: str = "GY", volume: str = "CM
 def test_cumulative_and_differential_storage_give_the_same_dvh():
     cumulative = _dvh_item("CUMULATIVE", [1, 10, 1, 6, 1, 2])
     differential = _dvh_item("DIFFERENTIAL", [1, 4, 1, 4, 1, 2])
-    a, b = stored_dvhs(cumulative, "rd")[0][7], stored_dvhs(differential, "rd")[0][7]
+    # (a 3-bin toy whose last bin holds 20% of the ROI: not judged for truncation here)
+    a, b = stored_dvhs(cumulative, "rd", 100.0)[0][7], stored_dvhs(differential, "rd")[0][7]
     assert np.allclose(a.differential, b.differential)
     assert dvh_stats(a) == dvh_stats(b)
+
+
+def _prostate(end_gy: int, stated: tuple[float, float, float] | None = None):
+    """A cumulative DVH of a 50 cm3 ROI: all of it above 40 Gy, falling 1% of the volume
+    per Gy above, cut at ``end_gy`` (1 Gy bins); ``stated``: (min, mean, max) stored."""
+    volumes = [50.0 if d <= 40 else 50.0 * (1 - (d - 40) / 100) for d in range(end_gy)]
+    ds = _dvh_item("CUMULATIVE", [v for vol in volumes for v in (1, vol)])
+    if stated is not None:
+        item = ds.DVHSequence[0]
+        item.DVHMinimumDose, item.DVHMeanDose, item.DVHMaximumDose = stated
+    return ds
+
+
+def test_a_curve_that_stops_below_the_stated_maximum_is_truncated_and_says_at_least():
+    # issue 19: an Eclipse brachytherapy DVH stopping at 48 Gy with 2% of the ROI above
+    (curve,) = stored_dvhs(_prostate(49, (40.0, 47.0, 140.0)), "rd")[0].values()
+    assert curve.truncated_pct == pytest.approx(100 * (1 - 8 / 100))  # still above 48 Gy
+    s = dvh_stats(curve)
+    assert s.min_mean_max_from == "planning system"
+    assert (s.min_dose_gy, s.mean_dose_gy, s.max_dose_gy) == (40.0, 47.0, 140.0)
+    assert "d2_gy" in s.at_least and "d95_gy" not in s.at_least
+    assert "max_dose_gy" not in s.at_least  # the stated maximum is exact
+
+
+def test_without_stated_statistics_a_large_last_bin_means_truncated():
+    (cut,) = stored_dvhs(_prostate(49), "rd")[0].values()
+    s = dvh_stats(cut)
+    assert cut.truncated_pct is not None and s.min_mean_max_from == "bins"
+    assert {"mean_dose_gy", "max_dose_gy", "d2_gy", "v50"} <= set(s.at_least)
+    (complete,) = stored_dvhs(_prostate(141), "rd")[0].values()  # falls to 0 at 140 Gy
+    assert complete.truncated_pct is None and dvh_stats(complete).at_least == ()
+    # the threshold is the policy's
+    (lenient,) = stored_dvhs(_prostate(49), "rd", 99.0)[0].values()
+    assert lenient.truncated_pct is None
+
+
+def test_a_complete_curve_that_ends_at_the_stated_maximum_is_not_truncated():
+    (curve,) = stored_dvhs(_prostate(49, (40.0, 44.0, 48.5)), "rd")[0].values()
+    assert curve.truncated_pct is None  # its last bin holds the volume at the maximum
+    assert dvh_stats(curve).at_least == ()
 
 
 def test_stored_dose_scaling_and_cgy():
@@ -198,8 +240,14 @@ def test_stored_dvhs_read_as_dicompyler_core_reads_them(case):
     ours, notes = stored_dvhs(rd, "RD.dcm")
     theirs = dicomparser.DicomParser(rd).GetDVHs()
     assert notes == () and set(ours) == set(theirs)
-    for number, curve in ours.items():
+    for number, stated in ours.items():
+        # dicompyler-core computes min, mean and max from the bins; rtcode reports the
+        # planning system's own where stored (checked below), the bins' otherwise
+        curve = replace(stated, stated_min_gy=None, stated_mean_gy=None, stated_max_gy=None)
         s, ref = dvh_stats(curve), theirs[number]
+        assert dvh_stats(stated).min_mean_max_from == "planning system"
+        assert dvh_stats(stated).mean_dose_gy == stated.stated_mean_gy
+        assert stated.truncated_pct is None and s.at_least == ()
         assert s.volume_cm3 == pytest.approx(ref.volume, abs=1e-9)
         assert s.mean_dose_gy == pytest.approx(ref.mean, abs=1e-9)
         assert s.min_dose_gy == pytest.approx(ref.min, abs=1e-9)
