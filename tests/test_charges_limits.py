@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import os
 import signal
 import sys
@@ -20,13 +21,18 @@ from click.testing import CliRunner
 from conftest import SAMPLE_DATA
 from test_audit import plan_result
 
+from rtcode import read_billing
 from rtcode.audit import audit
 from rtcode.cli import main
 from rtcode.policy import load
 from rtcode.read_billing import (
+    BillingFileError,
     Charge,
     PtpEdit,
     PtpFile,
+    parse_charges,
+    read_charges,
+    read_ptp,
 )
 from rtcode.render_audit import to_json, to_table
 
@@ -55,6 +61,217 @@ def deadline(seconds: int):
 
 def audit_cli(charges, *more: str):
     return CliRunner().invoke(main, ["audit", str(CASE), "--charges", str(charges), *more])
+
+
+# ------------------------------------------------------------ what is opened
+
+
+@posix_only
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "charges.csv"
+    os.mkfifo(fifo)  # nobody ever writes to it: opening it to read would wait forever
+    with deadline(20):
+        with pytest.raises(BillingFileError, match=r"is a FIFO \(named pipe\), not a regular"):
+            read_charges(fifo, {})
+        result = audit_cli(fifo)
+    assert result.exit_code == 2 and "FIFO" in result.output, result.output
+    with deadline(20), pytest.raises(BillingFileError, match="FIFO"):
+        read_ptp(fifo)
+
+
+@posix_only
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null", "/dev/urandom"])
+def test_a_device_is_refused_before_it_is_read(device):
+    if not os.path.exists(device):
+        pytest.skip(f"no {device}")
+    with deadline(20), pytest.raises(BillingFileError, match="a character device"):
+        read_charges(device, {})
+    with deadline(20):
+        result = audit_cli(device)
+    assert result.exit_code == 2 and "not a regular file" in result.output
+
+
+def test_a_folder_is_refused(tmp_path):
+    with pytest.raises(BillingFileError, match="is a folder, not a regular file"):
+        read_charges(tmp_path, {})
+
+
+@posix_only
+def test_a_fifo_swapped_in_after_the_check_is_refused_too(tmp_path, monkeypatch):
+    """The descriptor read is checked (fstat), not only the name (stat), and it is
+    opened without blocking: a FIFO put in place between the two never blocks."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    real_stat = os.stat
+    regular = real_stat(CASE / "RP.dcm")
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: regular if p == fifo else real_stat(p))
+    with deadline(20), pytest.raises(BillingFileError, match="FIFO"):
+        read_charges(fifo, {})
+
+
+def test_the_error_names_the_path_escaped(tmp_path):
+    missing = tmp_path / "no\x1b]0;x\x07such.csv"
+    with pytest.raises(BillingFileError) as info:
+        read_charges(missing, {})
+    assert "\x1b" not in str(info.value) and "no\\x1b]0;x\\x07such.csv" in str(info.value)
+
+
+# ------------------------------------------------------------------- sizes
+
+
+def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(read_billing, "MAX_BILLING_FILE_BYTES", 100)
+    small, big = tmp_path / "small.csv", tmp_path / "big.csv"
+    small.write_text(HEADER + ROW)
+    big.write_text(HEADER + ROW * 3)
+    assert len(read_charges(small, {}).charges) == 1
+    with pytest.raises(BillingFileError, match=r"more than the limit of 9\.5\d*e-05 MB"):
+        read_charges(big, {})
+    result = audit_cli(big)
+    assert result.exit_code == 2 and "more than the limit" in result.output
+    with pytest.raises(BillingFileError, match="more than the limit"):
+        read_ptp(big)
+
+
+def test_a_file_that_grows_while_it_is_read_is_stopped_at_the_limit(tmp_path, monkeypatch):
+    """The size is checked while reading too: the file grew after fstat."""
+    monkeypatch.setattr(read_billing, "MAX_BILLING_FILE_BYTES", 100)
+    path = tmp_path / "growing.csv"
+    path.write_text(HEADER + ROW)
+    real_fstat = os.fstat
+
+    def fstat_then_grow(fd):
+        info = real_fstat(fd)
+        with open(path, "a") as f:
+            f.write(ROW * 100)
+        return info
+
+    monkeypatch.setattr(os, "fstat", fstat_then_grow)
+    with pytest.raises(BillingFileError, match="larger than the limit"):
+        read_charges(path, {})
+
+
+class Endless(io.RawIOBase):
+    """A stream that never ends (standard input fed from /dev/zero)."""
+
+    def __init__(self) -> None:
+        self.served = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        buffer[:] = b"0" * len(buffer)
+        self.served += len(buffer)
+        return len(buffer)
+
+
+def test_an_endless_stream_is_stopped_at_the_limit(monkeypatch):
+    monkeypatch.setattr(read_billing, "MAX_BILLING_FILE_BYTES", 3 * 1024 * 1024)
+    stream = Endless()
+    with pytest.raises(BillingFileError, match="larger than the limit of 3 MB"):
+        read_charges(stream, {})
+    assert stream.served <= 3 * 1024 * 1024 + 1
+    text = io.TextIOWrapper(io.BufferedReader(Endless()))
+    with pytest.raises(BillingFileError, match="larger than the limit"):
+        read_charges(text, {})  # standard input: its byte buffer is what is read
+
+    class TextOnly(io.TextIOBase):
+        def read(self, size=-1):
+            return "0" * (size if size and size > 0 else 1000)
+
+    with pytest.raises(BillingFileError, match="larger than the limit"):
+        read_charges(TextOnly(), {})
+
+
+def test_streams_are_read_like_files_line_ends_untouched(tmp_path):
+    """Standard input (cli ``--charges -``): bytes, text with a byte buffer, or text.
+    An HL7-style export ends its lines with \\r: line numbers stay those of the file."""
+    data = (HEADER + ROW + ROW.replace("77295", "77300")).replace("\n", "\r").encode()
+    for source in (
+        io.BytesIO(data),
+        io.TextIOWrapper(io.BytesIO(data)),  # like sys.stdin: translates \r, has .buffer
+        io.StringIO(data.decode(), newline=""),
+    ):
+        result = read_charges(source, {}, name="-")
+        assert [(c.line, c.cpt) for c in result.charges] == [(2, "77295"), (3, "77300")]
+        assert result.source == "-" and result.rejected == ()
+    path = tmp_path / "hl7.csv"
+    path.write_bytes(data)
+    assert [c.line for c in read_charges(path, {}).charges] == [2, 3]
+    latin = io.BytesIO((HEADER + "RTC-06,2026-01-05,77295,1,,BOÎTE,\n").encode("latin-1"))
+    result = read_charges(latin, {})
+    assert result.charges[0].plan == "BOÎTE" and "Latin-1" in result.notes[0]
+
+
+def test_line_numbers_follow_the_csv_reader_not_other_line_breaks():
+    """Form feed, U+2028 and the like are not line ends for the CSV reader: the line of
+    a row with an unclosed quote, and the rows read again after it, stay right."""
+    text = (
+        HEADER
+        + "P1,2026-01-05,77295,1,,A\x0cB\u2028C,\n"  # line 2
+        + 'P1,2026-01-05,77301,1,,"open,\n'  # line 3: the quote is never closed
+        + "P1,2026-01-05,77300,2,,,\n"  # line 4
+        + "P2,2026-01-05,77306,1,,,\n"  # line 5
+    )
+    result = parse_charges(text, {})
+    assert [(c.line, c.cpt) for c in result.charges] == [(2, "77295"), (4, "77300"), (5, "77306")]
+    [rejected] = result.rejected
+    assert rejected.line == 3 and rejected.text.startswith("P1,2026-01-05,77301,1,,")
+
+
+# -------------------------------------------------------------------- rows
+
+
+def test_lines_beyond_the_limit_are_an_error_naming_the_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(read_billing, "MAX_CHARGE_LINES", 5)
+    assert len(parse_charges(HEADER + ROW * 5, {}).charges) == 5
+    with pytest.raises(BillingFileError, match=r"line 7 is beyond the limit of 5 lines"):
+        parse_charges(HEADER + ROW * 9, {})
+    with pytest.raises(BillingFileError, match="line 7"):  # blank lines count: they cost too
+        parse_charges(HEADER + "\n" * 9, {})
+    path = tmp_path / "long.csv"
+    path.write_text(HEADER + ROW * 9)
+    result = audit_cli(path)
+    assert result.exit_code == 2 and "line 7 is beyond the limit" in result.output
+
+
+@pytest.mark.parametrize(
+    ("cells", "reason"),
+    [
+        ("77295,99999999999999999999999,,,", "units '99999999999999999999999' is more than"),
+        ("77295," + "9" * 400 + ",,,", "is more than 9,999"),  # was OverflowError (float)
+        ("77295,-" + "9" * 400 + ",,,", "reversals"),
+        ("77295,10000,,,", "is more than 9,999"),
+        ("77295,1,,,123456789012345678901234567890.00", "at most 12 digits and 4 decimals"),
+        ("77295,1,,,1.000001", "at most 12 digits and 4 decimals"),
+        ("77295,1,,X" + "x" * 300 + ",", "the plan 'Xxxxx"),
+    ],
+)
+def test_values_beyond_bounds_are_rejected_rows_not_crashes(cells, reason):
+    text = HEADER + ROW + "RTC-06,2026-01-05," + cells + "\n"
+    result = parse_charges(text, {})
+    [rejected] = result.rejected
+    assert rejected.line == 3 and reason in rejected.reason
+    assert len(rejected.reason) < 300  # a huge cell is quoted clipped
+    audited = audit([plan_result("3d", patient="RTC-06")], result.charges, POLICY)
+    assert to_json(audited) and to_table(audited)  # fees and units render
+
+
+def test_the_largest_accepted_fee_and_units_render():
+    text = HEADER + "P1,2026-01-05,77300,9999,,,999999999999.9999\n"
+    result = parse_charges(text, {})
+    assert result.charges[0].units == 9999 and result.charges[0].fee == Decimal("999999999999.9999")
+    audited = audit([plan_result("3d")], result.charges, POLICY)
+    assert "1,000,000,000,000.00" in to_table(audited) and to_json(audited)
+
+
+def test_a_long_patient_id_is_rejected_with_its_start_quoted():
+    result = parse_charges(HEADER + "P" * 5000 + ",2026-01-05,77295,1,,,\n", {})
+    [rejected] = result.rejected
+    assert "longer than 256 characters" in rejected.reason and "(5,000 characters)" in (
+        rejected.reason
+    )
 
 
 # --------------------------------------------------------------- the cost
