@@ -187,7 +187,8 @@ def test_an_endless_stream_is_stopped_at_the_limit(monkeypatch):
 def test_streams_are_read_like_files_line_ends_untouched(tmp_path):
     """Standard input (cli ``--charges -``): bytes, text with a byte buffer, or text.
     An HL7-style export ends its lines with \\r: line numbers stay those of the file."""
-    data = (HEADER + ROW + ROW.replace("77295", "77300")).replace("\n", "\r").encode()
+    rows = HEADER + ROW + ROW.replace("77295", "77300").replace("FOURFIELD", '"A\rB"')
+    data = rows.replace("\n", "\r").encode()
     for source in (
         io.BytesIO(data),
         io.TextIOWrapper(io.BytesIO(data)),  # like sys.stdin: translates \r, has .buffer
@@ -195,13 +196,15 @@ def test_streams_are_read_like_files_line_ends_untouched(tmp_path):
     ):
         result = read_charges(source, {}, name="-")
         assert [(c.line, c.cpt) for c in result.charges] == [(2, "77295"), (3, "77300")]
+        assert result.charges[1].plan == "A\rB"  # a value keeps its \r
         assert result.source == "-" and result.rejected == ()
     path = tmp_path / "hl7.csv"
     path.write_bytes(data)
     assert [c.line for c in read_charges(path, {}).charges] == [2, 3]
-    latin = io.BytesIO((HEADER + "RTC-06,2026-01-05,77295,1,,BOÎTE,\n").encode("latin-1"))
-    result = read_charges(latin, {})
-    assert result.charges[0].plan == "BOÎTE" and "Latin-1" in result.notes[0]
+    latin = (HEADER + "RTC-06,2026-01-05,77295,1,,BOÎTE,\n").encode("latin-1")
+    for source in (io.BytesIO(latin), io.TextIOWrapper(io.BytesIO(latin), encoding="utf-8")):
+        result = read_charges(source, {})
+        assert result.charges[0].plan == "BOÎTE" and "Latin-1" in result.notes[0]
 
 
 def test_line_numbers_follow_the_csv_reader_not_other_line_breaks():

@@ -241,6 +241,9 @@ def test_results_table(tmp_path):
         )
         db.record_codings([PlanCoding(**coding)], "t")
         db.record_codings([PlanCoding(**{**coding, "code": "77307\x1b[1m"})], "u")
+        # short values: raw they fit the column, escaped they widen it
+        short = {"stored_path": "Q/RP.dcm", "structure_set_status": "l\x1b\x1b\x1b"}
+        db.record_codings([PlanCoding(**{**coding, **short})], "v")
     finally:
         db.close()
     out = run("results", "--db", str(tmp_path / "results.sqlite"))
@@ -251,6 +254,7 @@ def test_results_table(tmp_path):
     assert "P/RP\\x1b]0;file\\x07.dcm:" in out and f"R{ESCAPED}" in out
     assert "77307\\x1b[1m" in out and "RTPLAN\\x1b]0;m\\x07" in out
     assert "EVIL\\x1b[2J" in out and "no \\x9b1m" in out
+    assert "l\\x1b\\x1b\\x1b" in out
 
 
 def test_every_category_escaped_is_invisible_or_a_control():
