@@ -36,6 +36,10 @@ RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u
 
 
 def assert_safe(text: str) -> None:
+    assert "EVIL NL" not in text  # a newline in a value is shown, not folded into a space
+    for line in text.splitlines():  # wrapped paragraphs are measured as shown
+        if line.startswith("    ") and "  " not in line.strip():
+            assert len(line) <= 100, line
     found = RAW.search(text)
     assert found is None, (
         f"raw {found.group()!r} at {found.start()}: {text[found.start() - 40 :][:80]!r}"
@@ -129,7 +133,7 @@ def test_scan_table_and_details(hostile):
     path, cell = shown(str(hostile[1])), lines[2].split()[0]  # the plan file column
     assert cell == path or (cell.endswith("~") and path.startswith(cell[:-1]))
     assert "P\\x1b[31mRED~" in lines[2] and "L\\x1b[31mRED~" in lines[2]  # clipped whole
-    assert ESCAPED.replace("EVIL\\nNL", "") in out  # the ROI name, in the details
+    assert f"R{ESCAPED}" in out  # the ROI name, in the details
     assert "R\\x1b[31mRED" in out and "B\\x1b[31mRED" in out
     assert f"RP{shown(FILE_PART)}.dcm: 77295" in out
     assert f"error: {root / 'case'}/bad\\x1b]0;file\\x07.dcm:" in out
@@ -179,13 +183,13 @@ def test_report_text(hostile):
     assert_aligned([line[4:] for line in lines], beams)
     dvh = next(i for i, line in enumerate(lines) if line.strip().startswith("ROI "))
     assert_aligned([line[4:] for line in lines], dvh)
-    assert f"B{ESCAPED}" in out and f"R{ESCAPED}" in out
+    assert f"B{ESCAPED}" in out and f"observed R{ESCAPED}, CTV" in out  # wrapped
     assert "bad\\x1b]0;file\\x07.dcm:" in out  # the error lines
 
 
 def test_audit_table(hostile, tmp_path):
     root, _ = hostile
-    charges = tmp_path / "charges.csv"
+    charges = tmp_path / "charges\x1b]0;c\x07.csv"
     with charges.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee"])
@@ -200,6 +204,7 @@ def test_audit_table(hostile, tmp_path):
     assert f"P{ESCAPED}" in out and "X\\x1b[2J\\u202e" in out and "Q\\x9b1m" in out
     assert "Y\\x1b]0;t\\x07" in out  # the rejected row, shown back
     assert "RP\\x1b]0;file\\x07.dcm" in out and "bad\\x1b]0;file\\x07.dcm:" in out
+    assert "checked from " + shown(str(charges)) + "," in out  # the summary line
 
 
 def test_results_table(tmp_path):
