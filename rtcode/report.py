@@ -29,7 +29,7 @@ from .dvh import (
 )
 from .render import ADVISORY, beam_json, plan_json
 from .scan import PlanResult, ScanResult
-from .terminal import lines_text, one_line, shown
+from .terminal import cut, lines_text, one_line, shown
 
 ROLE_LABELS = {"target": "target", "organ_at_risk": "organ at risk"}
 ROLE_SHORT = {"target": "target", "organ_at_risk": "OAR"}
@@ -341,7 +341,7 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
         detail_lines = _wrap("; ".join(detail), " " * 8)
         if len(detail_lines) > 2:  # the HTML and JSON reports carry every value
             detail_lines = detail_lines[:2]
-            detail_lines[-1] = detail_lines[-1][:96] + " ..."
+            detail_lines[-1] = cut(detail_lines[-1], 96) + " ..."
         lines += detail_lines
     lines.append("    (* the rule group that decided the code)")
     if c.flags:

@@ -63,13 +63,18 @@ def one_line(value: object) -> str:
     return " ".join(shown(value).split())
 
 
+def cut(text: str, width: int) -> str:
+    """Shown text cut to at most ``width`` characters, never in the middle of an escape."""
+    return text if len(text) <= width else _PARTIAL.sub("", text[:width])
+
+
 def clip(value: object, width: int) -> str:
     """``one_line`` in at most ``width`` characters; a clipped value ends with "~" and
     never with part of an escape."""
     text = one_line(value)
     if len(text) <= width:
         return text
-    return _PARTIAL.sub("", text[: width - 1]) + "~"
+    return cut(text, width - 1) + "~"
 
 
 def lines_text(lines: Iterable[str]) -> str:

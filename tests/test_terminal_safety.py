@@ -120,6 +120,16 @@ def test_clip_never_cuts_an_escape_or_exceeds_the_width(width):
         assert re.fullmatch(r"(?:[^\\]|\\x[0-9a-f]{2}|\\u[0-9a-f]{4}|\\[ntr])*", body), out
 
 
+def test_a_long_evidence_detail_is_cut_between_escapes():
+    from rtcode.terminal import cut
+
+    text = "observed " + "\\x1b" * 30
+    for width in range(9, 40):
+        out = cut(text, width)
+        assert len(out) <= width and re.fullmatch(r"observed (\\x1b)*", out), out
+    assert cut("short", 96) == "short"
+
+
 def test_lines_text_is_the_last_guard():
     assert lines_text(["ok", "a\x1b[2Jb"]) == "ok\na\\x1b[2Jb\n"
 
