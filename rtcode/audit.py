@@ -22,6 +22,7 @@ audit finding is a question for a coder, never a decision.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -159,7 +160,8 @@ class Finding:
     def charges_at_stake(self) -> tuple[Charge, ...]:
         if self.at_stake is None:
             return self.charges
-        return tuple(c for c in self.charges if c.line in self.at_stake)
+        stake = set(self.at_stake)  # not the tuple: a lookup in it is linear, all of them n²
+        return tuple(c for c in self.charges if c.line in stake)
 
     @property
     def fee(self) -> Decimal | None:
@@ -1131,15 +1133,22 @@ def _ptp_findings(
     f: _Findings,
 ) -> None:
     bypass = {m.upper() for m in policy["audit.ptp_bypass_modifiers"]}
+    # The pairs with an edit, by column 1 code: each day's codes are paired only with
+    # those (not every code with every other: n² for a day of n distinct codes).
+    column2: dict[str, set[str]] = defaultdict(set)
+    for c1, c2 in ptp.pairs:
+        if c1 != c2:
+            column2[c1].add(c2)
     per_day: dict[tuple[str, dt.date], list[Charge]] = defaultdict(list)
     for c in charges:
         per_day[(c.patient_id, c.date_of_service)].append(c)
     for (patient_id, day), rows in sorted(per_day.items()):
-        codes = sorted({c.cpt for c in rows})
-        for c1 in codes:
-            for c2 in codes:
-                if c1 == c2:
-                    continue
+        by_code: dict[str, list[tuple[int, Charge]]] = defaultdict(list)
+        for i, c in enumerate(rows):
+            by_code[c.cpt].append((i, c))
+        day_codes = set(by_code)
+        for c1 in sorted(by_code):
+            for c2 in sorted(column2.get(c1, set()) & day_codes):  # walks the smaller set
                 edits = [
                     e
                     for e in ptp.pairs.get((c1, c2), ())
@@ -1150,7 +1159,7 @@ def _ptp_findings(
                 edit = edits[-1]
                 if edit.modifier_indicator == "9":
                     continue
-                involved = [c for c in rows if c.cpt in (c1, c2)]
+                involved = [c for _, c in heapq.merge(by_code[c1], by_code[c2])]  # file order
                 mods = sorted({m for c in involved for m in c.modifiers} & bypass)
                 if edit.modifier_indicator == "1" and mods:
                     continue

@@ -5,6 +5,15 @@ A row that cannot be used is rejected with its line number and a reason in plain
 words, and every other row is kept, so a malformed file never stops an audit. Only
 ``read_charges`` and ``read_ptp`` touch the file system; ``parse_charges`` and
 ``parse_ptp`` work on text (the tests use them directly).
+
+The files come from other systems, so reading them is bounded: a path is opened
+without blocking and refused unless it is a regular file (a FIFO would hang the
+audit, ``/dev/zero`` would fill the memory); a file or stream larger than
+``MAX_BILLING_FILE_BYTES`` is refused, checked before reading and while reading (a
+file that grows); a charges file with more than ``MAX_CHARGE_LINES`` lines after the
+header is refused, naming the first line beyond. Both limits are module constants,
+not policy settings. Files are read as bytes: line ends (an HL7 export's ``\\r``)
+reach the CSV reader as they are.
 """
 
 from __future__ import annotations
@@ -14,13 +23,24 @@ import datetime as dt
 import io
 import os
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import stat
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import IO, Union
 
 from .errors import RtcodeError
 from .policy import AUDIT_CHARGE_FIELDS as FIELDS  # the fields of a charge (policy [audit] columns)
+from .terminal import shown
+
+# Limits of what is read (module constants: the policy has no setting for them).
+MAX_BILLING_FILE_BYTES = 256 * 1024 * 1024  # a charges or PTP file, or standard input
+MAX_CHARGE_LINES = 250_000  # lines of a charges file after the header line
+_CHUNK = 1024 * 1024
+
+# A charges or PTP file: a path, or an open stream (standard input) of bytes or text.
+Source = Union[str, "os.PathLike[str]", IO[bytes], IO[str]]
 
 REQUIRED = ("patient_id", "date_of_service", "cpt")
 
@@ -32,10 +52,15 @@ _ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ][0-9:.+\-Z]*)?$")
 _BASIC = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:T[0-9:.+\-Z]*)?$")
 _US = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 _MAX_SHOWN = 120  # characters of a rejected row shown back to the reader
+_MAX_QUOTED = 60  # characters of a cell quoted in a reason
+_MAX_COLUMNS_SHOWN = 40  # header cells listed when a column is missing
+MAX_VALUE_CHARS = 256  # a patient ID or plan kept from a row (DICOM: 64 at most)
+MAX_UNITS = 9999
 
 
 class BillingFileError(RtcodeError, OSError):
-    """A charges or PTP file cannot be opened at all (the message says which and why)."""
+    """A charges or PTP file cannot be read at all: it cannot be opened, is not a regular
+    file, or is beyond a limit (the message says which file and why)."""
 
 
 @dataclass(frozen=True)
@@ -94,47 +119,181 @@ class PtpFile:
 # ----------------------------------------------------------------------- helpers
 
 
-def _decode(data: bytes) -> tuple[str, list[str]]:
+def _decode(data: bytes | bytearray) -> tuple[str, list[str]]:
     try:
         return data.decode("utf-8-sig"), []
     except UnicodeDecodeError:
         return data.decode("latin-1"), ["the file is not UTF-8; it was read as Latin-1"]
 
 
-def _read_bytes(path: str | os.PathLike[str], what: str) -> bytes:
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MB"
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _read_limited(stream: IO[bytes], what: str, shown_name: str) -> bytearray:
+    """At most ``MAX_BILLING_FILE_BYTES`` bytes of a stream; more is an error, found
+    after reading one byte past the limit (a stream that never ends stops there)."""
+    limit = MAX_BILLING_FILE_BYTES
+    data = bytearray()
+    while True:
+        chunk = stream.read(min(_CHUNK, limit + 1 - len(data)))
+        if not chunk:
+            return data
+        if isinstance(chunk, str):
+            raise TypeError("a text stream reached the bytes reader")
+        data += chunk
+        if len(data) > limit:
+            raise BillingFileError(
+                f"the {what} {shown_name} is larger than the limit of {_mb(limit)};"
+                " split it into smaller files"
+            )
+
+
+def _read_text_limited(stream: IO[str], what: str, shown_name: str) -> str:
+    """A text stream without a byte buffer, limited like ``_read_limited`` (characters)."""
+    limit = MAX_BILLING_FILE_BYTES
+    parts: list[str] = []
+    size = 0
+    while True:
+        chunk = stream.read(min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            return "".join(parts)
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BillingFileError(
+                f"the {what} {shown_name} is larger than the limit of {_mb(limit)};"
+                " split it into smaller files"
+            )
+
+
+def _not_regular(what: str, name: str, mode: int) -> BillingFileError:
+    stdin = " (or - for standard input)" if what == "charges file" else ""
+    return BillingFileError(
+        f"the {what} {name} is {_file_kind(mode)}, not a regular file; give a file{stdin}"
+    )
+
+
+def _read_path(path: str | os.PathLike[str], what: str) -> bytearray:
+    """A regular file's bytes. A FIFO, device, folder or socket is refused before it
+    is read: it is opened without blocking (a FIFO with no writer would wait forever)
+    and checked with fstat on the descriptor that is read, so a file swapped after the
+    first check is caught too."""
+    name = shown(os.fspath(path))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        return Path(path).read_bytes()
+        mode = os.stat(path).st_mode
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0)) if stat.S_ISREG(mode) else -1
+    except OSError as exc:
+        raise BillingFileError(f"cannot read the {what} {name}: {exc.strerror or exc}") from None
+    if fd < 0:  # refused before it is even opened
+        raise _not_regular(what, name, mode)
+    with os.fdopen(fd, "rb", buffering=0) as stream:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_regular(what, name, info.st_mode)
+        if info.st_size > MAX_BILLING_FILE_BYTES:
+            raise BillingFileError(
+                f"the {what} {name} has {_mb(info.st_size)}, more than the limit of"
+                f" {_mb(MAX_BILLING_FILE_BYTES)}; split it into smaller files"
+            )
+        try:
+            return _read_limited(stream, what, name)  # type: ignore[arg-type]
+        except BillingFileError:
+            raise
+        except OSError as exc:
+            raise BillingFileError(
+                f"cannot read the {what} {name}: {exc.strerror or exc}"
+            ) from None
+
+
+def _read_source(source: Source, what: str, name: str | None) -> tuple[str, list[str], str]:
+    """(text, notes, name) of a path or an open stream."""
+    if isinstance(source, (str, os.PathLike)):
+        text, notes = _decode(_read_path(source, what))
+        return text, notes, name or os.fspath(source)
+    stream_name = getattr(source, "name", None)
+    name = name or (stream_name if isinstance(stream_name, str) else "<stdin>")
+    raw = getattr(source, "buffer", None)  # sys.stdin: read its bytes, line ends untouched
+    try:
+        if raw is not None or isinstance(source, (io.RawIOBase, io.BufferedIOBase)):
+            text, notes = _decode(_read_limited(raw or source, what, shown(name)))  # type: ignore[arg-type]
+        else:
+            first = source.read(0)
+            if isinstance(first, bytes):
+                text, notes = _decode(_read_limited(source, what, shown(name)))  # type: ignore[arg-type]
+            else:
+                text, notes = _read_text_limited(source, what, shown(name)), []  # type: ignore[arg-type]
+    except BillingFileError:
+        raise
     except OSError as exc:
         raise BillingFileError(
-            f"cannot read the {what} {os.fspath(path)}: {exc.strerror or exc}"
+            f"cannot read the {what} {shown(name)}: {exc.strerror or exc}"
         ) from None
+    return text, notes, name
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` as the csv module reads them (``\\n``, ``\\r\\n`` or
+    ``\\r`` ends a line, and is kept), one at a time: no copy of the whole text (an
+    ``io.StringIO`` of it would take four bytes a character)."""
+    return (m.group() for m in _LINE.finditer(text))
 
 
 def _rows(
-    text: str, delimiter: str, offset: int = 0
-) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
-    """(first line, last line, cells, error) per record, lines counted from ``offset`` + 1;
-    a line the csv module cannot read comes back with its error instead of stopping."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
-    previous = 0
+    lines: Iterable[str], delimiter: str, offset: int = 0
+) -> Iterator[tuple[int, int, list[str] | None, str | None, list[str]]]:
+    """(first line, last line, cells, error, the record's lines) per record, lines
+    counted from ``offset`` + 1; a line the csv module cannot read comes back with its
+    error instead of stopping. The record's own lines are kept with it (a record over
+    several lines may have to be read again), not the whole file's."""
+    taken: list[str] = []
+
+    def feed() -> Iterator[str]:
+        for line in lines:
+            taken.append(line)
+            yield line
+
+    reader = csv.reader(feed(), delimiter=delimiter, strict=False)
+    previous = offset
     while True:
+        taken.clear()
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
             start = previous + 1
-            previous = max(reader.line_num, start)
-            yield (
-                offset + start,
-                offset + previous,
-                None,
-                f"the CSV reader could not read it ({exc})",
-            )
+            previous = max(previous + len(taken), start)
+            error = f"the CSV reader could not read it ({exc})"
+            yield start, previous, None, error, list(taken)
             continue
         start = previous + 1
-        previous = reader.line_num
-        yield offset + start, offset + previous, cells, None
+        previous += len(taken)
+        yield start, previous, cells, None, list(taken)
+
+
+def _q(text: str) -> str:
+    """A value quoted in a reason, clipped: a reason never carries a whole huge cell."""
+    if len(text) <= _MAX_QUOTED:
+        return repr(text)
+    return repr(text[:_MAX_QUOTED]) + f"... ({len(text):,} characters)"
 
 
 def _shown(cells: list[str]) -> str:
@@ -169,23 +328,28 @@ def _fee(text: str) -> Decimal | None | str:
     if re.match(r"^\d{1,3}(,\d{3})+(\.\d+)?$", cleaned):
         cleaned = cleaned.replace(",", "")
     if not re.match(r"^-?\d+(\.\d+)?$", cleaned):
-        return f"fee {raw!r} is not an amount"
+        return f"fee {_q(raw)} is not an amount"
+    whole, _, cents = cleaned.lstrip("-").partition(".")
+    if len(whole.lstrip("0")) > 12 or len(cents) > 4:  # sums and cents stay exact
+        return f"fee {_q(raw)} is not an amount of at most 12 digits and 4 decimals"
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        return f"fee {raw!r} is not an amount"
+        return f"fee {_q(raw)} is not an amount"
     if value < 0:
-        return f"fee {raw!r} is negative: credits are not audited; net them out first"
+        return f"fee {_q(raw)} is negative: credits are not audited; net them out first"
     return value
 
 
 # ----------------------------------------------------------------------- charges
 
 
-def read_charges(path: str | os.PathLike[str], columns: Mapping[str, str]) -> Charges:
-    """Read a charges CSV; ``columns`` maps each field to the column name the file uses."""
-    text, notes = _decode(_read_bytes(path, "charges file"))
-    result = parse_charges(text, columns, os.fspath(path))
+def read_charges(source: Source, columns: Mapping[str, str], name: str | None = None) -> Charges:
+    """Read a charges CSV from a path or an open stream (standard input: bytes or text);
+    ``columns`` maps each field to the column name the file uses. ``name`` is how the
+    source is cited (default: the path, or the stream's name)."""
+    text, notes, name = _read_source(source, "charges file", name)
+    result = parse_charges(text, columns, name)
     return Charges(result.source, result.charges, result.rejected, result.columns, tuple(notes))
 
 
@@ -197,14 +361,18 @@ def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges
     charges: list[Charge] = []
     rejected: list[RejectedRow] = []
     missing_required: list[str] = []
-    physical = text.splitlines(keepends=True)
-    pending = [_rows(text, ",")]
+    pending = [_rows(_lines(text), ",")]
     while pending:
         try:
-            line, last, cells, error = next(pending[-1])
+            line, last, cells, error, physical = next(pending[-1])
         except StopIteration:
             pending.pop()
             continue
+        if line > MAX_CHARGE_LINES + 1:  # checked before the line is used
+            raise BillingFileError(
+                f"the charges file {shown(source)} is too long: line {line:,} is beyond the"
+                f" limit of {MAX_CHARGE_LINES:,} lines after the header line; split the file"
+            )
         if error is not None or cells is None:
             rejected.append(RejectedRow(line, error or "unreadable line", ""))
             continue
@@ -218,7 +386,7 @@ def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges
                     index[f] = names.index(wanted[f])
             missing_required = [f for f in REQUIRED if f not in index]
             if missing_required:
-                found = ", ".join(repr(c.strip()) for c in cells)
+                found = ", ".join(_q(c.strip()) for c in cells[:_MAX_COLUMNS_SHOWN])
                 rejected.append(
                     RejectedRow(
                         line,
@@ -242,15 +410,17 @@ def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges
             )
             continue
         outcome = _charge(line, cells, len(header), index)
-        if last > line and isinstance(outcome, Charge):
-            # A quoted value over several lines is fine, unless those lines read as
-            # charges of their own: then a quote was left open and swallowed them.
-            inner = "".join(physical[line:last])
-            if any(
+        # A quoted value over several lines is fine, unless those lines read as
+        # charges of their own: then a quote was left open and swallowed them.
+        if (
+            last > line
+            and isinstance(outcome, Charge)
+            and any(
                 c is not None and isinstance(_charge(n, c, len(header), index), Charge)
-                for n, _, c, _ in _rows(inner, ",", line)
-            ):
-                outcome = "a quoted value runs over several lines that read as charges"
+                for n, _, c, _, _ in _rows(physical[1:], ",", line)
+            )
+        ):
+            outcome = "a quoted value runs over several lines that read as charges"
         if isinstance(outcome, Charge):
             charges.append(outcome)
         elif last > line:
@@ -265,10 +435,10 @@ def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges
                         if last == line + 1
                         else f" lines {line + 1}-{last} are read again as rows of their own)"
                     ),
-                    _shown(physical[line - 1].rstrip("\r\n").split(",")),
+                    _shown(physical[0].rstrip("\r\n").split(",")),
                 )
             )
-            pending.append(_rows("".join(physical[line:last]), ",", line))
+            pending.append(_rows(physical[1:], ",", line))
         else:
             rejected.append(RejectedRow(line, outcome, _shown(cells)))
     if header is None:
@@ -303,13 +473,19 @@ def _charge(line: int, cells: list[str], width: int, index: dict[str, int]) -> C
     patient = cell("patient_id")
     if not patient:
         return "missing patient ID"
+    for name, what in (("patient_id", "patient ID"), ("plan", "plan")):
+        if len(cell(name)) > MAX_VALUE_CHARS:
+            return (
+                f"the {what} {_q(cell(name))} is longer than {MAX_VALUE_CHARS} characters"
+                " (DICOM allows 64)"
+            )
     raw_code = cell("cpt")
     if not raw_code:
         return "missing code"
     code, code_mods = _code_and_modifiers(raw_code)
     if not _CODE.match(code):
         return (
-            f"unknown code {raw_code!r}: a CPT or HCPCS code has five characters (five"
+            f"unknown code {_q(raw_code)}: a CPT or HCPCS code has five characters (five"
             " digits, four digits and F, T or U, or a letter and four digits)"
         )
     raw_date = cell("date_of_service")
@@ -317,24 +493,30 @@ def _charge(line: int, cells: list[str], width: int, index: dict[str, int]) -> C
         return "missing date of service"
     day = parse_date(raw_date)
     if day is None:
-        return f"date of service {raw_date!r} is not an ISO date (YYYY-MM-DD)"
+        return f"date of service {_q(raw_date)} is not an ISO date (YYYY-MM-DD)"
     raw_units = cell("units")
     if not raw_units:
         units = 1
     elif re.match(r"^-?\d+(\.0+)?$", raw_units):
-        units = int(float(raw_units))
-        if units <= 0:
+        # Read as digits: not through float (inexact past 2**53, inf past 1e308) nor
+        # int() of thousands of digits.
+        whole = raw_units.partition(".")[0]
+        digits = whole.lstrip("-").lstrip("0")
+        if not digits or whole.startswith("-"):
             return (
-                f"units {raw_units!r}: reversals and zero-unit rows are not audited;"
+                f"units {_q(raw_units)}: reversals and zero-unit rows are not audited;"
                 " net them out before the audit"
             )
+        if len(digits) > len(str(MAX_UNITS)) or int(digits) > MAX_UNITS:
+            return f"units {_q(raw_units)} is more than {MAX_UNITS:,}: not a planning charge"
+        units = int(digits)
     else:
-        return f"units {raw_units!r} is not a whole number"
+        return f"units {_q(raw_units)} is not a whole number"
     modifiers = [m for m in re.split(r"[\s,;:|/]+", cell("modifiers").upper()) if m]
     modifiers = code_mods + modifiers
     bad = [m for m in modifiers if not _MODIFIER.match(m)]
     if bad:
-        return f"modifier {bad[0]!r} is not a two-character modifier"
+        return f"modifier {_q(bad[0])} is not a two-character modifier"
     fee = _fee(cell("fee"))
     if isinstance(fee, str):
         return fee
@@ -373,11 +555,12 @@ _HEADER_WORDS = {
 }
 
 
-def read_ptp(path: str | os.PathLike[str], codes: Collection[str] | None = None) -> PtpFile:
-    """Read a PTP file; with ``codes``, keep only the edits between two of those codes
-    (a quarterly CMS file has about a million edits, an audit needs a few)."""
-    text, _ = _decode(_read_bytes(path, "PTP edit file"))
-    return parse_ptp(text, Path(path).name, codes)
+def read_ptp(source: Source, codes: Collection[str] | None = None) -> PtpFile:
+    """Read a PTP file (a path or an open stream); with ``codes``, keep only the edits
+    between two of those codes (a quarterly CMS file has about a million edits, an
+    audit needs a few)."""
+    text, _, name = _read_source(source, "PTP edit file", None)
+    return parse_ptp(text, Path(name).name, codes)
 
 
 def merge_ptp(files: Sequence[PtpFile]) -> PtpFile:
@@ -438,7 +621,7 @@ def parse_ptp(text: str, name: str = "<ptp>", codes: Collection[str] | None = No
     edits: list[PtpEdit] = []
     rejected: list[RejectedRow] = []
     read = 0
-    for line, _last, cells, error in _rows(text, delimiter):
+    for line, _last, cells, error, _ in _rows(_lines(text), delimiter):
         if error is not None or cells is None:
             rejected.append(RejectedRow(line, error or "unreadable line", ""))
             continue
@@ -458,7 +641,7 @@ def parse_ptp(text: str, name: str = "<ptp>", codes: Collection[str] | None = No
         if effective is None:
             rejected.append(
                 RejectedRow(
-                    line, f"effective date {cell('effective')!r} is not a date", _shown(cells)
+                    line, f"effective date {_q(cell('effective'))} is not a date", _shown(cells)
                 )
             )
             continue
@@ -470,7 +653,7 @@ def parse_ptp(text: str, name: str = "<ptp>", codes: Collection[str] | None = No
                 rejected.append(
                     RejectedRow(
                         line,
-                        f"deletion date {raw_deletion!r} is not a date or '*'",
+                        f"deletion date {_q(raw_deletion)} is not a date or '*'",
                         _shown(cells),
                     )
                 )
@@ -480,7 +663,7 @@ def parse_ptp(text: str, name: str = "<ptp>", codes: Collection[str] | None = No
             rejected.append(
                 RejectedRow(
                     line,
-                    f"modifier indicator {indicator!r} is not 0, 1 or 9",
+                    f"modifier indicator {_q(indicator)} is not 0, 1 or 9",
                     _shown(cells),
                 )
             )

@@ -17,6 +17,7 @@ from .facts import Skipped, Tally
 from .jsontext import dumps
 from .policy import Policy
 from .scan import ScanResult
+from .terminal import clip, lines_text, one_line
 
 if TYPE_CHECKING:  # imported where used: rendering cached rows needs neither
     from .classify import BeamAssessment, Classification
@@ -426,12 +427,11 @@ def to_csv(result: ScanResult) -> str:
 
 
 def _clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "~"
+    return clip(text, width)  # escaped for the terminal (rtcode.terminal)
 
 
 def _wrap(text: str) -> list[str]:
-    text = " ".join(text.split())
+    text = one_line(text)  # escaped for the terminal before it is measured
     if len(text) <= 100 - 4:  # fits on the first line: what textwrap would make of it
         return ["    " + text] if text else []
     return textwrap.wrap(text, 100, initial_indent="    ", subsequent_indent="      ")
@@ -454,7 +454,9 @@ def table_row(p: PlanResult) -> tuple[str, ...]:
 def table_details(p: PlanResult) -> list[str]:
     """One plan's paragraph in the table's second part: why, alternatives, checks."""
     c = p.classification
-    lines = [f"{p.linked.plan.path}: {c.code or 'no code'} ({c.label or c.category.value})"]
+    lines = [
+        one_line(f"{p.linked.plan.path}: {c.code or 'no code'} ({c.label or c.category.value})")
+    ]
     for r in _reasons(c)[:6]:
         lines.extend(_wrap(f"because {r}"))
     for a in c.alternatives:
@@ -475,7 +477,9 @@ def table_text(
     interrupted: bool,
     policy: Policy,
 ) -> str:
-    rows = [("plan file", "patient", "label", "code", "category", "conf.", "techniques"), *rows]
+    head = ("plan file", "patient", "label", "code", "category", "conf.", "techniques")
+    # Widths are measured on the values as shown: escaped, one line (rtcode.terminal).
+    rows = [head, *(tuple(one_line(v) for v in r) for r in rows)]
     limits = (60, 14, 16, 5, 15, 6, 48)
     widths = [min(max(len(r[i]) for r in rows), limits[i]) for i in range(len(limits))]
     lines = []
@@ -486,7 +490,7 @@ def table_text(
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
-    for paragraph in details:
+    for paragraph in details:  # rows kept in the scan cache are made safe by lines_text
         lines.extend(paragraph)
     lines.append("")
     lines.append(
@@ -506,7 +510,7 @@ def table_text(
             " structure set or dose was not read yet may be coded lower"
         )
     lines.append(f"policy {policy.name} {policy.version}. {ADVISORY}")
-    return "\n".join(lines) + "\n"
+    return lines_text(lines)
 
 
 def to_table(result: ScanResult) -> str:
@@ -677,7 +681,7 @@ def inspect_table(data: dict[str, Any]) -> str:
         if isinstance(beam.get("control_points"), list):
             lines += ["", f"beam {beam['number']} {beam['name'] or ''}: control points"]
             lines += _grid(beam["control_points"], _CP_COLUMNS)
-    return "\n".join(lines) + "\n"
+    return lines_text(lines)
 
 
 def inspect_csv(data: dict[str, Any]) -> str:

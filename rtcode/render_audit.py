@@ -21,6 +21,7 @@ from . import __version__
 from .audit import KINDS, SEVERITIES, AuditResult, Course, CoursePlan, Finding
 from .read_billing import Charge
 from .render import ADVISORY, safe_cell
+from .terminal import lines_text, one_line
 
 # ------------------------------------------------------------------------- JSON
 
@@ -202,7 +203,7 @@ def to_csv(result: AuditResult) -> str:
 
 def _wrap(text: str, indent: str = "    ") -> list[str]:
     return textwrap.wrap(
-        " ".join(text.split()),
+        one_line(text),  # escaped for the terminal before it is measured
         100,
         initial_indent=indent,
         subsequent_indent=indent + "  ",
@@ -240,6 +241,7 @@ def summary_lines(result: AuditResult) -> list[str]:
 
 
 def _grid(rows: list[tuple[str, ...]]) -> list[str]:
+    rows = [tuple(one_line(v) for v in r) for r in rows]  # measured as shown on the terminal
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = ["  ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip() for r in rows]
     out.insert(1, "  ".join("-" * w for w in widths))
@@ -308,7 +310,7 @@ def to_table(result: AuditResult) -> str:
     for e in result.errors:
         lines += _wrap(f"error: {e.path}: {e.error}", "")
     lines += ["", f"policy {result.policy.name} {result.policy.version}. {ADVISORY}"]
-    return "\n".join(lines) + "\n"
+    return lines_text(lines)
 
 
 # ------------------------------------------------------------------------- HTML

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .render import ADVISORY, safe_cell
+from .terminal import clip, lines_text, one_line
 
 CSV_COLUMNS = [
     "coded_at",
@@ -52,14 +53,9 @@ def results_csv(data: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def _clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "~"
-
-
 def _wrap(text: str) -> list[str]:
-    return textwrap.wrap(
-        " ".join(text.split()), 100, initial_indent="    ", subsequent_indent="      "
+    return textwrap.wrap(  # escaped for the terminal before it is measured
+        one_line(text), 100, initial_indent="    ", subsequent_indent="      "
     )
 
 
@@ -86,12 +82,13 @@ def results_table(data: dict[str, Any]) -> str:
                 str(p["doses"]),
             )
         )
+    rows = [tuple(one_line(v) for v in r) for r in rows]  # measured as shown on the terminal
     limits = (17, 16, 16, 5, 15, 6, 14, 5)
     widths = [min(max(len(r[i]) for r in rows), limits[i]) for i in range(len(limits))]
     lines = []
     for i, r in enumerate(rows):
         lines.append(
-            "  ".join(_clip(v, widths[j]).ljust(widths[j]) for j, v in enumerate(r)).rstrip()
+            "  ".join(clip(v, widths[j]).ljust(widths[j]) for j, v in enumerate(r)).rstrip()
         )
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -124,7 +121,7 @@ def results_table(data: dict[str, Any]) -> str:
             )
         )
     lines.append(f"results schema {data['schema_version']}. {ADVISORY}")
-    return "\n".join(lines) + "\n"
+    return lines_text(lines)
 
 
 FORMATS = {"table": results_table, "json": results_json, "csv": results_csv}

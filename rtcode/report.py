@@ -29,6 +29,7 @@ from .dvh import (
 )
 from .render import ADVISORY, beam_json, plan_json
 from .scan import PlanResult, ScanResult
+from .terminal import cut, lines_text, one_line, shown
 
 ROLE_LABELS = {"target": "target", "organ_at_risk": "organ at risk"}
 ROLE_SHORT = {"target": "target", "organ_at_risk": "OAR"}
@@ -228,7 +229,7 @@ def signed_pct(value: float | None) -> str:
 
 def _wrap(text: str, indent: str, more: str | None = None, width: int = 100) -> list[str]:
     return textwrap.wrap(
-        " ".join(text.split()),
+        one_line(text),  # escaped for the terminal before it is measured
         width,
         initial_indent=indent,
         subsequent_indent=indent + "  " if more is None else more,
@@ -237,6 +238,7 @@ def _wrap(text: str, indent: str, more: str | None = None, width: int = 100) -> 
 
 
 def _grid(rows: list[list[str]], indent: str = "    ") -> list[str]:
+    rows = [[shown(v) for v in r] for r in rows]  # measured as shown on the terminal
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = [indent + "  ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip() for r in rows]
     out.insert(1, indent + "  ".join("-" * w for w in widths))
@@ -304,7 +306,7 @@ def to_text(report: Report) -> str:
         lines += ["", f"{len(inv.errors)} file(s) could not be read:"]
         for e in inv.errors:
             lines += _wrap(f"{e.path}: {e.error}", "  ")
-    return "\n".join(lines) + "\n"
+    return lines_text(lines)
 
 
 def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
@@ -339,7 +341,7 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
         detail_lines = _wrap("; ".join(detail), " " * 8)
         if len(detail_lines) > 2:  # the HTML and JSON reports carry every value
             detail_lines = detail_lines[:2]
-            detail_lines[-1] = detail_lines[-1][:96] + " ..."
+            detail_lines[-1] = cut(detail_lines[-1], 96) + " ..."
         lines += detail_lines
     lines.append("    (* the rule group that decided the code)")
     if c.flags:

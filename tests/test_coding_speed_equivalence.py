@@ -27,6 +27,7 @@ from rtcode.classify import BeamAssessment, Technique, roi_role
 from rtcode.metrics import Segment, beam_metrics
 from rtcode.render import _wrap, beam_json
 from rtcode.scan import scan
+from rtcode.terminal import shown
 
 
 def role_reference(roi, policy) -> tuple[str, str]:
@@ -99,8 +100,9 @@ def test_roi_roles_of_the_sample_plans(policies, sample_data):
 
 
 def wrap_reference(text: str) -> list[str]:
+    # Controls (tab and newline among them) are shown escaped, then the text is wrapped.
     return textwrap.wrap(
-        " ".join(text.split()), 100, initial_indent="    ", subsequent_indent="      "
+        " ".join(shown(text).split()), 100, initial_indent="    ", subsequent_indent="      "
     )
 
 
