@@ -871,8 +871,8 @@ def audit(
 @click.option(
     "--max-instance-mb",
     type=click.FloatRange(min=0.001),
-    help="Largest instance accepted, in MB; a larger one is refused while it arrives"
-    " (default: the policy's limits.max_file_size_mb).",
+    help="Largest instance accepted, in MB; a larger one is refused while it arrives,"
+    " a deflated one as it inflates (default: the policy's limits.max_file_size_mb).",
 )
 @click.option(
     "--max-associations",

@@ -23,7 +23,9 @@ Safety: binds to 127.0.0.1 unless told otherwise; the called AE title must be
 ours; an optional list of calling AE titles; a maximum PDU size that is enforced
 (a peer announcing a longer PDU is disconnected before it is read), a maximum
 instance size (an association sending more is aborted while it sends, nothing is
-stored) and a maximum number of associations; bounded ACSE, DIMSE and network
+stored; a deflated data set is held to it as it inflates, a megabyte at a time,
+and to the policy's ``limits.max_data_elements``, before anything decodes it) and a
+maximum number of associations; bounded ACSE, DIMSE and network
 timeouts; C-ECHO answered. Every refusal is logged with its reason and recorded
 in the database. ``stop()`` stops accepting, lets the instance in flight finish
 (stored, recorded, answered and, within the grace period, coded), then aborts
@@ -46,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from . import store
+from .limits import Limits
 from .policy import Policy
 from .quirks import PRIVATE_SOP_CLASSES
 from .render import plan_json
@@ -154,6 +157,7 @@ class Listener:
             raise ValueError("instance size and association limits must be at least 1")
         self.settings = settings
         self.policy = policy
+        self._max_elements = Limits.from_policy(policy).max_data_elements
         self.store_dir = settings.store_dir.resolve()
         self._db: ResultsDB | None = None
         self._classes: dict[str, tuple[str, str]] = {}  # SOP classes accepted
@@ -480,6 +484,18 @@ class Listener:
                 )
             if sop_class not in self._classes:
                 return self._refuse_store(event, STATUS_NOT_STORED, "SOP class not stored here")
+            syntax = str(event.context.transfer_syntax)
+            header = store.part10_header(sop_class, uid, syntax)
+            # Before anything decodes it (pynetdicom inflates a deflated data set whole):
+            # held to the size limit as inflated and to the policy's element limit.
+            bomb = store.too_large_to_decode(
+                header, body, syntax, self.settings.max_instance_bytes, self._max_elements
+            )
+            if bomb is not None:
+                why, damaged = bomb
+                return self._refuse_store(
+                    event, STATUS_UNDECODABLE if damaged else STATUS_OUT_OF_RESOURCES, why
+                )
             try:
                 ds = event.dataset
                 ds_class = _text(ds, "SOPClassUID")
@@ -496,7 +512,6 @@ class Listener:
                     STATUS_MISMATCH,
                     "SOP Class or Instance UID in the data set differs from the request",
                 )
-            header = store.part10_header(sop_class, uid, str(event.context.transfer_syntax))
             folder = store.patient_folder(self.store_dir, patient_id)
             try:
                 stored = store.write_instance(self.store_dir, folder, sop_class, uid, header, body)

@@ -9,6 +9,7 @@ of its test; every wait has a time limit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from io import BytesIO
@@ -32,11 +35,16 @@ pytest.importorskip(
 )
 
 import pydicom  # noqa: E402
+import pynetdicom  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from conftest import ROOT, SAMPLE_DATA, SAMPLE_PLANS  # noqa: E402
 from netcheck import POLICY, canonical, scan_canonical  # noqa: E402
 from pydicom.dataset import FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: E402
+from pydicom.uid import (  # noqa: E402
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import AE  # noqa: E402
 from pynetdicom.dimse_messages import C_STORE_RQ  # noqa: E402
 from pynetdicom.dimse_primitives import C_STORE  # noqa: E402
@@ -48,6 +56,7 @@ from rtcode.cli import main  # noqa: E402
 from rtcode.listen import (  # noqa: E402
     STATUS_BAD_UID,
     STATUS_OUT_OF_RESOURCES,
+    STATUS_UNDECODABLE,
     Listener,
     ListenSettings,
 )
@@ -61,6 +70,8 @@ CASE_10_PLAN = SAMPLE_DATA / "10_imrt_sliding_window" / "RP.dcm"  # 141 kB
 
 
 # ----------------------------------------------------------------------- helpers
+
+PLAN_01 = CASE_01 / "RP.dcm"
 
 
 def dicom_files(folder: Path) -> list[Path]:
@@ -98,7 +109,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Listener]]:
     """Start listeners on a free loopback port; all are stopped at the end."""
     started: list[Listener] = []
 
-    def _start(**overrides: object) -> Listener:
+    def _start(policy=POLICY, **overrides: object) -> Listener:
         values: dict[str, object] = {
             "store_dir": tmp_path / "store",
             "db_path": tmp_path / "results.sqlite",
@@ -108,7 +119,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Listener]]:
             "network_timeout_s": 10.0,
         }
         values.update(overrides)
-        listener = Listener(ListenSettings(**values), POLICY)  # type: ignore[arg-type]
+        listener = Listener(ListenSettings(**values), policy)  # type: ignore[arg-type]
         started.append(listener)
         listener.start()
         return listener
@@ -118,22 +129,28 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Listener]]:
         listener.stop(grace_s=5)
 
 
-def scu(calling: str = "TPS") -> AE:
+def scu(calling: str = "TPS", deflated: bool = False) -> AE:
     ae = AE(ae_title=calling)
     ae.acse_timeout = 5
     ae.dimse_timeout = 10
     ae.network_timeout = 10
     ae.connection_timeout = 5
     for uid in [*store.RT_CLASSES, store.CT_CLASS]:
-        ae.add_requested_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        if deflated:  # one transfer syntax per context: files are sent as they are
+            ae.add_requested_context(uid, ExplicitVRLittleEndian)
+            ae.add_requested_context(uid, DeflatedExplicitVRLittleEndian)
+        else:
+            ae.add_requested_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     ae.add_requested_context("1.2.840.10008.1.1")  # Verification
     return ae
 
 
 @contextmanager
-def association(listener: Listener, calling: str = "TPS", called: str = "RTCODE"):
+def association(
+    listener: Listener, calling: str = "TPS", called: str = "RTCODE", deflated: bool = False
+):
     host, port = listener.address
-    assoc = scu(calling).associate(host, port, ae_title=called)
+    assoc = scu(calling, deflated).associate(host, port, ae_title=called)
     try:
         if assoc.is_established:
             # as fast as the network allows: no Nagle delay between P-DATA PDUs
@@ -405,6 +422,107 @@ def test_a_connection_dropped_mid_transfer_leaves_no_partial_file(start):
     # the same instance sent whole is stored
     assert send(listener, [CASE_10_PLAN]) == [0]
     assert len(files_under(listener.store_dir / "patients")) == 1
+
+
+# --------------------------------------------------- bombs: deflated, many elements
+
+
+def deflated_part10(tmp_path: Path, extra: list[bytes], zero_mb: int = 0) -> Path:
+    """Case 01's plan as a Part-10 file in Deflated Explicit VR Little Endian, with
+    ``extra`` (encoded elements) appended to its data set and, when ``zero_mb``, a
+    private OB element of that many MB of zeros: deflated a megabyte at a time, so
+    the test never holds the inflated data set."""
+    ds = dataset(PLAN_01)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = [deflate.compress(encode(ds, False, True))]
+    body += [deflate.compress(e) for e in extra]
+    if zero_mb:
+        body.append(
+            deflate.compress(struct.pack("<HH2sHI", 0x7FE1, 0x1010, b"OB", 0, zero_mb << 20))
+        )
+        zeros = bytes(1 << 20)
+        body += [deflate.compress(zeros) for _ in range(zero_mb)]
+    body.append(deflate.flush())
+    header = store.part10_header(
+        str(ds.SOPClassUID), str(ds.SOPInstanceUID), DeflatedExplicitVRLittleEndian
+    )
+    path = tmp_path / "deflated.dcm"
+    path.write_bytes(header + b"".join(body))
+    return path
+
+
+def tiny_elements(n: int) -> list[bytes]:
+    """``n`` empty private LO elements (8 bytes each), in ascending tag order."""
+    return [struct.pack("<HH2sH", 0x7FE1, 0x1000 + i % 0xF000, b"LO", 0) for i in range(n)]
+
+
+def send_file(listener: Listener, path: Path, monkeypatch) -> pydicom.Dataset:
+    """C-STORE of a Part-10 file as its bytes are (pynetdicom reads it a chunk at a
+    time and sends it undecoded, in its own transfer syntax)."""
+    monkeypatch.setattr(pynetdicom._config, "STORE_SEND_CHUNKED_DATASET", True)
+    with association(listener, deflated=True) as assoc:
+        assert assoc.is_established
+        return assoc.send_c_store(path)
+
+
+def test_a_deflated_instance_within_the_limits_is_stored_and_coded(start, tmp_path, monkeypatch):
+    listener = start()
+    status = send_file(listener, deflated_part10(tmp_path, []), monkeypatch)
+    assert status.Status == 0
+    assert listener.wait_idle(10)
+    [plan] = query(listener.settings.db_path)["plans"]
+    assert plan["code"] == "77306"
+
+
+def test_a_deflated_bomb_is_refused_as_it_inflates_in_bounded_memory(start, tmp_path, monkeypatch):
+    """1.5 MB that inflates to 1.5 GB took the node to 3.2 GB and was answered
+    Success (issue 21): here 200 MB of zeros in a few hundred kB, with a 4 MB limit."""
+    listener = start(max_instance_bytes=4 * 2**20)
+    path = deflated_part10(tmp_path, [], zero_mb=200)
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        status = send_file(listener, path, monkeypatch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert status.Status == STATUS_OUT_OF_RESOURCES
+    assert status.ErrorComment == "its deflated data set inflates to more than 4194304 bytes"
+    assert peak < 30 * 2**20, f"peak {peak / 2**20:.0f} MB while refusing"
+    assert not files_under(listener.store_dir / "patients")
+    [refusal] = query(listener.settings.db_path)["refusals"]
+    assert refusal["what"] == "instance" and "inflates to more than" in refusal["reason"]
+
+
+@pytest.mark.parametrize("deflated", [True, False])
+def test_too_many_data_elements_are_refused_before_decoding(start, tmp_path, monkeypatch, deflated):
+    policy = dataclasses.replace(POLICY, values={**POLICY.values, "limits.max_data_elements": 5000})
+    listener = start(policy=policy)
+    if deflated:
+        status = send_file(listener, deflated_part10(tmp_path, tiny_elements(6000)), monkeypatch)
+    else:
+        ds = dataset(PLAN_01)
+        body = encode(ds, False, True) + b"".join(tiny_elements(6000))
+        path = tmp_path / "plain.dcm"
+        header = store.part10_header(
+            str(ds.SOPClassUID), str(ds.SOPInstanceUID), ExplicitVRLittleEndian
+        )
+        path.write_bytes(header + body)
+        status = send_file(listener, path, monkeypatch)
+    assert status.Status == STATUS_OUT_OF_RESOURCES
+    assert status.ErrorComment == "it holds more than 5000 data elements and items"
+    assert not files_under(listener.store_dir / "patients")
+
+
+def test_a_damaged_deflate_stream_is_refused(start, tmp_path, monkeypatch):
+    listener = start()
+    path = deflated_part10(tmp_path, [])
+    data = bytearray(path.read_bytes())
+    data[-40:] = b"\xff" * 40  # not a deflate stream any more
+    path.write_bytes(bytes(data))
+    status = send_file(listener, path, monkeypatch)
+    assert status.Status == STATUS_UNDECODABLE
+    assert not files_under(listener.store_dir / "patients")
 
 
 # ----------------------------------------------------- stopping loses nothing
