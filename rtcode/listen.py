@@ -25,8 +25,11 @@ ours; an optional list of calling AE titles; a maximum PDU size that is enforced
 instance size (an association sending more is aborted while it sends, nothing is
 stored; a deflated data set is held to it as it inflates, a megabyte at a time,
 and to the policy's ``limits.max_data_elements``, before anything decodes it) and a
-maximum number of associations; bounded ACSE, DIMSE and network
-timeouts; C-ECHO answered. Every refusal is logged with its reason and recorded
+maximum number of associations, counting only connections that asked for one: a
+connection must send its A-ASSOCIATE-RQ within ``acse_timeout_s`` (a few seconds)
+or it is closed, and at most ``max_waiting_connections`` wait at once (the oldest
+is closed), so idle sockets cannot keep a planning system out; bounded DIMSE and
+network timeouts; C-ECHO answered. Every refusal is logged with its reason and recorded
 in the database. ``stop()`` stops accepting, lets the instance in flight finish
 (stored, recorded, answered and, within the grace period, coded), then aborts
 what is left: a stored instance is never lost, and one that did not arrive
@@ -64,7 +67,12 @@ DEFAULT_PORT = 11112
 DEFAULT_MAX_PDU_BYTES = 65536
 MIN_PDU_BYTES, MAX_PDU_BYTES = 4096, 16 * 2**20
 DEFAULT_MAX_ASSOCIATIONS = 8
-DEFAULT_ACSE_TIMEOUT_S = 30.0  # association negotiation
+# A new connection must send its A-ASSOCIATE-RQ within this; otherwise it is closed
+# (and recorded). Connections that have not asked for an association yet hold no
+# association slot; at most DEFAULT_MAX_WAITING of them are kept open, the oldest
+# closed first.
+DEFAULT_ACSE_TIMEOUT_S = 5.0
+DEFAULT_MAX_WAITING = 64
 DEFAULT_DIMSE_TIMEOUT_S = 60.0  # waiting for a DIMSE message
 DEFAULT_NETWORK_TIMEOUT_S = 60.0  # an idle association is aborted after this
 DEFAULT_STOP_GRACE_S = 10.0  # how long stop() waits for the instance in flight
@@ -95,6 +103,7 @@ class ListenSettings:
     acse_timeout_s: float = DEFAULT_ACSE_TIMEOUT_S
     dimse_timeout_s: float = DEFAULT_DIMSE_TIMEOUT_S
     network_timeout_s: float = DEFAULT_NETWORK_TIMEOUT_S
+    max_waiting_connections: int = DEFAULT_MAX_WAITING
 
 
 def check_ae_title(value: str) -> tuple[bool, str]:
@@ -153,8 +162,17 @@ class Listener:
                 f"maximum PDU size {settings.max_pdu_bytes} is outside"
                 f" {MIN_PDU_BYTES}..{MAX_PDU_BYTES} bytes"
             )
-        if settings.max_instance_bytes < 1 or settings.max_associations < 1:
-            raise ValueError("instance size and association limits must be at least 1")
+        if (
+            min(
+                settings.max_instance_bytes,
+                settings.max_associations,
+                settings.max_waiting_connections,
+            )
+            < 1
+        ):
+            raise ValueError("instance size and connection limits must be at least 1")
+        if not settings.acse_timeout_s > 0:
+            raise ValueError("the association timeout must be more than 0 seconds")
         self.settings = settings
         self.policy = policy
         self._max_elements = Limits.from_policy(policy).max_data_elements
@@ -167,6 +185,9 @@ class Listener:
         self._state_lock = threading.Condition()
         self._busy = 0  # C-STORE handlers running
         self._transfers: dict[int, _Transfer] = {}
+        # connections that have not sent an A-ASSOCIATE-RQ yet, oldest first:
+        # id(association) -> (association, when the connection opened)
+        self._waiting: dict[int, tuple[Any, float]] = {}
         self._dirty: dict[Path, str] = {}  # patient folders to code -> triggering instance
         self._coding = False
         self._worker: threading.Thread | None = None
@@ -229,8 +250,12 @@ class Listener:
 
         ae = AE(ae_title=s.ae_title)
         ae.maximum_pdu_size = s.max_pdu_bytes
-        ae.maximum_associations = s.max_associations
-        ae.acse_timeout = s.acse_timeout_s
+        # pynetdicom counts every connection, also one that never asks for an
+        # association: idle sockets would hold every slot. _on_requested counts only
+        # the associations asked for; _reap_waiting closes connections that do not ask.
+        ae.maximum_associations = _UNLIMITED
+        # A backstop: _reap_waiting closes a silent connection at acse_timeout_s.
+        ae.acse_timeout = s.acse_timeout_s + _BACKSTOP_S
         ae.dimse_timeout = s.dimse_timeout_s
         ae.network_timeout = s.network_timeout_s
         ae.require_called_aet = True
@@ -255,6 +280,8 @@ class Listener:
 
                 def recv(nr_bytes: int) -> bytearray:
                     if nr_bytes > read_limit:
+                        if listener._forget_waiting(assoc):  # its A-ASSOCIATE-RQ, too long
+                            listener._close_waiting(assoc, None)
                         listener._refused(
                             assoc,
                             "association",
@@ -265,13 +292,27 @@ class Listener:
                     return original(nr_bytes)
 
                 sock.recv = recv
+                listener._add_waiting(assoc)
                 return assoc
+
+        class _Server(ThreadedAssociationServer):
+            # Connections queued before they are accepted (socketserver's default is
+            # 5): a burst of idle sockets must not keep a planning system out.
+            request_queue_size = 128
+
+            def service_actions(self) -> None:  # serve_forever calls it every 0.1 s
+                super().service_actions()
+                try:
+                    listener._reap_waiting()
+                except Exception:  # never lose the server loop to it
+                    LOG.exception("cannot close the connections that did not associate")
 
         handlers = [
             (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_C_ECHO, self._on_c_echo),
             (evt.EVT_PDU_RECV, self._on_pdu_recv),
             (evt.EVT_PDU_SENT, self._on_pdu_sent),
+            (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_CONN_CLOSE, self._on_conn_close),
@@ -281,7 +322,7 @@ class Listener:
                 (s.host, s.port),
                 contexts=contexts,
                 evt_handlers=handlers,
-                server_class=ThreadedAssociationServer,
+                server_class=_Server,
                 request_handler=_BoundedRequestHandler,
             )
         except BaseException:  # the port is taken, the address is not ours, ...
@@ -321,6 +362,11 @@ class Listener:
         self._stopping = True
         server = self._server
         server.shutdown()  # no new connections; serve_forever returns
+        with self._state_lock:
+            waiting = [assoc for assoc, _ in self._waiting.values()]
+            self._waiting.clear()
+        for assoc in waiting:  # they asked for nothing: closed at once
+            self._close_waiting(assoc, None)
         deadline = time.monotonic() + grace_s
         if not self._wait(lambda: self._busy or self._in_flight(), deadline):
             LOG.warning("stopping while an instance is still arriving: it is not stored")
@@ -395,7 +441,82 @@ class Listener:
     def _on_conn_close(self, event: Any) -> None:
         with self._state_lock:
             self._transfers.pop(id(event.assoc), None)
+            waiting = self._waiting.pop(id(event.assoc), None)
             self._state_lock.notify_all()
+        if waiting is not None:  # closed by the peer before it asked: not a refusal
+            self._close_waiting(event.assoc, None)
+
+    # ------------------------------------------------- connections not associated
+
+    def _add_waiting(self, assoc: Any) -> None:
+        """A new connection: it waits for its A-ASSOCIATE-RQ without holding an
+        association slot. Beyond ``max_waiting_connections`` the oldest is closed (a
+        planning system asks at once; a socket that waits is not one)."""
+        most = self.settings.max_waiting_connections
+        evicted = []
+        with self._state_lock:
+            self._waiting[id(assoc)] = (assoc, time.monotonic())
+            while len(self._waiting) > most:
+                evicted.append(self._waiting.pop(next(iter(self._waiting)))[0])
+        for old in evicted:
+            self._close_waiting(
+                old,
+                f"more than {most} connections waited to ask for an association: the oldest closed",
+            )
+
+    def _forget_waiting(self, assoc: Any) -> bool:
+        """No longer a connection waiting to ask; True if it was one."""
+        with self._state_lock:
+            return self._waiting.pop(id(assoc), None) is not None
+
+    def _reap_waiting(self) -> None:
+        """Close the connections that sent no A-ASSOCIATE-RQ within ``acse_timeout_s``."""
+        limit = self.settings.acse_timeout_s
+        now = time.monotonic()
+        with self._state_lock:
+            late = [key for key, (_, opened) in self._waiting.items() if now - opened >= limit]
+            expired = [self._waiting.pop(key)[0] for key in late]
+        for assoc in expired:
+            self._close_waiting(
+                assoc, f"no A-ASSOCIATE-RQ within {limit:g} s after connecting: connection closed"
+            )
+
+    def _close_waiting(self, assoc: Any, reason: str | None) -> None:
+        """Close a connection that has not asked for an association; record why."""
+        if reason is not None:
+            self._refused(assoc, "connection", reason)
+        raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+        if raw is not None:
+            with contextlib.suppress(OSError):  # already closed
+                raw.shutdown(socket.SHUT_RDWR)  # the DUL sees the end and stops
+        # The association thread waits for an A-ASSOCIATE-RQ (pynetdicom's ACSE
+        # timeout); "nothing arrived" ends its wait now, as the timeout would.
+        with contextlib.suppress(AttributeError):
+            assoc.dul.to_user_queue.put(None)
+
+    def _on_requested(self, event: Any) -> None:
+        """An A-ASSOCIATE-RQ arrived: the connection now counts against
+        ``max_associations`` (those asked for and not ended, this one included); over
+        it, rejected (transient, local limit exceeded) as pynetdicom would."""
+        from pynetdicom import evt
+
+        assoc = event.assoc
+        self._forget_waiting(assoc)
+        ae = self._ae
+        if ae is None:
+            return
+        asked = [
+            a
+            for a in ae.active_associations
+            if a.is_acceptor
+            and a.requestor.primitive is not None
+            and not (a.is_rejected or a.is_aborted or a.is_released)
+        ]
+        if len(asked) <= self.settings.max_associations:
+            return
+        assoc.acse.send_reject(0x02, 0x03, 0x02)  # rejected transient: local limit exceeded
+        evt.trigger(assoc, evt.EVT_REJECTED, {})
+        assoc.kill()
 
     def _on_c_echo(self, event: Any) -> int:
         LOG.info("C-ECHO from %r at %s", _calling(event.assoc), _peer(event.assoc))
@@ -654,6 +775,10 @@ class Listener:
             if folder.is_dir():
                 LOG.info("coding %s: an earlier run stopped before coding it", folder)
                 self._queue_coding(folder, "restart")
+
+
+_UNLIMITED = 1_000_000  # pynetdicom's own association count, made moot (see start)
+_BACKSTOP_S = 2.0
 
 
 def register_private_classes() -> None:

@@ -17,9 +17,11 @@ newer rtcode is refused, never changed):
     ``size_bytes``, ``sha256`` (of the data set as received), ``pending`` (1 until
     the patient's plans have been coded with this instance on disk; 0 for CT,
     which never changes a code). A restart codes what is still pending.
-``refusals``: one row per refused instance or association
-    ``id``, ``at``, ``calling_ae``, ``peer``, ``what`` (``association`` or
-    ``instance``), ``sop_instance_uid`` (as sent, for the record only), ``reason``.
+``refusals``: one row per refused instance, association or connection
+    ``id``, ``at``, ``calling_ae``, ``peer``, ``what`` (``association``,
+    ``instance``, or ``connection``: one closed because it did not ask for an
+    association in time), ``sop_instance_uid`` (as sent, for the record only),
+    ``reason``.
 ``plans``: the current coding of every stored plan file
     ``stored_path`` (key), ``sop_instance_uid``, ``patient_id``, ``plan_label``,
     ``code``, ``label``, ``category``, ``confidence``, ``structure_set_status``

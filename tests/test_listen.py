@@ -318,6 +318,66 @@ def test_more_associations_than_allowed_are_rejected(start):
     )
 
 
+@contextmanager
+def idle_sockets(listener: Listener, n: int) -> Iterator[list[socket.socket]]:
+    """``n`` connections that never send an A-ASSOCIATE-RQ; closed at the end."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(listener.address, timeout=10))
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def closed_by_peer(sock: socket.socket, timeout_s: float) -> bool:
+    sock.settimeout(timeout_s)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_idle_connections_hold_no_association_slot(start):
+    """Eight sockets that never associate blocked C-ECHO for 30 s (issue 21)."""
+    listener = start(max_associations=2, acse_timeout_s=2.0)
+    with idle_sockets(listener, 10) as idle:
+        time.sleep(0.5)  # all accepted by the listener
+        started = time.monotonic()
+        for _ in range(3):  # more associations than idle sockets leave slots
+            with association(listener) as assoc:
+                assert assoc.is_established
+                assert assoc.send_c_echo().Status == 0
+        assert time.monotonic() - started < 2
+        # then each is closed at the association timeout, and recorded
+        assert all(closed_by_peer(sock, 5) for sock in idle)
+        assert time.monotonic() - started < 5
+    refusals = query(listener.settings.db_path)["refusals"]
+    assert len(refusals) == 10
+    assert {(r["what"], r["reason"]) for r in refusals} == {
+        ("connection", "no A-ASSOCIATE-RQ within 2 s after connecting: connection closed")
+    }
+
+
+def test_more_idle_connections_than_may_wait_close_the_oldest(start):
+    """800 idle sockets blocked the node for ever (issue 21): only
+    max_waiting_connections wait, the oldest are closed at once."""
+    listener = start(max_associations=2, acse_timeout_s=30.0, max_waiting_connections=8)
+    with idle_sockets(listener, 200) as idle:
+        assert all(closed_by_peer(sock, 5) for sock in idle[:190])
+        with association(listener) as assoc:
+            assert assoc.is_established and assoc.send_c_echo().Status == 0
+        assert not any(closed_by_peer(sock, 0.01) for sock in idle[-7:])
+    reasons = [r["reason"] for r in query(listener.settings.db_path)["refusals"]]
+    assert len(reasons) >= 192
+    assert set(reasons) == {
+        "more than 8 connections waited to ask for an association: the oldest closed"
+    }
+
+
 def test_oversized_instance_is_refused_while_it_arrives(start):
     listener = start(max_instance_bytes=60_000, max_pdu_bytes=16384)
     with association(listener) as assoc:
@@ -592,12 +652,15 @@ def test_listen_command_codes_then_stops_on_ctrl_c(tmp_path):
     db = tmp_path / "results.sqlite"
     command = [sys.executable, "-m", "rtcode", "listen", "--port", "0", "--timeout", "10"]
     command += ["--store", str(tmp_path / "store"), "--db", str(db)]
+    command += ["--association-timeout", "1", "--max-associations", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     try:
         line = _read_line(proc.stderr, 30)
         assert line.startswith("rtcode listen: RTCODE on 127.0.0.1:"), line
         port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            assert closed_by_peer(idle, 5)  # asked for no association within 1 s
         ae = scu()
         assoc = ae.associate("127.0.0.1", port, ae_title="RTCODE")
         assert assoc.is_established
