@@ -429,6 +429,38 @@ class Listener:
 
     def _on_accepted(self, event: Any) -> None:
         LOG.info("association from %r at %s accepted", _calling(event.assoc), _peer(event.assoc))
+        refused = list(event.assoc.rejected_contexts)
+        if refused:  # what the sender offered and cannot send here: on the record
+            self._refused(event.assoc, "context", self._contexts_refused(refused))
+
+    def _contexts_refused(self, contexts: list[Any]) -> str:
+        """One sentence for the presentation contexts refused in an association."""
+        from pydicom.uid import UID
+
+        def name(uid: object) -> str:
+            text = "".join(c for c in str(uid) if c.isprintable())[:64]
+            known = UID(text).name if store.clean_uid(text) else text
+            return known if known == text else f"{known} ({text})"
+
+        parts = []
+        for cx in contexts[:_CONTEXTS_SHOWN]:
+            uid = str(cx.abstract_syntax)
+            if cx.result == 0x04:
+                offered = ", ".join(name(ts) for ts in cx.transfer_syntax[:4]) or "none"
+                why = f"none of its transfer syntaxes is accepted (offered: {offered})"
+            elif uid in store.IMAGE_CLASSES and not self.settings.accept_ct:
+                why = "kept only with --accept-ct"
+            elif cx.result == 0x03:
+                why = "not stored here"
+            else:
+                why = str(cx.status)
+            parts.append(f"{name(uid)}: {why}")
+        more = len(contexts) - _CONTEXTS_SHOWN
+        return (
+            "presentation context(s) refused, nothing of these can be sent: "
+            + "; ".join(parts)
+            + (f"; and {more} more" if more > 0 else "")
+        )
 
     def _on_rejected(self, event: Any) -> None:
         primitive = event.assoc.acceptor.primitive
@@ -716,8 +748,9 @@ class Listener:
                 self._coding = True
             try:
                 self._code_folder(folder, trigger)
-            except Exception:  # never lose the listener to one patient's files
+            except Exception as exc:  # never lose the listener to one patient's files
                 LOG.exception("coding %s failed; it is retried at the next start", folder)
+                self._record_failed_coding(folder, trigger, exc)
             finally:
                 with self._state_lock:
                     self._coding = False
@@ -729,13 +762,39 @@ class Listener:
         assert db is not None
         up_to = db.last_instance_id()  # every instance recorded so far is on disk
         result = run_scan([str(folder)], self.policy)
+        errors: dict[str, str] = {}
         for err in result.errors:
             LOG.warning("cannot code %s: %s", err.path, err.error)
+            errors[self._stored_path(err.path)] = err.error
         codings = [self._coding_of(p) for p in result.plans]
+        prefix = folder.relative_to(self.store_dir).as_posix() + "/"
         db.record_codings(codings, trigger)
-        db.mark_coded(folder.relative_to(self.store_dir).as_posix() + "/", up_to)
+        db.record_errors(prefix, errors, trigger)  # every file: coded, used, or here
+        db.mark_coded(prefix, up_to)
         for c in codings:
             LOG.info("coded %s: %s (%s)", c.stored_path, c.code or "no code", c.label or c.category)
+
+    def _stored_path(self, shown: str) -> str:
+        """A path the scan shows, relative to the store (as ``instances`` has it)."""
+        try:
+            return Path(shown).relative_to(self.store_dir).as_posix()
+        except ValueError:
+            return shown
+
+    def _record_failed_coding(self, folder: Path, trigger: str, exc: Exception) -> None:
+        """A coding that failed as a whole: recorded against the patient's folder (its
+        instances stay pending, so the next start codes them again)."""
+        db = self._db
+        if db is None:
+            return
+        prefix = folder.relative_to(self.store_dir).as_posix() + "/"
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        error = f"coding failed ({type(exc).__name__}{': ' + text if text else ''}):"
+        error += " retried at the next start"
+        try:
+            db.record_errors(prefix, {prefix: error}, trigger, complete=False)
+        except sqlite3.Error as db_exc:
+            LOG.error("cannot record the failed coding in the database: %s", db_exc)
 
     def _coding_of(self, p: PlanResult) -> PlanCoding:
         plan, c = p.linked.plan, p.classification
@@ -777,6 +836,7 @@ class Listener:
                 self._queue_coding(folder, "restart")
 
 
+_CONTEXTS_SHOWN = 12  # refused presentation contexts named in one refusal
 _UNLIMITED = 1_000_000  # pynetdicom's own association count, made moot (see start)
 _BACKSTOP_S = 2.0
 

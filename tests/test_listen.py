@@ -129,13 +129,16 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Listener]]:
         listener.stop(grace_s=5)
 
 
-def scu(calling: str = "TPS", deflated: bool = False) -> AE:
+def scu(calling: str = "TPS", deflated: bool = False, also: tuple[str, ...] = ()) -> AE:
+    """A storage SCU offering the RT classes (and the classes ``also`` names, e.g.
+    CT): a class the listener does not take is a refused presentation context, and
+    recorded as a refusal."""
     ae = AE(ae_title=calling)
     ae.acse_timeout = 5
     ae.dimse_timeout = 10
     ae.network_timeout = 10
     ae.connection_timeout = 5
-    for uid in [*store.RT_CLASSES, store.CT_CLASS]:
+    for uid in [*store.RT_CLASSES, *also]:
         if deflated:  # one transfer syntax per context: files are sent as they are
             ae.add_requested_context(uid, ExplicitVRLittleEndian)
             ae.add_requested_context(uid, DeflatedExplicitVRLittleEndian)
@@ -147,10 +150,14 @@ def scu(calling: str = "TPS", deflated: bool = False) -> AE:
 
 @contextmanager
 def association(
-    listener: Listener, calling: str = "TPS", called: str = "RTCODE", deflated: bool = False
+    listener: Listener,
+    calling: str = "TPS",
+    called: str = "RTCODE",
+    deflated: bool = False,
+    also: tuple[str, ...] = (),
 ):
     host, port = listener.address
-    assoc = scu(calling, deflated).associate(host, port, ae_title=called)
+    assoc = scu(calling, deflated, also).associate(host, port, ae_title=called)
     try:
         if assoc.is_established:
             # as fast as the network allows: no Nagle delay between P-DATA PDUs
@@ -165,7 +172,8 @@ def association(
 
 
 def send(listener: Listener, paths: list[Path], calling: str = "TPS") -> list[int]:
-    with association(listener, calling) as assoc:
+    classes = {str(dataset(p).SOPClassUID) for p in paths}
+    with association(listener, calling, also=tuple(classes - set(store.RT_CLASSES))) as assoc:
         assert assoc.is_established
         return [assoc.send_c_store(dataset(p)).Status for p in paths]
 
@@ -484,6 +492,109 @@ def test_a_connection_dropped_mid_transfer_leaves_no_partial_file(start):
     assert len(files_under(listener.store_dir / "patients")) == 1
 
 
+# ------------------------------------- every instance coded or recorded, every refusal
+
+
+MR_CLASS = "1.2.840.10008.5.1.4.1.1.4"
+
+
+def test_refused_presentation_contexts_are_recorded(start):
+    """CT without --accept-ct was refused at association but not recorded (issue 21)."""
+    listener = start()
+    with association(listener, also=(store.CT_CLASS, MR_CLASS)) as assoc:
+        assert assoc.is_established
+        assert assoc.send_c_store(dataset(PLAN_01)).Status == 0
+    [refusal] = query(listener.settings.db_path)["refusals"]
+    assert refusal["what"] == "context" and refusal["calling_ae"] == "TPS"
+    assert refusal["reason"] == (
+        "presentation context(s) refused, nothing of these can be sent:"
+        " CT Image Storage (1.2.840.10008.5.1.4.1.1.2): kept only with --accept-ct;"
+        " MR Image Storage (1.2.840.10008.5.1.4.1.1.4): not stored here"
+    )
+    # with --accept-ct, offering CT is no refusal
+    other = start(
+        store_dir=listener.store_dir.parent / "s2",
+        db_path=listener.settings.db_path.parent / "r2.sqlite",
+        accept_ct=True,
+    )
+    with association(other, also=(store.CT_CLASS,)) as assoc:
+        assert assoc.is_established
+    assert query(other.settings.db_path)["refusals"] == []
+
+
+def truncated_plan(tmp_path: Path) -> Path:
+    """Case 01's plan whose last element declares 100 bytes and has 8, as a Part-10
+    file: pydicom decodes it, the reader finds it cut short."""
+    ds = dataset(PLAN_01)
+    body = encode(ds, False, True) + struct.pack("<HH2sH", 0x300E, 0x0002, b"CS", 100)
+    header = store.part10_header(
+        str(ds.SOPClassUID), str(ds.SOPInstanceUID), ExplicitVRLittleEndian
+    )
+    path = tmp_path / "truncated.dcm"
+    path.write_bytes(header + body + b"APPROVED")
+    return path
+
+
+def test_a_stored_plan_that_cannot_be_read_is_in_the_results_with_its_error(
+    start, tmp_path, monkeypatch
+):
+    """A plan with a truncated element was answered Success, then neither coded nor
+    reported (issue 21): it is stored, and recorded with the reader's sentence."""
+    listener = start()
+    ds = dataset(PLAN_01)
+    assert send_file(listener, truncated_plan(tmp_path), monkeypatch).Status == 0
+    assert send(listener, [CASE_06 / "RP.dcm"]) == [0]
+    assert listener.wait_idle(10)
+    data = query(listener.settings.db_path)
+    assert [p["plan_label"] for p in data["plans"]] == ["FOURFIELD"]
+    [error] = data["errors"]
+    [instance] = [i for i in data["instances"] if i["patient_id"] == "RTC-01"]
+    assert error["stored_path"] == instance["stored_path"]
+    assert (error["patient_id"], error["modality"]) == ("RTC-01", "RTPLAN")
+    assert error["sop_instance_uid"] == ds.SOPInstanceUID
+    assert error["error"].startswith("truncated DICOM file")
+    assert not instance["pending"]
+
+    db = str(listener.settings.db_path)
+    table = results("--db", db).output
+    assert f"{error['stored_path']}: not coded (RTPLAN, patient RTC-01, " in table
+    assert "    truncated DICOM file: the file ends inside ApprovalStatus" in table
+    assert "1 plan(s) coded, 1 file(s) not coded" in table
+    as_json = json.loads(results("--db", db, "--format", "json").output)
+    assert as_json["errors"] == data["errors"]
+    rows = results("--db", db, "--format", "csv").output.splitlines()
+    assert len(rows) == 3 and ",error," in rows[2] and "truncated DICOM file" in rows[2]
+    assert (
+        results("--db", db, "--format", "json", "--patient", "RTC-06").output.count("truncated")
+        == 0
+    )
+
+
+def test_a_coding_that_fails_is_recorded_and_done_again_at_the_next_start(start, monkeypatch):
+    first = start()
+
+    def broken_scan(*args, **kwargs):
+        raise MemoryError("out of memory while coding")
+
+    monkeypatch.setattr("rtcode.listen.run_scan", broken_scan)
+    assert send(first, [CASE_01 / "RP.dcm"]) == [0]
+    assert first.wait_idle(10)
+    first.stop()
+    data = query(first.settings.db_path)
+    [error] = data["errors"]
+    assert error["stored_path"] == data["instances"][0]["stored_path"].rsplit("/", 1)[0] + "/"
+    assert error["error"] == (
+        "coding failed (MemoryError: out of memory while coding): retried at the next start"
+    )
+    assert data["instances"][0]["pending"] == 1
+
+    monkeypatch.undo()
+    second = start()
+    assert second.wait_idle(10)
+    data = query(second.settings.db_path)
+    assert data["errors"] == [] and [p["code"] for p in data["plans"]] == ["77306"]
+
+
 # --------------------------------------------------- bombs: deflated, many elements
 
 
@@ -741,6 +852,28 @@ def test_results_json_and_csv_and_filters(results_db):
         results("--db", str(results_db), "--format", "json", "--since", "2999-01-01").output
     )
     assert later["plans"] == [] and later["instances"] == []
+
+
+def test_a_database_written_before_the_errors_table_is_read_and_given_it(tmp_path):
+    import sqlite3
+
+    from rtcode.results_db import ResultsDB
+
+    path = tmp_path / "old.sqlite"
+    ResultsDB(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE errors")  # as rtcode wrote it before the table existed
+    assert query(path)["errors"] == []
+    assert "0 plan(s) coded, 0 refusal(s)" in results("--db", str(path)).output
+    db = ResultsDB(path)
+    db.record_errors("patients/p1/", {"patients/p1/RP.1.dcm": "damaged"}, "restart")
+    db.close()
+    [error] = query(path)["errors"]
+    assert (error["stored_path"], error["error"], error["modality"]) == (
+        "patients/p1/RP.1.dcm",
+        "damaged",
+        None,
+    )
 
 
 def test_results_of_a_missing_database(tmp_path):
