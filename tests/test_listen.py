@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 import tracemalloc
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from io import BytesIO
@@ -38,7 +37,7 @@ import pydicom  # noqa: E402
 import pynetdicom  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from conftest import ROOT, SAMPLE_DATA, SAMPLE_PLANS  # noqa: E402
-from netcheck import POLICY, canonical, scan_canonical  # noqa: E402
+from netcheck import POLICY, canonical, deflated_part10, scan_canonical  # noqa: E402
 from pydicom.dataset import FileMetaDataset  # noqa: E402
 from pydicom.uid import (  # noqa: E402
     DeflatedExplicitVRLittleEndian,
@@ -598,27 +597,10 @@ def test_a_coding_that_fails_is_recorded_and_done_again_at_the_next_start(start,
 # --------------------------------------------------- bombs: deflated, many elements
 
 
-def deflated_part10(tmp_path: Path, extra: list[bytes], zero_mb: int = 0) -> Path:
-    """Case 01's plan as a Part-10 file in Deflated Explicit VR Little Endian, with
-    ``extra`` (encoded elements) appended to its data set and, when ``zero_mb``, a
-    private OB element of that many MB of zeros: deflated a megabyte at a time, so
-    the test never holds the inflated data set."""
-    ds = dataset(PLAN_01)
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    body = [deflate.compress(encode(ds, False, True))]
-    body += [deflate.compress(e) for e in extra]
-    if zero_mb:
-        body.append(
-            deflate.compress(struct.pack("<HH2sHI", 0x7FE1, 0x1010, b"OB", 0, zero_mb << 20))
-        )
-        zeros = bytes(1 << 20)
-        body += [deflate.compress(zeros) for _ in range(zero_mb)]
-    body.append(deflate.flush())
-    header = store.part10_header(
-        str(ds.SOPClassUID), str(ds.SOPInstanceUID), DeflatedExplicitVRLittleEndian
-    )
+def deflated_file(tmp_path: Path, extra: list[bytes], zero_mb: int = 0) -> Path:
+    """Case 01's plan deflated (``netcheck.deflated_part10``), as a file."""
     path = tmp_path / "deflated.dcm"
-    path.write_bytes(header + b"".join(body))
+    path.write_bytes(deflated_part10(dataset(PLAN_01), extra, zero_mb))
     return path
 
 
@@ -638,7 +620,7 @@ def send_file(listener: Listener, path: Path, monkeypatch) -> pydicom.Dataset:
 
 def test_a_deflated_instance_within_the_limits_is_stored_and_coded(start, tmp_path, monkeypatch):
     listener = start()
-    status = send_file(listener, deflated_part10(tmp_path, []), monkeypatch)
+    status = send_file(listener, deflated_file(tmp_path, []), monkeypatch)
     assert status.Status == 0
     assert listener.wait_idle(10)
     [plan] = query(listener.settings.db_path)["plans"]
@@ -649,7 +631,7 @@ def test_a_deflated_bomb_is_refused_as_it_inflates_in_bounded_memory(start, tmp_
     """1.5 MB that inflates to 1.5 GB took the node to 3.2 GB and was answered
     Success (issue 21): here 200 MB of zeros in a few hundred kB, with a 4 MB limit."""
     listener = start(max_instance_bytes=4 * 2**20)
-    path = deflated_part10(tmp_path, [], zero_mb=200)
+    path = deflated_file(tmp_path, [], zero_mb=200)
     assert path.stat().st_size < 2**20
     tracemalloc.start()
     try:
@@ -670,7 +652,7 @@ def test_too_many_data_elements_are_refused_before_decoding(start, tmp_path, mon
     policy = dataclasses.replace(POLICY, values={**POLICY.values, "limits.max_data_elements": 5000})
     listener = start(policy=policy)
     if deflated:
-        status = send_file(listener, deflated_part10(tmp_path, tiny_elements(6000)), monkeypatch)
+        status = send_file(listener, deflated_file(tmp_path, tiny_elements(6000)), monkeypatch)
     else:
         ds = dataset(PLAN_01)
         body = encode(ds, False, True) + b"".join(tiny_elements(6000))
@@ -687,7 +669,7 @@ def test_too_many_data_elements_are_refused_before_decoding(start, tmp_path, mon
 
 def test_a_damaged_deflate_stream_is_refused(start, tmp_path, monkeypatch):
     listener = start()
-    path = deflated_part10(tmp_path, [])
+    path = deflated_file(tmp_path, [])
     data = bytearray(path.read_bytes())
     data[-40:] = b"\xff" * 40  # not a deflate stream any more
     path.write_bytes(bytes(data))
