@@ -871,8 +871,8 @@ def audit(
 @click.option(
     "--max-instance-mb",
     type=click.FloatRange(min=0.001),
-    help="Largest instance accepted, in MB; a larger one is refused while it arrives"
-    " (default: the policy's limits.max_file_size_mb).",
+    help="Largest instance accepted, in MB; a larger one is refused while it arrives,"
+    " a deflated one as it inflates (default: the policy's limits.max_file_size_mb).",
 )
 @click.option(
     "--max-associations",
@@ -888,6 +888,15 @@ def audit(
     default=60,
     show_default=True,
     help="Seconds an association may stay silent before it is aborted.",
+)
+@click.option(
+    "--association-timeout",
+    "association_timeout_s",
+    type=click.FloatRange(0.5, 600),
+    default=5,
+    show_default=True,
+    help="Seconds a new connection has to ask for an association (A-ASSOCIATE-RQ); a"
+    " connection that does not is closed. Until it asks it holds no association slot.",
 )
 @click.option(
     "--policy",
@@ -909,6 +918,7 @@ def listen(
     max_instance_mb: float | None,
     max_associations: int,
     timeout_s: float,
+    association_timeout_s: float,
     policy_name: str,
     verbose: bool,
 ) -> None:
@@ -947,6 +957,7 @@ def listen(
         max_instance_bytes=int(max_mb * 2**20),
         max_associations=max_associations,
         network_timeout_s=timeout_s,
+        acse_timeout_s=association_timeout_s,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -23,8 +23,13 @@ Safety: binds to 127.0.0.1 unless told otherwise; the called AE title must be
 ours; an optional list of calling AE titles; a maximum PDU size that is enforced
 (a peer announcing a longer PDU is disconnected before it is read), a maximum
 instance size (an association sending more is aborted while it sends, nothing is
-stored) and a maximum number of associations; bounded ACSE, DIMSE and network
-timeouts; C-ECHO answered. Every refusal is logged with its reason and recorded
+stored; a deflated data set is held to it as it inflates, a megabyte at a time,
+and to the policy's ``limits.max_data_elements``, before anything decodes it) and a
+maximum number of associations, counting only connections that asked for one: a
+connection must send its A-ASSOCIATE-RQ within ``acse_timeout_s`` (a few seconds)
+or it is closed, and at most ``max_waiting_connections`` wait at once (the oldest
+is closed), so idle sockets cannot keep a planning system out; bounded DIMSE and
+network timeouts; C-ECHO answered. Every refusal is logged with its reason and recorded
 in the database. ``stop()`` stops accepting, lets the instance in flight finish
 (stored, recorded, answered and, within the grace period, coded), then aborts
 what is left: a stored instance is never lost, and one that did not arrive
@@ -46,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from . import store
+from .limits import Limits
 from .policy import Policy
 from .quirks import PRIVATE_SOP_CLASSES
 from .render import plan_json
@@ -61,7 +67,12 @@ DEFAULT_PORT = 11112
 DEFAULT_MAX_PDU_BYTES = 65536
 MIN_PDU_BYTES, MAX_PDU_BYTES = 4096, 16 * 2**20
 DEFAULT_MAX_ASSOCIATIONS = 8
-DEFAULT_ACSE_TIMEOUT_S = 30.0  # association negotiation
+# A new connection must send its A-ASSOCIATE-RQ within this; otherwise it is closed
+# (and recorded). Connections that have not asked for an association yet hold no
+# association slot; at most DEFAULT_MAX_WAITING of them are kept open, the oldest
+# closed first.
+DEFAULT_ACSE_TIMEOUT_S = 5.0
+DEFAULT_MAX_WAITING = 64
 DEFAULT_DIMSE_TIMEOUT_S = 60.0  # waiting for a DIMSE message
 DEFAULT_NETWORK_TIMEOUT_S = 60.0  # an idle association is aborted after this
 DEFAULT_STOP_GRACE_S = 10.0  # how long stop() waits for the instance in flight
@@ -92,6 +103,7 @@ class ListenSettings:
     acse_timeout_s: float = DEFAULT_ACSE_TIMEOUT_S
     dimse_timeout_s: float = DEFAULT_DIMSE_TIMEOUT_S
     network_timeout_s: float = DEFAULT_NETWORK_TIMEOUT_S
+    max_waiting_connections: int = DEFAULT_MAX_WAITING
 
 
 def check_ae_title(value: str) -> tuple[bool, str]:
@@ -150,10 +162,20 @@ class Listener:
                 f"maximum PDU size {settings.max_pdu_bytes} is outside"
                 f" {MIN_PDU_BYTES}..{MAX_PDU_BYTES} bytes"
             )
-        if settings.max_instance_bytes < 1 or settings.max_associations < 1:
-            raise ValueError("instance size and association limits must be at least 1")
+        if (
+            min(
+                settings.max_instance_bytes,
+                settings.max_associations,
+                settings.max_waiting_connections,
+            )
+            < 1
+        ):
+            raise ValueError("instance size and connection limits must be at least 1")
+        if not settings.acse_timeout_s > 0:
+            raise ValueError("the association timeout must be more than 0 seconds")
         self.settings = settings
         self.policy = policy
+        self._max_elements = Limits.from_policy(policy).max_data_elements
         self.store_dir = settings.store_dir.resolve()
         self._db: ResultsDB | None = None
         self._classes: dict[str, tuple[str, str]] = {}  # SOP classes accepted
@@ -163,6 +185,9 @@ class Listener:
         self._state_lock = threading.Condition()
         self._busy = 0  # C-STORE handlers running
         self._transfers: dict[int, _Transfer] = {}
+        # connections that have not sent an A-ASSOCIATE-RQ yet, oldest first:
+        # id(association) -> (association, when the connection opened)
+        self._waiting: dict[int, tuple[Any, float]] = {}
         self._dirty: dict[Path, str] = {}  # patient folders to code -> triggering instance
         self._coding = False
         self._worker: threading.Thread | None = None
@@ -225,8 +250,12 @@ class Listener:
 
         ae = AE(ae_title=s.ae_title)
         ae.maximum_pdu_size = s.max_pdu_bytes
-        ae.maximum_associations = s.max_associations
-        ae.acse_timeout = s.acse_timeout_s
+        # pynetdicom counts every connection, also one that never asks for an
+        # association: idle sockets would hold every slot. _on_requested counts only
+        # the associations asked for; _reap_waiting closes connections that do not ask.
+        ae.maximum_associations = _UNLIMITED
+        # A backstop: _reap_waiting closes a silent connection at acse_timeout_s.
+        ae.acse_timeout = s.acse_timeout_s + _BACKSTOP_S
         ae.dimse_timeout = s.dimse_timeout_s
         ae.network_timeout = s.network_timeout_s
         ae.require_called_aet = True
@@ -251,6 +280,8 @@ class Listener:
 
                 def recv(nr_bytes: int) -> bytearray:
                     if nr_bytes > read_limit:
+                        if listener._forget_waiting(assoc):  # its A-ASSOCIATE-RQ, too long
+                            listener._close_waiting(assoc, None)
                         listener._refused(
                             assoc,
                             "association",
@@ -261,13 +292,27 @@ class Listener:
                     return original(nr_bytes)
 
                 sock.recv = recv
+                listener._add_waiting(assoc)
                 return assoc
+
+        class _Server(ThreadedAssociationServer):
+            # Connections queued before they are accepted (socketserver's default is
+            # 5): a burst of idle sockets must not keep a planning system out.
+            request_queue_size = 128
+
+            def service_actions(self) -> None:  # serve_forever calls it every 0.1 s
+                super().service_actions()
+                try:
+                    listener._reap_waiting()
+                except Exception:  # never lose the server loop to it
+                    LOG.exception("cannot close the connections that did not associate")
 
         handlers = [
             (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_C_ECHO, self._on_c_echo),
             (evt.EVT_PDU_RECV, self._on_pdu_recv),
             (evt.EVT_PDU_SENT, self._on_pdu_sent),
+            (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_CONN_CLOSE, self._on_conn_close),
@@ -277,7 +322,7 @@ class Listener:
                 (s.host, s.port),
                 contexts=contexts,
                 evt_handlers=handlers,
-                server_class=ThreadedAssociationServer,
+                server_class=_Server,
                 request_handler=_BoundedRequestHandler,
             )
         except BaseException:  # the port is taken, the address is not ours, ...
@@ -317,6 +362,11 @@ class Listener:
         self._stopping = True
         server = self._server
         server.shutdown()  # no new connections; serve_forever returns
+        with self._state_lock:
+            waiting = [assoc for assoc, _ in self._waiting.values()]
+            self._waiting.clear()
+        for assoc in waiting:  # they asked for nothing: closed at once
+            self._close_waiting(assoc, None)
         deadline = time.monotonic() + grace_s
         if not self._wait(lambda: self._busy or self._in_flight(), deadline):
             LOG.warning("stopping while an instance is still arriving: it is not stored")
@@ -379,6 +429,38 @@ class Listener:
 
     def _on_accepted(self, event: Any) -> None:
         LOG.info("association from %r at %s accepted", _calling(event.assoc), _peer(event.assoc))
+        refused = list(event.assoc.rejected_contexts)
+        if refused:  # what the sender offered and cannot send here: on the record
+            self._refused(event.assoc, "context", self._contexts_refused(refused))
+
+    def _contexts_refused(self, contexts: list[Any]) -> str:
+        """One sentence for the presentation contexts refused in an association."""
+        from pydicom.uid import UID
+
+        def name(uid: object) -> str:
+            text = "".join(c for c in str(uid) if c.isprintable())[:64]
+            known = UID(text).name if store.clean_uid(text) else text
+            return known if known == text else f"{known} ({text})"
+
+        parts = []
+        for cx in contexts[:_CONTEXTS_SHOWN]:
+            uid = str(cx.abstract_syntax)
+            if cx.result == 0x04:
+                offered = ", ".join(name(ts) for ts in cx.transfer_syntax[:4]) or "none"
+                why = f"none of its transfer syntaxes is accepted (offered: {offered})"
+            elif uid in store.IMAGE_CLASSES and not self.settings.accept_ct:
+                why = "kept only with --accept-ct"
+            elif cx.result == 0x03:
+                why = "not stored here"
+            else:
+                why = str(cx.status)
+            parts.append(f"{name(uid)}: {why}")
+        more = len(contexts) - _CONTEXTS_SHOWN
+        return (
+            "presentation context(s) refused, nothing of these can be sent: "
+            + "; ".join(parts)
+            + (f"; and {more} more" if more > 0 else "")
+        )
 
     def _on_rejected(self, event: Any) -> None:
         primitive = event.assoc.acceptor.primitive
@@ -391,7 +473,82 @@ class Listener:
     def _on_conn_close(self, event: Any) -> None:
         with self._state_lock:
             self._transfers.pop(id(event.assoc), None)
+            waiting = self._waiting.pop(id(event.assoc), None)
             self._state_lock.notify_all()
+        if waiting is not None:  # closed by the peer before it asked: not a refusal
+            self._close_waiting(event.assoc, None)
+
+    # ------------------------------------------------- connections not associated
+
+    def _add_waiting(self, assoc: Any) -> None:
+        """A new connection: it waits for its A-ASSOCIATE-RQ without holding an
+        association slot. Beyond ``max_waiting_connections`` the oldest is closed (a
+        planning system asks at once; a socket that waits is not one)."""
+        most = self.settings.max_waiting_connections
+        evicted = []
+        with self._state_lock:
+            self._waiting[id(assoc)] = (assoc, time.monotonic())
+            while len(self._waiting) > most:
+                evicted.append(self._waiting.pop(next(iter(self._waiting)))[0])
+        for old in evicted:
+            self._close_waiting(
+                old,
+                f"more than {most} connections waited to ask for an association: the oldest closed",
+            )
+
+    def _forget_waiting(self, assoc: Any) -> bool:
+        """No longer a connection waiting to ask; True if it was one."""
+        with self._state_lock:
+            return self._waiting.pop(id(assoc), None) is not None
+
+    def _reap_waiting(self) -> None:
+        """Close the connections that sent no A-ASSOCIATE-RQ within ``acse_timeout_s``."""
+        limit = self.settings.acse_timeout_s
+        now = time.monotonic()
+        with self._state_lock:
+            late = [key for key, (_, opened) in self._waiting.items() if now - opened >= limit]
+            expired = [self._waiting.pop(key)[0] for key in late]
+        for assoc in expired:
+            self._close_waiting(
+                assoc, f"no A-ASSOCIATE-RQ within {limit:g} s after connecting: connection closed"
+            )
+
+    def _close_waiting(self, assoc: Any, reason: str | None) -> None:
+        """Close a connection that has not asked for an association; record why."""
+        if reason is not None:
+            self._refused(assoc, "connection", reason)
+        raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+        if raw is not None:
+            with contextlib.suppress(OSError):  # already closed
+                raw.shutdown(socket.SHUT_RDWR)  # the DUL sees the end and stops
+        # The association thread waits for an A-ASSOCIATE-RQ (pynetdicom's ACSE
+        # timeout); "nothing arrived" ends its wait now, as the timeout would.
+        with contextlib.suppress(AttributeError):
+            assoc.dul.to_user_queue.put(None)
+
+    def _on_requested(self, event: Any) -> None:
+        """An A-ASSOCIATE-RQ arrived: the connection now counts against
+        ``max_associations`` (those asked for and not ended, this one included); over
+        it, rejected (transient, local limit exceeded) as pynetdicom would."""
+        from pynetdicom import evt
+
+        assoc = event.assoc
+        self._forget_waiting(assoc)
+        ae = self._ae
+        if ae is None:
+            return
+        asked = [
+            a
+            for a in ae.active_associations
+            if a.is_acceptor
+            and a.requestor.primitive is not None
+            and not (a.is_rejected or a.is_aborted or a.is_released)
+        ]
+        if len(asked) <= self.settings.max_associations:
+            return
+        assoc.acse.send_reject(0x02, 0x03, 0x02)  # rejected transient: local limit exceeded
+        evt.trigger(assoc, evt.EVT_REJECTED, {})
+        assoc.kill()
 
     def _on_c_echo(self, event: Any) -> int:
         LOG.info("C-ECHO from %r at %s", _calling(event.assoc), _peer(event.assoc))
@@ -480,6 +637,18 @@ class Listener:
                 )
             if sop_class not in self._classes:
                 return self._refuse_store(event, STATUS_NOT_STORED, "SOP class not stored here")
+            syntax = str(event.context.transfer_syntax)
+            header = store.part10_header(sop_class, uid, syntax)
+            # Before anything decodes it (pynetdicom inflates a deflated data set whole):
+            # held to the size limit as inflated and to the policy's element limit.
+            bomb = store.too_large_to_decode(
+                header, body, syntax, self.settings.max_instance_bytes, self._max_elements
+            )
+            if bomb is not None:
+                why, damaged = bomb
+                return self._refuse_store(
+                    event, STATUS_UNDECODABLE if damaged else STATUS_OUT_OF_RESOURCES, why
+                )
             try:
                 ds = event.dataset
                 ds_class = _text(ds, "SOPClassUID")
@@ -496,7 +665,6 @@ class Listener:
                     STATUS_MISMATCH,
                     "SOP Class or Instance UID in the data set differs from the request",
                 )
-            header = store.part10_header(sop_class, uid, str(event.context.transfer_syntax))
             folder = store.patient_folder(self.store_dir, patient_id)
             try:
                 stored = store.write_instance(self.store_dir, folder, sop_class, uid, header, body)
@@ -580,8 +748,9 @@ class Listener:
                 self._coding = True
             try:
                 self._code_folder(folder, trigger)
-            except Exception:  # never lose the listener to one patient's files
+            except Exception as exc:  # never lose the listener to one patient's files
                 LOG.exception("coding %s failed; it is retried at the next start", folder)
+                self._record_failed_coding(folder, trigger, exc)
             finally:
                 with self._state_lock:
                     self._coding = False
@@ -593,13 +762,39 @@ class Listener:
         assert db is not None
         up_to = db.last_instance_id()  # every instance recorded so far is on disk
         result = run_scan([str(folder)], self.policy)
+        errors: dict[str, str] = {}
         for err in result.errors:
             LOG.warning("cannot code %s: %s", err.path, err.error)
+            errors[self._stored_path(err.path)] = err.error
         codings = [self._coding_of(p) for p in result.plans]
+        prefix = folder.relative_to(self.store_dir).as_posix() + "/"
         db.record_codings(codings, trigger)
-        db.mark_coded(folder.relative_to(self.store_dir).as_posix() + "/", up_to)
+        db.record_errors(prefix, errors, trigger)  # every file: coded, used, or here
+        db.mark_coded(prefix, up_to)
         for c in codings:
             LOG.info("coded %s: %s (%s)", c.stored_path, c.code or "no code", c.label or c.category)
+
+    def _stored_path(self, shown: str) -> str:
+        """A path the scan shows, relative to the store (as ``instances`` has it)."""
+        try:
+            return Path(shown).relative_to(self.store_dir).as_posix()
+        except ValueError:
+            return shown
+
+    def _record_failed_coding(self, folder: Path, trigger: str, exc: Exception) -> None:
+        """A coding that failed as a whole: recorded against the patient's folder (its
+        instances stay pending, so the next start codes them again)."""
+        db = self._db
+        if db is None:
+            return
+        prefix = folder.relative_to(self.store_dir).as_posix() + "/"
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        error = f"coding failed ({type(exc).__name__}{': ' + text if text else ''}):"
+        error += " retried at the next start"
+        try:
+            db.record_errors(prefix, {prefix: error}, trigger, complete=False)
+        except sqlite3.Error as db_exc:
+            LOG.error("cannot record the failed coding in the database: %s", db_exc)
 
     def _coding_of(self, p: PlanResult) -> PlanCoding:
         plan, c = p.linked.plan, p.classification
@@ -639,6 +834,11 @@ class Listener:
             if folder.is_dir():
                 LOG.info("coding %s: an earlier run stopped before coding it", folder)
                 self._queue_coding(folder, "restart")
+
+
+_CONTEXTS_SHOWN = 12  # refused presentation contexts named in one refusal
+_UNLIMITED = 1_000_000  # pynetdicom's own association count, made moot (see start)
+_BACKSTOP_S = 2.0
 
 
 def register_private_classes() -> None:

@@ -2,7 +2,8 @@
 
 Input is the dictionary of ``results_db.query``; output is a table for people,
 JSON (everything, each plan's ``result`` as in ``rtcode scan --format json``) or
-CSV (one row per plan).
+CSV (one row per plan, then one per stored file that could not be coded: category
+``error``, the sentence under ``reasons``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,17 @@ def results_csv(data: dict[str, Any]) -> str:
     for p in data["plans"]:
         row = [p.get(k) for k in CSV_COLUMNS[:-1]] + ["; ".join(p["reasons"])]
         writer.writerow([safe_cell(v) for v in row])
+    for e in data.get("errors", []):
+        error_row = {
+            "coded_at": e["at"],
+            "patient_id": e["patient_id"],
+            "sop_instance_uid": e["sop_instance_uid"],
+            "category": "error",
+            "first_coded_at": e["first_seen_at"],
+            "stored_path": e["stored_path"],
+            "reasons": e["error"],
+        }
+        writer.writerow([safe_cell(error_row.get(k)) for k in CSV_COLUMNS])
     return buf.getvalue()
 
 
@@ -105,13 +117,24 @@ def results_table(data: dict[str, Any]) -> str:
                 steps.append(step)
         if len(steps) > 1:
             lines.extend(_wrap("coded as parts arrived: " + " -> ".join(steps)))
+    errors = data.get("errors", [])
+    if errors:
+        lines.append("")
+    for e in errors:
+        lines.append(
+            f"{e['stored_path']}: not coded ({e['modality'] or 'patient folder'},"
+            f" patient {e['patient_id'] or '-'}, {_minute(e['at'])})"
+        )
+        lines.extend(_wrap(e["error"]))
     kinds = Counter(i["modality"] for i in data["instances"])
     detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     lines.append("")
     lines.append(
         f"{len(data['instances'])} instance(s) received"
         + (f" ({detail})" if detail else "")
-        + f", {len(data['plans'])} plan(s) coded, {len(data['refusals'])} refusal(s)"
+        + f", {len(data['plans'])} plan(s) coded"
+        + (f", {len(errors)} file(s) not coded" if errors else "")
+        + f", {len(data['refusals'])} refusal(s)"
     )
     for r in data["refusals"]:
         lines.extend(

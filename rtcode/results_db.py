@@ -17,9 +17,13 @@ newer rtcode is refused, never changed):
     ``size_bytes``, ``sha256`` (of the data set as received), ``pending`` (1 until
     the patient's plans have been coded with this instance on disk; 0 for CT,
     which never changes a code). A restart codes what is still pending.
-``refusals``: one row per refused instance or association
-    ``id``, ``at``, ``calling_ae``, ``peer``, ``what`` (``association`` or
-    ``instance``), ``sop_instance_uid`` (as sent, for the record only), ``reason``.
+``refusals``: one row per refused instance, association or connection
+    ``id``, ``at``, ``calling_ae``, ``peer``, ``what`` (``association``;
+    ``instance``; ``context``: the presentation contexts refused in an association
+    that was accepted, such as CT without ``--accept-ct`` or a class not stored, one
+    row per association; or ``connection``: one closed because it did not ask for
+    an association in time), ``sop_instance_uid`` (as sent, for the record only),
+    ``reason``.
 ``plans``: the current coding of every stored plan file
     ``stored_path`` (key), ``sop_instance_uid``, ``patient_id``, ``plan_label``,
     ``code``, ``label``, ``category``, ``confidence``, ``structure_set_status``
@@ -32,6 +36,15 @@ newer rtcode is refused, never changed):
     ``id``, ``stored_path``, ``coded_at``, ``code``, ``category``, ``confidence``,
     ``structure_set_status``, ``doses``, ``trigger`` (the stored path of the
     instance whose arrival caused the coding).
+``errors``: every stored file the last coding of its patient could not read
+    ``stored_path`` (key; a patient's folder, ending in ``/``, when the coding
+    itself failed), ``sop_instance_uid``, ``patient_id``, ``modality`` (from
+    ``instances``), ``error`` (the sentence ``rtcode scan`` gives for the file),
+    ``first_seen_at``, ``at`` (the last coding that saw it), ``trigger``. A file
+    that a later coding reads leaves the table. So every stored instance is either
+    coded (``plans``), used by a coded plan, or here. The table is additive: the
+    listener adds it to a version-1 database written before it existed, and
+    ``rtcode results`` reads such a database as having no errors.
 """
 
 from __future__ import annotations
@@ -112,6 +125,20 @@ CREATE TABLE codings (
 );
 """
 
+# Added to schema version 1 later (see the module docstring): created when missing.
+_ERRORS_DDL = """
+CREATE TABLE IF NOT EXISTS errors (
+    stored_path TEXT PRIMARY KEY,
+    sop_instance_uid TEXT,
+    patient_id TEXT,
+    modality TEXT,
+    error TEXT NOT NULL,
+    first_seen_at TEXT NOT NULL,
+    at TEXT NOT NULL,
+    trigger TEXT
+);
+"""
+
 # What makes a new row in ``codings``: a change in any of these.
 _CODING_KEYS = ("code", "category", "confidence", "structure_set_status", "doses")
 
@@ -163,6 +190,8 @@ class ResultsDB:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             _prepare(self._conn, path, create=True)
+            with self._conn:
+                self._conn.executescript(_ERRORS_DDL)
         except sqlite3.Error as exc:
             raise ResultsDatabaseError(f"cannot use {path} as a results database: {exc}") from None
 
@@ -246,6 +275,35 @@ class ResultsDB:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (utc_now(), calling_ae, peer, what, sop_instance_uid[:200], reason),
             )
+
+    def record_errors(
+        self, folder_prefix: str, errors: dict[str, str], trigger: str, *, complete: bool = True
+    ) -> None:
+        """Errors (stored path -> sentence) of the files under a folder, added or
+        updated. ``complete``: they are all of that folder's, and the files no longer
+        in error leave the table."""
+        now = utc_now()
+        with self._tx() as c:
+            rows = c.execute(
+                "SELECT stored_path FROM errors WHERE substr(stored_path, 1, ?) = ?",
+                (len(folder_prefix), folder_prefix),
+            ).fetchall()
+            for (gone,) in rows if complete else ():
+                if gone not in errors:
+                    c.execute("DELETE FROM errors WHERE stored_path = ?", (gone,))
+            for stored_path, error in errors.items():
+                known = c.execute(
+                    "SELECT sop_instance_uid, patient_id, modality FROM instances"
+                    " WHERE stored_path = ? ORDER BY id DESC LIMIT 1",
+                    (stored_path,),
+                ).fetchone() or (None, None, None)
+                c.execute(
+                    "INSERT INTO errors (stored_path, sop_instance_uid, patient_id, modality,"
+                    " error, first_seen_at, at, trigger) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (stored_path) DO UPDATE SET error = excluded.error,"
+                    " at = excluded.at, trigger = excluded.trigger",
+                    (stored_path, *known, error, now, now, trigger),
+                )
 
     def record_codings(self, codings: list[PlanCoding], trigger: str) -> int:
         """Store the current coding of each plan; return how many changed (or are new)."""
@@ -362,7 +420,8 @@ def query(
     path: Path, *, patient_id: str | None = None, since: dt.date | None = None
 ) -> dict[str, Any]:
     """Everything ``rtcode results`` shows: instances, refusals, plans with evidence and
-    their coding history, filtered by Patient ID and by a first day (local time)."""
+    their coding history, and the stored files that could not be coded (``errors``),
+    filtered by Patient ID and by a first day (local time)."""
     conn = open_readonly(path)
     try:
         cutoff = since_to_utc(since) if since is not None else ""
@@ -395,6 +454,26 @@ def query(
             if patient_id is None
             else []
         )
+        has_errors = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'errors'"
+        ).fetchone()
+        where_e, args_e = ["at >= ?"], [cutoff]
+        if patient_id is not None:
+            where_e.append("patient_id = ?")
+            args_e.append(patient_id)
+        errors = (
+            [
+                dict(r)
+                for r in conn.execute(
+                    "SELECT at, first_seen_at, patient_id, modality, sop_instance_uid,"
+                    f" stored_path, error, trigger FROM errors WHERE {' AND '.join(where_e)}"
+                    " ORDER BY first_seen_at, stored_path",
+                    args_e,
+                )
+            ]
+            if has_errors
+            else []
+        )
         plans = []
         for r in conn.execute(
             f"SELECT * FROM plans WHERE {' AND '.join(where_p)} ORDER BY first_coded_at, rowid",
@@ -422,6 +501,7 @@ def query(
             "instances": instances,
             "refusals": refusals,
             "plans": plans,
+            "errors": errors,
         }
     finally:
         conn.close()

@@ -16,6 +16,13 @@ it reads an export on disk. Nothing a sender writes chooses a path:
   flushed to disk and renamed into place with ``os.replace``: a reader (or a crash)
   sees the whole instance or nothing.
 
+Before a received data set is decoded, ``too_large_to_decode`` holds it to the
+limits a file on disk is held to (``read.py``): a deflated data set is inflated a
+megabyte at a time and let go, and refused once it inflates past the size limit or
+holds more data elements than allowed; a plain one is counted the same way when it
+is large enough to hold too many. Decoding (pydicom, or pynetdicom's ``dataset``,
+which inflates a deflated data set whole) comes only after.
+
 Layout of a store folder::
 
     STORE/.incoming/                       temporary files while writing
@@ -129,6 +136,85 @@ def part10_header(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid
     buf.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(buf, meta, enforce_standard=True)
     return buf.getvalue()
+
+
+class _Joined(io.RawIOBase):
+    """Several buffers read as one file (a Part-10 header and a received data set),
+    without copying them."""
+
+    def __init__(self, *parts: bytes | memoryview) -> None:
+        super().__init__()
+        self._parts = [memoryview(p).cast("B") for p in parts]
+        self._size = sum(len(p) for p in self._parts)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        self._pos = max(base + offset, 0)
+        return self._pos
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        out = memoryview(buffer).cast("B")
+        done, pos = 0, self._pos
+        for part in self._parts:
+            if pos >= len(part):
+                pos -= len(part)
+                continue
+            n = min(len(part) - pos, len(out) - done)
+            out[done : done + n] = part[pos : pos + n]
+            done += n
+            pos = 0
+            if done == len(out):
+                break
+        self._pos += done
+        return done
+
+
+def too_large_to_decode(
+    header: bytes,
+    body: bytes | memoryview,
+    transfer_syntax: str,
+    max_bytes: int,
+    max_elements: int,
+) -> tuple[str, bool] | None:
+    """(why, damaged) when a received data set must not be decoded, else None.
+
+    ``header`` is the Part-10 header (``part10_header``) naming ``transfer_syntax``,
+    ``body`` the data set as received. A deflated data set is inflated a megabyte at
+    a time, keeping none of it, and held to ``max_bytes`` inflated and to
+    ``max_elements`` data elements and items (``damaged``: it does not inflate); a
+    plain one is held to ``max_elements`` when it is larger than 8 bytes times that
+    (an element takes at least 8). The same count as for a file (``read.py``)."""
+    from .read import _DEFLATED, _count_elements, _Inflating, _Window
+
+    raw = _Joined(header, body)
+    if transfer_syntax == _DEFLATED:
+        window = _Inflating(raw, len(header), max_bytes)
+        counted = _count_elements(window, "part10", max_elements)
+        too_many = counted is not None and counted > max_elements and not window.damaged
+        if not too_many:
+            window.drain()  # to its end, for its size
+        if window.too_large:
+            return f"its deflated data set inflates to more than {max_bytes} bytes", False
+        if window.damaged:
+            return "its deflated data set does not inflate (damaged deflate stream)", True
+    elif len(body) > 8 * max_elements:
+        counted = _count_elements(_Window(raw), "part10", max_elements)
+        too_many = counted is not None and counted > max_elements
+    else:
+        too_many = False
+    if too_many:
+        return f"it holds more than {max_elements} data elements and items", False
+    return None
 
 
 def write_instance(

@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
+import zlib
+from collections.abc import Sequence
 from typing import Any
 
+import pydicom
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
 from rtcode import policy as policy_mod
+from rtcode import store
 from rtcode.render import plan_json
 from rtcode.scan import ScanResult, scan
 
@@ -47,3 +56,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def explicit_le(ds: pydicom.Dataset) -> bytes:
+    """A data set encoded in Explicit VR Little Endian, without file meta."""
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def deflated_part10(ds: pydicom.Dataset, extra: Sequence[bytes] = (), zero_mb: int = 0) -> bytes:
+    """``ds`` as a Part-10 file in Deflated Explicit VR Little Endian, with ``extra``
+    (encoded elements) appended to its data set and, when ``zero_mb``, a private OB
+    element of that many MB of zeros: deflated a megabyte at a time, so the caller
+    never holds the inflated data set (200 MB of zeros deflate to about 200 kB)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = [deflate.compress(explicit_le(ds))]
+    body += [deflate.compress(e) for e in extra]
+    if zero_mb:
+        header = struct.pack("<HH2sHI", 0x7FE1, 0x1010, b"OB", 0, zero_mb << 20)
+        body.append(deflate.compress(header))
+        zeros = bytes(1 << 20)
+        body += [deflate.compress(zeros) for _ in range(zero_mb)]
+    body.append(deflate.flush())
+    meta = store.part10_header(
+        str(ds.SOPClassUID), str(ds.SOPInstanceUID), DeflatedExplicitVRLittleEndian
+    )
+    return meta + b"".join(body)

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip(
-    "dicomweb_client",
-    reason="reading from DICOMweb needs dicomweb-client: pip install '.[test]' (or rtcode[net])",
+    "requests",
+    reason="reading from DICOMweb needs requests: pip install '.[test]' (or rtcode[net])",
 )
 
 import pydicom  # noqa: E402

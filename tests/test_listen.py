@@ -9,6 +9,7 @@ of its test; every wait has a time limit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from io import BytesIO
@@ -32,11 +34,16 @@ pytest.importorskip(
 )
 
 import pydicom  # noqa: E402
+import pynetdicom  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from conftest import ROOT, SAMPLE_DATA, SAMPLE_PLANS  # noqa: E402
-from netcheck import POLICY, canonical, scan_canonical  # noqa: E402
+from netcheck import POLICY, canonical, deflated_part10, scan_canonical  # noqa: E402
 from pydicom.dataset import FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: E402
+from pydicom.uid import (  # noqa: E402
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import AE  # noqa: E402
 from pynetdicom.dimse_messages import C_STORE_RQ  # noqa: E402
 from pynetdicom.dimse_primitives import C_STORE  # noqa: E402
@@ -48,6 +55,7 @@ from rtcode.cli import main  # noqa: E402
 from rtcode.listen import (  # noqa: E402
     STATUS_BAD_UID,
     STATUS_OUT_OF_RESOURCES,
+    STATUS_UNDECODABLE,
     Listener,
     ListenSettings,
 )
@@ -61,6 +69,8 @@ CASE_10_PLAN = SAMPLE_DATA / "10_imrt_sliding_window" / "RP.dcm"  # 141 kB
 
 
 # ----------------------------------------------------------------------- helpers
+
+PLAN_01 = CASE_01 / "RP.dcm"
 
 
 def dicom_files(folder: Path) -> list[Path]:
@@ -98,7 +108,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Listener]]:
     """Start listeners on a free loopback port; all are stopped at the end."""
     started: list[Listener] = []
 
-    def _start(**overrides: object) -> Listener:
+    def _start(policy=POLICY, **overrides: object) -> Listener:
         values: dict[str, object] = {
             "store_dir": tmp_path / "store",
             "db_path": tmp_path / "results.sqlite",
@@ -108,7 +118,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Listener]]:
             "network_timeout_s": 10.0,
         }
         values.update(overrides)
-        listener = Listener(ListenSettings(**values), POLICY)  # type: ignore[arg-type]
+        listener = Listener(ListenSettings(**values), policy)  # type: ignore[arg-type]
         started.append(listener)
         listener.start()
         return listener
@@ -118,22 +128,35 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Listener]]:
         listener.stop(grace_s=5)
 
 
-def scu(calling: str = "TPS") -> AE:
+def scu(calling: str = "TPS", deflated: bool = False, also: tuple[str, ...] = ()) -> AE:
+    """A storage SCU offering the RT classes (and the classes ``also`` names, e.g.
+    CT): a class the listener does not take is a refused presentation context, and
+    recorded as a refusal."""
     ae = AE(ae_title=calling)
     ae.acse_timeout = 5
     ae.dimse_timeout = 10
     ae.network_timeout = 10
     ae.connection_timeout = 5
-    for uid in [*store.RT_CLASSES, store.CT_CLASS]:
-        ae.add_requested_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    for uid in [*store.RT_CLASSES, *also]:
+        if deflated:  # one transfer syntax per context: files are sent as they are
+            ae.add_requested_context(uid, ExplicitVRLittleEndian)
+            ae.add_requested_context(uid, DeflatedExplicitVRLittleEndian)
+        else:
+            ae.add_requested_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     ae.add_requested_context("1.2.840.10008.1.1")  # Verification
     return ae
 
 
 @contextmanager
-def association(listener: Listener, calling: str = "TPS", called: str = "RTCODE"):
+def association(
+    listener: Listener,
+    calling: str = "TPS",
+    called: str = "RTCODE",
+    deflated: bool = False,
+    also: tuple[str, ...] = (),
+):
     host, port = listener.address
-    assoc = scu(calling).associate(host, port, ae_title=called)
+    assoc = scu(calling, deflated, also).associate(host, port, ae_title=called)
     try:
         if assoc.is_established:
             # as fast as the network allows: no Nagle delay between P-DATA PDUs
@@ -148,7 +171,8 @@ def association(listener: Listener, calling: str = "TPS", called: str = "RTCODE"
 
 
 def send(listener: Listener, paths: list[Path], calling: str = "TPS") -> list[int]:
-    with association(listener, calling) as assoc:
+    classes = {str(dataset(p).SOPClassUID) for p in paths}
+    with association(listener, calling, also=tuple(classes - set(store.RT_CLASSES))) as assoc:
         assert assoc.is_established
         return [assoc.send_c_store(dataset(p)).Status for p in paths]
 
@@ -301,6 +325,71 @@ def test_more_associations_than_allowed_are_rejected(start):
     )
 
 
+@contextmanager
+def idle_sockets(listener: Listener, n: int) -> Iterator[list[socket.socket]]:
+    """``n`` connections that never send an A-ASSOCIATE-RQ; closed at the end."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(listener.address, timeout=10))
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def closed_by_peer(sock: socket.socket, timeout_s: float) -> bool:
+    sock.settimeout(timeout_s)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_idle_connections_hold_no_association_slot(start):
+    """Eight sockets that never associate blocked C-ECHO for 30 s (issue 21)."""
+    listener = start(max_associations=2, acse_timeout_s=2.0)
+    with idle_sockets(listener, 10) as idle:
+        time.sleep(0.5)  # all accepted by the listener
+        started = time.monotonic()
+        for _ in range(3):  # more associations than idle sockets leave slots
+            with association(listener) as assoc:
+                assert assoc.is_established
+                assert assoc.send_c_echo().Status == 0
+        assert time.monotonic() - started < 2
+        # then each is closed at the association timeout, and recorded
+        assert all(closed_by_peer(sock, 5) for sock in idle)
+        assert time.monotonic() - started < 5
+    refusals = query(listener.settings.db_path)["refusals"]
+    assert len(refusals) == 10
+    assert {(r["what"], r["reason"]) for r in refusals} == {
+        ("connection", "no A-ASSOCIATE-RQ within 2 s after connecting: connection closed")
+    }
+
+
+def test_more_idle_connections_than_may_wait_close_the_oldest(start):
+    """800 idle sockets blocked the node for ever (issue 21): only
+    max_waiting_connections wait, the oldest are closed at once."""
+    listener = start(max_associations=2, acse_timeout_s=30.0, max_waiting_connections=8)
+
+    def closed() -> int:
+        return sum(closed_by_peer(sock, 0.001) for sock in idle)
+
+    with idle_sockets(listener, 200) as idle:
+        assert eventually(lambda: closed() == 192)  # (in the order they were accepted)
+        with association(listener) as assoc:
+            assert assoc.is_established and assoc.send_c_echo().Status == 0
+        # the association's own connection waited too, until it asked: one more closed
+        assert eventually(lambda: closed() == 193)
+    reasons = [r["reason"] for r in query(listener.settings.db_path)["refusals"]]
+    assert len(reasons) == 193
+    assert set(reasons) == {
+        "more than 8 connections waited to ask for an association: the oldest closed"
+    }
+
+
 def test_oversized_instance_is_refused_while_it_arrives(start):
     listener = start(max_instance_bytes=60_000, max_pdu_bytes=16384)
     with association(listener) as assoc:
@@ -407,6 +496,193 @@ def test_a_connection_dropped_mid_transfer_leaves_no_partial_file(start):
     assert len(files_under(listener.store_dir / "patients")) == 1
 
 
+# ------------------------------------- every instance coded or recorded, every refusal
+
+
+MR_CLASS = "1.2.840.10008.5.1.4.1.1.4"
+
+
+def test_refused_presentation_contexts_are_recorded(start):
+    """CT without --accept-ct was refused at association but not recorded (issue 21)."""
+    listener = start()
+    with association(listener, also=(store.CT_CLASS, MR_CLASS)) as assoc:
+        assert assoc.is_established
+        assert assoc.send_c_store(dataset(PLAN_01)).Status == 0
+    [refusal] = query(listener.settings.db_path)["refusals"]
+    assert refusal["what"] == "context" and refusal["calling_ae"] == "TPS"
+    assert refusal["reason"] == (
+        "presentation context(s) refused, nothing of these can be sent:"
+        " CT Image Storage (1.2.840.10008.5.1.4.1.1.2): kept only with --accept-ct;"
+        " MR Image Storage (1.2.840.10008.5.1.4.1.1.4): not stored here"
+    )
+    # with --accept-ct, offering CT is no refusal
+    other = start(
+        store_dir=listener.store_dir.parent / "s2",
+        db_path=listener.settings.db_path.parent / "r2.sqlite",
+        accept_ct=True,
+    )
+    with association(other, also=(store.CT_CLASS,)) as assoc:
+        assert assoc.is_established
+    assert query(other.settings.db_path)["refusals"] == []
+
+
+def truncated_plan(tmp_path: Path) -> Path:
+    """Case 01's plan whose last element declares 100 bytes and has 8, as a Part-10
+    file: pydicom decodes it, the reader finds it cut short."""
+    ds = dataset(PLAN_01)
+    body = encode(ds, False, True) + struct.pack("<HH2sH", 0x300E, 0x0002, b"CS", 100)
+    header = store.part10_header(
+        str(ds.SOPClassUID), str(ds.SOPInstanceUID), ExplicitVRLittleEndian
+    )
+    path = tmp_path / "truncated.dcm"
+    path.write_bytes(header + body + b"APPROVED")
+    return path
+
+
+def test_a_stored_plan_that_cannot_be_read_is_in_the_results_with_its_error(
+    start, tmp_path, monkeypatch
+):
+    """A plan with a truncated element was answered Success, then neither coded nor
+    reported (issue 21): it is stored, and recorded with the reader's sentence."""
+    listener = start()
+    ds = dataset(PLAN_01)
+    assert send_file(listener, truncated_plan(tmp_path), monkeypatch).Status == 0
+    assert send(listener, [CASE_06 / "RP.dcm"]) == [0]
+    assert listener.wait_idle(10)
+    data = query(listener.settings.db_path)
+    assert [p["plan_label"] for p in data["plans"]] == ["FOURFIELD"]
+    [error] = data["errors"]
+    [instance] = [i for i in data["instances"] if i["patient_id"] == "RTC-01"]
+    assert error["stored_path"] == instance["stored_path"]
+    assert (error["patient_id"], error["modality"]) == ("RTC-01", "RTPLAN")
+    assert error["sop_instance_uid"] == ds.SOPInstanceUID
+    assert error["error"].startswith("truncated DICOM file")
+    assert not instance["pending"]
+
+    db = str(listener.settings.db_path)
+    table = results("--db", db).output
+    assert f"{error['stored_path']}: not coded (RTPLAN, patient RTC-01, " in table
+    assert "    truncated DICOM file: the file ends inside ApprovalStatus" in table
+    assert "1 plan(s) coded, 1 file(s) not coded" in table
+    as_json = json.loads(results("--db", db, "--format", "json").output)
+    assert as_json["errors"] == data["errors"]
+    rows = results("--db", db, "--format", "csv").output.splitlines()
+    assert len(rows) == 3 and ",error," in rows[2] and "truncated DICOM file" in rows[2]
+    assert (
+        results("--db", db, "--format", "json", "--patient", "RTC-06").output.count("truncated")
+        == 0
+    )
+
+
+def test_a_coding_that_fails_is_recorded_and_done_again_at_the_next_start(start, monkeypatch):
+    first = start()
+
+    def broken_scan(*args, **kwargs):
+        raise MemoryError("out of memory while coding")
+
+    monkeypatch.setattr("rtcode.listen.run_scan", broken_scan)
+    assert send(first, [CASE_01 / "RP.dcm"]) == [0]
+    assert first.wait_idle(10)
+    first.stop()
+    data = query(first.settings.db_path)
+    [error] = data["errors"]
+    assert error["stored_path"] == data["instances"][0]["stored_path"].rsplit("/", 1)[0] + "/"
+    assert error["error"] == (
+        "coding failed (MemoryError: out of memory while coding): retried at the next start"
+    )
+    assert data["instances"][0]["pending"] == 1
+
+    monkeypatch.undo()
+    second = start()
+    assert second.wait_idle(10)
+    data = query(second.settings.db_path)
+    assert data["errors"] == [] and [p["code"] for p in data["plans"]] == ["77306"]
+
+
+# --------------------------------------------------- bombs: deflated, many elements
+
+
+def deflated_file(tmp_path: Path, extra: list[bytes], zero_mb: int = 0) -> Path:
+    """Case 01's plan deflated (``netcheck.deflated_part10``), as a file."""
+    path = tmp_path / "deflated.dcm"
+    path.write_bytes(deflated_part10(dataset(PLAN_01), extra, zero_mb))
+    return path
+
+
+def tiny_elements(n: int) -> list[bytes]:
+    """``n`` empty private LO elements (8 bytes each), in ascending tag order."""
+    return [struct.pack("<HH2sH", 0x7FE1, 0x1000 + i % 0xF000, b"LO", 0) for i in range(n)]
+
+
+def send_file(listener: Listener, path: Path, monkeypatch) -> pydicom.Dataset:
+    """C-STORE of a Part-10 file as its bytes are (pynetdicom reads it a chunk at a
+    time and sends it undecoded, in its own transfer syntax)."""
+    monkeypatch.setattr(pynetdicom._config, "STORE_SEND_CHUNKED_DATASET", True)
+    with association(listener, deflated=True) as assoc:
+        assert assoc.is_established
+        return assoc.send_c_store(path)
+
+
+def test_a_deflated_instance_within_the_limits_is_stored_and_coded(start, tmp_path, monkeypatch):
+    listener = start()
+    status = send_file(listener, deflated_file(tmp_path, []), monkeypatch)
+    assert status.Status == 0
+    assert listener.wait_idle(10)
+    [plan] = query(listener.settings.db_path)["plans"]
+    assert plan["code"] == "77306"
+
+
+def test_a_deflated_bomb_is_refused_as_it_inflates_in_bounded_memory(start, tmp_path, monkeypatch):
+    """1.5 MB that inflates to 1.5 GB took the node to 3.2 GB and was answered
+    Success (issue 21): here 200 MB of zeros in a few hundred kB, with a 4 MB limit."""
+    listener = start(max_instance_bytes=4 * 2**20)
+    path = deflated_file(tmp_path, [], zero_mb=200)
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        status = send_file(listener, path, monkeypatch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert status.Status == STATUS_OUT_OF_RESOURCES
+    assert status.ErrorComment == "its deflated data set inflates to more than 4194304 bytes"
+    assert peak < 30 * 2**20, f"peak {peak / 2**20:.0f} MB while refusing"
+    assert not files_under(listener.store_dir / "patients")
+    [refusal] = query(listener.settings.db_path)["refusals"]
+    assert refusal["what"] == "instance" and "inflates to more than" in refusal["reason"]
+
+
+@pytest.mark.parametrize("deflated", [True, False])
+def test_too_many_data_elements_are_refused_before_decoding(start, tmp_path, monkeypatch, deflated):
+    policy = dataclasses.replace(POLICY, values={**POLICY.values, "limits.max_data_elements": 5000})
+    listener = start(policy=policy)
+    if deflated:
+        status = send_file(listener, deflated_file(tmp_path, tiny_elements(6000)), monkeypatch)
+    else:
+        ds = dataset(PLAN_01)
+        body = encode(ds, False, True) + b"".join(tiny_elements(6000))
+        path = tmp_path / "plain.dcm"
+        header = store.part10_header(
+            str(ds.SOPClassUID), str(ds.SOPInstanceUID), ExplicitVRLittleEndian
+        )
+        path.write_bytes(header + body)
+        status = send_file(listener, path, monkeypatch)
+    assert status.Status == STATUS_OUT_OF_RESOURCES
+    assert status.ErrorComment == "it holds more than 5000 data elements and items"
+    assert not files_under(listener.store_dir / "patients")
+
+
+def test_a_damaged_deflate_stream_is_refused(start, tmp_path, monkeypatch):
+    listener = start()
+    path = deflated_file(tmp_path, [])
+    data = bytearray(path.read_bytes())
+    data[-40:] = b"\xff" * 40  # not a deflate stream any more
+    path.write_bytes(bytes(data))
+    status = send_file(listener, path, monkeypatch)
+    assert status.Status == STATUS_UNDECODABLE
+    assert not files_under(listener.store_dir / "patients")
+
+
 # ----------------------------------------------------- stopping loses nothing
 
 
@@ -474,12 +750,15 @@ def test_listen_command_codes_then_stops_on_ctrl_c(tmp_path):
     db = tmp_path / "results.sqlite"
     command = [sys.executable, "-m", "rtcode", "listen", "--port", "0", "--timeout", "10"]
     command += ["--store", str(tmp_path / "store"), "--db", str(db)]
+    command += ["--association-timeout", "1", "--max-associations", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     try:
         line = _read_line(proc.stderr, 30)
         assert line.startswith("rtcode listen: RTCODE on 127.0.0.1:"), line
         port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            assert closed_by_peer(idle, 5)  # asked for no association within 1 s
         ae = scu()
         assoc = ae.associate("127.0.0.1", port, ae_title="RTCODE")
         assert assoc.is_established
@@ -560,6 +839,28 @@ def test_results_json_and_csv_and_filters(results_db):
         results("--db", str(results_db), "--format", "json", "--since", "2999-01-01").output
     )
     assert later["plans"] == [] and later["instances"] == []
+
+
+def test_a_database_written_before_the_errors_table_is_read_and_given_it(tmp_path):
+    import sqlite3
+
+    from rtcode.results_db import ResultsDB
+
+    path = tmp_path / "old.sqlite"
+    ResultsDB(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE errors")  # as rtcode wrote it before the table existed
+    assert query(path)["errors"] == []
+    assert "0 plan(s) coded, 0 refusal(s)" in results("--db", str(path)).output
+    db = ResultsDB(path)
+    db.record_errors("patients/p1/", {"patients/p1/RP.1.dcm": "damaged"}, "restart")
+    db.close()
+    [error] = query(path)["errors"]
+    assert (error["stored_path"], error["error"], error["modality"]) == (
+        "patients/p1/RP.1.dcm",
+        "damaged",
+        None,
+    )
 
 
 def test_results_of_a_missing_database(tmp_path):
