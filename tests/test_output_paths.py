@@ -466,6 +466,7 @@ def test_a_terminated_scan_removes_its_named_temporary_file(world):
     assert len(during) == 1 and during[0].endswith(".tmp")  # the fallback was in use
     assert status == -signal.SIGTERM  # ended as SIGTERM ends it
     assert os.listdir("elsewhere") == []
+    assert os.listdir("tmp") == []  # nor the temporary scan cache
 
 
 def test_named_temporary_files_are_removed_on_exceptions(world, monkeypatch):
@@ -493,3 +494,17 @@ def test_where_proc_cannot_link_the_bytes_are_copied(world, monkeypatch):
     target.write_text("all of it\n" * 100000)
     assert Path("elsewhere/out").read_text() == "all of it\n" * 100000
     assert os.listdir("elsewhere") == ["out"]
+
+
+def test_a_default_cache_that_is_no_regular_file_is_not_used(world):
+    """SQLite is not let near a pipe at the default cache path (it wrote a journal
+    beside it, and could hang); the scan goes on without a cache."""
+    os.makedirs("home/rtcode")
+    os.mkfifo("home/rtcode/scan-cache.sqlite")
+    env = {**os.environ, "XDG_CACHE_HOME": str(world / "home")}
+    argv = [sys.executable, "-m", "rtcode", "scan", "export", "--format", "csv"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "not a regular file" in done.stderr and "scanning without it" in done.stderr
+    assert stat.S_ISFIFO(os.lstat("home/rtcode/scan-cache.sqlite").st_mode)
+    assert os.listdir("home/rtcode") == ["scan-cache.sqlite"]
