@@ -52,6 +52,24 @@ def _inputs(paths, policy: policy_mod.Policy, *files: Path):  # type: ignore[no-
     return inputs
 
 
+def _jobs(jobs: int | None, executor: str) -> int:
+    """--jobs, or one worker per core; on this machine never more than its cores
+    (more processes than cores only compete for them and each holds its memory)."""
+    from .execute import default_jobs
+
+    cores = default_jobs()
+    if jobs is None:
+        return cores
+    if executor == "local" and jobs > cores:
+        click.echo(
+            f"rtcode: --jobs {jobs} is more than the {cores} core(s) this process may use:"
+            f" starting {cores} worker(s)",
+            err=True,
+        )
+        return cores
+    return jobs
+
+
 def _load_policy(value: str) -> policy_mod.Policy:
     try:
         return policy_mod.load(value)
@@ -159,9 +177,9 @@ def main() -> None:
 @click.option(
     "--jobs",
     "-j",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Worker processes that read files and code plans; 0 (default): one per core.",
+    type=click.IntRange(min=1),
+    help="Worker processes that read files and code plans (default: one per core; more"
+    " than the cores this process may use are not started).",
 )
 @click.option(
     "--cache",
@@ -194,7 +212,7 @@ def scan(
     deidentify: bool = False,
     study: str | None = None,
     patient: str | None = None,
-    jobs: int = 0,
+    jobs: int | None = None,
     cache_file: str | None = None,
     no_cache: bool = False,
     executor: str = "local",
@@ -214,7 +232,7 @@ def scan(
     plan is written as soon as it is coded.
     """
     from .cache import default_path
-    from .execute import ExecutorError, WorkerDied, default_jobs
+    from .execute import ExecutorError, WorkerDied
     from .output import check
     from .scan import Runner
 
@@ -243,6 +261,7 @@ def scan(
     if cache_path is not None:
         inputs.add_file(cache_path, f"the scan cache ({cache_path})", sqlite=True)
     target = check(output, "--output", inputs)
+    jobs = _jobs(jobs, executor)
     day = date_of_service.date() if date_of_service is not None else None
     sink = _Sink(fmt, policy, target, deidentify)
     try:
@@ -250,9 +269,7 @@ def scan(
     except BaseException:
         sink.discard()
         raise
-    runner = Runner(
-        jobs=jobs or default_jobs(), executor=executor, scheduler=scheduler, cache=cache
-    )
+    runner = Runner(jobs=jobs, executor=executor, scheduler=scheduler, cache=cache)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
     scanner = None
     try:

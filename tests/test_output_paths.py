@@ -11,6 +11,7 @@ Everything happens in tmp_path; the tree is compared byte for byte before and af
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -508,3 +509,34 @@ def test_a_default_cache_that_is_no_regular_file_is_not_used(world):
     assert "not a regular file" in done.stderr and "scanning without it" in done.stderr
     assert stat.S_ISFIFO(os.lstat("home/rtcode/scan-cache.sqlite").st_mode)
     assert os.listdir("home/rtcode") == ["scan-cache.sqlite"]
+
+
+# ------------------------------------------------------------------------ --jobs
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1"])
+def test_jobs_below_one_is_a_usage_error(world, jobs):
+    result = CliRunner().invoke(main, ["scan", "export", "--jobs", jobs])
+    assert result.exit_code == 2 and "--jobs" in result.output
+
+
+def test_jobs_are_capped_at_the_cores(world, monkeypatch):
+    import rtcode.execute
+    import rtcode.scan
+
+    monkeypatch.setattr(rtcode.execute, "default_jobs", lambda: 2)
+    started = []
+    real_runner = rtcode.scan.Runner
+
+    def runner(**kwargs):
+        started.append(kwargs["jobs"])
+        return real_runner(**kwargs)
+
+    monkeypatch.setattr(rtcode.scan, "Runner", runner)
+    for given, used, said in ((["-j", "40"], 2, True), (["-j", "2"], 2, False), ([], 2, False)):
+        result = CliRunner().invoke(main, ["scan", "export", "--format", "json", *given])
+        assert result.exit_code == 0, result.output
+        assert started.pop() == used
+        note = "--jobs 40 is more than the 2 core(s) this process may use: starting 2"
+        assert (note in result.stderr) is said
+        json.loads(result.stdout)
