@@ -9,7 +9,8 @@ The guard (``check``) runs before any work and again right before the rename:
 - What exists must be a regular file: a folder, named pipe, device or socket is
   refused (as root, replacing ``/dev/null`` by a file would break the machine), and
   so is a broken symbolic link.
-- Its folder must exist and be writable: rtcode creates no folders for outputs.
+- Its folder must exist and be writable: rtcode creates no folders for outputs
+  (only the scan cache's, as it always did; what of it exists is checked).
 - It must not be one of the inputs: a file named on the command line (the scanned
   paths, a charges, PTP or policy file, the scan cache), compared by real path and by
   (st_dev, st_ino) so that symbolic and hard links are caught; nor anything under a
@@ -302,7 +303,7 @@ def _check_one(text: str, shown: str, option: str, inputs: Inputs, rules: _Rules
     ident = None
     try:
         st = os.stat(text)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the folder check below says why
         if os.path.islink(text):
             raise refuse("is a broken symbolic link: refusing to write through it") from None
     except OSError as exc:

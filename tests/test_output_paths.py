@@ -174,6 +174,10 @@ def _missing_folder(root):
     return ["export/RP.dcm"], "elsewhere/missing/x.out", "does not exist"
 
 
+def _folder_that_is_a_file(root):
+    return ["export/RP.dcm"], "charges.csv/x.out", "is not a folder"
+
+
 def _broken_link(root):
     os.symlink("nowhere/x", "elsewhere/broken")
     return ["export/RP.dcm"], "elsewhere/broken", "broken symbolic link"
@@ -203,6 +207,7 @@ HOSTILE = {
         _device,
         _folder,
         _missing_folder,
+        _folder_that_is_a_file,
         _broken_link,
         _empty,
         _stderr,
