@@ -26,6 +26,7 @@ import hashlib
 import os
 import pickle
 import sqlite3
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -102,15 +103,25 @@ class Cache:
     def temporary_file(cls) -> Cache:
         import tempfile  # here: a lasting cache needs none
 
+        from .output import remove_on_signal
+
         fd, name = tempfile.mkstemp(prefix="rtcode-scan-", suffix=".sqlite")
         os.close(fd)
-        return cls(Path(name), temporary=True)
+        remove_on_signal(name)  # SIGTERM, SIGHUP: not left in the temporary folder
+        try:
+            return cls(Path(name), temporary=True)
+        except BaseException:
+            _remove_temporary(name)
+            raise
 
     # ------------------------------------------------------------------ setup
 
     def _connect(self, path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         _create_private(path)
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # a pipe would hang SQLite, a device be written over
+            raise OSError("not a regular file (a pipe, device or folder)")
         try:
             return self._open(path)
         except sqlite3.OperationalError:
@@ -392,14 +403,21 @@ class Cache:
             self._db.close()
             self._db = None
             if self.temporary:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.path)
+                _remove_temporary(os.fspath(self.path))
 
     def __enter__(self) -> Cache:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _remove_temporary(name: str) -> None:
+    from .output import keep_on_signal
+
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    keep_on_signal(name)
 
 
 def _create_private(path: Path) -> None:

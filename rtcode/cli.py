@@ -41,29 +41,33 @@ def run_scan(*args, **kwargs):  # type: ignore[no-untyped-def]
     return scan(*args, **kwargs)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
-    import tempfile  # here: a scan to standard output needs none
+def _inputs(paths, policy: policy_mod.Policy, *files: Path):  # type: ignore[no-untyped-def]
+    """What a command reads, for the output guard (rtcode/output.py): its PATHS, its
+    policy file (not a shipped policy) and the other files it was given."""
+    from .output import Inputs
 
-    path = path.resolve()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    inputs = Inputs([*paths, *files])
+    if not policy.source.startswith("builtin:"):
+        inputs.add_file(policy.source)
+    return inputs
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-    except ValueError:
-        return False
-    return True
+def _jobs(jobs: int | None, executor: str) -> int:
+    """--jobs, or one worker per core; on this machine never more than its cores
+    (more processes than cores only compete for them and each holds its memory)."""
+    from .execute import default_jobs
+
+    cores = default_jobs()
+    if jobs is None:
+        return cores
+    if executor == "local" and jobs > cores:
+        click.echo(
+            f"rtcode: --jobs {jobs} is more than the {cores} core(s) this process may use:"
+            f" starting {cores} worker(s)",
+            err=True,
+        )
+        return cores
+    return jobs
 
 
 def _load_policy(value: str) -> policy_mod.Policy:
@@ -138,8 +142,9 @@ def main() -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Write to this file (atomically) instead of standard output.",
+    metavar="FILE",
+    help="Write to this file (atomically) instead of standard output (-). Never an input,"
+    " a file under a scanned folder, a device or a pipe.",
 )
 @click.option(
     "--policy",
@@ -172,14 +177,14 @@ def main() -> None:
 @click.option(
     "--jobs",
     "-j",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Worker processes that read files and code plans; 0 (default): one per core.",
+    type=click.IntRange(min=1),
+    help="Worker processes that read files and code plans (default: one per core; more"
+    " than the cores this process may use are not started).",
 )
 @click.option(
     "--cache",
     "cache_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
     help="Scan cache (SQLite): unchanged files are not read again and unchanged plans not"
     " coded again. Default: scan-cache.sqlite in the user's cache folder.",
 )
@@ -201,14 +206,14 @@ def main() -> None:
 def scan(
     paths: tuple[Path | str, ...],
     fmt: str,
-    output: Path | None,
+    output: str | None,
     policy_name: str,
     date_of_service: dt.datetime | None,
     deidentify: bool = False,
     study: str | None = None,
     patient: str | None = None,
-    jobs: int = 0,
-    cache_file: Path | None = None,
+    jobs: int | None = None,
+    cache_file: str | None = None,
     no_cache: bool = False,
     executor: str = "local",
     scheduler: str | None = None,
@@ -226,7 +231,9 @@ def scan(
     Plans are reported in the order their files are found; with --format jsonl each
     plan is written as soon as it is coded.
     """
-    from .execute import ExecutorError, WorkerDied, default_jobs
+    from .cache import default_path
+    from .execute import ExecutorError, WorkerDied
+    from .output import check
     from .scan import Runner
 
     policy = _load_policy(policy_name)
@@ -234,22 +241,35 @@ def scan(
         raise click.UsageError("--cache and --no-cache contradict each other; give one")
     if executor == "dask" and not scheduler:
         raise click.BadParameter("--executor dask needs --scheduler", param_hint="--scheduler")
-    for target in (output, cache_file):
-        if target is None:
-            continue
-        for p in paths:
-            if isinstance(p, Path) and p.is_dir() and _inside(target, p):
-                raise click.BadParameter(
-                    f"{target} is inside the scanned folder {p}; rtcode never writes under"
-                    " the folders it scans. Choose another place.",
-                    param_hint="--output" if target is output else "--cache",
-                )
+    # Every path written is checked before the scan (and the output again before its
+    # rename): never an input, nothing under a scanned folder, no device or pipe.
+    inputs = _inputs(paths, policy)
+    cache_path = None
+    if cache_file is not None:
+        cache = check(cache_file, "--cache", inputs, database=True, make_folder=True)
+        cache_path = cache.path  # type: ignore[union-attr]
+    elif not no_cache:
+        cache_path = default_path()
+        clash = inputs.clash(os.path.realpath(cache_path), None)
+        if clash is not None:
+            click.echo(
+                f"rtcode: the default cache {cache_path} {clash}: scanning without it"
+                " (give --cache)",
+                err=True,
+            )
+            cache_path = None
+    if cache_path is not None:
+        inputs.add_file(cache_path, f"the scan cache ({cache_path})", sqlite=True)
+    target = check(output, "--output", inputs)
+    jobs = _jobs(jobs, executor)
     day = date_of_service.date() if date_of_service is not None else None
-    cache = _open_cache(cache_file, no_cache)
-    runner = Runner(
-        jobs=jobs or default_jobs(), executor=executor, scheduler=scheduler, cache=cache
-    )
-    sink = _Sink(fmt, policy, output, deidentify)
+    sink = _Sink(fmt, policy, target, deidentify)
+    try:
+        cache = _open_cache(cache_path)
+    except BaseException:
+        sink.discard()
+        raise
+    runner = Runner(jobs=jobs, executor=executor, scheduler=scheduler, cache=cache)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
     scanner = None
     try:
@@ -268,10 +288,14 @@ def scan(
         cache.close()
         if scanner is None:
             sink.discard()
-    sink.finish(scanner.inventory, scanner.tally(), scanner.interrupted)
-    if output is not None:
+    try:
+        sink.finish(scanner.inventory, scanner.tally(), scanner.interrupted)
+    except BaseException:
+        sink.discard()
+        raise
+    if target is not None and not target.stdout:
         click.echo(
-            f"wrote {sink.plans} plan(s), {len(scanner.inventory.errors)} error(s) to {output}",
+            f"wrote {sink.plans} plan(s), {len(scanner.inventory.errors)} error(s) to {target}",
             err=True,
         )
     if scanner.interrupted:  # Ctrl-C: what was done so far is reported above
@@ -286,16 +310,16 @@ def scan(
         sys.exit(1)
 
 
-def _open_cache(cache_file: Path | None, no_cache: bool):  # type: ignore[no-untyped-def]
-    """The scan cache to use: the named file, the user's default, or a private
-    temporary one (--no-cache: plan facts still wait on disk, not in memory)."""
+def _open_cache(path: Path | None):  # type: ignore[no-untyped-def]
+    """The scan cache at ``path`` (checked by the output guard), or a private
+    temporary one (None: --no-cache, where plan facts still wait on disk, not in
+    memory; or the default cache is under a scanned folder)."""
     import sqlite3
 
-    from .cache import Cache, default_path
+    from .cache import Cache
 
-    if no_cache:
+    if path is None:
         return Cache.temporary_file()
-    path = cache_file or default_path()
     try:
         cache = Cache(path)
     except (OSError, sqlite3.Error) as exc:
@@ -369,27 +393,21 @@ class _Sink:
     plan before it can rewrite (a name may appear in another plan's paths), so it
     keeps them until the end."""
 
-    def __init__(self, fmt: str, policy, output: Path | None, deidentify: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, fmt: str, policy, target, deidentify: bool) -> None:  # type: ignore[no-untyped-def]
         self.fmt = fmt
         self.policy = policy
-        self.output = output
+        self.target = target  # an output.Target, or None: standard output
         self.deidentify = deidentify
         self.plans = 0
         self.rows: list = []
         self.kept: list = []
         self._stream = None
-        self._tmp: str | None = None
+        self._file = None  # the jsonl output's AtomicFile
         if fmt == "jsonl" and not deidentify:
-            if output is None:
+            if target is None or target.stdout:
                 self._stream = sys.stdout
             else:
-                import tempfile
-
-                target = output.resolve()
-                fd, self._tmp = tempfile.mkstemp(
-                    prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-                )
-                self._stream = os.fdopen(fd, "w", encoding="utf-8", newline="")
+                self._file = self._stream = target.open()
 
     def add(self, p) -> None:  # type: ignore[no-untyped-def]
         """A PlanResult (--deidentify) or its PlanRow."""
@@ -429,12 +447,9 @@ class _Sink:
         if self.fmt == "jsonl":
             for record in jsonl_tail(tally, self.plans, interrupted, self.policy):
                 self._line(record)
-            if self._tmp is not None:
-                stream, self._stream = self._stream, None
-                stream.flush()  # type: ignore[union-attr]
-                os.fsync(stream.fileno())  # type: ignore[union-attr]
-                stream.close()  # type: ignore[union-attr]
-                os.replace(self._tmp, self.output.resolve())  # type: ignore[union-attr]
+            if self._file is not None:
+                file, self._file = self._file, None
+                file.commit()
             return
         if self.fmt == "json":
             text = json_text(self.rows, tally, interrupted, self.policy)
@@ -446,17 +461,16 @@ class _Sink:
         self._write(text)
 
     def _write(self, text: str) -> None:
-        if self.output is None:
+        if self.target is None:
             click.echo(text, nl=False)
         else:
-            write_atomic(self.output, text)
+            self.target.write_text(text)
 
     def discard(self) -> None:
         """Remove a half-written jsonl temporary file (the scan failed)."""
-        if self._tmp is not None:
-            if self._stream is not None:
-                self._stream.close()
-            Path(self._tmp).unlink(missing_ok=True)
+        if self._file is not None:
+            file, self._file = self._file, None
+            file.discard()
 
 
 def _jsonl_records(result):  # type: ignore[no-untyped-def]
@@ -496,9 +510,9 @@ _deidentify_option = click.option(
 @click.option(
     "--html",
     "html_file",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    metavar="FILE",
     help="Write the report as one self-contained HTML file with DVH, beam's-eye-view and"
-    " beam-arrangement plots (nothing loaded from outside).",
+    " beam-arrangement plots (nothing loaded from outside); - for standard output.",
 )
 @click.option(
     "--format",
@@ -538,7 +552,7 @@ _deidentify_option = click.option(
 def report(
     ctx: click.Context,
     paths: tuple[Path, ...],
-    html_file: Path | None,
+    html_file: str | None,
     fmt: str,
     compute_dvh: bool,
     deidentify: bool,
@@ -552,19 +566,16 @@ def report(
     import dataclasses
 
     from .dvh import DvhSettings
+    from .output import check
     from .report import build_report
     from .report import to_json as report_json
     from .report import to_text as report_text
 
     policy = _load_policy(policy_name)
-    if html_file is not None:
-        for p in paths:
-            if p.is_dir() and _inside(html_file, p):
-                raise click.BadParameter(
-                    f"{html_file} is inside the scanned folder {p}; rtcode never writes under"
-                    " the folders it scans. Choose another place.",
-                    param_hint="--html",
-                )
+    html = check(html_file, "--html", _inputs(paths, policy))
+    explicit = ctx.get_parameter_source("fmt") is not click.core.ParameterSource.DEFAULT
+    if html is not None and html.stdout and explicit:
+        raise click.UsageError("--html - and --format both write to standard output; give one")
     day = date_of_service.date() if date_of_service is not None else None
     result = build_report(
         run_scan([str(p) for p in paths], policy, day),
@@ -573,17 +584,17 @@ def report(
     )
     if deidentify:
         result = dataclasses.replace(_deidentify(result), deidentified=True)
-    if html_file is not None:
+    if html is not None:
         from .report_html import report_html
 
-        write_atomic(html_file, report_html(result))
-        click.echo(
-            f"wrote the report of {len(result.plans)} plan(s) for {len(result.patients)}"
-            f" patient(s) to {html_file}",
-            err=True,
-        )
-    explicit = ctx.get_parameter_source("fmt") is not click.core.ParameterSource.DEFAULT
-    if html_file is None or explicit:
+        html.write_text(report_html(result))
+        if not html.stdout:
+            click.echo(
+                f"wrote the report of {len(result.plans)} plan(s) for {len(result.patients)}"
+                f" patient(s) to {html}",
+                err=True,
+            )
+    if html is None or explicit:
         click.echo(report_json(result) if fmt == "json" else report_text(result), nl=False)
     if not result.plans:
         click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
@@ -674,8 +685,9 @@ def inspect(
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Write to this file (atomically) instead of standard output.",
+    metavar="FILE",
+    help="Write to this file (atomically) instead of standard output (-). Never an input,"
+    " a file under a scanned folder, a device or a pipe.",
 )
 @click.option(
     "--policy",
@@ -718,7 +730,7 @@ def audit(
     charges_file: Path,
     ptp_files: tuple[Path, ...],
     fmt: str,
-    output: Path | None,
+    output: str | None,
     policy_name: str,
     date_of_service: dt.datetime | None,
     fail_on: str,
@@ -746,20 +758,9 @@ def audit(
                 param_hint="--column",
             )
         mapping[field.strip()] = name.strip()
-    if output is not None:
-        for p in paths:
-            if p.is_dir() and _inside(output, p):
-                raise click.BadParameter(
-                    f"{output} is inside the scanned folder {p}; rtcode never writes under"
-                    " the folders it scans. Choose another place.",
-                    param_hint="--output",
-                )
-        for given in (charges_file, *ptp_files):
-            if output.resolve() == given.resolve():
-                raise click.BadParameter(
-                    f"{output} is an input of the audit; choose another file.",
-                    param_hint="--output",
-                )
+    from .output import check
+
+    target = check(output, "--output", _inputs(paths, policy, charges_file, *ptp_files))
     from .read_billing import BillingFileError, merge_ptp, read_charges, read_ptp
 
     try:
@@ -789,17 +790,19 @@ def audit(
     from .render_audit import FORMATS as AUDIT_RENDERERS
 
     text = AUDIT_RENDERERS[fmt](result)
-    if output is None:
+    written = target is not None and not target.stdout
+    if target is None:
         click.echo(text, nl=False)
     else:
-        write_atomic(output, text)
+        target.write_text(text)
+    if written:
         click.echo(
             f"wrote {len(result.findings)} finding(s) ("
             + ", ".join(f"{result.count(s)} {s}" for s in SEVERITIES)
-            + f"), {len(result.rejected)} rejected row(s) to {output}",
+            + f"), {len(result.rejected)} rejected row(s) to {target}",
             err=True,
         )
-    if charges.rejected and (output is not None or fmt != "table"):  # the table lists them
+    if charges.rejected and (written or fmt != "table"):  # the table lists them
         read = len(charges.charges)
         click.echo(
             f"rtcode: {len(charges.rejected)} charges row(s) rejected, {read} read;"
@@ -846,7 +849,7 @@ def audit(
     "--db",
     "db_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
     help="SQLite results database (created when missing); read it with rtcode results.",
 )
 @click.option(
@@ -911,7 +914,7 @@ def listen(
     host: str,
     port: int,
     store_dir: Path,
-    db_path: Path,
+    db_path: str,
     allowed: tuple[str, ...],
     accept_ct: bool,
     max_pdu_bytes: int,
@@ -941,9 +944,15 @@ def listen(
             "rtcode listen needs pynetdicom: pip install 'rtcode[net]'"
         ) from None
     from .listen import Listener, ListenSettings
+    from .output import Inputs, check
     from .results_db import ResultsDatabaseError
 
     policy = _load_policy(policy_name)
+    # everything in the store is an input of the coding: the database is not kept there
+    inputs = Inputs(folders=[store_dir])
+    if not policy.source.startswith("builtin:"):
+        inputs.add_file(policy.source)
+    db_path = check(db_path, "--db", inputs, database=True).path  # type: ignore[union-attr]
     max_mb = max_instance_mb if max_instance_mb is not None else policy["limits.max_file_size_mb"]
     settings = ListenSettings(
         store_dir=store_dir,

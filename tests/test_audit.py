@@ -820,7 +820,7 @@ def test_output_is_never_written_inside_the_scanned_folder(tmp_path):
     result = invoke(
         "audit", SAMPLE_DATA / "06_four_field_box_3d", "--charges", PLANTED, "-o", PLANTED
     )
-    assert result.exit_code == 2 and "is an input" in result.output
+    assert result.exit_code == 2 and "is one of the inputs" in result.output
 
 
 def test_output_file_and_column_option(tmp_path):
