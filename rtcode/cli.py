@@ -28,6 +28,22 @@ SCAN_FORMATS = ["table", "json", "csv", "jsonl"]
 AUDIT_FORMATS = ("table", "json", "csv", "html")  # render_audit.FORMATS (a test checks)
 
 
+def _safe(message: str) -> str:
+    """A message for the terminal: control and bidi characters from file names, URLs,
+    policy text and DICOM values shown escaped (``rtcode.terminal``), lines kept."""
+    from .terminal import shown
+
+    return "\n".join(shown(line) for line in message.split("\n"))
+
+
+def _echo(message: object = None, nl: bool = True, err: bool = False) -> None:
+    """``click.echo``; what goes to standard error is escaped for the terminal (the
+    outputs on standard output are data, escaped by their renderers)."""
+    if err and isinstance(message, str):
+        message = _safe(message)
+    click.echo(message, nl=nl, err=err)
+
+
 def whole_result_text(fmt: str, result) -> str:  # type: ignore[no-untyped-def]
     """A whole ScanResult in the table, json or csv format."""
     from .render import to_csv, to_json, to_table
@@ -61,7 +77,7 @@ def _jobs(jobs: int | None, executor: str) -> int:
     if jobs is None:
         return cores
     if executor == "local" and jobs > cores:
-        click.echo(
+        _echo(
             f"rtcode: --jobs {jobs} is more than the {cores} core(s) this process may use:"
             f" starting {cores} worker(s)",
             err=True,
@@ -74,7 +90,7 @@ def _load_policy(value: str) -> policy_mod.Policy:
     try:
         return policy_mod.load(value)
     except PolicyError as exc:
-        raise click.BadParameter(str(exc), param_hint="--policy") from None
+        raise click.BadParameter(_safe(str(exc)), param_hint="--policy") from None
 
 
 class _PathOrDicomWeb(click.ParamType):
@@ -91,7 +107,7 @@ class _PathOrDicomWeb(click.ParamType):
         return Path(text)
 
 
-def _scan_sources(paths, study, patient, consume):  # type: ignore[no-untyped-def]
+def _scan_sources(paths, study, patient, consume, policy=None):  # type: ignore[no-untyped-def]
     """Scan folders, files and dicomweb+http(s):// sources in one pipeline: ``consume``
     gets the list of inputs; a source is retrieved into a temporary folder that exists
     only while it is scanned."""
@@ -103,15 +119,18 @@ def _scan_sources(paths, study, patient, consume):  # type: ignore[no-untyped-de
         inputs = []
         for p in paths:
             if isinstance(p, str):
+                from .limits import Limits
                 from .read_dicomweb import DicomWebError, display_url, retrieve
 
                 try:
-                    inputs.extend(stack.enter_context(retrieve(p, study=study, patient=patient)))
+                    limits = Limits.from_policy(policy) if policy is not None else None
+                    source = retrieve(p, study=study, patient=patient, limits=limits)
+                    inputs.extend(stack.enter_context(source))
                 except DicomWebError as exc:
-                    raise click.BadParameter(str(exc), param_hint="PATHS") from None
+                    raise click.BadParameter(_safe(str(exc)), param_hint="PATHS") from None
                 except KeyboardInterrupt:  # Ctrl-C while retrieving: nothing was coded yet
                     shown = display_url(p)
-                    click.echo(f"rtcode: interrupted while retrieving from {shown}", err=True)
+                    _echo(f"rtcode: interrupted while retrieving from {shown}", err=True)
                     sys.exit(130)
             else:
                 inputs.append(str(p))
@@ -252,7 +271,7 @@ def scan(
         cache_path = default_path()
         clash = inputs.clash(os.path.realpath(cache_path), None)
         if clash is not None:
-            click.echo(
+            _echo(
                 f"rtcode: the default cache {cache_path} {clash}: scanning without it"
                 " (give --cache)",
                 err=True,
@@ -278,11 +297,12 @@ def scan(
             study,
             patient,
             lambda inputs: _stream(inputs, policy, day, runner, sink, progress),
+            policy,
         )
     except WorkerDied as exc:  # not the user's doing: say so, exit 1
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(_safe(str(exc))) from None
     except ExecutorError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(_safe(str(exc))) from None
     finally:
         progress.end()
         cache.close()
@@ -294,19 +314,19 @@ def scan(
         sink.discard()
         raise
     if target is not None and not target.stdout:
-        click.echo(
+        _echo(
             f"wrote {sink.plans} plan(s), {len(scanner.inventory.errors)} error(s) to {target}",
             err=True,
         )
     if scanner.interrupted:  # Ctrl-C: what was done so far is reported above
-        click.echo(
+        _echo(
             f"rtcode: interrupted after {scanner.inventory.files_seen} file(s): the report"
             " covers only those",
             err=True,
         )
         sys.exit(130)
     if not sink.plans:
-        click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
+        _echo("rtcode: no readable RT Plan found in the given paths", err=True)
         sys.exit(1)
 
 
@@ -323,10 +343,10 @@ def _open_cache(path: Path | None):  # type: ignore[no-untyped-def]
     try:
         cache = Cache(path)
     except (OSError, sqlite3.Error) as exc:
-        click.echo(f"rtcode: cannot use the cache {path} ({exc}): scanning without it", err=True)
+        _echo(f"rtcode: cannot use the cache {path} ({exc}): scanning without it", err=True)
         return Cache.temporary_file()
     if cache.warning:
-        click.echo(f"rtcode: {cache.warning}", err=True)
+        _echo(f"rtcode: {cache.warning}", err=True)
     return cache
 
 
@@ -462,7 +482,7 @@ class _Sink:
 
     def _write(self, text: str) -> None:
         if self.target is None:
-            click.echo(text, nl=False)
+            _echo(text, nl=False)
         else:
             self.target.write_text(text)
 
@@ -489,7 +509,7 @@ def _deidentify(result):
 
     pseudonyms = Pseudonyms.from_environment()
     if not pseudonyms.stable:
-        click.echo(
+        _echo(
             f"rtcode: {ENV_KEY} is not set: pseudonyms hold within this output only",
             err=True,
         )
@@ -589,15 +609,15 @@ def report(
 
         html.write_text(report_html(result))
         if not html.stdout:
-            click.echo(
+            _echo(
                 f"wrote the report of {len(result.plans)} plan(s) for {len(result.patients)}"
                 f" patient(s) to {html}",
                 err=True,
             )
     if html is None or explicit:
-        click.echo(report_json(result) if fmt == "json" else report_text(result), nl=False)
+        _echo(report_json(result) if fmt == "json" else report_text(result), nl=False)
     if not result.plans:
-        click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
+        _echo("rtcode: no readable RT Plan found in the given paths", err=True)
         sys.exit(1)
 
 
@@ -639,7 +659,7 @@ def inspect(
             if result.inventory.skipped
             else "not an RT Plan or RT Ion Plan"
         )
-        click.echo(f"rtcode: {plan_file}: {reason}", err=True)
+        _echo(f"rtcode: {plan_file}: {reason}", err=True)
         sys.exit(1)
     if deidentify:
         result = _deidentify(result)
@@ -647,11 +667,11 @@ def inspect(
 
     data = inspect_json(result.plans[0], policy, control_points)
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        _echo(json.dumps(data, indent=2, ensure_ascii=False))
     elif fmt == "csv":
-        click.echo(inspect_csv(data), nl=False)
+        _echo(inspect_csv(data), nl=False)
     else:
-        click.echo(inspect_table(data), nl=False)
+        _echo(inspect_table(data), nl=False)
 
 
 @main.command()
@@ -768,7 +788,7 @@ def audit(
         billed = {c.cpt for c in charges.charges}
         ptp = merge_ptp([read_ptp(p, billed) for p in ptp_files]) if ptp_files else None
     except BillingFileError as exc:
-        raise click.BadParameter(str(exc), param_hint="--charges/--ptp") from None
+        raise click.BadParameter(_safe(str(exc)), param_hint="--charges/--ptp") from None
     day = date_of_service.date() if date_of_service is not None else None
     scanned = run_scan([str(p) for p in paths], policy, day)
     from .audit import audit as run_audit
@@ -792,11 +812,11 @@ def audit(
     text = AUDIT_RENDERERS[fmt](result)
     written = target is not None and not target.stdout
     if target is None:
-        click.echo(text, nl=False)
+        _echo(text, nl=False)
     else:
         target.write_text(text)
     if written:
-        click.echo(
+        _echo(
             f"wrote {len(result.findings)} finding(s) ("
             + ", ".join(f"{result.count(s)} {s}" for s in SEVERITIES)
             + f"), {len(result.rejected)} rejected row(s) to {target}",
@@ -804,15 +824,15 @@ def audit(
         )
     if charges.rejected and (written or fmt != "table"):  # the table lists them
         read = len(charges.charges)
-        click.echo(
+        _echo(
             f"rtcode: {len(charges.rejected)} charges row(s) rejected, {read} read;"
             " see the rejected rows in the output",
             err=True,
         )
     if ptp is not None and not ptp.edits_read:
-        click.echo(f"rtcode: no PTP edit could be read from {ptp.name}", err=True)
+        _echo(f"rtcode: no PTP edit could be read from {ptp.name}", err=True)
     if not scanned.plans:
-        click.echo("rtcode: no readable RT Plan found in the given paths", err=True)
+        _echo("rtcode: no readable RT Plan found in the given paths", err=True)
         sys.exit(1)
     sys.exit(4 if failing else 0)
 
@@ -980,16 +1000,16 @@ def listen(
     try:
         listener = Listener(settings, policy)
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(_safe(str(exc))) from None
     try:
         bound_host, bound_port = listener.start()
     except ResultsDatabaseError as exc:
-        raise click.BadParameter(str(exc), param_hint="--db") from None
+        raise click.BadParameter(_safe(str(exc)), param_hint="--db") from None
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from None
-    click.echo(
+    _echo(
         f"rtcode listen: {ae_title} on {bound_host}:{bound_port}, storing in {store_dir},"
         f" results in {db_path}; Ctrl-C stops",
         err=True,
@@ -1003,13 +1023,13 @@ def listen(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-    click.echo("rtcode listen: stopping (finishing the instance in flight)", err=True)
+    _echo("rtcode listen: stopping (finishing the instance in flight)", err=True)
     interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping is bounded
     try:
         listener.stop()
     finally:
         signal.signal(signal.SIGINT, interrupt)
-    click.echo("rtcode listen: stopped", err=True)
+    _echo("rtcode listen: stopped", err=True)
 
 
 @main.command()
@@ -1044,8 +1064,8 @@ def results(db_path: Path, patient_id: str | None, since: dt.datetime | None, fm
     try:
         data = query(db_path, patient_id=patient_id, since=since.date() if since else None)
     except ResultsDatabaseError as exc:
-        raise click.BadParameter(str(exc), param_hint="--db") from None
-    click.echo(RESULT_FORMATS[fmt](data), nl=False)
+        raise click.BadParameter(_safe(str(exc)), param_hint="--db") from None
+    _echo(RESULT_FORMATS[fmt](data), nl=False)
 
 
 @main.group()
@@ -1059,8 +1079,8 @@ def policy_show(name: str) -> None:
     """Print the effective policy NAME (a shipped name or a TOML file), with `extends`
     resolved, as TOML. Shipped policies are listed on standard error."""
     p = _load_policy(name)
-    click.echo(p.to_toml(), nl=False)
-    click.echo("shipped policies: " + ", ".join(policy_mod.builtin_names()), err=True)
+    _echo(p.to_toml(), nl=False)
+    _echo("shipped policies: " + ", ".join(policy_mod.builtin_names()), err=True)
 
 
 @policy.command("check")
@@ -1071,9 +1091,9 @@ def policy_check(file: str) -> None:
     try:
         p = policy_mod.load(file)
     except PolicyError as exc:
-        click.echo(f"invalid: {exc}", err=True)
+        _echo(f"invalid: {exc}", err=True)
         sys.exit(2)
-    click.echo(f"valid: {p.name} {p.version} sha256 {p.sha256}")
+    _echo(f"valid: {p.name} {p.version} sha256 {p.sha256}")
 
 
 @policy.command("diff")
@@ -1092,10 +1112,10 @@ def policy_diff(a: str, b: str) -> None:
         va, vb = pa.validity.get(code), pb.validity.get(code)
         if va != vb:
             rows.append((f"validity.{code}", va, vb))
-    click.echo(f"--- {pa.name} {pa.version} ({pa.source})")
-    click.echo(f"+++ {pb.name} {pb.version} ({pb.source})")
+    _echo(f"--- {pa.name} {pa.version} ({pa.source})")
+    _echo(f"+++ {pb.name} {pb.version} ({pb.source})")
     for key, va, vb in rows:
-        click.echo(f"{key}: {va!r} -> {vb!r}")
+        _echo(f"{key}: {va!r} -> {vb!r}")
     if not rows:
-        click.echo("no differences")
+        _echo("no differences")
     sys.exit(1 if rows else 0)

@@ -280,3 +280,22 @@ def test_every_category_escaped_is_invisible_or_a_control():
         cat = unicodedata.category(ch)
         escaped = shown(ch) != ch
         assert escaped == (cat in {"Cc", "Cf", "Cs", "Zl", "Zp"}), (hex(code), cat)
+
+
+def _raw_controls(text: str) -> list[str]:
+    return [ch for ch in text if ch != "\n" and shown(ch) != ch]
+
+
+def test_messages_on_standard_error_are_escaped_too(tmp_path):
+    # a file name, a policy file's text and an explicit non-plan all reach stderr
+    notes = tmp_path / "notes\x1b]0;pwned\x07.dcm"
+    notes.write_text("not a plan\n")
+    inspect = CliRunner().invoke(main, ["inspect", str(notes)])
+    assert inspect.exit_code == 1
+    assert _raw_controls(inspect.stderr) == [] and "\\x1b]0;pwned\\x07" in inspect.stderr
+    policy = tmp_path / "p\x1b[31m.toml"
+    policy.write_text('[policy]\nextends = "default"\nname = "x\x1b[2J"\nversion = 1\n')
+    bad = CliRunner().invoke(main, ["scan", str(SAMPLE_DATA / "01_single_open_field"),
+                                    "--policy", str(policy)])  # fmt: skip
+    assert bad.exit_code == 2 and _raw_controls(bad.stderr) == []
+    assert "\\x1b[31m" in bad.stderr
