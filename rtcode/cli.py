@@ -7,7 +7,6 @@ plan could be read from the inputs, 2 usage errors (bad option, bad policy).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -18,6 +17,7 @@ import click
 from . import __version__
 from . import policy as policy_mod
 from .errors import PolicyError
+from .jsontext import dumps
 from .policy import AUDIT_CHARGE_FIELDS as CHARGE_FIELDS
 from .policy import AUDIT_SEVERITIES as SEVERITIES
 
@@ -445,7 +445,7 @@ class _Sink:
             self.rows.append((p.table, p.details))
 
     def _line(self, record: dict) -> None:
-        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")  # type: ignore[union-attr]
+        self._stream.write(dumps(record) + "\n")  # type: ignore[union-attr]
         self._stream.flush()  # type: ignore[union-attr]
 
     def finish(self, inv, tally, interrupted: bool) -> None:  # type: ignore[no-untyped-def]
@@ -457,9 +457,7 @@ class _Sink:
             result = _deidentify(result)
             self.kept = []
             if self.fmt == "jsonl":
-                text = "".join(
-                    json.dumps(r, ensure_ascii=False) + "\n" for r in _jsonl_records(result)
-                )
+                text = "".join(dumps(r) + "\n" for r in _jsonl_records(result))
             else:
                 text = whole_result_text(self.fmt, result)
             self._write(text)
@@ -667,7 +665,7 @@ def inspect(
 
     data = inspect_json(result.plans[0], policy, control_points)
     if fmt == "json":
-        _echo(json.dumps(data, indent=2, ensure_ascii=False))
+        _echo(dumps(data, indent=2))
     elif fmt == "csv":
         _echo(inspect_csv(data), nl=False)
     else:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import textwrap
 from decimal import Decimal
 from typing import Any
 
 from . import __version__
 from .audit import KINDS, SEVERITIES, AuditResult, Course, CoursePlan, Finding
+from .jsontext import dumps
 from .read_billing import Charge
 from .render import ADVISORY, safe_cell
 from .terminal import lines_text, one_line
@@ -147,7 +147,7 @@ def audit_json(result: AuditResult) -> dict[str, Any]:
 
 
 def to_json(result: AuditResult) -> str:
-    return json.dumps(audit_json(result), indent=2, ensure_ascii=False) + "\n"
+    return dumps(audit_json(result), indent=2) + "\n"
 
 
 # -------------------------------------------------------------------------- CSV

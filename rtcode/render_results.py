@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import textwrap
 from collections import Counter
 from typing import Any
 
 from . import __version__
+from .jsontext import dumps
 from .render import ADVISORY, safe_cell
 from .terminal import clip, lines_text, one_line
 
@@ -41,7 +41,7 @@ CSV_COLUMNS = [
 
 def results_json(data: dict[str, Any]) -> str:
     out = {"rtcode_version": __version__, "advisory": ADVISORY, **data}
-    return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+    return dumps(out, indent=2) + "\n"
 
 
 def results_csv(data: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ Only the read step touches files: DVH evidence gets its datasets through
 
 from __future__ import annotations
 
-import json
 import textwrap
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from .dvh import (
     RoiDvh,
     plan_dvh,
 )
+from .jsontext import dumps
 from .render import ADVISORY, beam_json, plan_json
 from .scan import PlanResult, ScanResult
 from .terminal import cut, lines_text, one_line, shown
@@ -194,7 +194,7 @@ def report_json(report: Report) -> dict[str, Any]:
 
 
 def to_json(report: Report) -> str:
-    return json.dumps(report_json(report), indent=2, ensure_ascii=False) + "\n"
+    return dumps(report_json(report), indent=2) + "\n"
 
 
 # ------------------------------------------------------------------------- text

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RtcodeError
+from .jsontext import dumps
 
 SCHEMA_VERSION = 1
 
@@ -317,8 +318,8 @@ class ResultsDB:
                     (p.stored_path,),
                 ).fetchone()
                 values = (p.code, p.category, p.confidence, p.structure_set_status, p.doses)
-                result_json = json.dumps(p.result, ensure_ascii=False, sort_keys=True)
-                reasons_json = json.dumps(list(p.reasons), ensure_ascii=False)
+                result_json = dumps(p.result, sort_keys=True)
+                reasons_json = dumps(list(p.reasons))
                 if row is None:
                     c.execute(
                         "INSERT INTO plans (stored_path, sop_instance_uid, patient_id,"
