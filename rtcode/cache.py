@@ -10,8 +10,8 @@ Two tables:
   never depends on the cache); an entry made under others is not used.
 - ``results``: each plan's coded result, keyed by a hash of everything it depends on:
   the signatures and displayed paths of the plan file and of the companions it was
-  linked with, the
-  policy's effective settings (sha256), the date of service, and the rtcode build.
+  linked with, the policy's effective settings (sha256), the date of service, and the
+  rtcode build.
 
 The rtcode build is its version plus a hash of its own source files, so a changed
 rtcode never trusts facts an older one extracted. Entries are committed in small
