@@ -1127,6 +1127,44 @@ def _write(path: Path, ds: Dataset) -> None:
     path.write_bytes(_dataset_bytes(ds))
 
 
+# ------------------------------------------------------------------- byte order
+
+
+def _big_endian(source: Path) -> bytes:
+    """``source`` written again in Explicit VR Big Endian (retired, still met in old
+    archives), its pixel data swapped too (pydicom writes pixel bytes as they are)."""
+    from pydicom.uid import ExplicitVRBigEndian
+
+    ds = _load(source)
+    if "PixelData" in ds:
+        pixels = ds.pixel_array
+        ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)  # converts the encoding
+    return buf.getvalue()
+
+
+def _byte_orders(b: _Builder) -> None:
+    """Big-endian files are read as the little-endian originals: the Pixel Data header
+    of a dose in the file's byte order, never taken for a length of gigabytes."""
+    for source, kind in ((RP, "plan"), (RS, "structure_set"), (RD, "dose"), (ION, "plan")):
+        data = _big_endian(source)
+        name = f"big_endian_{source.parent.name[:2]}_{source.stem}"
+        b.add_bytes(name, data, "read", kind=kind, filename=f"{source.stem}.dcm")
+    data = _big_endian(RD)
+    b.add_bytes(
+        "big_endian_dose_cut_inside_pixel_data",
+        data[:-100],
+        "error",
+        "truncated DICOM file: Pixel Data declares",
+        kind="dose",
+        filename="RD.dcm",
+    )
+
+
 GROUPS: dict[str, Callable[[_Builder], None]] = {
     "truncation": _truncations,
     "byte_flips": _byte_flips,
@@ -1137,6 +1175,7 @@ GROUPS: dict[str, Callable[[_Builder], None]] = {
     "not_dicom": _not_dicom,
     "file_system": _file_system,
     "references": _references,
+    "byte_order": _byte_orders,
 }
 
 
