@@ -760,6 +760,149 @@ def _bad_values(b: _Builder) -> None:
     )
 
 
+# ------------------------------------------------------- finite, out of range
+
+
+def _extreme_values(b: _Builder) -> None:
+    """Finite values beyond their physical range (issue 21, 8): arithmetic on them
+    overflows into infinities. What decides the code (gantry and couch angles, leaf
+    and jaw positions, leaf boundaries, isocentres) is an error naming the DICOM path;
+    what does not (the collimator angle) is flagged and shown as written; a final
+    meterset weight the control points run past is an error (the weights decide the
+    shares of MU). Angles of 360 are read (some systems end arcs there)."""
+
+    def edit(
+        name: str,
+        container: Callable[[Dataset], Dataset],
+        keyword: str,
+        text: str,
+        outcome: str,
+        detail: str = "",
+        source: Path = RP,
+    ) -> None:
+        ds = _load(source)
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        value = text.encode("ascii")
+        container(ds)[tag] = _raw(tag, "DS", value + (b" " if len(value) % 2 else b""))
+        b.add_dataset(name, ds, outcome, detail)
+
+    cp0 = lambda ds: _cp(ds)  # noqa: E731
+    beam0 = lambda ds: ds.BeamSequence[0]  # noqa: E731
+    mlc0 = lambda ds: _cp(ds).BeamLimitingDevicePositionSequence[2]  # noqa: E731
+    at = "::BeamSequence[0].ControlPointSequence[0]"
+    outside = "degrees, outside 0 to 360"
+    edit(
+        "gantry_1e308",
+        cp0,
+        "GantryAngle",
+        "1e308",
+        "error",
+        f"{at}.GantryAngle is 1e+308 {outside}",
+    )
+    edit(
+        "gantry_minus_10", cp0, "GantryAngle", "-10", "error", f"{at}.GantryAngle is -10 {outside}"
+    )
+    edit("gantry_361", cp0, "GantryAngle", "361", "error", f"{at}.GantryAngle is 361 {outside}")
+    edit("gantry_360", cp0, "GantryAngle", "360", "read")
+    edit(
+        "gantry_1e308_inside_an_arc",
+        lambda ds: _cp(ds, 1, 50),
+        "GantryAngle",
+        "1e308",
+        "error",
+        "::BeamSequence[1].ControlPointSequence[50].GantryAngle is 1e+308 " + outside,
+        VMAT,
+    )
+    edit(
+        "ion_gantry_1e308",
+        lambda ds: ds.IonBeamSequence[0].IonControlPointSequence[0],
+        "GantryAngle",
+        "1e308",
+        "error",
+        "::IonBeamSequence[0].IonControlPointSequence[0].GantryAngle is 1e+308 " + outside,
+        ION,
+    )
+    edit(
+        "couch_1e308",
+        cp0,
+        "PatientSupportAngle",
+        "1e308",
+        "error",
+        f"{at}.PatientSupportAngle is 1e+308 {outside}",
+    )
+    edit(
+        "collimator_1e308", cp0, "BeamLimitingDeviceAngle", "1e308", "flagged", "value_out_of_range"
+    )
+    edit(
+        "collimator_minus_1", cp0, "BeamLimitingDeviceAngle", "-1", "flagged", "value_out_of_range"
+    )
+    edit("collimator_360", cp0, "BeamLimitingDeviceAngle", "360", "read")
+
+    def positions(name: str, container, index: int, text: str, outcome: str, detail: str = ""):
+        ds = _load(RP)
+        item = container(ds)
+        values = [str(v) for v in item.LeafJawPositions]
+        values[index] = text
+        value = "\\".join(values).encode("ascii")
+        tag = 0x300A011C
+        item[tag] = _raw(tag, "DS", value + (b" " if len(value) % 2 else b""))
+        b.add_dataset(name, ds, outcome, detail)
+
+    where = f"{at}.BeamLimitingDevicePositionSequence"
+    positions(
+        "leaf_position_1e308", mlc0, 7, "1e308", "error",
+        f"{where}[2].LeafJawPositions holds 1e+308 mm (value 8 of 120)",
+    )  # fmt: skip
+    positions(
+        "jaw_position_minus_1001",
+        lambda ds: _cp(ds).BeamLimitingDevicePositionSequence[0],
+        0,
+        "-1001",
+        "error",
+        f"{where}[0].LeafJawPositions holds -1001 mm (value 1 of 2)",
+    )
+    positions("leaf_position_1000", mlc0, 0, "-1000", "read")  # at the bound: read
+    edit(
+        "leaf_boundaries_1e308",
+        lambda ds: ds.BeamSequence[0].BeamLimitingDeviceSequence[2],
+        "LeafPositionBoundaries",
+        "\\".join(["1e308"] + ["0"] * 60),
+        "error",
+        "::BeamSequence[0].BeamLimitingDeviceSequence[2].LeafPositionBoundaries holds 1e+308 mm",
+    )
+    edit(
+        "isocentre_1e308",
+        cp0,
+        "IsocenterPosition",
+        "0\\1e308\\0",
+        "error",
+        f"{at}.IsocenterPosition holds 1e+308 mm (value 2 of 3)",
+    )
+    # Meterset weights: finite and not negative (else an error: bad_values), and none
+    # past the beam's final weight (the shares of MU would exceed 1, or be infinite).
+    past = "ControlPointSequence[1].CumulativeMetersetWeight is 1, more than"
+    for name, text in (("final_weight_subnormal", "1e-320"), ("final_weight_zero", "0")):
+        edit(name, beam0, "FinalCumulativeMetersetWeight", text, "error", past)
+    edit(
+        "weight_1e308_past_the_final_weight",
+        cp0,
+        "CumulativeMetersetWeight",
+        "1e308",
+        "error",
+        f"{at}.CumulativeMetersetWeight is 1e+308, more than",
+    )
+    edit("final_weight_1e308", beam0, "FinalCumulativeMetersetWeight", "1e308", "read")
+    edit("meterset_subnormal", lambda ds: ds.FractionGroupSequence[0].ReferencedBeamSequence[0],
+         "BeamMeterset", "1e-320", "read")  # fmt: skip
+    edit("energy_1e308", cp0, "NominalBeamEnergy", "1e308", "read")
+
+    ds = _load(RP)  # every weight of a beam huge, its final weight too
+    for k, cp in enumerate(ds.BeamSequence[0].ControlPointSequence):
+        cp.CumulativeMetersetWeight = f"{k}e300"
+    ds.BeamSequence[0].FinalCumulativeMetersetWeight = f"{k}e300"
+    b.add_dataset("weights_1e300", ds, "read")
+
+
 # ----------------------------------------------------------------------- limits
 
 
@@ -1176,6 +1319,7 @@ GROUPS: dict[str, Callable[[_Builder], None]] = {
     "file_system": _file_system,
     "references": _references,
     "byte_order": _byte_orders,
+    "extreme_values": _extreme_values,
 }
 
 
