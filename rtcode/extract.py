@@ -129,9 +129,9 @@ def _get(ds: Dataset, keyword: str, where: str):
         return ds.get(keyword)
     try:
         return ds.get(keyword)
-    except Exception as exc:  # pydicom decodes lazily; damaged bytes fail here
+    except Exception:  # pydicom decodes lazily; damaged bytes fail here
         raise DicomReadError(
-            f"{_at(where, keyword)} cannot be decoded: {_first_sentence(exc)}"
+            f"{_at(where, keyword)} cannot be decoded: {_undecodable(ds, keyword)}"
         ) from None
 
 
@@ -141,10 +141,60 @@ def _at(where: str, keyword: str) -> str:
     return f"{where}:{keyword}" if where.endswith(":") else f"{where}.{keyword}"
 
 
-def _first_sentence(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    text = text.split(". ")[0].rstrip(".")
-    return text[:160] or "the bytes do not match its value representation"
+# Binary VRs of fixed-size values (PS3.5 6.2): what one value is, its size in bytes.
+_BINARY_VRS = {
+    "US": ("unsigned 16-bit integers", 2),
+    "SS": ("signed 16-bit integers", 2),
+    "UL": ("unsigned 32-bit integers", 4),
+    "SL": ("signed 32-bit integers", 4),
+    "FL": ("32-bit floating point numbers", 4),
+    "AT": ("attribute tags", 4),
+    "FD": ("64-bit floating point numbers", 8),
+    "SV": ("signed 64-bit integers", 8),
+    "UV": ("unsigned 64-bit integers", 8),
+    "OW": ("16-bit words", 2),
+    "OL": ("32-bit words", 4),
+    "OF": ("32-bit floating point numbers", 4),
+    "OD": ("64-bit floating point numbers", 8),
+    "OV": ("64-bit words", 8),
+}
+
+
+def _undecodable(ds: Dataset, keyword: str) -> str:
+    """Why an element pydicom could not decode cannot be, in words: from its value
+    representation and length as the file gives them (never the parser's own text)."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    try:
+        raw = ds.get_item(tag) if tag is not None else None
+    except Exception:
+        raw = None
+    vr = getattr(raw, "VR", None)
+    if vr is None and tag is not None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = None
+    value = getattr(raw, "value", None)
+    size = len(value) if isinstance(value, (bytes, bytearray)) else getattr(raw, "length", None)
+    if vr in _BINARY_VRS and size is not None:
+        what, each = _BINARY_VRS[vr]
+        if size % each:
+            return f"its {size} bytes are not a whole number of {what} (VR {vr}, {each} bytes each)"
+        return f"its {size} bytes cannot be read as {what} (VR {vr})"
+    if vr == "SQ":
+        length = "" if size is None or size == 0xFFFFFFFF else f" of {size} bytes"
+        return (
+            f"its sequence{length} cannot be split into items: an item or element header"
+            " inside it is damaged, or a length runs past its end"
+        )
+    if vr is not None:
+        return (
+            f"its bytes are not a valid value of VR {vr} (characters outside the file's"
+            " character set, or a length that does not fit)"
+        )
+    return "its bytes do not match its value representation"
 
 
 def _describe(value) -> str:
@@ -173,6 +223,8 @@ def _float(value, where: str) -> float | None:
         return None
     if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
         raise DicomReadError(f"{where} should be a number but holds {_describe(value)}")
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        raise DicomReadError(f"{where} should be one number but holds {len(value)} values")
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):

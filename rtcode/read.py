@@ -988,8 +988,15 @@ def _is_image_class(uid: str) -> bool:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text[:200] or "pydicom could not parse it"
+    """What the parser met, in words: never its own text (a user cannot act on "unpack
+    requires a buffer of 4 bytes"), only the kind of damage it points to."""
+    if isinstance(exc, (struct.error, EOFError)):
+        return "an element header or value is shorter than its length says"
+    if isinstance(exc, UnicodeError) or type(exc) is LookupError:  # (an unknown codec)
+        return "it holds text that is not in the character set it declares, or names an unknown one"
+    if isinstance(exc, MemoryError):
+        return "it declares more data than can be held in memory"
+    return "its element headers, lengths and values do not fit together, so it cannot be parsed"
 
 
 def read_full(path: str | os.PathLike[str], *, pixels: bool = False) -> Dataset:

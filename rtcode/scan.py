@@ -168,10 +168,13 @@ def _skipped(
 
 
 def _unexpected(exc: BaseException) -> str:
-    """A failure rtcode did not foresee, in words (no exception class names)."""
-    text = " ".join(str(exc).split())[:160]
-    detail = f" ({text})" if text else ""
-    return f"rtcode does not handle something in it{detail}; please report this file"
+    """A failure rtcode did not foresee, in words: no exception class or text (Python's
+    words mean nothing to the user; they go to the log, logger "rtcode", for whoever
+    looks into the report)."""
+    import logging
+
+    logging.getLogger("rtcode").debug("unforeseen failure", exc_info=exc)
+    return "rtcode does not handle something in it; please report this file"
 
 
 # ------------------------------------------------------------------ the engine

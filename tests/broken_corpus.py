@@ -81,7 +81,19 @@ class Case:
 
 # ----------------------------------------------------------------- plain words
 
-_EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b")
+_EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception|Warning)\b")
+# What Python's and libraries' own exception texts say, which no user should read: a
+# message holding one of these passed an exception's text on instead of saying what is
+# wrong with the file (issue 21, 15).
+_PYTHON_TEXT = re.compile(
+    r"unpack requires|\bbuffer\b|cannot convert float|could not convert|invalid literal"
+    r"|object has no attribute|NoneType|not subscriptable|index out of range"
+    r"|is not iterable|unsupported operand|not supported between instances"
+    r"|object is not callable|unhashable type|positional argument|keyword argument"
+    r"|codec can't|\bErrno\b|struct\.error|\bbytes-like\b|\bdtype\b|\bndarray\b"
+    r"|\bkey(word)? ?error\b|\bint\(\)|\bfloat\(\)|pydicom\.|numpy\.|\.py\b",
+    re.IGNORECASE,
+)
 
 
 def plain_words_problem(message: str) -> str | None:
@@ -95,6 +107,9 @@ def plain_words_problem(message: str) -> str | None:
     found = _EXCEPTION_NAME.search(message)
     if found:
         return f"the message names a Python exception class ({found.group(0)})"
+    found = _PYTHON_TEXT.search(message)
+    if found:
+        return f"the message passes on Python's own words ({found.group(0)!r})"
     if len(message) > 800:
         return "the message is longer than 800 characters"
     return None
@@ -562,17 +577,38 @@ def _wrong_vrs(b: _Builder) -> None:
         "error",
         "LeafJawPositions holds a value that is not a number",
     )
+    # Said in words from the element's VR and length, never the parser's own text
+    # (issue 21, 15: "cannot be decoded: unpack requires a buffer of 4 bytes").
     edit(
         "vr_us_with_three_bytes",
         put_raw(beam0, 0x300A0110, "US", b"\x01\x02\x03"),
         "error",
-        "NumberOfControlPoints cannot be decoded",
+        "NumberOfControlPoints cannot be decoded: its 3 bytes are not a whole number of"
+        " unsigned 16-bit integers (VR US, 2 bytes each)",
     )
     edit(
         "vr_fd_with_five_bytes",
         put_raw(lambda ds: _cp(ds), 0x300A011E, "FD", b"\x01\x02\x03\x04\x05"),
         "error",
-        "GantryAngle cannot be decoded",
+        "GantryAngle cannot be decoded: its 5 bytes are not a whole number of 64-bit",
+    )
+    refs = lambda ds: ds.FractionGroupSequence[0]  # noqa: E731
+    undecodable = "FractionGroupSequence[0].ReferencedBeamSequence cannot be decoded: its sequence"
+    for name, data, detail in (
+        ("sequence_of_three_bytes", b"\x01\x02\x03\x00", undecodable),  # no item header fits
+        ("sequence_of_a_stray_half_header", b"\x0a\x30", undecodable),
+        (  # pydicom reads the item short: no beam number in it
+            "sequence_item_runs_past_its_end",
+            b"\xfe\xff\x00\xe0\x40\x00\x00\x00\x0a\x30",
+            "ReferencedBeamSequence[0].ReferencedBeamNumber is missing",
+        ),
+    ):
+        edit(name, put_raw(refs, 0x300C0004, "SQ", data), "error", detail)
+    edit(
+        "gantry_angle_two_values",
+        put(lambda ds: _cp(ds), 0x300A011E, "DS", ["90", "180"]),
+        "error",
+        "GantryAngle should be one number but holds 2 values",
     )
     # A wrong VR whose value still makes sense is read.
     edit(
