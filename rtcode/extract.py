@@ -63,7 +63,7 @@ from .facts import (
     Wedge,
 )
 from .limits import Limits, default_limits
-from .read import RawDataset
+from .read import EXPLICIT_VRS, RawDataset
 
 _CP_TAG = 0x300A0111  # ControlPointSequence
 _ION_CP_TAG = 0x300A03A8  # IonControlPointSequence
@@ -171,6 +171,11 @@ def _undecodable(ds: Dataset, keyword: str) -> str:
     except Exception:
         raw = None
     vr = getattr(raw, "VR", None)
+    if vr is not None and str(vr).encode("ascii", "replace") not in EXPLICIT_VRS:
+        return (
+            "its value representation is damaged (not one of the standard two-letter"
+            " VRs), so its bytes cannot be read"
+        )
     if vr is None and tag is not None:
         try:
             vr = dictionary_VR(tag)

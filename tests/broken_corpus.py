@@ -604,6 +604,18 @@ def _wrong_vrs(b: _Builder) -> None:
         ),
     ):
         edit(name, put_raw(refs, 0x300C0004, "SQ", data), "error", detail)
+    # VR bytes that name no VR (found by the fuzzer: the message must not print them,
+    # a newline among them)
+    data = RP.read_bytes()
+    at = data.index(b"\x0a\x30\xbe\x00DS") + 4  # the first LeafPositionBoundaries' VR
+    for name, vr in (("vr_bytes_with_a_newline", b"D\n"), ("vr_bytes_that_name_no_vr", b"ZZ")):
+        b.add_bytes(
+            name,
+            data[:at] + vr + data[at + 2 :],
+            "error",
+            "BeamSequence[0].BeamLimitingDeviceSequence[2].LeafPositionBoundaries cannot be"
+            " decoded: its value representation is damaged",
+        )
     edit(
         "gantry_angle_two_values",
         put(lambda ds: _cp(ds), 0x300A011E, "DS", ["90", "180"]),
