@@ -438,10 +438,14 @@ def test_a_big_endian_file_is_read(tmp_path, name, undefined):
     """Explicit VR Big Endian (retired, still met in old archives) is read: the Pixel
     Data header of a dose is read in the file's byte order, not taken for a length of
     gigabytes (issue 21, 9)."""
+    from rtcode.read import RawDataset
+
     path = rewrite(SAMPLE_DATA / "06_four_field_box_3d" / name, tmp_path, False, undefined, True)
     result = read(entry(path))
     assert result.kind == "rt", result.error
     assert result.has_pixel_data == (name == "RD.dcm")
+    # the fast path (extract_bulk.file_view) reads little endian only: it steps aside
+    assert not isinstance(result.dataset, RawDataset)
 
 
 def test_a_big_endian_dose_codes_the_plan_as_its_little_endian_original(tmp_path):
