@@ -4,11 +4,14 @@ Two tables:
 
 - ``files``: each file's extracted facts (or what kind of file it is, or its error),
   keyed by path and checked against its size, modification time and a hash of its
-  first bytes (``read.signature``). The facts also depend on the rtcode build and the
-  policy's ``[limits]``; an entry made under others is not used.
+  first bytes (``read.signature``). The facts also depend on the rtcode build, the
+  policy's ``[limits]`` and the path as the scan displays it (facts, errors and
+  evidence carry it: the same file reached by another path is read again, so output
+  never depends on the cache); an entry made under others is not used.
 - ``results``: each plan's coded result, keyed by a hash of everything it depends on:
-  the signatures of the plan file and of the companions it was linked with, the
-  policy's effective settings (sha256), the date of service, and the rtcode build.
+  the signatures and displayed paths of the plan file and of the companions it was
+  linked with, the policy's effective settings (sha256), the date of service, and the
+  rtcode build.
 
 The rtcode build is its version plus a hash of its own source files, so a changed
 rtcode never trusts facts an older one extracted. Entries are committed in small

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from .errors import RtcodeError
 from .facts import Dose, Roi
@@ -212,36 +213,55 @@ def dvh_stats(curve: DvhCurve, v_values_gy: Sequence[float] | None = None) -> Dv
     occupied = np.flatnonzero(diff > 0)
     if total <= 0 or occupied.size == 0:
         raise DvhError("the DVH holds no volume")
+    if not (np.isfinite(edges).all() and np.isfinite(diff).all() and np.isfinite(total)):
+        raise DvhError(_TOO_LARGE)
     centres = (edges[:-1] + edges[1:]) / 2.0
-    dose, pct = curve.cumulative()
-    minimum = float(edges[occupied[0] + 1])
-    mean = float((centres * diff).sum() / total)
-    maximum = float(edges[occupied[-1] + 1])
-    at_least: list[str] = []
-    if curve.truncated_pct is not None:
-        # what lies beyond the last bin was counted in it: every value that reaches
-        # into the last bin is only a lower bound
-        last = float(edges[-2])
-        at_least = ["mean_dose_gy", "max_dose_gy"]
-        at_least += [k for k, p in (("d95_gy", 95.0), ("d2_gy", 2.0)) if curve.truncated_pct >= p]
-        at_least += [f"v{d:g}" for d in v_values_gy if d >= last]
-    stated = (curve.stated_min_gy, curve.stated_mean_gy, curve.stated_max_gy)
-    source = "bins"
-    if all(v is not None for v in stated):
-        minimum, mean, maximum = (float(v) for v in stated)  # type: ignore[arg-type]
-        source = "planning system"
-        at_least = [k for k in at_least if k not in ("mean_dose_gy", "max_dose_gy")]
-    return DvhStats(
-        volume_cm3=total if curve.volume_is_absolute else None,
-        min_dose_gy=minimum,
-        mean_dose_gy=mean,
-        max_dose_gy=maximum,
-        d95_gy=_dose_at_pct(dose, pct, 95.0),
-        d2_gy=_dose_at_pct(dose, pct, 2.0),
-        v_pct=tuple((float(d), _pct_at_dose(dose, pct, d)) for d in v_values_gy),
-        at_least=tuple(at_least),
-        min_mean_max_from=source,
-    )
+    with np.errstate(all="ignore"):  # an overflow is caught below, as a number
+        dose, pct = curve.cumulative()
+        minimum = float(edges[occupied[0] + 1])
+        mean = float((centres * diff).sum() / total)
+        maximum = float(edges[occupied[-1] + 1])
+        at_least: list[str] = []
+        if curve.truncated_pct is not None:
+            # what lies beyond the last bin was counted in it: every value that reaches
+            # into the last bin is only a lower bound
+            last = float(edges[-2])
+            at_least = ["mean_dose_gy", "max_dose_gy"]
+            at_least += [
+                k for k, p in (("d95_gy", 95.0), ("d2_gy", 2.0)) if curve.truncated_pct >= p
+            ]
+            at_least += [f"v{d:g}" for d in v_values_gy if d >= last]
+        stated = (curve.stated_min_gy, curve.stated_mean_gy, curve.stated_max_gy)
+        source = "bins"
+        if all(v is not None for v in stated):
+            minimum, mean, maximum = (float(v) for v in stated)  # type: ignore[arg-type]
+            source = "planning system"
+            at_least = [k for k in at_least if k not in ("mean_dose_gy", "max_dose_gy")]
+        stats = DvhStats(
+            volume_cm3=total if curve.volume_is_absolute else None,
+            min_dose_gy=minimum,
+            mean_dose_gy=mean,
+            max_dose_gy=maximum,
+            d95_gy=_dose_at_pct(dose, pct, 95.0),
+            d2_gy=_dose_at_pct(dose, pct, 2.0),
+            v_pct=tuple((float(d), _pct_at_dose(dose, pct, d)) for d in v_values_gy),
+            at_least=tuple(at_least),
+            min_mean_max_from=source,
+        )
+    numbers = [stats.min_dose_gy, stats.mean_dose_gy, stats.max_dose_gy, stats.d95_gy]
+    numbers += [stats.d2_gy, *(v for pair in stats.v_pct for v in pair)]
+    if not all(np.isfinite(numbers)):
+        raise DvhError(_TOO_LARGE)
+    return stats
+
+
+_TOO_LARGE = (
+    "its doses or volumes are too large to compute with (the statistics would come out infinite)"
+)
+# No plan's dose reaches this anywhere (Gy; brachytherapy grids next to a source stay
+# far below): a dose grid or DVH beyond it is damaged, and would make dicompyler-core
+# allocate a histogram bin per cGy of it.
+MAX_DOSE_GY = 10000.0
 
 
 def _dose_at_pct(dose: np.ndarray, pct: np.ndarray, target: float) -> float:
@@ -285,7 +305,9 @@ def _rel(stored: float | None, computed: float | None) -> float | None:
         return None
     if stored == 0:
         return 0.0 if computed == 0 else None  # a relative difference to 0 means nothing
-    return 100.0 * (computed - stored) / stored
+    with np.errstate(all="ignore"):
+        diff = float(np.float64(100.0) * (computed - stored) / stored)
+    return diff if np.isfinite(diff) else None  # (stored 1e-320: no relative difference)
 
 
 # -------------------------------------------------------------- stored DVHs
@@ -301,19 +323,45 @@ def stored_dvhs(
         truncated_last_bin_pct = default_settings().truncated_last_bin_pct
     curves: dict[int, DvhCurve] = {}
     notes: list[str] = []
-    for i, item in enumerate(ds.get("DVHSequence") or []):
+    try:
+        items = list(ds.get("DVHSequence") or [])
+    except Exception:  # damaged bytes, decoded only now
+        return {}, (f"{path}::DVHSequence cannot be decoded: its items are damaged",)
+    for i, item in enumerate(items):
         where = f"{path}::DVHSequence[{i}]"
-        refs = item.get("DVHReferencedROISequence") or []
-        number = refs[0].get("ReferencedROINumber") if refs else None
-        if number is None:
-            notes.append(f"{where}: no DVHReferencedROISequence, skipped")
-            continue
         try:
-            curve = _stored_curve(item, int(number), where, truncated_last_bin_pct)
-            curves.setdefault(int(number), curve)
-        except (DvhError, TypeError, ValueError) as exc:
+            refs = item.get("DVHReferencedROISequence") or []
+            number = refs[0].get("ReferencedROINumber") if refs else None
+            if number is None:
+                notes.append(f"{where}: no DVHReferencedROISequence, skipped")
+                continue
+            roi = _whole_number(number, "DVHReferencedROISequence[0].ReferencedROINumber")
+            curves.setdefault(roi, _stored_curve(item, roi, where, truncated_last_bin_pct))
+        except DvhError as exc:
             notes.append(f"{where}: {exc}")
+        except Exception:  # a value pydicom cannot decode, of a kind nobody foresaw
+            notes.append(f"{where}: cannot be decoded: its bytes are damaged, skipped")
     return curves, tuple(notes)
+
+
+def _number(value: Any, what: str) -> float:
+    """A DICOM number as a finite float, else a DvhError saying so in words."""
+    if isinstance(value, (list, tuple, MultiValue)):
+        raise DvhError(f"{what} should be one number but holds {len(value)} values")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise DvhError(f"{what} is not a number: {str(value)[:40]!r}") from None
+    if not np.isfinite(number):
+        raise DvhError(f"{what} is not a finite number: {str(value)[:40]!r}")
+    return number
+
+
+def _whole_number(value: Any, what: str) -> int:
+    number = _number(value, what)
+    if number != int(number):
+        raise DvhError(f"{what} should be a whole number, found {str(value)[:40]!r}")
+    return int(number)
 
 
 _DOSE_GY = {"GY": 1.0, "CGY": 0.01}  # CGY is not a DICOM term, but some systems write it
@@ -330,15 +378,28 @@ def _stored_curve(item: Dataset, roi_number: int, where: str, last_bin_pct: floa
     if vol_units not in ("CM3", "PERCENT"):
         raise DvhError(f"DVHVolumeUnits {vol_units or 'absent'}: only CM3 and PERCENT are read")
     scaling = item.get("DVHDoseScaling")
-    scale = (1.0 if scaling in (None, "") else float(scaling)) * _DOSE_GY[units]
+    scale = 1.0 if scaling in (None, "") else _number(scaling, "DVHDoseScaling")
+    if scale <= 0:
+        raise DvhError(f"DVHDoseScaling is {scale:g}: a dose scaling is more than 0")
+    scale *= _DOSE_GY[units]
     raw = item.get("DVHData")
-    data = np.asarray([] if raw is None else list(raw) if not np.isscalar(raw) else [raw], float)
+    try:
+        values = [] if raw is None else list(raw) if not np.isscalar(raw) else [raw]
+        data = np.asarray(values, float)
+    except (TypeError, ValueError, OverflowError):
+        raise DvhError("DVHData holds a value that is not a number") from None
     if data.size < 2 or data.size % 2 or not np.isfinite(data).all():
         raise DvhError("DVHData is not a list of (dose bin width, volume) pairs")
-    widths, volumes = data[0::2] * scale, data[1::2]
+    with np.errstate(all="ignore"):  # an overflow is caught below
+        widths, volumes = data[0::2] * scale, data[1::2]
+        edges = np.concatenate([[0.0], np.cumsum(widths)])
     if (widths < 0).any():
         raise DvhError("DVHData has a negative dose bin width")
-    edges = np.concatenate([[0.0], np.cumsum(widths)])
+    if not np.isfinite(edges).all() or edges[-1] > MAX_DOSE_GY:
+        raise DvhError(
+            f"DVHData's dose bins reach {edges[-1]:g} Gy (DVHDoseScaling {scale:g}), more"
+            f" than any plan delivers ({MAX_DOSE_GY:g} Gy): not read"
+        )
     stated_max = _stated(item, "DVHMaximumDose", _DOSE_GY[units])
     truncated = None
     if kind == "CUMULATIVE":  # volume receiving at least each bin's lower edge
@@ -400,17 +461,38 @@ def compute_dvh(structure_set: Dataset, dose: Dataset, roi_number: int, where: s
     _, dvhcalc = dicompyler()
     with _quiet_dicompyler():
         try:
-            result = dvhcalc.get_dvh(structure_set, dose, roi_number)
+            with np.errstate(all="ignore"):  # an overflow is caught below, as a number
+                result = dvhcalc.get_dvh(structure_set, dose, roi_number)
+                diff = np.asarray(result.differential.counts, dtype=float)
+                edges = np.asarray(result.bins, dtype=float)
         except Exception as exc:  # dicompyler-core raises many types on odd input
-            raise DvhError(
-                f"dicompyler-core could not compute it: {type(exc).__name__}: {exc}"
-            ) from exc
-    diff = np.asarray(result.differential.counts, dtype=float)
-    edges = np.asarray(result.bins, dtype=float)
+            raise DvhError(f"dicompyler-core could not compute it: {_failure(exc)}") from exc
+    if not (np.isfinite(diff).all() and np.isfinite(edges).all()):
+        raise DvhError(
+            "dicompyler-core could not compute it: the contours or the dose grid hold"
+            " values too large to compute with"
+        )
     if diff.size <= 1 or diff.sum() <= 0 or edges.size != diff.size + 1:
         raise DvhError("no dose-grid point lies inside the contours")
     notes = (str(result.notes),) if result.notes else ()
     return DvhCurve(roi_number, edges, diff, True, "computed", where, notes)
+
+
+def _failure(exc: BaseException) -> str:
+    """What made dicompyler-core fail, in words (its own text, "cannot convert float
+    NaN to integer", says nothing to a physicist; the log has it, logger "rtcode")."""
+    logging.getLogger("rtcode").debug("dicompyler-core failed", exc_info=exc)
+    if isinstance(exc, (OverflowError, FloatingPointError)):
+        return "the contours or the dose grid hold values too large to compute with"
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this dose grid"
+    if isinstance(exc, (ValueError, TypeError, IndexError, KeyError, AttributeError)):
+        return (
+            "the contours and the dose grid do not fit together as it expects (a value"
+            " missing or not a number, or a grid whose size, spacing or frame offsets"
+            " disagree)"
+        )
+    return "it failed on these contours and this dose grid"
 
 
 @contextlib.contextmanager
@@ -428,13 +510,54 @@ def _quiet_dicompyler() -> Iterator[None]:
 
 def _compute_problem(structure_set: Dataset, dose: Dataset) -> str | None:
     """Why a DVH cannot be computed from these two datasets, or None."""
+    try:
+        return _grid_problem(dose) or _frame_problem(structure_set, dose)
+    except DvhError as exc:
+        return str(exc)
+    except Exception:  # a value pydicom cannot decode, of a kind nobody foresaw
+        return "the dose grid or the structure set holds a value that cannot be decoded"
+
+
+def _grid_problem(dose: Dataset) -> str | None:
     if "PixelData" not in dose:
         return "the RT Dose has no dose grid (Pixel Data)"
     units = str(dose.get("DoseUnits") or "").strip().upper()
     if units != "GY":
         return f"the dose grid is in {units or 'unstated'} units, not GY"
-    if "GridFrameOffsetVector" not in dose or int(dose.get("NumberOfFrames") or 1) < 2:
+    frames = dose.get("NumberOfFrames")
+    frames = 1 if frames in (None, "") else _whole_number(frames, "NumberOfFrames")
+    if "GridFrameOffsetVector" not in dose or frames < 2:
         return "the dose grid is not 3-D (one frame, or no GridFrameOffsetVector)"
+    scaling = dose.get("DoseGridScaling")
+    scale = 1.0 if scaling in (None, "") else _number(scaling, "DoseGridScaling")
+    if scale <= 0:
+        return f"DoseGridScaling is {scale:g}: a dose scaling is more than 0"
+    for keyword in ("GridFrameOffsetVector", "PixelSpacing", "ImagePositionPatient"):
+        values = dose.get(keyword)
+        values = [] if values is None else values if not np.isscalar(values) else [values]
+        if any(abs(_number(v, keyword)) > _GRID_MAX_MM for v in values):
+            return f"{keyword} holds a value more than {_GRID_MAX_MM:g} mm from 0: not a dose grid"
+    try:
+        largest = float(np.max(dose.pixel_array)) if dose.pixel_array.size else 0.0
+    except Exception:
+        return (
+            "its Pixel Data cannot be decoded as a dose grid (its length does not match"
+            " Rows, Columns, NumberOfFrames and BitsAllocated)"
+        )
+    with np.errstate(all="ignore"):
+        top = largest * scale
+    if not np.isfinite(top) or top > MAX_DOSE_GY:
+        return (
+            f"the dose grid's largest dose is {top:g} Gy (DoseGridScaling {scale:g} times"
+            f" {largest:g}), more than any plan delivers ({MAX_DOSE_GY:g} Gy)"
+        )
+    return None
+
+
+_GRID_MAX_MM = 10000.0  # as rtcode.extract bounds isocentres: beyond any scanner
+
+
+def _frame_problem(structure_set: Dataset, dose: Dataset) -> str | None:
     dose_for = str(dose.get("FrameOfReferenceUID") or "")
     refs = structure_set.get("ReferencedFrameOfReferenceSequence") or []
     ss_for = {str(r.get("FrameOfReferenceUID") or "") for r in refs}

@@ -8,13 +8,18 @@ downstream has to know about it.
 Everything a damaged file can get wrong becomes a ``DicomReadError`` whose message
 names the DICOM path (``file::Sequence[i].Keyword``) and says what is wrong: a value
 that cannot be decoded, text where a number or a sequence belongs, NaN, infinite or
-negative quantities, positions that fit no device, and counts or meterset values
-beyond the policy's ``[limits]`` (checked before arrays are allocated).
+negative quantities, positions that fit no device, counts or meterset values beyond
+the policy's ``[limits]`` (checked before arrays are allocated), and finite values
+beyond their physical range where they decide the code (gantry and couch angles
+outside 0 to 360 degrees, leaf and jaw positions and leaf boundaries more than 1 m
+from 0, isocentres more than 10 m, control point weights past the beam's final
+weight): arithmetic on 1e308 or a division by 1e-320 would give infinities.
 
 What can be read unambiguously despite bending the standard is read, and recorded as
 an ``Oddity`` on the plan (``rtcode/quirks.py`` lists the known ones): a count that
 disagrees with the sequence it counts (the sequence is read), two MLC layers of one
-type (ViewRay: each position item goes to the layer whose pair count fits it).
+type (ViewRay: each position item goes to the layer whose pair count fits it), a
+collimator angle outside 0 to 360 degrees (``value_out_of_range``: it changes no code).
 
 Every object is read first by the fast path (``extract_bulk``: values and control
 points straight from the bytes, through the same functions below): from the file's own
@@ -58,7 +63,7 @@ from .facts import (
     Wedge,
 )
 from .limits import Limits, default_limits
-from .read import RawDataset
+from .read import EXPLICIT_VRS, RawDataset
 
 _CP_TAG = 0x300A0111  # ControlPointSequence
 _ION_CP_TAG = 0x300A03A8  # IonControlPointSequence
@@ -124,9 +129,9 @@ def _get(ds: Dataset, keyword: str, where: str):
         return ds.get(keyword)
     try:
         return ds.get(keyword)
-    except Exception as exc:  # pydicom decodes lazily; damaged bytes fail here
+    except Exception:  # pydicom decodes lazily; damaged bytes fail here
         raise DicomReadError(
-            f"{_at(where, keyword)} cannot be decoded: {_first_sentence(exc)}"
+            f"{_at(where, keyword)} cannot be decoded: {_undecodable(ds, keyword)}"
         ) from None
 
 
@@ -136,10 +141,65 @@ def _at(where: str, keyword: str) -> str:
     return f"{where}:{keyword}" if where.endswith(":") else f"{where}.{keyword}"
 
 
-def _first_sentence(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    text = text.split(". ")[0].rstrip(".")
-    return text[:160] or "the bytes do not match its value representation"
+# Binary VRs of fixed-size values (PS3.5 6.2): what one value is, its size in bytes.
+_BINARY_VRS = {
+    "US": ("unsigned 16-bit integers", 2),
+    "SS": ("signed 16-bit integers", 2),
+    "UL": ("unsigned 32-bit integers", 4),
+    "SL": ("signed 32-bit integers", 4),
+    "FL": ("32-bit floating point numbers", 4),
+    "AT": ("attribute tags", 4),
+    "FD": ("64-bit floating point numbers", 8),
+    "SV": ("signed 64-bit integers", 8),
+    "UV": ("unsigned 64-bit integers", 8),
+    "OW": ("16-bit words", 2),
+    "OL": ("32-bit words", 4),
+    "OF": ("32-bit floating point numbers", 4),
+    "OD": ("64-bit floating point numbers", 8),
+    "OV": ("64-bit words", 8),
+}
+
+
+def _undecodable(ds: Dataset, keyword: str) -> str:
+    """Why an element pydicom could not decode cannot be, in words: from its value
+    representation and length as the file gives them (never the parser's own text)."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    try:
+        raw = ds.get_item(tag) if tag is not None else None
+    except Exception:
+        raw = None
+    vr = getattr(raw, "VR", None)
+    if vr is not None and str(vr).encode("ascii", "replace") not in EXPLICIT_VRS:
+        return (
+            "its value representation is damaged (not one of the standard two-letter"
+            " VRs), so its bytes cannot be read"
+        )
+    if vr is None and tag is not None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = None
+    value = getattr(raw, "value", None)
+    size = len(value) if isinstance(value, (bytes, bytearray)) else getattr(raw, "length", None)
+    if vr in _BINARY_VRS and size is not None:
+        what, each = _BINARY_VRS[vr]
+        if size % each:
+            return f"its {size} bytes are not a whole number of {what} (VR {vr}, {each} bytes each)"
+        return f"its {size} bytes cannot be read as {what} (VR {vr})"
+    if vr == "SQ":
+        length = "" if size is None or size == 0xFFFFFFFF else f" of {size} bytes"
+        return (
+            f"its sequence{length} cannot be split into items: an item or element header"
+            " inside it is damaged, or a length runs past its end"
+        )
+    if vr is not None:
+        return (
+            f"its bytes are not a valid value of VR {vr} (characters outside the file's"
+            " character set, or a length that does not fit)"
+        )
+    return "its bytes do not match its value representation"
 
 
 def _describe(value) -> str:
@@ -168,6 +228,8 @@ def _float(value, where: str) -> float | None:
         return None
     if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
         raise DicomReadError(f"{where} should be a number but holds {_describe(value)}")
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        raise DicomReadError(f"{where} should be one number but holds {len(value)} values")
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -198,6 +260,75 @@ def _not_negative(value: float | None, where: str, what: str) -> float | None:
     if value is not None and value < 0:
         raise DicomReadError(f"{where} is negative ({value:g}): {what} cannot be less than 0")
     return value
+
+
+# Physical ranges (finite values beyond them are refused or flagged, with their DICOM
+# path): arithmetic on a value like 1e308 overflows into infinities, and no machine
+# or patient is that large.
+#
+# IEC 61217 angles run from 0 to 360 degrees; 360 is accepted too (some systems end an
+# arc there), the direction of 0. The gantry angle decides whether a beam arcs and the
+# couch angle whether the couch is rotated: out of range, an error. The collimator
+# angle changes no code: out of range, a flag, the value shown as written.
+_ANGLES = {
+    "GantryAngle": "the gantry angle decides whether the beam arcs",
+    "PatientSupportAngle": "the couch angle decides whether the couch is rotated",
+    "BeamLimitingDeviceAngle": None,  # a flag
+}
+_ANGLE_MAX_DEG = 360.0
+# Leaf and jaw positions and leaf boundaries are at the isocentre plane, where the
+# largest fields are 40 cm: 1 m either side is beyond any collimator. They decide the
+# aperture: an error.
+_POSITION_MAX_MM = 1000.0
+# Isocentres are in the patient's coordinates: 10 m from the origin is beyond any
+# scanner. They decide the treatment areas: an error.
+_ISOCENTRE_MAX_MM = 10000.0
+
+
+def _angle(value: float, where: str, keyword: str, oddities: list[Oddity]) -> float:
+    """An IEC angle, checked against 0 to 360 degrees (``_ANGLES``)."""
+    if 0.0 <= value <= _ANGLE_MAX_DEG:
+        return value
+    decides = _ANGLES[keyword]
+    said = f"{where} is {value:g} degrees, outside 0 to 360"
+    if decides is not None:
+        raise DicomReadError(f"{said}: {decides}, so the plan is not coded from it")
+    oddities.append(
+        Oddity(
+            "value_out_of_range",
+            f"{said}: shown as written (it does not change the code)",
+            where,
+            "warning",
+        )
+    )
+    return value
+
+
+def _within(values: np.ndarray, bound: float, where: str, what: str, decides: str) -> None:
+    """Every value within ``bound`` mm either side of 0, else an error naming the first
+    that is not (values are finite already: ``_floats``)."""
+    beyond = np.flatnonzero(np.abs(values) > bound)
+    if beyond.size:
+        k = int(beyond[0])
+        raise DicomReadError(
+            f"{where} holds {values[k]:g} mm (value {k + 1} of {values.size}), more than"
+            f" {bound:g} mm from 0: beyond any {what}; {decides}, so the plan is not"
+            " coded from it"
+        )
+
+
+def _in_ranges(cps: ControlPoints) -> bool:
+    """Whether every value of the control points lies in its range (``_ANGLES``,
+    ``_POSITION_MAX_MM``, ``_ISOCENTRE_MAX_MM``; NaN: not given). The fast path's
+    control points are used only then; otherwise the reference path reads them and
+    says which value is out of range, where (an error, or a flag)."""
+    with np.errstate(invalid="ignore"):
+        for angles in (cps.gantry_deg, cps.collimator_deg, cps.couch_deg):
+            if ((angles < 0.0) | (angles > _ANGLE_MAX_DEG)).any():
+                return False
+        if (np.abs(cps.isocenter_mm) > _ISOCENTRE_MAX_MM).any():
+            return False
+        return not any((np.abs(p) > _POSITION_MAX_MM).any() for p in cps.positions_mm.values())
 
 
 def _count(
@@ -475,6 +606,13 @@ def _beam(
                     f"{dpath}.LeafPositionBoundaries has {arr.size} values;"
                     f" NumberOfLeafJawPairs {pairs} needs {pairs + 1}"
                 )
+            _within(
+                arr,
+                _POSITION_MAX_MM,
+                f"{dpath}.LeafPositionBoundaries",
+                "collimator",
+                "leaf boundaries decide the aperture",
+            )
             bounds = tuple(arr.tolist())  # Python floats
         dtype = dtype.upper()
         key = dtype
@@ -544,14 +682,18 @@ def _beam(
         control_points = extract_bulk.control_points(
             b, cp_tag, cp_path, devices, declared, limits, prepared
         )
+        if control_points is not None and not _in_ranges(control_points):
+            control_points = None  # the reference path says which value, and where
     if control_points is None:  # the reference path, element by element
         cps = _control_point_items(b, path, cp_kw, limits)
-        control_points = _control_points(cps, cp_path, devices, limits)
+        control_points = _control_points(cps, cp_path, devices, limits, oddities)
     final_weight = _not_negative(
         _get_float(b, "FinalCumulativeMetersetWeight", path),
         f"{path}.FinalCumulativeMetersetWeight",
         "a meterset weight",
     )
+    if final_weight is not None:
+        _weights_within_final(path, cp_path, control_points, final_weight)
     if declared is not None and declared != control_points.count:
         oddities.append(_count_mismatch(path, cp_kw, declared, control_points, final_weight))
     return Beam(
@@ -633,13 +775,42 @@ def _count_mismatch(
     )
 
 
+def _weights_within_final(path: str, cp_path: str, cps: ControlPoints, final_weight: float) -> None:
+    """Every control point's CumulativeMetersetWeight at most the beam's
+    FinalCumulativeMetersetWeight (PS3.3 C.8.8.14: the final weight is the last control
+    point's). Weights that run past it (1 where the final weight is 1e-320, or 0) give
+    shares of MU above 1, or infinite ones: the weights decide the share of MU of each
+    segment, so the file cannot be coded from them."""
+    weights = cps.cumulative_meterset_weight
+    with np.errstate(invalid="ignore"):
+        past = np.flatnonzero(weights > final_weight)
+    for k in past.tolist():
+        reached = float(weights[k])
+        if not math.isclose(reached, final_weight, rel_tol=_WEIGHT_TOLERANCE, abs_tol=1e-9):
+            raise DicomReadError(
+                f"{cp_path}[{k}].CumulativeMetersetWeight is {reached:g}, more than"
+                f" {path}.FinalCumulativeMetersetWeight {final_weight:g}: the control points"
+                " cannot run past the beam's final weight (the weights decide each"
+                " segment's share of MU), so the plan is not coded from them"
+            )
+
+
+# As metrics.py compares a final weight with the control points' (relative).
+_WEIGHT_TOLERANCE = 1e-6
+
+
 def _upper(text: str | None) -> str | None:
     return text.upper() if text is not None else None
 
 
 def _control_points(
-    cps: list[Dataset], path: str, devices: list[BeamLimitingDevice], limits: Limits
+    cps: list[Dataset],
+    path: str,
+    devices: list[BeamLimitingDevice],
+    limits: Limits,
+    oddities: list[Oddity] | None = None,
 ) -> ControlPoints:
+    oddities = oddities if oddities is not None else []
     n = len(cps)
     weight = np.full(n, np.nan)
     gantry = np.full(n, np.nan)
@@ -676,6 +847,8 @@ def _control_points(
         ):
             value = _get_float(cp, key, cpath)
             if value is not None:
+                if key in _ANGLES:
+                    value = _angle(value, f"{cpath}.{key}", key, oddities)
                 state[key] = value
             arr[i] = _nan(state.get(key))  # carried forward from the previous point
         rot = _text(cp, "GantryRotationDirection", cpath)
@@ -686,6 +859,13 @@ def _control_points(
             value = _floats(_get(cp, "IsocenterPosition", cpath), f"{cpath}.IsocenterPosition")
             if value.size != 3:
                 raise DicomReadError(f"{cpath}.IsocenterPosition needs 3 values, has {value.size}")
+            _within(
+                value,
+                _ISOCENTRE_MAX_MM,
+                f"{cpath}.IsocenterPosition",
+                "patient coordinate",
+                "isocentres decide the treatment areas",
+            )
             state["IsocenterPosition"] = value
         if "IsocenterPosition" in state:
             iso[i] = state["IsocenterPosition"]
@@ -699,6 +879,13 @@ def _control_points(
             if raw is None:
                 raise DicomReadError(f"{ipath}.LeafJawPositions is missing")
             values = _floats(raw, f"{ipath}.LeafJawPositions")
+            _within(
+                values,
+                _POSITION_MAX_MM,
+                f"{ipath}.LeafJawPositions",
+                "collimator",
+                "leaf and jaw positions decide the aperture",
+            )
             key = dtype.upper()
             if key in layers:  # the first layer of this type, in order, that fits
                 key = _layer(layers[key], used, values.size, f"{ipath}.LeafJawPositions", dtype)

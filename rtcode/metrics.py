@@ -35,6 +35,9 @@ from .facts import Beam, BeamLimitingDevice
 
 # Differences smaller than this are numeric noise in exported positions, not motion.
 _NOISE_MM = 1e-3
+# A final meterset weight this much (relative) below the control points' span still
+# counts as reaching it (as extract.py compares them).
+_WEIGHT_TOLERANCE = 1e-6
 
 # Multiplies (lo, hi) pairs into (lo, -hi): the mirrored form of the ends.
 _MIRROR = np.array([1.0, -1.0])
@@ -334,8 +337,13 @@ def beam_metrics(
         # a NaN weight makes a step NaN, which fails >=: this also rules out NaN
         weights_valid = bool((steps_w >= -_NOISE_MM * 1e-3).all() and w[-1] > w[0])
         if weights_valid:
+            # Shares of the beam's MU: of its final weight, unless the control points
+            # run past it (a final weight of 0, or 1e-320 where they reach 1: shares
+            # above 1, or infinite); then of their own span (extract flags the file).
             final = beam.final_cumulative_meterset_weight
-            total = final if final is not None and final > 0 else float(w[-1] - w[0])
+            span = float(w[-1] - w[0])
+            reach = span * (1.0 - _WEIGHT_TOLERANCE)
+            total = final if final is not None and final > 0 and final >= reach else span
             np.divide(np.maximum(steps_w, 0.0), total, out=d_mu)
     beam_on = d_mu > 0
     on = beam_on.nonzero()[0]

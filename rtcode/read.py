@@ -65,7 +65,8 @@ LONG_LENGTH_VRS = {
     b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
 }  # fmt: skip
 
-_PIXEL_DATA_TAGS = {b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10"}  # little / big endian
+# Pixel Data (7FE0,0010) as its tag is written in a little and a big endian data set
+_PIXEL_DATA_TAG = {True: b"\xe0\x7f\x10\x00", False: b"\x7f\xe0\x00\x10"}
 _META_MAX_BYTES = 65536  # a file meta group is a few hundred bytes
 _BUFFER = 65536
 _NESTED = (
@@ -807,10 +808,11 @@ def _read_dataset(fp: _BoundedReader, display: str, meta_class: str | None) -> R
         cut_short = fp.cut_short
         try:
             pixel_header = fp.read(12)
-            has_pixels = pixel_header[:4] in _PIXEL_DATA_TAGS
+            little = _little_endian(ds, pixel_header)
+            has_pixels = pixel_header[:4] == _PIXEL_DATA_TAG[little]
             truncated = _truncation(ds, cut_short, fp.size)
             if truncated is None and has_pixels:
-                truncated = _pixel_truncation(pixel_header, fp)
+                truncated = _pixel_truncation(pixel_header, fp, little)
         except DicomReadError:
             raise
         except Exception as exc:
@@ -945,15 +947,30 @@ def _truncation(ds: Dataset, cut_short: bool, size: int) -> str | None:
     return None
 
 
-def _pixel_truncation(header: bytes, fp: _BoundedReader) -> str | None:
-    """Check the declared Pixel Data length against the bytes left, without reading them."""
+def _little_endian(ds: Dataset, pixel_header: bytes) -> bool:
+    """Whether the data set is little endian, as its transfer syntax says (pydicom read
+    it so: it stopped before Pixel Data written in that byte order). Where pydicom does
+    not say, the Pixel Data tag itself does (big endian only if it is written so)."""
+    encoding = getattr(ds, "original_encoding", None)
+    if encoding is not None and encoding[1] is not None:
+        return bool(encoding[1])
+    return pixel_header[:4] != _PIXEL_DATA_TAG[False]
+
+
+def _pixel_truncation(header: bytes, fp: _BoundedReader, little: bool = True) -> str | None:
+    """Check the declared Pixel Data length against the bytes left, without reading
+    them; the header is read in the data set's byte order (``little``: Explicit VR Big
+    Endian, retired but still met, writes the length most significant byte first)."""
     if len(header) < 8:
         return "the file ends inside the Pixel Data header"
+    u32 = _U32 if little else _BIG_ENDIAN[2]
     if header[4:6] in (b"OB", b"OW"):
-        (length,) = struct.unpack("<I", header[8:12])
+        if len(header) < 12:
+            return "the file ends inside the Pixel Data header"
+        (length,) = u32.unpack_from(header, 8)
         start = 12
     else:
-        (length,) = struct.unpack("<I", header[4:8])
+        (length,) = u32.unpack_from(header, 4)
         start = 8
     if length == 0xFFFFFFFF:
         return None  # encapsulated: item lengths would have to be walked
@@ -971,8 +988,15 @@ def _is_image_class(uid: str) -> bool:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text[:200] or "pydicom could not parse it"
+    """What the parser met, in words: never its own text (a user cannot act on "unpack
+    requires a buffer of 4 bytes"), only the kind of damage it points to."""
+    if isinstance(exc, (struct.error, EOFError)):
+        return "an element header or value is shorter than its length says"
+    if isinstance(exc, UnicodeError) or type(exc) is LookupError:  # (an unknown codec)
+        return "it holds text that is not in the character set it declares, or names an unknown one"
+    if isinstance(exc, MemoryError):
+        return "it declares more data than can be held in memory"
+    return "its element headers, lengths and values do not fit together, so it cannot be parsed"
 
 
 def read_full(path: str | os.PathLike[str], *, pixels: bool = False) -> Dataset:

@@ -83,13 +83,28 @@ def build_report(
                 result.linked, c.targets, c.organs_at_risk, load, compute_dvh, dvh_settings
             )
         except Exception as exc:  # a file shaped in a way nobody foresaw: keep the report
-            note = f"DVH evidence could not be read: {type(exc).__name__}: {exc}"
-            dvh = PlanDvh((), None, None, (note,), dvh_settings.v_values_gy)
+            dvh = PlanDvh((), None, None, (_dvh_failure(exc),), dvh_settings.v_values_gy)
         plan = result.linked.plan
         groups.setdefault(plan.patient_id, []).append(PlanReport(result, dvh))
         names[plan.patient_id] = names.get(plan.patient_id) or plan.patient_name
     patients = tuple(PatientReport(pid, names[pid], tuple(ps)) for pid, ps in groups.items())
     return Report(scan_result, patients, compute_dvh, dvh_settings)
+
+
+def _dvh_failure(exc: BaseException) -> str:
+    """The DVH note for a failure nobody foresaw, in plain words: never the exception's
+    class or text ("ValueError: cannot convert float NaN to integer"); those go to the
+    log (logger "rtcode") for whoever looks into the report."""
+    import logging
+
+    logging.getLogger("rtcode").debug("DVH evidence failed", exc_info=exc)
+    if isinstance(exc, OSError):
+        reason = exc.strerror or "the operating system refused"
+        return f"DVH evidence could not be read: a file could not be read ({reason})"
+    return (
+        "DVH evidence could not be read: rtcode does not handle something in this plan's"
+        " structure set or dose; please report these files"
+    )
 
 
 # ------------------------------------------------------------------------- JSON

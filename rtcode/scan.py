@@ -168,10 +168,13 @@ def _skipped(
 
 
 def _unexpected(exc: BaseException) -> str:
-    """A failure rtcode did not foresee, in words (no exception class names)."""
-    text = " ".join(str(exc).split())[:160]
-    detail = f" ({text})" if text else ""
-    return f"rtcode does not handle something in it{detail}; please report this file"
+    """A failure rtcode did not foresee, in words: no exception class or text (Python's
+    words mean nothing to the user; they go to the log, logger "rtcode", for whoever
+    looks into the report)."""
+    import logging
+
+    logging.getLogger("rtcode").debug("unforeseen failure", exc_info=exc)
+    return "rtcode does not handle something in it; please report this file"
 
 
 # ------------------------------------------------------------------ the engine
@@ -252,8 +255,9 @@ def _cache_key(entry: reader.FileEntry) -> bytes:
 class _FileId:
     """A file as the cache knows it: its real path (``key``: absolute, bytes, since a
     display name may be lossy), its signature, and the context its facts hold in
-    (rtcode build, limits, and whether it was named: a non-DICOM file named on the
-    command line is an error, met in a folder it is skipped)."""
+    (rtcode build, limits, whether it was named: a non-DICOM file named on the
+    command line is an error, met in a folder it is skipped; and the path as displayed,
+    which its facts carry)."""
 
     entry: reader.FileEntry
     signature: tuple[int, int, str]
@@ -262,9 +266,10 @@ class _FileId:
 
 
 def _file_contexts(context: str) -> dict[bool, str]:
-    """The context of a file found in a folder (False) and of one named (True): two
-    strings for the whole scan, not one per file."""
-    return {False: f"{context}:found", True: f"{context}:named"}
+    """The start of the context of a file found in a folder (False) and of one named
+    (True): two strings for the whole scan; each file's display path follows (its
+    facts, error or skip reason carry that path: another display is another entry)."""
+    return {False: f"{context}:found:", True: f"{context}:named:"}
 
 
 @dataclass(frozen=True)
@@ -347,7 +352,9 @@ def _outcomes(
                 yield Ready(_Done((entry, None)))
                 continue
             path_key = _cache_key(entry)
-            named = contexts[bool(entry.explicit)]
+            # the path as shown: every path in the file's facts (or its error) is built
+            # from it, so an entry made under another display of the file is not used
+            named = contexts[bool(entry.explicit)] + entry.display
             known = None
             if entry.stat_key is not None:  # untouched since the cache saw it: not opened
                 hit = cache.get_untouched(path_key, entry.stat_key, named)
@@ -481,7 +488,7 @@ def _restore(
     (gone from the cache, e.g. cleaned up by another scan) from the file again; a
     ReadError when the file is no longer of that kind or cannot be read."""
     whole = _loads(pickled) if pickled is not None else MISS
-    if not isinstance(whole, kind):
+    if not isinstance(whole, kind) or whole.path != small.path:  # (another display of it)
         path = small.path
         whole = _one_file(entry or reader.FileEntry(Path(path), path, explicit=True), limits)
     if isinstance(whole, (kind, ReadError)):
@@ -768,7 +775,7 @@ class Scanner:
                 fid = files.get(id(c))
                 if fid is None:
                     return None
-                companions.append((fid.key, fid.signature))
+                companions.append((fid.key, fid.signature, fid.context))
         render = None if self.render is None else f"{self.render.__module__}.{self.render.__name__}"
         return key(
             build_id(),
@@ -777,6 +784,7 @@ class Scanner:
             self.date_override,
             plan.key,
             plan.signature,
+            plan.context,  # with the display path, as are the companions'
             lp.plan.path,
             tuple(companions),
             lp.structure_set_status,

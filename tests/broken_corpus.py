@@ -81,7 +81,19 @@ class Case:
 
 # ----------------------------------------------------------------- plain words
 
-_EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b")
+_EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception|Warning)\b")
+# What Python's and libraries' own exception texts say, which no user should read: a
+# message holding one of these passed an exception's text on instead of saying what is
+# wrong with the file (issue 21, 15).
+_PYTHON_TEXT = re.compile(
+    r"unpack requires|\bbuffer\b|cannot convert float|could not convert|invalid literal"
+    r"|object has no attribute|NoneType|not subscriptable|index out of range"
+    r"|is not iterable|unsupported operand|not supported between instances"
+    r"|object is not callable|unhashable type|positional argument|keyword argument"
+    r"|codec can't|\bErrno\b|struct\.error|\bbytes-like\b|\bdtype\b|\bndarray\b"
+    r"|\bkey(word)? ?error\b|\bint\(\)|\bfloat\(\)|pydicom\.|numpy\.|\.py\b",
+    re.IGNORECASE,
+)
 
 
 def plain_words_problem(message: str) -> str | None:
@@ -95,6 +107,9 @@ def plain_words_problem(message: str) -> str | None:
     found = _EXCEPTION_NAME.search(message)
     if found:
         return f"the message names a Python exception class ({found.group(0)})"
+    found = _PYTHON_TEXT.search(message)
+    if found:
+        return f"the message passes on Python's own words ({found.group(0)!r})"
     if len(message) > 800:
         return "the message is longer than 800 characters"
     return None
@@ -562,17 +577,50 @@ def _wrong_vrs(b: _Builder) -> None:
         "error",
         "LeafJawPositions holds a value that is not a number",
     )
+    # Said in words from the element's VR and length, never the parser's own text
+    # (issue 21, 15: "cannot be decoded: unpack requires a buffer of 4 bytes").
     edit(
         "vr_us_with_three_bytes",
         put_raw(beam0, 0x300A0110, "US", b"\x01\x02\x03"),
         "error",
-        "NumberOfControlPoints cannot be decoded",
+        "NumberOfControlPoints cannot be decoded: its 3 bytes are not a whole number of"
+        " unsigned 16-bit integers (VR US, 2 bytes each)",
     )
     edit(
         "vr_fd_with_five_bytes",
         put_raw(lambda ds: _cp(ds), 0x300A011E, "FD", b"\x01\x02\x03\x04\x05"),
         "error",
-        "GantryAngle cannot be decoded",
+        "GantryAngle cannot be decoded: its 5 bytes are not a whole number of 64-bit",
+    )
+    refs = lambda ds: ds.FractionGroupSequence[0]  # noqa: E731
+    undecodable = "FractionGroupSequence[0].ReferencedBeamSequence cannot be decoded: its sequence"
+    for name, data, detail in (
+        ("sequence_of_three_bytes", b"\x01\x02\x03\x00", undecodable),  # no item header fits
+        ("sequence_of_a_stray_half_header", b"\x0a\x30", undecodable),
+        (  # pydicom reads the item short: no beam number in it
+            "sequence_item_runs_past_its_end",
+            b"\xfe\xff\x00\xe0\x40\x00\x00\x00\x0a\x30",
+            "ReferencedBeamSequence[0].ReferencedBeamNumber is missing",
+        ),
+    ):
+        edit(name, put_raw(refs, 0x300C0004, "SQ", data), "error", detail)
+    # VR bytes that name no VR (found by the fuzzer: the message must not print them,
+    # a newline among them)
+    data = RP.read_bytes()
+    at = data.index(b"\x0a\x30\xbe\x00DS") + 4  # the first LeafPositionBoundaries' VR
+    for name, vr in (("vr_bytes_with_a_newline", b"D\n"), ("vr_bytes_that_name_no_vr", b"ZZ")):
+        b.add_bytes(
+            name,
+            data[:at] + vr + data[at + 2 :],
+            "error",
+            "BeamSequence[0].BeamLimitingDeviceSequence[2].LeafPositionBoundaries cannot be"
+            " decoded: its value representation is damaged",
+        )
+    edit(
+        "gantry_angle_two_values",
+        put(lambda ds: _cp(ds), 0x300A011E, "DS", ["90", "180"]),
+        "error",
+        "GantryAngle should be one number but holds 2 values",
     )
     # A wrong VR whose value still makes sense is read.
     edit(
@@ -758,6 +806,149 @@ def _bad_values(b: _Builder) -> None:
         set_raw(lambda ds: _cp(ds), "IsocenterPosition", "DS", "0\\0"),
         "IsocenterPosition needs 3 values, has 2",
     )
+
+
+# ------------------------------------------------------- finite, out of range
+
+
+def _extreme_values(b: _Builder) -> None:
+    """Finite values beyond their physical range (issue 21, 8): arithmetic on them
+    overflows into infinities. What decides the code (gantry and couch angles, leaf
+    and jaw positions, leaf boundaries, isocentres) is an error naming the DICOM path;
+    what does not (the collimator angle) is flagged and shown as written; a final
+    meterset weight the control points run past is an error (the weights decide the
+    shares of MU). Angles of 360 are read (some systems end arcs there)."""
+
+    def edit(
+        name: str,
+        container: Callable[[Dataset], Dataset],
+        keyword: str,
+        text: str,
+        outcome: str,
+        detail: str = "",
+        source: Path = RP,
+    ) -> None:
+        ds = _load(source)
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        value = text.encode("ascii")
+        container(ds)[tag] = _raw(tag, "DS", value + (b" " if len(value) % 2 else b""))
+        b.add_dataset(name, ds, outcome, detail)
+
+    cp0 = lambda ds: _cp(ds)  # noqa: E731
+    beam0 = lambda ds: ds.BeamSequence[0]  # noqa: E731
+    mlc0 = lambda ds: _cp(ds).BeamLimitingDevicePositionSequence[2]  # noqa: E731
+    at = "::BeamSequence[0].ControlPointSequence[0]"
+    outside = "degrees, outside 0 to 360"
+    edit(
+        "gantry_1e308",
+        cp0,
+        "GantryAngle",
+        "1e308",
+        "error",
+        f"{at}.GantryAngle is 1e+308 {outside}",
+    )
+    edit(
+        "gantry_minus_10", cp0, "GantryAngle", "-10", "error", f"{at}.GantryAngle is -10 {outside}"
+    )
+    edit("gantry_361", cp0, "GantryAngle", "361", "error", f"{at}.GantryAngle is 361 {outside}")
+    edit("gantry_360", cp0, "GantryAngle", "360", "read")
+    edit(
+        "gantry_1e308_inside_an_arc",
+        lambda ds: _cp(ds, 1, 50),
+        "GantryAngle",
+        "1e308",
+        "error",
+        "::BeamSequence[1].ControlPointSequence[50].GantryAngle is 1e+308 " + outside,
+        VMAT,
+    )
+    edit(
+        "ion_gantry_1e308",
+        lambda ds: ds.IonBeamSequence[0].IonControlPointSequence[0],
+        "GantryAngle",
+        "1e308",
+        "error",
+        "::IonBeamSequence[0].IonControlPointSequence[0].GantryAngle is 1e+308 " + outside,
+        ION,
+    )
+    edit(
+        "couch_1e308",
+        cp0,
+        "PatientSupportAngle",
+        "1e308",
+        "error",
+        f"{at}.PatientSupportAngle is 1e+308 {outside}",
+    )
+    edit(
+        "collimator_1e308", cp0, "BeamLimitingDeviceAngle", "1e308", "flagged", "value_out_of_range"
+    )
+    edit(
+        "collimator_minus_1", cp0, "BeamLimitingDeviceAngle", "-1", "flagged", "value_out_of_range"
+    )
+    edit("collimator_360", cp0, "BeamLimitingDeviceAngle", "360", "read")
+
+    def positions(name: str, container, index: int, text: str, outcome: str, detail: str = ""):
+        ds = _load(RP)
+        item = container(ds)
+        values = [str(v) for v in item.LeafJawPositions]
+        values[index] = text
+        value = "\\".join(values).encode("ascii")
+        tag = 0x300A011C
+        item[tag] = _raw(tag, "DS", value + (b" " if len(value) % 2 else b""))
+        b.add_dataset(name, ds, outcome, detail)
+
+    where = f"{at}.BeamLimitingDevicePositionSequence"
+    positions(
+        "leaf_position_1e308", mlc0, 7, "1e308", "error",
+        f"{where}[2].LeafJawPositions holds 1e+308 mm (value 8 of 120)",
+    )  # fmt: skip
+    positions(
+        "jaw_position_minus_1001",
+        lambda ds: _cp(ds).BeamLimitingDevicePositionSequence[0],
+        0,
+        "-1001",
+        "error",
+        f"{where}[0].LeafJawPositions holds -1001 mm (value 1 of 2)",
+    )
+    positions("leaf_position_1000", mlc0, 0, "-1000", "read")  # at the bound: read
+    edit(
+        "leaf_boundaries_1e308",
+        lambda ds: ds.BeamSequence[0].BeamLimitingDeviceSequence[2],
+        "LeafPositionBoundaries",
+        "\\".join(["1e308"] + ["0"] * 60),
+        "error",
+        "::BeamSequence[0].BeamLimitingDeviceSequence[2].LeafPositionBoundaries holds 1e+308 mm",
+    )
+    edit(
+        "isocentre_1e308",
+        cp0,
+        "IsocenterPosition",
+        "0\\1e308\\0",
+        "error",
+        f"{at}.IsocenterPosition holds 1e+308 mm (value 2 of 3)",
+    )
+    # Meterset weights: finite and not negative (else an error: bad_values), and none
+    # past the beam's final weight (the shares of MU would exceed 1, or be infinite).
+    past = "ControlPointSequence[1].CumulativeMetersetWeight is 1, more than"
+    for name, text in (("final_weight_subnormal", "1e-320"), ("final_weight_zero", "0")):
+        edit(name, beam0, "FinalCumulativeMetersetWeight", text, "error", past)
+    edit(
+        "weight_1e308_past_the_final_weight",
+        cp0,
+        "CumulativeMetersetWeight",
+        "1e308",
+        "error",
+        f"{at}.CumulativeMetersetWeight is 1e+308, more than",
+    )
+    edit("final_weight_1e308", beam0, "FinalCumulativeMetersetWeight", "1e308", "read")
+    edit("meterset_subnormal", lambda ds: ds.FractionGroupSequence[0].ReferencedBeamSequence[0],
+         "BeamMeterset", "1e-320", "read")  # fmt: skip
+    edit("energy_1e308", cp0, "NominalBeamEnergy", "1e308", "read")
+
+    ds = _load(RP)  # every weight of a beam huge, its final weight too
+    for k, cp in enumerate(ds.BeamSequence[0].ControlPointSequence):
+        cp.CumulativeMetersetWeight = f"{k}e300"
+    ds.BeamSequence[0].FinalCumulativeMetersetWeight = f"{k}e300"
+    b.add_dataset("weights_1e300", ds, "read")
 
 
 # ----------------------------------------------------------------------- limits
@@ -1127,6 +1318,44 @@ def _write(path: Path, ds: Dataset) -> None:
     path.write_bytes(_dataset_bytes(ds))
 
 
+# ------------------------------------------------------------------- byte order
+
+
+def _big_endian(source: Path) -> bytes:
+    """``source`` written again in Explicit VR Big Endian (retired, still met in old
+    archives), its pixel data swapped too (pydicom writes pixel bytes as they are)."""
+    from pydicom.uid import ExplicitVRBigEndian
+
+    ds = _load(source)
+    if "PixelData" in ds:
+        pixels = ds.pixel_array
+        ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)  # converts the encoding
+    return buf.getvalue()
+
+
+def _byte_orders(b: _Builder) -> None:
+    """Big-endian files are read as the little-endian originals: the Pixel Data header
+    of a dose in the file's byte order, never taken for a length of gigabytes."""
+    for source, kind in ((RP, "plan"), (RS, "structure_set"), (RD, "dose"), (ION, "plan")):
+        data = _big_endian(source)
+        name = f"big_endian_{source.parent.name[:2]}_{source.stem}"
+        b.add_bytes(name, data, "read", kind=kind, filename=f"{source.stem}.dcm")
+    data = _big_endian(RD)
+    b.add_bytes(
+        "big_endian_dose_cut_inside_pixel_data",
+        data[:-100],
+        "error",
+        "truncated DICOM file: Pixel Data declares",
+        kind="dose",
+        filename="RD.dcm",
+    )
+
+
 GROUPS: dict[str, Callable[[_Builder], None]] = {
     "truncation": _truncations,
     "byte_flips": _byte_flips,
@@ -1137,6 +1366,8 @@ GROUPS: dict[str, Callable[[_Builder], None]] = {
     "not_dicom": _not_dicom,
     "file_system": _file_system,
     "references": _references,
+    "byte_order": _byte_orders,
+    "extreme_values": _extreme_values,
 }
 
 

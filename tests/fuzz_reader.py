@@ -11,6 +11,8 @@ bytes changed, inserted or removed), so the search starts from real DICOM-RT. Wh
 must hold for every input: ``read`` never raises and its errors are one plain-words
 sentence; ``extract`` raises nothing but ``RtcodeError``, in plain words; the
 classifier never fails on the facts it gets; libFuzzer's memory limit is never hit.
+The seeds include big-endian files and finite values at the edges of what a float
+holds (1e308, 1e-320).
 A failing input is saved by libFuzzer (``crash-...``); replay it with
 ``python tests/fuzz_reader.py crash-...``. No corpus folder is written unless you
 give one (never give ``sample_data``: libFuzzer would add files to it).
@@ -27,6 +29,7 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["rtcode", "pydicom"]):
+    import broken_corpus
     from broken_corpus import plain_words_problem
 
     from rtcode.classify import classify
@@ -39,6 +42,21 @@ with atheris.instrument_imports(include=["rtcode", "pydicom"]):
     from rtcode.read import FileEntry, read
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def _extreme(keyword: str, text: str, beam: int = 0, cp: int | None = 0) -> bytes:
+    """The four-field plan with one finite value at the edge of what a float holds
+    (issue 21, 8): in control point ``cp`` of beam ``beam``, or in the beam (``cp``
+    None). (A small plan: seeds of 100 kB make an instrumented run grow by as much.)"""
+    ds = broken_corpus._load(broken_corpus.RP)
+    item = ds.BeamSequence[beam]
+    item = item if cp is None else item.ControlPointSequence[cp]
+    tag = broken_corpus.pydicom.datadict.tag_for_keyword(keyword)
+    value = text.encode("ascii")
+    item[tag] = broken_corpus._raw(tag, "DS", value + (b" " if len(value) % 2 else b""))
+    return broken_corpus._dataset_bytes(ds)
+
+
 SEEDS = [
     (SAMPLE_DATA / name).read_bytes()
     for name in (
@@ -50,6 +68,15 @@ SEEDS = [
         "16_hdr_brachy/RP.dcm",
         "17_proton_pbs/RN.dcm",
     )
+] + [
+    # Explicit VR Big Endian: the Pixel Data header read in the file's byte order
+    broken_corpus._big_endian(broken_corpus.RD),
+    broken_corpus._big_endian(broken_corpus.RP),
+    # finite values beyond their range, and one that divides into infinities
+    _extreme("GantryAngle", "1e308", 1, 1),
+    _extreme("BeamLimitingDeviceAngle", "-1e308"),
+    _extreme("IsocenterPosition", "0\\1e308\\0"),
+    _extreme("FinalCumulativeMetersetWeight", "1e-320", 0, None),
 ]
 POLICY = load()
 LIMITS = Limits.from_policy(POLICY)

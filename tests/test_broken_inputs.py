@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import stat
+import struct
 import time
 import tracemalloc
 import warnings
@@ -91,6 +92,10 @@ def test_corpus_covers_the_issue(corpus):
         "symlink_loop_between_folders",
         "non_ascii_path",
         "long_path",
+        "big_endian_06_RD",
+        "gantry_1e308",
+        "final_weight_subnormal",
+        "leaf_position_1e308",
     ):
         assert needed in names
     assert len(names) == len(cases)  # one name, one case
@@ -129,6 +134,10 @@ def test_the_whole_corpus_in_one_batch(corpus):
     assert {c.file for c in good} <= reported
 
 
+def _not_json(constant: str):
+    raise AssertionError(f"{constant} in the JSON output: not valid JSON")
+
+
 def _cli_groups(cases):
     groups = defaultdict(list)
     for c in cases:
@@ -150,7 +159,8 @@ def test_every_case_through_the_cli(corpus, tmp_path):
         assert result.exception is None or isinstance(result.exception, SystemExit), (
             result.exception
         )
-        data = json.loads(out.read_text(encoding="utf-8"))
+        # valid JSON: no NaN or Infinity, whatever values the files hold
+        data = json.loads(out.read_text(encoding="utf-8"), parse_constant=_not_json)
         assert result.exit_code == (0 if data["plans"] else 1), result.output
         for case in group:
             found = problems(case, seen_from_json(data, under=str(case.target)))
@@ -436,3 +446,82 @@ def test_plain_words_check_catches_what_it_should():
     assert plain_words_problem('Traceback (most recent call last):\n  File "x"')
     assert plain_words_problem("")
     assert plain_words_problem("truncated DICOM file: it ends at byte 9") is None
+    # exception texts passed on without their class name (issue 21, 15)
+    for message in (
+        "RP.dcm::FractionGroupSequence[0].ReferencedBeamSequence cannot be decoded:"
+        " unpack requires a buffer of 4 bytes",
+        "PTV: not computed: cannot convert float NaN to integer",
+        "could not convert string to float: 'abc'",
+        "invalid literal for int() with base 10: 'x'",
+        "'NoneType' object has no attribute 'value'",
+        "list index out of range",
+        "'utf-8' codec can't decode byte 0xff in position 3",
+        "[Errno 5] Input/output error",
+        "UserWarning: invalid value",
+    ):
+        assert plain_words_problem(message), message
+    for message in (
+        "RP.dcm::BeamSequence[0].ControlPointSequence[0].GantryAngle is 1e+308 degrees,"
+        " outside 0 to 360: the gantry angle decides whether the beam arcs",
+        "cannot read the file: Permission denied",
+        "RP.dcm::BeamSequence[0].NumberOfControlPoints cannot be decoded: its 3 bytes are"
+        " not a whole number of unsigned 16-bit integers (VR US, 2 bytes each)",
+    ):
+        assert plain_words_problem(message) is None, message
+
+
+# ------------------------------------------- what the parser says, said in words
+
+
+PYTHON_TEXTS = [
+    struct.error("unpack requires a buffer of 4 bytes"),
+    ValueError("cannot convert float NaN to integer"),
+    UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+    LookupError("unknown encoding: ISO_IR 999"),
+    IndexError("list index out of range"),
+    RuntimeError("something nobody foresaw"),
+]
+
+
+@pytest.mark.parametrize("exc", PYTHON_TEXTS, ids=lambda e: type(e).__name__)
+def test_a_parser_failure_is_said_in_plain_words(monkeypatch, exc):
+    """Whatever pydicom raises on a damaged file, the error says what kind of damage
+    in words, never the parser's own text (issue 21, 15)."""
+
+    def failing(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(pydicom, "dcmread", failing)
+    raw = SAMPLE_DATA / "02_ap_pa_open" / "RTPLAN_AP_PA"  # no preamble: parsed by pydicom
+    result = read(FileEntry(raw, str(raw), explicit=True))
+    assert result.kind == "error"
+    assert result.error.startswith("damaged DICOM file: ")
+    assert plain_words_problem(result.error) is None, result.error
+    assert str(exc) not in result.error
+    with pytest.raises(rtcode.read.DicomReadError) as raised:
+        rtcode.read.read_full(raw)
+    assert plain_words_problem(str(raised.value)) is None, str(raised.value)
+    assert str(exc) not in str(raised.value)
+
+
+@pytest.mark.parametrize("exc", PYTHON_TEXTS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("where", ["extract", "classify"])
+def test_a_failure_nobody_foresaw_is_said_in_plain_words(monkeypatch, exc, where):
+    """A file shaped in a way rtcode does not handle is one error entry asking for the
+    file, without Python's words (they go to the log)."""
+    import rtcode.classify
+    import rtcode.extract
+
+    def failing(*args, **kwargs):
+        raise exc
+
+    if where == "extract":
+        monkeypatch.setattr(rtcode.extract, "extract", failing)
+    else:
+        monkeypatch.setattr(rtcode.classify, "classify", failing)
+    result = scan([str(SAMPLE_DATA / "01_single_open_field")], policy_mod.load())
+    assert result.errors
+    for error in result.errors:
+        assert "please report this file" in error.error
+        assert plain_words_problem(error.error) is None, error.error
+        assert str(exc) not in error.error

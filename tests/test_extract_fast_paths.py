@@ -255,6 +255,60 @@ def test_carried_forward_values_give_the_reference_facts(syntax, scan, monkeypat
     assert gantry[1] == gantry[0] and gantry[4] == gantry[3]
 
 
+def _out_of_range(case: str) -> Dataset:
+    """The VMAT plan with one value beyond its physical range (issue 21, 8), at a
+    control point that carries it forward to the next ones."""
+    ds = _vmat()
+    beam = ds.BeamSequence[1]
+    cp = beam.ControlPointSequence[40]
+    if case == "gantry":
+        cp.GantryAngle = "1e308"
+    elif case == "gantry_360":
+        cp.GantryAngle = "360"
+    elif case == "couch":
+        beam.ControlPointSequence[0].PatientSupportAngle = "-5"
+    elif case == "collimator":
+        beam.ControlPointSequence[0].BeamLimitingDeviceAngle = "1e308"
+    elif case == "leaf":
+        item = cp.BeamLimitingDevicePositionSequence[-1]
+        values = list(item.LeafJawPositions)
+        values[3] = "-1e308"
+        item.LeafJawPositions = values
+    elif case == "isocentre":
+        beam.ControlPointSequence[0].IsocenterPosition = ["0", "0", "2e4"]
+    elif case == "final_weight":
+        beam.FinalCumulativeMetersetWeight = "1e-320"
+    return ds
+
+
+@pytest.mark.parametrize("syntax", list(SYNTAXES), ids=list(SYNTAXES))
+@pytest.mark.parametrize(
+    "case, outcome",
+    [
+        ("gantry", "error"),
+        ("gantry_360", "read"),
+        ("couch", "error"),
+        ("collimator", "flagged"),
+        ("leaf", "error"),
+        ("isocentre", "error"),
+        ("final_weight", "error"),
+    ],
+)
+def test_values_out_of_range_give_the_reference_outcome(syntax, case, outcome, monkeypatch):
+    """The fast path's control points are checked against the same ranges: out of
+    range, the reference path reads them and refuses the file or flags the value,
+    naming where it is."""
+    fast = _assert_reference(
+        _bytes(_out_of_range(case), SYNTAXES[syntax]), monkeypatch, fast_path=False
+    )
+    if outcome == "error":
+        assert isinstance(fast, str) and "plan.dcm::BeamSequence[1]" in fast, fast
+    else:
+        assert not isinstance(fast, str), fast
+        flags = [o.flag for o in fast.oddities]
+        assert flags == (["value_out_of_range"] if outcome == "flagged" else [])
+
+
 def _insert(cp: Dataset, tag: int, vr: str, value: bytes) -> None:
     cp[tag] = RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
 

@@ -184,6 +184,9 @@ def rewrite(path, tmp_path, implicit: bool, undefined: bool, big_endian: bool = 
                     item.is_undefined_length_sequence_item = undefined
         if big_endian:
             syntax, label = ExplicitVRBigEndian, "big-endian"
+            if "PixelData" in ds:  # dcmwrite keeps the pixel bytes as they are: swap them
+                pixels = ds.pixel_array
+                ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
         elif implicit:
             syntax, label = ImplicitVRLittleEndian, "implicit"
         else:
@@ -424,3 +427,67 @@ def test_a_file_of_many_empty_items_is_over_the_element_limit(tmp_path):
     result = read(entry(path), limits)
     assert result.kind == "error" and "limits.max_data_elements" in result.error
     assert read(entry(path), replace(limits, max_data_elements=n)).kind == "rt"
+
+
+# ------------------------------------------------------- Explicit VR Big Endian
+
+
+@pytest.mark.parametrize("name", ["RP.dcm", "RS.dcm", "RD.dcm"])
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
+def test_a_big_endian_file_is_read(tmp_path, name, undefined):
+    """Explicit VR Big Endian (retired, still met in old archives) is read: the Pixel
+    Data header of a dose is read in the file's byte order, not taken for a length of
+    gigabytes (issue 21, 9)."""
+    from rtcode.read import RawDataset
+
+    path = rewrite(SAMPLE_DATA / "06_four_field_box_3d" / name, tmp_path, False, undefined, True)
+    result = read(entry(path))
+    assert result.kind == "rt", result.error
+    assert result.has_pixel_data == (name == "RD.dcm")
+    # the fast path (extract_bulk.file_view) reads little endian only: it steps aside
+    assert not isinstance(result.dataset, RawDataset)
+
+
+def test_a_big_endian_dose_codes_the_plan_as_its_little_endian_original(tmp_path):
+    export = tmp_path / "export"
+    shutil.copytree(SAMPLE_DATA / "06_four_field_box_3d", export)
+    expected = scan([str(export)], load())
+    big = rewrite(export / "RD.dcm", tmp_path, implicit=False, undefined=False, big_endian=True)
+    os.replace(big, export / "RD.dcm")
+    result = scan([str(export)], load())
+    assert result.errors == []
+    assert len(result.inventory.doses) == 1 and result.inventory.doses[0].grid.has_pixel_data
+    assert [p.classification.code for p in result.plans] == ["77295"]
+    assert [p.classification.code for p in result.plans] == [
+        p.classification.code for p in expected.plans
+    ]
+
+
+def test_a_big_endian_dose_cut_inside_its_pixel_data_is_truncated(tmp_path):
+    """The byte order is respected both ways: a Pixel Data length that does not fit is
+    still reported, with the length the file declares."""
+    import struct
+
+    path = rewrite(SAMPLE_DATA / "06_four_field_box_3d" / "RD.dcm", tmp_path, False, False, True)
+    data = path.read_bytes()
+    at = data.rindex(b"\x7f\xe0\x00\x10OW\0\0")
+    (declared,) = struct.unpack(">I", data[at + 8 : at + 12])
+    assert at + 12 + declared == len(data)
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[:-100])
+    result = read(entry(cut))
+    assert result.kind == "error"
+    assert f"Pixel Data declares {declared} bytes but only {declared - 100} remain" in result.error
+
+
+def test_a_big_endian_dose_grid_reads_the_same_doses(tmp_path):
+    """read_full (DVH reporting) gives the dose grid of a big-endian file as pydicom
+    decodes it: the same doses as the little-endian original."""
+    import numpy as np
+
+    from rtcode.read import read_full
+
+    original = SAMPLE_DATA / "06_four_field_box_3d" / "RD.dcm"
+    big = rewrite(original, tmp_path, implicit=False, undefined=False, big_endian=True)
+    expected = read_full(original, pixels=True).pixel_array
+    assert np.array_equal(read_full(big, pixels=True).pixel_array, expected)

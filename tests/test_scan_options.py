@@ -232,20 +232,24 @@ def test_rows_rendered_by_workers_are_byte_identical(fmt, jobs, tmp_path):
 
 
 def test_cache_knows_a_file_by_its_absolute_path(tmp_path, monkeypatch):
-    """Scanned as sample_data from one folder and by its full path later: one file."""
-    import rtcode.read
+    """The same path shown from two folders is two files, each with its own facts (and
+    the same file by another path is read again to show that path:
+    tests/test_scan_cache_paths.py)."""
+    import shutil
 
     cache = str(tmp_path / "c.sqlite")
-    monkeypatch.chdir(SAMPLE_DATA.parent)
-    first = CliRunner().invoke(
-        main, ["scan", SAMPLE_DATA.name, "--format", "csv", "--jobs", "1", "--cache", cache]
-    )
-    assert first.exit_code == 0
-    calls = []
-    real = rtcode.read.read
-    monkeypatch.setattr(rtcode.read, "read", lambda *a, **k: calls.append(a) or real(*a, **k))
-    _scan("--format", "csv", "--jobs", "1", "--cache", cache)
-    assert [c for c in calls if str(c[0].path).endswith(".dcm")] == []
+    for where, case in (("a", "01_single_open_field"), ("b", "06_four_field_box_3d")):
+        shutil.copytree(SAMPLE_DATA / case, tmp_path / where / "export")
+    outputs = {}
+    for where in ("a", "b", "a"):
+        monkeypatch.chdir(tmp_path / where)
+        args = ["scan", "export", "--format", "csv", "--jobs", "1"]
+        cached = CliRunner().invoke(main, [*args, "--cache", cache])
+        plain = CliRunner().invoke(main, [*args, "--no-cache"])
+        assert cached.exit_code == plain.exit_code == 0
+        assert cached.stdout == plain.stdout
+        outputs[where] = plain.stdout
+    assert outputs["a"] != outputs["b"]
 
 
 def test_the_command_line_knows_every_audit_format():
