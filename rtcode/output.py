@@ -382,7 +382,7 @@ class AtomicFile:
             os.replace(self._name, real)
             name, self._name = self._name, None
             _forget(name)
-            _fsync_folder(real.parent)
+            fsync_folder(real.parent)
         except OSError as exc:
             self.discard()
             raise OutputFailed(f"cannot write {self.target.shown}: {exc.strerror or exc}") from None
@@ -481,7 +481,7 @@ def _open_named(real: Path) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(real.parent))
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make the rename durable; best effort (not every system can open a folder)."""
     try:
         fd = os.open(folder, os.O_RDONLY)

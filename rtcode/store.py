@@ -45,6 +45,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from . import __version__
 from .errors import RtcodeError
+from .output import fsync_folder
 from .quirks import PRIVATE_SOP_CLASSES
 
 _PREFIX = {"RTPLAN": "RP", "RTIONPLAN": "RN", "RTDOSE": "RD", "RTSTRUCT": "RS"}
@@ -255,7 +256,7 @@ def write_instance(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(folder)
+    fsync_folder(folder)
     modality = STORABLE_CLASSES[sop_class_uid][0]
     return StoredInstance(
         path=target,
@@ -266,20 +267,6 @@ def write_instance(
         size_bytes=len(header) + len(body),
         sha256=digest,
     )
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def clear_incoming(store: Path) -> int:
