@@ -11,7 +11,14 @@ charges read from a billing file and the policy, and returns
   supports that were not billed, higher or lower codes than the plans support,
   bundled pairs, frequency limits, charges dated before approval, charges whose
   timing cannot be checked, codes that need documentation, NCCI PTP edits (from a
-  PTP file, when given) and codes not in force on the date of service.
+  PTP file, when given) and codes not in force on the date of service. Every check
+  runs on every charge (one exception: a code bundled into another is reported as
+  bundled, not also as unsupported or as needing documents): one charge may be in
+  findings of several kinds (never the same finding twice), each naming the units of
+  the charge it puts at stake; its fee
+  is those units x the row's fee / its units, and ``Finding.fee_basis`` says how.
+  ``AuditResult.fees_by_severity`` counts each unit once, under its most severe
+  finding.
 
 The rules are those of coding-rules.md ("Bundling and frequency") and of a PTP file;
 every finding names its rule and source. Thresholds and severities come from the
