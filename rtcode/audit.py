@@ -11,7 +11,14 @@ charges read from a billing file and the policy, and returns
   supports that were not billed, higher or lower codes than the plans support,
   bundled pairs, frequency limits, charges dated before approval, charges whose
   timing cannot be checked, codes that need documentation, NCCI PTP edits (from a
-  PTP file, when given) and codes not in force on the date of service.
+  PTP file, when given) and codes not in force on the date of service. Every check
+  runs on every charge (one exception: a code bundled into another is reported as
+  bundled, not also as unsupported or as needing documents): one charge may be in
+  findings of several kinds (never the same finding twice), each naming the units of
+  the charge it puts at stake; its fee
+  is those units x the row's fee / its units, and ``Finding.fee_basis`` says how.
+  ``AuditResult.fees_by_severity`` counts each unit once, under its most severe
+  finding.
 
 The rules are those of coding-rules.md ("Bundling and frequency") and of a PTP file;
 every finding names its rule and source. Thresholds and severities come from the
@@ -139,6 +146,19 @@ class Assignment:
     outside_window: bool = False
 
 
+# Units of one charge at stake: (line, first unit, number of units); units are counted
+# from 0 in the row, so two findings about one row can be told apart unit by unit.
+Stake = tuple[int, int, int]
+
+
+def _row_fee(c: Charge, units: int) -> Decimal | None:
+    """The fee of ``units`` units of a charge: the row's fee / its units x ``units``
+    (the whole row's fee, exactly, when every unit is at stake)."""
+    if c.fee is None:
+        return None
+    return c.fee if units >= c.units else c.fee * units / c.units
+
+
 @dataclass(frozen=True)
 class Finding:
     kind: str
@@ -153,21 +173,61 @@ class Finding:
     charges: tuple[Charge, ...] = ()
     plans: tuple[str, ...] = ()  # plan file paths
     setting: str | None = None  # the policy key that set a threshold, if any
-    # Lines of the charges at stake (the bundled code, the second 77301, the column 2
-    # code); None: all the charges of the finding.
-    at_stake: tuple[int, ...] | None = None
+    # The units at stake (the bundled code, the units past a frequency limit, the units
+    # no plan supports, the column 2 code); None: every unit of the finding's charges.
+    stake: tuple[Stake, ...] | None = None
+
+    @property
+    def at_stake(self) -> tuple[int, ...] | None:
+        """Lines of the charges with units at stake; None: all the charges."""
+        if self.stake is None:
+            return None
+        return tuple(dict.fromkeys(line for line, _, n in self.stake if n > 0))
+
+    def units_at_stake(self) -> list[tuple[Charge, int, int]]:
+        """(charge, first unit, units) of the units at stake, in file order."""
+        if self.stake is None:
+            return [(c, 0, c.units) for c in self.charges]
+        by_line = {c.line: c for c in self.charges}  # a dict: a lookup in a tuple is linear
+        return [(by_line[line], first, n) for line, first, n in self.stake if n > 0]
 
     def charges_at_stake(self) -> tuple[Charge, ...]:
-        if self.at_stake is None:
-            return self.charges
-        stake = set(self.at_stake)  # not the tuple: a lookup in it is linear, all of them n²
-        return tuple(c for c in self.charges if c.line in stake)
+        seen: dict[int, Charge] = {}
+        for c, _, _ in self.units_at_stake():
+            seen.setdefault(c.line, c)
+        return tuple(seen.values())
 
     @property
     def fee(self) -> Decimal | None:
-        """The fees of the charges at stake; None when they carry no fee."""
-        fees = [c.fee for c in self.charges_at_stake() if c.fee is not None]
+        """The fee of the units at stake (units x the row's fee / its units); None when
+        their charges carry no fee."""
+        fees = [f for c, _, n in self.units_at_stake() if (f := _row_fee(c, n)) is not None]
         return sum(fees, Decimal(0)) if fees else None
+
+    @property
+    def fee_basis(self) -> str | None:
+        """How ``fee`` was computed, charge by charge; None when no charge has a fee."""
+        parts = []
+        for c, _, n in self.units_at_stake():
+            if c.fee is None:
+                parts.append(f"line {c.line}: no fee")
+            elif c.units == 1:
+                parts.append(f"line {c.line}: the row's fee {c.fee:,.2f}")
+            else:
+                unit = c.fee / c.units
+                parts.append(
+                    f"line {c.line}: {n} of {c.units} units x {unit:,.2f}"
+                    f" (row fee {c.fee:,.2f} / {c.units}) = {_row_fee(c, n):,.2f}"
+                )
+        if self.fee is None:
+            return None
+        if len(parts) > 1:
+            parts.append(f"total {self.fee:,.2f}")
+        return "; ".join(parts)
+
+    def whole_rows(self) -> bool:
+        """Whether every charge at stake is at stake with all its units."""
+        return all(n >= c.units for c, _, n in self.units_at_stake())
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,20 +251,38 @@ class AuditResult:
         return [f for f in self.findings if RANK[f.severity] >= RANK[severity]]
 
     def fees_by_severity(self) -> dict[str, Decimal] | None:
-        """Fees of the distinct charges at stake in findings, by the most severe finding
-        each charge is in; None when no charge carries a fee."""
+        """Fees of the units at stake in findings. Each unit of a charge is counted once,
+        under the most severe finding that puts it at stake: a charge in several findings
+        (a second 77301 both past the frequency limit and unsupported) is not counted
+        twice, within a severity or across them. None when no charge carries a fee."""
         if not any(c.fee is not None for c in self.charges):
             return None
-        worst: dict[int, tuple[int, Charge]] = {}
+        spans: dict[int, tuple[Charge, list[tuple[int, int, int]]]] = {}
         for f in self.findings:
-            for c in f.charges_at_stake():
-                if c.line not in worst or worst[c.line][0] < RANK[f.severity]:
-                    worst[c.line] = (RANK[f.severity], c)
+            for c, first, n in f.units_at_stake():
+                spans.setdefault(c.line, (c, []))[1].append((RANK[f.severity], first, first + n))
         out = {s: Decimal(0) for s in SEVERITIES}
-        for rank, c in worst.values():
-            if c.fee is not None:
-                out[SEVERITIES[2 - rank]] += c.fee
+        for c, items in spans.values():
+            if c.fee is None:
+                continue
+            covered: list[tuple[int, int]] = []
+            for rank, start, end in sorted(items, key=lambda t: -t[0]):
+                new = _uncovered(start, end, covered)
+                if new:
+                    out[SEVERITIES[2 - rank]] += _row_fee(c, new) or Decimal(0)
+                    covered.append((start, end))
         return out
+
+
+def _uncovered(start: int, end: int, covered: Sequence[tuple[int, int]]) -> int:
+    """How many of the units start..end-1 no interval of ``covered`` holds."""
+    points = sorted((max(a, start), min(b, end)) for a, b in covered if a < end and b > start)
+    total, at = 0, start
+    for a, b in points:
+        if a > at:
+            total += a - at
+        at = max(at, b)
+    return total + max(end - at, 0)
 
 
 # ------------------------------------------------------------------------ helpers
@@ -267,14 +345,32 @@ def _charge_text(c: Charge) -> str:
     return f"line {c.line}: {c.date_of_service.isoformat()} {_units(c.cpt, c.units)}{mods}{plan}"
 
 
-def _beyond(rows: Sequence[Charge], allowed: int) -> tuple[int, ...]:
-    """Lines of the charges that take the units past ``allowed`` (in file order)."""
-    out, total = [], 0
+def _take(rows: Sequence[Charge], skip: int, take: int | None = None) -> tuple[Stake, ...]:
+    """The units of ``rows`` (in file order) after the first ``skip``, ``take`` of them
+    (all when None)."""
+    out: list[Stake] = []
+    at = 0
+    left = take
     for c in sorted(rows, key=lambda c: c.line):
-        total += c.units
-        if total > allowed:
-            out.append(c.line)
+        first = max(skip - at, 0)
+        at += c.units
+        n = c.units - first
+        if left is not None:
+            n = min(n, left)
+        if n > 0:
+            out.append((c.line, first, n))
+            if left is not None:
+                left -= n
     return tuple(out)
+
+
+def _beyond(rows: Sequence[Charge], allowed: int) -> tuple[Stake, ...]:
+    """The units that take ``rows`` past ``allowed`` (in file order)."""
+    return _take(rows, allowed)
+
+
+def _whole(rows: Iterable[Charge]) -> tuple[Stake, ...]:
+    return tuple((c.line, 0, c.units) for c in rows)
 
 
 def plan_summary(cp: CoursePlan) -> str:
@@ -598,7 +694,7 @@ def audit(
             course_charges[draft.id].append(c)
 
     # 77300 at most N per date of service (MUE), per patient over all courses.
-    mue_flagged = _basic_dosimetry_mue(charges, assignments, policy, f)
+    _basic_dosimetry_mue(charges, assignments, policy, f)
 
     courses = []
     for d in drafts:
@@ -609,9 +705,7 @@ def audit(
         cplans, course_notes = _choose_versions(d, billed)
         course = _course(d, cplans, course_notes, mine)
         courses.append(course)
-        _course_findings(
-            course, mine, assignments, policy, f, "77300" if d.id in mue_flagged else ""
-        )
+        _course_findings(course, mine, assignments, policy, f)
 
     for patient_id, mine in unassigned.items():
         _unassigned_findings(patient_id, mine, plans, policy, f)
@@ -705,20 +799,17 @@ def _course(d: _Draft, cplans: list[CoursePlan], notes: list[str], mine: list[Ch
 
 def _basic_dosimetry_mue(
     charges: Sequence[Charge], assignments: Mapping[int, Assignment], policy: Policy, f: _Findings
-) -> set[str]:
+) -> None:
     cap = policy["related.max_basic_dosimetry_per_date"]
     per_day: dict[tuple[str, dt.date], list[Charge]] = defaultdict(list)
     for c in charges:
         if c.cpt == "77300":
             per_day[(c.patient_id, c.date_of_service)].append(c)
-    flagged: set[str] = set()
     for (patient_id, day), rows in sorted(per_day.items()):
         units = sum(c.units for c in rows)
         if units <= cap:
             continue
         course = assignments[rows[0].line].course
-        if course:
-            flagged.add(course)
         f.add(
             "frequency",
             "basic_dosimetry_per_date",
@@ -730,10 +821,9 @@ def _basic_dosimetry_mue(
             " of service",
             evidence=tuple(_charge_text(c) for c in rows),
             charges=rows,
-            at_stake=_beyond(rows, cap),
+            stake=_beyond(rows, cap),
             setting="related.max_basic_dosimetry_per_date",
         )
-    return flagged
 
 
 def _course_findings(
@@ -742,8 +832,10 @@ def _course_findings(
     assignments: Mapping[int, Assignment],
     policy: Policy,
     f: _Findings,
-    mue_code: str,
 ) -> None:
+    """The course's findings. Every check runs on every charge: a charge past a
+    frequency limit is also checked against the plans (a second 77301 for a 3-D plan is
+    both), so one charge may be in findings of several kinds, each with its units."""
     billable = course.billable()
     plan_text = tuple(plan_summary(cp) for cp in course.plans)
     paths = tuple(cp.plan.path for cp in course.plans)
@@ -775,7 +867,7 @@ def _course_findings(
                     " bundled into 77301 when part of developing the IMRT plan",
                     evidence=tuple(_charge_text(c) for c in by_code["77301"] + rows) + plan_text,
                     charges=by_code["77301"] + rows,
-                    at_stake=tuple(c.line for c in rows),
+                    stake=_whole(rows),
                     plans=paths,
                     setting="bundling.imrt_bundles",
                     **common,
@@ -794,20 +886,18 @@ def _course_findings(
             " dosimetry is included in 77306/77307 and never billed with them",
             evidence=tuple(_charge_text(c) for c in iso_rows + rows) + plan_text,
             charges=iso_rows + rows,
-            at_stake=tuple(c.line for c in rows),
+            stake=_whole(rows),
             plans=paths,
             **common,
         )
 
     # Frequency ----------------------------------------------------------------
-    flagged: set[str] = {mue_code} if mue_code else set()
     cts = course.planning_cts
     for code, rule, what in (
         ("77301", "one_imrt_plan_per_ct", "IMRT plan"),
         ("77295", "one_3d_plan_per_ct", "3-D plan"),
     ):
         if billed[code] > max(cts, 1):
-            flagged.add(code)
             f.add(
                 "frequency",
                 rule,
@@ -818,14 +908,13 @@ def _course_findings(
                 " a second needs a new planning CT",
                 evidence=tuple(_charge_text(c) for c in by_code[code]) + plan_text,
                 charges=by_code[code],
-                at_stake=_beyond(by_code[code], max(cts, 1)),
+                stake=_beyond(by_code[code], max(cts, 1)),
                 plans=paths,
                 **common,
             )
     iso_billed = sum(billed[c] for c in ISODOSE)
     iso_plans = sum(1 for cp in billable if cp.result.classification.code in ISODOSE)
     if iso_billed > max(iso_plans, 1):
-        flagged.update(ISODOSE)
         f.add(
             "frequency",
             "one_isodose_plan_per_area",
@@ -836,13 +925,12 @@ def _course_findings(
             " treatment area",
             evidence=tuple(_charge_text(c) for c in iso_rows) + plan_text,
             charges=iso_rows,
-            at_stake=_beyond(iso_rows, max(iso_plans, 1)),
+            stake=_beyond(iso_rows, max(iso_plans, 1)),
             plans=paths,
             **common,
         )
     imrt_plans = sum(1 for cp in billable if cp.result.classification.category is Category.IMRT)
     if imrt_plans and billed["77338"] > imrt_plans:
-        flagged.add("77338")
         f.add(
             "frequency",
             "one_77338_per_imrt_plan",
@@ -852,7 +940,7 @@ def _course_findings(
             " the MLC device for IMRT is billed once per IMRT plan",
             evidence=tuple(_charge_text(c) for c in by_code["77338"]) + plan_text,
             charges=by_code["77338"],
-            at_stake=_beyond(by_code["77338"], imrt_plans),
+            stake=_beyond(by_code["77338"], imrt_plans),
             plans=paths,
             **common,
         )
@@ -867,11 +955,7 @@ def _course_findings(
         if code not in CHECKED:
             continue
         n = min(billed[code], expected[code])
-        if (
-            billed[code] > n
-            and code not in flagged
-            and not all(c.line in bundled for c in by_code[code])
-        ):
+        if billed[code] > n and not all(c.line in bundled for c in by_code[code]):
             b_left[code] = billed[code] - n
         if expected[code] > n and not (
             imrt_in_course and code != "77301" and in_ranges(code, bundles)
@@ -880,6 +964,17 @@ def _course_findings(
 
     def rows_of(code: str) -> list[Charge]:
         return [c for c in by_code.get(code, []) if c.line not in bundled]
+
+    # The units of each code are taken in file order: first those the plans support,
+    # then those billed for a plan's other code, then those no plan supports.
+    used: Counter[str] = Counter({code: min(billed[code], expected[code]) for code in b_left})
+
+    def take(code: str, n: int) -> tuple[tuple[Charge, ...], tuple[Stake, ...]]:
+        rows = rows_of(code)
+        stake = _take(rows, used[code], n)
+        used[code] += n
+        lines = {line for line, _, _ in stake}
+        return tuple(c for c in rows if c.line in lines), stake
 
     for family in FAMILIES:
         rank = {code: i for i, code in enumerate(family)}
@@ -894,6 +989,7 @@ def _course_findings(
             e_left[e] -= n
             higher = rank[b] > rank[e]
             plans_e = supporting.get(e, [])
+            rows, stake = take(b, n)
             f.add(
                 "code_higher_than_plan" if higher else "code_lower_than_plan",
                 "planning_code_matches_plan",
@@ -907,7 +1003,8 @@ def _course_findings(
                 ),
                 evidence=tuple(_charge_text(c) for c in rows_of(b))
                 + tuple(plan_summary(cp) for cp in plans_e or billable),
-                charges=rows_of(b),
+                charges=rows,
+                stake=stake,
                 plans=tuple(cp.plan.path for cp in plans_e) or paths,
                 **common,
             )
@@ -922,6 +1019,7 @@ def _course_findings(
         )
         if not billable:
             message += " (the course has no billable plan)"
+        rows, stake = take(code, b_left[code])
         f.add(
             "billed_not_supported",
             "code_supported_by_plan",
@@ -929,7 +1027,8 @@ def _course_findings(
             codes=(code,),
             message=message,
             evidence=tuple(_charge_text(c) for c in rows_of(code)) + plan_text,
-            charges=rows_of(code),
+            charges=rows,
+            stake=stake,
             plans=paths,
             **common,
         )
@@ -1188,6 +1287,6 @@ def _ptp_findings(
                         + (f", rationale {edit.rationale}" if edit.rationale else ""),
                     ),
                     charges=involved,
-                    at_stake=tuple(c.line for c in col2),
+                    stake=_whole(col2),
                     setting="audit.ptp_bypass_modifiers",
                 )

@@ -94,7 +94,10 @@ def finding_json(f: Finding) -> dict[str, Any]:
         "setting": f.setting,
         "charges": [_charge_json(c) for c in f.charges],
         "plans": list(f.plans),
+        # the fee of the units at stake (units x the row's fee / its units), and how
         "fee": _money(f.fee),
+        "fee_at_stake_basis": f.fee_basis,
+        "units_at_stake": [{"line": c.line, "units": n} for c, _, n in f.units_at_stake()],
     }
 
 
@@ -166,6 +169,7 @@ CSV_COLUMNS = [
     "plans",
     "evidence",
     "fee",
+    "fee_at_stake_basis",
 ]
 
 
@@ -190,10 +194,11 @@ def to_csv(result: AuditResult) -> str:
             " ".join(f.plans),
             " | ".join(f.evidence),
             "" if fee is None else f"{fee:.2f}",
+            f.fee_basis or "",
         ]
         writer.writerow([safe_cell(v) for v in row])
     for r in result.rejected:
-        row = ["rejected_charge", "", "", "", "", "", r.reason, "", "", r.line, "", r.text, ""]
+        row = ["rejected_charge", "", "", "", "", "", r.reason, "", "", r.line, "", r.text, "", ""]
         writer.writerow([safe_cell(v) for v in row])
     return buf.getvalue()
 
@@ -273,6 +278,8 @@ def to_table(result: AuditResult) -> str:
             where = f"{f.patient_id or '-'} {f.course or '(no course)'}"
             lines += ["", *_wrap(f"{f.severity.upper()} {f.kind} {where}: {f.message}", "")]
             lines += _wrap(f"rule {f.rule}, source: {f.source}")
+            if f.fee_basis and not f.whole_rows():  # part of a row: say which units
+                lines += _wrap(f"fee at stake: {f.fee_basis}")
             for e in f.evidence:
                 lines += _wrap(f"- {e}")
     else:
@@ -383,6 +390,7 @@ def to_html(result: AuditResult) -> str:
                 f"<p>Rule <code>{_e(f.rule)}</code>, source: {_e(f.source)}"
                 + (f", setting <code>{_e(f.setting)}</code>" if f.setting else "")
                 + "</p>"
+                + (f"<p>Fee at stake: {_e(f.fee_basis)}</p>" if f.fee_basis else "")
                 + _list(f.evidence)
                 + "</details>"
             )

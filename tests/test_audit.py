@@ -197,7 +197,9 @@ def test_verification_plan_is_in_the_course_and_never_billed():
     assert any("as VERIFIED_PLAN" in r for r in course.reasons)
     # billed under the treated patient, naming the QA plan: not supported
     fired = run([treated, qa], charges_for("imrt") + [charge(9, "77301", plan="QA")])
-    assert kinds(fired) == {"frequency": 1}  # a second 77301 in the course: frequency
+    # a second 77301 in the course: past the frequency limit and supported by no plan
+    assert kinds(fired) == {"frequency": 1, "billed_not_supported": 1}
+    assert {f.at_stake for f in fired.findings} == {(9,)}
     # billed under the phantom's patient ID
     fired = run([treated, qa], charges_for("imrt") + [charge(9, "77301", patient="PHANTOM")])
     f = one(fired, "billed_not_supported")
@@ -264,9 +266,10 @@ def test_isodose_plan_with_basic_dosimetry_is_bundled():
 
 def test_one_imrt_plan_per_course_without_a_new_ct():
     fired = run([plan_result("imrt")], charges_for("imrt") + [charge(9, "77301")])
-    assert kinds(fired) == {"frequency": 1}
+    assert kinds(fired) == {"frequency": 1, "billed_not_supported": 1}
     f = one(fired, "frequency")
     assert (f.rule, f.at_stake) == ("one_imrt_plan_per_ct", (9,))
+    assert one(fired, "billed_not_supported").at_stake == (9,)
 
 
 def test_a_replan_on_a_new_ct_stays_in_the_course_and_allows_a_second_77301():
@@ -302,7 +305,7 @@ def test_a_boost_on_the_same_ct_is_part_of_the_course_plan():
     assert result.findings == ()  # one 77295 for the course: the boost's is not expected
     assert any("2 plans support 77295 on 1 planning CT(s)" in n for n in result.courses[0].notes)
     twice = run([first, boost], rows + [charge(11, "77295", day="2026-02-10", plan="BOOST")])
-    assert kinds(twice) == {"frequency": 1}
+    assert kinds(twice) == {"frequency": 1, "billed_not_supported": 1}
 
 
 def test_one_3d_plan_per_course_per_ct():
@@ -335,10 +338,94 @@ def test_basic_dosimetry_at_most_ten_per_date():
         "MUE",
         "related.max_basic_dosimetry_per_date",
     )
-    assert "billed_not_supported" not in kinds(fired)  # the frequency finding covers it
+    # the 11th unit is past the MUE and supported by no plan (the plan reports 10)
+    assert one(fired, "billed_not_supported").stake == ((3, 10, 1),)
+    assert f.stake == ((3, 10, 1),)
     ten = plan_result("3d", ports=10)
     rows = [charge(2, "77295"), charge(3, "77300", 10), charge(4, "77334", 10)]
     assert run([ten], rows).findings == ()
+
+
+# ------------------------------------------- issue 19: every check, units at stake
+
+
+@pytest.mark.parametrize("days", [("2026-01-05", "2026-01-05"), ("2026-01-05", "2026-01-20")])
+def test_a_frequency_finding_does_not_hide_a_wrong_code(days):
+    """77301 billed twice (on one or two dates) for a field-in-field 3-D plan (77295):
+    the second is past the frequency limit, and neither is the plan's code."""
+    rows = [
+        charge(2, "77301", day=days[0], fee="900"),
+        charge(3, "77300", 2, day=days[0]),
+        charge(4, "77334", 2, day=days[0]),
+        charge(5, "77301", day=days[1], fee="900"),
+    ]
+    result = run([plan_result("3d", ports=2)], rows)
+    assert kinds(result) == {
+        "frequency": 1,
+        "code_higher_than_plan": 1,
+        "billed_not_supported": 1,  # the second 77301: no plan supports it
+    }
+    freq, higher = one(result, "frequency"), one(result, "code_higher_than_plan")
+    assert (freq.at_stake, freq.fee) == ((5,), Decimal(900))
+    assert higher.codes == ("77301", "77295") and higher.at_stake == (2,)
+    assert one(result, "billed_not_supported").at_stake == (5,)
+    # the fee at stake covers both charges, line 5 once though it is in two findings
+    assert result.fees_by_severity()["error"] == Decimal(1800)
+    assert "expected_not_billed" not in kinds(result)  # the 77295 is the 77301 billed
+
+
+def test_a_frequency_finding_does_not_hide_a_higher_code_on_an_isodose_plan():
+    """77295 x2 (one row) on a plan coded 77307."""
+    result = run([plan_result("complex")], [charge(2, "77295", 2, fee="900")])
+    assert kinds(result) == {
+        "frequency": 1,
+        "code_higher_than_plan": 1,
+        "billed_not_supported": 1,
+    }
+    freq, higher = one(result, "frequency"), one(result, "code_higher_than_plan")
+    assert higher.codes == ("77295", "77307") and higher.stake == ((2, 0, 1),)
+    assert freq.stake == ((2, 1, 1),) and freq.fee == Decimal(450)
+    assert higher.fee_basis == "line 2: 1 of 2 units x 450.00 (row fee 900.00 / 2) = 450.00"
+    assert result.fees_by_severity()["error"] == Decimal(900)  # both units, each once
+
+
+def test_fee_at_stake_counts_the_unsupported_units_not_the_row():
+    rows = charges_for("imrt")
+    rows[1] = replace(rows[1], units=3, fee=Decimal("180"))  # 77300 x3, the plan supports 1
+    result = run([plan_result("imrt")], rows)
+    f = one(result, "billed_not_supported")
+    assert f.codes == ("77300",) and f.stake == ((3, 1, 2),)
+    assert f.fee == Decimal(120)
+    assert f.fee_basis == "line 3: 2 of 3 units x 60.00 (row fee 180.00 / 3) = 120.00"
+    assert result.fees_by_severity() == {"error": 120, "warning": 0, "info": 0}
+    data = json.loads(to_json(result))
+    [g] = data["findings"]
+    assert g["fee"] == 120.0 and g["fee_at_stake_basis"] == f.fee_basis
+    assert g["units_at_stake"] == [{"line": 3, "units": 2}]
+    [row] = [r for r in csv.DictReader(io.StringIO(to_csv(result)))]
+    assert (row["fee"], row["fee_at_stake_basis"]) == ("120.00", f.fee_basis)
+    assert f"fee at stake: {f.fee_basis}" in to_table(result)
+    assert "2 of 3 units x 60.00" in to_html(result)
+
+
+def test_fee_at_stake_past_the_basic_dosimetry_cap_is_the_units_over_it():
+    rows = [charge(2, "77295"), charge(3, "77300", 14, fee="840"), charge(4, "77334", 14)]
+    result = run([plan_result("3d", ports=14)], rows)  # the plan reports 77300 x10
+    f = one(result, "frequency")
+    assert (f.rule, f.stake, f.fee) == ("basic_dosimetry_per_date", ((3, 10, 4),), Decimal(240))
+    assert f.fee_basis == "line 3: 4 of 14 units x 60.00 (row fee 840.00 / 14) = 240.00"
+    # the same 4 units are also unsupported by the plan: counted once
+    assert one(result, "billed_not_supported").stake == ((3, 10, 4),)
+    assert result.fees_by_severity()["error"] == Decimal(240)
+
+
+def test_a_unit_is_counted_once_under_its_most_severe_finding():
+    # 77307 x2 for one isodose plan approved without ReviewDate: both units' timing is
+    # unverifiable (warning), the second unit is past the frequency limit (error)
+    result = run([plan_result("complex", review=None)], [charge(2, "77307", 2, fee="360")])
+    assert one(result, "charge_timing_unverifiable").fee == Decimal(360)
+    assert one(result, "frequency").stake == ((2, 1, 1),)
+    assert result.fees_by_severity() == {"error": 180, "warning": 180, "info": 0}
 
 
 @pytest.mark.parametrize(
@@ -695,8 +782,10 @@ def planted_notes():
 
 def test_every_planted_error_is_found(planted):
     found = Counter(f["kind"] for f in planted["findings"])
+    # RTC-11's second 77301 (line 29) is past the frequency limit and supported by no
+    # plan: both findings (it was only the frequency finding before issue 19)
     assert found == {
-        "billed_not_supported": 2,
+        "billed_not_supported": 3,
         "expected_not_billed": 1,
         "code_higher_than_plan": 1,
         "code_lower_than_plan": 1,
@@ -728,7 +817,7 @@ def test_json_keys_are_stable(planted):
         assert f["severity"] in ("error", "warning", "info") and f["rule"] and f["source"]
     for c in planted["courses"]:
         assert set(c) >= {"id", "patient_id", "plans", "reasons", "charges"}
-    assert planted["summary"]["findings"] == {"error": 9, "warning": 3, "info": 1}
+    assert planted["summary"]["findings"] == {"error": 10, "warning": 3, "info": 1}
     assert planted["summary"]["fees_at_stake"]["error"] > 0
 
 
@@ -762,8 +851,9 @@ def test_table_starts_with_the_summary():
     result = invoke("audit", SAMPLE_DATA, "--charges", PLANTED, "--ptp", PTP)
     lines = result.output.splitlines()
     assert lines[0].startswith("26 course(s) from 28 plan(s); 63 charge(s) checked")
-    assert lines[1] == "findings: 9 error, 3 warning, 1 info"
-    # fees at stake: the bundled, second, column 2 or unsupported charge, not the whole pair
+    assert lines[1] == "findings: 10 error, 3 warning, 1 info"
+    # fees at stake: the bundled, second, column 2 or unsupported charge, not the whole pair;
+    # line 29 (frequency and billed_not_supported) is counted once
     assert lines[2] == "fees at stake: error 4,620.00, warning 300.00, info 80.00"
     assert "line 47: unknown code '7730X'" in result.output
     assert "advisory" in lines[-1]
@@ -773,7 +863,7 @@ def test_csv_has_a_row_per_finding_and_rejected_row():
     result = invoke("audit", SAMPLE_DATA, "--charges", PLANTED, "--format", "csv")
     assert "3 charges row(s) rejected, 63 read" in result.stderr  # not in the CSV itself
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert Counter(r["record"] for r in rows) == {"finding": 12, "rejected_charge": 3}
+    assert Counter(r["record"] for r in rows) == {"finding": 13, "rejected_charge": 3}
     assert {r["charge_lines"] for r in rows if r["record"] == "rejected_charge"} == {
         "47",
         "48",
