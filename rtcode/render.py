@@ -160,6 +160,32 @@ def prescription_text(p: dict[str, Any]) -> str:
     return text
 
 
+def fractionation_texts(plan: Plan) -> list[str]:
+    """Per fraction group: "group 1: 15 fraction(s) x 467 MU = 7005.0 MU" (MU per
+    fraction, course MU); none for a plan without fraction groups."""
+    out = []
+    for fg in fraction_groups_json(plan):
+        per, course = fg["meterset_mu_per_fraction"], fg["course_meterset_mu"]
+        text = (
+            f"group {_cell_text(fg['number'])}: {_cell_text(fg['fractions'])} fraction(s)"
+            f" x {_cell_text(per)} MU"
+        )
+        text += f" = {course:.1f} MU in the course" if course is not None else " (course unknown)"
+        out.append(text)
+    return out
+
+
+def prescription_texts(plan: Plan) -> list[str]:
+    """Each DoseReferenceSequence item in words (``prescription_text``)."""
+    return [prescription_text(p) for p in prescriptions_json(plan)]
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
     from .classify import roi_role, role_reason
 

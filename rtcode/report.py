@@ -27,7 +27,7 @@ from .dvh import (
     plan_dvh,
 )
 from .jsontext import dumps
-from .render import ADVISORY, beam_json, plan_json
+from .render import ADVISORY, beam_json, fractionation_texts, plan_json, prescription_texts
 from .scan import PlanResult, ScanResult
 from .terminal import cut, lines_text, one_line, shown
 
@@ -335,6 +335,11 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
         f" confidence {c.confidence}",
         f"  plan        intent {plan.intent or '-'}, {plan.approval_status or 'approval absent'},"
         f" date {date_text(plan.date)}",
+        f"  fractions   {'; '.join(fractionation_texts(plan)) or 'no fraction group'}",
+        *[
+            f"  prescribed  {t}"
+            for t in prescription_texts(plan) or ["none in the plan (no DoseReferenceSequence)"]
+        ],
         f"  structures  {r.linked.structure_set_status}"
         + (f": {r.linked.structure_set.path}" if r.linked.structure_set else ""),
         f"  dose        {', '.join(d.path for d in r.linked.doses) or 'none in the export'}",

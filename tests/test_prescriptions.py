@@ -141,3 +141,43 @@ def test_pinnacle_three_groups_course_mu(realdata):
     text = CliRunner().invoke(main, ["inspect", str(PINNACLE)]).output
     assert "1947.6 MU" not in text
     assert "MU per fraction 776.1 / 659.2 / 512.3 (groups), 33430.5 MU in the course" in text
+
+
+def test_report_shows_fractions_and_prescription_and_marks_the_dvh(tmp_path, monkeypatch):
+    from rtcode import plots
+
+    case = str(SAMPLE_DATA / "05_breast_tangents_fif")
+    runner = CliRunner()
+    text = runner.invoke(main, ["report", case]).output
+    assert "  fractions   group 1: 15 fraction(s) x 467 MU = 7005.0 MU in the course" in text
+    assert "  prescribed  TARGET PTV_Breast: 40.05 Gy in 15 fraction(s)" in text
+    data = json.loads(runner.invoke(main, ["report", case, "--format", "json"]).output)
+    [plan] = data["patients"][0]["plans"]
+    assert plan["prescriptions"][0]["dose_gy"] == 40.05
+    assert plan["fraction_groups"][0]["course_meterset_mu"] == 7005.0
+    marked = []
+    real = plots.dvh_png
+
+    def spy(d, *args, **kwargs):
+        marked.append(kwargs.get("prescription_gy"))
+        return real(d, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "dvh_png", spy)
+    out = tmp_path / "r.html"
+    assert runner.invoke(main, ["report", case, "--html", str(out)]).exit_code == 0
+    html = out.read_text(encoding="utf-8")
+    assert "<dt>prescription</dt><dd>TARGET PTV_Breast: 40.05 Gy in 15 fraction(s)" in html
+    assert marked == [40.05]
+
+
+def test_dvh_figure_draws_the_prescription_line():
+    from rtcode import plots
+    from rtcode.policy import load
+    from rtcode.report import build_report
+    from rtcode.scan import scan
+
+    report = build_report(
+        scan([str(SAMPLE_DATA / "05_breast_tangents_fif")], load("default")), "never"
+    )
+    d = report.patients[0].plans[0].dvh
+    assert plots.dvh_png(d) != plots.dvh_png(d, prescription_gy=40.05)
