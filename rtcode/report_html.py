@@ -253,10 +253,10 @@ def _plan(p: PlanReport, i: int, figures: bool) -> str:
         "<h4>Evidence</h4>",
         _evidence(c),
     ]
-    if c.flags:
+    if c.flags or p.flags:
         items = "".join(
             f'<li class="{_e(f.severity)}"><strong>{_e(f.severity)}</strong>: {_e(f.message)}</li>'
-            for f in c.flags
+            for f in (*c.flags, *p.flags)
         )
         out.append(f'<h4>Flags</h4><ul class="flags">{items}</ul>')
     if c.alternatives:

@@ -181,3 +181,32 @@ def test_dvh_figure_draws_the_prescription_line():
     )
     d = report.patients[0].plans[0].dvh
     assert plots.dvh_png(d) != plots.dvh_png(d, prescription_gy=40.05)
+
+
+def test_d95_far_from_prescription_flag():
+    import dataclasses
+
+    from rtcode.policy import load
+    from rtcode.report import build_report, prescription_flags
+    from rtcode.scan import scan
+
+    report = build_report(
+        scan([str(SAMPLE_DATA / "05_breast_tangents_fif")], load("default")), "never"
+    )
+    [p] = report.plans
+    plan, dvh = p.result.linked.plan, p.dvh
+    assert p.flags == ()  # D95 39.69 Gy against 40.05 Gy: within 10%
+    [rx] = plan.prescriptions
+    # a 20 Gy prescription (a DVH at twice it: per fraction against course, or wrong)
+    low = dataclasses.replace(plan, prescriptions=(dataclasses.replace(rx, dose_gy=20.0),))
+    [flag] = prescription_flags(low, dvh, 10.0)
+    assert flag.flag == "d95_far_from_prescription" and flag.severity == "warning"
+    assert "+98.5% from the prescription 20 Gy" in flag.message
+    assert flag.dicom_path == rx.dicom_path
+    assert prescription_flags(low, dvh, 100.0) == ()
+    # a prescription for another ROI is not compared with this target
+    other = dataclasses.replace(rx, dose_gy=20.0, roi_number=999)
+    assert prescription_flags(dataclasses.replace(plan, prescriptions=(other,)), dvh, 10.0) == ()
+    # "0" Gy is a value but no base for a share: not compared
+    zero = dataclasses.replace(rx, dose_gy=0.0)
+    assert prescription_flags(dataclasses.replace(plan, prescriptions=(zero,)), dvh, 10.0) == ()
