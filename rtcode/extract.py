@@ -57,6 +57,7 @@ from .facts import (
     Plan,
     PlanningSystem,
     PlanReference,
+    Prescription,
     ReferencedBeam,
     Roi,
     StructureSet,
@@ -449,6 +450,7 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
             rel = _text(r, "RTPlanRelationship", f"{path}::ReferencedRTPlanSequence[{i}]")
             ref_plans.append(PlanReference(uid, rel))
     brachy = _brachy(ds, path, oddities) if "ApplicationSetupSequence" in ds else None
+    prescriptions = _prescriptions(ds, path, fraction_groups, oddities)
     return Plan(
         path=path,
         modality=Modality.RTIONPLAN if ion else Modality.RTPLAN,
@@ -474,7 +476,63 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
         review_date=_text(ds, "ReviewDate", top),
         patient_name=_text(ds, "PatientName", top),
         oddities=tuple(oddities),
+        prescriptions=prescriptions,
     )
+
+
+def _prescriptions(
+    ds: Dataset, path: str, groups: tuple[FractionGroup, ...], oddities: list[Oddity]
+) -> tuple[Prescription, ...]:
+    """DoseReferenceSequence items (PS3.3 C.8.8.10). An item whose values cannot be read
+    is left out with a warning Oddity: a damaged prescription does not hide the plan."""
+    out = []
+    for i, item in enumerate(_seq(ds, "DoseReferenceSequence", f"{path}:")):
+        where = f"{path}::DoseReferenceSequence[{i}]"
+        try:
+            number = _get_int(item, "DoseReferenceNumber", where)
+            doses = {
+                k: _get_float(item, k, where)
+                for k in (
+                    "TargetPrescriptionDose",
+                    "TargetMinimumDose",
+                    "TargetMaximumDose",
+                    "DeliveryMaximumDose",
+                )
+            }
+            structure_type = _upper(_text(item, "DoseReferenceStructureType", where))
+            description = _text(item, "DoseReferenceDescription", where)
+            reference_type = _upper(_text(item, "DoseReferenceType", where))
+            roi_number = _get_int(item, "ReferencedROINumber", where)
+        except DicomReadError as e:
+            oddities.append(
+                Oddity("prescription_unreadable", f"prescription not read: {e}", where, "warning")
+            )
+            continue
+        delivering = [
+            fg
+            for fg in groups
+            if number is not None and number in fg.referenced_dose_reference_numbers
+        ]
+        if not delivering and len(groups) == 1 and not groups[0].referenced_dose_reference_numbers:
+            delivering = list(groups)
+        group = delivering[0] if len(delivering) == 1 else None
+        out.append(
+            Prescription(
+                number=number,
+                structure_type=structure_type,
+                description=description,
+                reference_type=reference_type,
+                roi_number=roi_number,
+                dose_gy=doses["TargetPrescriptionDose"],
+                minimum_dose_gy=doses["TargetMinimumDose"],
+                maximum_dose_gy=doses["TargetMaximumDose"],
+                delivery_maximum_dose_gy=doses["DeliveryMaximumDose"],
+                fraction_group=group.number if group is not None else None,
+                fractions=group.fractions_planned if group is not None else None,
+                dicom_path=where,
+            )
+        )
+    return tuple(out)
 
 
 def _software(ds: Dataset, where: str) -> str | None:
@@ -523,7 +581,20 @@ def _fraction_group(fg: Dataset, path: str, limits: Limits) -> FractionGroup:
         number_of_brachy_setups=_count(fg, "NumberOfBrachyApplicationSetups", path),
         dicom_path=path,
         number_of_beams_declared=_count(fg, "NumberOfBeams", path),
+        referenced_dose_reference_numbers=_dose_reference_numbers(fg, path),
     )
+
+
+def _dose_reference_numbers(fg: Dataset, path: str) -> tuple[int, ...]:
+    """ReferencedDoseReferenceNumber of each ReferencedDoseReferenceSequence item."""
+    numbers = []
+    for i, r in enumerate(_seq(fg, "ReferencedDoseReferenceSequence", path)):
+        n = _get_int(
+            r, "ReferencedDoseReferenceNumber", f"{path}.ReferencedDoseReferenceSequence[{i}]"
+        )
+        if n is not None:
+            numbers.append(n)
+    return tuple(numbers)
 
 
 def _beam_count_oddities(

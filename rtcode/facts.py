@@ -267,6 +267,56 @@ class FractionGroup:
     number_of_brachy_setups: int | None
     dicom_path: str
     number_of_beams_declared: int | None = None  # NumberOfBeams as written; None when absent
+    # ReferencedDoseReferenceSequence > ReferencedDoseReferenceNumber: the dose references
+    # (prescriptions) this fraction group delivers (PS3.3 C.8.8.13)
+    referenced_dose_reference_numbers: tuple[int, ...] = ()
+
+    @property
+    def meterset_mu_per_fraction(self) -> float | None:
+        """BeamMeterset summed over the beams it references: MU per fraction; None when
+        no referenced beam states its meterset."""
+        values = [r.meterset_mu for r in self.referenced_beams if r.meterset_mu is not None]
+        return float(sum(values)) if values else None
+
+    @property
+    def course_meterset_mu(self) -> float | None:
+        """MU per fraction x NumberOfFractionsPlanned; None when either is unknown."""
+        mu = self.meterset_mu_per_fraction
+        if mu is None or self.fractions_planned is None:
+            return None
+        return mu * self.fractions_planned
+
+
+@dataclass(frozen=True)
+class Prescription:
+    """One DoseReferenceSequence item (PS3.3 C.8.8.10). Doses in Gy; None when absent
+    (0 is a value). ``dose_gy`` is TargetPrescriptionDose, for the whole course;
+    ``dose_per_fraction_gy`` is derived: ``dose_gy`` / the fractions of the one fraction
+    group that delivers it (the group whose ReferencedDoseReferenceSequence names it, or
+    the plan's only fraction group), None when that cannot be told."""
+
+    number: int | None  # DoseReferenceNumber
+    structure_type: str | None  # POINT, VOLUME, COORDINATES, SITE
+    description: str | None  # DoseReferenceDescription
+    reference_type: str | None  # TARGET or ORGAN_AT_RISK
+    roi_number: int | None  # ReferencedROINumber
+    dose_gy: float | None  # TargetPrescriptionDose (course)
+    minimum_dose_gy: float | None  # TargetMinimumDose
+    maximum_dose_gy: float | None  # TargetMaximumDose
+    delivery_maximum_dose_gy: float | None  # DeliveryMaximumDose
+    fraction_group: int | None  # FractionGroupNumber of the group that delivers it
+    fractions: int | None  # that group's NumberOfFractionsPlanned
+    dicom_path: str
+
+    @property
+    def dose_per_fraction_gy(self) -> float | None:
+        if self.dose_gy is None or not self.fractions:
+            return None
+        return self.dose_gy / self.fractions
+
+    @property
+    def is_target(self) -> bool:
+        return (self.reference_type or "").upper() == "TARGET"
 
 
 @dataclass(frozen=True)
@@ -364,6 +414,28 @@ class Plan:
     review_date: str | None = None  # ReviewDate (YYYYMMDD) of an approved plan; None when absent
     patient_name: str | None = None  # PatientName as written; --deidentify replaces it
     oddities: tuple[Oddity, ...] = ()  # quirks and contradictions read anyway
+    prescriptions: tuple[Prescription, ...] = ()  # DoseReferenceSequence, in file order
+
+    @property
+    def first_target_prescription(self) -> Prescription | None:
+        """The first TARGET dose reference that states a TargetPrescriptionDose."""
+        for p in self.prescriptions:
+            if p.is_target and p.dose_gy is not None:
+                return p
+        return None
+
+    def beam_course_mu(self, number: int | None) -> float | None:
+        """BeamMeterset x NumberOfFractionsPlanned summed over the fraction groups that
+        reference the beam; None when a reference lacks either, or none references it."""
+        total, seen = 0.0, False
+        for fg in self.fraction_groups:
+            for r in fg.referenced_beams:
+                if r.beam_number == number:
+                    if r.meterset_mu is None or fg.fractions_planned is None:
+                        return None
+                    total += r.meterset_mu * fg.fractions_planned
+                    seen = True
+        return total if seen else None
 
     @property
     def intent(self) -> str | None:

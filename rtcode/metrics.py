@@ -527,19 +527,28 @@ def _strips(geometry: tuple) -> tuple:
 
 @dataclass(frozen=True)
 class PlanMetrics:
-    """Beam metrics aggregated over a plan's treatment beams, weighted by MU."""
+    """Beam metrics aggregated over a plan's treatment beams, weighted by MU: by course
+    MU (BeamMeterset x fractions, summed over the fraction groups) when every beam's is
+    known, else by the MU the beams state."""
 
     beams: int
-    meterset_mu: float
+    meterset_mu: float  # the beams' MU as given (per fraction, summed over the groups)
     control_points: int
     segments: int
     mcs: float | None
     small_aperture_score: float | None
     mean_area_mm2: float | None
+    course_meterset_mu: float | None = None  # None when a beam's course MU is unknown
+    weighted_by: str = "meterset_mu"  # "course_meterset_mu" or "meterset_mu"
 
 
-def plan_metrics(beams: list[tuple[BeamMetrics, float | None]]) -> PlanMetrics:
-    """Aggregate (metrics, beam MU) pairs; beams without MU do not weigh in."""
+def plan_metrics(
+    beams: list[tuple[BeamMetrics, float | None]],
+    course_mu: list[float | None] | None = None,
+) -> PlanMetrics:
+    """Aggregate (metrics, beam MU) pairs; beams without MU do not weigh in. With
+    ``course_mu`` (one per beam: BeamMeterset x fractions over the fraction groups that
+    reference it), the metrics are weighted by it, unless one is unknown."""
 
     def weighted(values: list[tuple[float | None, float | None]]) -> float | None:
         pairs = [(v, w) for v, w in values if v is not None and w is not None and w > 0]
@@ -548,14 +557,26 @@ def plan_metrics(beams: list[tuple[BeamMetrics, float | None]]) -> PlanMetrics:
         total = sum(w for _, w in pairs)
         return float(sum(v * w for v, w in pairs) / total)
 
+    course = None
+    known = course_mu is not None and len(course_mu) == len(beams) and bool(beams)
+    if known and all(c is not None for c in course_mu):
+        course = [float(c) for c in course_mu]
+    weights = course if course is not None else [mu for _, mu in beams]
+    metrics = [m for m, _ in beams]
     return PlanMetrics(
         beams=len(beams),
         meterset_mu=float(sum(mu for _, mu in beams if mu is not None)),
-        control_points=sum(m.control_points for m, _ in beams),
-        segments=sum(len(m.segments) for m, _ in beams),
-        mcs=weighted([(m.mcs, mu) for m, mu in beams]),
-        small_aperture_score=weighted([(m.small_aperture_score, mu) for m, mu in beams]),
-        mean_area_mm2=weighted([(m.mean_area_mm2, mu) for m, mu in beams]),
+        control_points=sum(m.control_points for m in metrics),
+        segments=sum(len(m.segments) for m in metrics),
+        mcs=weighted([(m.mcs, w) for m, w in zip(metrics, weights, strict=True)]),
+        small_aperture_score=weighted(
+            [(m.small_aperture_score, w) for m, w in zip(metrics, weights, strict=True)]
+        ),
+        mean_area_mm2=weighted(
+            [(m.mean_area_mm2, w) for m, w in zip(metrics, weights, strict=True)]
+        ),
+        course_meterset_mu=float(sum(course)) if course is not None else None,
+        weighted_by="course_meterset_mu" if course is not None else "meterset_mu",
     )
 
 

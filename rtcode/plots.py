@@ -82,8 +82,12 @@ def role_colours(d: PlanDvh) -> dict[int, str]:
     return out
 
 
-def dvh_png(d: PlanDvh, title: str | None = None) -> bytes | None:
-    """Cumulative DVHs (volume % against dose Gy); None when the plan has none."""
+def dvh_png(
+    d: PlanDvh, title: str | None = None, prescription_gy: float | None = None
+) -> bytes | None:
+    """Cumulative DVHs (volume % against dose Gy); None when the plan has none. With
+    ``prescription_gy`` (the first target's TargetPrescriptionDose, for the course), a
+    dotted vertical line marks it."""
     if not d.has_curves:
         return None
     colours = role_colours(d)
@@ -106,6 +110,14 @@ def dvh_png(d: PlanDvh, title: str | None = None) -> bytes | None:
                     linewidth=1.6,
                     label=f"{_clip(r.roi_name)} ({role}, {curve.source})",
                 )
+        if prescription_gy is not None:
+            ax.axvline(
+                prescription_gy,
+                color="#333333",
+                linestyle=":",
+                linewidth=1.2,
+                label=f"prescription {prescription_gy:g} Gy (course)",
+            )
         ax.set_xlim(0, max(top * 1.05, 1.0))
         ax.set_ylim(0, 102)
         ax.set_xlabel("dose (Gy)")

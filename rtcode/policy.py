@@ -245,6 +245,7 @@ SCHEMA.update(
         "dvh.agreement_mean_dose_pct": _percent,
         "dvh.agreement_d95_pct": _percent,
         "dvh.truncated_last_bin_pct": _percent,
+        "dvh.max_d95_prescription_difference_pct": _percent,
     }
 )
 OPTIONAL = {"policy.extends": _text}

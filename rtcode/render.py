@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .facts import Skipped, Tally
+from .facts import Plan, Skipped, Tally
 from .jsontext import dumps
 from .policy import Policy
 from .scan import ScanResult
@@ -94,6 +94,96 @@ def beam_json(b: BeamAssessment) -> dict[str, Any]:
         "small_aperture_score": _num(m.small_aperture_score),
         "convexity": _num(m.convexity),
     }
+
+
+def fraction_groups_json(plan: Plan) -> list[dict[str, Any]]:
+    """Per fraction group: "meterset_mu" (kept for compatibility) and
+    "meterset_mu_per_fraction" are the same number, BeamMeterset summed over the beams it
+    references (MU of one fraction); "course_meterset_mu" is that times "fractions"
+    (None when the fractions are unknown)."""
+    out = []
+    for fg in plan.fraction_groups:
+        per_fraction = fg.meterset_mu_per_fraction
+        out.append(
+            {
+                "number": fg.number,
+                "fractions": fg.fractions_planned,
+                "beams": [r.beam_number for r in fg.referenced_beams],
+                "meterset_mu": _num(per_fraction if per_fraction is not None else 0.0, 2),
+                "meterset_mu_per_fraction": _num(per_fraction, 2),
+                "course_meterset_mu": _num(fg.course_meterset_mu, 1),
+                "dose_references": list(fg.referenced_dose_reference_numbers),
+            }
+        )
+    return out
+
+
+def prescriptions_json(plan: Plan) -> list[dict[str, Any]]:
+    """DoseReferenceSequence items: doses in Gy, None when absent; "dose_gy" is the
+    course's TargetPrescriptionDose, "dose_per_fraction_gy" derived from the fractions
+    of the one fraction group that delivers it."""
+    return [
+        {
+            "number": p.number,
+            "type": p.reference_type,
+            "structure_type": p.structure_type,
+            "description": p.description,
+            "roi_number": p.roi_number,
+            "dose_gy": _num(p.dose_gy, 4),
+            "dose_per_fraction_gy": _num(p.dose_per_fraction_gy, 4),
+            "fractions": p.fractions,
+            "fraction_group": p.fraction_group,
+            "minimum_dose_gy": _num(p.minimum_dose_gy, 4),
+            "maximum_dose_gy": _num(p.maximum_dose_gy, 4),
+            "delivery_maximum_dose_gy": _num(p.delivery_maximum_dose_gy, 4),
+            "dicom_path": p.dicom_path,
+        }
+        for p in plan.prescriptions
+    ]
+
+
+def prescription_text(p: dict[str, Any]) -> str:
+    """One prescription in words: "TARGET PTV_Breast: 40.05 Gy in 15 fractions (2.67 Gy
+    per fraction)"."""
+    what = " ".join(v for v in (p.get("type") or "dose reference", p.get("description") or "") if v)
+    if p.get("roi_number") is not None:
+        what += f" (ROI {p['roi_number']})"
+    if p.get("dose_gy") is None:
+        return f"{what}: no TargetPrescriptionDose"
+    text = f"{what}: {p['dose_gy']:g} Gy"
+    if p.get("fractions"):
+        text += f" in {p['fractions']} fraction(s)"
+    if p.get("dose_per_fraction_gy") is not None:
+        text += f" ({p['dose_per_fraction_gy']:.4g} Gy per fraction)"
+    else:
+        text += " (course; per fraction not derivable)"
+    return text
+
+
+def fractionation_texts(plan: Plan) -> list[str]:
+    """Per fraction group: "group 1: 15 fraction(s) x 467 MU = 7005.0 MU" (MU per
+    fraction, course MU); none for a plan without fraction groups."""
+    out = []
+    for fg in fraction_groups_json(plan):
+        per, course = fg["meterset_mu_per_fraction"], fg["course_meterset_mu"]
+        text = (
+            f"group {_cell_text(fg['number'])}: {_cell_text(fg['fractions'])} fraction(s)"
+            f" x {_cell_text(per)} MU"
+        )
+        text += f" = {course:.1f} MU in the course" if course is not None else " (course unknown)"
+        out.append(text)
+    return out
+
+
+def prescription_texts(plan: Plan) -> list[str]:
+    """Each DoseReferenceSequence item in words (``prescription_text``)."""
+    return [prescription_text(p) for p in prescriptions_json(plan)]
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
@@ -217,17 +307,8 @@ def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
             }
             for r in result.related
         ],
-        "fraction_groups": [
-            {
-                "number": fg.number,
-                "fractions": fg.fractions_planned,
-                "beams": [r.beam_number for r in fg.referenced_beams],
-                "meterset_mu": _num(
-                    sum(r.meterset_mu for r in fg.referenced_beams if r.meterset_mu is not None), 2
-                ),
-            }
-            for fg in plan.fraction_groups
-        ],
+        "fraction_groups": fraction_groups_json(plan),
+        "prescriptions": prescriptions_json(plan),
         "beams": [beam_json(b) for b in c.beams],
         "brachytherapy": brachy,
         "structure_set": structure_set,
@@ -572,7 +653,10 @@ def inspect_json(
     ports = [b for b in c.beams if b.counted]
     from .metrics import plan_metrics
 
-    agg = plan_metrics([(b.metrics, b.meterset_mu) for b in ports])
+    agg = plan_metrics(
+        [(b.metrics, b.meterset_mu) for b in ports],
+        [plan.beam_course_mu(b.beam.number) for b in ports],
+    )
     beams = []
     for b in c.beams:
         item = beam_json(b)
@@ -589,10 +673,15 @@ def inspect_json(
         "plan_name": plan.name,
         "intent": plan.intent,
         "approval_status": plan.approval_status,
-        "fraction_groups": plan_json(result, policy)["fraction_groups"],
+        "fraction_groups": fraction_groups_json(plan),
+        "prescriptions": prescriptions_json(plan),
         "plan_metrics": {
             "treatment_beams": agg.beams,
+            # the beams' MU as given: per fraction, summed over the fraction groups
             "meterset_mu": _num(agg.meterset_mu, 2),
+            # MU x fractions over the fraction groups; None when fractions are unknown
+            "course_meterset_mu": _num(agg.course_meterset_mu, 1),
+            "metrics_weighted_by": agg.weighted_by,
             "control_points": agg.control_points,
             "segments": agg.segments,
             "mcs": _num(agg.mcs),
@@ -651,6 +740,26 @@ def _grid(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[st
     return lines
 
 
+def _mu_headline(data: dict[str, Any]) -> str:
+    """The course total (MU x fractions over the fraction groups) and, per group, the MU
+    of one fraction: never per-fraction MU summed over groups of different fractions."""
+    pm = data["plan_metrics"]
+    groups = data["fraction_groups"]
+    per = [g["meterset_mu_per_fraction"] for g in groups]
+    course = pm.get("course_meterset_mu")
+    if not groups:
+        return f"{_cell(pm['meterset_mu'])} MU (no fraction group)"
+    if len(groups) == 1:
+        text = f"{_cell(per[0])} MU per fraction"
+    else:
+        text = "MU per fraction " + " / ".join(_cell(v) for v in per) + " (groups)"
+    if course is not None:
+        text += f", {course:.1f} MU in the course"
+    else:
+        text += ", course MU unknown (fractions not stated)"
+    return text
+
+
 def inspect_table(data: dict[str, Any]) -> str:
     pm = data["plan_metrics"]
     lines = [
@@ -658,16 +767,21 @@ def inspect_table(data: dict[str, Any]) -> str:
         f"plan {data['plan_label'] or '-'} ({data['plan_name'] or '-'}), patient"
         f" {data['patient_id'] or '-'}, intent {data['intent'] or '-'},"
         f" {data['approval_status'] or 'approval status absent'}",
-        f"{pm['treatment_beams']} treatment beam(s), {_cell(pm['meterset_mu'])} MU,"
+        f"{pm['treatment_beams']} treatment beam(s), {_mu_headline(data)},"
         f" {pm['control_points']} control points,"
         f" {pm['segments']} segments, MCS {_cell(pm['mcs'])}",
         "",
     ]
     for fg in data["fraction_groups"]:
+        course = fg["course_meterset_mu"]
         lines.append(
-            f"fraction group {fg['number']}: {fg['fractions']} fraction(s), beams"
-            f" {', '.join(str(n) for n in fg['beams'])}, {_cell(fg['meterset_mu'])} MU"
+            f"fraction group {fg['number']}: {_cell(fg['fractions'])} fraction(s), beams"
+            f" {', '.join(str(n) for n in fg['beams'])},"
+            f" {_cell(fg['meterset_mu_per_fraction'])} MU per fraction"
+            + (f", {course:.1f} MU in the course" if course is not None else "")
         )
+    for p in data.get("prescriptions", []):
+        lines.append(f"prescription {_cell(p['number'])}: {prescription_text(p)}")
     lines.append("")
     lines += _grid(data["beams"], _BEAM_COLUMNS)
     lines.append("")

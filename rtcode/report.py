@@ -16,7 +16,7 @@ from typing import Any
 
 from . import __version__
 from . import read as reader
-from .classify import Classification, Evidence
+from .classify import Classification, Evidence, Flag
 from .dvh import (
     DvhAgreement,
     DvhSettings,
@@ -26,8 +26,9 @@ from .dvh import (
     RoiDvh,
     plan_dvh,
 )
+from .facts import Plan
 from .jsontext import dumps
-from .render import ADVISORY, beam_json, plan_json
+from .render import ADVISORY, beam_json, fractionation_texts, plan_json, prescription_texts
 from .scan import PlanResult, ScanResult
 from .terminal import cut, lines_text, one_line, shown
 
@@ -39,6 +40,50 @@ ROLE_SHORT = {"target": "target", "organ_at_risk": "OAR"}
 class PlanReport:
     result: PlanResult
     dvh: PlanDvh
+    flags: tuple[Flag, ...] = ()  # from the DVHs against the prescription (policy)
+
+
+def prescription_flags(plan: Plan, dvh: PlanDvh, max_pct: float) -> tuple[Flag, ...]:
+    """``d95_far_from_prescription`` (warning): a target's stored D95 differs from its
+    prescription by more than ``max_pct`` per cent of the prescription. The
+    prescription of a target: the TARGET dose reference with its ReferencedROINumber;
+    without one, the plan's only TARGET prescription when exactly one target has a
+    stored DVH. A D95 that is a lower bound (truncated curve) is not compared."""
+    rxs = [p for p in plan.prescriptions if p.is_target and p.dose_gy is not None]
+    if not rxs:
+        return ()
+    targets = [
+        r
+        for r in dvh.rois
+        if r.role == "target"
+        and r.stored_stats is not None
+        and "d95_gy" not in r.stored_stats.at_least
+    ]
+    by_roi = {p.roi_number: p for p in rxs if p.roi_number is not None}
+    flags = []
+    for r in targets:
+        rx = by_roi.get(r.roi_number) if r.roi_number is not None else None
+        if rx is None and len(rxs) == 1 and len(targets) == 1 and rxs[0].roi_number is None:
+            rx = rxs[0]
+        if rx is None or not rx.dose_gy:
+            continue
+        d95 = r.stored_stats.d95_gy
+        diff = (d95 - rx.dose_gy) / rx.dose_gy * 100
+        if abs(diff) > max_pct:
+            flags.append(
+                Flag(
+                    "d95_far_from_prescription",
+                    "warning",
+                    f"target {r.roi_name or r.roi_number}: stored D95 {d95:.2f} Gy is"
+                    f" {diff:+.1f}% from the prescription {rx.dose_gy:g} Gy (course,"
+                    f" {rx.description or 'dose reference ' + str(rx.number)}): more than"
+                    f" {max_pct:g}% (policy setting dvh.max_d95_prescription_difference_pct);"
+                    " check the prescription, the fractions, and whether the DVH is per"
+                    " fraction",
+                    rx.dicom_path,
+                )
+            )
+    return tuple(flags)
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,7 +130,13 @@ def build_report(
         except Exception as exc:  # a file shaped in a way nobody foresaw: keep the report
             dvh = PlanDvh((), None, None, (_dvh_failure(exc),), dvh_settings.v_values_gy)
         plan = result.linked.plan
-        groups.setdefault(plan.patient_id, []).append(PlanReport(result, dvh))
+        try:
+            flags = prescription_flags(
+                plan, dvh, float(scan_result.policy["dvh.max_d95_prescription_difference_pct"])
+            )
+        except Exception:  # never lose the report over a comparison
+            flags = ()
+        groups.setdefault(plan.patient_id, []).append(PlanReport(result, dvh, flags))
         names[plan.patient_id] = names.get(plan.patient_id) or plan.patient_name
     patients = tuple(PatientReport(pid, names[pid], tuple(ps)) for pid, ps in groups.items())
     return Report(scan_result, patients, compute_dvh, dvh_settings)
@@ -197,15 +248,21 @@ def report_json(report: Report) -> dict[str, Any]:
             {
                 "patient_id": patient.patient_id,
                 "patient_name": patient.patient_name,
-                "plans": [
-                    {**plan_json(p.result, scan.policy), "dvh": dvh_json(p.dvh)}
-                    for p in patient.plans
-                ],
+                "plans": [_plan_with_flags(p, scan) for p in patient.plans],
             }
             for patient in report.patients
         ],
         "errors": [{"path": e.path, "error": e.error} for e in inv.errors],
     }
+
+
+def _plan_with_flags(p: PlanReport, scan: ScanResult) -> dict[str, Any]:
+    data = plan_json(p.result, scan.policy)
+    data["flags"] = data["flags"] + [
+        {"flag": f.flag, "severity": f.severity, "message": f.message, "dicom_path": f.dicom_path}
+        for f in p.flags
+    ]
+    return {**data, "dvh": dvh_json(p.dvh)}
 
 
 def to_json(report: Report) -> str:
@@ -335,6 +392,11 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
         f" confidence {c.confidence}",
         f"  plan        intent {plan.intent or '-'}, {plan.approval_status or 'approval absent'},"
         f" date {date_text(plan.date)}",
+        f"  fractions   {'; '.join(fractionation_texts(plan)) or 'no fraction group'}",
+        *[
+            f"  prescribed  {t}"
+            for t in prescription_texts(plan) or ["none in the plan (no DoseReferenceSequence)"]
+        ],
         f"  structures  {r.linked.structure_set_status}"
         + (f": {r.linked.structure_set.path}" if r.linked.structure_set else ""),
         f"  dose        {', '.join(d.path for d in r.linked.doses) or 'none in the export'}",
@@ -359,9 +421,9 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
             detail_lines[-1] = cut(detail_lines[-1], 96) + " ..."
         lines += detail_lines
     lines.append("    (* the rule group that decided the code)")
-    if c.flags:
+    if c.flags or p.flags:
         lines += ["", "  flags"]
-        for f in c.flags:
+        for f in (*c.flags, *p.flags):
             lines += _wrap(f"{f.severity}: {f.message}", "    ")
     if c.alternatives:
         lines += ["", "  alternatives"]

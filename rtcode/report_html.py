@@ -18,7 +18,7 @@ from typing import Any
 from . import __version__, plots
 from .classify import Classification
 from .dvh import PlanDvh
-from .render import ADVISORY, beam_json
+from .render import ADVISORY, beam_json, fractionation_texts, prescription_texts
 from .report import (
     ROLE_LABELS,
     PlanReport,
@@ -228,6 +228,12 @@ def _plan(p: PlanReport, i: int, figures: bool) -> str:
         ("intent", _e(plan.intent or "-")),
         ("approval", _e(plan.approval_status or "absent")),
         ("plan date", _e(date_text(plan.date))),
+        ("fractions", "<br>".join(_e(t) for t in fractionation_texts(plan)) or "no fraction group"),
+        (
+            "prescription",
+            "<br>".join(_e(t) for t in prescription_texts(plan))
+            or "none in the plan (no DoseReferenceSequence)",
+        ),
         ("planning system", _e(" ".join(filter(None, system)) or "-")),
         (
             "structure set",
@@ -247,10 +253,10 @@ def _plan(p: PlanReport, i: int, figures: bool) -> str:
         "<h4>Evidence</h4>",
         _evidence(c),
     ]
-    if c.flags:
+    if c.flags or p.flags:
         items = "".join(
             f'<li class="{_e(f.severity)}"><strong>{_e(f.severity)}</strong>: {_e(f.message)}</li>'
-            for f in c.flags
+            for f in (*c.flags, *p.flags)
         )
         out.append(f'<h4>Flags</h4><ul class="flags">{items}</ul>')
     if c.alternatives:
@@ -278,7 +284,8 @@ def _plan(p: PlanReport, i: int, figures: bool) -> str:
         if figures:
             out.append(_beam_figures(p))
     out.append("<h4>Dose-volume histograms</h4>")
-    out.append(_dvh(p.dvh, plan.label or "", figures))
+    rx = plan.first_target_prescription
+    out.append(_dvh(p.dvh, plan.label or "", figures, rx.dose_gy if rx is not None else None))
     out.append("</article>")
     return "\n".join(out)
 
@@ -384,7 +391,7 @@ def _beam_figures(p: PlanReport) -> str:
     return legend + '<div class="figures">' + "".join(parts) + "</div>"
 
 
-def _dvh(d: PlanDvh, label: str, figures: bool) -> str:
+def _dvh(d: PlanDvh, label: str, figures: bool, prescription_gy: float | None = None) -> str:
     out = []
     sources = []
     if d.stored_from:
@@ -429,7 +436,7 @@ def _dvh(d: PlanDvh, label: str, figures: bool) -> str:
         out.append(
             '<div class="figures">'
             + _figure(
-                plots.dvh_png(d),
+                plots.dvh_png(d, prescription_gy=prescription_gy),
                 f"DVH of plan {label}",
                 "dvh",
                 "Cumulative DVHs: targets in warm colours, organs at risk in cool ones;"

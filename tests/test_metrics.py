@@ -150,3 +150,17 @@ def test_plan_metrics_weight_by_mu():
     agg = plan_metrics([(full, 100.0), (half, 300.0)])
     assert agg.mcs == pytest.approx((1.0 * 100 + 0.75 * 300) / 400)
     assert agg.meterset_mu == 400 and agg.beams == 2
+
+
+def test_plan_metrics_weight_by_course_mu_when_every_beam_has_it():
+    full = beam_metrics(b.beam(1))
+    half = beam_metrics(b.beam(2, b.segments_cps([(b.rect(-40, 40), 0.5), (b.rect(-20, 20), 0.5)])))
+    # 100 MU x 30 fractions and 300 MU x 5 fractions
+    agg = plan_metrics([(full, 100.0), (half, 300.0)], [3000.0, 1500.0])
+    assert agg.mcs == pytest.approx((1.0 * 3000 + 0.75 * 1500) / 4500)
+    assert agg.meterset_mu == 400 and agg.course_meterset_mu == 4500
+    assert agg.weighted_by == "course_meterset_mu"
+    # a course MU unknown (fractions not stated): weighted by the MU as given
+    agg = plan_metrics([(full, 100.0), (half, 300.0)], [3000.0, None])
+    assert agg.mcs == pytest.approx((1.0 * 100 + 0.75 * 300) / 400)
+    assert agg.course_meterset_mu is None and agg.weighted_by == "meterset_mu"
