@@ -611,9 +611,15 @@ def dvh_warnings(
             out.append(
                 f"computed volume {computed.total:.2f} cm3 differs from the contours'"
                 f" {computed.contour_volume_cm3:.2f} cm3 by {diff:+.1f}% (more than"
-                f" {settings.max_volume_difference_pct:g}%, dvh.max_volume_difference_pct):"
-                " the dose grid does not cover or sample the whole ROI; its statistics"
-                " describe only the part it does"
+                f" {settings.max_volume_difference_pct:g}%, dvh.max_volume_difference_pct): "
+                + (
+                    "the dose grid does not cover or sample the whole ROI; its statistics"
+                    " describe only the part it does"
+                    if diff < 0
+                    else "the dose grid samples the ROI coarsely (its points inside the"
+                    " contours stand for more volume than the contours hold); its statistics"
+                    " rest on that coarse sampling"
+                )
             )
         share = beyond_grid_pct(computed)
         if share is not None and share > settings.max_volume_difference_pct:
