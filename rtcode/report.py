@@ -214,6 +214,9 @@ def report_json(report: Report) -> dict[str, Any]:
             "v_values_gy": list(report.dvh_settings.v_values_gy),
             "agreement_mean_dose_pct": report.dvh_settings.agreement_mean_dose_pct,
             "agreement_d95_pct": report.dvh_settings.agreement_d95_pct,
+            "truncated_last_bin_pct": report.dvh_settings.truncated_last_bin_pct,
+            "min_dose_voxels": report.dvh_settings.min_dose_voxels,
+            "max_volume_difference_pct": report.dvh_settings.max_volume_difference_pct,
         },
         "summary": {
             "patients": len(report.patients),

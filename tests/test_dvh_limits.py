@@ -67,6 +67,8 @@ def test_truncated_stored_dvh_is_marked_at_least_in_text_json_and_html(truncated
     assert stored["min_mean_max_from"] == "planning system"
     assert (stored["mean_dose_gy"], stored["max_dose_gy"]) == (44.0, 60.0)
     assert any("truncated at 48.00 Gy" in w for w in _rows(report)["PTV"]["warnings"])
+    settings = report_json(report)["dvh"]
+    assert (settings["min_dose_voxels"], settings["max_volume_difference_pct"]) == (30, 5.0)
     page = report_html(report)
     assert "\u2265" in page and "stored DVH truncated at 48.00 Gy" in page
 
