@@ -53,6 +53,11 @@ class DvhSettings:
     agreement_mean_dose_pct: float
     agreement_d95_pct: float
     truncated_last_bin_pct: float = 5.0
+    # A computed DVH is warned about when its ROI holds fewer dose-grid voxels than
+    # this, or when its volume differs from the contours' own volume by more than
+    # ``max_volume_difference_pct`` per cent of the latter.
+    min_dose_voxels: int = 30
+    max_volume_difference_pct: float = 5.0
 
     @classmethod
     def from_policy(cls, policy: Any) -> DvhSettings:
@@ -62,6 +67,8 @@ class DvhSettings:
             agreement_mean_dose_pct=float(policy["dvh.agreement_mean_dose_pct"]),
             agreement_d95_pct=float(policy["dvh.agreement_d95_pct"]),
             truncated_last_bin_pct=float(policy["dvh.truncated_last_bin_pct"]),
+            min_dose_voxels=int(policy["dvh.min_dose_voxels"]),
+            max_volume_difference_pct=float(policy["dvh.max_volume_difference_pct"]),
         )
 
 
@@ -118,6 +125,12 @@ class DvhCurve:
     stated_min_gy: float | None = None
     stated_mean_gy: float | None = None
     stated_max_gy: float | None = None
+    # A computed DVH: the dose-grid voxels its volume amounts to (volume / voxel volume
+    # of the dose grid), and the ROI's volume from its contours alone (polygon areas x
+    # plane thickness). None: unknown, or a stored DVH.
+    dose_voxels: float | None = None
+    contour_volume_cm3: float | None = None
+    beyond_grid_cm3: float | None = None  # of the contour volume: on planes past the grid
 
     @property
     def total(self) -> float:
@@ -180,6 +193,9 @@ class RoiDvh:
     computed_stats: DvhStats | None
     agreement: DvhAgreement | None
     note: str | None  # why a DVH is missing, when one is
+    # What the numbers cannot show: a truncated stored DVH, a computed one from few
+    # dose voxels or whose volume misses the contours' own (``dvh_warnings``).
+    warnings: tuple[str, ...] = ()
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -475,7 +491,177 @@ def compute_dvh(structure_set: Dataset, dose: Dataset, roi_number: int, where: s
     if diff.size <= 1 or diff.sum() <= 0 or edges.size != diff.size + 1:
         raise DvhError("no dose-grid point lies inside the contours")
     notes = (str(result.notes),) if result.notes else ()
-    return DvhCurve(roi_number, edges, diff, True, "computed", where, notes)
+    voxel = _voxel_cm3(dose)
+    volumes = contour_volume_cm3(structure_set, roi_number, dose)
+    return DvhCurve(
+        roi_number,
+        edges,
+        diff,
+        True,
+        "computed",
+        where,
+        notes,
+        dose_voxels=float(diff.sum()) / voxel if voxel else None,
+        contour_volume_cm3=volumes[0] if volumes else None,
+        beyond_grid_cm3=volumes[1] if volumes else None,
+    )
+
+
+def _voxel_cm3(dose: Dataset) -> float | None:
+    """The volume of one dose-grid voxel (cm3), or None when the grid does not say."""
+    try:
+        row, col = (abs(float(v)) for v in dose.PixelSpacing)
+        offsets = np.asarray([float(v) for v in dose.GridFrameOffsetVector])
+        steps = np.abs(np.diff(offsets))
+        steps = steps[steps > 0]
+        if not steps.size:
+            return None
+        voxel = row * col * float(np.median(steps)) / 1000.0
+    except Exception:  # absent or not numbers: no estimate
+        return None
+    return voxel if math.isfinite(voxel) and voxel > 0 else None
+
+
+def contour_volume_cm3(
+    structure_set: Dataset, roi_number: int, dose: Dataset | None = None
+) -> tuple[float, float] | None:
+    """An ROI's volume from its contours alone (cm3): per plane, the area its polygons
+    enclose (a polygon inside an odd number of others is a hole), times the plane
+    thickness dicompyler-core uses; and the part of it on planes beyond the dose grid's
+    first and last plane (dicompyler-core counts their volume but samples no dose
+    there). None when the contours do not give a volume."""
+    dicomparser, _ = dicompyler()
+    try:
+        with _quiet_dicompyler():
+            parser = dicomparser.DicomParser(structure_set)
+            planes = parser.GetStructureCoordinates(roi_number)
+            if not planes:
+                return None
+            thickness = float(parser.CalculatePlaneThickness(planes))
+            grid_z = _grid_planes_mm(dicomparser.DicomParser(dose)) if dose else None
+        total = beyond = 0.0
+        for z, contours in planes.items():
+            polygons = [
+                np.asarray(c["data"], float)[:, :2]
+                for c in contours
+                if len(c.get("data") or []) >= 3
+            ]
+            area = _plane_area_mm2(polygons) * thickness / 1000.0
+            total += area
+            if grid_z is not None and not (grid_z[0] - 0.5 <= float(z) <= grid_z[1] + 0.5):
+                beyond += area  # dicompyler-core's tolerance: 0.5 mm (GetDoseGrid)
+    except Exception:  # contours dicompyler-core cannot parse: no contour volume
+        logging.getLogger("rtcode").debug("contour volume failed", exc_info=True)
+        return None
+    if not (math.isfinite(total) and total > 0 and math.isfinite(beyond)):
+        return None
+    return total, beyond
+
+
+def _grid_planes_mm(parser: Any) -> tuple[float, float]:
+    """The z (mm) of the dose grid's first and last plane, as dicompyler-core finds them."""
+    ds = parser.ds
+    sign = 1.0 if parser.is_head_first_orientation() else -1.0
+    planes = sign * np.asarray([float(v) for v in ds.GridFrameOffsetVector]) + float(
+        ds.ImagePositionPatient[2]
+    )
+    return float(planes.min()), float(planes.max())
+
+
+def _plane_area_mm2(polygons: Sequence[np.ndarray]) -> float:
+    from matplotlib.path import Path  # late: only for computed DVHs
+
+    area = 0.0
+    paths = [Path(p) for p in polygons]
+    for i, poly in enumerate(polygons):
+        x, y = poly[:, 0], poly[:, 1]
+        a = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+        depth = sum(1 for j, other in enumerate(paths) if j != i and other.contains_point(poly[0]))
+        area += -a if depth % 2 else a
+    return max(area, 0.0)
+
+
+# dicompyler-core's note on contours beyond the dose grid: its first sentence is a fact,
+# its second ("Volume calculated for all contours.") claims a volume the numbers may not
+# bear out.
+_FULL_VOLUME_CLAIM = "Volume calculated for all contours."
+
+
+def dvh_warnings(
+    stored: DvhCurve | None, computed: DvhCurve | None, settings: DvhSettings
+) -> tuple[str, ...]:
+    """What the numbers of an ROI's DVHs cannot show, in words for the report."""
+    out = []
+    if stored is not None and stored.truncated_pct is not None:
+        out.append(
+            f"stored DVH truncated at {float(stored.edges_gy[-2]):.2f} Gy:"
+            f" {stored.truncated_pct:.1f}% of the ROI lies above it (values marked"
+            " ≥ are lower bounds)"
+        )
+    if computed is not None:
+        voxels = computed.dose_voxels
+        if voxels is not None and voxels < settings.min_dose_voxels:
+            out.append(
+                f"computed DVH from about {voxels:.0f} dose-grid voxel(s), fewer than"
+                f" {settings.min_dose_voxels} (dvh.min_dose_voxels): its D95, D2 and"
+                " minimum are coarse samples, not the ROI's dose"
+            )
+        diff = volume_difference_pct(computed)
+        if diff is not None and abs(diff) > settings.max_volume_difference_pct:
+            out.append(
+                f"computed volume {computed.total:.2f} cm3 differs from the contours'"
+                f" {computed.contour_volume_cm3:.2f} cm3 by {diff:+.1f}% (more than"
+                f" {settings.max_volume_difference_pct:g}%, dvh.max_volume_difference_pct): "
+                + (
+                    "the dose grid does not cover or sample the whole ROI; its statistics"
+                    " describe only the part it does"
+                    if diff < 0
+                    else "the dose grid samples the ROI coarsely (its points inside the"
+                    " contours stand for more volume than the contours hold); its statistics"
+                    " rest on that coarse sampling"
+                )
+            )
+        share = beyond_grid_pct(computed)
+        if share is not None and share > settings.max_volume_difference_pct:
+            out.append(
+                f"{share:.1f}% of the ROI's contour volume ({computed.beyond_grid_cm3:.2f}"
+                f" of {computed.contour_volume_cm3:.2f} cm3) lies on planes beyond the dose"
+                f" grid (more than {settings.max_volume_difference_pct:g}%,"
+                " dvh.max_volume_difference_pct): dicompyler-core counts that volume but"
+                " samples no dose there, so the DVH gives it the dose of the rest; its"
+                " statistics describe only the part inside the grid"
+            )
+    return tuple(out)
+
+
+def beyond_grid_pct(curve: DvhCurve) -> float | None:
+    """The share (%) of the contour volume on planes beyond the dose grid."""
+    if curve.contour_volume_cm3 is None or curve.beyond_grid_cm3 is None:
+        return None
+    return 100.0 * curve.beyond_grid_cm3 / curve.contour_volume_cm3
+
+
+def volume_difference_pct(curve: DvhCurve) -> float | None:
+    """(computed volume - contour volume) / contour volume, in per cent."""
+    if curve.contour_volume_cm3 is None or curve.contour_volume_cm3 <= 0:
+        return None
+    return 100.0 * (curve.total - curve.contour_volume_cm3) / curve.contour_volume_cm3
+
+
+def _computed_notes(curve: DvhCurve, settings: DvhSettings) -> tuple[str, ...]:
+    """dicompyler-core's notes, without a claim the numbers contradict."""
+    limit = settings.max_volume_difference_pct
+    if (
+        abs(volume_difference_pct(curve) or 0.0) <= limit
+        and (beyond_grid_pct(curve) or 0.0) <= limit
+    ):
+        return curve.notes
+    out = []
+    for note in curve.notes:
+        note = note.replace(_FULL_VOLUME_CLAIM, "").strip()
+        if note:
+            out.append(note)
+    return tuple(out)
 
 
 def _failure(exc: BaseException) -> str:
@@ -673,14 +859,17 @@ def plan_dvh(
         note = failed.get(roi.number) or s_note or c_note
         if s is None and c is None and note is None:
             note = "no stored DVH" + (" (computing was off)" if compute == "never" else "")
-        elif note is None and c is not None and c.notes:
-            note = " ".join(c.notes)
+        elif note is None and c is not None and _computed_notes(c, settings):
+            note = " ".join(_computed_notes(c, settings))
         agreement = None
         if s_stats and c_stats:
             agreement = compare(
                 s_stats, c_stats, settings.agreement_mean_dose_pct, settings.agreement_d95_pct
             )
-        rows.append(RoiDvh(roi.number, roi.name, role, s, c, s_stats, c_stats, agreement, note))
+        warnings = dvh_warnings(s if s_stats else None, c if c_stats else None, settings)
+        rows.append(
+            RoiDvh(roi.number, roi.name, role, s, c, s_stats, c_stats, agreement, note, warnings)
+        )
     return PlanDvh(tuple(rows), stored_from, computed_from, tuple(notes), tuple(v_values_gy))
 
 

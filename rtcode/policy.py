@@ -246,6 +246,8 @@ SCHEMA.update(
         "dvh.agreement_d95_pct": _percent,
         "dvh.truncated_last_bin_pct": _percent,
         "dvh.max_d95_prescription_difference_pct": _percent,
+        "dvh.min_dose_voxels": _number(0, integer=True),
+        "dvh.max_volume_difference_pct": _percent,
     }
 )
 OPTIONAL = {"policy.extends": _text}

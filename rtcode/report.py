@@ -19,12 +19,15 @@ from . import read as reader
 from .classify import Classification, Evidence, Flag
 from .dvh import (
     DvhAgreement,
+    DvhCurve,
     DvhSettings,
     DvhStats,
     Loader,
     PlanDvh,
     RoiDvh,
+    beyond_grid_pct,
     plan_dvh,
+    volume_difference_pct,
 )
 from .facts import Plan
 from .jsontext import dumps
@@ -169,10 +172,13 @@ def v_label(dose_gy: float) -> str:
     return f"V{dose_gy:g}Gy"
 
 
-def stats_json(s: DvhStats | None) -> dict[str, Any] | None:
+def stats_json(s: DvhStats | None, curve: DvhCurve | None = None) -> dict[str, Any] | None:
+    """One DVH's statistics; with its curve, also what they cannot show: how much of the
+    ROI a truncated stored DVH leaves beyond its end, and for a computed one the dose
+    voxels and the contours' own volume."""
     if s is None:
         return None
-    return {
+    out: dict[str, Any] = {
         "volume_cm3": _num(s.volume_cm3, 2),
         "min_dose_gy": _num(s.min_dose_gy),
         "mean_dose_gy": _num(s.mean_dose_gy),
@@ -180,7 +186,27 @@ def stats_json(s: DvhStats | None) -> dict[str, Any] | None:
         "d95_gy": _num(s.d95_gy),
         "d2_gy": _num(s.d2_gy),
         "v_pct": {v_label(d): _num(pct, 2) for d, pct in s.v_pct},
+        # lower bounds ("at least"): names as above, V-values as "V<dose>Gy"
+        "at_least": [_at_least_key(k) for k in s.at_least],
+        "min_mean_max_from": s.min_mean_max_from,
     }
+    if curve is not None and curve.source == "stored":
+        out["truncated_pct"] = _num(curve.truncated_pct, 2)
+        out["truncated_at_gy"] = (
+            _num(float(curve.edges_gy[-2])) if curve.truncated_pct is not None else None
+        )
+    if curve is not None and curve.source == "computed":
+        out["dose_voxels"] = _num(curve.dose_voxels, 1)
+        out["contour_volume_cm3"] = _num(curve.contour_volume_cm3, 2)
+        out["volume_difference_pct"] = _num(volume_difference_pct(curve), 2)
+        out["beyond_grid_cm3"] = _num(curve.beyond_grid_cm3, 2)
+        out["beyond_grid_pct"] = _num(beyond_grid_pct(curve), 2)
+    return out
+
+
+def _at_least_key(name: str) -> str:
+    """A ``DvhStats.at_least`` name as the key it has in the JSON ("v40" -> "V40Gy")."""
+    return v_label(float(name[1:])) if name.startswith("v") else name
 
 
 def agreement_json(a: DvhAgreement | None) -> dict[str, Any] | None:
@@ -212,11 +238,13 @@ def dvh_json(d: PlanDvh) -> dict[str, Any]:
                 "name": r.roi_name,
                 "role": r.role,
                 "sources": list(r.sources),
-                "stored": stats_json(r.stored_stats),
+                "stored": stats_json(r.stored_stats, r.stored),
                 "stored_dicom_path": r.stored.dicom_path if r.stored else None,
-                "computed": stats_json(r.computed_stats),
+                "computed": stats_json(r.computed_stats, r.computed),
                 "agreement": agreement_json(r.agreement),
+                "agreement_mean_against": _mean_against(r),
                 "note": r.note,
+                "warnings": list(r.warnings),
             }
             for r in d.rois
         ],
@@ -237,6 +265,9 @@ def report_json(report: Report) -> dict[str, Any]:
             "v_values_gy": list(report.dvh_settings.v_values_gy),
             "agreement_mean_dose_pct": report.dvh_settings.agreement_mean_dose_pct,
             "agreement_d95_pct": report.dvh_settings.agreement_d95_pct,
+            "truncated_last_bin_pct": report.dvh_settings.truncated_last_bin_pct,
+            "min_dose_voxels": report.dvh_settings.min_dose_voxels,
+            "max_volume_difference_pct": report.dvh_settings.max_volume_difference_pct,
         },
         "summary": {
             "patients": len(report.patients),
@@ -342,18 +373,61 @@ def dvh_header(d: PlanDvh) -> list[str]:
     ]
 
 
+AT_LEAST = "\u2265"  # before a value that is a lower bound (a truncated stored DVH)
+
+
 def dvh_cells(r: RoiDvh, source: str, s: DvhStats) -> list[str]:
+    def value(name: str, v: float | None, fmt: str = ".2f") -> str:
+        return (AT_LEAST if name in s.at_least else "") + number(v, fmt)
+
     return [
         r.roi_name or f"ROI {r.roi_number}",
         ROLE_SHORT.get(r.role, r.role),
         source,
         number(s.volume_cm3),
         number(s.min_dose_gy),
-        number(s.mean_dose_gy),
-        number(s.max_dose_gy),
-        number(s.d95_gy),
-        number(s.d2_gy),
-    ] + [number(pct, ".1f") for _, pct in s.v_pct]
+        value("mean_dose_gy", s.mean_dose_gy),
+        value("max_dose_gy", s.max_dose_gy),
+        value("d95_gy", s.d95_gy),
+        value("d2_gy", s.d2_gy),
+    ] + [value(f"v{d:g}", pct, ".1f") for d, pct in s.v_pct]
+
+
+def _mean_against(r: RoiDvh) -> str | None:
+    """What the agreement's mean compares the computed mean with."""
+    if r.agreement is None or r.stored_stats is None:
+        return None
+    if r.stored_stats.min_mean_max_from == "planning system":
+        return "stated mean (DVHMeanDose)"
+    return "stored DVH's bins"
+
+
+def agreement_line(r: RoiDvh) -> str:
+    """The agreement of an ROI's computed DVH with its stored one, in words."""
+    assert r.agreement is not None
+    text = agreement_text(r.agreement)
+    if _mean_against(r) == "stated mean (DVHMeanDose)":
+        text += "; mean against the planning system's stated mean (DVHMeanDose)"
+    return text
+
+
+def min_mean_max_text(d: PlanDvh) -> str | None:
+    """Where the table's minimum, mean and maximum come from, or None without rows."""
+    rows = dvh_rows(d)
+    if not rows:
+        return None
+    stated = [
+        r.roi_name or f"ROI {r.roi_number}"
+        for r, _, s in rows
+        if s.min_mean_max_from == "planning system"
+    ]
+    bins = "from the DVH bins (mean from bin centres: approximate where bins are wide)"
+    if not stated:
+        return f"min, mean and max: {bins}"
+    return (
+        "min, mean and max: the planning system's stated values (DVHMinimumDose,"
+        f" DVHMeanDose, DVHMaximumDose) for stored {', '.join(stated)}; otherwise {bins}"
+    )
 
 
 def patient_heading(patient: PatientReport) -> str:
@@ -460,9 +534,12 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
     table = dvh_rows(p.dvh)
     if table:
         lines += _grid([dvh_header(p.dvh)] + [dvh_cells(*row) for row in table])
+        lines += _wrap(min_mean_max_text(p.dvh) or "", "    ")
     for roi in p.dvh.rois:
         if roi.agreement is not None:
-            lines += _wrap(f"{roi.roi_name}: {agreement_text(roi.agreement)}", "    ")
+            lines += _wrap(f"{roi.roi_name}: {agreement_line(roi)}", "    ")
+        for warning in roi.warnings:
+            lines += _wrap(f"{roi.roi_name}: WARNING {warning}", "    ")
         if roi.note:
             lines += _wrap(f"{roi.roi_name}: {roi.note}", "    ")
     for note in p.dvh.notes:

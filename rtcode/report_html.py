@@ -23,13 +23,14 @@ from .report import (
     ROLE_LABELS,
     PlanReport,
     Report,
-    agreement_text,
+    agreement_line,
     date_text,
     dvh_cells,
     dvh_header,
     dvh_rows,
     fired_word,
     gantry_text,
+    min_mean_max_text,
     number,
     patient_heading,
     value_text,
@@ -418,6 +419,7 @@ def _dvh(d: PlanDvh, label: str, figures: bool, prescription_gy: float | None = 
                 + "</tr>"
             )
         out.append(_table(dvh_header(d), rows, "dvh"))
+        out.append(f'<p class="note">{_e(min_mean_max_text(d) or "")}.</p>')
     items = []
     for roi in d.rois:
         if roi.agreement is not None:
@@ -425,8 +427,11 @@ def _dvh(d: PlanDvh, label: str, figures: bool, prescription_gy: float | None = 
             cls = "agree" if ok else "differ" if ok is False else "note"
             items.append(
                 f'<li class="{cls}">{_e(roi.roi_name)}: stored and computed'
-                f" {_e(agreement_text(roi.agreement))}</li>"
+                f" {_e(agreement_line(roi))}</li>"
             )
+        items += [
+            f'<li class="differ">{_e(roi.roi_name)}: warning: {_e(w)}</li>' for w in roi.warnings
+        ]
         if roi.note:
             items.append(f'<li class="note">{_e(roi.roi_name)}: {_e(roi.note)}</li>')
     items += [f'<li class="note">{_e(n)}</li>' for n in d.notes]

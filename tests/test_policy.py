@@ -196,6 +196,8 @@ def test_dvh_settings_are_shown_hashed_and_compared():
         "agreement_d95_pct = 2.0",
         "agreement_mean_dose_pct = 1.0",
         "max_d95_prescription_difference_pct = 10.0",
+        "max_volume_difference_pct = 5.0",
+        "min_dose_voxels = 30",
         "truncated_last_bin_pct = 5.0",
         "v_values_gy = [5, 20, 30, 40, 50]",
     ]
