@@ -18,7 +18,7 @@ from typing import Any
 from . import __version__, plots
 from .classify import Classification
 from .dvh import PlanDvh
-from .render import ADVISORY, beam_json
+from .render import ADVISORY, beam_json, brachy_technique
 from .report import (
     ROLE_LABELS,
     PlanReport,
@@ -196,7 +196,7 @@ def _contents(report: Report, numbered: dict[int, int]) -> str:
                 + _td(c.code or "none", "code-cell")
                 + _td(c.label or c.category.value)
                 + _td(c.confidence, f"confidence-{c.confidence}")
-                + _td(_techniques(c))
+                + _td(brachy_technique(plan) or _techniques(c))
                 + _td(len(p.dvh.rois))
                 + _td(plan.path, "path")
                 + "</tr>"

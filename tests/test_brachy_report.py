@@ -31,6 +31,7 @@ def test_the_hdr_sample_report_shows_sources_channels_and_prescription():
     page = report_html(report, figures=False)
     assert page.count('<tr class="channel-row">') == 3
     assert '<section class="brachy">' in page
+    assert "<td>HDR 3 channels</td>" in page  # the plans table's techniques
     assert "no wedge on any port" not in page and 'class="beams"' not in page
     [plan] = report.plans
     assert table_row(plan.result)[-1] == "HDR 3 channels"
