@@ -143,6 +143,10 @@ class Classification:
     def deciding_evidence(self) -> tuple[Evidence, ...]:
         """The evidence of the rule group that decided the code (what a summary shows)."""
         prefix = _DECIDING_RULES[self.category]
+        if self.category is Category.UNDETERMINED and any(
+            e.rule.startswith("brachy.") for e in self.evidence
+        ):
+            prefix = "brachy."  # a brachytherapy plan whose tier cannot be told
         fired = tuple(e for e in self.evidence if e.rule.startswith(prefix) and e.fired)
         if fired:
             return fired
@@ -509,55 +513,62 @@ def classify(lp: LinkedPlan, policy: Policy) -> Classification:
         ]
 
     # Rule 2: brachytherapy.
-    brachy_code = None
-    if plan.brachy is not None and not plan.beams:
-        brachy_code = _brachy_rule(lp, policy, w)
+    # A brachytherapy plan (application setups, no beams) is coded by its tier alone:
+    # the external-beam rules (ports, modulation, 3-D, isodose) say nothing about it,
+    # and their rows ("no wedge on any port") would only bury the one that decides.
+    brachy_only = plan.brachy is not None and not plan.beams
+    brachy_code = _brachy_rule(lp, policy, w) if brachy_only else None
 
-    # Rule 3 and 4: treatment beams.
-    excluded = [b for b in beams if not b.counted]
-    w.add(
-        "beams.treatment_ports",
-        bool(ports),
-        f"{len(ports)} treatment port(s) of {len(beams)} beam(s)"
-        + (
-            "; not counted: "
-            + "; ".join(f"beam {_beam_name(b.beam)} ({b.excluded_reason})" for b in excluded)
-            if excluded
-            else ""
-        ),
-        dicom_path=f"{path}::FractionGroupSequence",
-        observed=len(ports),
-        threshold=f"delivery type in {policy['beams.treatment_delivery_types']},"
-        f" meterset > {policy['beams.min_meterset_mu']:g} MU",
-        setting="beams.treatment_delivery_types",
-    )
-
-    # Rule 5: modulation.
-    pbs_as_imrt = policy["modulation.pencil_beam_scanning_code"] == "77301"
-    modulated = [
-        b
-        for b in ports
-        if b.technique in MODULATED
-        or (b.technique is Technique.ION_PENCIL_BEAM_SCANNING and pbs_as_imrt)
-    ]
-    for b in ports:
-        is_mod = b in modulated
+    modulated: list[BeamAssessment] = []
+    unknown: list[BeamAssessment] = []
+    three_d, missing_only, three_d_missing = False, False, []
+    complex_reasons: list[str] = []
+    if not brachy_only:
+        # Rule 3 and 4: treatment beams.
+        excluded = [b for b in beams if not b.counted]
         w.add(
-            "imrt.modulated_beam",
-            None if b.technique is Technique.UNKNOWN else is_mod,
-            f"beam {_beam_name(b.beam)}: {b.technique.value} ({b.technique_reason})",
-            dicom_path=f"{b.beam.dicom_path}.{_cp_kw(b.beam)}",
-            observed=_technique_numbers(b),
-            threshold=_technique_thresholds(policy),
-            setting="modulation",
+            "beams.treatment_ports",
+            bool(ports),
+            f"{len(ports)} treatment port(s) of {len(beams)} beam(s)"
+            + (
+                "; not counted: "
+                + "; ".join(f"beam {_beam_name(b.beam)} ({b.excluded_reason})" for b in excluded)
+                if excluded
+                else ""
+            ),
+            dicom_path=f"{path}::FractionGroupSequence",
+            observed=len(ports),
+            threshold=f"delivery type in {policy['beams.treatment_delivery_types']},"
+            f" meterset > {policy['beams.min_meterset_mu']:g} MU",
+            setting="beams.treatment_delivery_types",
         )
-    unknown = [b for b in ports if b.technique is Technique.UNKNOWN]
 
-    # Rule 6: 3-D.
-    three_d, missing_only, three_d_missing = _three_d_rules(lp, ports, policy, w)
+        # Rule 5: modulation.
+        pbs_as_imrt = policy["modulation.pencil_beam_scanning_code"] == "77301"
+        modulated = [
+            b
+            for b in ports
+            if b.technique in MODULATED
+            or (b.technique is Technique.ION_PENCIL_BEAM_SCANNING and pbs_as_imrt)
+        ]
+        for b in ports:
+            is_mod = b in modulated
+            w.add(
+                "imrt.modulated_beam",
+                None if b.technique is Technique.UNKNOWN else is_mod,
+                f"beam {_beam_name(b.beam)}: {b.technique.value} ({b.technique_reason})",
+                dicom_path=f"{b.beam.dicom_path}.{_cp_kw(b.beam)}",
+                observed=_technique_numbers(b),
+                threshold=_technique_thresholds(policy),
+                setting="modulation",
+            )
+        unknown = [b for b in ports if b.technique is Technique.UNKNOWN]
 
-    # Rule 7: isodose.
-    complex_reasons = _isodose_rules(lp, ports, policy, w)
+        # Rule 6: 3-D.
+        three_d, missing_only, three_d_missing = _three_d_rules(lp, ports, policy, w)
+
+        # Rule 7: isodose.
+        complex_reasons = _isodose_rules(lp, ports, policy, w)
 
     # Leksell GammaPlan: stereotactic radiosurgery, whatever its placeholder beam looks like.
     gamma_knife_code = None

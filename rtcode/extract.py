@@ -48,6 +48,7 @@ from .facts import (
     Brachy,
     BrachyChannel,
     BrachySetup,
+    BrachySource,
     ControlPoints,
     Dose,
     DoseGrid,
@@ -1025,6 +1026,7 @@ def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
         channels = []
         for j, c in enumerate(_seq(setup, "ChannelSequence", spath)):
             cpath = f"{spath}.ChannelSequence[{j}]"
+            found, unknown = _seeds(c, cpath, oddities)
             channels.append(
                 BrachyChannel(
                     number=_get_int(c, "ChannelNumber", cpath),
@@ -1034,15 +1036,25 @@ def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
                         f"{cpath}.ChannelTotalTime",
                         "a time",
                     ),
+                    applicator_id=_text(c, "SourceApplicatorID", cpath),
+                    applicator_type=_text(c, "SourceApplicatorType", cpath),
+                    length_mm=_optional(_get_float, c, "ChannelLength", cpath),
+                    dwell_positions=found,
+                    final_weight=_optional(_get_float, c, "FinalCumulativeTimeWeight", cpath),
+                    source_number=_optional(_get_int, c, "ReferencedSourceNumber", cpath),
                 )
             )
-            found, unknown = _seeds(c, cpath, oddities)
             if seeds is not None and found is not None:
                 seeds += found
             elif why is None:
                 seeds, why = None, unknown
         setups.append(
-            BrachySetup(_text(setup, "ApplicationSetupType", spath), tuple(channels), spath)
+            BrachySetup(
+                _text(setup, "ApplicationSetupType", spath),
+                tuple(channels),
+                spath,
+                _optional(_text, setup, "ApplicationSetupName", spath),
+            )
         )
     if seeds is not None and not any(s.channels for s in setups):
         seeds, why = None, f"{path}::ApplicationSetupSequence holds no channel"
@@ -1056,6 +1068,33 @@ def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
             }
         )
     )
+    source_facts = []
+    for i, s in enumerate(sources):
+        spath = f"{path}::SourceSequence[{i}]"
+        source_facts.append(
+            BrachySource(
+                number=_optional(_get_int, s, "SourceNumber", spath),
+                isotope=_text(s, "SourceIsotopeName", spath),
+                air_kerma_rate=_optional(_get_float, s, "ReferenceAirKermaRate", spath),
+                reference_date=_optional(_text, s, "SourceStrengthReferenceDate", spath),
+                reference_time=_optional(_text, s, "SourceStrengthReferenceTime", spath),
+                strength_units=_optional(_text, s, "SourceStrengthUnits", spath),
+                strength=_optional(_get_float, s, "SourceStrength", spath),
+            )
+        )
+    doses = []
+    for i, fg in enumerate(_seq(ds, "FractionGroupSequence", f"{path}:")):
+        fpath = f"{path}::FractionGroupSequence[{i}]"
+        try:
+            refs = _seq(fg, "ReferencedBrachyApplicationSetupSequence", fpath)
+        except DicomReadError:
+            continue
+        for k, ref in enumerate(refs):
+            dose = _optional(
+                _get_float, ref, "BrachyApplicationSetupDose", f"{fpath}.ReferencedBrachy[{k}]"
+            )
+            if dose is not None and math.isfinite(dose):
+                doses.append(dose)
     return Brachy(
         treatment_type=_upper(_text(ds, "BrachyTreatmentType", f"{path}:")),
         technique=_upper(_text(ds, "BrachyTreatmentTechnique", f"{path}:")),
@@ -1064,7 +1103,19 @@ def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
         setups=tuple(setups),
         number_of_seeds=seeds,
         seeds_unknown_why=why,
+        sources=tuple(source_facts),
+        setup_doses_gy=tuple(doses),
     )
+
+
+def _optional(read, ds: Dataset, keyword: str, path: str):
+    """A value shown in the report only: one that cannot be read is absent (None), never
+    an error that would lose the plan's code (the fast path's ``Unusual`` still hands the
+    plan to the reference path)."""
+    try:
+        return read(ds, keyword, path)
+    except DicomReadError:
+        return None
 
 
 def _seeds(c: Dataset, path: str, oddities: list[Oddity]) -> tuple[int | None, str | None]:

@@ -321,9 +321,33 @@ class Prescription:
 
 @dataclass(frozen=True)
 class BrachyChannel:
+    """One ChannelSequence item (PS3.3 C.8.8.15). None: the element is absent (a
+    written 0 stays 0: a channel the plan does not load)."""
+
     number: int | None
     source_movement_type: str | None
-    total_time_s: float | None
+    total_time_s: float | None  # ChannelTotalTime
+    applicator_id: str | None = None  # SourceApplicatorID
+    applicator_type: str | None = None  # SourceApplicatorType (FLEXIBLE, RIGID)
+    length_mm: float | None = None  # ChannelLength
+    # positions where the source dwells (SEED_RULE); None when the file cannot say
+    dwell_positions: int | None = None
+    final_weight: float | None = None  # FinalCumulativeTimeWeight
+    source_number: int | None = None  # ReferencedSourceNumber
+
+
+@dataclass(frozen=True)
+class BrachySource:
+    """One SourceSequence item: a source type (an afterloader's source, a seed model)."""
+
+    number: int | None  # SourceNumber
+    isotope: str | None  # SourceIsotopeName
+    # ReferenceAirKermaRate: air kerma rate in air at 1 m, uGy/h (PS3.3 C.8.8.15)
+    air_kerma_rate: float | None
+    reference_date: str | None  # SourceStrengthReferenceDate (YYYYMMDD)
+    reference_time: str | None  # SourceStrengthReferenceTime (HHMMSS)
+    strength_units: str | None = None  # SourceStrengthUnits, when the strength is not air kerma
+    strength: float | None = None  # SourceStrength (non-gamma sources)
 
 
 @dataclass(frozen=True)
@@ -331,6 +355,7 @@ class BrachySetup:
     setup_type: str | None
     channels: tuple[BrachyChannel, ...]
     dicom_path: str
+    name: str | None = None  # ApplicationSetupName
 
 
 # How the sources placed in a channel are counted (the seeds of an LDR implant). PS3.3
@@ -367,6 +392,10 @@ class Brachy:
     # source. None when the file cannot say (``seeds_unknown_why`` says why).
     number_of_seeds: int | None = None
     seeds_unknown_why: str | None = None  # a sentence with the DICOM path
+    sources: tuple[BrachySource, ...] = ()  # the SourceSequence items
+    # BrachyApplicationSetupDose of each ReferencedBrachyApplicationSetupSequence item
+    # of the fraction groups (Gy per fraction at the setup's dose reference point)
+    setup_doses_gy: tuple[float, ...] = ()
 
     @property
     def number_of_channels(self) -> int:

@@ -1,10 +1,11 @@
 """Figures for the HTML report, drawn with matplotlib and returned as PNG bytes.
 
 - ``dvh_png``: cumulative DVHs of a plan; targets in warm colours, organs at risk in
-  cool ones; stored curves solid, computed ones dashed.
+  cool ones (markers once a palette is used up); stored curves solid, computed ones
+  dashed; the dose axis limited to what matters (``dose_axis_limit``).
 - ``bev_png``: a beam's-eye view of one beam's aperture in the collimator frame:
   leaves, jaws and the open field at the largest segment, or at a few control points
-  of an arc.
+  of an arc; each view scaled to its aperture.
 - ``arrangement_png``: where the beams come from: gantry angles and arcs seen from
   the foot of the couch (IEC 61217: clockwise), couch angles seen from above.
 
@@ -70,45 +71,129 @@ def _clip(text: str | None, width: int = 24) -> str:
 
 def role_colours(d: PlanDvh) -> dict[int, str]:
     """Colour of each ROI row (by index in ``d.rois``): warm targets, cool organs."""
-    out: dict[int, str] = {}
-    counts = {"target": 0, "organ_at_risk": 0}
+    return {i: style[0] for i, style in roi_styles(d).items()}
+
+
+# Markers that set apart ROIs sharing a colour once a role has more ROIs than its
+# palette has colours (the first round of a palette has none).
+MARKERS = (None, "o", "s", "^", "D", "v", "x", "P", "*", "<", ">", "h")
+
+
+def roi_styles(d: PlanDvh) -> dict[int, tuple[str, str | None]]:
+    """(colour, marker) of each ROI row (by index in ``d.rois``): warm targets, cool
+    organs, grey others; a role with more ROIs than colours goes round its palette
+    again with a marker on the line, so no two ROIs of a figure look the same (stored
+    and computed curves of one ROI share its colour and marker: solid and dashed)."""
+    out: dict[int, tuple[str, str | None]] = {}
+    counts: dict[str, int] = {}
     for i, r in enumerate(d.rois):
-        palette = {"target": TARGET_COLOURS, "organ_at_risk": ORGAN_COLOURS}.get(r.role)
-        if palette is None:
-            out[i] = OTHER_COLOUR
-            continue
-        out[i] = palette[counts[r.role] % len(palette)]
-        counts[r.role] += 1
+        palette = {"target": TARGET_COLOURS, "organ_at_risk": ORGAN_COLOURS}.get(
+            r.role, (OTHER_COLOUR,)
+        )
+        group = r.role if r.role in ("target", "organ_at_risk") else "other"
+        n = counts.get(group, 0)
+        counts[group] = n + 1
+        turn, colour = divmod(n, len(palette))
+        # beyond every colour and marker: the same again, and each curve labelled at its end
+        out[i] = (palette[colour], MARKERS[turn % len(MARKERS)])
     return out
+
+
+def needs_end_labels(d: PlanDvh) -> bool:
+    """Whether two ROIs share colour and marker: then each curve is named at its end."""
+    styles = list(roi_styles(d).values())
+    return len(set(styles)) < len(styles)
+
+
+# The dose axis. A plan's hottest voxel can be far above anything of interest (next to
+# a brachytherapy source: 2000 Gy against a 7 Gy prescription; every curve would fall
+# in the first 2% of the axis), so the axis ends at
+#   1.5 x the prescription, when one is known, else
+#   1.2 x the 98th percentile of the curves' near-maximum doses (D2, ICRU 83),
+# and never before a target curve has fallen to 2% of its volume (its shoulder, with
+# 10% to spare), nor beyond the highest dose of any curve (+5%). The figure says where
+# curves run on beyond the axis.
+AXIS_PRESCRIPTION_FACTOR = 1.5
+AXIS_D2_HEADROOM = 1.2
+AXIS_TARGET_HEADROOM = 1.1
+
+
+def _dose_at(dose: np.ndarray, pct: np.ndarray, level: float) -> float:
+    """The highest dose at which at least ``level`` % of the ROI still receives it."""
+    above = np.flatnonzero(pct >= level) if level > 0 else np.flatnonzero(pct > 0)
+    return float(dose[above[-1]]) if above.size else 0.0
+
+
+def dose_axis_limit(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]], prescription_gy: float | None = None
+) -> float:
+    """Where the dose axis of a DVH figure ends (Gy): ``curves`` are (role, dose at bin
+    edges, cumulative volume %), as ``DvhCurve.cumulative`` gives them."""
+    ends = [_dose_at(dose, pct, 0.0) for _, dose, pct in curves]
+    full = max([*ends, 0.0]) * 1.05
+    if prescription_gy is not None and math.isfinite(prescription_gy) and prescription_gy > 0:
+        limit = AXIS_PRESCRIPTION_FACTOR * prescription_gy
+    else:
+        d2 = [_dose_at(dose, pct, 2.0) for _, dose, pct in curves]
+        limit = AXIS_D2_HEADROOM * float(np.percentile(d2, 98)) if d2 else full
+    for role, dose, pct in curves:
+        if role == "target":
+            limit = max(limit, AXIS_TARGET_HEADROOM * _dose_at(dose, pct, 2.0))
+    return max(min(limit, full), 1.0)
 
 
 def dvh_png(
     d: PlanDvh, title: str | None = None, prescription_gy: float | None = None
 ) -> bytes | None:
-    """Cumulative DVHs (volume % against dose Gy); None when the plan has none. With
-    ``prescription_gy`` (the first target's TargetPrescriptionDose, for the course), a
-    dotted vertical line marks it."""
+    """Cumulative DVHs (volume % against dose Gy); None when the plan has none. The
+    dose axis ends where ``dose_axis_limit`` says; ``prescription_gy`` (the first
+    target's TargetPrescriptionDose, for the course) is marked with a dotted line."""
     if not d.has_curves:
         return None
-    colours = role_colours(d)
+    styles = roi_styles(d)
+    label_ends = needs_end_labels(d)
+    drawn = []
+    for i, r in enumerate(d.rois):
+        for curve, line in ((r.stored, "-"), (r.computed, "--")):
+            if curve is not None:
+                dose, pct = curve.cumulative()
+                drawn.append((i, r, curve, line, dose, pct))
+    limit = dose_axis_limit(
+        [(r.role, dose, pct) for _, r, _, _, dose, pct in drawn], prescription_gy
+    )
     with _style() as Figure:
         fig = Figure(figsize=(8.6, 4.2), layout="constrained")
         ax = fig.add_subplot()
-        top = 0.0
-        for i, r in enumerate(d.rois):
-            for curve, style in ((r.stored, "-"), (r.computed, "--")):
-                if curve is None:
-                    continue
-                dose, pct = curve.cumulative()
-                top = max(top, float(dose[np.flatnonzero(pct > 0)[-1]]) if (pct > 0).any() else 0)
-                role = "target" if r.role == "target" else "OAR"
-                ax.plot(
-                    dose,
-                    pct,
-                    style,
-                    color=colours[i],
-                    linewidth=1.6,
-                    label=f"{_clip(r.roi_name)} ({role}, {curve.source})",
+        beyond = []
+        for k, (i, r, curve, line, dose, pct) in enumerate(drawn):
+            colour, marker = styles[i]
+            role = "target" if r.role == "target" else "OAR"
+            inside = dose <= limit
+            ax.plot(
+                dose,
+                pct,
+                line,
+                color=colour,
+                linewidth=1.6,
+                marker=marker,
+                markersize=5,
+                markevery=(0.02 * (k % 5), 0.1) if marker else None,
+                markerfacecolor="none" if line == "--" else colour,
+                label=f"{_clip(r.roi_name)} ({role}, {curve.source})",
+            )
+            end = _dose_at(dose, pct, 0.0)
+            if end > limit:
+                beyond.append(end)
+            if label_ends and inside.any():
+                shown = inside & (pct > 0.5)  # where the curve still stands off the axis
+                j = int(np.flatnonzero(shown if shown.any() else inside)[-1])
+                ax.annotate(
+                    _clip(r.roi_name, 12),
+                    (float(dose[j]), float(pct[j])),
+                    xytext=(2, 2),
+                    textcoords="offset points",
+                    fontsize=6,
+                    color=colour,
                 )
         if prescription_gy is not None:
             ax.axvline(
@@ -118,14 +203,31 @@ def dvh_png(
                 linewidth=1.2,
                 label=f"prescription {prescription_gy:g} Gy (course)",
             )
-        ax.set_xlim(0, max(top * 1.05, 1.0))
+        ax.set_xlim(0, limit)
         ax.set_ylim(0, 102)
         ax.set_xlabel("dose (Gy)")
         ax.set_ylabel("volume (%)")
         ax.grid(True, color="#dddddd", linewidth=0.6)
+        if beyond:
+            ax.text(
+                0.99,
+                0.98,
+                f"{len(beyond)} curve(s) run on beyond {limit:.3g} Gy, up to {max(beyond):.4g} Gy",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=7,
+                color="#4b5563",
+            )
         if title:
             ax.set_title(_clip(title, 80))
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+        ax.legend(
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            fontsize=8 if len(drawn) <= 20 else 6,
+            frameon=False,
+            ncols=1 if len(drawn) <= 24 else 2,
+        )
         return _png(fig)
 
 
@@ -151,19 +253,50 @@ def bev_control_points(b: BeamAssessment) -> list[tuple[int, str]]:
     return [(0, "control point 0")]
 
 
+# Each beam's-eye view is scaled to its aperture (the open field at the control points
+# drawn), not to the jaws: a 10 mm radiosurgery aperture in a +-200 mm view would be a
+# few pixels. The view reaches the aperture's farthest edge from the isocentre, plus a
+# margin (a share of that reach, at least BEV_MARGIN_MM), and at least BEV_MIN_HALF_MM.
+BEV_MARGIN_MM = 5.0
+BEV_MARGIN_SHARE = 0.25
+BEV_MIN_HALF_MM = 10.0
+
+
+def aperture_view_limit(
+    travel_lo: np.ndarray, travel_hi: np.ndarray, strip_lo: np.ndarray, strip_hi: np.ndarray
+) -> float | None:
+    """Half-width (mm) of a view that shows the open field given as rectangles (one
+    per leaf pair: along leaf travel ``travel_lo``..``travel_hi``, across
+    ``strip_lo``..``strip_hi``); None when nothing is open."""
+    arrays = [np.asarray(v, dtype=float) for v in (travel_lo, travel_hi, strip_lo, strip_hi)]
+    open_ = (arrays[1] > arrays[0]) & (arrays[3] > arrays[2])
+    open_ &= np.all([np.isfinite(v) for v in arrays], axis=0)
+    if not open_.any():
+        return None
+    reach = max(float(np.abs(v[open_]).max()) for v in arrays)
+    return max(reach + max(BEV_MARGIN_MM, BEV_MARGIN_SHARE * reach), BEV_MIN_HALF_MM)
+
+
+def _strips(ap: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each leaf pair's strip at control point ``i``, cut by the jaws across."""
+    edges = ap.strip_edges_mm
+    lo = np.maximum(edges[:-1], np.nan_to_num(ap.jaw_strip_mm[i, 0], nan=-np.inf))
+    return lo, lo + ap.height_mm[i]
+
+
 def _view_limit(ap: Any, cps: Sequence[int]) -> float:
-    """Half-width of the view: the jaws and the open field, with a margin."""
+    """Half-width of the view: the aperture with a margin (``aperture_view_limit``);
+    with nothing open, the jaws."""
+    found = []
+    for i in cps:
+        strip_lo, strip_hi = _strips(ap, i)
+        found.append(aperture_view_limit(ap.lo_mm[i], ap.hi_mm[i], strip_lo, strip_hi))
+    if any(v is not None for v in found):
+        return max(v for v in found if v is not None)
     reach = [20.0]
     for i in cps:
         for jaws in (ap.jaw_travel_mm[i], ap.jaw_strip_mm[i]):
             reach.extend(abs(float(v)) for v in jaws if np.isfinite(v))
-        open_ = (ap.hi_mm[i] > ap.lo_mm[i]) & (ap.height_mm[i] > 0)
-        if open_.any():
-            reach.append(float(np.abs(ap.lo_mm[i][open_]).max()))
-            reach.append(float(np.abs(ap.hi_mm[i][open_]).max()))
-            k = np.flatnonzero(open_)
-            reach.append(float(abs(ap.strip_edges_mm[k[0]])))
-            reach.append(float(abs(ap.strip_edges_mm[k[-1] + 1])))
     return max(reach) * 1.15
 
 
@@ -195,7 +328,7 @@ def bev_png(b: BeamAssessment, title: str | None = None) -> bytes | None:
         for ax, (i, caption) in zip(axes, cps, strict=True):
             ax.set_facecolor("#3b4452")  # outside the leaves and jaws: blocked
             lo, hi, height = ap.lo_mm[i], ap.hi_mm[i], ap.height_mm[i]
-            strip_lo = np.maximum(edges[:-1], np.nan_to_num(ap.jaw_strip_mm[i, 0], nan=-np.inf))
+            strip_lo = _strips(ap, i)[0]
             field = [
                 box(lo[k], hi[k], strip_lo[k], strip_lo[k] + height[k])
                 for k in range(lo.size)

@@ -518,6 +518,20 @@ def _wrap(text: str) -> list[str]:
     return textwrap.wrap(text, 100, initial_indent="    ", subsequent_indent="      ")
 
 
+def brachy_technique(plan: Plan) -> str | None:
+    """A brachytherapy plan's technique in a few words, by the count that tiers it:
+    "HDR 13 channels", "LDR 108 seeds"; None for a plan with beams."""
+    b = plan.brachy
+    if b is None or plan.beams:
+        return None
+    kind = b.treatment_type or "brachy"
+    channels = b.number_of_channels
+    if b.treatment_type in ("HDR", "PDR") or b.number_of_seeds is None:
+        return f"{kind} {channels} channel{'s' if channels != 1 else ''}"
+    seeds = b.number_of_seeds
+    return f"{kind} {seeds} seed{'s' if seeds != 1 else ''}"
+
+
 def table_row(p: PlanResult) -> tuple[str, ...]:
     """One plan's line in the table's first part."""
     plan, c = p.linked.plan, p.classification
@@ -528,7 +542,7 @@ def table_row(p: PlanResult) -> tuple[str, ...]:
         c.code or "-",
         c.category.value,
         c.confidence,
-        _techniques(c) or "-",
+        brachy_technique(plan) or _techniques(c) or "-",
     )
 
 

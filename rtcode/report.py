@@ -475,8 +475,18 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
         + (f": {r.linked.structure_set.path}" if r.linked.structure_set else ""),
         f"  dose        {', '.join(d.path for d in r.linked.doses) or 'none in the export'}",
         "",
-        "  evidence",
     ]
+    if is_brachy(plan):
+        lines.append("  brachytherapy")
+        for what, text in brachy_facts(plan):
+            wrapped = _wrap(text, " " * 18, " " * 18)
+            lines.append("    " + one_line(what).ljust(14) + wrapped[0][18:])
+            lines += wrapped[1:]
+        rows = brachy_channel_rows(plan)
+        if rows:
+            lines += _grid([brachy_channel_header(plan), *rows])
+        lines.append("")
+    lines.append("  evidence")
     deciding = {id(e) for e in c.deciding_evidence()}
     for e, repeated in with_repeats(c):
         mark = "*" if id(e) in deciding else " "
@@ -545,6 +555,110 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
     for note in p.dvh.notes:
         lines += _wrap(note, "    ")
     return lines
+
+
+# ------------------------------------------------------------- brachytherapy
+
+
+def is_brachy(plan: Plan) -> bool:
+    """A brachytherapy plan (application setups, no beams): its report shows the
+    treatment, sources and channels, and no external-beam section."""
+    return plan.brachy is not None and not plan.beams
+
+
+def _time_text(value: str | None) -> str:
+    if value and len(value) >= 6 and value[:6].isdigit():
+        return f"{value[:2]}:{value[2:4]}:{value[4:6]}"
+    return value or ""
+
+
+def brachy_facts(plan: Plan) -> list[tuple[str, str]]:
+    """(what, value) lines of a brachytherapy plan: treatment, sources, fractions and
+    prescription, channels (PS3.3 C.8.8.15, as written; "absent" when not written)."""
+    b = plan.brachy
+    assert b is not None
+    out = [
+        (
+            "treatment",
+            f"{b.treatment_type or 'type absent'}, {b.technique or 'technique absent'}"
+            + "".join(
+                f"; setup {s.name or s.setup_type or '-'}"
+                + (f" ({s.setup_type})" if s.name and s.setup_type else "")
+                for s in b.setups
+            ),
+        )
+    ]
+    for src in b.sources or ():
+        strength = (
+            f"reference air kerma rate {src.air_kerma_rate:g} uGy/h at 1 m"
+            if src.air_kerma_rate is not None
+            else "reference air kerma rate absent"
+        )
+        if src.strength is not None:
+            strength += f"; strength {src.strength:g} {src.strength_units or ''}".rstrip()
+        when = " ".join(
+            filter(None, [date_text(src.reference_date), _time_text(src.reference_time)])
+        )
+        out.append(
+            (
+                f"source {value_text(src.number)}",
+                f"{src.isotope or 'isotope absent'}, {strength},"
+                f" reference date {when if src.reference_date else 'absent'}",
+            )
+        )
+    if not b.sources:
+        out.append(("source", "SourceSequence absent or empty"))
+    fractions = [fg.fractions_planned for fg in plan.fraction_groups]
+    known = [f for f in fractions if f is not None]
+    out.append(("fractions", " + ".join(str(f) for f in known) if known else "absent"))
+    if b.setup_doses_gy:
+        rx = " + ".join(f"{d:g} Gy" for d in b.setup_doses_gy)
+        if len(b.setup_doses_gy) == 1 and len(known) == 1:
+            per = b.setup_doses_gy[0]
+            rx = f"{per:g} Gy per fraction x {known[0]} = {per * known[0]:g} Gy"
+        out.append(("prescription", f"{rx} (BrachyApplicationSetupDose)"))
+    else:
+        out.append(("prescription", "BrachyApplicationSetupDose absent"))
+    channels = [c for s in b.setups for c in s.channels]
+    loaded = [c for c in channels if (c.dwell_positions or 0) > 0]
+    times = [c.total_time_s for c in channels if c.total_time_s is not None]
+    text = f"{len(channels)}, {len(loaded)} loaded"
+    if b.number_of_seeds is not None:
+        what = "dwell positions" if b.treatment_type in ("HDR", "PDR") else "sources placed"
+        text += f"; {b.number_of_seeds} {what}"
+    if times and b.treatment_type in ("HDR", "PDR"):
+        text += f"; total time {sum(times):.1f} s"
+    out.append(("channels", text))
+    return out
+
+
+def brachy_channel_header(plan: Plan) -> list[str]:
+    b = plan.brachy
+    remote = b is not None and b.treatment_type in ("HDR", "PDR")
+    placed = "dwell positions" if remote else "sources placed"
+    return ["channel", "applicator", "type", "movement", "length mm", placed,
+            "total time s", "final weight", "source"]  # fmt: skip
+
+
+def brachy_channel_rows(plan: Plan) -> list[list[str]]:
+    """One row per channel, as written ("-": absent; a written 0 stays 0)."""
+    b = plan.brachy
+    assert b is not None
+    return [
+        [
+            value_text(c.number),
+            c.applicator_id or "-",
+            c.applicator_type or "-",
+            c.source_movement_type or "-",
+            number(c.length_mm, "g"),
+            value_text(c.dwell_positions),
+            number(c.total_time_s, ".1f"),
+            number(c.final_weight, "g"),
+            value_text(c.source_number),
+        ]
+        for s in b.setups
+        for c in s.channels
+    ]
 
 
 def with_repeats(c: Classification) -> list[tuple[Evidence, bool]]:

@@ -18,18 +18,22 @@ from typing import Any
 from . import __version__, plots
 from .classify import Classification
 from .dvh import PlanDvh
-from .render import ADVISORY, beam_json, fractionation_texts, prescription_texts
+from .render import ADVISORY, beam_json, brachy_technique, fractionation_texts, prescription_texts
 from .report import (
     ROLE_LABELS,
     PlanReport,
     Report,
     agreement_line,
+    brachy_channel_header,
+    brachy_channel_rows,
+    brachy_facts,
     date_text,
     dvh_cells,
     dvh_header,
     dvh_rows,
     fired_word,
     gantry_text,
+    is_brachy,
     min_mean_max_text,
     number,
     patient_heading,
@@ -193,7 +197,7 @@ def _contents(report: Report, numbered: dict[int, int]) -> str:
                 + _td(c.code or "none", "code-cell")
                 + _td(c.label or c.category.value)
                 + _td(c.confidence, f"confidence-{c.confidence}")
-                + _td(_techniques(c))
+                + _td(brachy_technique(plan) or _techniques(c))
                 + _td(len(p.dvh.rois))
                 + _td(plan.path, "path")
                 + "</tr>"
@@ -251,6 +255,7 @@ def _plan(p: PlanReport, i: int, figures: bool) -> str:
         f'<article class="plan" id="{_anchor(i)}" data-plan="{i}">',
         f"<h3>{_e(heading)}</h3>",
         '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
+        _brachy(p),
         "<h4>Evidence</h4>",
         _evidence(c),
     ]
@@ -289,6 +294,27 @@ def _plan(p: PlanReport, i: int, figures: bool) -> str:
     out.append(_dvh(p.dvh, plan.label or "", figures, rx.dose_gy if rx is not None else None))
     out.append("</article>")
     return "\n".join(out)
+
+
+def _brachy(p: PlanReport) -> str:
+    """A brachytherapy plan's treatment, sources, fractions, prescription and channels
+    (empty for a plan with beams)."""
+    plan = p.result.linked.plan
+    if not is_brachy(plan):
+        return ""
+    facts = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in brachy_facts(plan))
+    rows = [
+        '<tr class="channel-row">'
+        + "".join(_td(v, None if k in (1, 2, 3) else "num") for k, v in enumerate(cells))
+        + "</tr>"
+        for cells in brachy_channel_rows(plan)
+    ]
+    return (
+        '<section class="brachy"><h4>Brachytherapy</h4>'
+        f'<dl class="facts brachy">{facts}</dl>'
+        + (_table(brachy_channel_header(plan), rows, "channels") if rows else "")
+        + "</section>"
+    )
 
 
 def _evidence(c: Classification) -> str:

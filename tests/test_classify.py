@@ -96,6 +96,17 @@ def test_brachytherapy_without_channels_is_undetermined(policy):
     assert evidence(result, "brachy.tier")[0].fired is None
 
 
+def test_external_beam_rules_are_not_evaluated_for_a_brachytherapy_plan(policy):
+    # issue 19: an HDR plan listed "no wedge on any port" and a score of such rows
+    for brachy in (b.brachy(3), b.brachy(0, 1, "HDR")):
+        result = run(policy, b.plan([], brachy=brachy, referenced=[]))
+        rules = [e.rule for e in result.evidence]
+        assert not [r for r in rules if r.split(".")[0] in ("beams", "imrt", "3d", "isodose")]
+        assert "brachy.tier" in rules
+        # the tier decides, also when it cannot be told
+        assert [e.rule for e in result.deciding_evidence()] == ["brachy.tier"]
+
+
 def test_verification_intent_wins_over_brachytherapy(policy):
     p = b.plan([], brachy=b.brachy(3), referenced=[], intent="VERIFICATION")
     assert run(policy, p).category is Category.NOT_BILLABLE
