@@ -1,6 +1,6 @@
 """python -m rtcode: the same as the rtcode command."""
 
-from .cli import main
+from rtcode.cli import main
 
 if __name__ == "__main__":
     main()

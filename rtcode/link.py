@@ -13,7 +13,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .facts import Dose, Inventory, Plan, StructureSet
+from rtcode.model.facts import Dose, Inventory, Plan, StructureSet
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from rtcode.policy import load
-from rtcode.report import build_report
-from rtcode.report_html import report_html
-from rtcode.scan import scan
+from rtcode.coding.policy import load
+from rtcode.engine.scan import scan
+from rtcode.report.html import report_html
+from rtcode.report.patients import build_report
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE = "06_four_field_box_3d"
@@ -77,7 +77,7 @@ def small_png(image: Image.Image, path: Path) -> None:
 
 
 def main() -> None:
-    from rtcode import plots
+    from rtcode.report import plots
 
     os.chdir(ROOT)  # paths in the picture relative to the project, as a user types them
     docs = ROOT / "docs"

@@ -128,7 +128,7 @@ class Seen:
     doses: int
 
 
-def seen_from_scan(result) -> Seen:  # rtcode.scan.ScanResult
+def seen_from_scan(result) -> Seen:  # rtcode.engine.scan.ScanResult
     inv = result.inventory
     return Seen(
         tuple((e.path, e.error) for e in inv.errors),

@@ -11,7 +11,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from rtcode.facts import (
+from rtcode.link import LinkedPlan
+from rtcode.model.facts import (
     Applicator,
     Beam,
     BeamLimitingDevice,
@@ -31,7 +32,6 @@ from rtcode.facts import (
     StructureSet,
     Wedge,
 )
-from rtcode.link import LinkedPlan
 
 PAIRS = 10
 BOUNDARIES = tuple(float(v) for v in np.linspace(-50, 50, PAIRS + 1))

@@ -32,14 +32,14 @@ with atheris.instrument_imports(include=["rtcode", "pydicom"]):
     import broken_corpus
     from broken_corpus import plain_words_problem
 
-    from rtcode.classify import classify
-    from rtcode.errors import RtcodeError
-    from rtcode.extract import extract
-    from rtcode.facts import Plan
-    from rtcode.limits import Limits
+    from rtcode.coding.classify import classify
+    from rtcode.coding.policy import load
+    from rtcode.dicom.extract import extract
+    from rtcode.dicom.read import FileEntry, read
     from rtcode.link import LinkedPlan
-    from rtcode.policy import load
-    from rtcode.read import FileEntry, read
+    from rtcode.model.errors import RtcodeError
+    from rtcode.model.facts import Plan
+    from rtcode.model.limits import Limits
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 

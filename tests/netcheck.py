@@ -21,10 +21,10 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from rtcode import policy as policy_mod
-from rtcode import store
-from rtcode.render import plan_json
-from rtcode.scan import ScanResult, scan
+from rtcode.coding import policy as policy_mod
+from rtcode.engine.scan import ScanResult, scan
+from rtcode.output.render import plan_json
+from rtcode.sources import store
 
 POLICY = policy_mod.load("default")
 

@@ -18,15 +18,15 @@ from conftest import SAMPLE_DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtcode.audit import KINDS, audit
-from rtcode.classify import classify
+from rtcode.audit.findings import KINDS, audit
+from rtcode.audit.render import to_csv, to_html, to_json, to_table
 from rtcode.cli import main
-from rtcode.facts import PlanReference
-from rtcode.policy import AUDIT_FINDING_KINDS, load, parse
-from rtcode.read_billing import Charge, parse_charges, parse_ptp
-from rtcode.related import date_of_service, related_codes
-from rtcode.render_audit import to_csv, to_html, to_json, to_table
-from rtcode.scan import PlanResult
+from rtcode.coding.classify import classify
+from rtcode.coding.policy import AUDIT_FINDING_KINDS, load, parse
+from rtcode.coding.related import date_of_service, related_codes
+from rtcode.engine.scan import PlanResult
+from rtcode.model.facts import PlanReference
+from rtcode.sources.billing import Charge, parse_charges, parse_ptp
 
 POLICY = load("default")
 PLANTED = SAMPLE_DATA / "charges_planted.csv"

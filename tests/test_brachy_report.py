@@ -9,11 +9,11 @@ import pydicom
 import pytest
 from conftest import SAMPLE_DATA
 
-from rtcode.policy import load
-from rtcode.render import table_row
-from rtcode.report import build_report, to_text
-from rtcode.report_html import report_html
-from rtcode.scan import scan
+from rtcode.coding.policy import load
+from rtcode.engine.scan import scan
+from rtcode.output.render import table_row
+from rtcode.report.html import report_html
+from rtcode.report.patients import build_report, to_text
 
 
 def _report(path):

@@ -1,6 +1,6 @@
 """Bad input never stops a batch, nothing is lost, nothing leaks (issue 8).
 
-The broken-input corpus (tests/broken_corpus.py) runs through ``rtcode.scan.scan`` and
+The broken-input corpus (tests/broken_corpus.py) runs through ``rtcode.engine.scan.scan`` and
 through the command line; every case must produce its expected outcome: exactly one
 plain-words error naming the file, or, where the design says so, a plan coded
 ``undetermined`` or flagged. Then: scanning never changes an input, outputs are
@@ -40,11 +40,11 @@ from broken_corpus import (
 from click.testing import CliRunner
 from conftest import SAMPLE_DATA, SAMPLE_PLANS
 
-import rtcode.read
-from rtcode import policy as policy_mod
+import rtcode.dicom.read
 from rtcode.cli import main
-from rtcode.read import FileEntry, read
-from rtcode.scan import ScanInterrupted, scan
+from rtcode.coding import policy as policy_mod
+from rtcode.dicom.read import FileEntry, read
+from rtcode.engine.scan import ScanInterrupted, scan
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +262,7 @@ def test_a_failed_write_leaves_no_half_written_report(tmp_path, monkeypatch):
 
 def interrupt_after(monkeypatch, n_files: int) -> None:
     """Make the reader raise KeyboardInterrupt (Ctrl-C) when it opens file n+1."""
-    real_read = rtcode.read.read
+    real_read = rtcode.dicom.read.read
     calls = {"n": 0}
 
     def reading(entry, limits=None):
@@ -271,7 +271,7 @@ def interrupt_after(monkeypatch, n_files: int) -> None:
             raise KeyboardInterrupt
         return real_read(entry, limits)
 
-    monkeypatch.setattr(rtcode.read, "read", reading)
+    monkeypatch.setattr(rtcode.dicom.read, "read", reading)
 
 
 def test_ctrl_c_keeps_what_was_read(monkeypatch):
@@ -286,9 +286,9 @@ def test_ctrl_c_keeps_what_was_read(monkeypatch):
 
 
 def test_ctrl_c_while_coding_keeps_the_plans_coded(monkeypatch):
-    import rtcode.classify
+    import rtcode.coding.classify
 
-    real = rtcode.classify.classify
+    real = rtcode.coding.classify.classify
     calls = {"n": 0}
 
     def classifying(lp, policy):
@@ -297,7 +297,7 @@ def test_ctrl_c_while_coding_keeps_the_plans_coded(monkeypatch):
             raise KeyboardInterrupt
         return real(lp, policy)
 
-    monkeypatch.setattr(rtcode.classify, "classify", classifying)
+    monkeypatch.setattr(rtcode.coding.classify, "classify", classifying)
     with pytest.raises(ScanInterrupted) as stopped:
         scan([str(SAMPLE_DATA)], policy_mod.load())
     assert stopped.value.result.interrupted and len(stopped.value.result.plans) == 2
@@ -428,14 +428,14 @@ def test_a_file_over_the_size_limit_is_not_opened_for_reading(corpus, monkeypatc
     _, cases = corpus
     [case] = [c for c in cases if c.name == "larger_than_file_size_limit"]
     monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: pytest.fail("the file was parsed"))
-    limits = rtcode.read.Limits.from_policy(policy_for(case))
+    limits = rtcode.dicom.read.Limits.from_policy(policy_for(case))
     result = read(FileEntry(Path(case.file), case.file, explicit=True), limits)
     assert result.kind == "error" and "2 MB, more than the limit of 1 MB" in result.error
 
 
 def test_limits_come_from_the_policy():
     p = policy_mod.load()
-    limits = rtcode.read.Limits.from_policy(p)
+    limits = rtcode.dicom.read.Limits.from_policy(p)
     assert limits.max_beams == p["limits.max_beams"]
     assert limits.max_file_size_bytes == p["limits.max_file_size_mb"] * 1024 * 1024
 
@@ -498,8 +498,8 @@ def test_a_parser_failure_is_said_in_plain_words(monkeypatch, exc):
     assert result.error.startswith("damaged DICOM file: ")
     assert plain_words_problem(result.error) is None, result.error
     assert str(exc) not in result.error
-    with pytest.raises(rtcode.read.DicomReadError) as raised:
-        rtcode.read.read_full(raw)
+    with pytest.raises(rtcode.dicom.read.DicomReadError) as raised:
+        rtcode.dicom.read.read_full(raw)
     assert plain_words_problem(str(raised.value)) is None, str(raised.value)
     assert str(exc) not in str(raised.value)
 
@@ -509,16 +509,16 @@ def test_a_parser_failure_is_said_in_plain_words(monkeypatch, exc):
 def test_a_failure_nobody_foresaw_is_said_in_plain_words(monkeypatch, exc, where):
     """A file shaped in a way rtcode does not handle is one error entry asking for the
     file, without Python's words (they go to the log)."""
-    import rtcode.classify
-    import rtcode.extract
+    import rtcode.coding.classify
+    import rtcode.dicom.extract
 
     def failing(*args, **kwargs):
         raise exc
 
     if where == "extract":
-        monkeypatch.setattr(rtcode.extract, "extract", failing)
+        monkeypatch.setattr(rtcode.dicom.extract, "extract", failing)
     else:
-        monkeypatch.setattr(rtcode.classify, "classify", failing)
+        monkeypatch.setattr(rtcode.coding.classify, "classify", failing)
     result = scan([str(SAMPLE_DATA / "01_single_open_field")], policy_mod.load())
     assert result.errors
     for error in result.errors:

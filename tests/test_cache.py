@@ -1,8 +1,8 @@
 """The scan cache: a rescan reads and codes only what changed, and says the same.
 
 Expectations come from cache-less scans of the same files, never from hard-coded
-codes. Reads are counted by wrapping ``rtcode.read.read`` and codings by wrapping
-``rtcode.scan.classify``; every scan here runs in this process (jobs=1), so the
+codes. Reads are counted by wrapping ``rtcode.dicom.read.read`` and codings by wrapping
+``rtcode.engine.scan.classify``; every scan here runs in this process (jobs=1), so the
 counts are complete. Every cache lives under tmp_path.
 """
 
@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_DATA
 
-from rtcode import cache as cache_mod
-from rtcode import classify as classify_mod
-from rtcode import policy as policy_mod
-from rtcode import read as reader
-from rtcode.cache import Cache
-from rtcode.render import scan_json
-from rtcode.scan import Runner, ScanInterrupted, scan
+from rtcode.coding import classify as classify_mod
+from rtcode.coding import policy as policy_mod
+from rtcode.dicom import read as reader
+from rtcode.engine import cache as cache_mod
+from rtcode.engine.cache import Cache
+from rtcode.engine.scan import Runner, ScanInterrupted, scan
+from rtcode.output.render import scan_json
 
 POLICY = policy_mod.load()
 CASE = "06_four_field_box_3d"  # plan, structure set, dose and CT: coded lower without its RS
@@ -37,7 +37,7 @@ CASE = "06_four_field_box_3d"  # plan, structure set, dose and CT: coded lower w
 
 @pytest.fixture
 def reads(monkeypatch) -> list[str]:
-    """The files parsed (rtcode.read.read), in order."""
+    """The files parsed (rtcode.dicom.read.read), in order."""
     seen: list[str] = []
     real_read = reader.read
 
@@ -51,7 +51,7 @@ def reads(monkeypatch) -> list[str]:
 
 @pytest.fixture
 def codings(monkeypatch) -> list[str]:
-    """The plans coded (rtcode.classify.classify), in order."""
+    """The plans coded (rtcode.coding.classify.classify), in order."""
     seen: list[str] = []
     real_classify = classify_mod.classify
 
@@ -323,8 +323,8 @@ def test_a_structure_set_no_longer_one_when_its_plan_is_coded_is_an_error(tmp_pa
     """Gone from the cache and replaced on disk by another kind of file before its
     plan is coded: the plan is not coded without its ROIs; it is an error that says
     why."""
-    from rtcode.facts import ReadError
-    from rtcode.scan import _PlanToCode
+    from rtcode.engine.scan import _PlanToCode
+    from rtcode.model.facts import ReadError
 
     export = tmp_path / "export"
     shutil.copytree(SAMPLE_DATA / CASE, export)

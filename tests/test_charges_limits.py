@@ -21,11 +21,12 @@ from click.testing import CliRunner
 from conftest import SAMPLE_DATA
 from test_audit import plan_result
 
-from rtcode import read_billing
-from rtcode.audit import audit
+from rtcode.audit.findings import audit
+from rtcode.audit.render import to_json, to_table
 from rtcode.cli import main
-from rtcode.policy import load
-from rtcode.read_billing import (
+from rtcode.coding.policy import load
+from rtcode.sources import billing as read_billing
+from rtcode.sources.billing import (
     BillingFileError,
     Charge,
     PtpEdit,
@@ -34,7 +35,6 @@ from rtcode.read_billing import (
     read_charges,
     read_ptp,
 )
-from rtcode.render_audit import to_json, to_table
 
 POLICY = load("default")
 HEADER = "patient_id,date_of_service,cpt,units,modifiers,plan,fee\n"

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtcode.classify import Category, Technique, classify, roi_role, role_reason
-from rtcode.facts import Applicator, Modality
-from rtcode.policy import load
+from rtcode.coding.classify import Category, Technique, classify, roi_role, role_reason
+from rtcode.coding.policy import load
+from rtcode.model.facts import Applicator, Modality
 
 
 @pytest.fixture(scope="module")

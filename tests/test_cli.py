@@ -13,7 +13,7 @@ from conftest import SAMPLE_DATA, SAMPLE_PLANS
 
 from rtcode import __version__
 from rtcode.cli import main
-from rtcode.render import safe_cell
+from rtcode.output.render import safe_cell
 
 CASE = SAMPLE_DATA / "06_four_field_box_3d"
 

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 from test_metrics_speed_equivalence import random_beam
 
-from rtcode import policy as policy_mod
-from rtcode.classify import BeamAssessment, Technique, roi_role
-from rtcode.metrics import Segment, beam_metrics
-from rtcode.render import _wrap, beam_json
-from rtcode.scan import scan
-from rtcode.terminal import shown
+from rtcode.coding import policy as policy_mod
+from rtcode.coding.classify import BeamAssessment, Technique, roi_role
+from rtcode.engine.scan import scan
+from rtcode.measure.metrics import Segment, beam_metrics
+from rtcode.output.render import _wrap, beam_json
+from rtcode.output.terminal import shown
 
 
 def role_reference(roi, policy) -> tuple[str, str]:

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 from conftest import SAMPLE_DATA
 
-from rtcode.classify import Category
 from rtcode.cli import main
-from rtcode.deidentify import ENV_KEY, Pseudonyms, deidentify
-from rtcode.policy import load
-from rtcode.report import build_report, report_json, to_text
-from rtcode.report_html import report_html
-from rtcode.scan import scan
+from rtcode.coding.classify import Category
+from rtcode.coding.policy import load
+from rtcode.engine.scan import scan
+from rtcode.output.deidentify import ENV_KEY, Pseudonyms, deidentify
+from rtcode.report.html import report_html
+from rtcode.report.patients import build_report, report_json, to_text
 
 KEY = {ENV_KEY: "test-key-not-secret"}
 
@@ -127,7 +127,7 @@ def test_audit_outputs_carry_no_identifier(fmt):
 
 
 def test_audit_rejected_rows_keep_their_line_but_not_their_text():
-    from rtcode.read_billing import RejectedRow
+    from rtcode.sources.billing import RejectedRow
 
     rows = [
         RejectedRow(48, "date of service '01/05/2026' is not an ISO date", "MRN9,01/05/2026"),
@@ -239,7 +239,7 @@ def test_the_input_is_left_unchanged_and_types_are_kept():
 
 
 def test_identifiers_inside_paths_and_text(tmp_path):
-    from rtcode.facts import ReadError
+    from rtcode.model.facts import ReadError
 
     found_in = scan([str(SAMPLE_DATA / "06_four_field_box_3d")], load("default"))
     found_in.inventory.errors.append(
@@ -253,7 +253,7 @@ def test_identifiers_inside_paths_and_text(tmp_path):
 
 
 def test_short_ids_are_replaced_only_where_they_stand_alone():
-    from rtcode.facts import ReadError, StructureSet
+    from rtcode.model.facts import ReadError, StructureSet
 
     ss = StructureSet("data/7/RS.dcm", "1.2.3.4.5", "7", "beam 7", None, ())
     clean = deidentify([ss, ReadError("data/7/RS.dcm", "beam 7 of 17")], Pseudonyms(b"k", True))

@@ -32,10 +32,10 @@ from conftest import ROOT, SAMPLE_DATA, SAMPLE_PLANS  # noqa: E402
 from netcheck import POLICY, canonical, free_port, scan_canonical, uids_of  # noqa: E402
 
 from rtcode.cli import main  # noqa: E402
-from rtcode.read import WalkError  # noqa: E402
-from rtcode.read_dicomweb import DicomWebError, base_url, display_url, retrieve  # noqa: E402
-from rtcode.render import plan_json  # noqa: E402
-from rtcode.scan import scan  # noqa: E402
+from rtcode.dicom.read import WalkError  # noqa: E402
+from rtcode.engine.scan import scan  # noqa: E402
+from rtcode.output.render import plan_json  # noqa: E402
+from rtcode.sources.dicomweb import DicomWebError, base_url, display_url, retrieve  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "orthanc_test_server.sh"
 PLUGINS = [Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"), Path("/usr/lib/orthanc")]

@@ -32,12 +32,12 @@ from click.testing import CliRunner  # noqa: E402
 from conftest import SAMPLE_DATA  # noqa: E402
 from netcheck import POLICY, deflated_part10  # noqa: E402
 
-from rtcode import read_dicomweb  # noqa: E402
 from rtcode.cli import main  # noqa: E402
-from rtcode.limits import Limits, default_limits  # noqa: E402
-from rtcode.read import FileEntry, WalkError  # noqa: E402
-from rtcode.read_dicomweb import retrieve  # noqa: E402
-from rtcode.scan import scan  # noqa: E402
+from rtcode.dicom.read import FileEntry, WalkError  # noqa: E402
+from rtcode.engine.scan import scan  # noqa: E402
+from rtcode.model.limits import Limits, default_limits  # noqa: E402
+from rtcode.sources import dicomweb as read_dicomweb  # noqa: E402
+from rtcode.sources.dicomweb import retrieve  # noqa: E402
 
 CASE_01 = SAMPLE_DATA / "01_single_open_field"
 PLAN = pydicom.dcmread(CASE_01 / "RP.dcm")

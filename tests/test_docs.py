@@ -46,7 +46,7 @@ def test_readme_documents_every_command():
 
 
 def test_readme_lists_every_known_quirk_and_private_class():
-    from rtcode.quirks import PRIVATE_SOP_CLASSES, QUIRKS
+    from rtcode.dicom.vendors import PRIVATE_SOP_CLASSES, QUIRKS
 
     section = README.split("### Vendor quirks", 1)[1].split("\n### ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]

@@ -20,8 +20,10 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from rtcode import read
-from rtcode.dvh import (
+from rtcode.coding.policy import load
+from rtcode.dicom import read
+from rtcode.engine.scan import scan
+from rtcode.measure.dvh import (
     DvhCurve,
     compare,
     compute_dvh,
@@ -31,8 +33,6 @@ from rtcode.dvh import (
     plan_dvh,
     stored_dvhs,
 )
-from rtcode.policy import load
-from rtcode.scan import scan
 
 # Samples with a structure set, a dose grid and stored DVHs.
 BOTH = [
@@ -388,8 +388,8 @@ def test_no_dose_grid_says_so():
 def test_scan_never_loads_dicompyler_or_matplotlib():
     code = (
         "import sys\n"
-        "from rtcode.scan import scan\n"
-        "from rtcode.policy import load\n"
+        "from rtcode.engine.scan import scan\n"
+        "from rtcode.coding.policy import load\n"
         f"r = scan([{str(SAMPLE_DATA)!r}], load('default'))\n"
         "assert r.plans\n"
         "bad = [m for m in ('dicompylercore', 'matplotlib') if m in sys.modules]\n"
@@ -416,7 +416,7 @@ def test_settings_choose_the_v_values_and_tolerances():
 
 
 def test_default_settings_are_the_default_policys_dvh_section():
-    from rtcode.dvh import DvhSettings
+    from rtcode.measure.dvh import DvhSettings
 
     assert default_settings() == DvhSettings((5.0, 20.0, 30.0, 40.0, 50.0), 1.0, 2.0)
     assert DvhSettings.from_policy(load("default")) == default_settings()

@@ -17,11 +17,11 @@ import pydicom
 import pytest
 from conftest import SAMPLE_DATA
 
-from rtcode.dvh import DvhCurve, DvhSettings, dvh_warnings
-from rtcode.policy import load
-from rtcode.report import build_report, report_json, to_text
-from rtcode.report_html import report_html
-from rtcode.scan import scan
+from rtcode.coding.policy import load
+from rtcode.engine.scan import scan
+from rtcode.measure.dvh import DvhCurve, DvhSettings, dvh_warnings
+from rtcode.report.html import report_html
+from rtcode.report.patients import build_report, report_json, to_text
 
 
 def _case06(tmp: Path) -> Path:

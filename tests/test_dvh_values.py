@@ -20,10 +20,10 @@ from conftest import SAMPLE_DATA
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
-from rtcode import dvh as dvh_mod
-from rtcode.policy import load
-from rtcode.report import build_report, report_json, to_text
-from rtcode.scan import scan
+from rtcode.coding.policy import load
+from rtcode.engine.scan import scan
+from rtcode.measure import dvh as dvh_mod
+from rtcode.report.patients import build_report, report_json, to_text
 
 CASE = "06_four_field_box_3d"  # plan, structure set, dose grid with stored DVHs
 
@@ -157,7 +157,7 @@ def test_a_failure_nobody_foresaw_keeps_the_report_in_plain_words(monkeypatch):
     def failing(*args, **kwargs):
         raise ValueError("cannot convert float NaN to integer")
 
-    monkeypatch.setattr("rtcode.report.plan_dvh", failing)
+    monkeypatch.setattr("rtcode.report.patients.plan_dvh", failing)
     report = _report(str(SAMPLE_DATA / CASE))
     (note,) = _notes(report)
     assert plain_words_problem(note) is None, note

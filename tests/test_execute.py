@@ -2,7 +2,7 @@
 
 The same inputs scanned in this process, in worker processes and on a Dask cluster,
 with and without the scan cache (cold, then warm), give the same JSON (the contract of
-``rtcode.render.scan_json``). Each run also checks that the work really ran where it
+``rtcode.output.render.scan_json``). Each run also checks that the work really ran where it
 was sent: the reader is wrapped in this process, so a scan whose files were all parsed
 (its result is complete) while this process parsed none had them parsed elsewhere.
 
@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SAMPLE_DATA
 
-from rtcode import policy as policy_mod
-from rtcode import read as reader
-from rtcode import scan as scan_mod
-from rtcode.cache import Cache
-from rtcode.execute import ExecutorError, Ready, Workers
-from rtcode.render import scan_json
-from rtcode.scan import Runner, scan
+from rtcode.coding import policy as policy_mod
+from rtcode.dicom import read as reader
+from rtcode.engine import scan as scan_mod
+from rtcode.engine.cache import Cache
+from rtcode.engine.execute import ExecutorError, Ready, Workers
+from rtcode.engine.scan import Runner, scan
+from rtcode.output.render import scan_json
 
 POLICY = policy_mod.load()
 
@@ -393,7 +393,7 @@ def _die_on_second(batch: list[int]) -> list[int]:
 
 
 def test_a_worker_that_dies_is_a_clear_error_not_a_hang():
-    from rtcode.execute import WorkerDied, Workers
+    from rtcode.engine.execute import WorkerDied, Workers
 
     workers = Workers(jobs=2, batch_size=1)
     try:

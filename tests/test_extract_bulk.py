@@ -1,4 +1,4 @@
-"""The fast extraction path (rtcode/extract_bulk.py) against the reference path.
+"""The fast extraction path (rtcode/dicom/extract_bulk.py) against the reference path.
 
 The fast path parses a beam's control points from the raw bytes of its sequence and
 converts decimal strings in bulk; the element-by-element path in extract.py is the
@@ -24,11 +24,11 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from rtcode import extract as ex
-from rtcode import extract_bulk
-from rtcode.errors import DicomReadError
-from rtcode.facts import Modality
-from rtcode.limits import default_limits
+from rtcode.dicom import extract as ex
+from rtcode.dicom import extract_bulk
+from rtcode.model.errors import DicomReadError
+from rtcode.model.facts import Modality
+from rtcode.model.limits import default_limits
 
 _LEAF_JAW = 0x300A011C  # LeafJawPositions
 

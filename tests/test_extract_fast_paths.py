@@ -30,11 +30,11 @@ from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from test_properties import DATASETS, FAST, MODALITIES, _mutate, mutations
 
-from rtcode import extract as ex
-from rtcode import extract_bulk
-from rtcode.errors import DicomReadError
-from rtcode.facts import Modality
-from rtcode.limits import Limits, default_limits
+from rtcode.dicom import extract as ex
+from rtcode.dicom import extract_bulk
+from rtcode.model.errors import DicomReadError
+from rtcode.model.facts import Modality
+from rtcode.model.limits import Limits, default_limits
 
 SYNTAXES = {"explicit": ExplicitVRLittleEndian, "implicit": ImplicitVRLittleEndian}
 

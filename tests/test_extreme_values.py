@@ -33,10 +33,10 @@ from hypothesis import strategies as st
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
-from rtcode.metrics import beam_metrics
-from rtcode.policy import load
-from rtcode.render import inspect_json, scan_json
-from rtcode.scan import scan
+from rtcode.coding.policy import load
+from rtcode.engine.scan import scan
+from rtcode.measure.metrics import beam_metrics
+from rtcode.output.render import inspect_json, scan_json
 
 EXAMPLES = int(os.environ.get("RTCODE_HYPOTHESIS_EXAMPLES", "0"))
 SETTINGS = settings(

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtcode.facts import _SCALED_FROM, ControlPoints, _Scaled, _scaled
+from rtcode.model.facts import _SCALED_FROM, ControlPoints, _Scaled, _scaled
 
 
 def control_points(positions: np.ndarray, gantry: np.ndarray | None = None) -> ControlPoints:

@@ -21,12 +21,12 @@ import builders as b
 import numpy as np
 import pytest
 
-from rtcode.classify import Technique, classify
-from rtcode.errors import PolicyError
-from rtcode.facts import BeamLimitingDevice
-from rtcode.metrics import beam_metrics
-from rtcode.policy import load, parse
-from rtcode.related import related_codes
+from rtcode.coding.classify import Technique, classify
+from rtcode.coding.policy import load, parse
+from rtcode.coding.related import related_codes
+from rtcode.measure.metrics import beam_metrics
+from rtcode.model.errors import PolicyError
+from rtcode.model.facts import BeamLimitingDevice
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from rtcode.jsontext import dumps, finite
+from rtcode.output.jsontext import dumps, finite
 
 
 def strict(text: str):

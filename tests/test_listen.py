@@ -50,17 +50,17 @@ from pynetdicom.dimse_primitives import C_STORE  # noqa: E402
 from pynetdicom.dsutils import encode  # noqa: E402
 from pynetdicom.pdu import P_DATA_TF  # noqa: E402
 
-from rtcode import store  # noqa: E402
 from rtcode.cli import main  # noqa: E402
-from rtcode.listen import (  # noqa: E402
+from rtcode.dicom.read import sniff  # noqa: E402
+from rtcode.sources import store  # noqa: E402
+from rtcode.sources.listen import (  # noqa: E402
     STATUS_BAD_UID,
     STATUS_OUT_OF_RESOURCES,
     STATUS_UNDECODABLE,
     Listener,
     ListenSettings,
 )
-from rtcode.read import sniff  # noqa: E402
-from rtcode.results_db import query  # noqa: E402
+from rtcode.sources.results_db import query  # noqa: E402
 
 CASE_01 = SAMPLE_DATA / "01_single_open_field"
 CASE_06 = SAMPLE_DATA / "06_four_field_box_3d"
@@ -289,7 +289,7 @@ def test_c_echo(start):
 
 def test_unknown_calling_ae_title_is_rejected_and_logged(start, caplog):
     listener = start(allowed_calling_aets=("TPS",))
-    with caplog.at_level(logging.WARNING, logger="rtcode.listen"):
+    with caplog.at_level(logging.WARNING, logger="rtcode.sources.listen"):
         with association(listener, calling="INTRUDER") as assoc:
             assert assoc.is_rejected
         with association(listener, calling="TPS", called="NOT_RTCODE") as assoc:
@@ -580,7 +580,7 @@ def test_a_coding_that_fails_is_recorded_and_done_again_at_the_next_start(start,
     def broken_scan(*args, **kwargs):
         raise MemoryError("out of memory while coding")
 
-    monkeypatch.setattr("rtcode.listen.run_scan", broken_scan)
+    monkeypatch.setattr("rtcode.sources.listen.run_scan", broken_scan)
     assert send(first, [CASE_01 / "RP.dcm"]) == [0]
     assert first.wait_idle(10)
     first.stop()
@@ -844,7 +844,7 @@ def test_results_json_and_csv_and_filters(results_db):
 def test_a_database_written_before_the_errors_table_is_read_and_given_it(tmp_path):
     import sqlite3
 
-    from rtcode.results_db import ResultsDB
+    from rtcode.sources.results_db import ResultsDB
 
     path = tmp_path / "old.sqlite"
     ResultsDB(path).close()

@@ -8,8 +8,8 @@ import builders as b
 import numpy as np
 import pytest
 
-from rtcode.facts import BeamLimitingDevice
-from rtcode.metrics import apertures, beam_metrics, plan_metrics
+from rtcode.measure.metrics import apertures, beam_metrics, plan_metrics
+from rtcode.model.facts import BeamLimitingDevice
 
 
 def test_jaw_only_rectangle():

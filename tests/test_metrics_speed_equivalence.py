@@ -1,4 +1,4 @@
-"""The vectorised measures in rtcode/metrics.py against plain per-control-point ones.
+"""The vectorised measures in rtcode/measure/metrics.py against plain per-control-point ones.
 
 beam_metrics measures every control point at once (convex hulls included); the
 references here take one control point at a time, the way the measures are defined:
@@ -22,8 +22,8 @@ import builders as b
 import numpy as np
 import pytest
 
-from rtcode.facts import BeamLimitingDevice
-from rtcode.metrics import Apertures, apertures, beam_metrics
+from rtcode.measure.metrics import Apertures, apertures, beam_metrics
+from rtcode.model.facts import BeamLimitingDevice
 
 
 def random_beam(seed: int, n: int, pairs: int, shape: str):

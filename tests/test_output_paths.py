@@ -1,4 +1,4 @@
-"""Every path a command writes goes through one guard (rtcode/output.py): never an
+"""Every path a command writes goes through one guard (rtcode/output/files.py): never an
 input (itself, through a symbolic link, a hard link, or a link inside a scanned
 folder), nothing under a scanned folder, no folder, pipe or device, no missing
 folder, no empty name; each refusal is exit status 2 with one line that names the
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import rtcode.output
+import rtcode.output.files
 from rtcode.cli import main
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
@@ -241,12 +241,12 @@ def test_every_writer_refuses_every_hostile_target(world, writer, hostile):
 @pytest.fixture
 def no_listening(monkeypatch):
     """A refused --db must stop listen before it listens (else the test would wait)."""
-    import rtcode.listen
+    import rtcode.sources.listen
 
     def start(self):
         raise AssertionError("listen started although --db should have been refused")
 
-    monkeypatch.setattr(rtcode.listen.Listener, "start", start)
+    monkeypatch.setattr(rtcode.sources.listen.Listener, "start", start)
 
 
 # listen's input is its store: what it receives is coded from there
@@ -289,12 +289,12 @@ def test_the_charges_and_ptp_files_are_inputs_of_the_audit(world):
 
 def test_a_bind_mounted_or_otherwise_aliased_folder_is_still_the_scanned_folder(world):
     """The folder above the target is compared by identity, not only by path."""
-    inputs = rtcode.output.Inputs(["export"])
+    inputs = rtcode.output.files.Inputs(["export"])
     real = os.path.realpath("elsewhere/x.out")
     assert inputs.clash(real, None) is None
     export_id = (os.stat("export").st_dev, os.stat("export").st_ino)
-    assert rtcode.output._above(os.path.realpath("export/sub/x.out"), export_id)
-    assert not rtcode.output._above(real, export_id)
+    assert rtcode.output.files._above(os.path.realpath("export/sub/x.out"), export_id)
+    assert not rtcode.output.files._above(real, export_id)
 
 
 # ------------------------------------------------------------------ what may be written
@@ -358,7 +358,7 @@ def test_a_file_that_appears_during_the_scan_is_checked_before_the_rename(
     world, monkeypatch, fmt, appears
 ):
     target = Path("elsewhere/out")
-    real_commit = rtcode.output.AtomicFile.commit
+    real_commit = rtcode.output.files.AtomicFile.commit
 
     def commit(self):
         if appears == "fifo":
@@ -367,7 +367,7 @@ def test_a_file_that_appears_during_the_scan_is_checked_before_the_rename(
             os.symlink("../export/RP.dcm", target)
         return real_commit(self)
 
-    monkeypatch.setattr(rtcode.output.AtomicFile, "commit", commit)
+    monkeypatch.setattr(rtcode.output.files.AtomicFile, "commit", commit)
     before = tree(world)
     argv = ["scan", "export/RP.dcm", "--format", fmt, "--no-cache", "-o", str(target)]
     result = CliRunner().invoke(main, argv)
@@ -399,7 +399,7 @@ def test_a_failed_write_is_a_message_not_a_traceback(world, monkeypatch):
 SLOW_RTCODE = textwrap.dedent(
     """
     import os, sys, time
-    import rtcode.output as out
+    import rtcode.output.files as out
     if os.environ.get("NAMED_TEMPORARY"):
         out._HAVE_O_TMPFILE = False
     real_write = out.AtomicFile.write
@@ -476,14 +476,14 @@ def test_a_terminated_scan_removes_its_named_temporary_file(world):
 
 
 def test_named_temporary_files_are_removed_on_exceptions(world, monkeypatch):
-    monkeypatch.setattr(rtcode.output, "_HAVE_O_TMPFILE", False)
-    target = rtcode.output.check("elsewhere/out", "--output", rtcode.output.Inputs())
+    monkeypatch.setattr(rtcode.output.files, "_HAVE_O_TMPFILE", False)
+    target = rtcode.output.files.check("elsewhere/out", "--output", rtcode.output.files.Inputs())
     with pytest.raises(RuntimeError), target.open() as fh:
         fh.write("half")
         assert len(os.listdir("elsewhere")) == 1
         raise RuntimeError
     assert os.listdir("elsewhere") == []
-    assert not list(rtcode.output._LIVE) and not rtcode.output._HANDLED
+    assert not list(rtcode.output.files._LIVE) and not rtcode.output.files._HANDLED
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
@@ -496,7 +496,7 @@ def test_where_proc_cannot_link_the_bytes_are_copied(world, monkeypatch):
         return real_link(src, dst, **kwargs)
 
     monkeypatch.setattr(os, "link", no_link)
-    target = rtcode.output.check("elsewhere/out", "--output", rtcode.output.Inputs())
+    target = rtcode.output.files.check("elsewhere/out", "--output", rtcode.output.files.Inputs())
     target.write_text("all of it\n" * 100000)
     assert Path("elsewhere/out").read_text() == "all of it\n" * 100000
     assert os.listdir("elsewhere") == ["out"]
@@ -526,18 +526,18 @@ def test_jobs_below_one_is_a_usage_error(world, jobs):
 
 
 def test_jobs_are_capped_at_the_cores(world, monkeypatch):
-    import rtcode.execute
-    import rtcode.scan
+    import rtcode.engine.execute
+    import rtcode.engine.scan
 
-    monkeypatch.setattr(rtcode.execute, "default_jobs", lambda: 2)
+    monkeypatch.setattr(rtcode.engine.execute, "default_jobs", lambda: 2)
     started = []
-    real_runner = rtcode.scan.Runner
+    real_runner = rtcode.engine.scan.Runner
 
     def runner(**kwargs):
         started.append(kwargs["jobs"])
         return real_runner(**kwargs)
 
-    monkeypatch.setattr(rtcode.scan, "Runner", runner)
+    monkeypatch.setattr(rtcode.engine.scan, "Runner", runner)
     for given, used, said in ((["-j", "40"], 2, True), (["-j", "2"], 2, False), ([], 2, False)):
         result = CliRunner().invoke(main, ["scan", "export", "--format", "json", *given])
         assert result.exit_code == 0, result.output

@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from rtcode import plots
-from rtcode.dvh import DvhCurve, PlanDvh, RoiDvh
+from rtcode.measure.dvh import DvhCurve, PlanDvh, RoiDvh
+from rtcode.report import plots
 
 
 def _curve(end_gy: float, d2_gy: float, source: str = "stored", step: float = 0.5) -> DvhCurve:
@@ -102,9 +102,9 @@ def test_a_10_mm_radiosurgery_aperture_fills_the_view():
 def test_the_sample_radiosurgery_views_are_scaled_to_their_apertures():
     from conftest import SAMPLE_DATA
 
-    from rtcode.metrics import apertures
-    from rtcode.policy import load
-    from rtcode.scan import scan
+    from rtcode.coding.policy import load
+    from rtcode.engine.scan import scan
+    from rtcode.measure.metrics import apertures
 
     result = scan([str(SAMPLE_DATA)], load("default"))
     reaches = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rtcode.errors import PolicyError
-from rtcode.policy import SCHEMA, builtin_names, load, parse
+from rtcode.coding.policy import SCHEMA, builtin_names, load, parse
+from rtcode.model.errors import PolicyError
 
 
 def default_text():
@@ -209,7 +209,7 @@ def test_dvh_settings_are_shown_hashed_and_compared():
 def test_new_limits_are_settings_with_the_dataclass_defaults():
     from dataclasses import MISSING, fields
 
-    from rtcode.limits import Limits
+    from rtcode.model.limits import Limits
 
     p = load("default")
     assert p["limits.max_data_elements"] == 2000000

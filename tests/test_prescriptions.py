@@ -144,7 +144,7 @@ def test_pinnacle_three_groups_course_mu(realdata):
 
 
 def test_report_shows_fractions_and_prescription_and_marks_the_dvh(tmp_path, monkeypatch):
-    from rtcode import plots
+    from rtcode.report import plots
 
     case = str(SAMPLE_DATA / "05_breast_tangents_fif")
     runner = CliRunner()
@@ -171,10 +171,10 @@ def test_report_shows_fractions_and_prescription_and_marks_the_dvh(tmp_path, mon
 
 
 def test_dvh_figure_draws_the_prescription_line():
-    from rtcode import plots
-    from rtcode.policy import load
-    from rtcode.report import build_report
-    from rtcode.scan import scan
+    from rtcode.coding.policy import load
+    from rtcode.engine.scan import scan
+    from rtcode.report import plots
+    from rtcode.report.patients import build_report
 
     report = build_report(
         scan([str(SAMPLE_DATA / "05_breast_tangents_fif")], load("default")), "never"
@@ -186,9 +186,9 @@ def test_dvh_figure_draws_the_prescription_line():
 def test_d95_far_from_prescription_flag():
     import dataclasses
 
-    from rtcode.policy import load
-    from rtcode.report import build_report, prescription_flags
-    from rtcode.scan import scan
+    from rtcode.coding.policy import load
+    from rtcode.engine.scan import scan
+    from rtcode.report.patients import build_report, prescription_flags
 
     report = build_report(
         scan([str(SAMPLE_DATA / "05_breast_tangents_fif")], load("default")), "never"

@@ -33,15 +33,15 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
-from rtcode.classify import classify
-from rtcode.errors import RtcodeError
-from rtcode.extract import extract
-from rtcode.facts import SOP_CLASS_MODALITY, Plan
-from rtcode.limits import Limits
+from rtcode.coding.classify import classify
+from rtcode.coding.policy import load
+from rtcode.coding.related import date_of_service, related_codes
+from rtcode.dicom.extract import extract
+from rtcode.engine.scan import scan
 from rtcode.link import LinkedPlan
-from rtcode.policy import load
-from rtcode.related import date_of_service, related_codes
-from rtcode.scan import scan
+from rtcode.model.errors import RtcodeError
+from rtcode.model.facts import SOP_CLASS_MODALITY, Plan
+from rtcode.model.limits import Limits
 
 EXAMPLES = int(os.environ.get("RTCODE_HYPOTHESIS_EXAMPLES", "0"))
 FAST = settings(

@@ -9,11 +9,11 @@ import shutil
 import pytest
 from conftest import SAMPLE_DATA
 
-from rtcode.facts import Modality
-from rtcode.limits import Limits
-from rtcode.policy import load
-from rtcode.read import FileEntry, read, sniff, walk
-from rtcode.scan import collect, scan
+from rtcode.coding.policy import load
+from rtcode.dicom.read import FileEntry, read, sniff, walk
+from rtcode.engine.scan import collect, scan
+from rtcode.model.facts import Modality
+from rtcode.model.limits import Limits
 
 PLAN = SAMPLE_DATA / "06_four_field_box_3d" / "RP.dcm"
 
@@ -217,7 +217,7 @@ COUNTED = [
 )
 @pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
 def test_element_count_agrees_with_pydicom(tmp_path, name, implicit, big_endian, undefined):
-    from rtcode.read import _count_elements, _Window
+    from rtcode.dicom.read import _count_elements, _Window
 
     path = rewrite(SAMPLE_DATA / name, tmp_path, implicit, undefined, big_endian)
     expected = pydicom_count(path)
@@ -256,7 +256,7 @@ def test_element_count_skips_encapsulated_pixel_data(tmp_path):
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGBaseline8Bit
 
-    from rtcode.read import _count_elements, _Window
+    from rtcode.dicom.read import _count_elements, _Window
 
     fake = (struct.pack("<HH", 0x0010, 0x0010) + b"PN" + struct.pack("<H", 0)) * 500
     with warnings.catch_warnings():
@@ -278,7 +278,7 @@ def test_element_count_reads_an_undefined_length_un_element_as_implicit_vr(tmp_p
     (PS3.5 6.2.2), as pydicom reads it: its items' elements are counted."""
     import struct
 
-    from rtcode.read import _count_elements, _Window
+    from rtcode.dicom.read import _count_elements, _Window
 
     elements = b"".join(struct.pack("<HHI", 0x300F, 0x1001 + i, 0) for i in range(3))
     un = (
@@ -351,7 +351,7 @@ def deflate(path, tmp_path, undefined: bool):
 @pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
 def test_element_count_of_a_deflated_file_agrees_with_pydicom(tmp_path, name, undefined):
     """Counted as the data set inflates, a megabyte at a time."""
-    from rtcode.read import _count_elements, _data_set, _Inflating, _Window
+    from rtcode.dicom.read import _count_elements, _data_set, _Inflating, _Window
 
     path = deflate(SAMPLE_DATA / name, tmp_path, undefined)
     expected = pydicom_count(path)
@@ -396,7 +396,7 @@ def test_a_deflated_file_with_more_data_elements_than_the_limit_is_an_error(tmp_
 
 def test_a_deflated_stream_that_does_not_inflate_is_left_to_the_parser(tmp_path):
     """Neither limit's message: the parser says what is wrong."""
-    from rtcode.read import _data_set
+    from rtcode.dicom.read import _data_set
 
     good = deflated_plan(tmp_path, 0)
     data = good.read_bytes()
@@ -438,7 +438,7 @@ def test_a_big_endian_file_is_read(tmp_path, name, undefined):
     """Explicit VR Big Endian (retired, still met in old archives) is read: the Pixel
     Data header of a dose is read in the file's byte order, not taken for a length of
     gigabytes (issue 21, 9)."""
-    from rtcode.read import RawDataset
+    from rtcode.dicom.read import RawDataset
 
     path = rewrite(SAMPLE_DATA / "06_four_field_box_3d" / name, tmp_path, False, undefined, True)
     result = read(entry(path))
@@ -485,7 +485,7 @@ def test_a_big_endian_dose_grid_reads_the_same_doses(tmp_path):
     decodes it: the same doses as the little-endian original."""
     import numpy as np
 
-    from rtcode.read import read_full
+    from rtcode.dicom.read import read_full
 
     original = SAMPLE_DATA / "06_four_field_box_3d" / "RD.dcm"
     big = rewrite(original, tmp_path, implicit=False, undefined=False, big_endian=True)

@@ -16,12 +16,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import SAMPLE_DATA
 
-from rtcode import read as reader
 from rtcode.cli import main
-from rtcode.policy import load
-from rtcode.quirks import OTHER_STANDARD_CLASSES, PRIVATE_SOP_CLASSES
-from rtcode.render import scan_json
-from rtcode.scan import Runner, scan
+from rtcode.coding.policy import load
+from rtcode.dicom import read as reader
+from rtcode.dicom.vendors import OTHER_STANDARD_CLASSES, PRIVATE_SOP_CLASSES
+from rtcode.engine.scan import Runner, scan
+from rtcode.output.render import scan_json
 
 POLICY = load("default")
 CASE_06 = SAMPLE_DATA / "06_four_field_box_3d"
@@ -223,7 +223,7 @@ def test_the_skipped_list_and_the_flag_survive_the_scan_cache(tmp_path):
 
 
 def test_a_private_class_plan_takes_the_fast_path_and_it_agrees_with_pydicom(tmp_path):
-    from rtcode.extract import extract
+    from rtcode.dicom.extract import extract
 
     path = rewritten(CASE_06 / "RP.dcm", tmp_path / "RP.dcm", HALCYON)
     result = reader.read(reader.FileEntry(path, str(path), explicit=True))
@@ -246,9 +246,9 @@ def test_the_listener_stores_and_codes_a_plan_in_a_private_class(tmp_path):
     pytest.importorskip("pynetdicom", reason="rtcode listen needs the [net] extra")
     from test_listen import send  # noqa: PLC0415  (its fixtures need pynetdicom)
 
-    from rtcode import store
-    from rtcode.listen import Listener, ListenSettings
-    from rtcode.results_db import query
+    from rtcode.sources import store
+    from rtcode.sources.listen import Listener, ListenSettings
+    from rtcode.sources.results_db import query
 
     assert HALCYON in store.RT_CLASSES and VIEWRAY in store.RT_CLASSES
     listener = Listener(

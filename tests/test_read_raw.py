@@ -27,10 +27,11 @@ from conftest import REALDATA, SAMPLE_DATA, undefined_lengths
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from rtcode import extract as ex
-from rtcode import extract_bulk, read, scan
-from rtcode.facts import SOP_CLASS_MODALITY
-from rtcode.limits import default_limits
+from rtcode.dicom import extract as ex
+from rtcode.dicom import extract_bulk, read
+from rtcode.engine import scan
+from rtcode.model.facts import SOP_CLASS_MODALITY
+from rtcode.model.limits import default_limits
 
 LIMITS = default_limits()
 RP = SAMPLE_DATA / "06_four_field_box_3d" / "RP.dcm"

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtcode.classify import Technique
-from rtcode.policy import load
-from rtcode.scan import scan
+from rtcode.coding.classify import Technique
+from rtcode.coding.policy import load
+from rtcode.engine.scan import scan
 
 # folder -> (code, category, techniques of the treatment ports (None: not asserted))
 EXPECTED = {
@@ -151,7 +151,7 @@ def test_element_count_agrees_with_pydicom_on_every_real_file(realdata):
     DICOM file the count is the elements and items pydicom reads."""
     from test_read import pydicom_count
 
-    from rtcode.read import _count_elements, _Window, sniff
+    from rtcode.dicom.read import _count_elements, _Window, sniff
 
     checked = 0
     for path in sorted(p for p in Path(realdata).rglob("*") if p.is_file()):

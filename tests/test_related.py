@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import SAMPLE_DATA
 
-from rtcode.classify import classify
 from rtcode.cli import main
-from rtcode.policy import load
-from rtcode.related import related_codes, valid_on
+from rtcode.coding.classify import classify
+from rtcode.coding.policy import load
+from rtcode.coding.related import related_codes, valid_on
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_electron_special_port_plan_lists_77321_once():
 
 
 def test_dedupe_keeps_the_first_entry_and_merges_other_evidence():
-    from rtcode.related import RelatedCode, dedupe
+    from rtcode.coding.related import RelatedCode, dedupe
 
     codes = [
         RelatedCode("77300", 4, "code", "one per port", "related.max_basic_dosimetry_per_date"),

@@ -25,10 +25,10 @@ from click.testing import CliRunner
 from conftest import SAMPLE_DATA, SAMPLE_PATIENTS, SAMPLE_PLANS
 
 from rtcode.cli import main
-from rtcode.policy import load
-from rtcode.report import agreement_text, build_report, report_json, signed_pct, to_text
-from rtcode.report_html import report_html
-from rtcode.scan import scan
+from rtcode.coding.policy import load
+from rtcode.engine.scan import scan
+from rtcode.report.html import report_html
+from rtcode.report.patients import agreement_text, build_report, report_json, signed_pct, to_text
 
 HOSTILE_LABEL = "<script>alert(1)</script>"
 HOSTILE_ROI = '<img src=x onerror="alert(2)">$x^2$'
@@ -200,7 +200,7 @@ def test_policy_dvh_section_chooses_the_v_rows_and_tolerances(tmp_path):
 
 
 def test_build_report_takes_the_dvh_settings_of_the_scans_policy():
-    from rtcode.policy import parse
+    from rtcode.coding.policy import parse
 
     text = '[policy]\nextends = "default"\n[dvh]\nv_values_gy = [12.5]\n'
     result = scan([str(SAMPLE_DATA / "06_four_field_box_3d")], parse(text.encode(), "x.toml"))

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import SAMPLE_DATA
 
-from rtcode import read as reader
 from rtcode.cli import main
+from rtcode.dicom import read as reader
 
 CASE = "06_four_field_box_3d"  # plan, structure set, dose and CT images
 

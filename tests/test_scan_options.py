@@ -65,13 +65,13 @@ def test_same_json_with_any_jobs_and_cache(reference, options, tmp_path):
 
 
 def test_warm_rescan_reads_no_file_again(tmp_path, monkeypatch):
-    import rtcode.read
+    import rtcode.dicom.read
 
     cache = str(tmp_path / "c.sqlite")
     _scan("--format", "json", "--jobs", "1", "--cache", cache)
     calls = []
-    real = rtcode.read.read
-    monkeypatch.setattr(rtcode.read, "read", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = rtcode.dicom.read.read
+    monkeypatch.setattr(rtcode.dicom.read, "read", lambda *a, **k: calls.append(a) or real(*a, **k))
     _scan("--format", "json", "--jobs", "1", "--cache", cache)
     dicom = [c for c in calls if str(c[0].path).endswith(".dcm")]
     assert dicom == []  # only the non-DICOM files (README, CSV) are looked at again
@@ -142,7 +142,7 @@ def test_jsonl_says_what_json_says(reference, tmp_path):
 def test_jsonl_streams_each_plan_before_the_scan_ends():
     """The first plan line is on standard output before the last file is read."""
     code = (
-        "import sys, rtcode.scan as s\n"
+        "import sys, rtcode.engine.scan as s\n"
         "real = s.Scanner._code\n"
         "def code(self, linked, sigs):\n"
         "    for i, r in enumerate(real(self, linked, sigs)):\n"
@@ -222,8 +222,8 @@ def test_dask_without_scheduler_is_a_usage_error():
 def test_rows_rendered_by_workers_are_byte_identical(fmt, jobs, tmp_path):
     """Plans are rendered in the workers and the documents assembled from those rows:
     the text is exactly what rendering the whole result at once gives."""
-    from rtcode import policy as policy_mod
-    from rtcode.scan import scan
+    from rtcode.coding import policy as policy_mod
+    from rtcode.engine.scan import scan
 
     whole = whole_result_text(fmt, scan([str(SAMPLE_DATA)], policy_mod.load()))
     cache = str(tmp_path / "c.sqlite")
@@ -255,8 +255,8 @@ def test_cache_knows_a_file_by_its_absolute_path(tmp_path, monkeypatch):
 def test_the_command_line_knows_every_audit_format():
     """rtcode.cli names the audit formats without importing their renderers (start-up
     time): the names must be the renderers'."""
+    from rtcode.audit.render import FORMATS
     from rtcode.cli import AUDIT_FORMATS
-    from rtcode.render_audit import FORMATS
 
     assert sorted(AUDIT_FORMATS) == sorted(FORMATS)
 

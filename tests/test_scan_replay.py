@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import SAMPLE_DATA
 
-from rtcode import cache as cache_mod
-from rtcode import read as reader
 from rtcode.cli import main
+from rtcode.dicom import read as reader
+from rtcode.engine import cache as cache_mod
 
 CASE = "06_four_field_box_3d"  # plan, structure set, dose and CT
 
@@ -40,7 +40,7 @@ def export(tmp_path):
 
 @pytest.fixture
 def looked_at(monkeypatch) -> list[str]:
-    """Files read (rtcode.read.read) or looked up one by one in the cache."""
+    """Files read (rtcode.dicom.read.read) or looked up one by one in the cache."""
     seen: list[str] = []
     real_read = reader.read
     real_untouched = cache_mod.Cache.get_untouched
@@ -215,9 +215,9 @@ def test_a_replayed_scan_reports_what_a_scan_without_cache_reports(tmp_path, exp
 def test_a_replayed_scan_tells_the_progress_line_every_file(tmp_path, export):
     """The progress line counts files: a replayed scan tells it the stored count at
     once ("files"), the same total as a scan that looked at each file ("file")."""
-    from rtcode.policy import load
-    from rtcode.render import plan_row
-    from rtcode.scan import Runner, Scanner
+    from rtcode.coding.policy import load
+    from rtcode.engine.scan import Runner, Scanner
+    from rtcode.output.render import plan_row
 
     (export / "notes.txt").write_text("not DICOM", encoding="utf-8")
 
@@ -248,7 +248,7 @@ def test_a_replayed_scan_tells_the_progress_line_every_file(tmp_path, export):
 def test_the_listing_digest_takes_any_stat_values():
     """Times before 1970 are negative; an inode beyond 64 bits cannot be hashed the
     fast way, and that scan is then not replayed rather than failing."""
-    from rtcode.scan import _Listing
+    from rtcode.engine.scan import _Listing
 
     def digest(*keys):
         listing = _Listing("base")

@@ -1,5 +1,5 @@
-"""Keeping received instances (rtcode/store.py) and the results database
-(rtcode/results_db.py), without the network."""
+"""Keeping received instances (rtcode/sources/store.py) and the results database
+(rtcode/sources/results_db.py), without the network."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtcode import store
-from rtcode.results_db import ResultsDatabaseError, ResultsDB, open_readonly, query
+from rtcode.sources import store
+from rtcode.sources.results_db import ResultsDatabaseError, ResultsDB, open_readonly, query
 
 PLAN = "1.2.840.10008.5.1.4.1.1.481.5"
 

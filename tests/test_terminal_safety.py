@@ -21,11 +21,11 @@ from click.testing import CliRunner
 from conftest import SAMPLE_DATA
 
 from rtcode.cli import main
-from rtcode.facts import ReadError, Tally
-from rtcode.policy import load
-from rtcode.render import table_text
-from rtcode.results_db import PlanCoding, ResultsDB
-from rtcode.terminal import clip, lines_text, one_line, shown
+from rtcode.coding.policy import load
+from rtcode.model.facts import ReadError, Tally
+from rtcode.output.render import table_text
+from rtcode.output.terminal import clip, lines_text, one_line, shown
+from rtcode.sources.results_db import PlanCoding, ResultsDB
 
 # CSI (7-bit), OSC window title ended by BEL, CSI (8-bit), a bidi override, a newline.
 HOSTILE = "\x1b[31mRED\x1b]0;pwned\x07\x9b2J\u202eEVIL\nNL"
@@ -121,7 +121,7 @@ def test_clip_never_cuts_an_escape_or_exceeds_the_width(width):
 
 
 def test_a_long_evidence_detail_is_cut_between_escapes():
-    from rtcode.terminal import cut
+    from rtcode.output.terminal import cut
 
     text = "observed " + "\\x1b" * 30
     for width in range(9, 40):

@@ -1,6 +1,6 @@
 """Vendor quirks and contradictions inside a file are read and flagged, not refused.
 
-Postel's rule (rtcode/quirks.py): what can be read unambiguously is read, and what bent
+Postel's rule (rtcode/dicom/vendors.py): what can be read unambiguously is read, and what bent
 the standard reaches the output as a flag with its DICOM path. The files here are
 synthetic pydicom data sets in the standard RT Plan class, shaped like what the planning
 systems write:
@@ -30,12 +30,12 @@ from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from test_extract_fast_paths import _assert_reference, _bytes
 
-from rtcode import extract as ex
-from rtcode import policy as policy_mod
-from rtcode.classify import Category, Technique
-from rtcode.facts import BeamLimitingDevice, Modality
-from rtcode.metrics import apertures
-from rtcode.scan import scan
+from rtcode.coding import policy as policy_mod
+from rtcode.coding.classify import Category, Technique
+from rtcode.dicom import extract as ex
+from rtcode.engine.scan import scan
+from rtcode.measure.metrics import apertures
+from rtcode.model.facts import BeamLimitingDevice, Modality
 
 RT_PLAN = "1.2.840.10008.5.1.4.1.1.481.5"
 RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -714,7 +714,7 @@ def test_an_undecodable_seed_value_makes_the_count_unknown_not_an_error():
 
 
 def test_the_gammaplan_sample_is_radiosurgery_with_no_field_count_and_full_confidence(policy):
-    from rtcode.render import plan_json
+    from rtcode.output.render import plan_json
 
     (result,) = scan([str(SAMPLE_DATA / "22_gamma_knife_placeholder_beam")], policy).plans
     data = plan_json(result, policy)

@@ -1,0 +1,1 @@
+"""rtcode audit: billed charges checked against the plans' codes."""

@@ -1,0 +1,1 @@
+"""The pipeline run over many files: the scanner, its cache and replay, the executors."""

@@ -1,0 +1,1 @@
+"""Step 3, measure: per-beam metrics (apertures, modulation) and DVHs."""

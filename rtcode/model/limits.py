@@ -1,0 +1,46 @@
+"""Resource limits from the policy's [limits] section, as one frozen value.
+
+A damaged or hostile file must not make rtcode allocate unbounded memory or run
+unbounded time. The reader checks the file size before reading; the extractor
+checks counts (beams, control points, leaf pairs) before it allocates arrays and
+rejects meterset values no machine delivers. An exceeded limit is an error for
+that file only, naming the element, the value, the limit and the policy setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from functools import cache
+from typing import Any
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_size_mb: float
+    max_beams: int
+    max_control_points_per_beam: int
+    max_leaf_pairs: int
+    max_meterset_mu: float
+    # Later keys: defaults (the default policy's) so that callers building Limits by
+    # hand keep working; from_policy always takes the policy's values.
+    max_control_points_per_plan: int = 1_000_000
+    max_data_elements: int = 2_000_000
+
+    @classmethod
+    def from_policy(cls, policy: Any) -> Limits:
+        """The limits of a ``rtcode.coding.policy.Policy`` (its ``limits.*`` settings)."""
+        return cls(**{f.name: policy[f"limits.{f.name}"] for f in fields(cls)})
+
+    @property
+    def max_file_size_bytes(self) -> int:
+        return int(self.max_file_size_mb * MB)
+
+
+@cache
+def default_limits() -> Limits:
+    """The shipped default policy's limits, for callers that give none."""
+    from rtcode.coding.policy import load  # late: policy is data, loaded once
+
+    return Limits.from_policy(load("default"))

@@ -1,0 +1,1 @@
+"""rtcode report: the per-patient report (text, JSON, HTML) with DVHs and figures."""
