@@ -22,7 +22,8 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from rtcode.coding import policy as policy_mod
-from rtcode.engine.scan import ScanResult, scan
+from rtcode.engine.scan import scan
+from rtcode.model.results import ScanResult
 from rtcode.output.render import plan_json
 from rtcode.sources import store
 

@@ -24,8 +24,8 @@ from rtcode.cli import main
 from rtcode.coding.classify import classify
 from rtcode.coding.policy import AUDIT_FINDING_KINDS, load, parse
 from rtcode.coding.related import date_of_service, related_codes
-from rtcode.engine.scan import PlanResult
 from rtcode.model.facts import PlanReference
+from rtcode.model.results import PlanResult
 from rtcode.sources.billing import Charge, parse_charges, parse_ptp
 
 POLICY = load("default")

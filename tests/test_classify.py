@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtcode.coding.classify import Category, Technique, classify, roi_role, role_reason
+from rtcode.coding.classify import classify, roi_role, role_reason
 from rtcode.coding.policy import load
+from rtcode.model.codes import Category, Technique
 from rtcode.model.facts import Applicator, Modality
 
 

@@ -23,9 +23,10 @@ import pytest
 from test_metrics_speed_equivalence import random_beam
 
 from rtcode.coding import policy as policy_mod
-from rtcode.coding.classify import BeamAssessment, Technique, roi_role
+from rtcode.coding.classify import roi_role
 from rtcode.engine.scan import scan
 from rtcode.measure.metrics import Segment, beam_metrics
+from rtcode.model.codes import BeamAssessment, Technique
 from rtcode.output.render import _wrap, beam_json
 from rtcode.output.terminal import shown
 

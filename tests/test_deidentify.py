@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from conftest import SAMPLE_DATA
 
 from rtcode.cli import main
-from rtcode.coding.classify import Category
 from rtcode.coding.policy import load
 from rtcode.engine.scan import scan
+from rtcode.model.codes import Category
 from rtcode.output.deidentify import ENV_KEY, Pseudonyms, deidentify
 from rtcode.report.html import report_html
 from rtcode.report.patients import build_report, report_json, to_text

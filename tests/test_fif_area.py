@@ -21,10 +21,11 @@ import builders as b
 import numpy as np
 import pytest
 
-from rtcode.coding.classify import Technique, classify
+from rtcode.coding.classify import classify
 from rtcode.coding.policy import load, parse
 from rtcode.coding.related import related_codes
 from rtcode.measure.metrics import beam_metrics
+from rtcode.model.codes import Technique
 from rtcode.model.errors import PolicyError
 from rtcode.model.facts import BeamLimitingDevice
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtcode.coding.classify import Technique
 from rtcode.coding.policy import load
 from rtcode.engine.scan import scan
+from rtcode.model.codes import Technique
 
 # folder -> (code, category, techniques of the treatment ports (None: not asserted))
 EXPECTED = {

@@ -31,10 +31,10 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from test_extract_fast_paths import _assert_reference, _bytes
 
 from rtcode.coding import policy as policy_mod
-from rtcode.coding.classify import Category, Technique
 from rtcode.dicom import extract as ex
 from rtcode.engine.scan import scan
 from rtcode.measure.metrics import apertures
+from rtcode.model.codes import Category, Technique
 from rtcode.model.facts import BeamLimitingDevice, Modality
 
 RT_PLAN = "1.2.840.10008.5.1.4.1.1.481.5"

@@ -36,11 +36,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from rtcode.coding.classify import LABELS, Category
 from rtcode.coding.policy import AUDIT_SEVERITIES, Policy
 from rtcode.coding.related import valid_on
-from rtcode.engine.scan import PlanResult
+from rtcode.model.codes import LABELS, Category
 from rtcode.model.facts import Plan, ReadError
+from rtcode.model.results import PlanResult
 from rtcode.sources.billing import Charge, PtpFile, RejectedRow, parse_date
 
 SEVERITIES = AUDIT_SEVERITIES  # most severe first

@@ -449,7 +449,7 @@ class _Sink:
         self._stream.flush()  # type: ignore[union-attr]
 
     def finish(self, inv, tally, interrupted: bool) -> None:  # type: ignore[no-untyped-def]
-        from rtcode.engine.scan import ScanResult
+        from rtcode.model.results import ScanResult
         from rtcode.output.render import csv_text, json_text, jsonl_tail, table_text
 
         if self.deidentify:

@@ -16,17 +16,10 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rtcode.coding.classify import (
-    ARCS,
-    MODULATED,
-    BeamAssessment,
-    Category,
-    Classification,
-    Technique,
-    mlc_shapes_field,
-)
+from rtcode.coding.classify import mlc_shapes_field
 from rtcode.coding.policy import Policy
 from rtcode.link import LinkedPlan
+from rtcode.model.codes import ARCS, MODULATED, BeamAssessment, Category, Classification, Technique
 
 
 @dataclass(frozen=True)

@@ -46,32 +46,10 @@ from rtcode.model.facts import (
     Tally,
 )
 from rtcode.model.limits import Limits, default_limits
+from rtcode.model.results import PlanResult, ScanResult
 
 if TYPE_CHECKING:  # imported where plans are coded: a rescan from the cache needs neither
-    from rtcode.coding.classify import Classification
-    from rtcode.coding.related import RelatedCode
-
-
-@dataclass(frozen=True, eq=False)
-class PlanResult:
-    linked: LinkedPlan
-    classification: Classification
-    related: tuple[RelatedCode, ...] = ()
-    date_of_service: dt.date | None = None
-
-
-@dataclass
-class ScanResult:
-    policy: Policy
-    plans: list[PlanResult] = field(default_factory=list)
-    inventory: Inventory = field(default_factory=Inventory)
-    # Ctrl-C: the result holds only the files read (and plans coded) before it; a plan
-    # whose structure set or dose was not read yet may be coded lower than it should.
-    interrupted: bool = False
-
-    @property
-    def errors(self) -> list[ReadError]:
-        return self.inventory.errors
+    pass
 
 
 class ScanInterrupted(KeyboardInterrupt):

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from rtcode import __version__
 from rtcode.coding.policy import Policy
-from rtcode.engine.scan import ScanResult
 from rtcode.model.facts import Plan, Skipped, Tally
+from rtcode.model.results import ScanResult
 from rtcode.output.jsontext import dumps
 from rtcode.output.terminal import clip, lines_text, one_line
 
 if TYPE_CHECKING:  # imported where used: rendering cached rows needs neither
-    from rtcode.coding.classify import BeamAssessment, Classification
-    from rtcode.engine.scan import PlanResult
+    from rtcode.model.codes import BeamAssessment, Classification
+    from rtcode.model.results import PlanResult
 
 ADVISORY = (
     "rtcode is advisory: it suggests codes with their evidence;"

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from rtcode import __version__
-from rtcode.coding.classify import Classification
 from rtcode.measure.dvh import PlanDvh
+from rtcode.model.codes import Classification
 from rtcode.output.render import (
     ADVISORY,
     beam_json,

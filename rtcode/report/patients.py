@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rtcode import __version__
-from rtcode.coding.classify import Classification, Evidence, Flag
 from rtcode.dicom import read as reader
-from rtcode.engine.scan import PlanResult, ScanResult
 from rtcode.measure.dvh import (
     DvhAgreement,
     DvhCurve,
@@ -30,7 +28,9 @@ from rtcode.measure.dvh import (
     plan_dvh,
     volume_difference_pct,
 )
+from rtcode.model.codes import Classification, Evidence, Flag
 from rtcode.model.facts import Plan
+from rtcode.model.results import PlanResult, ScanResult
 from rtcode.output.jsontext import dumps
 from rtcode.output.render import (
     ADVISORY,

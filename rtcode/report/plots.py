@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from rtcode.coding.classify import ARCS, BeamAssessment
 from rtcode.measure.dvh import PlanDvh
 from rtcode.measure.metrics import apertures
+from rtcode.model.codes import ARCS, BeamAssessment
 
 DPI = 80
 TARGET_COLOURS = ("#d62728", "#ff7f0e", "#b5179e", "#8c564b", "#e6a100", "#f4511e")

@@ -52,9 +52,9 @@ from typing import Any
 
 from rtcode.coding.policy import Policy
 from rtcode.dicom.vendors import PRIVATE_SOP_CLASSES
-from rtcode.engine.scan import PlanResult
 from rtcode.engine.scan import scan as run_scan
 from rtcode.model.limits import Limits
+from rtcode.model.results import PlanResult
 from rtcode.output.render import plan_json
 from rtcode.sources import store
 from rtcode.sources.results_db import PlanCoding, ResultsDB
