@@ -21,25 +21,29 @@ disagrees with the sequence it counts (the sequence is read), two MLC layers of 
 type (ViewRay: each position item goes to the layer whose pair count fits it), a
 collimator angle outside 0 to 360 degrees (``value_out_of_range``: it changes no code).
 
-Every object is read first by the fast path (``extract_bulk``: values and control
-points straight from the bytes, through the same functions below): from the file's own
-bytes when ``read`` gives a ``RawDataset``, else from the bytes pydicom keeps. On
-anything unusual, and on any error, the reference path reads pydicom's elements one by
-one and decides, so every error message comes from it.
+Every object is read first by the fast path (``views``, ``extract_bulk``: values and
+control points straight from the bytes, through the same functions below) unless
+``reference`` asks for the reference path alone; on anything unusual, and on any
+error, the reference path reads pydicom's elements one by one and decides, so every
+error message comes from it. The functions below read any ``views.DataSet``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from rtcode.dicom import extract_bulk
-from rtcode.dicom.read import EXPLICIT_VRS, RawDataset
+from rtcode.dicom.controlpoints import carry_forward
+from rtcode.dicom.elements import EXPLICIT_VRS
+from rtcode.dicom.read import RawDataset
+from rtcode.dicom.views import DataSet, Unusual, View, plan_view
 from rtcode.model.errors import DicomReadError
 from rtcode.model.facts import (
     Applicator,
@@ -78,7 +82,9 @@ def extract(
     path: str,
     has_pixel_data: bool = False,
     limits: Limits | None = None,
-):
+    *,
+    reference: bool = False,
+) -> Plan | StructureSet | Dose:
     """Facts of one dataset: a Plan, StructureSet or Dose. Raises DicomReadError.
 
     ``ds`` is a pydicom Dataset, or a ``RawDataset`` (``read`` gives one for a plain
@@ -86,7 +92,8 @@ def extract(
     unusual or any error pydicom parses the bytes and the usual path below decides
     (``RawDataset.dataset`` raises the error ``read`` would have reported for them).
     ``limits`` (default: the shipped policy's) bounds beams, control points, leaf
-    pairs and meterset values.
+    pairs and meterset values. ``reference``: the reference path alone (pydicom,
+    element by element), the fast path not tried.
     """
     limits = limits if limits is not None else default_limits()
     try:
@@ -95,20 +102,23 @@ def extract(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(ds, RawDataset):
-                facts = _from_view(ds.view, modality, path, has_pixel_data, limits)
-                if facts is not None:
-                    return facts
+                if not reference:
+                    facts = _from_view(ds.view, modality, path, has_pixel_data, limits)
+                    if facts is not None:
+                        return facts
                 ds = ds.dataset()  # the reference path, on pydicom's reading of the bytes
             if modality in (Modality.RTPLAN, Modality.RTIONPLAN):
-                return extract_plan(ds, path, modality, limits)
+                return extract_plan(ds, path, modality, limits, reference=reference)
             if modality is Modality.RTSTRUCT:
-                return extract_structure_set(ds, path)
-            return extract_dose(ds, path, has_pixel_data)
+                return extract_structure_set(ds, path, reference=reference)
+            return extract_dose(ds, path, has_pixel_data, reference=reference)
     except RecursionError:
         raise DicomReadError(f"{path}: {_NESTED}") from None
 
 
-def _from_view(view, modality: Modality, path: str, has_pixel_data: bool, limits: Limits):
+def _from_view(
+    view: View, modality: Modality, path: str, has_pixel_data: bool, limits: Limits
+) -> Plan | StructureSet | Dose | None:
     """Facts read through a fast-path view, or None when anything is unusual or wrong
     (the reference path then decides and words the error: whatever went wrong here,
     an unforeseen exception included, pydicom's reading is the one that counts)."""
@@ -390,25 +400,38 @@ def _seq(ds: Dataset, keyword: str, where: str) -> list[Dataset]:
 # ------------------------------------------------------------------------- plans
 
 
-def extract_plan(ds: Dataset, path: str, modality: Modality, limits: Limits | None = None) -> Plan:
-    """A Plan's facts. The fast path (extract_bulk) reads them from the raw bytes and
-    runs the same code on its view of the data set; on anything unusual, and on any
-    error, the reference path reads pydicom's elements one by one and decides."""
+def extract_plan(
+    ds: Dataset,
+    path: str,
+    modality: Modality,
+    limits: Limits | None = None,
+    *,
+    reference: bool = False,
+) -> Plan:
+    """A Plan's facts. The fast path (views, extract_bulk) reads them from the raw bytes
+    and runs the same code on its view of the data set; on anything unusual, and on any
+    error (or with ``reference``), the reference path reads pydicom's elements one by
+    one and decides."""
     limits = limits if limits is not None else default_limits()
+    if reference:
+        return _plan(ds, path, modality, limits)
     return _view_first(_plan, ds, path, modality, limits)
 
 
-def _view_first(read, ds: Dataset, *args):
+def _view_first(read: Callable[..., _Facts], ds: Dataset, *args: Any) -> _Facts:
     """``read(view, *args)`` on the fast path's view of a pydicom Dataset; on anything
     unusual, and on any error, ``read(ds, *args)``: the reference path reads pydicom's
     elements one by one and words the error a damaged file deserves."""
-    view = extract_bulk.plan_view(ds)
+    view = plan_view(ds)
     if view is not None:
         try:
             return read(view, *args)
-        except (extract_bulk.Unusual, DicomReadError, RecursionError):
+        except (Unusual, DicomReadError, RecursionError):
             pass
     return read(ds, *args)
+
+
+_Facts = TypeVar("_Facts", Plan, StructureSet, Dose)
 
 
 def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
@@ -641,20 +664,11 @@ def _meterset(r: Dataset, path: str, limits: Limits) -> float | None:
     return mu
 
 
-def _beam(
-    b: Dataset,
-    path: str,
-    ion: bool,
-    limits: Limits,
-    prepared=None,
-    oddities: list[Oddity] | None = None,
-) -> Beam:
-    oddities = oddities if oddities is not None else []
-    number = _get_int(b, "BeamNumber", path)
-    if number is None:
-        raise DicomReadError(
-            f"{path}.BeamNumber is missing: fraction groups refer to beams by number"
-        )
+def _devices(
+    b: DataSet, path: str, ion: bool, limits: Limits, oddities: list[Oddity]
+) -> list[BeamLimitingDevice]:
+    """The beam's limiting devices (jaws, MLCs); a second MLC layer of one type gets
+    its own key (``MLCX#2``) and an Oddity."""
     dev_kw = "IonBeamLimitingDeviceSequence" if ion else "BeamLimitingDeviceSequence"
     devices = []
     layers: dict[str, list[int]] = {}  # MLC type -> pairs of each layer declared with it
@@ -706,7 +720,67 @@ def _beam(
                     f"{path}.{dev_kw}",
                 )
             )
+    return devices
 
+
+def _beam_control_points(
+    b: DataSet,
+    path: str,
+    cp_kw: str,
+    devices: list[BeamLimitingDevice],
+    limits: Limits,
+    prepared: extract_bulk.Gathered | None,
+    oddities: list[Oddity],
+) -> tuple[ControlPoints, int | None, float | None]:
+    """(control points, NumberOfControlPoints, FinalCumulativeMetersetWeight) of the
+    beam: from the fast path's bulk reader when ``b`` is a view, else (or when it steps
+    aside) element by element; checked against the final weight and the count."""
+    declared = _count(
+        b,
+        "NumberOfControlPoints",
+        path,
+        limits.max_control_points_per_beam,
+        "max_control_points_per_beam",
+    )
+    cp_path = f"{path}.{cp_kw}"
+    control_points = None
+    if cp_kw in b and not isinstance(b, Dataset):  # the fast path: None when unusual
+        cp_tag = _ION_CP_TAG if cp_kw.startswith("Ion") else _CP_TAG
+        control_points = extract_bulk.control_points(
+            b, cp_tag, cp_path, devices, declared, limits, prepared
+        )
+        if control_points is not None and not _in_ranges(control_points):
+            control_points = None  # the reference path says which value, and where
+    if control_points is None:  # the reference path, element by element
+        cps = _control_point_items(b, path, cp_kw, limits)
+        control_points = _control_points(cps, cp_path, devices, limits, oddities)
+    final_weight = _not_negative(
+        _get_float(b, "FinalCumulativeMetersetWeight", path),
+        f"{path}.FinalCumulativeMetersetWeight",
+        "a meterset weight",
+    )
+    if final_weight is not None:
+        _weights_within_final(path, cp_path, control_points, final_weight)
+    if declared is not None and declared != control_points.count:
+        oddities.append(_count_mismatch(path, cp_kw, declared, control_points, final_weight))
+    return control_points, declared, final_weight
+
+
+def _beam(
+    b: Dataset,
+    path: str,
+    ion: bool,
+    limits: Limits,
+    prepared: extract_bulk.Gathered | None = None,
+    oddities: list[Oddity] | None = None,
+) -> Beam:
+    oddities = oddities if oddities is not None else []
+    number = _get_int(b, "BeamNumber", path)
+    if number is None:
+        raise DicomReadError(
+            f"{path}.BeamNumber is missing: fraction groups refer to beams by number"
+        )
+    devices = _devices(b, path, ion, limits, oddities)
     wedge_kw = "IonWedgeSequence" if ion else "WedgeSequence"
     wedges = tuple(
         Wedge(
@@ -740,34 +814,9 @@ def _beam(
         for i, a in enumerate(_seq(b, "ApplicatorSequence", path))
     )
     cp_kw = "IonControlPointSequence" if ion else "ControlPointSequence"
-    declared = _count(
-        b,
-        "NumberOfControlPoints",
-        path,
-        limits.max_control_points_per_beam,
-        "max_control_points_per_beam",
+    control_points, declared, final_weight = _beam_control_points(
+        b, path, cp_kw, devices, limits, prepared, oddities
     )
-    cp_path = f"{path}.{cp_kw}"
-    control_points = None
-    if cp_kw in b:  # fast path from the raw bytes; None when anything is unusual
-        cp_tag = _ION_CP_TAG if ion else _CP_TAG
-        control_points = extract_bulk.control_points(
-            b, cp_tag, cp_path, devices, declared, limits, prepared
-        )
-        if control_points is not None and not _in_ranges(control_points):
-            control_points = None  # the reference path says which value, and where
-    if control_points is None:  # the reference path, element by element
-        cps = _control_point_items(b, path, cp_kw, limits)
-        control_points = _control_points(cps, cp_path, devices, limits, oddities)
-    final_weight = _not_negative(
-        _get_float(b, "FinalCumulativeMetersetWeight", path),
-        f"{path}.FinalCumulativeMetersetWeight",
-        "a meterset weight",
-    )
-    if final_weight is not None:
-        _weights_within_final(path, cp_path, control_points, final_weight)
-    if declared is not None and declared != control_points.count:
-        oddities.append(_count_mismatch(path, cp_kw, declared, control_points, final_weight))
     return Beam(
         number=number,
         name=_text(b, "BeamName", path),
@@ -876,32 +925,23 @@ def _upper(text: str | None) -> str | None:
 
 
 def _control_points(
-    cps: list[Dataset],
+    cps: Sequence[DataSet],
     path: str,
     devices: list[BeamLimitingDevice],
     limits: Limits,
     oddities: list[Oddity] | None = None,
 ) -> ControlPoints:
+    """The control points, element by element: each value checked where it is given,
+    then carried forward to the points that omit it (``carry_forward``)."""
     oddities = oddities if oddities is not None else []
     n = len(cps)
     weight = np.full(n, np.nan)
-    gantry = np.full(n, np.nan)
-    collimator = np.full(n, np.nan)
-    couch = np.full(n, np.nan)
-    energy = np.full(n, np.nan)
-    iso = np.full((n, 3), np.nan)
-    direction: list[str | None] = []
+    given: dict[str, tuple[list[int], list[Any]]] = {
+        k: ([], []) for k in (*_CARRIED, "GantryRotationDirection", "IsocenterPosition")
+    }
+    positions: dict[str, tuple[list[int], list[np.ndarray]]] = {}
     widths = {d.device_type: 2 * d.number_of_pairs for d in devices}
-    # MLC types declared more than once (ViewRay): (key, values) of each layer, in order
-    layers: dict[str, list[tuple[str, int]]] = {}
-    for d in devices:
-        layers.setdefault(d.device_type.partition("#")[0], []).append(
-            (d.device_type, 2 * d.number_of_pairs)
-        )
-    layers = {t: v for t, v in layers.items() if len(v) > 1 and t.startswith("MLC")}
-    max_values = 2 * limits.max_leaf_pairs
-    positions: dict[str, np.ndarray] = {}
-    state: dict[str, object] = {}
+    layers = _shared_layers(devices)
     for i, cp in enumerate(cps):
         cpath = f"{path}[{i}]"
         weight[i] = _nan(
@@ -911,93 +951,134 @@ def _control_points(
                 "a cumulative meterset weight",
             )
         )
-        for key, arr in (
-            ("GantryAngle", gantry),
-            ("BeamLimitingDeviceAngle", collimator),
-            ("PatientSupportAngle", couch),
-            ("NominalBeamEnergy", energy),
-        ):
-            value = _get_float(cp, key, cpath)
+        for keyword in _CARRIED:
+            value = _get_float(cp, keyword, cpath)
             if value is not None:
-                if key in _ANGLES:
-                    value = _angle(value, f"{cpath}.{key}", key, oddities)
-                state[key] = value
-            arr[i] = _nan(state.get(key))  # carried forward from the previous point
+                if keyword in _ANGLES:
+                    value = _angle(value, f"{cpath}.{keyword}", keyword, oddities)
+                _give(given[keyword], i, value)
         rot = _text(cp, "GantryRotationDirection", cpath)
         if rot is not None:
-            state["GantryRotationDirection"] = rot.upper()
-        direction.append(state.get("GantryRotationDirection"))  # type: ignore[arg-type]
+            _give(given["GantryRotationDirection"], i, rot.upper())
         if "IsocenterPosition" in cp:
-            value = _floats(_get(cp, "IsocenterPosition", cpath), f"{cpath}.IsocenterPosition")
-            if value.size != 3:
-                raise DicomReadError(f"{cpath}.IsocenterPosition needs 3 values, has {value.size}")
-            _within(
-                value,
-                _ISOCENTRE_MAX_MM,
-                f"{cpath}.IsocenterPosition",
-                "patient coordinate",
-                "isocentres decide the treatment areas",
-            )
-            state["IsocenterPosition"] = value
-        if "IsocenterPosition" in state:
-            iso[i] = state["IsocenterPosition"]
-        used: set[str] = set()  # layers positioned at this control point
-        for j, item in enumerate(_seq(cp, "BeamLimitingDevicePositionSequence", cpath)):
-            ipath = f"{cpath}.BeamLimitingDevicePositionSequence[{j}]"
-            dtype = _text(item, "RTBeamLimitingDeviceType", ipath)
-            if dtype is None:
-                raise DicomReadError(f"{ipath}.RTBeamLimitingDeviceType is missing")
-            raw = _get(item, "LeafJawPositions", ipath)
-            if raw is None:
-                raise DicomReadError(f"{ipath}.LeafJawPositions is missing")
-            values = _floats(raw, f"{ipath}.LeafJawPositions")
-            _within(
-                values,
-                _POSITION_MAX_MM,
-                f"{ipath}.LeafJawPositions",
-                "collimator",
-                "leaf and jaw positions decide the aperture",
-            )
-            key = dtype.upper()
-            if key in layers:  # the first layer of this type, in order, that fits
-                key = _layer(layers[key], used, values.size, f"{ipath}.LeafJawPositions", dtype)
-                used.add(key)
-            expected = widths.get(key)
-            if expected is not None and values.size != expected:
-                raise DicomReadError(
-                    f"{ipath}.LeafJawPositions has {values.size} values; the {dtype} device"
-                    f" declares {expected // 2} pairs, so {expected} are needed"
-                )
-            if values.size > max_values:
-                raise DicomReadError(
-                    f"{ipath}.LeafJawPositions has {values.size} values, more than the"
-                    f" {max_values} of {limits.max_leaf_pairs} leaf pairs"
-                    " (policy setting limits.max_leaf_pairs): not read"
-                )
-            state["pos:" + key] = values
-        for key, value in state.items():
-            if not key.startswith("pos:"):
-                continue
-            dtype = key[4:]
-            arr = positions.get(dtype)
-            if arr is None:
-                arr = positions[dtype] = np.full((n, value.size), np.nan)  # type: ignore[union-attr]
-            if arr.shape[1] != value.size:  # type: ignore[union-attr]
+            _give(given["IsocenterPosition"], i, _isocentre(cp, cpath))
+        for dtype, values in _device_positions(cp, cpath, widths, layers, limits):
+            index, found = positions.setdefault(dtype, ([], []))
+            if found and found[-1].size != values.size:
                 raise DicomReadError(f"{cpath}: {dtype} changes its number of leaves")
-            arr[i] = value
-    for arr in (weight, gantry, collimator, couch, energy, iso, *positions.values()):
+            _give((index, found), i, values)
+    carried = {
+        k: carry_forward(index, np.array(values, dtype=float), n)
+        for k, (index, values) in given.items()
+        if k not in ("GantryRotationDirection", "IsocenterPosition")
+    }
+    iso_index, iso_values = given["IsocenterPosition"]
+    iso = carry_forward(iso_index, np.array(iso_values, dtype=float).reshape(-1, 3), n)
+    rot_index, rot_values = given["GantryRotationDirection"]
+    directions = np.empty(len(rot_values), dtype=object)
+    directions[:] = rot_values
+    leaves = {
+        k: carry_forward(index, np.array(found), n) for k, (index, found) in positions.items()
+    }
+    for arr in (weight, iso, *carried.values(), *leaves.values()):
         arr.setflags(write=False)
     return ControlPoints(
         cumulative_meterset_weight=weight,
-        gantry_deg=gantry,
-        gantry_direction=tuple(direction),
-        collimator_deg=collimator,
-        couch_deg=couch,
+        gantry_deg=carried["GantryAngle"],
+        gantry_direction=tuple(carry_forward(rot_index, directions, n).tolist()),
+        collimator_deg=carried["BeamLimitingDeviceAngle"],
+        couch_deg=carried["PatientSupportAngle"],
         isocenter_mm=iso,
-        nominal_energy=energy,
-        positions_mm=positions,
+        nominal_energy=carried["NominalBeamEnergy"],
+        positions_mm=leaves,
         dicom_path=path,
     )
+
+
+# Numbers a control point gives only when they change, in ControlPoints order.
+_CARRIED = ("GantryAngle", "BeamLimitingDeviceAngle", "PatientSupportAngle", "NominalBeamEnergy")
+
+
+def _give(column: tuple[list[int], list[Any]], i: int, value: Any) -> None:
+    """Record ``value`` as given at control point ``i`` (given twice there: the last)."""
+    index, values = column
+    if index and index[-1] == i:
+        values[-1] = value
+        return
+    index.append(i)
+    values.append(value)
+
+
+def _isocentre(cp: DataSet, cpath: str) -> np.ndarray:
+    value = _floats(_get(cp, "IsocenterPosition", cpath), f"{cpath}.IsocenterPosition")
+    if value.size != 3:
+        raise DicomReadError(f"{cpath}.IsocenterPosition needs 3 values, has {value.size}")
+    _within(
+        value,
+        _ISOCENTRE_MAX_MM,
+        f"{cpath}.IsocenterPosition",
+        "patient coordinate",
+        "isocentres decide the treatment areas",
+    )
+    return value
+
+
+def _shared_layers(devices: list[BeamLimitingDevice]) -> dict[str, list[tuple[str, int]]]:
+    """MLC types declared more than once (ViewRay): (key, values) of each layer, in order."""
+    layers: dict[str, list[tuple[str, int]]] = {}
+    for d in devices:
+        layers.setdefault(d.device_type.partition("#")[0], []).append(
+            (d.device_type, 2 * d.number_of_pairs)
+        )
+    return {t: v for t, v in layers.items() if len(v) > 1 and t.startswith("MLC")}
+
+
+def _device_positions(
+    cp: DataSet,
+    cpath: str,
+    widths: dict[str, int],
+    layers: dict[str, list[tuple[str, int]]],
+    limits: Limits,
+) -> list[tuple[str, np.ndarray]]:
+    """(device key, positions) of each BeamLimitingDevicePositionSequence item of the
+    control point, checked against the device's pair count and the limits."""
+    max_values = 2 * limits.max_leaf_pairs
+    out = []
+    used: set[str] = set()  # layers positioned at this control point
+    for j, item in enumerate(_seq(cp, "BeamLimitingDevicePositionSequence", cpath)):
+        ipath = f"{cpath}.BeamLimitingDevicePositionSequence[{j}]"
+        dtype = _text(item, "RTBeamLimitingDeviceType", ipath)
+        if dtype is None:
+            raise DicomReadError(f"{ipath}.RTBeamLimitingDeviceType is missing")
+        raw = _get(item, "LeafJawPositions", ipath)
+        if raw is None:
+            raise DicomReadError(f"{ipath}.LeafJawPositions is missing")
+        values = _floats(raw, f"{ipath}.LeafJawPositions")
+        _within(
+            values,
+            _POSITION_MAX_MM,
+            f"{ipath}.LeafJawPositions",
+            "collimator",
+            "leaf and jaw positions decide the aperture",
+        )
+        k = dtype.upper()
+        if k in layers:  # the first layer of this type, in order, that fits
+            k = _layer(layers[k], used, values.size, f"{ipath}.LeafJawPositions", dtype)
+            used.add(k)
+        expected = widths.get(k)
+        if expected is not None and values.size != expected:
+            raise DicomReadError(
+                f"{ipath}.LeafJawPositions has {values.size} values; the {dtype} device"
+                f" declares {expected // 2} pairs, so {expected} are needed"
+            )
+        if values.size > max_values:
+            raise DicomReadError(
+                f"{ipath}.LeafJawPositions has {values.size} values, more than the"
+                f" {max_values} of {limits.max_leaf_pairs} leaf pairs"
+                " (policy setting limits.max_leaf_pairs): not read"
+            )
+        out.append((k, values))
+    return out
 
 
 def _layer(layers: list[tuple[str, int]], used: set[str], size: int, where: str, dtype: str) -> str:
@@ -1173,9 +1254,12 @@ def _seeds(c: Dataset, path: str, oddities: list[Oddity]) -> tuple[int | None, s
 # ---------------------------------------------------------------- structure sets
 
 
-def extract_structure_set(ds: Dataset, path: str) -> StructureSet:
+def extract_structure_set(ds: Dataset, path: str, *, reference: bool = False) -> StructureSet:
     """A StructureSet's facts: through the fast path's view of the data set first, as
-    for plans; on anything unusual, and on any error, element by element."""
+    for plans; on anything unusual, and on any error (or with ``reference``), element by
+    element."""
+    if reference:
+        return _structure_set(ds, path)
     return _view_first(_structure_set, ds, path)
 
 
@@ -1224,9 +1308,12 @@ def _structure_set(ds: Dataset, path: str) -> StructureSet:
 # ------------------------------------------------------------------------- dose
 
 
-def extract_dose(ds: Dataset, path: str, has_pixel_data: bool) -> Dose:
+def extract_dose(ds: Dataset, path: str, has_pixel_data: bool, *, reference: bool = False) -> Dose:
     """A Dose's facts: through the fast path's view of the data set first, as for
-    plans; on anything unusual, and on any error, element by element."""
+    plans; on anything unusual, and on any error (or with ``reference``), element by
+    element."""
+    if reference:
+        return _dose(ds, path, has_pixel_data)
     return _view_first(_dose, ds, path, has_pixel_data)
 
 
