@@ -22,7 +22,7 @@ def carry_forward(index: Sequence[int], values: np.ndarray, n: int) -> np.ndarra
     if not len(index):
         return np.full(shape, fill, dtype=dtype)
     if len(index) == n:
-        return values.copy()
+        return np.array(values, copy=True)
     if len(index) == 1 and index[0] == 0:  # given once, at the first point
         return np.repeat(values, n, axis=0)
     out = np.full(shape, fill, dtype=dtype)

@@ -85,9 +85,9 @@ def _decimals_piece(text: bytes) -> np.ndarray:
     # Read with the point as a 0 digit, the digits left of it weigh ten times too much:
     # whole = 10 * integer * 10**frac + fraction, every number exact (below 10**15).
     values = np.zeros(ends.size)
-    for row in table:
+    for digits in table:
         values *= 10.0
-        values += row
+        values += digits
     scale = np.ones(ends.size)  # 10**frac, frac: the digits after the point
     for places, at in zip(back[:, 0].tolist(), point, strict=True):
         np.copyto(scale, _POWERS[places - 1], where=at)

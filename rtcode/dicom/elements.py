@@ -172,7 +172,8 @@ def delimiter_length(buf: bytes, pos: int) -> int:
     there); ``BadHeader`` when it is cut short."""
     if pos + 8 > len(buf):
         raise BadHeader("the data ends inside a delimiter")
-    return U32.unpack_from(buf, pos + 4)[0]
+    length: int = U32.unpack_from(buf, pos + 4)[0]
+    return length
 
 
 # ------------------------------------------------------------------ file meta
@@ -183,7 +184,7 @@ class FileMeta(NamedTuple):
     says, from a file's first bytes."""
 
     start: int | None  # where the data set starts; None: the group is odd or cut short
-    count: int  # its elements, up to where it was read
+    element_count: int  # its elements, up to where it was read
     values: dict[int, tuple[str, bytes]]  # element number -> (VR, value bytes)
     ordered: bool  # elements in ascending order, none a sequence
 
@@ -384,7 +385,7 @@ def count_elements(buf: Positioned, form: str, limit: int) -> int | None:
             return None  # no transfer syntax: the parser guesses the encoding; no count
         if syntax == DEFLATED and not buf.inflated:
             return None  # deflated: counted as it inflates
-        pos, count = meta.start, meta.count
+        pos, count = meta.start, meta.element_count
         implicit = syntax == IMPLICIT_LE
         if syntax == EXPLICIT_BE:  # every header after the meta
             header_struct, explicit_struct, u32 = _BIG_ENDIAN
@@ -443,7 +444,8 @@ def _sequences() -> frozenset[int]:
     defined length is parsed as one only when the dictionary says so."""
     global _SEQUENCES
     if _SEQUENCES is None:
-        from pydicom.datadict import DicomDictionary  # only for files of millions of elements
+        # only for files of millions of elements
+        from pydicom.datadict import DicomDictionary  # type: ignore[attr-defined]  # not in its __all__
 
         _SEQUENCES = frozenset(t for t, entry in DicomDictionary.items() if entry[0] == "SQ")
     return _SEQUENCES

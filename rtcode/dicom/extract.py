@@ -43,7 +43,7 @@ from rtcode.dicom import extract_bulk
 from rtcode.dicom.controlpoints import carry_forward
 from rtcode.dicom.elements import EXPLICIT_VRS
 from rtcode.dicom.read import RawDataset
-from rtcode.dicom.views import DataSet, Unusual, View, plan_view
+from rtcode.dicom.views import DataSet, DatasetItem, Item, Unusual, View, plan_view
 from rtcode.model.errors import DicomReadError
 from rtcode.model.facts import (
     Applicator,
@@ -135,7 +135,7 @@ def _from_view(
 # ----------------------------------------------------------------- value helpers
 
 
-def _get(ds: Dataset, keyword: str, where: str):
+def _get(ds: DataSet, keyword: str, where: str) -> Any:
     """``ds.get(keyword)``, with a value pydicom cannot decode turned into a plain error."""
     if not isinstance(ds, Dataset):  # the fast path's view: a plain value, or Unusual
         return ds.get(keyword)
@@ -214,7 +214,7 @@ def _undecodable(ds: Dataset, keyword: str) -> str:
     return "its bytes do not match its value representation"
 
 
-def _describe(value) -> str:
+def _describe(value: object) -> str:
     """What a value of the wrong kind is, in words."""
     if isinstance(value, (bytes, bytearray)):
         return "binary data"
@@ -225,7 +225,7 @@ def _describe(value) -> str:
     return f"the text {str(value)[:40]!r}"
 
 
-def _text(ds: Dataset, keyword: str, where: str) -> str | None:
+def _text(ds: DataSet, keyword: str, where: str) -> str | None:
     value = _get(ds, keyword, where)
     if value is None:
         return None
@@ -235,7 +235,7 @@ def _text(ds: Dataset, keyword: str, where: str) -> str | None:
     return text or None
 
 
-def _float(value, where: str) -> float | None:
+def _float(value: Any, where: str) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
@@ -251,7 +251,7 @@ def _float(value, where: str) -> float | None:
     return number
 
 
-def _int(value, where: str) -> int | None:
+def _int(value: Any, where: str) -> int | None:
     number = _float(value, where)
     if number is None:
         return None
@@ -260,11 +260,11 @@ def _int(value, where: str) -> int | None:
     return int(number)
 
 
-def _get_float(ds: Dataset, keyword: str, path: str) -> float | None:
+def _get_float(ds: DataSet, keyword: str, path: str) -> float | None:
     return _float(_get(ds, keyword, path), _at(path, keyword))
 
 
-def _get_int(ds: Dataset, keyword: str, path: str) -> int | None:
+def _get_int(ds: DataSet, keyword: str, path: str) -> int | None:
     return _int(_get(ds, keyword, path), _at(path, keyword))
 
 
@@ -344,7 +344,7 @@ def _in_ranges(cps: ControlPoints) -> bool:
 
 
 def _count(
-    ds: Dataset,
+    ds: DataSet,
     keyword: str,
     path: str,
     limit: int | None = None,
@@ -363,7 +363,7 @@ def _count(
     return n
 
 
-def _floats(value, where: str) -> np.ndarray:
+def _floats(value: Any, where: str) -> np.ndarray:
     if value is None:
         return np.empty(0)
     if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
@@ -383,9 +383,9 @@ def _floats(value, where: str) -> np.ndarray:
     return arr
 
 
-def _seq(ds: Dataset, keyword: str, where: str) -> list[Dataset]:
+def _seq(ds: DataSet, keyword: str, where: str) -> Sequence[DataSet]:
     """The items of a sequence; [] when it is absent. Anything else is an error."""
-    if not isinstance(ds, Dataset):  # the fast path's view: its items, or Unusual
+    if isinstance(ds, (Item, DatasetItem)):  # the fast path's view: its items, or Unusual
         return ds.items(keyword)
     value = _get(ds, keyword, where)
     if value is None:
@@ -432,9 +432,10 @@ def _view_first(read: Callable[..., _Facts], ds: Dataset, *args: Any) -> _Facts:
 
 
 _Facts = TypeVar("_Facts", Plan, StructureSet, Dose)
+_T = TypeVar("_T")
 
 
-def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
+def _plan(ds: DataSet, path: str, modality: Modality, limits: Limits) -> Plan:
     top = f"{path}:"
     ion = modality is Modality.RTIONPLAN or "IonBeamSequence" in ds
     beam_kw = "IonBeamSequence" if ion else "BeamSequence"
@@ -444,7 +445,7 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
             f"{path}::{beam_kw} has {len(beam_items)} beams, more than the limit of"
             f" {limits.max_beams} (policy setting limits.max_beams): not read"
         )
-    prepared = {}
+    prepared: dict[int, extract_bulk.Gathered] = {}
     if not isinstance(ds, Dataset):  # the fast path: control points of all beams at once
         prepared = extract_bulk.prepare(beam_items, _ION_CP_TAG if ion else _CP_TAG, limits)
     oddities: list[Oddity] = []  # what was read despite bending the standard
@@ -505,7 +506,7 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
 
 
 def _prescriptions(
-    ds: Dataset, path: str, groups: tuple[FractionGroup, ...], oddities: list[Oddity]
+    ds: DataSet, path: str, groups: tuple[FractionGroup, ...], oddities: list[Oddity]
 ) -> tuple[Prescription, ...]:
     """DoseReferenceSequence items (PS3.3 C.8.8.10). An item whose values cannot be read
     is left out with a warning Oddity: a damaged prescription does not hide the plan."""
@@ -559,7 +560,7 @@ def _prescriptions(
     return tuple(out)
 
 
-def _software(ds: Dataset, where: str) -> str | None:
+def _software(ds: DataSet, where: str) -> str | None:
     value = _get(ds, "SoftwareVersions", where)
     if value is None:
         return None
@@ -574,14 +575,14 @@ def _software(ds: Dataset, where: str) -> str | None:
     return text.strip() or None
 
 
-def _first_uid(items: list[Dataset], path: str, keyword: str) -> str | None:
+def _first_uid(items: Sequence[DataSet], path: str, keyword: str) -> str | None:
     """ReferencedSOPInstanceUID of the first item of a reference sequence, or None."""
     if not items:
         return None
     return _text(items[0], "ReferencedSOPInstanceUID", f"{path}::{keyword}[0]")
 
 
-def _fraction_group(fg: Dataset, path: str, limits: Limits) -> FractionGroup:
+def _fraction_group(fg: DataSet, path: str, limits: Limits) -> FractionGroup:
     refs = []
     for i, r in enumerate(_seq(fg, "ReferencedBeamSequence", path)):
         rpath = f"{path}.ReferencedBeamSequence[{i}]"
@@ -609,7 +610,7 @@ def _fraction_group(fg: Dataset, path: str, limits: Limits) -> FractionGroup:
     )
 
 
-def _dose_reference_numbers(fg: Dataset, path: str) -> tuple[int, ...]:
+def _dose_reference_numbers(fg: DataSet, path: str) -> tuple[int, ...]:
     """ReferencedDoseReferenceNumber of each ReferencedDoseReferenceSequence item."""
     numbers = []
     for i, r in enumerate(_seq(fg, "ReferencedDoseReferenceSequence", path)):
@@ -653,7 +654,7 @@ def _beam_count_oddities(
     return out
 
 
-def _meterset(r: Dataset, path: str, limits: Limits) -> float | None:
+def _meterset(r: DataSet, path: str, limits: Limits) -> float | None:
     where = f"{path}.BeamMeterset"
     mu = _not_negative(_get_float(r, "BeamMeterset", path), where, "a meterset (MU)")
     if mu is not None and mu > limits.max_meterset_mu:
@@ -767,7 +768,7 @@ def _beam_control_points(
 
 
 def _beam(
-    b: Dataset,
+    b: DataSet,
     path: str,
     ion: bool,
     limits: Limits,
@@ -843,7 +844,7 @@ def _beam(
     )
 
 
-def _control_point_items(b: Dataset, path: str, cp_kw: str, limits: Limits) -> list[Dataset]:
+def _control_point_items(b: DataSet, path: str, cp_kw: str, limits: Limits) -> Sequence[DataSet]:
     """The beam's control point items, checked against the limit (NumberOfControlPoints
     is compared with them once they are read: ``_count_mismatch``)."""
     if cp_kw not in b:
@@ -1094,11 +1095,11 @@ def _layer(layers: list[tuple[str, int]], used: set[str], size: int, where: str,
     )
 
 
-def _nan(value) -> float:
+def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
+def _brachy(ds: DataSet, path: str, oddities: list[Oddity]) -> Brachy:
     setups = []
     seeds: int | None = 0
     why: str | None = None
@@ -1149,6 +1150,23 @@ def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
             }
         )
     )
+    source_facts = _brachy_sources(sources, path)
+    doses = _setup_doses(ds, path)
+    return Brachy(
+        treatment_type=_upper(_text(ds, "BrachyTreatmentType", f"{path}:")),
+        technique=_upper(_text(ds, "BrachyTreatmentTechnique", f"{path}:")),
+        number_of_source_types=len(sources),
+        isotopes=isotopes,
+        setups=tuple(setups),
+        number_of_seeds=seeds,
+        seeds_unknown_why=why,
+        sources=tuple(source_facts),
+        setup_doses_gy=tuple(doses),
+    )
+
+
+def _brachy_sources(sources: Sequence[DataSet], path: str) -> list[BrachySource]:
+    """The SourceSequence items, each value optional (shown in the report only)."""
     source_facts = []
     for i, s in enumerate(sources):
         spath = f"{path}::SourceSequence[{i}]"
@@ -1163,6 +1181,12 @@ def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
                 strength=_optional(_get_float, s, "SourceStrength", spath),
             )
         )
+    return source_facts
+
+
+def _setup_doses(ds: DataSet, path: str) -> list[float]:
+    """BrachyApplicationSetupDose of every fraction group's setup references that
+    gives a finite one."""
     doses = []
     for i, fg in enumerate(_seq(ds, "FractionGroupSequence", f"{path}:")):
         fpath = f"{path}::FractionGroupSequence[{i}]"
@@ -1176,20 +1200,12 @@ def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
             )
             if dose is not None and math.isfinite(dose):
                 doses.append(dose)
-    return Brachy(
-        treatment_type=_upper(_text(ds, "BrachyTreatmentType", f"{path}:")),
-        technique=_upper(_text(ds, "BrachyTreatmentTechnique", f"{path}:")),
-        number_of_source_types=len(sources),
-        isotopes=isotopes,
-        setups=tuple(setups),
-        number_of_seeds=seeds,
-        seeds_unknown_why=why,
-        sources=tuple(source_facts),
-        setup_doses_gy=tuple(doses),
-    )
+    return doses
 
 
-def _optional(read, ds: Dataset, keyword: str, path: str):
+def _optional(
+    read: Callable[[DataSet, str, str], _T], ds: DataSet, keyword: str, path: str
+) -> _T | None:
     """A value shown in the report only: one that cannot be read is absent (None), never
     an error that would lose the plan's code (the fast path's ``Unusual`` still hands the
     plan to the reference path)."""
@@ -1199,7 +1215,7 @@ def _optional(read, ds: Dataset, keyword: str, path: str):
         return None
 
 
-def _seeds(c: Dataset, path: str, oddities: list[Oddity]) -> tuple[int | None, str | None]:
+def _seeds(c: DataSet, path: str, oddities: list[Oddity]) -> tuple[int | None, str | None]:
     """(sources placed in the channel at ``path``, None) by ``facts.SEED_RULE``, or (None, why
     the file cannot say). The seed count only decides LDR plans, which were coded before
     it was read: a value here that cannot be read makes it unknown, never an error."""
@@ -1238,10 +1254,11 @@ def _seeds(c: Dataset, path: str, oddities: list[Oddity]) -> tuple[int | None, s
             f"{path}.BrachyControlPointSequence[{k}] gives neither ControlPointRelativePosition"
             " nor a ControlPoint3DPosition of 3 values"
         )
+    times = [w for w in weights if w is not None]  # all of them (checked above)
     placed = {
         positions[k]
         for k in range(len(cps) - 1)
-        if positions[k] == positions[k + 1] and weights[k + 1] > weights[k]  # type: ignore[operator]
+        if positions[k] == positions[k + 1] and times[k + 1] > times[k]
     }
     if not placed and len(set(weights)) > 1:
         return None, (
@@ -1263,7 +1280,7 @@ def extract_structure_set(ds: Dataset, path: str, *, reference: bool = False) ->
     return _view_first(_structure_set, ds, path)
 
 
-def _structure_set(ds: Dataset, path: str) -> StructureSet:
+def _structure_set(ds: DataSet, path: str) -> StructureSet:
     top = f"{path}:"
     types: dict[int | None, str | None] = {}
     for i, obs in enumerate(_seq(ds, "RTROIObservationsSequence", top)):
@@ -1317,7 +1334,7 @@ def extract_dose(ds: Dataset, path: str, has_pixel_data: bool, *, reference: boo
     return _view_first(_dose, ds, path, has_pixel_data)
 
 
-def _dose(ds: Dataset, path: str, has_pixel_data: bool) -> Dose:
+def _dose(ds: DataSet, path: str, has_pixel_data: bool) -> Dose:
     top = f"{path}:"
     plan_uids = []
     for i, r in enumerate(_seq(ds, "ReferencedRTPlanSequence", top)):

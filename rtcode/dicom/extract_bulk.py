@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import operator
 import struct
-from itertools import repeat
+from collections.abc import Sequence
 
 import numpy as np
-from pydicom.dataset import Dataset
 
 from rtcode.dicom.controlpoints import carry_forward
 from rtcode.dicom.decimals import parse_ds
@@ -32,7 +31,7 @@ from rtcode.dicom.elements import (
 from rtcode.dicom.elements import (
     key as _key,
 )
-from rtcode.dicom.views import DatasetItem, Item, Unusual, _items
+from rtcode.dicom.views import DataSet, DatasetItem, Item, Unusual, _items
 from rtcode.model.facts import BeamLimitingDevice, ControlPoints
 from rtcode.model.limits import Limits
 
@@ -58,7 +57,7 @@ _FAILURES = (Unusual, ValueError, OverflowError, struct.error, IndexError)
 
 
 def control_points(
-    beam,
+    beam: DataSet,
     tag: int,
     path: str,
     devices: list[BeamLimitingDevice],
@@ -68,7 +67,7 @@ def control_points(
 ) -> ControlPoints | None:
     """The beam's control points from the raw bytes of its sequence ``tag``, or None
     when anything is unusual (the element-by-element path then decides). ``beam`` is
-    a pydicom Dataset, or an item of ``plan_view``; ``prepared``: from ``prepare``."""
+    a beam item of a fast-path view; ``prepared``: from ``prepare``."""
     try:
         if prepared is None:
             prepared = Gathered(_columns(_node(beam), tag), limits)
@@ -78,11 +77,11 @@ def control_points(
         return None
 
 
-def prepare(beams: list, tag: int, limits: Limits) -> dict[int, Gathered]:
+def prepare(beams: Sequence[DataSet], tag: int, limits: Limits) -> dict[int, Gathered]:
     """The control points of every beam (by index) gathered, and their decimal strings
     converted in one pass: numpy's cost per call is then paid once a plan, not once a
     beam. A beam that is not ordinary is left out (``control_points`` then decides)."""
-    gathered = {}
+    gathered: dict[int, Gathered] = {}
     total = 0
     for i, beam in enumerate(beams):
         try:
@@ -99,8 +98,11 @@ def prepare(beams: list, tag: int, limits: Limits) -> dict[int, Gathered]:
     return gathered
 
 
-def _node(beam) -> Item | DatasetItem:
-    return beam if not isinstance(beam, Dataset) else DatasetItem(beam)
+def _node(beam: DataSet) -> Item | DatasetItem:
+    """The beam as the view it is (only views reach the bulk reader)."""
+    if not isinstance(beam, (Item, DatasetItem)):
+        raise Unusual
+    return beam
 
 
 class _Columns:
@@ -130,7 +132,7 @@ def _columns(beam: Item | DatasetItem, tag: int) -> _Columns:
     return _columns_of_items(_items(buf, start, stop, implicit, 1)[0])
 
 
-def _columns_of_items(cps: list) -> _Columns:
+def _columns_of_items(cps: Sequence[Item | DatasetItem]) -> _Columns:
     """The columns of control point items (``Item`` or ``DatasetItem``), one by one."""
     columns = _Columns(len(cps))
     for i, cp in enumerate(cps):
@@ -203,11 +205,12 @@ def _vectorised_scan(buf: bytes, start: int, stop: int, implicit: bool) -> _Colu
     after = offset + header + np.where((key == ITEM) | (key == _BLDPS), 0, length)
     # Follow the headers from the first: the one after each must be a candidate too.
     if after[-1] == size and (after[:-1] == offset[1:]).all():
-        reached = slice(None)  # every candidate, one after the other
+        reached: slice | np.ndarray = slice(None)  # every candidate, one after the other
     else:
-        reached = _chain(offset, after, size)
-        if reached is None:
+        chain = _chain(offset, after, size)
+        if chain is None:
             return None  # a header of another group, or a length beyond the sequence
+        reached = chain
     key, vr = key[reached], vr[reached]
     offset, header, length = offset[reached], header[reached], length[reached]
     if (((key & 0xFFFF) == DELIMITER_GROUP) & (key != ITEM)).any():
@@ -236,7 +239,17 @@ def _chain(offset: np.ndarray, after: np.ndarray, size: int) -> np.ndarray | Non
     return np.array(chain) if i == count else None
 
 
-def _structure(buf, start, size, implicit, key, vr, offset, content, length) -> _Columns | None:
+def _structure(
+    buf: bytes,
+    start: int,
+    size: int,
+    implicit: bool,
+    key: np.ndarray,
+    vr: np.ndarray,
+    offset: np.ndarray,
+    content: np.ndarray,
+    length: np.ndarray,
+) -> _Columns | None:
     """Columns from the headers the scan reached: at ``offset``, with values (or an
     item's elements) from ``content`` on for ``length`` bytes. The control point items
     must tile the sequence and the device items each device position sequence, exactly;
@@ -297,7 +310,13 @@ def _structure(buf, start, size, implicit, key, vr, offset, content, length) -> 
     return columns
 
 
-def _tiles(start, end, owner, outer_start, outer_end) -> bool:
+def _tiles(
+    start: np.ndarray,
+    end: np.ndarray,
+    owner: np.ndarray,
+    outer_start: np.ndarray,
+    outer_end: np.ndarray,
+) -> bool:
     """Whether the items (``start``, ``end``, index of the sequence holding each, in
     order) fill each sequence (``outer_start``, ``outer_end``) exactly: the first at its
     start, each where the one before ends, the last at its end; an empty one has none."""
@@ -346,7 +365,9 @@ class Gathered:
             for dtype, (index, raw, width) in _device_columns(columns.devices, limits).items()
         }
 
-    def _add(self, index: list[int], values: list[bytes], width: int = 1):
+    def _add(
+        self, index: list[int], values: list[bytes], width: int = 1
+    ) -> tuple[list[int], int, int]:
         """A column: stripped values at control points ``index``, ``width`` numbers each.
         (Each element is padded to an even length with a space; the padding goes, or it
         would sit between two numbers and send them all down the slow path.)"""
@@ -425,7 +446,7 @@ def _control_points(
 _STRIP = operator.methodcaller("strip", b" ")
 
 
-def _non_blank(column) -> tuple[list[int], list[bytes]]:
+def _non_blank(column: tuple[list[int], list[bytes]]) -> tuple[list[int], list[bytes]]:
     """A column's values stripped, without the blank ones (absent, as the reference
     path reads them)."""
     index, raw = column
@@ -484,12 +505,12 @@ def _device_columns(
         raw.append(values)
     columns = {}
     for dtype, (index, raw) in found.items():
-        values = list(map(_STRIP, raw))
-        counts = set(map(bytes.count, values, repeat(b"\\")))
-        if b"" in values or len(counts) != 1:
+        stripped: list[bytes] = list(map(_STRIP, raw))
+        counts = {value.count(b"\\") for value in stripped}
+        if b"" in stripped or len(counts) != 1:
             raise Unusual
         width = counts.pop() + 1
         if width > 2 * limits.max_leaf_pairs:
             raise Unusual
-        columns[dtype] = (index, values, width)
+        columns[dtype] = (index, stripped, width)
     return columns

@@ -41,11 +41,15 @@ from rtcode.model.limits import MB, Limits, default_limits
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-    from rtcode.dicom.views import FileView
+    from rtcode.dicom.views import DataSet, FileView
 
 
 # pydicom (and views, which imports it and numpy) is imported where a file is parsed,
 # not here: a rescan whose files all come from the scan cache never needs it.
+
+# The old private names of the element count, for tests/test_realdata.py only: remove
+# once it imports count_elements and Window from rtcode.dicom.elements.
+_count_elements, _Window = count_elements, Window
 
 _BUFFER = 65536
 _NESTED = (
@@ -133,10 +137,10 @@ class RawDataset:
 
     def dataset(self) -> Dataset:
         data = io.BytesIO(self._data)
-        data.name = self._display  # type: ignore[attr-defined]  # pydicom asks for one
-        with _BoundedReader(data, self._size) as fp:  # type: ignore[arg-type]
+        data.name = self._display  # pydicom asks for one
+        with _BoundedReader(data, self._size) as fp:  # type: ignore[arg-type]  # a BytesIO reads as a raw file does
             result = _read_dataset(fp, self._display, self._meta_class)
-        if result.dataset is None:  # the file was read as RT from the same bytes
+        if result.dataset is None or isinstance(result.dataset, RawDataset):  # not RT now
             raise DicomReadError("the file reads differently on a second look: not read")
         return result.dataset
 
@@ -215,7 +219,7 @@ def _walk_dir(top: Path, display_top: str) -> Iterator[FileEntry | WalkError]:
         stack.extend(reversed(folders))
 
 
-def _first(item: tuple) -> str:
+def _first(item: tuple[str, os.DirEntry[str], bool]) -> str:
     return item[0]
 
 
@@ -633,7 +637,7 @@ _MODALITY = {
 }
 
 
-def kind_by_content(ds) -> tuple[Modality | None, str | None]:
+def kind_by_content(ds: DataSet) -> tuple[Modality | None, str | None]:
     """(what the data set is, its Modality as written) for a data set whose SOP class
     does not say: its sequences first (an RT Plan's beams make it a plan whatever its
     Modality says), then its Modality (RTPLAN, RTSTRUCT, RTDOSE; an RT Plan's Modality
@@ -678,13 +682,13 @@ def _truncation(ds: Dataset, cut_short: bool, size: int) -> str | None:
 
     if not len(ds):
         return "no data elements could be read"
-    tag = next(reversed(ds.keys()))
+    tag = list(ds.keys())[-1]
     name = pydicom.datadict.keyword_for_tag(tag) or str(tag)
     raw = ds.get_item(tag)
     value = getattr(raw, "value", None)
     length = getattr(raw, "length", None)
-    defined = isinstance(value, bytes) and length is not None and length != 0xFFFFFFFF
-    if defined and len(value) < length:
+    defined = isinstance(value, bytes) and isinstance(length, int) and length != 0xFFFFFFFF
+    if defined and isinstance(value, bytes) and isinstance(length, int) and len(value) < length:
         return f"the file ends inside {name} {tag}: {len(value)} of its {length} bytes are there"
     if cut_short:
         return f"it ends at byte {size}, inside {name} {tag} or the header after it"

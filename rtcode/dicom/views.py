@@ -141,7 +141,8 @@ class Item:
         if file_vr not in (None, "SQ"):
             raise Unusual
         if start is None:
-            return stop
+            items: list[Item] = stop
+            return items
         return self.buf, start, stop, self.implicit
 
 
@@ -152,7 +153,7 @@ def _items(
     length, up to the sequence delimiter). Returns (items, position after the value)."""
     if depth > _DEPTH:
         raise Unusual
-    items = []
+    items: list[Item] = []
     pos = start
     limit = len(buf) if end is None else end
     item_length = KEY_LENGTH.unpack_from
@@ -179,7 +180,9 @@ def _items(
     return items, pos
 
 
-def _nested(implicit: bool, depth: int) -> Callable[[bytes, int, int, str | None], tuple]:
+def _nested(
+    implicit: bool, depth: int
+) -> Callable[[bytes, int, int, str | None], tuple[bytes, list[Item], int]]:
     """The ``Elements`` hook for a sequence of undefined length inside an item: only a
     sequence has one here (no pixel data in an item), and its items are walked."""
 
@@ -203,7 +206,8 @@ def _elements(
             if k in found:
                 raise Unusual  # the same element twice in one item
             if k == CHARSET:
-                _check_charset(vr, buf[begin:stop], implicit)  # type: ignore[misc]  # defined length
+                assert isinstance(stop, int)  # a defined length: (start, stop)
+                _check_charset(vr, buf[begin:stop], implicit)
             found[k] = (vr, begin, stop)
         if walk.stopped is None:
             if end is None:
@@ -305,7 +309,7 @@ class DatasetItem:
     def __contains__(self, keyword: str) -> bool:
         return keyword in self.ds
 
-    def get(self, keyword: str):
+    def get(self, keyword: str) -> Any:
         tag, _, vr = _dictionary(keyword)
         elem = self._element(tag)
         if elem is None:
@@ -325,7 +329,7 @@ class DatasetItem:
     def items(self, keyword: str) -> list[Item] | list[DatasetItem]:
         return sequence_items(self, keyword, 1)
 
-    def _element(self, tag: int):
+    def _element(self, tag: int) -> Any:
         """``get_item``: pydicom converts a sequence's bytes there, and may fail."""
         try:
             return self.ds.get_item(tag)
@@ -350,7 +354,7 @@ class DatasetItem:
                 out.append((k, value))
         return out
 
-    def region(self, k: int):
+    def region(self, k: int) -> tuple[bytes, int, int | None, bool] | list[DatasetItem] | None:
         """A sequence still in bytes as (bytes, start, stop, implicit), stop None for an
         undefined length; its items when pydicom parsed it; None when absent."""
         elem = self._element(key(k))
@@ -501,7 +505,8 @@ def file_view(fetch: Callable[[int], bytes], size: int) -> FileView:
                 raise Unusual  # out of order or twice (pydicom keeps the last); float pixels
             previous = tag
             if k == CHARSET:
-                _check_charset(vr, walk.buf[start:stop], implicit)  # type: ignore[misc]  # defined length
+                assert isinstance(stop, int)  # a defined length: (start, stop)
+                _check_charset(vr, walk.buf[start:stop], implicit)
             elements[k] = (vr, start, stop)
     except BadHeader:
         raise Unusual from None
