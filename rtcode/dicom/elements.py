@@ -53,7 +53,6 @@ ITEM_END = key(0xFFFEE00D)
 SEQUENCE_END = key(0xFFFEE0DD)
 PIXEL_DATA = key(0x7FE00010)
 CHARSET = key(0x00080005)  # SpecificCharacterSet
-TRANSFER_SYNTAX = key(0x00020010)
 # Pixel Data (7FE0,0010) as its tag is written in a little and a big endian data set
 PIXEL_DATA_TAG = {True: b"\xe0\x7f\x10\x00", False: b"\x7f\xe0\x00\x10"}
 

@@ -1,31 +1,12 @@
-"""Step 2, extraction: pydicom datasets in, frozen facts out.
+"""Step 2, extraction: data sets in, frozen facts out.
 
-Optional attributes are read with ``ds.get``; "0" and "absent" stay different
-(absent becomes ``None`` or NaN, never 0). Control points after the first omit
-values that did not change; they are carried forward here, once, so nothing
-downstream has to know about it.
-
-Everything a damaged file can get wrong becomes a ``DicomReadError`` whose message
-names the DICOM path (``file::Sequence[i].Keyword``) and says what is wrong: a value
-that cannot be decoded, text where a number or a sequence belongs, NaN, infinite or
-negative quantities, positions that fit no device, counts or meterset values beyond
-the policy's ``[limits]`` (checked before arrays are allocated), and finite values
-beyond their physical range where they decide the code (gantry and couch angles
-outside 0 to 360 degrees, leaf and jaw positions and leaf boundaries more than 1 m
-from 0, isocentres more than 10 m, control point weights past the beam's final
-weight): arithmetic on 1e308 or a division by 1e-320 would give infinities.
-
-What can be read unambiguously despite bending the standard is read, and recorded as
-an ``Oddity`` on the plan (``rtcode/dicom/vendors.py`` lists the known ones): a count that
-disagrees with the sequence it counts (the sequence is read), two MLC layers of one
-type (ViewRay: each position item goes to the layer whose pair count fits it), a
-collimator angle outside 0 to 360 degrees (``value_out_of_range``: it changes no code).
-
-Every object is read first by the fast path (``views``, ``extract_bulk``: values and
-control points straight from the bytes, through the same functions below) unless
-``reference`` asks for the reference path alone; on anything unusual, and on any
-error, the reference path reads pydicom's elements one by one and decides, so every
-error message comes from it. The functions below read any ``views.DataSet``.
+Reads any ``views.DataSet``: the fast path's views first (``views``, ``extract_bulk``),
+pydicom's Dataset element by element as the reference (alone with ``reference``; on
+anything unusual or any error, so every message comes from it). "0" and "absent" stay
+different; control points are carried forward once (``controlpoints``). A damaged or
+out-of-range value is a ``DicomReadError`` naming its DICOM path
+(``file::Sequence[i].Keyword``); what bends the standard but reads unambiguously is an
+``Oddity`` on the plan (``vendors.py`` lists them).
 """
 
 from __future__ import annotations
