@@ -24,8 +24,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from rtcode.dicom import decimals, extract_bulk
 from rtcode.dicom import extract as ex
-from rtcode.dicom import extract_bulk
 from rtcode.model.errors import DicomReadError
 from rtcode.model.facts import Modality
 from rtcode.model.limits import default_limits
@@ -48,18 +48,18 @@ def _parse(text: bytes) -> np.ndarray:
     """parse_ds with the numpy path forced on (it is used for long values only), after
     checking that the short-value path gives the same answer."""
     try:
-        short = extract_bulk.parse_ds(text)
+        short = decimals.parse_ds(text)
     except ValueError:
         short = None
-    saved = extract_bulk._BULK_BYTES
-    extract_bulk._BULK_BYTES = 0
+    saved = decimals._BULK_BYTES
+    decimals._BULK_BYTES = 0
     try:
-        bulk = extract_bulk.parse_ds(text)
+        bulk = decimals.parse_ds(text)
     except ValueError:
         assert short is None
         raise
     finally:
-        extract_bulk._BULK_BYTES = saved
+        decimals._BULK_BYTES = saved
     assert short is not None and _same(short, bulk)
     return bulk
 
@@ -142,14 +142,9 @@ def _encode(ds: pydicom.Dataset, syntax, undefined: bool) -> pydicom.Dataset:
 
 
 def _plan(ds: pydicom.Dataset, fast: bool, monkeypatch):
-    if not fast:  # the reference path: pydicom's elements one by one
-        monkeypatch.setattr(extract_bulk, "plan_view", lambda ds: None)
-        monkeypatch.setattr(extract_bulk, "control_points", lambda *a, **k: None)
     modality = Modality.RTIONPLAN if "IonBeamSequence" in ds else Modality.RTPLAN
-    try:
-        return ex.extract(ds, modality, "plan.dcm", False, default_limits())
-    finally:
-        monkeypatch.undo()
+    # not fast: the reference path, pydicom's elements one by one
+    return ex.extract(ds, modality, "plan.dcm", False, default_limits(), reference=not fast)
 
 
 def _assert_same_control_points(a, b) -> None:

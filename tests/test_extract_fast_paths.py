@@ -1,4 +1,4 @@
-"""The plan fast path (extract_bulk.plan_view, prepare, the control point scan and
+"""The plan fast path (views.plan_view, extract_bulk.prepare, the control point scan and
 walk) against the reference path: pydicom's elements read one by one.
 
 Every test extracts the same bytes twice, each time from a freshly read data set:
@@ -30,8 +30,8 @@ from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from test_properties import DATASETS, FAST, MODALITIES, _mutate, mutations
 
+from rtcode.dicom import decimals, elements, extract_bulk, views
 from rtcode.dicom import extract as ex
-from rtcode.dicom import extract_bulk
 from rtcode.model.errors import DicomReadError
 from rtcode.model.facts import Modality
 from rtcode.model.limits import Limits, default_limits
@@ -123,8 +123,7 @@ def _fast(data: bytes, monkeypatch, limits: Limits | None = None):
 
 def _reference(data: bytes, monkeypatch, limits: Limits | None = None):
     with monkeypatch.context() as m:
-        m.setattr(extract_bulk, "plan_view", lambda ds: None)
-        m.setattr(extract_bulk, "control_points", lambda *a, **k: None)
+        m.setattr(ex, "plan_view", lambda ds: None)  # the reference path alone
         return _outcome(data, limits or default_limits())
 
 
@@ -178,20 +177,20 @@ def _assert_reference(data: bytes, monkeypatch, limits: Limits | None = None, fa
     else:
         assert (difference := _difference(fast, reference)) is None, difference
     if fast_path:
-        assert runs == [extract_bulk.DatasetItem], "the fast path stepped aside"
+        assert runs == [views.DatasetItem], "the fast path stepped aside"
     return fast
 
 
 def _scans(monkeypatch) -> list:
     """Records what every control point scan returned."""
     results = []
-    real = extract_bulk._scan
+    real = extract_bulk._vectorised_scan
 
     def spy(*args):
         results.append(real(*args))
         return results[-1]
 
-    monkeypatch.setattr(extract_bulk, "_scan", spy)
+    monkeypatch.setattr(extract_bulk, "_vectorised_scan", spy)
     return results
 
 
@@ -419,11 +418,11 @@ def _control_point(*more: bytes, implicit: bool = False, lengths: tuple = (0, 0,
 def test_the_fast_path_reads_crafted_control_points_as_expected(implicit):
     """The crafted bytes the next tests damage are read by both fast readers."""
     data = _control_point(implicit=implicit) * 2
-    scanned = extract_bulk._scan(data, 0, len(data), implicit)
-    walked = extract_bulk._columns_of_items(extract_bulk._items(data, 0, len(data), implicit, 1)[0])
+    scanned = extract_bulk._vectorised_scan(data, 0, len(data), implicit)
+    walked = extract_bulk._columns_of_items(views._items(data, 0, len(data), implicit, 1)[0])
     for columns in (scanned, walked):
         assert columns.count == 2
-        assert columns.values[extract_bulk._key(0x300A011E)] == ([0, 1], [b"90", b"90"])
+        assert columns.values[elements.key(0x300A011E)] == ([0, 1], [b"90", b"90"])
         assert [d[:2] for d in columns.devices] == [(0, b"X "), (0, b"Y "), (1, b"X "), (1, b"Y ")]
 
 
@@ -470,17 +469,17 @@ def test_crafted_control_points_that_are_not_plain_are_refused(case, implicit):
     if case == "no_vr" and implicit:
         pytest.skip("implicit VR names no VR")
     data = _damaged(case, implicit)
-    assert extract_bulk._scan(data, 0, len(data), implicit) is None
+    assert extract_bulk._vectorised_scan(data, 0, len(data), implicit) is None
     if case != "other_group":  # walked: a private element is skipped like any other
-        with pytest.raises(extract_bulk.Unusual):
-            extract_bulk._columns_of_items(extract_bulk._items(data, 0, len(data), implicit, 1)[0])
+        with pytest.raises(views.Unusual):
+            extract_bulk._columns_of_items(views._items(data, 0, len(data), implicit, 1)[0])
 
 
 def test_a_skipped_element_twice_changes_nothing_the_scan_reads():
     """pydicom keeps the last of two equal tags; neither path reads this one."""
     index = _element(0x300A0112, b"IS", b"1 ")  # ControlPointIndex
     data, plain = (_control_point() + _control_point(*more) for more in ((index, index), (index,)))
-    got, expected = (extract_bulk._scan(d, 0, len(d), False) for d in (data, plain))
+    got, expected = (extract_bulk._vectorised_scan(d, 0, len(d), False) for d in (data, plain))
     assert (got.count, got.values, got.devices) == (
         expected.count,
         expected.values,
@@ -587,8 +586,8 @@ def test_plain_values_are_what_pydicom_gives(vr, data, charset):
     """Where the fast path decodes a value itself, extract.py reads from it what it
     reads from pydicom's value."""
     try:
-        fast = extract_bulk._plain(vr, data)
-    except extract_bulk.Unusual:
+        fast = views.plain(vr, data)
+    except views.Unusual:
         return
     try:
         reference = _pydicom_value(vr, data, charset)
@@ -615,8 +614,8 @@ def test_plain_values_are_what_pydicom_gives(vr, data, charset):
 
 def test_decimal_strings_in_pieces_equal_float(monkeypatch):
     """Long strings are converted in pieces; a piece boundary changes nothing."""
-    monkeypatch.setattr(extract_bulk, "_BULK_BYTES", 0)
-    monkeypatch.setattr(extract_bulk, "_PIECE_VALUES", 3)
+    monkeypatch.setattr(decimals, "_BULK_BYTES", 0)
+    monkeypatch.setattr(decimals, "_PIECE_VALUES", 3)
     rng = random.Random(20260611)
     for _ in range(3000):
         values = []
@@ -639,9 +638,9 @@ def test_decimal_strings_in_pieces_equal_float(monkeypatch):
             expected = None
         if expected is None or not np.isfinite(expected).all():
             with pytest.raises(ValueError):
-                extract_bulk.parse_ds(text)
+                decimals.parse_ds(text)
             continue
-        got = extract_bulk.parse_ds(text)
+        got = decimals.parse_ds(text)
         assert np.array_equal(got, expected) and np.array_equal(
             np.signbit(got), np.signbit(expected)
         ), text

@@ -217,14 +217,14 @@ COUNTED = [
 )
 @pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
 def test_element_count_agrees_with_pydicom(tmp_path, name, implicit, big_endian, undefined):
-    from rtcode.dicom.read import _count_elements, _Window
+    from rtcode.dicom.elements import Window, count_elements
 
     path = rewrite(SAMPLE_DATA / name, tmp_path, implicit, undefined, big_endian)
     expected = pydicom_count(path)
     with open(path, "rb", buffering=0) as raw:
-        assert _count_elements(_Window(raw), "part10", 10**9) == expected
+        assert count_elements(Window(raw), "part10", 10**9) == expected
     with open(path, "rb", buffering=0) as raw:  # stops once past the limit
-        assert _count_elements(_Window(raw), "part10", expected // 2) == expected // 2 + 1
+        assert count_elements(Window(raw), "part10", expected // 2) == expected // 2 + 1
 
 
 @pytest.mark.parametrize("big_endian", [False, True], ids=["little-endian", "big-endian"])
@@ -256,7 +256,7 @@ def test_element_count_skips_encapsulated_pixel_data(tmp_path):
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGBaseline8Bit
 
-    from rtcode.dicom.read import _count_elements, _Window
+    from rtcode.dicom.elements import Window, count_elements
 
     fake = (struct.pack("<HH", 0x0010, 0x0010) + b"PN" + struct.pack("<H", 0)) * 500
     with warnings.catch_warnings():
@@ -270,7 +270,7 @@ def test_element_count_skips_encapsulated_pixel_data(tmp_path):
         ds.save_as(path, enforce_file_format=True)
     expected = pydicom_count(path)
     with open(path, "rb", buffering=0) as raw:
-        assert _count_elements(_Window(raw), "part10", 10**9) == expected
+        assert count_elements(Window(raw), "part10", 10**9) == expected
 
 
 def test_element_count_reads_an_undefined_length_un_element_as_implicit_vr(tmp_path):
@@ -278,7 +278,7 @@ def test_element_count_reads_an_undefined_length_un_element_as_implicit_vr(tmp_p
     (PS3.5 6.2.2), as pydicom reads it: its items' elements are counted."""
     import struct
 
-    from rtcode.dicom.read import _count_elements, _Window
+    from rtcode.dicom.elements import Window, count_elements
 
     elements = b"".join(struct.pack("<HHI", 0x300F, 0x1001 + i, 0) for i in range(3))
     un = (
@@ -291,7 +291,7 @@ def test_element_count_reads_an_undefined_length_un_element_as_implicit_vr(tmp_p
     expected = pydicom_count(path)
     assert expected == pydicom_count(PLAN) + 5  # the element, its item and 3 in it
     with open(path, "rb", buffering=0) as raw:
-        assert _count_elements(_Window(raw), "part10", 10**9) == expected
+        assert count_elements(Window(raw), "part10", 10**9) == expected
 
 
 def deflated_plan(tmp_path, padding: int):
@@ -351,15 +351,15 @@ def deflate(path, tmp_path, undefined: bool):
 @pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
 def test_element_count_of_a_deflated_file_agrees_with_pydicom(tmp_path, name, undefined):
     """Counted as the data set inflates, a megabyte at a time."""
-    from rtcode.dicom.read import _count_elements, _data_set, _Inflating, _Window
+    from rtcode.dicom.elements import Inflating, Window, count_elements, file_meta
 
     path = deflate(SAMPLE_DATA / name, tmp_path, undefined)
     expected = pydicom_count(path)
-    start = _data_set(path.read_bytes()[:4096])[0]
+    start = file_meta(path.read_bytes()[:4096]).start
     with open(path, "rb", buffering=0) as raw:
-        assert _count_elements(_Inflating(raw, start, 1 << 30), "part10", 10**9) == expected
+        assert count_elements(Inflating(raw, start, 1 << 30), "part10", 10**9) == expected
     with open(path, "rb", buffering=0) as raw:  # as written, it is not followed
-        assert _count_elements(_Window(raw), "part10", 10**9) is None
+        assert count_elements(Window(raw), "part10", 10**9) is None
 
 
 def test_a_deflated_file_with_more_data_elements_than_the_limit_is_an_error(tmp_path):
@@ -396,11 +396,11 @@ def test_a_deflated_file_with_more_data_elements_than_the_limit_is_an_error(tmp_
 
 def test_a_deflated_stream_that_does_not_inflate_is_left_to_the_parser(tmp_path):
     """Neither limit's message: the parser says what is wrong."""
-    from rtcode.dicom.read import _data_set
+    from rtcode.dicom.elements import file_meta
 
     good = deflated_plan(tmp_path, 0)
     data = good.read_bytes()
-    start = _data_set(data[:4096])[0]
+    start = file_meta(data[:4096]).start
     path = tmp_path / "damaged.dcm"
     path.write_bytes(data[:start] + bytes([0xFF]) * 64 + data[start + 64 :])
     result = read(entry(path))

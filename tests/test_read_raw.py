@@ -1,4 +1,4 @@
-"""The raw read (``read._read_view``, ``extract_bulk.file_view``) against the reference.
+"""The raw read (``read._read_view``, ``views.file_view``) against the reference.
 
 A plain Part-10 RT file is read from its bytes without pydicom, and its facts are
 extracted through the fast path's view. Every test scans the same file three ways
@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from rtcode.dicom import extract as ex
-from rtcode.dicom import extract_bulk, read
+from rtcode.dicom import read, views
 from rtcode.engine import scan
 from rtcode.model.facts import SOP_CLASS_MODALITY
 from rtcode.model.limits import default_limits
@@ -73,8 +73,7 @@ def _scan_one(path: Path, monkeypatch, mode: str):
             m.setattr(ex, "_from_view", lambda *a: None)
         elif mode == "reference":
             m.setattr(read, "_read_view", lambda *a: None)
-            m.setattr(extract_bulk, "plan_view", lambda ds: None)
-            m.setattr(extract_bulk, "control_points", lambda *a, **k: None)
+            m.setattr(ex, "plan_view", lambda ds: None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return scan._one_file(entry, LIMITS)
@@ -229,9 +228,9 @@ def test_pydicom_dataset_gives_what_pydicom_reads():
 
 
 def test_a_one_value_us_is_what_pydicom_gives():
-    assert extract_bulk._plain("US", b"\x00\x01") == 256
-    with pytest.raises(extract_bulk.Unusual):
-        extract_bulk._plain("US", b"\x00\x01\x00\x02")  # two values: pydicom's list
+    assert views.plain("US", b"\x00\x01") == 256
+    with pytest.raises(views.Unusual):
+        views.plain("US", b"\x00\x01\x00\x02")  # two values: pydicom's list
 
 
 # ------------------------------------------------------------------ crafted files

@@ -1,45 +1,30 @@
-"""Step 2, extraction: pydicom datasets in, frozen facts out.
+"""Step 2, extraction: data sets in, frozen facts out.
 
-Optional attributes are read with ``ds.get``; "0" and "absent" stay different
-(absent becomes ``None`` or NaN, never 0). Control points after the first omit
-values that did not change; they are carried forward here, once, so nothing
-downstream has to know about it.
-
-Everything a damaged file can get wrong becomes a ``DicomReadError`` whose message
-names the DICOM path (``file::Sequence[i].Keyword``) and says what is wrong: a value
-that cannot be decoded, text where a number or a sequence belongs, NaN, infinite or
-negative quantities, positions that fit no device, counts or meterset values beyond
-the policy's ``[limits]`` (checked before arrays are allocated), and finite values
-beyond their physical range where they decide the code (gantry and couch angles
-outside 0 to 360 degrees, leaf and jaw positions and leaf boundaries more than 1 m
-from 0, isocentres more than 10 m, control point weights past the beam's final
-weight): arithmetic on 1e308 or a division by 1e-320 would give infinities.
-
-What can be read unambiguously despite bending the standard is read, and recorded as
-an ``Oddity`` on the plan (``rtcode/dicom/vendors.py`` lists the known ones): a count that
-disagrees with the sequence it counts (the sequence is read), two MLC layers of one
-type (ViewRay: each position item goes to the layer whose pair count fits it), a
-collimator angle outside 0 to 360 degrees (``value_out_of_range``: it changes no code).
-
-Every object is read first by the fast path (``extract_bulk``: values and control
-points straight from the bytes, through the same functions below): from the file's own
-bytes when ``read`` gives a ``RawDataset``, else from the bytes pydicom keeps. On
-anything unusual, and on any error, the reference path reads pydicom's elements one by
-one and decides, so every error message comes from it.
+Reads any ``views.DataSet``: the fast path's views first (``views``, ``extract_bulk``),
+pydicom's Dataset element by element as the reference (alone with ``reference``; on
+anything unusual or any error, so every message comes from it). "0" and "absent" stay
+different; control points are carried forward once (``controlpoints``). A damaged or
+out-of-range value is a ``DicomReadError`` naming its DICOM path
+(``file::Sequence[i].Keyword``); what bends the standard but reads unambiguously is an
+``Oddity`` on the plan (``vendors.py`` lists them).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from rtcode.dicom import extract_bulk
-from rtcode.dicom.read import EXPLICIT_VRS, RawDataset
+from rtcode.dicom.controlpoints import carry_forward
+from rtcode.dicom.elements import EXPLICIT_VRS
+from rtcode.dicom.read import RawDataset
+from rtcode.dicom.views import DataSet, DatasetItem, Item, Unusual, View, plan_view
 from rtcode.model.errors import DicomReadError
 from rtcode.model.facts import (
     Applicator,
@@ -78,7 +63,9 @@ def extract(
     path: str,
     has_pixel_data: bool = False,
     limits: Limits | None = None,
-):
+    *,
+    reference: bool = False,
+) -> Plan | StructureSet | Dose:
     """Facts of one dataset: a Plan, StructureSet or Dose. Raises DicomReadError.
 
     ``ds`` is a pydicom Dataset, or a ``RawDataset`` (``read`` gives one for a plain
@@ -86,7 +73,8 @@ def extract(
     unusual or any error pydicom parses the bytes and the usual path below decides
     (``RawDataset.dataset`` raises the error ``read`` would have reported for them).
     ``limits`` (default: the shipped policy's) bounds beams, control points, leaf
-    pairs and meterset values.
+    pairs and meterset values. ``reference``: the reference path alone (pydicom,
+    element by element), the fast path not tried.
     """
     limits = limits if limits is not None else default_limits()
     try:
@@ -95,20 +83,23 @@ def extract(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(ds, RawDataset):
-                facts = _from_view(ds.view, modality, path, has_pixel_data, limits)
-                if facts is not None:
-                    return facts
+                if not reference:
+                    facts = _from_view(ds.view, modality, path, has_pixel_data, limits)
+                    if facts is not None:
+                        return facts
                 ds = ds.dataset()  # the reference path, on pydicom's reading of the bytes
             if modality in (Modality.RTPLAN, Modality.RTIONPLAN):
-                return extract_plan(ds, path, modality, limits)
+                return extract_plan(ds, path, modality, limits, reference=reference)
             if modality is Modality.RTSTRUCT:
-                return extract_structure_set(ds, path)
-            return extract_dose(ds, path, has_pixel_data)
+                return extract_structure_set(ds, path, reference=reference)
+            return extract_dose(ds, path, has_pixel_data, reference=reference)
     except RecursionError:
         raise DicomReadError(f"{path}: {_NESTED}") from None
 
 
-def _from_view(view, modality: Modality, path: str, has_pixel_data: bool, limits: Limits):
+def _from_view(
+    view: View, modality: Modality, path: str, has_pixel_data: bool, limits: Limits
+) -> Plan | StructureSet | Dose | None:
     """Facts read through a fast-path view, or None when anything is unusual or wrong
     (the reference path then decides and words the error: whatever went wrong here,
     an unforeseen exception included, pydicom's reading is the one that counts)."""
@@ -125,7 +116,7 @@ def _from_view(view, modality: Modality, path: str, has_pixel_data: bool, limits
 # ----------------------------------------------------------------- value helpers
 
 
-def _get(ds: Dataset, keyword: str, where: str):
+def _get(ds: DataSet, keyword: str, where: str) -> Any:
     """``ds.get(keyword)``, with a value pydicom cannot decode turned into a plain error."""
     if not isinstance(ds, Dataset):  # the fast path's view: a plain value, or Unusual
         return ds.get(keyword)
@@ -204,7 +195,7 @@ def _undecodable(ds: Dataset, keyword: str) -> str:
     return "its bytes do not match its value representation"
 
 
-def _describe(value) -> str:
+def _describe(value: object) -> str:
     """What a value of the wrong kind is, in words."""
     if isinstance(value, (bytes, bytearray)):
         return "binary data"
@@ -215,7 +206,7 @@ def _describe(value) -> str:
     return f"the text {str(value)[:40]!r}"
 
 
-def _text(ds: Dataset, keyword: str, where: str) -> str | None:
+def _text(ds: DataSet, keyword: str, where: str) -> str | None:
     value = _get(ds, keyword, where)
     if value is None:
         return None
@@ -225,7 +216,7 @@ def _text(ds: Dataset, keyword: str, where: str) -> str | None:
     return text or None
 
 
-def _float(value, where: str) -> float | None:
+def _float(value: Any, where: str) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
@@ -241,7 +232,7 @@ def _float(value, where: str) -> float | None:
     return number
 
 
-def _int(value, where: str) -> int | None:
+def _int(value: Any, where: str) -> int | None:
     number = _float(value, where)
     if number is None:
         return None
@@ -250,11 +241,11 @@ def _int(value, where: str) -> int | None:
     return int(number)
 
 
-def _get_float(ds: Dataset, keyword: str, path: str) -> float | None:
+def _get_float(ds: DataSet, keyword: str, path: str) -> float | None:
     return _float(_get(ds, keyword, path), _at(path, keyword))
 
 
-def _get_int(ds: Dataset, keyword: str, path: str) -> int | None:
+def _get_int(ds: DataSet, keyword: str, path: str) -> int | None:
     return _int(_get(ds, keyword, path), _at(path, keyword))
 
 
@@ -334,7 +325,7 @@ def _in_ranges(cps: ControlPoints) -> bool:
 
 
 def _count(
-    ds: Dataset,
+    ds: DataSet,
     keyword: str,
     path: str,
     limit: int | None = None,
@@ -353,7 +344,7 @@ def _count(
     return n
 
 
-def _floats(value, where: str) -> np.ndarray:
+def _floats(value: Any, where: str) -> np.ndarray:
     if value is None:
         return np.empty(0)
     if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
@@ -373,9 +364,9 @@ def _floats(value, where: str) -> np.ndarray:
     return arr
 
 
-def _seq(ds: Dataset, keyword: str, where: str) -> list[Dataset]:
+def _seq(ds: DataSet, keyword: str, where: str) -> Sequence[DataSet]:
     """The items of a sequence; [] when it is absent. Anything else is an error."""
-    if not isinstance(ds, Dataset):  # the fast path's view: its items, or Unusual
+    if isinstance(ds, (Item, DatasetItem)):  # the fast path's view: its items, or Unusual
         return ds.items(keyword)
     value = _get(ds, keyword, where)
     if value is None:
@@ -390,28 +381,42 @@ def _seq(ds: Dataset, keyword: str, where: str) -> list[Dataset]:
 # ------------------------------------------------------------------------- plans
 
 
-def extract_plan(ds: Dataset, path: str, modality: Modality, limits: Limits | None = None) -> Plan:
-    """A Plan's facts. The fast path (extract_bulk) reads them from the raw bytes and
-    runs the same code on its view of the data set; on anything unusual, and on any
-    error, the reference path reads pydicom's elements one by one and decides."""
+def extract_plan(
+    ds: Dataset,
+    path: str,
+    modality: Modality,
+    limits: Limits | None = None,
+    *,
+    reference: bool = False,
+) -> Plan:
+    """A Plan's facts. The fast path (views, extract_bulk) reads them from the raw bytes
+    and runs the same code on its view of the data set; on anything unusual, and on any
+    error (or with ``reference``), the reference path reads pydicom's elements one by
+    one and decides."""
     limits = limits if limits is not None else default_limits()
+    if reference:
+        return _plan(ds, path, modality, limits)
     return _view_first(_plan, ds, path, modality, limits)
 
 
-def _view_first(read, ds: Dataset, *args):
+def _view_first(read: Callable[..., _Facts], ds: Dataset, *args: Any) -> _Facts:
     """``read(view, *args)`` on the fast path's view of a pydicom Dataset; on anything
     unusual, and on any error, ``read(ds, *args)``: the reference path reads pydicom's
     elements one by one and words the error a damaged file deserves."""
-    view = extract_bulk.plan_view(ds)
+    view = plan_view(ds)
     if view is not None:
         try:
             return read(view, *args)
-        except (extract_bulk.Unusual, DicomReadError, RecursionError):
+        except (Unusual, DicomReadError, RecursionError):
             pass
     return read(ds, *args)
 
 
-def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
+_Facts = TypeVar("_Facts", Plan, StructureSet, Dose)
+_T = TypeVar("_T")
+
+
+def _plan(ds: DataSet, path: str, modality: Modality, limits: Limits) -> Plan:
     top = f"{path}:"
     ion = modality is Modality.RTIONPLAN or "IonBeamSequence" in ds
     beam_kw = "IonBeamSequence" if ion else "BeamSequence"
@@ -421,7 +426,7 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
             f"{path}::{beam_kw} has {len(beam_items)} beams, more than the limit of"
             f" {limits.max_beams} (policy setting limits.max_beams): not read"
         )
-    prepared = {}
+    prepared: dict[int, extract_bulk.Gathered] = {}
     if not isinstance(ds, Dataset):  # the fast path: control points of all beams at once
         prepared = extract_bulk.prepare(beam_items, _ION_CP_TAG if ion else _CP_TAG, limits)
     oddities: list[Oddity] = []  # what was read despite bending the standard
@@ -482,7 +487,7 @@ def _plan(ds: Dataset, path: str, modality: Modality, limits: Limits) -> Plan:
 
 
 def _prescriptions(
-    ds: Dataset, path: str, groups: tuple[FractionGroup, ...], oddities: list[Oddity]
+    ds: DataSet, path: str, groups: tuple[FractionGroup, ...], oddities: list[Oddity]
 ) -> tuple[Prescription, ...]:
     """DoseReferenceSequence items (PS3.3 C.8.8.10). An item whose values cannot be read
     is left out with a warning Oddity: a damaged prescription does not hide the plan."""
@@ -536,7 +541,7 @@ def _prescriptions(
     return tuple(out)
 
 
-def _software(ds: Dataset, where: str) -> str | None:
+def _software(ds: DataSet, where: str) -> str | None:
     value = _get(ds, "SoftwareVersions", where)
     if value is None:
         return None
@@ -551,14 +556,14 @@ def _software(ds: Dataset, where: str) -> str | None:
     return text.strip() or None
 
 
-def _first_uid(items: list[Dataset], path: str, keyword: str) -> str | None:
+def _first_uid(items: Sequence[DataSet], path: str, keyword: str) -> str | None:
     """ReferencedSOPInstanceUID of the first item of a reference sequence, or None."""
     if not items:
         return None
     return _text(items[0], "ReferencedSOPInstanceUID", f"{path}::{keyword}[0]")
 
 
-def _fraction_group(fg: Dataset, path: str, limits: Limits) -> FractionGroup:
+def _fraction_group(fg: DataSet, path: str, limits: Limits) -> FractionGroup:
     refs = []
     for i, r in enumerate(_seq(fg, "ReferencedBeamSequence", path)):
         rpath = f"{path}.ReferencedBeamSequence[{i}]"
@@ -586,7 +591,7 @@ def _fraction_group(fg: Dataset, path: str, limits: Limits) -> FractionGroup:
     )
 
 
-def _dose_reference_numbers(fg: Dataset, path: str) -> tuple[int, ...]:
+def _dose_reference_numbers(fg: DataSet, path: str) -> tuple[int, ...]:
     """ReferencedDoseReferenceNumber of each ReferencedDoseReferenceSequence item."""
     numbers = []
     for i, r in enumerate(_seq(fg, "ReferencedDoseReferenceSequence", path)):
@@ -630,7 +635,7 @@ def _beam_count_oddities(
     return out
 
 
-def _meterset(r: Dataset, path: str, limits: Limits) -> float | None:
+def _meterset(r: DataSet, path: str, limits: Limits) -> float | None:
     where = f"{path}.BeamMeterset"
     mu = _not_negative(_get_float(r, "BeamMeterset", path), where, "a meterset (MU)")
     if mu is not None and mu > limits.max_meterset_mu:
@@ -641,20 +646,11 @@ def _meterset(r: Dataset, path: str, limits: Limits) -> float | None:
     return mu
 
 
-def _beam(
-    b: Dataset,
-    path: str,
-    ion: bool,
-    limits: Limits,
-    prepared=None,
-    oddities: list[Oddity] | None = None,
-) -> Beam:
-    oddities = oddities if oddities is not None else []
-    number = _get_int(b, "BeamNumber", path)
-    if number is None:
-        raise DicomReadError(
-            f"{path}.BeamNumber is missing: fraction groups refer to beams by number"
-        )
+def _devices(
+    b: DataSet, path: str, ion: bool, limits: Limits, oddities: list[Oddity]
+) -> list[BeamLimitingDevice]:
+    """The beam's limiting devices (jaws, MLCs); a second MLC layer of one type gets
+    its own key (``MLCX#2``) and an Oddity."""
     dev_kw = "IonBeamLimitingDeviceSequence" if ion else "BeamLimitingDeviceSequence"
     devices = []
     layers: dict[str, list[int]] = {}  # MLC type -> pairs of each layer declared with it
@@ -706,7 +702,67 @@ def _beam(
                     f"{path}.{dev_kw}",
                 )
             )
+    return devices
 
+
+def _beam_control_points(
+    b: DataSet,
+    path: str,
+    cp_kw: str,
+    devices: list[BeamLimitingDevice],
+    limits: Limits,
+    prepared: extract_bulk.Gathered | None,
+    oddities: list[Oddity],
+) -> tuple[ControlPoints, int | None, float | None]:
+    """(control points, NumberOfControlPoints, FinalCumulativeMetersetWeight) of the
+    beam: from the fast path's bulk reader when ``b`` is a view, else (or when it steps
+    aside) element by element; checked against the final weight and the count."""
+    declared = _count(
+        b,
+        "NumberOfControlPoints",
+        path,
+        limits.max_control_points_per_beam,
+        "max_control_points_per_beam",
+    )
+    cp_path = f"{path}.{cp_kw}"
+    control_points = None
+    if cp_kw in b and not isinstance(b, Dataset):  # the fast path: None when unusual
+        cp_tag = _ION_CP_TAG if cp_kw.startswith("Ion") else _CP_TAG
+        control_points = extract_bulk.control_points(
+            b, cp_tag, cp_path, devices, declared, limits, prepared
+        )
+        if control_points is not None and not _in_ranges(control_points):
+            control_points = None  # the reference path says which value, and where
+    if control_points is None:  # the reference path, element by element
+        cps = _control_point_items(b, path, cp_kw, limits)
+        control_points = _control_points(cps, cp_path, devices, limits, oddities)
+    final_weight = _not_negative(
+        _get_float(b, "FinalCumulativeMetersetWeight", path),
+        f"{path}.FinalCumulativeMetersetWeight",
+        "a meterset weight",
+    )
+    if final_weight is not None:
+        _weights_within_final(path, cp_path, control_points, final_weight)
+    if declared is not None and declared != control_points.count:
+        oddities.append(_count_mismatch(path, cp_kw, declared, control_points, final_weight))
+    return control_points, declared, final_weight
+
+
+def _beam(
+    b: DataSet,
+    path: str,
+    ion: bool,
+    limits: Limits,
+    prepared: extract_bulk.Gathered | None = None,
+    oddities: list[Oddity] | None = None,
+) -> Beam:
+    oddities = oddities if oddities is not None else []
+    number = _get_int(b, "BeamNumber", path)
+    if number is None:
+        raise DicomReadError(
+            f"{path}.BeamNumber is missing: fraction groups refer to beams by number"
+        )
+    devices = _devices(b, path, ion, limits, oddities)
     wedge_kw = "IonWedgeSequence" if ion else "WedgeSequence"
     wedges = tuple(
         Wedge(
@@ -740,34 +796,9 @@ def _beam(
         for i, a in enumerate(_seq(b, "ApplicatorSequence", path))
     )
     cp_kw = "IonControlPointSequence" if ion else "ControlPointSequence"
-    declared = _count(
-        b,
-        "NumberOfControlPoints",
-        path,
-        limits.max_control_points_per_beam,
-        "max_control_points_per_beam",
+    control_points, declared, final_weight = _beam_control_points(
+        b, path, cp_kw, devices, limits, prepared, oddities
     )
-    cp_path = f"{path}.{cp_kw}"
-    control_points = None
-    if cp_kw in b:  # fast path from the raw bytes; None when anything is unusual
-        cp_tag = _ION_CP_TAG if ion else _CP_TAG
-        control_points = extract_bulk.control_points(
-            b, cp_tag, cp_path, devices, declared, limits, prepared
-        )
-        if control_points is not None and not _in_ranges(control_points):
-            control_points = None  # the reference path says which value, and where
-    if control_points is None:  # the reference path, element by element
-        cps = _control_point_items(b, path, cp_kw, limits)
-        control_points = _control_points(cps, cp_path, devices, limits, oddities)
-    final_weight = _not_negative(
-        _get_float(b, "FinalCumulativeMetersetWeight", path),
-        f"{path}.FinalCumulativeMetersetWeight",
-        "a meterset weight",
-    )
-    if final_weight is not None:
-        _weights_within_final(path, cp_path, control_points, final_weight)
-    if declared is not None and declared != control_points.count:
-        oddities.append(_count_mismatch(path, cp_kw, declared, control_points, final_weight))
     return Beam(
         number=number,
         name=_text(b, "BeamName", path),
@@ -794,7 +825,7 @@ def _beam(
     )
 
 
-def _control_point_items(b: Dataset, path: str, cp_kw: str, limits: Limits) -> list[Dataset]:
+def _control_point_items(b: DataSet, path: str, cp_kw: str, limits: Limits) -> Sequence[DataSet]:
     """The beam's control point items, checked against the limit (NumberOfControlPoints
     is compared with them once they are read: ``_count_mismatch``)."""
     if cp_kw not in b:
@@ -876,32 +907,23 @@ def _upper(text: str | None) -> str | None:
 
 
 def _control_points(
-    cps: list[Dataset],
+    cps: Sequence[DataSet],
     path: str,
     devices: list[BeamLimitingDevice],
     limits: Limits,
     oddities: list[Oddity] | None = None,
 ) -> ControlPoints:
+    """The control points, element by element: each value checked where it is given,
+    then carried forward to the points that omit it (``carry_forward``)."""
     oddities = oddities if oddities is not None else []
     n = len(cps)
     weight = np.full(n, np.nan)
-    gantry = np.full(n, np.nan)
-    collimator = np.full(n, np.nan)
-    couch = np.full(n, np.nan)
-    energy = np.full(n, np.nan)
-    iso = np.full((n, 3), np.nan)
-    direction: list[str | None] = []
+    given: dict[str, tuple[list[int], list[Any]]] = {
+        k: ([], []) for k in (*_CARRIED, "GantryRotationDirection", "IsocenterPosition")
+    }
+    positions: dict[str, tuple[list[int], list[np.ndarray]]] = {}
     widths = {d.device_type: 2 * d.number_of_pairs for d in devices}
-    # MLC types declared more than once (ViewRay): (key, values) of each layer, in order
-    layers: dict[str, list[tuple[str, int]]] = {}
-    for d in devices:
-        layers.setdefault(d.device_type.partition("#")[0], []).append(
-            (d.device_type, 2 * d.number_of_pairs)
-        )
-    layers = {t: v for t, v in layers.items() if len(v) > 1 and t.startswith("MLC")}
-    max_values = 2 * limits.max_leaf_pairs
-    positions: dict[str, np.ndarray] = {}
-    state: dict[str, object] = {}
+    layers = _shared_layers(devices)
     for i, cp in enumerate(cps):
         cpath = f"{path}[{i}]"
         weight[i] = _nan(
@@ -911,93 +933,134 @@ def _control_points(
                 "a cumulative meterset weight",
             )
         )
-        for key, arr in (
-            ("GantryAngle", gantry),
-            ("BeamLimitingDeviceAngle", collimator),
-            ("PatientSupportAngle", couch),
-            ("NominalBeamEnergy", energy),
-        ):
-            value = _get_float(cp, key, cpath)
+        for keyword in _CARRIED:
+            value = _get_float(cp, keyword, cpath)
             if value is not None:
-                if key in _ANGLES:
-                    value = _angle(value, f"{cpath}.{key}", key, oddities)
-                state[key] = value
-            arr[i] = _nan(state.get(key))  # carried forward from the previous point
+                if keyword in _ANGLES:
+                    value = _angle(value, f"{cpath}.{keyword}", keyword, oddities)
+                _give(given[keyword], i, value)
         rot = _text(cp, "GantryRotationDirection", cpath)
         if rot is not None:
-            state["GantryRotationDirection"] = rot.upper()
-        direction.append(state.get("GantryRotationDirection"))  # type: ignore[arg-type]
+            _give(given["GantryRotationDirection"], i, rot.upper())
         if "IsocenterPosition" in cp:
-            value = _floats(_get(cp, "IsocenterPosition", cpath), f"{cpath}.IsocenterPosition")
-            if value.size != 3:
-                raise DicomReadError(f"{cpath}.IsocenterPosition needs 3 values, has {value.size}")
-            _within(
-                value,
-                _ISOCENTRE_MAX_MM,
-                f"{cpath}.IsocenterPosition",
-                "patient coordinate",
-                "isocentres decide the treatment areas",
-            )
-            state["IsocenterPosition"] = value
-        if "IsocenterPosition" in state:
-            iso[i] = state["IsocenterPosition"]
-        used: set[str] = set()  # layers positioned at this control point
-        for j, item in enumerate(_seq(cp, "BeamLimitingDevicePositionSequence", cpath)):
-            ipath = f"{cpath}.BeamLimitingDevicePositionSequence[{j}]"
-            dtype = _text(item, "RTBeamLimitingDeviceType", ipath)
-            if dtype is None:
-                raise DicomReadError(f"{ipath}.RTBeamLimitingDeviceType is missing")
-            raw = _get(item, "LeafJawPositions", ipath)
-            if raw is None:
-                raise DicomReadError(f"{ipath}.LeafJawPositions is missing")
-            values = _floats(raw, f"{ipath}.LeafJawPositions")
-            _within(
-                values,
-                _POSITION_MAX_MM,
-                f"{ipath}.LeafJawPositions",
-                "collimator",
-                "leaf and jaw positions decide the aperture",
-            )
-            key = dtype.upper()
-            if key in layers:  # the first layer of this type, in order, that fits
-                key = _layer(layers[key], used, values.size, f"{ipath}.LeafJawPositions", dtype)
-                used.add(key)
-            expected = widths.get(key)
-            if expected is not None and values.size != expected:
-                raise DicomReadError(
-                    f"{ipath}.LeafJawPositions has {values.size} values; the {dtype} device"
-                    f" declares {expected // 2} pairs, so {expected} are needed"
-                )
-            if values.size > max_values:
-                raise DicomReadError(
-                    f"{ipath}.LeafJawPositions has {values.size} values, more than the"
-                    f" {max_values} of {limits.max_leaf_pairs} leaf pairs"
-                    " (policy setting limits.max_leaf_pairs): not read"
-                )
-            state["pos:" + key] = values
-        for key, value in state.items():
-            if not key.startswith("pos:"):
-                continue
-            dtype = key[4:]
-            arr = positions.get(dtype)
-            if arr is None:
-                arr = positions[dtype] = np.full((n, value.size), np.nan)  # type: ignore[union-attr]
-            if arr.shape[1] != value.size:  # type: ignore[union-attr]
+            _give(given["IsocenterPosition"], i, _isocentre(cp, cpath))
+        for dtype, values in _device_positions(cp, cpath, widths, layers, limits):
+            index, found = positions.setdefault(dtype, ([], []))
+            if found and found[-1].size != values.size:
                 raise DicomReadError(f"{cpath}: {dtype} changes its number of leaves")
-            arr[i] = value
-    for arr in (weight, gantry, collimator, couch, energy, iso, *positions.values()):
+            _give((index, found), i, values)
+    carried = {
+        k: carry_forward(index, np.array(values, dtype=float), n)
+        for k, (index, values) in given.items()
+        if k not in ("GantryRotationDirection", "IsocenterPosition")
+    }
+    iso_index, iso_values = given["IsocenterPosition"]
+    iso = carry_forward(iso_index, np.array(iso_values, dtype=float).reshape(-1, 3), n)
+    rot_index, rot_values = given["GantryRotationDirection"]
+    directions = np.empty(len(rot_values), dtype=object)
+    directions[:] = rot_values
+    leaves = {
+        k: carry_forward(index, np.array(found), n) for k, (index, found) in positions.items()
+    }
+    for arr in (weight, iso, *carried.values(), *leaves.values()):
         arr.setflags(write=False)
     return ControlPoints(
         cumulative_meterset_weight=weight,
-        gantry_deg=gantry,
-        gantry_direction=tuple(direction),
-        collimator_deg=collimator,
-        couch_deg=couch,
+        gantry_deg=carried["GantryAngle"],
+        gantry_direction=tuple(carry_forward(rot_index, directions, n).tolist()),
+        collimator_deg=carried["BeamLimitingDeviceAngle"],
+        couch_deg=carried["PatientSupportAngle"],
         isocenter_mm=iso,
-        nominal_energy=energy,
-        positions_mm=positions,
+        nominal_energy=carried["NominalBeamEnergy"],
+        positions_mm=leaves,
         dicom_path=path,
     )
+
+
+# Numbers a control point gives only when they change, in ControlPoints order.
+_CARRIED = ("GantryAngle", "BeamLimitingDeviceAngle", "PatientSupportAngle", "NominalBeamEnergy")
+
+
+def _give(column: tuple[list[int], list[Any]], i: int, value: Any) -> None:
+    """Record ``value`` as given at control point ``i`` (given twice there: the last)."""
+    index, values = column
+    if index and index[-1] == i:
+        values[-1] = value
+        return
+    index.append(i)
+    values.append(value)
+
+
+def _isocentre(cp: DataSet, cpath: str) -> np.ndarray:
+    value = _floats(_get(cp, "IsocenterPosition", cpath), f"{cpath}.IsocenterPosition")
+    if value.size != 3:
+        raise DicomReadError(f"{cpath}.IsocenterPosition needs 3 values, has {value.size}")
+    _within(
+        value,
+        _ISOCENTRE_MAX_MM,
+        f"{cpath}.IsocenterPosition",
+        "patient coordinate",
+        "isocentres decide the treatment areas",
+    )
+    return value
+
+
+def _shared_layers(devices: list[BeamLimitingDevice]) -> dict[str, list[tuple[str, int]]]:
+    """MLC types declared more than once (ViewRay): (key, values) of each layer, in order."""
+    layers: dict[str, list[tuple[str, int]]] = {}
+    for d in devices:
+        layers.setdefault(d.device_type.partition("#")[0], []).append(
+            (d.device_type, 2 * d.number_of_pairs)
+        )
+    return {t: v for t, v in layers.items() if len(v) > 1 and t.startswith("MLC")}
+
+
+def _device_positions(
+    cp: DataSet,
+    cpath: str,
+    widths: dict[str, int],
+    layers: dict[str, list[tuple[str, int]]],
+    limits: Limits,
+) -> list[tuple[str, np.ndarray]]:
+    """(device key, positions) of each BeamLimitingDevicePositionSequence item of the
+    control point, checked against the device's pair count and the limits."""
+    max_values = 2 * limits.max_leaf_pairs
+    out = []
+    used: set[str] = set()  # layers positioned at this control point
+    for j, item in enumerate(_seq(cp, "BeamLimitingDevicePositionSequence", cpath)):
+        ipath = f"{cpath}.BeamLimitingDevicePositionSequence[{j}]"
+        dtype = _text(item, "RTBeamLimitingDeviceType", ipath)
+        if dtype is None:
+            raise DicomReadError(f"{ipath}.RTBeamLimitingDeviceType is missing")
+        raw = _get(item, "LeafJawPositions", ipath)
+        if raw is None:
+            raise DicomReadError(f"{ipath}.LeafJawPositions is missing")
+        values = _floats(raw, f"{ipath}.LeafJawPositions")
+        _within(
+            values,
+            _POSITION_MAX_MM,
+            f"{ipath}.LeafJawPositions",
+            "collimator",
+            "leaf and jaw positions decide the aperture",
+        )
+        k = dtype.upper()
+        if k in layers:  # the first layer of this type, in order, that fits
+            k = _layer(layers[k], used, values.size, f"{ipath}.LeafJawPositions", dtype)
+            used.add(k)
+        expected = widths.get(k)
+        if expected is not None and values.size != expected:
+            raise DicomReadError(
+                f"{ipath}.LeafJawPositions has {values.size} values; the {dtype} device"
+                f" declares {expected // 2} pairs, so {expected} are needed"
+            )
+        if values.size > max_values:
+            raise DicomReadError(
+                f"{ipath}.LeafJawPositions has {values.size} values, more than the"
+                f" {max_values} of {limits.max_leaf_pairs} leaf pairs"
+                " (policy setting limits.max_leaf_pairs): not read"
+            )
+        out.append((k, values))
+    return out
 
 
 def _layer(layers: list[tuple[str, int]], used: set[str], size: int, where: str, dtype: str) -> str:
@@ -1013,11 +1076,11 @@ def _layer(layers: list[tuple[str, int]], used: set[str], size: int, where: str,
     )
 
 
-def _nan(value) -> float:
+def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
+def _brachy(ds: DataSet, path: str, oddities: list[Oddity]) -> Brachy:
     setups = []
     seeds: int | None = 0
     why: str | None = None
@@ -1068,6 +1131,23 @@ def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
             }
         )
     )
+    source_facts = _brachy_sources(sources, path)
+    doses = _setup_doses(ds, path)
+    return Brachy(
+        treatment_type=_upper(_text(ds, "BrachyTreatmentType", f"{path}:")),
+        technique=_upper(_text(ds, "BrachyTreatmentTechnique", f"{path}:")),
+        number_of_source_types=len(sources),
+        isotopes=isotopes,
+        setups=tuple(setups),
+        number_of_seeds=seeds,
+        seeds_unknown_why=why,
+        sources=tuple(source_facts),
+        setup_doses_gy=tuple(doses),
+    )
+
+
+def _brachy_sources(sources: Sequence[DataSet], path: str) -> list[BrachySource]:
+    """The SourceSequence items, each value optional (shown in the report only)."""
     source_facts = []
     for i, s in enumerate(sources):
         spath = f"{path}::SourceSequence[{i}]"
@@ -1082,6 +1162,12 @@ def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
                 strength=_optional(_get_float, s, "SourceStrength", spath),
             )
         )
+    return source_facts
+
+
+def _setup_doses(ds: DataSet, path: str) -> list[float]:
+    """BrachyApplicationSetupDose of every fraction group's setup references that
+    gives a finite one."""
     doses = []
     for i, fg in enumerate(_seq(ds, "FractionGroupSequence", f"{path}:")):
         fpath = f"{path}::FractionGroupSequence[{i}]"
@@ -1095,20 +1181,12 @@ def _brachy(ds: Dataset, path: str, oddities: list[Oddity]) -> Brachy:
             )
             if dose is not None and math.isfinite(dose):
                 doses.append(dose)
-    return Brachy(
-        treatment_type=_upper(_text(ds, "BrachyTreatmentType", f"{path}:")),
-        technique=_upper(_text(ds, "BrachyTreatmentTechnique", f"{path}:")),
-        number_of_source_types=len(sources),
-        isotopes=isotopes,
-        setups=tuple(setups),
-        number_of_seeds=seeds,
-        seeds_unknown_why=why,
-        sources=tuple(source_facts),
-        setup_doses_gy=tuple(doses),
-    )
+    return doses
 
 
-def _optional(read, ds: Dataset, keyword: str, path: str):
+def _optional(
+    read: Callable[[DataSet, str, str], _T], ds: DataSet, keyword: str, path: str
+) -> _T | None:
     """A value shown in the report only: one that cannot be read is absent (None), never
     an error that would lose the plan's code (the fast path's ``Unusual`` still hands the
     plan to the reference path)."""
@@ -1118,7 +1196,7 @@ def _optional(read, ds: Dataset, keyword: str, path: str):
         return None
 
 
-def _seeds(c: Dataset, path: str, oddities: list[Oddity]) -> tuple[int | None, str | None]:
+def _seeds(c: DataSet, path: str, oddities: list[Oddity]) -> tuple[int | None, str | None]:
     """(sources placed in the channel at ``path``, None) by ``facts.SEED_RULE``, or (None, why
     the file cannot say). The seed count only decides LDR plans, which were coded before
     it was read: a value here that cannot be read makes it unknown, never an error."""
@@ -1157,10 +1235,11 @@ def _seeds(c: Dataset, path: str, oddities: list[Oddity]) -> tuple[int | None, s
             f"{path}.BrachyControlPointSequence[{k}] gives neither ControlPointRelativePosition"
             " nor a ControlPoint3DPosition of 3 values"
         )
+    times = [w for w in weights if w is not None]  # all of them (checked above)
     placed = {
         positions[k]
         for k in range(len(cps) - 1)
-        if positions[k] == positions[k + 1] and weights[k + 1] > weights[k]  # type: ignore[operator]
+        if positions[k] == positions[k + 1] and times[k + 1] > times[k]
     }
     if not placed and len(set(weights)) > 1:
         return None, (
@@ -1173,13 +1252,16 @@ def _seeds(c: Dataset, path: str, oddities: list[Oddity]) -> tuple[int | None, s
 # ---------------------------------------------------------------- structure sets
 
 
-def extract_structure_set(ds: Dataset, path: str) -> StructureSet:
+def extract_structure_set(ds: Dataset, path: str, *, reference: bool = False) -> StructureSet:
     """A StructureSet's facts: through the fast path's view of the data set first, as
-    for plans; on anything unusual, and on any error, element by element."""
+    for plans; on anything unusual, and on any error (or with ``reference``), element by
+    element."""
+    if reference:
+        return _structure_set(ds, path)
     return _view_first(_structure_set, ds, path)
 
 
-def _structure_set(ds: Dataset, path: str) -> StructureSet:
+def _structure_set(ds: DataSet, path: str) -> StructureSet:
     top = f"{path}:"
     types: dict[int | None, str | None] = {}
     for i, obs in enumerate(_seq(ds, "RTROIObservationsSequence", top)):
@@ -1224,13 +1306,16 @@ def _structure_set(ds: Dataset, path: str) -> StructureSet:
 # ------------------------------------------------------------------------- dose
 
 
-def extract_dose(ds: Dataset, path: str, has_pixel_data: bool) -> Dose:
+def extract_dose(ds: Dataset, path: str, has_pixel_data: bool, *, reference: bool = False) -> Dose:
     """A Dose's facts: through the fast path's view of the data set first, as for
-    plans; on anything unusual, and on any error, element by element."""
+    plans; on anything unusual, and on any error (or with ``reference``), element by
+    element."""
+    if reference:
+        return _dose(ds, path, has_pixel_data)
     return _view_first(_dose, ds, path, has_pixel_data)
 
 
-def _dose(ds: Dataset, path: str, has_pixel_data: bool) -> Dose:
+def _dose(ds: DataSet, path: str, has_pixel_data: bool) -> Dose:
     top = f"{path}:"
     plan_uids = []
     for i, r in enumerate(_seq(ds, "ReferencedRTPlanSequence", top)):

@@ -1,32 +1,11 @@
-"""Step 1, reading: the only module that touches the file system.
+"""Step 1, reading: files found, recognised and read, bounded.
 
-Files are recognised as DICOM by content, not by name: a Part-10 file has
-'DICM' after a 128-byte preamble; an older raw dataset (no preamble, no file
-meta) starts with a plausible group 0008 element. Images are identified from
-the file meta (or a header-only read) and skipped without reading their pixel
-data; only RT Plan, RT Ion Plan, RT Dose and RT Structure Set are read, always
-with ``stop_before_pixels``. Inputs are opened read-only and never modified.
-
-What an object is comes from its SOP Class UID when that is one of the four
-standard RT classes; under any other class (a vendor's private class such as
-Varian's Halcyon/Ethos plans, an unknown one, or none) from its content: Modality
-and the sequences that make an RT Plan, Dose or Structure Set (``kind_by_content``).
-Images and the standard objects that are not used for coding (``quirks``) are
-skipped from the file meta; every other skipped file says why (``reason``).
-``read_full`` is the one exception: it reads a structure set's contours and a
-dose grid's pixels, and only DVH reporting calls it.
-
-A plain Part-10 RT file (explicit or implicit VR little endian, nothing odd in its
-structure) is not parsed by pydicom at all: its bytes up to the Pixel Data are read and
-``extract_bulk.file_view`` finds its elements (``RawDataset``); pydicom parses those
-same bytes only if extraction meets something unusual. Anything else is read by
-pydicom as before.
-
-Bad input never raises out of ``read``: a file that is not DICOM, cut short,
-damaged, unreadable or larger than the policy's ``limits.max_file_size_mb``
-becomes one ``ReadResult`` of kind "error" with a sentence that says what is
-wrong. Reads never ask for more bytes than the file holds, whatever lengths the
-file declares, so a damaged header cannot make rtcode allocate gigabytes.
+``walk`` finds files, ``sniff`` and ``peek`` recognise DICOM by content and skip images
+from the file meta, ``read`` reads an RT file's header: through the fast path
+(``views.file_view``: no pydicom) when the file is plain, else pydicom with
+``stop_before_pixels``. Bad input never raises out of ``read``: it becomes a
+``ReadResult`` of kind "error" with a sentence; reads never ask for more bytes than
+the file holds. ``read_full`` reads a structure set or dose whole, for DVH reports.
 """
 
 from __future__ import annotations
@@ -42,6 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from rtcode.dicom.elements import (
+    DEFLATED,
+    EXPLICIT_VRS,
+    META_SPAN,
+    PIXEL_DATA_TAG,
+    FileMeta,
+    Inflating,
+    Window,
+    count_elements,
+    file_meta,
+    pixel_data_truncation,
+)
 from rtcode.dicom.vendors import OTHER_STANDARD_CLASSES, PRIVATE_SOP_CLASSES
 from rtcode.model.errors import DicomReadError, NotDicomError, RtcodeError
 from rtcode.model.facts import SOP_CLASS_MODALITY, Modality
@@ -50,24 +41,16 @@ from rtcode.model.limits import MB, Limits, default_limits
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-# pydicom is imported where a file is parsed, not here: a rescan whose files all come
-# from the scan cache never needs it (it takes a third of a second to import).
+    from rtcode.dicom.views import DataSet, FileView
 
-# Explicit VRs (PS3.5 6.2): they recognise a raw explicit-VR dataset here, and
-# extract_bulk reads element headers with them.
-EXPLICIT_VRS = {
-    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST",
-    b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
-}  # fmt: skip
-# Explicit VRs with a 4-byte length after 2 reserved bytes (PS3.5 7.1.2).
-LONG_LENGTH_VRS = {
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
-}  # fmt: skip
 
-# Pixel Data (7FE0,0010) as its tag is written in a little and a big endian data set
-_PIXEL_DATA_TAG = {True: b"\xe0\x7f\x10\x00", False: b"\x7f\xe0\x00\x10"}
-_META_MAX_BYTES = 65536  # a file meta group is a few hundred bytes
+# pydicom (and views, which imports it and numpy) is imported where a file is parsed,
+# not here: a rescan whose files all come from the scan cache never needs it.
+
+# The old private names of the element count, for tests/test_realdata.py only: remove
+# once it imports count_elements and Window from rtcode.dicom.elements.
+_count_elements, _Window = count_elements, Window
+
 _BUFFER = 65536
 _NESTED = (
     "damaged DICOM file: its sequences are nested too deeply to read"
@@ -128,10 +111,10 @@ class ReadResult:
 class RawDataset:
     """An RT file's top-level data set read straight from its bytes (the fast path).
 
-    ``view`` (``extract_bulk.FileView``) gives the elements behind the methods
+    ``view`` (``views.FileView``) gives the elements behind the methods
     extract.py's functions use (``in``, ``get``, ``items``), decoding plain values
     itself (a top-level value that is not plain through pydicom, that element alone)
-    and raising ``extract_bulk.Unusual`` for anything else. ``dataset()`` is the way
+    and raising ``views.Unusual`` for anything else. ``dataset()`` is the way
     back to the reference path: pydicom parses the same bytes (every byte it reads:
     the file up to its end, or up to and including the Pixel Data header), exactly as
     ``read`` would have parsed the file, and raises ``DicomReadError`` with the same
@@ -140,7 +123,9 @@ class RawDataset:
 
     __slots__ = ("view", "_data", "_size", "_display", "_meta_class")
 
-    def __init__(self, view, data: bytes, size: int, display: str, meta_class: str | None):
+    def __init__(
+        self, view: FileView, data: bytes, size: int, display: str, meta_class: str | None
+    ) -> None:
         self.view = view
         self._data = data
         self._size = size
@@ -152,10 +137,10 @@ class RawDataset:
 
     def dataset(self) -> Dataset:
         data = io.BytesIO(self._data)
-        data.name = self._display  # type: ignore[attr-defined]  # pydicom asks for one
-        with _BoundedReader(data, self._size) as fp:  # type: ignore[arg-type]
+        data.name = self._display  # pydicom asks for one
+        with _BoundedReader(data, self._size) as fp:  # type: ignore[arg-type]  # a BytesIO reads as a raw file does
             result = _read_dataset(fp, self._display, self._meta_class)
-        if result.dataset is None:  # the file was read as RT from the same bytes
+        if result.dataset is None or isinstance(result.dataset, RawDataset):  # not RT now
             raise DicomReadError("the file reads differently on a second look: not read")
         return result.dataset
 
@@ -234,7 +219,7 @@ def _walk_dir(top: Path, display_top: str) -> Iterator[FileEntry | WalkError]:
         stack.extend(reversed(folders))
 
 
-def _first(item: tuple) -> str:
+def _first(item: tuple[str, os.DirEntry[str], bool]) -> str:
     return item[0]
 
 
@@ -348,8 +333,8 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
             meta_class = meta = None
             if form == "part10":
                 fp.seek(0)
-                meta = fp.read(min(st.st_size, _META_SPAN))
-                meta_class = _meta_sop_class(meta)
+                meta = file_meta(fp.read(min(st.st_size, META_SPAN)))
+                meta_class = meta.sop_class_uid
             if meta_class is not None and meta_class not in SOP_CLASS_MODALITY:
                 # Images and standard objects not used for coding are skipped from the
                 # file meta: not read. Other classes are read and judged by content.
@@ -384,14 +369,6 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
 
 # ------------------------------------------------------------ element count
 
-_IMPLICIT_LE = "1.2.840.10008.1.2"
-_EXPLICIT_BE = "1.2.840.10008.1.2.2"
-_DEFLATED = "1.2.840.10008.1.2.1.99"  # the data set deflated (PS3.5 A.5)
-_HEADER = struct.Struct("<HHI")  # group, element, 32-bit length (implicit VR)
-_EXPLICIT_HEADER = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
-_BIG_ENDIAN = (struct.Struct(">HHI"), struct.Struct(">HH2sH"), struct.Struct(">I"))
-_ITEM_TAGS = 0xFFFE  # items and delimiters: not data elements
-
 
 def _too_many_elements(
     path: str | os.PathLike[str], size: int, form: str, limits: Limits
@@ -411,7 +388,7 @@ def _too_many_elements(
     if size <= 8 * limit:
         return None
     with open(path, "rb", buffering=0) as raw:  # its own: the reader's position stays
-        counted = _count_elements(_Window(raw), form, limit)
+        counted = count_elements(Window(raw), form, limit)
     if counted is None or counted <= limit:
         return None
     return _TOO_MANY.format(limit=limit)
@@ -423,7 +400,7 @@ _TOO_MANY = (
 )
 
 
-def _deflated_too_large(path: str | os.PathLike[str], meta: bytes, limits: Limits) -> str | None:
+def _deflated_too_large(path: str | os.PathLike[str], meta: FileMeta, limits: Limits) -> str | None:
     """Why a deflated data set (PS3.5 A.5) is not read, or None (for any other file,
     or one within the limits). pydicom inflates a deflated data set whole, in memory,
     before parsing it: a few kB of deflated zeros can hold gigabytes, and a few MB
@@ -431,13 +408,12 @@ def _deflated_too_large(path: str | os.PathLike[str], meta: bytes, limits: Limit
     and let go, and held to ``limits.max_file_size_mb`` as inflated and to
     ``limits.max_data_elements`` (counted as in any other file). A stream that does
     not inflate is left to the parser to report."""
-    found = _data_set(meta)
-    if found is None or found[2] != _DEFLATED:
+    if meta.start is None or meta.transfer_syntax != DEFLATED:
         return None
     limit = limits.max_data_elements
     with open(path, "rb", buffering=0) as raw:
-        window = _Inflating(raw, found[0], limits.max_file_size_bytes)
-        counted = _count_elements(window, "part10", limit)
+        window = Inflating(raw, meta.start, limits.max_file_size_bytes)
+        counted = count_elements(window, "part10", limit)
         too_many = counted is not None and counted > limit and not window.damaged
         if not too_many:
             window.drain()  # to its end, for its size
@@ -447,169 +423,6 @@ def _deflated_too_large(path: str | os.PathLike[str], meta: bytes, limits: Limit
             " (policy setting limits.max_file_size_mb): not read"
         )
     return _TOO_MANY.format(limit=limit) if too_many else None
-
-
-class _Window:
-    """A file's bytes by position, read a megabyte at a time from where they are
-    asked for (a skipped value is never read)."""
-
-    _SIZE = 1 << 20
-    inflated = False  # whether a deflated data set comes inflated (see _Inflating)
-
-    def __init__(self, raw: io.RawIOBase) -> None:
-        self.raw = raw
-        self.start = 0
-        self.data = b""
-
-    def at(self, pos: int, n: int) -> bytes:
-        """``n`` bytes from ``pos`` (fewer at the end of the file)."""
-        if pos < self.start or pos + n > self.start + len(self.data):
-            self.raw.seek(pos)
-            self.start, self.data = pos, self.raw.read(max(n, self._SIZE)) or b""
-        offset = pos - self.start
-        return self.data[offset : offset + n]
-
-
-class _Inflating:
-    """A deflated file (PS3.5 A.5) as pydicom sees it: the file meta as written, then
-    the data set inflated. Read forward only, as ``_count_elements`` does: bytes
-    behind the position asked for are let go, a megabyte is inflated at a time, and
-    no more than ``most`` bytes in all (then ``too_large``; ``damaged``: the stream
-    does not inflate)."""
-
-    inflated = True
-
-    def __init__(self, raw: io.RawIOBase, start: int, most: int) -> None:
-        import zlib
-
-        self._zlib_error = zlib.error
-        raw.seek(0)
-        self.raw = raw
-        self.start = 0
-        self.data = raw.read(start) or b""  # the file meta, as written
-        self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-        self._left = most  # inflated bytes still allowed
-        self.too_large = self.damaged = False
-
-    def _more(self) -> bytes:
-        """Up to a megabyte more of the data set, inflated; b"" at its end."""
-        inflate = self._inflate
-        while not (self.too_large or self.damaged or inflate.eof):
-            chunk = inflate.unconsumed_tail or self.raw.read(_Window._SIZE)
-            if not chunk:
-                break
-            try:
-                out = inflate.decompress(chunk, _Window._SIZE)
-            except self._zlib_error:
-                self.damaged = True
-                break
-            self._left -= len(out)
-            if self._left < 0:
-                self.too_large = True
-                break
-            if out:
-                return out
-        return b""
-
-    def at(self, pos: int, n: int) -> bytes:
-        """``n`` bytes from ``pos`` (fewer at the end), ``pos`` never behind the last."""
-        while True:
-            end = self.start + len(self.data)
-            if pos >= end:  # all of it behind: let it go
-                self.start, self.data = end, b""
-            elif pos > self.start:
-                self.start, self.data = pos, self.data[pos - self.start :]
-            if self.start + len(self.data) >= pos + n or not (more := self._more()):
-                break
-            self.data += more
-        offset = pos - self.start
-        return self.data[offset : offset + n]
-
-    def drain(self) -> None:
-        """Inflate the rest (to know its size), keeping none of it."""
-        self.data = b""
-        while self._more():
-            pass
-
-
-def _count_elements(buf: _Window | _Inflating, form: str, limit: int) -> int | None:
-    """Data elements and sequence items in a DICOM file (file meta included, items'
-    elements included; delimiters and pixel data fragments not), counted up to
-    ``limit + 1``; None when the encoding is one this count does not follow (no
-    transfer syntax, or a deflated data set not yet inflated). Something that cannot
-    be an element header ends the count: the parser then reports the damage."""
-    pos, count = 0, 0
-    header_struct, explicit_struct, u32 = _HEADER, _EXPLICIT_HEADER, _U32
-    if form == "part10":
-        found = _data_set(buf.at(0, _META_SPAN))
-        if found is None or found[2] is None:
-            return None  # no transfer syntax: the parser guesses the encoding; no count
-        if found[2] == _DEFLATED and not buf.inflated:
-            return None  # deflated: counted as it inflates (_deflated_too_large)
-        pos, count, syntax = found
-        implicit = syntax == _IMPLICIT_LE
-        if syntax == _EXPLICIT_BE:  # retired, still read: every header after the meta
-            header_struct, explicit_struct, u32 = _BIG_ENDIAN
-    else:
-        implicit = buf.at(4, 2) not in EXPLICIT_VRS
-    fragments = False  # inside encapsulated pixel data: items hold bytes, not elements
-    restore: list[bool] = []  # the encoding to go back to at each sequence delimiter
-    while count <= limit:
-        header = buf.at(pos, 12)
-        if len(header) < 8:
-            break  # the end of the file
-        group, element, length = header_struct.unpack_from(header)
-        if group == _ITEM_TAGS:
-            pos += 8
-            if fragments and element == 0xE000 and length != 0xFFFFFFFF:
-                pos += length  # a fragment of pixel data
-            elif element == 0xE000:
-                count += 1  # a sequence item: pydicom makes a data set of each
-            elif fragments and element == 0xE0DD:
-                fragments = False
-            elif element == 0xE0DD and restore:
-                implicit = restore.pop()
-            continue
-        count += 1
-        if implicit:
-            vr = b"SQ" if length == 0xFFFFFFFF or (group << 16 | element) in _sequences() else None
-            pos += 8
-        else:
-            vr, length = header[4:6], explicit_struct.unpack_from(header)[3]
-            if vr not in EXPLICIT_VRS:
-                break  # not an element header (or an implicit VR item): stop counting
-            if vr in LONG_LENGTH_VRS:
-                if len(header) < 12:
-                    break
-                length = u32.unpack_from(header, 8)[0]
-                pos += 12
-            else:
-                pos += 8
-        if length == 0xFFFFFFFF:
-            if vr not in (b"SQ", b"UN"):
-                fragments = True  # encapsulated pixel data: its items hold bytes
-                continue
-            restore.append(implicit)  # a sequence: its items' elements follow
-            implicit = implicit or vr == b"UN"  # pydicom reads one of VR UN as implicit
-            continue
-        if vr == b"SQ":
-            continue  # a sequence of defined length: its items follow
-        pos += length
-    return count
-
-
-def _sequences() -> frozenset[int]:
-    """Tags the data dictionary says are sequences: in implicit VR, a sequence of
-    defined length is parsed as one only when the dictionary says so."""
-    global _SEQUENCES
-    if _SEQUENCES is None:
-        from pydicom.datadict import DicomDictionary
-
-        _SEQUENCES = frozenset(t for t, entry in DicomDictionary.items() if entry[0] == "SQ")
-    return _SEQUENCES
-
-
-_SEQUENCES: frozenset[int] | None = None
 
 
 HEADER_BYTES = 8192  # how much of a file its cache signature covers
@@ -647,7 +460,7 @@ def peek(entry: FileEntry) -> Peek:
         return Peek(None, None)
     signature = (st.st_size, st.st_mtime_ns, hashlib.blake2b(head, digest_size=16).hexdigest())
     if sniff(head) == "part10":
-        meta_class = _meta_sop_class(head)
+        meta_class = file_meta(head).sop_class_uid
         skip = skipped_by_class(meta_class) if meta_class is not None else None
         if skip is not None:
             return Peek(skip[0], signature, skip[1], meta_class)
@@ -662,86 +475,20 @@ def _short_file(size: int) -> str:
     return ""
 
 
-def _meta_sop_class(buf: bytes) -> str | None:
-    """MediaStorageSOPClassUID (0002,0002) from a Part-10 file meta at the start of
-    ``buf`` (a file's first ``_META_SPAN`` bytes, or fewer), or None."""
-    return _meta_uid(buf, 0x0002)
-
-
-def _meta_uid(buf: bytes, wanted: int) -> str | None:
-    """The UID in file meta element (0002,``wanted``) at the start of ``buf``, or None.
-
-    The file meta is always explicit VR little endian (PS3.10 7.1). Only the elements
-    up to the one wanted are looked at; anything odd leaves the answer to the full read.
-    """
-    for element, pos, length in _meta_elements(buf):
-        if element == wanted:
-            if length > 64:  # a UID has at most 64 characters
-                return None
-            raw = buf[pos : pos + length]
-            if len(raw) < length:  # cut short: the full read will say so
-                return None
-            return raw.rstrip(b"\0 ").decode("ascii", "replace") or None
-    return None
-
-
-def _data_set(meta: bytes) -> tuple[int, int, str | None] | None:
-    """(where the data set starts, how many file meta elements precede it, the
-    transfer syntax) from a Part-10 file's first bytes; None when the file meta is
-    odd (the parser then decides)."""
-    for count, (element, pos, _) in enumerate(_meta_elements(meta)):
-        if element is None:
-            return pos, count, _meta_uid(meta, 0x0010)
-    return None
-
-
-def _meta_elements(buf: bytes) -> Iterator[tuple[int | None, int, int]]:
-    """(element, value position, value length) of each file meta element at the start
-    of ``buf``, then (None, position, 0) where the data set starts; nothing more after
-    anything odd (a length undefined or beyond ``buf``)."""
-    pos = 132
-    end = min(len(buf), 132 + _META_MAX_BYTES)
-    while pos < end:
-        if pos + 8 > len(buf):
-            return
-        group, element = _GROUP_ELEMENT.unpack_from(buf, pos)
-        if group != 0x0002:
-            yield None, pos, 0
-            return
-        if buf[pos + 4 : pos + 6] in LONG_LENGTH_VRS:
-            if pos + 12 > len(buf):
-                return
-            (length,) = _U32.unpack_from(buf, pos + 8)
-            pos += 12
-        else:
-            (length,) = _U16.unpack_from(buf, pos + 6)
-            pos += 8
-        if length == 0xFFFFFFFF:
-            return
-        yield element, pos, length
-        pos += length
-
-
-_GROUP_ELEMENT = struct.Struct("<HH")
-_U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
-# All _meta_sop_class can look at: an element header starting before the limit, and
-# a UID of at most 64 characters after it.
-_META_SPAN = 132 + _META_MAX_BYTES + 12 + 64
-
-
 _FIRST_READ = 256 * 1024  # bytes read at first for the fast path; more when needed
 
 
 def _read_view(
     fp: _BoundedReader, size: int, display: str, meta_class: str | None
 ) -> ReadResult | None:
-    """An RT file read from its bytes without pydicom (``extract_bulk.file_view``), or
+    """An RT file read from its bytes without pydicom (``views.file_view``), or
     None when anything is unusual: ``_read_dataset`` then reads it as always. The kind
     and modality are decided as ``_read_dataset`` decides them, and only when that
     decision is plain: the SOP Class UID in the data set a plain value (or absent when
     the file meta names one) and the class decided one of the RT classes read."""
-    from rtcode.dicom import extract_bulk
+    # Here, not at the top: views imports pydicom and numpy, which a rescan whose
+    # files all come from the scan cache never needs.
+    from rtcode.dicom import views
 
     data = b""
 
@@ -756,7 +503,7 @@ def _read_view(
         return data
 
     try:
-        view = extract_bulk.file_view(fetch, size)
+        view = views.file_view(fetch, size)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             actual = view.get("SOPClassUID")
@@ -809,10 +556,11 @@ def _read_dataset(fp: _BoundedReader, display: str, meta_class: str | None) -> R
         try:
             pixel_header = fp.read(12)
             little = _little_endian(ds, pixel_header)
-            has_pixels = pixel_header[:4] == _PIXEL_DATA_TAG[little]
+            has_pixels = pixel_header[:4] == PIXEL_DATA_TAG[little]
             truncated = _truncation(ds, cut_short, fp.size)
             if truncated is None and has_pixels:
-                truncated = _pixel_truncation(pixel_header, fp, little)
+                at = fp.tell() - len(pixel_header)
+                truncated = pixel_data_truncation(pixel_header, at, fp.size, little)
         except DicomReadError:
             raise
         except Exception as exc:
@@ -889,7 +637,7 @@ _MODALITY = {
 }
 
 
-def kind_by_content(ds) -> tuple[Modality | None, str | None]:
+def kind_by_content(ds: DataSet) -> tuple[Modality | None, str | None]:
     """(what the data set is, its Modality as written) for a data set whose SOP class
     does not say: its sequences first (an RT Plan's beams make it a plan whatever its
     Modality says), then its Modality (RTPLAN, RTSTRUCT, RTDOSE; an RT Plan's Modality
@@ -934,13 +682,13 @@ def _truncation(ds: Dataset, cut_short: bool, size: int) -> str | None:
 
     if not len(ds):
         return "no data elements could be read"
-    tag = next(reversed(ds.keys()))
+    tag = list(ds.keys())[-1]
     name = pydicom.datadict.keyword_for_tag(tag) or str(tag)
     raw = ds.get_item(tag)
     value = getattr(raw, "value", None)
     length = getattr(raw, "length", None)
-    defined = isinstance(value, bytes) and length is not None and length != 0xFFFFFFFF
-    if defined and len(value) < length:
+    defined = isinstance(value, bytes) and isinstance(length, int) and length != 0xFFFFFFFF
+    if defined and isinstance(value, bytes) and isinstance(length, int) and len(value) < length:
         return f"the file ends inside {name} {tag}: {len(value)} of its {length} bytes are there"
     if cut_short:
         return f"it ends at byte {size}, inside {name} {tag} or the header after it"
@@ -954,31 +702,7 @@ def _little_endian(ds: Dataset, pixel_header: bytes) -> bool:
     encoding = getattr(ds, "original_encoding", None)
     if encoding is not None and encoding[1] is not None:
         return bool(encoding[1])
-    return pixel_header[:4] != _PIXEL_DATA_TAG[False]
-
-
-def _pixel_truncation(header: bytes, fp: _BoundedReader, little: bool = True) -> str | None:
-    """Check the declared Pixel Data length against the bytes left, without reading
-    them; the header is read in the data set's byte order (``little``: Explicit VR Big
-    Endian, retired but still met, writes the length most significant byte first)."""
-    if len(header) < 8:
-        return "the file ends inside the Pixel Data header"
-    u32 = _U32 if little else _BIG_ENDIAN[2]
-    if header[4:6] in (b"OB", b"OW"):
-        if len(header) < 12:
-            return "the file ends inside the Pixel Data header"
-        (length,) = u32.unpack_from(header, 8)
-        start = 12
-    else:
-        (length,) = u32.unpack_from(header, 4)
-        start = 8
-    if length == 0xFFFFFFFF:
-        return None  # encapsulated: item lengths would have to be walked
-    here = fp.tell() - len(header) + start
-    left = fp.size - here
-    if left < length:
-        return f"Pixel Data declares {length} bytes but only {left} remain"
-    return None
+    return pixel_header[:4] != PIXEL_DATA_TAG[False]
 
 
 def _is_image_class(uid: str) -> bool:

@@ -195,7 +195,10 @@ def too_large_to_decode(
     ``max_elements`` data elements and items (``damaged``: it does not inflate); a
     plain one is held to ``max_elements`` when it is larger than 8 bytes times that
     (an element takes at least 8). The same count as for a file (``read.py``)."""
-    from rtcode.dicom.read import _DEFLATED, _count_elements, _Inflating, _Window
+    from rtcode.dicom.elements import DEFLATED as _DEFLATED  # noqa: N811
+    from rtcode.dicom.elements import Inflating as _Inflating
+    from rtcode.dicom.elements import Window as _Window
+    from rtcode.dicom.elements import count_elements as _count_elements
 
     raw = _Joined(header, body)
     if transfer_syntax == _DEFLATED:
