@@ -91,7 +91,6 @@ RELATED_LABELS = {
     "77333": "treatment device, intermediate",
     "77334": "treatment device, complex",
 }
-_FAMILY_OF = {code: fam for fam in FAMILIES for code in fam}
 
 
 # ------------------------------------------------------------------------ results

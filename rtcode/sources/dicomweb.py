@@ -71,7 +71,6 @@ _ACCEPT_JSON = "application/dicom+json, application/json"
 # DICOM JSON tags (PS3.18 F.2) read from QIDO-RS answers.
 _STUDY_UID = "0020000D"
 _SERIES_UID = "0020000E"
-_SOP_UID = "00080018"
 _MODALITY = "00080060"
 
 

@@ -140,9 +140,6 @@ CREATE TABLE IF NOT EXISTS errors (
 );
 """
 
-# What makes a new row in ``codings``: a change in any of these.
-_CODING_KEYS = ("code", "category", "confidence", "structure_set_status", "doses")
-
 
 class ResultsDatabaseError(RtcodeError, ValueError):
     """The results database cannot be used; the message says why and what to do."""
