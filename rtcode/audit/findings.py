@@ -35,6 +35,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from rtcode.coding.policy import AUDIT_SEVERITIES, Policy
 from rtcode.coding.related import valid_on
@@ -399,8 +400,10 @@ class _Findings:
         self.severity = policy["audit.severity"]
         self.items: list[Finding] = []
 
-    def add(self, kind: str, rule: str, source: str, **kw: object) -> None:
-        charges = tuple(sorted(kw.pop("charges", ()), key=lambda c: c.line))  # type: ignore[arg-type]
+    def add(self, kind: str, rule: str, source: str, **kw: Any) -> None:
+        """A finding of ``kind``, with the severity the policy gives it; ``kw`` are the
+        other fields of ``Finding`` (its charges in any order)."""
+        charges = tuple(sorted(kw.pop("charges", ()), key=lambda c: c.line))
         self.items.append(
             Finding(
                 kind=kind,
@@ -408,7 +411,7 @@ class _Findings:
                 rule=rule,
                 source=source,
                 charges=charges,
-                **kw,  # type: ignore[arg-type]
+                **kw,
             )
         )
 
@@ -470,15 +473,15 @@ def group_courses(plans: Sequence[PlanResult], policy: Policy) -> list[_Draft]:
         drafts += _group_patient(patient_id, members, window, same)
 
     home = {id(pr): d for d in drafts for pr in d.members}
-    for pr, target, rel in verification:
-        draft = home.get(id(target))
+    for pr, verified, rel in verification:
+        draft = home.get(id(verified))
         if draft is None:  # the verified plan is itself a verification plan
             drafts.append(
                 _Draft(pr.linked.plan.patient_id, [pr], ["verification plan of a QA plan"])
             )
             continue
-        why = f"{_name(pr.linked.plan)} names {_name(target.linked.plan)} as {rel}"
-        if pr.linked.plan.patient_id != target.linked.plan.patient_id:
+        why = f"{_name(pr.linked.plan)} names {_name(verified.linked.plan)} as {rel}"
+        if pr.linked.plan.patient_id != verified.linked.plan.patient_id:
             why += f" (the verification plan is on patient ID {pr.linked.plan.patient_id!r})"
         draft.verification.append((pr, why))
 
@@ -674,23 +677,9 @@ def audit(
     """Compare the charges with the plans; see the module docstring. ``patients``
     limits the courses, charges and findings reported to those patient IDs (rejected
     rows are always reported: they have no trustworthy patient)."""
-    window = policy["audit.course_window_days"]
     drafts = group_courses(plans, policy)
-    by_patient: dict[str | None, list[_Draft]] = defaultdict(list)
-    for d in drafts:
-        by_patient[d.patient_id].append(d)
     f = _Findings(policy)
-
-    assignments: dict[int, Assignment] = {}
-    course_charges: dict[str, list[Charge]] = defaultdict(list)
-    unassigned: dict[str, list[Charge]] = defaultdict(list)
-    for c in sorted(charges, key=lambda c: c.line):
-        draft, a = _assign(c, by_patient.get(c.patient_id, []), window)
-        assignments[c.line] = a
-        if draft is None:
-            unassigned[c.patient_id].append(c)
-        else:
-            course_charges[draft.id].append(c)
+    assignments, course_charges, unassigned = _assign_all(charges, drafts, policy)
 
     # 77300 at most N per date of service (MUE), per patient over all courses.
     _basic_dosimetry_mue(charges, assignments, policy, f)
@@ -698,7 +687,7 @@ def audit(
     courses = []
     for d in drafts:
         mine = course_charges.get(d.id, [])
-        billed = Counter()
+        billed: Counter[str] = Counter()
         for c in mine:
             billed[c.cpt] += c.units
         cplans, course_notes = _choose_versions(d, billed)
@@ -709,21 +698,7 @@ def audit(
     for patient_id, mine in unassigned.items():
         _unassigned_findings(patient_id, mine, plans, policy, f)
 
-    for c in charges:
-        ok, why = valid_on(c.cpt, c.date_of_service, policy)
-        if not ok:
-            f.add(
-                "code_not_in_force",
-                "code_validity",
-                SOURCE_VALIDITY,
-                patient_id=c.patient_id,
-                course=assignments[c.line].course,
-                codes=(c.cpt,),
-                message=f"{c.cpt} billed on {c.date_of_service.isoformat()}: {why}",
-                evidence=(_charge_text(c), f"policy validity of {c.cpt}: {why}"),
-                charges=(c,),
-                setting=f"validity.{c.cpt}",
-            )
+    _validity_findings(charges, assignments, policy, f)
     if ptp is not None:
         _ptp_findings(charges, assignments, ptp, policy, f)
 
@@ -758,6 +733,50 @@ def audit(
         notes=tuple(all_notes),
         errors=tuple(errors),
     )
+
+
+def _assign_all(
+    charges: Sequence[Charge], drafts: list[_Draft], policy: Policy
+) -> tuple[dict[int, Assignment], dict[str, list[Charge]], dict[str, list[Charge]]]:
+    """Each charge tied to a course of its patient (``_assign``), in file order: the
+    assignment of each line, the charges of each course, and per patient the charges
+    of patients with no plan in the export."""
+    window = policy["audit.course_window_days"]
+    by_patient: dict[str | None, list[_Draft]] = defaultdict(list)
+    for d in drafts:
+        by_patient[d.patient_id].append(d)
+    assignments: dict[int, Assignment] = {}
+    course_charges: dict[str, list[Charge]] = defaultdict(list)
+    unassigned: dict[str, list[Charge]] = defaultdict(list)
+    for c in sorted(charges, key=lambda c: c.line):
+        draft, a = _assign(c, by_patient.get(c.patient_id, []), window)
+        assignments[c.line] = a
+        if draft is None:
+            unassigned[c.patient_id].append(c)
+        else:
+            course_charges[draft.id].append(c)
+    return assignments, course_charges, unassigned
+
+
+def _validity_findings(
+    charges: Sequence[Charge], assignments: Mapping[int, Assignment], policy: Policy, f: _Findings
+) -> None:
+    """Codes not valid on their date of service (the policy's ``[validity]``)."""
+    for c in charges:
+        ok, why = valid_on(c.cpt, c.date_of_service, policy)
+        if not ok:
+            f.add(
+                "code_not_in_force",
+                "code_validity",
+                SOURCE_VALIDITY,
+                patient_id=c.patient_id,
+                course=assignments[c.line].course,
+                codes=(c.cpt,),
+                message=f"{c.cpt} billed on {c.date_of_service.isoformat()}: {why}",
+                evidence=(_charge_text(c), f"policy validity of {c.cpt}: {why}"),
+                charges=(c,),
+                setting=f"validity.{c.cpt}",
+            )
 
 
 def _course(d: _Draft, cplans: list[CoursePlan], notes: list[str], mine: list[Charge]) -> Course:
@@ -1141,18 +1160,21 @@ def _unbilled_findings(cc: _CourseCharges, units: _Units, f: _Findings) -> None:
         )
 
 
-def _timing(
-    course: Course,
+_ByPlan = dict[int, tuple[CoursePlan, list[Charge]]]  # id(plan) -> (plan, its charges)
+
+
+def _by_timing(
     mine: list[Charge],
+    billable: list[CoursePlan],
     assignments: Mapping[int, Assignment],
     supporting: Mapping[str, list[CoursePlan]],
-    f: _Findings,
-) -> None:
-    common = {"patient_id": course.patient_id, "course": course.id}
-    billable = course.billable()
+) -> tuple[list[Charge], _ByPlan, _ByPlan]:
+    """The checked charges sorted for ``_timing``: those outside the course window, and
+    per plan (the one the row names, else the first that supports the code) those dated
+    before its reference date and those whose plan has no reference date."""
     outside: list[Charge] = []
-    early: dict[int, tuple[CoursePlan, list[Charge]]] = {}
-    unknown: dict[int, tuple[CoursePlan, list[Charge]]] = {}
+    early: _ByPlan = {}
+    unknown: _ByPlan = {}
     for c in mine:
         if c.cpt not in CHECKED:
             continue
@@ -1179,6 +1201,21 @@ def _timing(
             unknown.setdefault(id(cp), (cp, []))[1].append(c)
         elif c.date_of_service < reference:
             early.setdefault(id(cp), (cp, []))[1].append(c)
+    return outside, early, unknown
+
+
+def _timing(
+    course: Course,
+    mine: list[Charge],
+    assignments: Mapping[int, Assignment],
+    supporting: Mapping[str, list[CoursePlan]],
+    f: _Findings,
+) -> None:
+    """Charge dates against the plans: charges beyond the course window, dated before
+    their plan's approval (or, unapproved, its RTPlanDate), or with no date to check."""
+    common = {"patient_id": course.patient_id, "course": course.id}
+    billable = course.billable()
+    outside, early, unknown = _by_timing(mine, billable, assignments, supporting)
     if outside:
         f.add(
             "charge_timing_unverifiable",
@@ -1216,14 +1253,14 @@ def _timing(
             **common,
         )
     for cp, rows in unknown.values():
-        approved = (cp.plan.approval_status or "").strip().upper() == "APPROVED"
+        is_approved = (cp.plan.approval_status or "").strip().upper() == "APPROVED"
         f.add(
             "charge_timing_unverifiable",
             "approval_date_missing",
             SOURCE_APPROVAL,
             codes=tuple(sorted({c.cpt for c in rows})),
             message=f"the plan {cp.plan.label or ''} carries no usable"
-            f" {'ReviewDate' if approved else 'RTPlanDate'}:"
+            f" {'ReviewDate' if is_approved else 'RTPlanDate'}:"
             " the charge dates cannot be checked against it",
             evidence=tuple(_charge_text(c) for c in rows) + (plan_summary(cp),),
             charges=rows,
