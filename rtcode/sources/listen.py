@@ -1,39 +1,9 @@
-"""Reading step, network side: a DICOM storage SCP that codes plans as they arrive.
-
-``rtcode listen`` is a DICOM node (pynetdicom, the ``rtcode[net]`` extra) that a
-planning system exports to. For each instance it:
-
-1. receives it (RT Plan, RT Ion Plan, RT Dose, RT Structure Set; CT too when
-   ``accept_ct``), within the limits below;
-2. checks it: the SOP Instance UID must be a valid UID and agree with the data
-   set, and the data set must decode; otherwise the C-STORE is refused with a
-   failure status and a comment that says why;
-3. stores it atomically under the store folder (``store.py``: names from checked
-   UIDs and hashes, never from sender text; temporary file, then ``os.replace``);
-4. records it in the results database (``results_db.py``) and answers the sender;
-5. has one coding thread re-run the normal scan pipeline on that patient's stored
-   files, so a plan is coded when it arrives and re-coded when its dose or
-   structure set arrives later, with exactly the codes and evidence ``rtcode
-   scan`` gives for the same files; the codings go to the database. Instances
-   that arrive while a patient waits for coding share one coding, and the sender
-   never waits for it. An instance stays ``pending`` in the database until a
-   coding has seen it, so a coding cut off by a stop is done at the next start.
-
-Safety: binds to 127.0.0.1 unless told otherwise; the called AE title must be
-ours; an optional list of calling AE titles; a maximum PDU size that is enforced
-(a peer announcing a longer PDU is disconnected before it is read), a maximum
-instance size (an association sending more is aborted while it sends, nothing is
-stored; a deflated data set is held to it as it inflates, a megabyte at a time,
-and to the policy's ``limits.max_data_elements``, before anything decodes it) and a
-maximum number of associations, counting only connections that asked for one: a
-connection must send its A-ASSOCIATE-RQ within ``acse_timeout_s`` (a few seconds)
-or it is closed, and at most ``max_waiting_connections`` wait at once (the oldest
-is closed), so idle sockets cannot keep a planning system out; bounded DIMSE and
-network timeouts; C-ECHO answered. Every refusal is logged with its reason and recorded
-in the database. ``stop()`` stops accepting, lets the instance in flight finish
-(stored, recorded, answered and, within the grace period, coded), then aborts
-what is left: a stored instance is never lost, and one that did not arrive
-whole is never stored.
+"""``rtcode listen``: a DICOM storage SCP (pynetdicom, the ``rtcode[net]`` extra) that
+checks each instance a planning system sends, stores it (``store.py``), records it
+in the results database (``results_db.py``), answers the sender, and has one coding
+thread re-run the normal scan pipeline on that patient's stored files, so plans get
+exactly the codes and evidence ``rtcode scan`` gives. The connection-level pieces
+are in ``listen_transport.py``.
 """
 
 from __future__ import annotations
@@ -147,7 +117,30 @@ class _Transfer:
 
 class Listener:
     """A running storage SCP. ``start()``, then ``stop()`` (or use it as a context
-    manager). Not restartable: make a new one."""
+    manager). Not restartable: make a new one.
+
+    For each instance (RT Plan, RT Ion Plan, RT Dose, RT Structure Set; CT too with
+    ``accept_ct``): the SOP Instance UID must be a valid UID and agree with the data
+    set, and the data set must decode, or the C-STORE is refused with a status and a
+    comment that says why. A stored instance is recorded ``pending`` and its patient's
+    folder queued for coding; instances that arrive while a patient waits share one
+    coding, the sender never waits for it, and a coding cut off by a stop is done at
+    the next start.
+
+    Safety: binds to 127.0.0.1 unless told otherwise; the called AE title must be
+    ours; an optional list of calling AE titles; a maximum PDU size that is enforced
+    (a peer announcing a longer PDU is disconnected before it is read); a maximum
+    instance size (an association sending more is aborted while it sends, nothing is
+    stored; a deflated data set is held to it as it inflates, and to the policy's
+    ``limits.max_data_elements``, before anything decodes it); a maximum number of
+    associations, counting only connections that asked for one: a connection must
+    send its A-ASSOCIATE-RQ within ``acse_timeout_s`` or it is closed, and at most
+    ``max_waiting_connections`` wait at once (the oldest is closed); bounded DIMSE
+    and network timeouts; C-ECHO answered. Every refusal is logged with its reason
+    and recorded in the database. ``stop()`` stops accepting, lets the instance in
+    flight finish (stored, recorded, answered and, within the grace period, coded),
+    then aborts what is left: a stored instance is never lost, and one that did not
+    arrive whole is never stored."""
 
     def __init__(self, settings: ListenSettings, policy: Policy) -> None:
         ok, why = check_ae_title(settings.ae_title)
@@ -840,16 +833,16 @@ class Listener:
 
 
 _CONTEXTS_SHOWN = 12  # refused presentation contexts named in one refusal
-_UNLIMITED = 1_000_000  # pynetdicom's own association count, made moot (see start)
+_UNLIMITED = 1_000_000  # pynetdicom's own association count, made moot (see _make_ae)
 _BACKSTOP_S = 2.0
 _MIN_READ_BYTES = 65536  # an A-ASSOCIATE-RQ may exceed a small PDU
 
 
 def register_private_classes() -> None:
     """Teach pynetdicom the vendors' private storage classes that rtcode stores
-    (``quirks.PRIVATE_SOP_CLASSES``: Halcyon and Ethos send their plans so); without
-    this it answers a C-STORE of one "no supported service class". Registering again
-    changes nothing."""
+    (``PRIVATE_SOP_CLASSES``: Halcyon and Ethos send their plans so); without this it
+    answers a C-STORE of one "no supported service class". Registering again changes
+    nothing."""
     from pynetdicom.service_class import StorageServiceClass
     from pynetdicom.sop_class import register_uid
 

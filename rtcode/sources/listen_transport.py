@@ -55,7 +55,7 @@ class BoundedRequestHandler(RequestHandler):
 
     server: ListenServer
 
-    def _create_association(self):  # type: ignore[no-untyped-def]  # pynetdicom's untyped hook
+    def _create_association(self) -> Any:
         # Small replies (C-STORE-RSP) go out at once: without this, Nagle's algorithm
         # and delayed acknowledgements cost ~40 ms per instance.
         with contextlib.suppress(OSError):

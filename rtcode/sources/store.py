@@ -20,6 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -39,7 +40,7 @@ RT_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.481.2": ("RTDOSE", "RD"),  # RT Dose Storage
     "1.2.840.10008.5.1.4.1.1.481.3": ("RTSTRUCT", "RS"),  # RT Structure Set Storage
     # Vendors' private classes for ordinary RT objects (Halcyon and Ethos send their
-    # plans so): stored, then read by their content like any other (quirks.py).
+    # plans so): stored, then read by their content like any other (PRIVATE_SOP_CLASSES).
     **{
         uid: (known.modality.value, _PREFIX[known.modality.value])
         for uid, known in PRIVATE_SOP_CLASSES.items()
@@ -150,7 +151,7 @@ class _Joined(io.RawIOBase):
         self._pos = max(base + offset, 0)
         return self._pos
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer: Any) -> int:
         out = memoryview(buffer).cast("B")
         done, pos = 0, self._pos
         for part in self._parts:
@@ -181,7 +182,7 @@ def too_large_to_decode(
     a time, keeping none of it, and held to ``max_bytes`` inflated and to
     ``max_elements`` data elements and items (``damaged``: it does not inflate); a
     plain one is held to ``max_elements`` when it is larger than 8 bytes times that
-    (an element takes at least 8). The same count as for a file (``read.py``)."""
+    (an element takes at least 8). The same count as the reader makes of a file."""
     from rtcode.dicom.read import _DEFLATED, _count_elements, _Inflating, _Window
 
     raw = _Joined(header, body)
