@@ -1,29 +1,12 @@
-"""Auditing billed charges against the plans of an export: a pure function.
-
-``audit(plans, charges, policy, ptp)`` takes the scan results of an export, the
-charges read from a billing file and the policy, and returns
-
-- the **courses**: each patient's plans grouped by planning CT (frame of reference)
-  or structure set with plan dates within ``audit.course_window_days``, and by
-  RTPlanRelationship (a re-plan names its predecessor). Verification plans join the
-  course of the plan they verify and are never billed. Every grouping says why.
-- the **findings**, per course: billed codes that no plan supports, codes a plan
-  supports that were not billed, higher or lower codes than the plans support,
-  bundled pairs, frequency limits, charges dated before approval, charges whose
-  timing cannot be checked, codes that need documentation, NCCI PTP edits (from a
-  PTP file, when given) and codes not in force on the date of service. Every check
-  runs on every charge (one exception: a code bundled into another is reported as
-  bundled, not also as unsupported or as needing documents): one charge may be in
-  findings of several kinds (never the same finding twice), each naming the units of
-  the charge it puts at stake; its fee
-  is those units x the row's fee / its units, and ``Finding.fee_basis`` says how.
-  ``AuditResult.fees_by_severity`` counts each unit once, under its most severe
-  finding.
-
-The rules are those of coding-rules.md ("Bundling and frequency") and of a PTP file;
-every finding names its rule and source. Thresholds and severities come from the
-policy's ``[audit]`` section. Nothing here reads files. rtcode is advisory: an
-audit finding is a question for a coder, never a decision.
+"""Auditing billed charges against the plans of an export: ``audit``, a pure function
+(nothing here reads files). Each patient's plans are grouped into courses (a shared
+planning CT or structure set within ``audit.course_window_days``, RTPlanRelationship;
+verification plans join the course of the plan they verify and are never billed),
+each charge is tied to a course, and each course's charges are checked against the
+codes its plans support: the finding kinds of ``KINDS``, each naming its rule and
+source (coding-rules.md, "Bundling and frequency", or a PTP file), with thresholds
+and severities from the policy's ``[audit]`` section. rtcode is advisory: a finding
+is a question for a coder, never a decision.
 """
 
 from __future__ import annotations
@@ -910,7 +893,8 @@ def _course_findings(
 
 def _bundling_findings(cc: _CourseCharges, policy: Policy, f: _Findings) -> set[int]:
     """Bundled pairs: codes billed with 77301 that IMRT planning bundles, and 77300 with
-    isodose planning. Returns the lines of the bundled charges."""
+    isodose planning. Returns the lines of the bundled charges: a bundled code is
+    reported as bundled, not also as unsupported or as needing documents."""
     by_code = cc.by_code
     bundles = policy["bundling.imrt_bundles"]
     bundled: set[int] = set()

@@ -130,7 +130,7 @@ CREATE TABLE codings (
 );
 """
 
-# Added to schema version 1 later (see the module docstring): created when missing.
+# Added to schema version 1 later (see ``errors`` above): created when missing.
 _ERRORS_DDL = """
 CREATE TABLE IF NOT EXISTS errors (
     stored_path TEXT PRIMARY KEY,
