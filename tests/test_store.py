@@ -99,3 +99,40 @@ def test_results_database_refuses_another_sqlite_file(tmp_path):
         conn.execute("CREATE TABLE t (x)")
     with pytest.raises(ResultsDatabaseError, match="not an rtcode results database"):
         ResultsDB(path)
+
+
+def test_clear_incoming_removes_the_atomic_writers_temporary_files(tmp_path):
+    incoming = tmp_path / store.INCOMING
+    incoming.mkdir()
+    (incoming / ".RP.1.2.3.0123456789ab.dcm.1a2b3c4d.tmp").write_bytes(b"half")
+    (incoming / ".hidden").write_text("not ours")
+    assert store.clear_incoming(tmp_path) == 1
+    assert [p.name for p in incoming.iterdir()] == [".hidden"]
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE", "named temporary file"])
+def test_write_atomically_leaves_nothing_behind(tmp_path, monkeypatch, unnamed):
+    """Whole or nothing, with an unnamed O_TMPFILE and where the system has none; the
+    temporary file is in the spool folder, never beside the target."""
+    from rtcode.output import files
+
+    if not unnamed:
+        monkeypatch.setattr(files, "_open_unnamed", lambda folder: -1)
+    spool, folder = tmp_path / "spool", tmp_path / "patient"
+    spool.mkdir()
+    folder.mkdir()
+    target = folder / "RP.1.2.dcm"
+    store.write_atomically(target, spool, b"head", memoryview(b"body"))
+    assert target.read_bytes() == b"headbody"
+    assert (target.stat().st_mode & 0o777) == 0o600
+    assert [p.name for p in folder.iterdir()] == ["RP.1.2.dcm"]
+    assert not list(spool.iterdir())
+
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.os, "replace", refuse)
+    with pytest.raises(OSError, match="No space left"):
+        store.write_atomically(folder / "RP.3.4.dcm", spool, b"x")
+    assert [p.name for p in folder.iterdir()] == ["RP.1.2.dcm"]
+    assert not list(spool.iterdir())

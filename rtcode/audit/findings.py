@@ -1,29 +1,12 @@
-"""Auditing billed charges against the plans of an export: a pure function.
-
-``audit(plans, charges, policy, ptp)`` takes the scan results of an export, the
-charges read from a billing file and the policy, and returns
-
-- the **courses**: each patient's plans grouped by planning CT (frame of reference)
-  or structure set with plan dates within ``audit.course_window_days``, and by
-  RTPlanRelationship (a re-plan names its predecessor). Verification plans join the
-  course of the plan they verify and are never billed. Every grouping says why.
-- the **findings**, per course: billed codes that no plan supports, codes a plan
-  supports that were not billed, higher or lower codes than the plans support,
-  bundled pairs, frequency limits, charges dated before approval, charges whose
-  timing cannot be checked, codes that need documentation, NCCI PTP edits (from a
-  PTP file, when given) and codes not in force on the date of service. Every check
-  runs on every charge (one exception: a code bundled into another is reported as
-  bundled, not also as unsupported or as needing documents): one charge may be in
-  findings of several kinds (never the same finding twice), each naming the units of
-  the charge it puts at stake; its fee
-  is those units x the row's fee / its units, and ``Finding.fee_basis`` says how.
-  ``AuditResult.fees_by_severity`` counts each unit once, under its most severe
-  finding.
-
-The rules are those of coding-rules.md ("Bundling and frequency") and of a PTP file;
-every finding names its rule and source. Thresholds and severities come from the
-policy's ``[audit]`` section. Nothing here reads files. rtcode is advisory: an
-audit finding is a question for a coder, never a decision.
+"""Auditing billed charges against the plans of an export: ``audit``, a pure function
+(nothing here reads files). Each patient's plans are grouped into courses (a shared
+planning CT or structure set within ``audit.course_window_days``, RTPlanRelationship;
+verification plans join the course of the plan they verify and are never billed),
+each charge is tied to a course, and each course's charges are checked against the
+codes its plans support: the finding kinds of ``KINDS``, each naming its rule and
+source (coding-rules.md, "Bundling and frequency", or a PTP file), with thresholds
+and severities from the policy's ``[audit]`` section. rtcode is advisory: a finding
+is a question for a coder, never a decision.
 """
 
 from __future__ import annotations
@@ -35,6 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from rtcode.coding.policy import AUDIT_SEVERITIES, Policy
 from rtcode.coding.related import valid_on
@@ -91,7 +75,6 @@ RELATED_LABELS = {
     "77333": "treatment device, intermediate",
     "77334": "treatment device, complex",
 }
-_FAMILY_OF = {code: fam for fam in FAMILIES for code in fam}
 
 
 # ------------------------------------------------------------------------ results
@@ -400,8 +383,10 @@ class _Findings:
         self.severity = policy["audit.severity"]
         self.items: list[Finding] = []
 
-    def add(self, kind: str, rule: str, source: str, **kw: object) -> None:
-        charges = tuple(sorted(kw.pop("charges", ()), key=lambda c: c.line))  # type: ignore[arg-type]
+    def add(self, kind: str, rule: str, source: str, **kw: Any) -> None:
+        """A finding of ``kind``, with the severity the policy gives it; ``kw`` are the
+        other fields of ``Finding`` (its charges in any order)."""
+        charges = tuple(sorted(kw.pop("charges", ()), key=lambda c: c.line))
         self.items.append(
             Finding(
                 kind=kind,
@@ -409,7 +394,7 @@ class _Findings:
                 rule=rule,
                 source=source,
                 charges=charges,
-                **kw,  # type: ignore[arg-type]
+                **kw,
             )
         )
 
@@ -471,15 +456,15 @@ def group_courses(plans: Sequence[PlanResult], policy: Policy) -> list[_Draft]:
         drafts += _group_patient(patient_id, members, window, same)
 
     home = {id(pr): d for d in drafts for pr in d.members}
-    for pr, target, rel in verification:
-        draft = home.get(id(target))
+    for pr, verified, rel in verification:
+        draft = home.get(id(verified))
         if draft is None:  # the verified plan is itself a verification plan
             drafts.append(
                 _Draft(pr.linked.plan.patient_id, [pr], ["verification plan of a QA plan"])
             )
             continue
-        why = f"{_name(pr.linked.plan)} names {_name(target.linked.plan)} as {rel}"
-        if pr.linked.plan.patient_id != target.linked.plan.patient_id:
+        why = f"{_name(pr.linked.plan)} names {_name(verified.linked.plan)} as {rel}"
+        if pr.linked.plan.patient_id != verified.linked.plan.patient_id:
             why += f" (the verification plan is on patient ID {pr.linked.plan.patient_id!r})"
         draft.verification.append((pr, why))
 
@@ -675,23 +660,9 @@ def audit(
     """Compare the charges with the plans; see the module docstring. ``patients``
     limits the courses, charges and findings reported to those patient IDs (rejected
     rows are always reported: they have no trustworthy patient)."""
-    window = policy["audit.course_window_days"]
     drafts = group_courses(plans, policy)
-    by_patient: dict[str | None, list[_Draft]] = defaultdict(list)
-    for d in drafts:
-        by_patient[d.patient_id].append(d)
     f = _Findings(policy)
-
-    assignments: dict[int, Assignment] = {}
-    course_charges: dict[str, list[Charge]] = defaultdict(list)
-    unassigned: dict[str, list[Charge]] = defaultdict(list)
-    for c in sorted(charges, key=lambda c: c.line):
-        draft, a = _assign(c, by_patient.get(c.patient_id, []), window)
-        assignments[c.line] = a
-        if draft is None:
-            unassigned[c.patient_id].append(c)
-        else:
-            course_charges[draft.id].append(c)
+    assignments, course_charges, unassigned = _assign_all(charges, drafts, policy)
 
     # 77300 at most N per date of service (MUE), per patient over all courses.
     _basic_dosimetry_mue(charges, assignments, policy, f)
@@ -699,7 +670,7 @@ def audit(
     courses = []
     for d in drafts:
         mine = course_charges.get(d.id, [])
-        billed = Counter()
+        billed: Counter[str] = Counter()
         for c in mine:
             billed[c.cpt] += c.units
         cplans, course_notes = _choose_versions(d, billed)
@@ -710,21 +681,7 @@ def audit(
     for patient_id, mine in unassigned.items():
         _unassigned_findings(patient_id, mine, plans, policy, f)
 
-    for c in charges:
-        ok, why = valid_on(c.cpt, c.date_of_service, policy)
-        if not ok:
-            f.add(
-                "code_not_in_force",
-                "code_validity",
-                SOURCE_VALIDITY,
-                patient_id=c.patient_id,
-                course=assignments[c.line].course,
-                codes=(c.cpt,),
-                message=f"{c.cpt} billed on {c.date_of_service.isoformat()}: {why}",
-                evidence=(_charge_text(c), f"policy validity of {c.cpt}: {why}"),
-                charges=(c,),
-                setting=f"validity.{c.cpt}",
-            )
+    _validity_findings(charges, assignments, policy, f)
     if ptp is not None:
         _ptp_findings(charges, assignments, ptp, policy, f)
 
@@ -759,6 +716,50 @@ def audit(
         notes=tuple(all_notes),
         errors=tuple(errors),
     )
+
+
+def _assign_all(
+    charges: Sequence[Charge], drafts: list[_Draft], policy: Policy
+) -> tuple[dict[int, Assignment], dict[str, list[Charge]], dict[str, list[Charge]]]:
+    """Each charge tied to a course of its patient (``_assign``), in file order: the
+    assignment of each line, the charges of each course, and per patient the charges
+    of patients with no plan in the export."""
+    window = policy["audit.course_window_days"]
+    by_patient: dict[str | None, list[_Draft]] = defaultdict(list)
+    for d in drafts:
+        by_patient[d.patient_id].append(d)
+    assignments: dict[int, Assignment] = {}
+    course_charges: dict[str, list[Charge]] = defaultdict(list)
+    unassigned: dict[str, list[Charge]] = defaultdict(list)
+    for c in sorted(charges, key=lambda c: c.line):
+        draft, a = _assign(c, by_patient.get(c.patient_id, []), window)
+        assignments[c.line] = a
+        if draft is None:
+            unassigned[c.patient_id].append(c)
+        else:
+            course_charges[draft.id].append(c)
+    return assignments, course_charges, unassigned
+
+
+def _validity_findings(
+    charges: Sequence[Charge], assignments: Mapping[int, Assignment], policy: Policy, f: _Findings
+) -> None:
+    """Codes not valid on their date of service (the policy's ``[validity]``)."""
+    for c in charges:
+        ok, why = valid_on(c.cpt, c.date_of_service, policy)
+        if not ok:
+            f.add(
+                "code_not_in_force",
+                "code_validity",
+                SOURCE_VALIDITY,
+                patient_id=c.patient_id,
+                course=assignments[c.line].course,
+                codes=(c.cpt,),
+                message=f"{c.cpt} billed on {c.date_of_service.isoformat()}: {why}",
+                evidence=(_charge_text(c), f"policy validity of {c.cpt}: {why}"),
+                charges=(c,),
+                setting=f"validity.{c.cpt}",
+            )
 
 
 def _course(d: _Draft, cplans: list[CoursePlan], notes: list[str], mine: list[Charge]) -> Course:
@@ -826,6 +827,52 @@ def _basic_dosimetry_mue(
         )
 
 
+@dataclass(frozen=True, eq=False)
+class _CourseCharges:
+    """One course with the charges assigned to it, as each course check reads them."""
+
+    course: Course
+    mine: list[Charge]
+    billable: list[CoursePlan]
+    plan_text: tuple[str, ...]  # plan_summary of every plan of the course
+    paths: tuple[str, ...]  # every plan file of the course
+    by_code: dict[str, list[Charge]]  # the charges of each code, in file order
+    billed: Counter[str]  # units billed per code
+    expected: Counter[str]  # units the plans support per code (Course.expected)
+    supporting: dict[str, list[CoursePlan]]  # the billable plans supporting each code
+
+    @property
+    def common(self) -> dict[str, str | None]:
+        return {"patient_id": self.course.patient_id, "course": self.course.id}
+
+    @property
+    def iso_rows(self) -> list[Charge]:
+        """The isodose planning charges (77306, 77307), by code."""
+        return [c for code in ISODOSE for c in self.by_code.get(code, [])]
+
+
+def _course_charges(course: Course, mine: list[Charge]) -> _CourseCharges:
+    billable = course.billable()
+    by_code: dict[str, list[Charge]] = defaultdict(list)
+    for c in mine:
+        by_code[c.cpt].append(c)
+    supporting: dict[str, list[CoursePlan]] = defaultdict(list)
+    for cp in billable:
+        for code, _ in cp.expected:
+            supporting[code].append(cp)
+    return _CourseCharges(
+        course=course,
+        mine=mine,
+        billable=billable,
+        plan_text=tuple(plan_summary(cp) for cp in course.plans),
+        paths=tuple(cp.plan.path for cp in course.plans),
+        by_code=by_code,
+        billed=Counter({code: sum(c.units for c in rows) for code, rows in by_code.items()}),
+        expected=course.expected(),
+        supporting=supporting,
+    )
+
+
 def _course_findings(
     course: Course,
     mine: list[Charge],
@@ -836,21 +883,19 @@ def _course_findings(
     """The course's findings. Every check runs on every charge: a charge past a
     frequency limit is also checked against the plans (a second 77301 for a 3-D plan is
     both), so one charge may be in findings of several kinds, each with its units."""
-    billable = course.billable()
-    plan_text = tuple(plan_summary(cp) for cp in course.plans)
-    paths = tuple(cp.plan.path for cp in course.plans)
-    common = {"patient_id": course.patient_id, "course": course.id}
-    by_code: dict[str, list[Charge]] = defaultdict(list)
-    for c in mine:
-        by_code[c.cpt].append(c)
-    billed = Counter({code: sum(c.units for c in rows) for code, rows in by_code.items()})
-    expected = course.expected()
-    supporting: dict[str, list[CoursePlan]] = defaultdict(list)
-    for cp in billable:
-        for code, _ in cp.expected:
-            supporting[code].append(cp)
+    cc = _course_charges(course, mine)
+    bundled = _bundling_findings(cc, policy, f)
+    _frequency_findings(cc, f)
+    _billed_against_supported(cc, bundled, policy, f)
+    _timing(course, mine, assignments, cc.supporting, f)
+    _needs_documentation(course, mine, bundled, policy, f)
 
-    # Bundling -----------------------------------------------------------------
+
+def _bundling_findings(cc: _CourseCharges, policy: Policy, f: _Findings) -> set[int]:
+    """Bundled pairs: codes billed with 77301 that IMRT planning bundles, and 77300 with
+    isodose planning. Returns the lines of the bundled charges: a bundled code is
+    reported as bundled, not also as unsupported or as needing documents."""
+    by_code = cc.by_code
     bundles = policy["bundling.imrt_bundles"]
     bundled: set[int] = set()
     if by_code.get("77301"):
@@ -865,14 +910,14 @@ def _course_findings(
                     codes=("77301", code),
                     message=f"{_label(code)} billed in a course with IMRT planning 77301: it is"
                     " bundled into 77301 when part of developing the IMRT plan",
-                    evidence=tuple(_charge_text(c) for c in by_code["77301"] + rows) + plan_text,
+                    evidence=tuple(_charge_text(c) for c in by_code["77301"] + rows) + cc.plan_text,
                     charges=by_code["77301"] + rows,
                     stake=_whole(rows),
-                    plans=paths,
+                    plans=cc.paths,
                     setting="bundling.imrt_bundles",
-                    **common,
+                    **cc.common,
                 )
-    iso_rows = [c for code in ISODOSE for c in by_code.get(code, [])]
+    iso_rows = cc.iso_rows
     if iso_rows and by_code.get("77300"):
         rows = by_code["77300"]
         bundled.update(c.line for c in rows)
@@ -884,15 +929,20 @@ def _course_findings(
             codes=(*iso_codes, "77300"),
             message=f"77300 billed with isodose planning {'/'.join(iso_codes)}: basic"
             " dosimetry is included in 77306/77307 and never billed with them",
-            evidence=tuple(_charge_text(c) for c in iso_rows + rows) + plan_text,
+            evidence=tuple(_charge_text(c) for c in iso_rows + rows) + cc.plan_text,
             charges=iso_rows + rows,
             stake=_whole(rows),
-            plans=paths,
-            **common,
+            plans=cc.paths,
+            **cc.common,
         )
+    return bundled
 
-    # Frequency ----------------------------------------------------------------
-    cts = course.planning_cts
+
+def _frequency_findings(cc: _CourseCharges, f: _Findings) -> None:
+    """Codes billed more often than their rule allows in one course: 77301 and 77295
+    once per planning CT, one isodose plan per area, 77338 once per IMRT plan."""
+    billed, by_code = cc.billed, cc.by_code
+    cts = cc.course.planning_cts
     for code, rule, what in (
         ("77301", "one_imrt_plan_per_ct", "IMRT plan"),
         ("77295", "one_3d_plan_per_ct", "3-D plan"),
@@ -906,14 +956,15 @@ def _course_findings(
                 message=f"{code} billed {billed[code]} times in one course with {max(cts, 1)}"
                 f" planning CT(s): one {what} per course per CT dataset, boosts included;"
                 " a second needs a new planning CT",
-                evidence=tuple(_charge_text(c) for c in by_code[code]) + plan_text,
+                evidence=tuple(_charge_text(c) for c in by_code[code]) + cc.plan_text,
                 charges=by_code[code],
                 stake=_beyond(by_code[code], max(cts, 1)),
-                plans=paths,
-                **common,
+                plans=cc.paths,
+                **cc.common,
             )
+    iso_rows = cc.iso_rows
     iso_billed = sum(billed[c] for c in ISODOSE)
-    iso_plans = sum(1 for cp in billable if cp.result.classification.code in ISODOSE)
+    iso_plans = sum(1 for cp in cc.billable if cp.result.classification.code in ISODOSE)
     if iso_billed > max(iso_plans, 1):
         f.add(
             "frequency",
@@ -923,13 +974,13 @@ def _course_findings(
             message=f"{iso_billed} isodose plans (77306/77307) billed in one course with"
             f" {iso_plans} isodose plan(s) in the export: one isodose plan per course per"
             " treatment area",
-            evidence=tuple(_charge_text(c) for c in iso_rows) + plan_text,
+            evidence=tuple(_charge_text(c) for c in iso_rows) + cc.plan_text,
             charges=iso_rows,
             stake=_beyond(iso_rows, max(iso_plans, 1)),
-            plans=paths,
-            **common,
+            plans=cc.paths,
+            **cc.common,
         )
-    imrt_plans = sum(1 for cp in billable if cp.result.classification.category is Category.IMRT)
+    imrt_plans = sum(1 for cp in cc.billable if cp.result.classification.category is Category.IMRT)
     if imrt_plans and billed["77338"] > imrt_plans:
         f.add(
             "frequency",
@@ -938,44 +989,71 @@ def _course_findings(
             codes=("77338",),
             message=f"77338 billed {billed['77338']} times for {imrt_plans} IMRT plan(s):"
             " the MLC device for IMRT is billed once per IMRT plan",
-            evidence=tuple(_charge_text(c) for c in by_code["77338"]) + plan_text,
+            evidence=tuple(_charge_text(c) for c in by_code["77338"]) + cc.plan_text,
             charges=by_code["77338"],
             stake=_beyond(by_code["77338"], imrt_plans),
-            plans=paths,
-            **common,
+            plans=cc.paths,
+            **cc.common,
         )
 
-    # Billed against supported ---------------------------------------------------
-    # A plan that supports IMRT planning makes the bundled codes of other plans of the
-    # course not billable, so they are not expected.
-    imrt_in_course = expected["77301"] > 0
-    b_left: Counter[str] = Counter()
-    e_left: Counter[str] = Counter()
-    for code in set(billed) | set(expected):
-        if code not in CHECKED:
-            continue
-        n = min(billed[code], expected[code])
-        if billed[code] > n and not all(c.line in bundled for c in by_code[code]):
-            b_left[code] = billed[code] - n
-        if expected[code] > n and not (
-            imrt_in_course and code != "77301" and in_ranges(code, bundles)
-        ):
-            e_left[code] = expected[code] - n
 
-    def rows_of(code: str) -> list[Charge]:
-        return [c for c in by_code.get(code, []) if c.line not in bundled]
+class _Units:
+    """The units billed beyond what the plans support (``billed``) and supported beyond
+    what was billed (``expected``), per code, and the charges they come from. The units
+    of each code are taken in file order: first those the plans support, then those
+    billed for a plan's other code, then those no plan supports."""
 
-    # The units of each code are taken in file order: first those the plans support,
-    # then those billed for a plan's other code, then those no plan supports.
-    used: Counter[str] = Counter({code: min(billed[code], expected[code]) for code in b_left})
+    def __init__(self, cc: _CourseCharges, bundled: set[int], bundles: list[str]) -> None:
+        billed, expected = cc.billed, cc.expected
+        # A plan that supports IMRT planning makes the bundled codes of other plans of
+        # the course not billable, so they are not expected.
+        imrt_in_course = expected["77301"] > 0
+        self.billed: Counter[str] = Counter()
+        self.expected: Counter[str] = Counter()
+        for code in set(billed) | set(expected):
+            if code not in CHECKED:
+                continue
+            n = min(billed[code], expected[code])
+            if billed[code] > n and not all(c.line in bundled for c in cc.by_code[code]):
+                self.billed[code] = billed[code] - n
+            if expected[code] > n and not (
+                imrt_in_course and code != "77301" and in_ranges(code, bundles)
+            ):
+                self.expected[code] = expected[code] - n
+        self._by_code = cc.by_code
+        self._bundled = bundled
+        self._used: Counter[str] = Counter(
+            {code: min(billed[code], expected[code]) for code in self.billed}
+        )
 
-    def take(code: str, n: int) -> tuple[tuple[Charge, ...], tuple[Stake, ...]]:
-        rows = rows_of(code)
-        stake = _take(rows, used[code], n)
-        used[code] += n
+    def rows_of(self, code: str) -> list[Charge]:
+        """The charges of ``code`` that are not bundled."""
+        return [c for c in self._by_code.get(code, []) if c.line not in self._bundled]
+
+    def take(self, code: str, n: int) -> tuple[tuple[Charge, ...], tuple[Stake, ...]]:
+        """The next ``n`` units of ``code``: their charges and the units at stake."""
+        rows = self.rows_of(code)
+        stake = _take(rows, self._used[code], n)
+        self._used[code] += n
         lines = {line for line, _, _ in stake}
         return tuple(c for c in rows if c.line in lines), stake
 
+
+def _billed_against_supported(
+    cc: _CourseCharges, bundled: set[int], policy: Policy, f: _Findings
+) -> None:
+    """Billed codes against the codes the plans support: a higher or lower code of one
+    family, codes no plan supports, codes supported and not billed."""
+    units = _Units(cc, bundled, policy["bundling.imrt_bundles"])
+    _code_level_findings(cc, units, f)
+    _unsupported_findings(cc, units, f)
+    _unbilled_findings(cc, units, f)
+
+
+def _code_level_findings(cc: _CourseCharges, units: _Units, f: _Findings) -> None:
+    """Within a family of ranked codes, a billed code paired with a supported one, the
+    highest of each first: a higher or a lower code than the plans support."""
+    b_left, e_left = units.billed, units.expected
     for family in FAMILIES:
         rank = {code: i for i, code in enumerate(family)}
         while True:
@@ -988,8 +1066,8 @@ def _course_findings(
             b_left[b] -= n
             e_left[e] -= n
             higher = rank[b] > rank[e]
-            plans_e = supporting.get(e, [])
-            rows, stake = take(b, n)
+            plans_e = cc.supporting.get(e, [])
+            rows, stake = units.take(b, n)
             f.add(
                 "code_higher_than_plan" if higher else "code_lower_than_plan",
                 "planning_code_matches_plan",
@@ -1001,15 +1079,20 @@ def _course_findings(
                     if higher
                     else " a lower code than the plans show (under-billing?)"
                 ),
-                evidence=tuple(_charge_text(c) for c in rows_of(b))
-                + tuple(plan_summary(cp) for cp in plans_e or billable),
+                evidence=tuple(_charge_text(c) for c in units.rows_of(b))
+                + tuple(plan_summary(cp) for cp in plans_e or cc.billable),
                 charges=rows,
                 stake=stake,
-                plans=tuple(cp.plan.path for cp in plans_e) or paths,
-                **common,
+                plans=tuple(cp.plan.path for cp in plans_e) or cc.paths,
+                **cc.common,
             )
-    for code in sorted(b_left):
-        if b_left[code] <= 0:
+
+
+def _unsupported_findings(cc: _CourseCharges, units: _Units, f: _Findings) -> None:
+    """Units billed that no plan of the course supports."""
+    billed, expected = cc.billed, cc.expected
+    for code in sorted(units.billed):
+        if units.billed[code] <= 0:
             continue
         message = (
             f"{_label(code)} billed {billed[code]} unit(s), the plans of the course support"
@@ -1017,25 +1100,30 @@ def _course_findings(
             if expected[code]
             else f"{_label(code)} billed, but no plan of the course supports it"
         )
-        if not billable:
+        if not cc.billable:
             message += " (the course has no billable plan)"
-        rows, stake = take(code, b_left[code])
+        rows, stake = units.take(code, units.billed[code])
         f.add(
             "billed_not_supported",
             "code_supported_by_plan",
             SOURCE_PLANS,
             codes=(code,),
             message=message,
-            evidence=tuple(_charge_text(c) for c in rows_of(code)) + plan_text,
+            evidence=tuple(_charge_text(c) for c in units.rows_of(code)) + cc.plan_text,
             charges=rows,
             stake=stake,
-            plans=paths,
-            **common,
+            plans=cc.paths,
+            **cc.common,
         )
-    for code in sorted(e_left):
-        if e_left[code] <= 0:
+
+
+def _unbilled_findings(cc: _CourseCharges, units: _Units, f: _Findings) -> None:
+    """Units the plans of the course support that were not billed."""
+    billed, expected = cc.billed, cc.expected
+    for code in sorted(units.expected):
+        if units.expected[code] <= 0:
             continue
-        plans_e = supporting.get(code, [])
+        plans_e = cc.supporting.get(code, [])
         f.add(
             "expected_not_billed",
             "plan_code_billed",
@@ -1050,27 +1138,27 @@ def _course_findings(
                 + ", not billed in this course"
             ),
             evidence=tuple(plan_summary(cp) for cp in plans_e)
-            + tuple(_charge_text(c) for c in by_code.get(code, [])),
+            + tuple(_charge_text(c) for c in cc.by_code.get(code, [])),
             plans=tuple(cp.plan.path for cp in plans_e),
-            **common,
+            **cc.common,
         )
 
-    _timing(course, mine, assignments, supporting, f)
-    _needs_documentation(course, mine, bundled, policy, f)
+
+_ByPlan = dict[int, tuple[CoursePlan, list[Charge]]]  # id(plan) -> (plan, its charges)
 
 
-def _timing(
-    course: Course,
+def _by_timing(
     mine: list[Charge],
+    billable: list[CoursePlan],
     assignments: Mapping[int, Assignment],
     supporting: Mapping[str, list[CoursePlan]],
-    f: _Findings,
-) -> None:
-    common = {"patient_id": course.patient_id, "course": course.id}
-    billable = course.billable()
+) -> tuple[list[Charge], _ByPlan, _ByPlan]:
+    """The checked charges sorted for ``_timing``: those outside the course window, and
+    per plan (the one the row names, else the first that supports the code) those dated
+    before its reference date and those whose plan has no reference date."""
     outside: list[Charge] = []
-    early: dict[int, tuple[CoursePlan, list[Charge]]] = {}
-    unknown: dict[int, tuple[CoursePlan, list[Charge]]] = {}
+    early: _ByPlan = {}
+    unknown: _ByPlan = {}
     for c in mine:
         if c.cpt not in CHECKED:
             continue
@@ -1097,6 +1185,21 @@ def _timing(
             unknown.setdefault(id(cp), (cp, []))[1].append(c)
         elif c.date_of_service < reference:
             early.setdefault(id(cp), (cp, []))[1].append(c)
+    return outside, early, unknown
+
+
+def _timing(
+    course: Course,
+    mine: list[Charge],
+    assignments: Mapping[int, Assignment],
+    supporting: Mapping[str, list[CoursePlan]],
+    f: _Findings,
+) -> None:
+    """Charge dates against the plans: charges beyond the course window, dated before
+    their plan's approval (or, unapproved, its RTPlanDate), or with no date to check."""
+    common = {"patient_id": course.patient_id, "course": course.id}
+    billable = course.billable()
+    outside, early, unknown = _by_timing(mine, billable, assignments, supporting)
     if outside:
         f.add(
             "charge_timing_unverifiable",
@@ -1134,14 +1237,14 @@ def _timing(
             **common,
         )
     for cp, rows in unknown.values():
-        approved = (cp.plan.approval_status or "").strip().upper() == "APPROVED"
+        is_approved = (cp.plan.approval_status or "").strip().upper() == "APPROVED"
         f.add(
             "charge_timing_unverifiable",
             "approval_date_missing",
             SOURCE_APPROVAL,
             codes=tuple(sorted({c.cpt for c in rows})),
             message=f"the plan {cp.plan.label or ''} carries no usable"
-            f" {'ReviewDate' if approved else 'RTPlanDate'}:"
+            f" {'ReviewDate' if is_approved else 'RTPlanDate'}:"
             " the charge dates cannot be checked against it",
             evidence=tuple(_charge_text(c) for c in rows) + (plan_summary(cp),),
             charges=rows,

@@ -205,8 +205,8 @@ def to_csv(result: AuditResult) -> str:
         ]
         writer.writerow([safe_cell(v) for v in row])
     for r in result.rejected:
-        row = ["rejected_charge", "", "", "", "", "", r.reason, "", "", r.line, "", r.text, "", ""]
-        writer.writerow([safe_cell(v) for v in row])
+        rejected = ["rejected_charge", "", "", "", "", "", r.reason, "", "", r.line, "", r.text]
+        writer.writerow([safe_cell(v) for v in [*rejected, "", ""]])
     return buf.getvalue()
 
 
@@ -321,8 +321,8 @@ def to_table(result: AuditResult) -> str:
         lines += ["", f"rejected PTP rows ({len(result.ptp.rejected)}):"]
         for r in result.ptp.rejected:
             lines += _wrap(f"line {r.line}: {r.reason}")
-    for e in result.errors:
-        lines += _wrap(f"error: {e.path}: {e.error}", "")
+    for err in result.errors:
+        lines += _wrap(f"error: {err.path}: {err.error}", "")
     lines += ["", f"policy {result.policy.name} {result.policy.version}. {ADVISORY}"]
     return lines_text(lines)
 
@@ -368,76 +368,9 @@ def to_html(result: AuditResult) -> str:
         "<h1>rtcode audit: billed charges against the plans</h1>",
         _list(summary_lines(result)),
     ]
-    with_fees = result.fees_by_severity() is not None
-    parts.append("<h2>Findings</h2>")
-    if result.findings:
-        head = ["severity", "patient", "course", "kind", "codes", "message", "charge lines"]
-        if with_fees:
-            head.append("fee")
-        parts.append("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>")
-        for f in result.findings:
-            cells = [
-                f'<td class="sev">{_e(f.severity)}</td>',
-                f'<td class="nw">{_e(f.patient_id or "-")}</td>',
-                f'<td class="nw">{_e(f.course or "-")}</td>',
-                f'<td title="{_e(KINDS[f.kind])}">{_e(f.kind)}</td>',
-                f"<td>{_e(' '.join(f.codes))}</td>",
-                f"<td>{_e(f.message)}</td>",
-                f"<td>{_e(_lines_text(f))}</td>",
-            ]
-            if with_fees:
-                cells.append(f"<td>{_e(_fee_text(f.fee))}</td>")
-            parts.append(f'<tr class="{_e(f.severity)}">' + "".join(cells) + "</tr>")
-        parts.append("</table>")
-        parts.append("<h3>Evidence (open a finding)</h3>")
-        for f in result.findings:
-            parts.append(
-                f'<details class="{_e(f.severity)}"><summary>{_e(f.severity)} {_e(f.kind)}'
-                f" {_e(f.patient_id or '-')} {_e(f.course or '')}: {_e(f.message)}</summary>"
-                f"<p>Rule <code>{_e(f.rule)}</code>, source: {_e(f.source)}"
-                + (f", setting <code>{_e(f.setting)}</code>" if f.setting else "")
-                + "</p>"
-                + (f"<p>Fee at stake: {_e(f.fee_basis)}</p>" if f.fee_basis else "")
-                + _list(f.evidence)
-                + "</details>"
-            )
-    else:
-        parts.append("<p>No findings.</p>")
-    parts.append("<h2>Courses</h2>")
-    parts.append(
-        '<table class="courses"><colgroup><col style="width:7%"><col style="width:7%">'
-        '<col style="width:30%"><col style="width:25%"><col style="width:24%">'
-        '<col style="width:7%"></colgroup>'
-        "<tr><th>course</th><th>patient</th><th>plans</th><th>why one course</th>"
-        "<th>notes</th><th>charges</th></tr>"
-    )
-    for c in result.courses:
-        plans = "".join(
-            f"<li>{_e(cp.role)}: <b>{_e(cp.plan.label or '-')}</b>"
-            f" {_e(cp.result.classification.code or 'no code')}"
-            f" {_e(cp.plan.approval_status or 'approval status absent')}"
-            f'<br><span class="path">{_e(cp.plan.path)}</span></li>'
-            for cp in c.plans
-        )
-        parts.append(
-            f'<tr><td class="nw">{_e(c.id)}</td><td class="nw">{_e(c.patient_id or "-")}</td>'
-            f"<td><ul>{plans}</ul></td><td>{_list(c.reasons)}</td><td>{_list(c.notes)}</td>"
-            f"<td>{_e(', '.join(str(n) for n in c.charge_lines) or '-')}</td></tr>"
-        )
-    parts.append("</table>")
-    if result.rejected:
-        parts.append(f"<h2>Rejected charges rows ({len(result.rejected)})</h2>")
-        parts.append("<p>These rows were skipped; every other row was audited.</p>")
-        parts.append("<table><tr><th>line</th><th>reason</th><th>row</th></tr>")
-        for r in result.rejected:
-            parts.append(
-                f"<tr><td>{r.line}</td><td>{_e(r.reason)}</td>"
-                f'<td class="mono">{_e(r.text)}</td></tr>'
-            )
-        parts.append("</table>")
-    if result.ptp is not None and result.ptp.rejected:
-        parts.append(f"<h2>Rejected PTP rows ({len(result.ptp.rejected)})</h2>")
-        parts.append(_list([f"line {r.line}: {r.reason}" for r in result.ptp.rejected]))
+    parts += _html_findings(result)
+    parts += _html_courses(result)
+    parts += _html_rejected(result)
     parts.append("<h2>What the finding kinds mean</h2><dl>")
     for kind, meaning in KINDS.items():
         severity = result.policy["audit.severity"][kind]
@@ -453,6 +386,90 @@ def to_html(result: AuditResult) -> str:
     )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _html_findings(result: AuditResult) -> list[str]:
+    """The findings: a table, then each finding's evidence to open."""
+    parts = ["<h2>Findings</h2>"]
+    if not result.findings:
+        return [*parts, "<p>No findings.</p>"]
+    with_fees = result.fees_by_severity() is not None
+    head = ["severity", "patient", "course", "kind", "codes", "message", "charge lines"]
+    if with_fees:
+        head.append("fee")
+    parts.append("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>")
+    for f in result.findings:
+        cells = [
+            f'<td class="sev">{_e(f.severity)}</td>',
+            f'<td class="nw">{_e(f.patient_id or "-")}</td>',
+            f'<td class="nw">{_e(f.course or "-")}</td>',
+            f'<td title="{_e(KINDS[f.kind])}">{_e(f.kind)}</td>',
+            f"<td>{_e(' '.join(f.codes))}</td>",
+            f"<td>{_e(f.message)}</td>",
+            f"<td>{_e(_lines_text(f))}</td>",
+        ]
+        if with_fees:
+            cells.append(f"<td>{_e(_fee_text(f.fee))}</td>")
+        parts.append(f'<tr class="{_e(f.severity)}">' + "".join(cells) + "</tr>")
+    parts.append("</table>")
+    parts.append("<h3>Evidence (open a finding)</h3>")
+    for f in result.findings:
+        parts.append(
+            f'<details class="{_e(f.severity)}"><summary>{_e(f.severity)} {_e(f.kind)}'
+            f" {_e(f.patient_id or '-')} {_e(f.course or '')}: {_e(f.message)}</summary>"
+            f"<p>Rule <code>{_e(f.rule)}</code>, source: {_e(f.source)}"
+            + (f", setting <code>{_e(f.setting)}</code>" if f.setting else "")
+            + "</p>"
+            + (f"<p>Fee at stake: {_e(f.fee_basis)}</p>" if f.fee_basis else "")
+            + _list(f.evidence)
+            + "</details>"
+        )
+    return parts
+
+
+def _html_courses(result: AuditResult) -> list[str]:
+    parts = [
+        "<h2>Courses</h2>",
+        '<table class="courses"><colgroup><col style="width:7%"><col style="width:7%">'
+        '<col style="width:30%"><col style="width:25%"><col style="width:24%">'
+        '<col style="width:7%"></colgroup>'
+        "<tr><th>course</th><th>patient</th><th>plans</th><th>why one course</th>"
+        "<th>notes</th><th>charges</th></tr>",
+    ]
+    for c in result.courses:
+        plans = "".join(
+            f"<li>{_e(cp.role)}: <b>{_e(cp.plan.label or '-')}</b>"
+            f" {_e(cp.result.classification.code or 'no code')}"
+            f" {_e(cp.plan.approval_status or 'approval status absent')}"
+            f'<br><span class="path">{_e(cp.plan.path)}</span></li>'
+            for cp in c.plans
+        )
+        parts.append(
+            f'<tr><td class="nw">{_e(c.id)}</td><td class="nw">{_e(c.patient_id or "-")}</td>'
+            f"<td><ul>{plans}</ul></td><td>{_list(c.reasons)}</td><td>{_list(c.notes)}</td>"
+            f"<td>{_e(', '.join(str(n) for n in c.charge_lines) or '-')}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
+def _html_rejected(result: AuditResult) -> list[str]:
+    """The charges rows and PTP rows that were skipped."""
+    parts = []
+    if result.rejected:
+        parts.append(f"<h2>Rejected charges rows ({len(result.rejected)})</h2>")
+        parts.append("<p>These rows were skipped; every other row was audited.</p>")
+        parts.append("<table><tr><th>line</th><th>reason</th><th>row</th></tr>")
+        for r in result.rejected:
+            parts.append(
+                f"<tr><td>{r.line}</td><td>{_e(r.reason)}</td>"
+                f'<td class="mono">{_e(r.text)}</td></tr>'
+            )
+        parts.append("</table>")
+    if result.ptp is not None and result.ptp.rejected:
+        parts.append(f"<h2>Rejected PTP rows ({len(result.ptp.rejected)})</h2>")
+        parts.append(_list([f"line {r.line}: {r.reason}" for r in result.ptp.rejected]))
+    return parts
 
 
 FORMATS = {"table": to_table, "json": to_json, "csv": to_csv, "html": to_html}

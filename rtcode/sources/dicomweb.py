@@ -1,35 +1,10 @@
-"""Reading step, archive side: RT objects from a DICOMweb server (QIDO-RS and WADO-RS).
-
-``rtcode scan dicomweb+http://HOST:PORT/dicom-web [--study UID] [--patient ID]``
-asks the archive (over ``requests``, the ``rtcode[net]`` extra) for:
-
-1. the series of modality RTPLAN (RT Plan and RT Ion Plan), filtered by Study
-   Instance UID and/or Patient ID (QIDO-RS);
-2. in each study found, every RTPLAN, RTDOSE and RTSTRUCT series (QIDO-RS),
-   retrieved whole (WADO-RS);
-3. a structure set a plan references but its study lacks, looked up by its SOP
-   Instance UID across the archive (QIDO-RS) and retrieved (WADO-RS).
-
-The instances are written, as the server sent them, as Part-10 files into a
-temporary folder (named as ``store.py`` names received files; removed afterwards)
-and handed to the normal reading step as file entries whose display name is the
-instance's WADO-RS URL. So codes and evidence are exactly those of a scan of the
-same files on disk, and the evidence points at the archive. UIDs from the server
-are checked before they go into a URL or a file name.
-
-A server is not trusted to be well behaved. Every request is bounded: a connect and
-a read timeout, and a deadline for the whole request, answer included (a server
-trickling a byte every few seconds is cut off there: a watchdog shuts the socket
-down); no request is retried. A search answer is held to ``MAX_JSON_BYTES`` and
-must be a list of DICOM JSON objects; paging stops at a page seen before (a server
-that ignores ``offset``), and after ``MAX_PAGES`` pages or ``MAX_RESULTS`` results
-(with an error that says so). A retrieved answer is written to disk a megabyte at a
-time, each part held to ``limits.max_file_size_mb`` as it arrives, and each part is
-read with the reader's own limits (``read.read``: a deflated data set is held to
-the size and element limits as it inflates, a megabyte at a time) before anything
-else looks at it. Whatever goes wrong (no answer, a part that is not DICOM, JSON of
-the wrong shape) becomes one entry in the scan's ``errors`` naming the URL, like an
-unreadable folder, and never stops the scan of the other sources.
+"""RT objects from a DICOMweb server (QIDO-RS search, WADO-RS retrieval) for ``rtcode
+scan dicomweb+http://HOST:PORT/dicom-web [--study UID] [--patient ID]``, over
+``requests`` (the ``rtcode[net]`` extra). The instances are written as the server
+sent them into a temporary folder and handed to the normal reading step with their
+WADO-RS URL as display name, so codes and evidence are those of a scan of the same
+files on disk. The server is not trusted: every request and answer is bounded, and
+whatever goes wrong becomes one scan error naming the URL.
 """
 
 from __future__ import annotations
@@ -71,7 +46,6 @@ _ACCEPT_JSON = "application/dicom+json, application/json"
 # DICOM JSON tags (PS3.18 F.2) read from QIDO-RS answers.
 _STUDY_UID = "0020000D"
 _SERIES_UID = "0020000E"
-_SOP_UID = "00080018"
 _MODALITY = "00080060"
 
 
@@ -234,7 +208,7 @@ class _WatchedConnection:
         watch = getattr(_current, "watch", None)
         if watch is not None:
             watch.add(self)
-        super().connect()  # type: ignore[misc]
+        super().connect()  # type: ignore[misc]  # a mixin: super() is urllib3's connection
         if watch is not None:
             watch.add(self)  # its socket
 
@@ -242,7 +216,7 @@ class _WatchedConnection:
         watch = getattr(_current, "watch", None)
         if watch is not None:
             watch.add(self)  # a connection used again: its socket
-        return super().request(*args, **kwargs)  # type: ignore[misc]
+        return super().request(*args, **kwargs)  # type: ignore[misc]  # a mixin, as above
 
 
 _WATCHED: dict[type, type] = {}
@@ -273,7 +247,11 @@ def _adapter() -> Any:
 
 
 class _Http:
-    """GET requests to one DICOMweb service, each within its deadline."""
+    """GET requests to one DICOMweb service, each within its deadline.
+
+    Every request is bounded: a connect and a read timeout, and a deadline for the
+    whole request, answer included (a server trickling a byte every few seconds is
+    cut off there: a watchdog shuts the socket down); no request is retried."""
 
     def __init__(self, url: str, timeout_s: float | tuple[float, float], deadline_s: float):
         import requests
@@ -427,6 +405,15 @@ class _Part:
         return self._sha.hexdigest()
 
 
+def _single_part(chunks: Iterator[bytes], part: _Part) -> None:
+    """A body that is not multipart: all of it to one part."""
+    try:
+        for chunk in chunks:
+            part.write(chunk)
+    finally:
+        part.close()
+
+
 def _split_parts(
     chunks: Iterator[bytes], boundary: bytes | None, new_part: Any, most_parts: int
 ) -> None:
@@ -434,12 +421,7 @@ def _split_parts(
     arrive; memory holds a chunk and a delimiter's length. ``boundary`` None: the
     body is one part."""
     if boundary is None:
-        part = new_part()
-        try:
-            for chunk in chunks:
-                part.write(chunk)
-        finally:
-            part.close()
+        _single_part(chunks, new_part())
         return
     first = b"--" + boundary
     delimiter = b"\r\n" + first
@@ -511,6 +493,26 @@ def _split_parts(
 
 
 class _Retrieval:
+    """One retrieval, into ``folder``. It asks for
+
+    1. the series of modality RTPLAN (RT Plan and RT Ion Plan), filtered by Study
+       Instance UID and/or Patient ID (QIDO-RS);
+    2. in each study found, every RTPLAN, RTDOSE and RTSTRUCT series, retrieved whole
+       (WADO-RS);
+    3. a structure set a plan references but its study lacks, looked up by its SOP
+       Instance UID across the archive and retrieved.
+
+    UIDs from the server are checked before they go into a URL or a file name; files
+    are named as ``store.py`` names received files. A search answer is held to
+    ``MAX_JSON_BYTES`` and must be a list of DICOM JSON objects; paging stops at a page
+    seen before (a server that ignores ``offset``), and after ``MAX_PAGES`` pages or
+    ``MAX_RESULTS`` results (with an error that says so). A retrieved answer is
+    written to disk a megabyte at a time, each part held to
+    ``limits.max_file_size_mb`` as it arrives, and read with the reader's own limits
+    before anything else looks at it. Whatever goes wrong (no answer, a part that is
+    not DICOM, JSON of the wrong shape) becomes one entry in the scan's ``errors``
+    naming the URL, and never stops the scan of the other sources."""
+
     def __init__(self, http: _Http, url: str, folder: Path, limits: Limits) -> None:
         self.http = http
         self.url = url
@@ -691,6 +693,9 @@ class _Retrieval:
             ds = result.pydicom_dataset()
         except Exception as exc:  # the reader's own sentence (DicomReadError)
             self._error(str(exc), where)
+            return
+        if ds is None:  # never for an RT object read whole: a guard for its type
+            self._error("the instance has no data set: not read", where)
             return
         sop_uid = store.clean_uid(str(ds.get("SOPInstanceUID", "") or ""))
         if sop_uid is None:

@@ -1,39 +1,9 @@
-"""Reading step, network side: a DICOM storage SCP that codes plans as they arrive.
-
-``rtcode listen`` is a DICOM node (pynetdicom, the ``rtcode[net]`` extra) that a
-planning system exports to. For each instance it:
-
-1. receives it (RT Plan, RT Ion Plan, RT Dose, RT Structure Set; CT too when
-   ``accept_ct``), within the limits below;
-2. checks it: the SOP Instance UID must be a valid UID and agree with the data
-   set, and the data set must decode; otherwise the C-STORE is refused with a
-   failure status and a comment that says why;
-3. stores it atomically under the store folder (``store.py``: names from checked
-   UIDs and hashes, never from sender text; temporary file, then ``os.replace``);
-4. records it in the results database (``results_db.py``) and answers the sender;
-5. has one coding thread re-run the normal scan pipeline on that patient's stored
-   files, so a plan is coded when it arrives and re-coded when its dose or
-   structure set arrives later, with exactly the codes and evidence ``rtcode
-   scan`` gives for the same files; the codings go to the database. Instances
-   that arrive while a patient waits for coding share one coding, and the sender
-   never waits for it. An instance stays ``pending`` in the database until a
-   coding has seen it, so a coding cut off by a stop is done at the next start.
-
-Safety: binds to 127.0.0.1 unless told otherwise; the called AE title must be
-ours; an optional list of calling AE titles; a maximum PDU size that is enforced
-(a peer announcing a longer PDU is disconnected before it is read), a maximum
-instance size (an association sending more is aborted while it sends, nothing is
-stored; a deflated data set is held to it as it inflates, a megabyte at a time,
-and to the policy's ``limits.max_data_elements``, before anything decodes it) and a
-maximum number of associations, counting only connections that asked for one: a
-connection must send its A-ASSOCIATE-RQ within ``acse_timeout_s`` (a few seconds)
-or it is closed, and at most ``max_waiting_connections`` wait at once (the oldest
-is closed), so idle sockets cannot keep a planning system out; bounded DIMSE and
-network timeouts; C-ECHO answered. Every refusal is logged with its reason and recorded
-in the database. ``stop()`` stops accepting, lets the instance in flight finish
-(stored, recorded, answered and, within the grace period, coded), then aborts
-what is left: a stored instance is never lost, and one that did not arrive
-whole is never stored.
+"""``rtcode listen``: a DICOM storage SCP (pynetdicom, the ``rtcode[net]`` extra) that
+checks each instance a planning system sends, stores it (``store.py``), records it
+in the results database (``results_db.py``), answers the sender, and has one coding
+thread re-run the normal scan pipeline on that patient's stored files, so plans get
+exactly the codes and evidence ``rtcode scan`` gives. The connection-level pieces
+are in ``listen_transport.py``.
 """
 
 from __future__ import annotations
@@ -147,7 +117,30 @@ class _Transfer:
 
 class Listener:
     """A running storage SCP. ``start()``, then ``stop()`` (or use it as a context
-    manager). Not restartable: make a new one."""
+    manager). Not restartable: make a new one.
+
+    For each instance (RT Plan, RT Ion Plan, RT Dose, RT Structure Set; CT too with
+    ``accept_ct``): the SOP Instance UID must be a valid UID and agree with the data
+    set, and the data set must decode, or the C-STORE is refused with a status and a
+    comment that says why. A stored instance is recorded ``pending`` and its patient's
+    folder queued for coding; instances that arrive while a patient waits share one
+    coding, the sender never waits for it, and a coding cut off by a stop is done at
+    the next start.
+
+    Safety: binds to 127.0.0.1 unless told otherwise; the called AE title must be
+    ours; an optional list of calling AE titles; a maximum PDU size that is enforced
+    (a peer announcing a longer PDU is disconnected before it is read); a maximum
+    instance size (an association sending more is aborted while it sends, nothing is
+    stored; a deflated data set is held to it as it inflates, and to the policy's
+    ``limits.max_data_elements``, before anything decodes it); a maximum number of
+    associations, counting only connections that asked for one: a connection must
+    send its A-ASSOCIATE-RQ within ``acse_timeout_s`` or it is closed, and at most
+    ``max_waiting_connections`` wait at once (the oldest is closed); bounded DIMSE
+    and network timeouts; C-ECHO answered. Every refusal is logged with its reason
+    and recorded in the database. ``stop()`` stops accepting, lets the instance in
+    flight finish (stored, recorded, answered and, within the grace period, coded),
+    then aborts what is left: a stored instance is never lost, and one that did not
+    arrive whole is never stored."""
 
     def __init__(self, settings: ListenSettings, policy: Policy) -> None:
         ok, why = check_ae_title(settings.ae_title)
@@ -212,124 +205,12 @@ class Listener:
         return str(host), int(port)
 
     def start(self) -> tuple[str, int]:
-        """Open the database, bind and serve in a background thread; return the address."""
-        from pydicom.uid import (
-            DeflatedExplicitVRLittleEndian,
-            ExplicitVRBigEndian,
-            ExplicitVRLittleEndian,
-            ImplicitVRLittleEndian,
-        )
-        from pynetdicom import AE, evt
-        from pynetdicom.presentation import build_context
-        from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
-
-        s = self.settings
-        for folder in (store.INCOMING, store.PATIENTS):
-            (self.store_dir / folder).mkdir(parents=True, exist_ok=True)
-        removed = store.clear_incoming(self.store_dir)
-        if removed:
-            LOG.info("removed %d temporary file(s) left by an interrupted write", removed)
-        self._db = ResultsDB(s.db_path)
-        self._worker = threading.Thread(target=self._work, name="rtcode-coding", daemon=True)
-        self._worker.start()
-        self._recover()
-
-        syntaxes = [
-            ImplicitVRLittleEndian,
-            ExplicitVRLittleEndian,
-            DeflatedExplicitVRLittleEndian,
-            ExplicitVRBigEndian,
-        ]
-        register_private_classes()
-        classes = dict(store.RT_CLASSES)
-        if s.accept_ct:
-            classes.update(store.IMAGE_CLASSES)
-        self._classes = classes
-        contexts = [build_context(uid, syntaxes) for uid in classes]
-        contexts.append(build_context("1.2.840.10008.1.1"))  # Verification (C-ECHO)
-
-        ae = AE(ae_title=s.ae_title)
-        ae.maximum_pdu_size = s.max_pdu_bytes
-        # pynetdicom counts every connection, also one that never asks for an
-        # association: idle sockets would hold every slot. _on_requested counts only
-        # the associations asked for; _reap_waiting closes connections that do not ask.
-        ae.maximum_associations = _UNLIMITED
-        # A backstop: _reap_waiting closes a silent connection at acse_timeout_s.
-        ae.acse_timeout = s.acse_timeout_s + _BACKSTOP_S
-        ae.dimse_timeout = s.dimse_timeout_s
-        ae.network_timeout = s.network_timeout_s
-        ae.require_called_aet = True
-        ae.require_calling_aet = list(s.allowed_calling_aets)
-        self._ae = ae
-
-        read_limit = max(s.max_pdu_bytes, 65536)  # an A-ASSOCIATE-RQ may exceed a small PDU
-        listener = self
-
-        class _BoundedRequestHandler(RequestHandler):
-            """Refuses a PDU longer than we allow before reading it: pynetdicom
-            announces our maximum PDU size but would read whatever length a peer claims."""
-
-            def _create_association(self):  # type: ignore[no-untyped-def]
-                # Small replies (C-STORE-RSP) go out at once: without this, Nagle's
-                # algorithm and delayed acknowledgements cost ~40 ms per instance.
-                with contextlib.suppress(OSError):
-                    self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                assoc = super()._create_association()
-                sock = assoc.dul.socket
-                original = sock.recv
-
-                def recv(nr_bytes: int) -> bytearray:
-                    if nr_bytes > read_limit:
-                        if listener._forget_waiting(assoc):  # its A-ASSOCIATE-RQ, too long
-                            listener._close_waiting(assoc, None)
-                        listener._refused(
-                            assoc,
-                            "association",
-                            f"peer announced a PDU of {nr_bytes} bytes, above the limit of"
-                            f" {read_limit}: connection closed",
-                        )
-                        raise OSError("PDU longer than the limit")
-                    return original(nr_bytes)
-
-                sock.recv = recv
-                listener._add_waiting(assoc)
-                return assoc
-
-        class _Server(ThreadedAssociationServer):
-            # Connections queued before they are accepted (socketserver's default is
-            # 5): a burst of idle sockets must not keep a planning system out.
-            request_queue_size = 128
-
-            def service_actions(self) -> None:  # serve_forever calls it every 0.1 s
-                super().service_actions()
-                try:
-                    listener._reap_waiting()
-                except Exception:  # never lose the server loop to it
-                    LOG.exception("cannot close the connections that did not associate")
-
-        handlers = [
-            (evt.EVT_C_STORE, self._on_c_store),
-            (evt.EVT_C_ECHO, self._on_c_echo),
-            (evt.EVT_PDU_RECV, self._on_pdu_recv),
-            (evt.EVT_PDU_SENT, self._on_pdu_sent),
-            (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_REJECTED, self._on_rejected),
-            (evt.EVT_ACCEPTED, self._on_accepted),
-            (evt.EVT_CONN_CLOSE, self._on_conn_close),
-        ]
-        try:
-            server = ae.make_server(
-                (s.host, s.port),
-                contexts=contexts,
-                evt_handlers=handlers,
-                server_class=_Server,
-                request_handler=_BoundedRequestHandler,
-            )
-        except BaseException:  # the port is taken, the address is not ours, ...
-            self._close_worker_and_db()
-            raise
+        """Open the store and the database, bind and serve in a background thread;
+        return the address."""
+        self._open_store()
+        server = self._bind()
         # As AE.start_server does, so that server.shutdown() and AE.shutdown() find it.
-        ae._servers.append(server)
+        self._ae._servers.append(server)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
@@ -343,11 +224,109 @@ class Listener:
             "listening on %s:%d as %s; storing in %s; results in %s",
             host,
             port,
-            s.ae_title,
+            self.settings.ae_title,
             self.store_dir,
-            s.db_path,
+            self.settings.db_path,
         )
         return host, port
+
+    def _open_store(self) -> None:
+        """The store's folders (emptied of what an interrupted write left), the
+        database, the coding thread, and the codings an earlier run did not finish."""
+        for folder in (store.INCOMING, store.PATIENTS):
+            (self.store_dir / folder).mkdir(parents=True, exist_ok=True)
+        removed = store.clear_incoming(self.store_dir)
+        if removed:
+            LOG.info("removed %d temporary file(s) left by an interrupted write", removed)
+        self._db = ResultsDB(self.settings.db_path)
+        self._worker = threading.Thread(target=self._work, name="rtcode-coding", daemon=True)
+        self._worker.start()
+        self._recover()
+
+    def _make_ae(self) -> Any:
+        """The application entity, with the settings' limits and timeouts."""
+        from pynetdicom import AE
+
+        s = self.settings
+        ae = AE(ae_title=s.ae_title)
+        ae.maximum_pdu_size = s.max_pdu_bytes
+        # pynetdicom counts every connection, also one that never asks for an
+        # association: idle sockets would hold every slot. _on_requested counts only
+        # the associations asked for; _reap_waiting closes connections that do not ask.
+        ae.maximum_associations = _UNLIMITED
+        # A backstop: _reap_waiting closes a silent connection at acse_timeout_s.
+        ae.acse_timeout = s.acse_timeout_s + _BACKSTOP_S
+        ae.dimse_timeout = s.dimse_timeout_s
+        ae.network_timeout = s.network_timeout_s
+        ae.require_called_aet = True
+        ae.require_calling_aet = list(s.allowed_calling_aets)
+        return ae
+
+    def _contexts(self) -> list[Any]:
+        """The presentation contexts accepted: the classes stored, in the four
+        uncompressed transfer syntaxes, and Verification (C-ECHO)."""
+        from pydicom.uid import (
+            DeflatedExplicitVRLittleEndian,
+            ExplicitVRBigEndian,
+            ExplicitVRLittleEndian,
+            ImplicitVRLittleEndian,
+        )
+        from pynetdicom.presentation import build_context
+
+        syntaxes: list[str] = [
+            ImplicitVRLittleEndian,
+            ExplicitVRLittleEndian,
+            DeflatedExplicitVRLittleEndian,
+            ExplicitVRBigEndian,
+        ]
+        register_private_classes()
+        classes = dict(store.RT_CLASSES)
+        if self.settings.accept_ct:
+            classes.update(store.IMAGE_CLASSES)
+        self._classes = classes
+        contexts = [build_context(uid, list(syntaxes)) for uid in classes]
+        contexts.append(build_context("1.2.840.10008.1.1"))  # Verification (C-ECHO)
+        return contexts
+
+    def _event_handlers(self) -> list[Any]:
+        from pynetdicom import evt
+
+        return [
+            (evt.EVT_C_STORE, self._on_c_store),
+            (evt.EVT_C_ECHO, self._on_c_echo),
+            (evt.EVT_PDU_RECV, self._on_pdu_recv),
+            (evt.EVT_PDU_SENT, self._on_pdu_sent),
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
+        ]
+
+    def _bind(self) -> Any:
+        """The server, bound and not yet serving (``listen_transport``); when binding
+        fails, the coding thread and the database are closed again."""
+        from rtcode.sources.listen_transport import BoundedRequestHandler, Gate, ListenServer
+
+        s = self.settings
+        self._ae = self._make_ae()
+        try:
+            server = self._ae.make_server(
+                (s.host, s.port),
+                contexts=self._contexts(),
+                evt_handlers=self._event_handlers(),
+                server_class=ListenServer,
+                request_handler=BoundedRequestHandler,
+            )
+        except BaseException:  # the port is taken, the address is not ours, ...
+            self._close_worker_and_db()
+            raise
+        server.gate = Gate(
+            read_limit=self._read_limit(),
+            opened=self._add_waiting,
+            too_long=self._pdu_too_long,
+            reap=self._reap_waiting,
+        )
+        return server
 
     def stop(self, grace_s: float = DEFAULT_STOP_GRACE_S) -> None:
         """Stop accepting; wait up to ``grace_s`` for the instance in flight (until its
@@ -500,6 +479,23 @@ class Listener:
         """No longer a connection waiting to ask; True if it was one."""
         with self._state_lock:
             return self._waiting.pop(id(assoc), None) is not None
+
+    def _read_limit(self) -> int:
+        """The longest PDU read: the maximum PDU size, but at least _MIN_READ_BYTES."""
+        return max(self.settings.max_pdu_bytes, _MIN_READ_BYTES)
+
+    def _pdu_too_long(self, assoc: Any, nr_bytes: int) -> None:
+        """The peer announced a PDU longer than we read: its connection is closed
+        (``listen_transport.bound_reads``), and the refusal recorded."""
+        if self._forget_waiting(assoc):  # its A-ASSOCIATE-RQ, too long
+            self._close_waiting(assoc, None)
+        limit = self._read_limit()
+        self._refused(
+            assoc,
+            "association",
+            f"peer announced a PDU of {nr_bytes} bytes, above the limit of {limit}:"
+            " connection closed",
+        )
 
     def _reap_waiting(self) -> None:
         """Close the connections that sent no A-ASSOCIATE-RQ within ``acse_timeout_s``."""
@@ -837,15 +833,16 @@ class Listener:
 
 
 _CONTEXTS_SHOWN = 12  # refused presentation contexts named in one refusal
-_UNLIMITED = 1_000_000  # pynetdicom's own association count, made moot (see start)
+_UNLIMITED = 1_000_000  # pynetdicom's own association count, made moot (see _make_ae)
 _BACKSTOP_S = 2.0
+_MIN_READ_BYTES = 65536  # an A-ASSOCIATE-RQ may exceed a small PDU
 
 
 def register_private_classes() -> None:
     """Teach pynetdicom the vendors' private storage classes that rtcode stores
-    (``quirks.PRIVATE_SOP_CLASSES``: Halcyon and Ethos send their plans so); without
-    this it answers a C-STORE of one "no supported service class". Registering again
-    changes nothing."""
+    (``PRIVATE_SOP_CLASSES``: Halcyon and Ethos send their plans so); without this it
+    answers a C-STORE of one "no supported service class". Registering again changes
+    nothing."""
     from pynetdicom.service_class import StorageServiceClass
     from pynetdicom.sop_class import register_uid
 

@@ -1,50 +1,11 @@
-"""The results database of ``rtcode listen``: what was received and how it was coded.
+"""The results database of ``rtcode listen``: what was received, what was refused and
+how each plan was coded. ``ResultsDB`` writes it (the listener), ``query`` reads it
+(``rtcode results``). The schema is described above ``_DDL``.
 
 An embedded SQLite file (standard library ``sqlite3``, WAL journal so that
-``rtcode results`` can read while the listener writes). Every time is UTC, ISO
-8601 with a ``Z`` (``2026-11-22T08:15:02.123456Z``), so times sort as text.
-Paths are relative to the store folder given to ``rtcode listen --store``.
-
-Schema version 1 (the number is in ``schema_version``; a database written by a
-newer rtcode is refused, never changed):
-
-``schema_version``
-    ``version`` INTEGER: one row.
-``instances``: one row per instance stored
-    ``id``, ``received_at``, ``calling_ae``, ``peer`` (address:port),
-    ``sop_class_uid``, ``modality`` (RTPLAN, RTIONPLAN, RTDOSE, RTSTRUCT, CT),
-    ``sop_instance_uid``, ``patient_id``, ``study_instance_uid``, ``stored_path``,
-    ``size_bytes``, ``sha256`` (of the data set as received), ``pending`` (1 until
-    the patient's plans have been coded with this instance on disk; 0 for CT,
-    which never changes a code). A restart codes what is still pending.
-``refusals``: one row per refused instance, association or connection
-    ``id``, ``at``, ``calling_ae``, ``peer``, ``what`` (``association``;
-    ``instance``; ``context``: the presentation contexts refused in an association
-    that was accepted, such as CT without ``--accept-ct`` or a class not stored, one
-    row per association; or ``connection``: one closed because it did not ask for
-    an association in time), ``sop_instance_uid`` (as sent, for the record only),
-    ``reason``.
-``plans``: the current coding of every stored plan file
-    ``stored_path`` (key), ``sop_instance_uid``, ``patient_id``, ``plan_label``,
-    ``code``, ``label``, ``category``, ``confidence``, ``structure_set_status``
-    (``linked``, ``not_in_export``, ``not_referenced``), ``doses`` (linked dose
-    files), ``date_of_service``, ``first_coded_at``, ``coded_at``, ``times_coded``,
-    ``policy_name``, ``policy_version``, ``policy_sha256``, ``reasons_json`` (the
-    deciding findings, a JSON list of strings) and ``result_json`` (the plan exactly
-    as one item of ``plans`` in ``rtcode scan --format json``, evidence included).
-``codings``: the history, one row each time a plan's coding changed
-    ``id``, ``stored_path``, ``coded_at``, ``code``, ``category``, ``confidence``,
-    ``structure_set_status``, ``doses``, ``trigger`` (the stored path of the
-    instance whose arrival caused the coding).
-``errors``: every stored file the last coding of its patient could not read
-    ``stored_path`` (key; a patient's folder, ending in ``/``, when the coding
-    itself failed), ``sop_instance_uid``, ``patient_id``, ``modality`` (from
-    ``instances``), ``error`` (the sentence ``rtcode scan`` gives for the file),
-    ``first_seen_at``, ``at`` (the last coding that saw it), ``trigger``. A file
-    that a later coding reads leaves the table. So every stored instance is either
-    coded (``plans``), used by a coded plan, or here. The table is additive: the
-    listener adds it to a version-1 database written before it existed, and
-    ``rtcode results`` reads such a database as having no errors.
+``rtcode results`` can read while the listener writes), updated in place by SQLite's
+own transactions: not a whole file written at once, so not a job for the project's
+atomic writer (``output/files.py``).
 """
 
 from __future__ import annotations
@@ -64,6 +25,49 @@ from rtcode.output.jsontext import dumps
 
 SCHEMA_VERSION = 1
 
+# Every time is UTC, ISO 8601 with a ``Z`` (``2026-11-22T08:15:02.123456Z``), so times
+# sort as text. Paths are relative to the store folder given to ``rtcode listen --store``.
+#
+# Schema version 1 (the number is in ``schema_version``; a database written by a
+# newer rtcode is refused, never changed):
+#
+# ``schema_version``
+#     ``version`` INTEGER: one row.
+# ``instances``: one row per instance stored
+#     ``id``, ``received_at``, ``calling_ae``, ``peer`` (address:port),
+#     ``sop_class_uid``, ``modality`` (RTPLAN, RTIONPLAN, RTDOSE, RTSTRUCT, CT),
+#     ``sop_instance_uid``, ``patient_id``, ``study_instance_uid``, ``stored_path``,
+#     ``size_bytes``, ``sha256`` (of the data set as received), ``pending`` (1 until
+#     the patient's plans have been coded with this instance on disk; 0 for CT,
+#     which never changes a code). A restart codes what is still pending.
+# ``refusals``: one row per refused instance, association or connection
+#     ``id``, ``at``, ``calling_ae``, ``peer``, ``what`` (``association``;
+#     ``instance``; ``context``: the presentation contexts refused in an association
+#     that was accepted, such as CT without ``--accept-ct`` or a class not stored, one
+#     row per association; or ``connection``: one closed because it did not ask for
+#     an association in time), ``sop_instance_uid`` (as sent, for the record only),
+#     ``reason``.
+# ``plans``: the current coding of every stored plan file
+#     ``stored_path`` (key), ``sop_instance_uid``, ``patient_id``, ``plan_label``,
+#     ``code``, ``label``, ``category``, ``confidence``, ``structure_set_status``
+#     (``linked``, ``not_in_export``, ``not_referenced``), ``doses`` (linked dose
+#     files), ``date_of_service``, ``first_coded_at``, ``coded_at``, ``times_coded``,
+#     ``policy_name``, ``policy_version``, ``policy_sha256``, ``reasons_json`` (the
+#     deciding findings, a JSON list of strings) and ``result_json`` (the plan exactly
+#     as one item of ``plans`` in ``rtcode scan --format json``, evidence included).
+# ``codings``: the history, one row each time a plan's coding changed
+#     ``id``, ``stored_path``, ``coded_at``, ``code``, ``category``, ``confidence``,
+#     ``structure_set_status``, ``doses``, ``trigger`` (the stored path of the
+#     instance whose arrival caused the coding).
+# ``errors``: every stored file the last coding of its patient could not read
+#     ``stored_path`` (key; a patient's folder, ending in ``/``, when the coding
+#     itself failed), ``sop_instance_uid``, ``patient_id``, ``modality`` (from
+#     ``instances``), ``error`` (the sentence ``rtcode scan`` gives for the file),
+#     ``first_seen_at``, ``at`` (the last coding that saw it), ``trigger``. A file
+#     that a later coding reads leaves the table. So every stored instance is either
+#     coded (``plans``), used by a coded plan, or here. The table is additive: the
+#     listener adds it to a version-1 database written before it existed, and
+#     ``rtcode results`` reads such a database as having no errors.
 _DDL = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 CREATE TABLE instances (
@@ -126,7 +130,7 @@ CREATE TABLE codings (
 );
 """
 
-# Added to schema version 1 later (see the module docstring): created when missing.
+# Added to schema version 1 later (see ``errors`` above): created when missing.
 _ERRORS_DDL = """
 CREATE TABLE IF NOT EXISTS errors (
     stored_path TEXT PRIMARY KEY,
@@ -139,9 +143,6 @@ CREATE TABLE IF NOT EXISTS errors (
     trigger TEXT
 );
 """
-
-# What makes a new row in ``codings``: a change in any of these.
-_CODING_KEYS = ("code", "category", "confidence", "structure_set_status", "doses")
 
 
 class ResultsDatabaseError(RtcodeError, ValueError):
@@ -207,7 +208,8 @@ class ResultsDB:
 
     def last_instance_id(self) -> int:
         with self._lock:
-            return self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM instances").fetchone()[0]
+            row = self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM instances").fetchone()
+        return int(row[0])
 
     def mark_coded(self, folder_prefix: str, up_to_id: int) -> None:
         """Clear ``pending`` for the instances under a folder recorded up to an id."""
@@ -426,83 +428,83 @@ def query(
     conn = open_readonly(path)
     try:
         cutoff = since_to_utc(since) if since is not None else ""
-        where_i, args_i = ["received_at >= ?"], [cutoff]
-        where_p, args_p = ["coded_at >= ?"], [cutoff]
-        if patient_id is not None:
-            where_i.append("patient_id = ?")
-            args_i.append(patient_id)
-            where_p.append("patient_id = ?")
-            args_p.append(patient_id)
-        instances = [
-            dict(r)
-            for r in conn.execute(
-                "SELECT received_at, calling_ae, peer, modality, sop_class_uid, sop_instance_uid,"
-                " patient_id, study_instance_uid, stored_path, size_bytes, sha256, pending"
-                " FROM instances"
-                f" WHERE {' AND '.join(where_i)} ORDER BY id",
-                args_i,
-            )
-        ]
-        refusals = (
-            [
-                dict(r)
-                for r in conn.execute(
-                    "SELECT at, calling_ae, peer, what, sop_instance_uid, reason FROM refusals"
-                    " WHERE at >= ? ORDER BY id",
-                    (cutoff,),
-                )
-            ]
-            if patient_id is None
-            else []
-        )
-        has_errors = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'errors'"
-        ).fetchone()
-        where_e, args_e = ["at >= ?"], [cutoff]
-        if patient_id is not None:
-            where_e.append("patient_id = ?")
-            args_e.append(patient_id)
-        errors = (
-            [
-                dict(r)
-                for r in conn.execute(
-                    "SELECT at, first_seen_at, patient_id, modality, sop_instance_uid,"
-                    f" stored_path, error, trigger FROM errors WHERE {' AND '.join(where_e)}"
-                    " ORDER BY first_seen_at, stored_path",
-                    args_e,
-                )
-            ]
-            if has_errors
-            else []
-        )
-        plans = []
-        for r in conn.execute(
-            f"SELECT * FROM plans WHERE {' AND '.join(where_p)} ORDER BY first_coded_at, rowid",
-            args_p,
-        ):
-            keys = r.keys()  # a sqlite3.Row iterates over its values, not its keys
-            item = {k: r[k] for k in keys if k not in ("reasons_json", "result_json")}
-            item["reasons"] = json.loads(r["reasons_json"])
-            item["history"] = [
-                dict(h)
-                for h in conn.execute(
-                    "SELECT coded_at, code, category, confidence, structure_set_status, doses,"
-                    " trigger FROM codings WHERE stored_path = ? ORDER BY id",
-                    (r["stored_path"],),
-                )
-            ]
-            item["result"] = json.loads(r["result_json"])
-            plans.append(item)
         return {
             "schema_version": SCHEMA_VERSION,
             "filters": {
                 "patient_id": patient_id,
                 "since": since.isoformat() if since is not None else None,
             },
-            "instances": instances,
-            "refusals": refusals,
-            "plans": plans,
-            "errors": errors,
+            "instances": _rows(
+                conn,
+                "SELECT received_at, calling_ae, peer, modality, sop_class_uid,"
+                " sop_instance_uid, patient_id, study_instance_uid, stored_path, size_bytes,"
+                " sha256, pending FROM instances WHERE {where} ORDER BY id",
+                _where("received_at", cutoff, patient_id),
+            ),
+            "refusals": (
+                _rows(
+                    conn,
+                    "SELECT at, calling_ae, peer, what, sop_instance_uid, reason FROM refusals"
+                    " WHERE {where} ORDER BY id",
+                    _where("at", cutoff, None),
+                )
+                if patient_id is None  # a refusal has no trustworthy patient
+                else []
+            ),
+            "plans": _plans(conn, _where("coded_at", cutoff, patient_id)),
+            "errors": (
+                _rows(
+                    conn,
+                    "SELECT at, first_seen_at, patient_id, modality, sop_instance_uid,"
+                    " stored_path, error, trigger FROM errors WHERE {where}"
+                    " ORDER BY first_seen_at, stored_path",
+                    _where("at", cutoff, patient_id),
+                )
+                if _has_table(conn, "errors")  # added to version 1 later
+                else []
+            ),
         }
     finally:
         conn.close()
+
+
+def _where(time_column: str, cutoff: str, patient_id: str | None) -> tuple[str, list[str]]:
+    """A WHERE clause and its arguments: at or after ``cutoff``, of one patient."""
+    where, args = [f"{time_column} >= ?"], [cutoff]
+    if patient_id is not None:
+        where.append("patient_id = ?")
+        args.append(patient_id)
+    return " AND ".join(where), args
+
+
+def _rows(conn: sqlite3.Connection, sql: str, where: tuple[str, list[str]]) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(sql.format(where=where[0]), where[1])]
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None
+
+
+def _plans(conn: sqlite3.Connection, where: tuple[str, list[str]]) -> list[dict[str, Any]]:
+    """The plans with their reasons, coding history and result, oldest coding first."""
+    plans = []
+    for r in conn.execute(
+        f"SELECT * FROM plans WHERE {where[0]} ORDER BY first_coded_at, rowid", where[1]
+    ):
+        keys = r.keys()  # a sqlite3.Row iterates over its values, not its keys
+        item = {k: r[k] for k in keys if k not in ("reasons_json", "result_json")}
+        item["reasons"] = json.loads(r["reasons_json"])
+        item["history"] = [
+            dict(h)
+            for h in conn.execute(
+                "SELECT coded_at, code, category, confidence, structure_set_status, doses,"
+                " trigger FROM codings WHERE stored_path = ? ORDER BY id",
+                (r["stored_path"],),
+            )
+        ]
+        item["result"] = json.loads(r["result_json"])
+        plans.append(item)
+    return plans

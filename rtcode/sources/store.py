@@ -1,29 +1,11 @@
-"""Reading step, network side: keeping received instances as files.
+"""Received instances kept as ordinary Part-10 files (``rtcode listen``, DICOMweb), so
+the normal reading step reads them as it reads an export on disk.
 
-Instances that arrive over the network (``rtcode listen``, DICOMweb retrieval)
-become ordinary Part-10 files, so the normal reading step reads them exactly as
-it reads an export on disk. Nothing a sender writes chooses a path:
-
-- file names are built from the SOP Instance UID after it has been checked to
-  be digits and dots only (PS3.5 9.1: at most 64 characters), a prefix taken from
-  the SOP Class UID (``RP``, ``RN``, ``RD``, ``RS``, ``CT``) and the first 12 hex
-  digits of the SHA-256 of the data set as received. The same instance sent twice
-  lands on the same name; two different objects that share one SOP Instance UID
-  (it happens, see sample case 18) are both kept, so the scan can flag them;
-- a patient's folder is named from the SHA-256 of the Patient ID, never from
-  the Patient ID itself;
-- a file is written to a temporary file in ``STORE/.incoming`` (same file system),
-  flushed to disk and renamed into place with ``os.replace``: a reader (or a crash)
-  sees the whole instance or nothing.
-
-Before a received data set is decoded, ``too_large_to_decode`` holds it to the
-limits a file on disk is held to (``read.py``): a deflated data set is inflated a
-megabyte at a time and let go, and refused once it inflates past the size limit or
-holds more data elements than allowed; a plain one is counted the same way when it
-is large enough to hold too many. Decoding (pydicom, or pynetdicom's ``dataset``,
-which inflates a deflated data set whole) comes only after.
-
-Layout of a store folder::
+Nothing a sender writes chooses a path: a file is named from its checked SOP
+Instance UID, a prefix for its class and a hash of its data set; a patient's folder
+from a hash of the Patient ID. A file is written atomically (``write_atomically``,
+the temporary file in ``STORE/.incoming``); ``too_large_to_decode`` holds a received
+data set to the reader's size and element limits before anything decodes it.
 
     STORE/.incoming/                       temporary files while writing
     STORE/patients/<p + 16 hex>/RP.<SOP Instance UID>.<12 hex>.dcm
@@ -31,22 +13,25 @@ Layout of a store folder::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from rtcode import __version__
+from rtcode.dicom.elements import DEFLATED, Inflating, Window, count_elements
 from rtcode.dicom.vendors import PRIVATE_SOP_CLASSES
 from rtcode.model.errors import RtcodeError
-from rtcode.output.files import fsync_folder
+from rtcode.output import files
 
 _PREFIX = {"RTPLAN": "RP", "RTIONPLAN": "RN", "RTDOSE": "RD", "RTSTRUCT": "RS"}
 # SOP Class UIDs (PS3.4 Annex B.5) that may be stored, with the file-name prefix.
@@ -56,7 +41,7 @@ RT_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.481.2": ("RTDOSE", "RD"),  # RT Dose Storage
     "1.2.840.10008.5.1.4.1.1.481.3": ("RTSTRUCT", "RS"),  # RT Structure Set Storage
     # Vendors' private classes for ordinary RT objects (Halcyon and Ethos send their
-    # plans so): stored, then read by their content like any other (quirks.py).
+    # plans so): stored, then read by their content like any other (PRIVATE_SOP_CLASSES).
     **{
         uid: (known.modality.value, _PREFIX[known.modality.value])
         for uid, known in PRIVATE_SOP_CLASSES.items()
@@ -112,7 +97,11 @@ class StoredInstance:
 
 
 def file_name(sop_class_uid: str, sop_instance_uid: str, digest: str) -> str:
-    """``RP.<uid>.<12 hex>.dcm``; raises StoreError for a class or UID that is not allowed."""
+    """``RP.<uid>.<12 hex>.dcm`` (the prefix from the SOP class, the hex digits from the
+    SHA-256 of the data set as received): the same instance sent twice lands on the
+    same name, and two different objects that share one SOP Instance UID (sample case
+    18) are both kept, so the scan can flag them. Raises StoreError for a class or UID
+    that is not allowed."""
     kind = STORABLE_CLASSES.get(sop_class_uid)
     uid = clean_uid(sop_instance_uid)
     if kind is None:
@@ -128,12 +117,12 @@ def part10_header(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid
     """The start of a Part-10 file (PS3.10 7.1): preamble, 'DICM' and the file meta
     information; the data set follows exactly as the sender encoded it."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = transfer_syntax_uid
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax_uid)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = f"RTCODE_{__version__}"[:16]
-    buf = io.BytesIO()
+    buf = DicomBytesIO()
     buf.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(buf, meta, enforce_standard=True)
     return buf.getvalue()
@@ -163,7 +152,7 @@ class _Joined(io.RawIOBase):
         self._pos = max(base + offset, 0)
         return self._pos
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer: Any) -> int:
         out = memoryview(buffer).cast("B")
         done, pos = 0, self._pos
         for part in self._parts:
@@ -194,16 +183,12 @@ def too_large_to_decode(
     a time, keeping none of it, and held to ``max_bytes`` inflated and to
     ``max_elements`` data elements and items (``damaged``: it does not inflate); a
     plain one is held to ``max_elements`` when it is larger than 8 bytes times that
-    (an element takes at least 8). The same count as for a file (``read.py``)."""
-    from rtcode.dicom.elements import DEFLATED as _DEFLATED  # noqa: N811
-    from rtcode.dicom.elements import Inflating as _Inflating
-    from rtcode.dicom.elements import Window as _Window
-    from rtcode.dicom.elements import count_elements as _count_elements
+    (an element takes at least 8). The same count as the reader makes of a file."""
 
     raw = _Joined(header, body)
-    if transfer_syntax == _DEFLATED:
-        window = _Inflating(raw, len(header), max_bytes)
-        counted = _count_elements(window, "part10", max_elements)
+    if transfer_syntax == DEFLATED:
+        window = Inflating(raw, len(header), max_bytes)
+        counted = count_elements(window, "part10", max_elements)
         too_many = counted is not None and counted > max_elements and not window.damaged
         if not too_many:
             window.drain()  # to its end, for its size
@@ -212,7 +197,7 @@ def too_large_to_decode(
         if window.damaged:
             return "its deflated data set does not inflate (damaged deflate stream)", True
     elif len(body) > 8 * max_elements:
-        counted = _count_elements(_Window(raw), "part10", max_elements)
+        counted = count_elements(Window(raw), "part10", max_elements)
         too_many = counted is not None and counted > max_elements
     else:
         too_many = False
@@ -248,18 +233,7 @@ def write_instance(
     incoming = store / INCOMING
     incoming.mkdir(parents=True, exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="instance.", suffix=".tmp", dir=incoming)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(header)
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_folder(folder)
+    write_atomically(target, incoming, header, body)
     modality = STORABLE_CLASSES[sop_class_uid][0]
     return StoredInstance(
         path=target,
@@ -272,12 +246,48 @@ def write_instance(
     )
 
 
+def write_atomically(target: Path, spool: Path, *parts: bytes | memoryview) -> None:
+    """Write ``parts`` as the file ``target`` with the project's atomic writer
+    (``output/files.py``): an unnamed ``O_TMPFILE`` in ``spool`` (a named temporary
+    file where the system has none), flushed to disk, named there only to be renamed
+    into place, then the folder synced. ``spool`` is on the same file system and
+    outside the folders the coding thread scans, so no scan ever sees a part-written
+    instance; a temporary file a crash leaves there is removed by ``clear_incoming``.
+    A named temporary file is removed on any exception (and on SIGTERM or SIGHUP in
+    the main thread)."""
+    beside = spool / target.name  # where files.py names its temporary file
+    name: str | None = None
+    fd = files._open_unnamed(spool)
+    if fd < 0:
+        fd, name = files._open_named(beside)
+    try:
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while view:
+                view = view[os.write(fd, view) :]
+        os.fsync(fd)
+        if name is None:
+            name = files._name_unnamed(fd, beside)
+        os.replace(name, target)
+        files.keep_on_signal(name)
+        name = None
+    finally:
+        os.close(fd)
+        if name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            files.keep_on_signal(name)
+    files.fsync_folder(target.parent)
+
+
 def clear_incoming(store: Path) -> int:
     """Remove temporary files left by a crash (never a stored instance); return how many."""
     removed = 0
     incoming = store / INCOMING
     if incoming.is_dir():
-        for p in incoming.glob("instance.*.tmp"):
+        # files.py's temporary names (".<name>.<hex>.tmp"), and "instance.*.tmp" as an
+        # earlier rtcode named them
+        for p in (*incoming.glob(".*.tmp"), *incoming.glob("instance.*.tmp")):
             try:
                 p.unlink()
                 removed += 1
