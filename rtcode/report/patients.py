@@ -593,6 +593,49 @@ def _dvh_text(d: PlanDvh) -> list[str]:
     return lines
 
 
+def with_repeats(c: Classification) -> list[tuple[Evidence, bool]]:
+    """Each evidence row, and whether its threshold repeats the row before (the same
+    rule and policy setting for every beam: shown once, then "as above")."""
+    out = []
+    prev: Evidence | None = None
+    for e in c.evidence:
+        same = (
+            prev is not None
+            and e.threshold is not None
+            and (e.rule, e.setting, e.threshold) == (prev.rule, prev.setting, prev.threshold)
+        )
+        out.append((e, same))
+        prev = e
+    return out
+
+
+def date_text(value: str | None) -> str:
+    """A DICOM DA value as YYYY-MM-DD (a de-identified pseudonym stays as it is)."""
+    if value and len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value or "-"
+
+
+def gantry_text(j: dict[str, Any]) -> str:
+    start, stop = j["gantry_start_deg"], j["gantry_stop_deg"]
+    if start is None:
+        return "-"
+    if stop is None or stop == start or not j["gantry_span_deg"]:
+        return f"{start:g}"
+    return f"{start:g}-{stop:g} {j['gantry_direction'] or ''}".rstrip()
+
+
+def _dvh_sources(d: PlanDvh) -> str:
+    parts = []
+    if d.stored_from:
+        parts.append(f"stored in {d.stored_from}")
+    if d.computed_from:
+        parts.append(
+            f"computed by dicompyler-core from {d.computed_from[0]} + {d.computed_from[1]}"
+        )
+    return (" (" + "; ".join(parts) + ")") if parts else ""
+
+
 # ------------------------------------------------------------- brachytherapy
 
 
@@ -695,46 +738,3 @@ def brachy_channel_rows(plan: Plan) -> list[list[str]]:
         for s in b.setups
         for c in s.channels
     ]
-
-
-def with_repeats(c: Classification) -> list[tuple[Evidence, bool]]:
-    """Each evidence row, and whether its threshold repeats the row before (the same
-    rule and policy setting for every beam: shown once, then "as above")."""
-    out = []
-    prev: Evidence | None = None
-    for e in c.evidence:
-        same = (
-            prev is not None
-            and e.threshold is not None
-            and (e.rule, e.setting, e.threshold) == (prev.rule, prev.setting, prev.threshold)
-        )
-        out.append((e, same))
-        prev = e
-    return out
-
-
-def date_text(value: str | None) -> str:
-    """A DICOM DA value as YYYY-MM-DD (a de-identified pseudonym stays as it is)."""
-    if value and len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value or "-"
-
-
-def gantry_text(j: dict[str, Any]) -> str:
-    start, stop = j["gantry_start_deg"], j["gantry_stop_deg"]
-    if start is None:
-        return "-"
-    if stop is None or stop == start or not j["gantry_span_deg"]:
-        return f"{start:g}"
-    return f"{start:g}-{stop:g} {j['gantry_direction'] or ''}".rstrip()
-
-
-def _dvh_sources(d: PlanDvh) -> str:
-    parts = []
-    if d.stored_from:
-        parts.append(f"stored in {d.stored_from}")
-    if d.computed_from:
-        parts.append(
-            f"computed by dicompyler-core from {d.computed_from[0]} + {d.computed_from[1]}"
-        )
-    return (" (" + "; ".join(parts) + ")") if parts else ""
