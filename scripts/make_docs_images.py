@@ -106,7 +106,9 @@ def main() -> None:
             work / "p2", "--virtual-time-budget=10000", f"--screenshot={shot}", size, page.as_uri()
         )
         image = Image.open(shot).crop((0, int(box["top"]), WIDTH, int(box["bottom"])))
-        image = image.resize((int(image.width * SCALE), int(image.height * SCALE)), Image.Resampling.LANCZOS)
+        image = image.resize(
+            (int(image.width * SCALE), int(image.height * SCALE)), Image.Resampling.LANCZOS
+        )
         small_png(image, docs / "report.png")
 
 
