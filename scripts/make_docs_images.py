@@ -3,8 +3,10 @@
     python scripts/make_docs_images.py
 
 docs/dvh.png is the DVH figure of case 06 (stored curves solid, computed dashed);
-docs/report.png is headless Chromium's view of that plan's HTML report, from its
-beam table to its DVH figure. Needs Debian's chromium (apt-get install chromium).
+docs/report.png is headless Chromium's view of the top of that plan's HTML report,
+what a physicist signs: from its heading (code, confidence, reasons, flags,
+prescription) through its DVH figure and table to its beam table. Needs Debian's
+chromium (apt-get install chromium).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from PIL import Image
 
 from rtcode.coding.policy import load
 from rtcode.engine.scan import scan
+from rtcode.report import plots
 from rtcode.report.html import report_html
 from rtcode.report.patients import build_report
 
@@ -31,15 +34,12 @@ CASE = "06_four_field_box_3d"
 WIDTH = 1400
 SCALE = 0.6
 
-# Where the plan's beam table starts and its DVH figure ends, in page pixels.
+# Where the plan's heading starts and its beam table ends, in page pixels.
 _PROBE = """<script>
 addEventListener('load', () => {
-  const plan = [...document.querySelectorAll('article.plan')]
-    .find((a) => a.querySelector('.path').textContent.includes('%s'));
-  const beams = [...plan.querySelectorAll('h4')].find((h) => h.textContent === 'Beams');
-  const dvh = plan.querySelector('img.dvh').closest('figure');
-  const top = beams.getBoundingClientRect().top + scrollY - 8;
-  const bottom = dvh.getBoundingClientRect().bottom + scrollY + 8;
+  const plan = document.querySelector('article.plan');
+  const top = plan.querySelector('h3').getBoundingClientRect().top + scrollY - 8;
+  const bottom = plan.querySelector('table.beams').getBoundingClientRect().bottom + scrollY + 8;
   const pre = document.createElement('pre'); pre.id = 'probe';
   pre.textContent = JSON.stringify({top, bottom}); document.body.appendChild(pre);
 });
@@ -77,8 +77,6 @@ def small_png(image: Image.Image, path: Path) -> None:
 
 
 def main() -> None:
-    from rtcode.report import plots
-
     os.chdir(ROOT)  # paths in the picture relative to the project, as a user types them
     docs = ROOT / "docs"
     report = build_report(scan([f"sample_data/{CASE}"], load("default")), "always")
@@ -94,7 +92,7 @@ def main() -> None:
         page.write_text(text, encoding="utf-8")
         probe = work / "probe.html"
         no_csp = text.replace("<meta http-equiv", "<meta data-off", 1)
-        probe.write_text(no_csp.replace("</body>", _PROBE % CASE + "</body>"), encoding="utf-8")
+        probe.write_text(no_csp.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
         size = f"--window-size={WIDTH},3000"  # the same width as the screenshot: same layout
         dom = chromium(
             work / "p1", "--virtual-time-budget=10000", size, "--dump-dom", probe.as_uri()
@@ -108,7 +106,9 @@ def main() -> None:
             work / "p2", "--virtual-time-budget=10000", f"--screenshot={shot}", size, page.as_uri()
         )
         image = Image.open(shot).crop((0, int(box["top"]), WIDTH, int(box["bottom"])))
-        image = image.resize((int(image.width * SCALE), int(image.height * SCALE)), Image.LANCZOS)
+        image = image.resize(
+            (int(image.width * SCALE), int(image.height * SCALE)), Image.Resampling.LANCZOS
+        )
         small_png(image, docs / "report.png")
 
 

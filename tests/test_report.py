@@ -2,16 +2,20 @@
 
 The browser tests run Debian's headless Chromium on the report of the sample export:
 a screenshot, the page's DOM (title, plan rows, evidence rows, images), and a probe
-copy of the page whose script measures that every plot decoded and is laid out.
+copy of the page whose script measures that every plot decoded and is laid out, and
+that the evidence is folded until opened. Each plan reads top-down (issue 23, item 7):
+what a physicist signs first, the evidence folded, values with units, paths relative.
 They skip, saying why, when Chromium is not installed (``.ci/run`` installs it).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import html
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -29,6 +33,7 @@ from rtcode.coding.policy import load
 from rtcode.engine.scan import scan
 from rtcode.report.html import report_html
 from rtcode.report.patients import agreement_text, build_report, report_json, signed_pct, to_text
+from rtcode.report.readable import Paths, common_folder, named_values, person_name, quantity
 
 HOSTILE_LABEL = "<script>alert(1)</script>"
 HOSTILE_ROI = '<img src=x onerror="alert(2)">$x^2$'
@@ -306,7 +311,8 @@ def _run_chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
 _PROBE = """<script>
 addEventListener('load', () => {
   const shown = (el) => { const r = el.getBoundingClientRect();
-    return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== 'hidden'; };
+    return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== 'hidden'
+      && el.checkVisibility(); };  // false inside a closed <details>
   const imgs = [...document.images];
   const out = {
     images: imgs.length,
@@ -315,10 +321,14 @@ addEventListener('load', () => {
     plans_shown: [...document.querySelectorAll('article.plan')].filter(shown).length,
     plan_rows_shown: [...document.querySelectorAll('tr.plan-row')].filter(shown).length,
     evidence_shown: [...document.querySelectorAll('tr.evidence-row')].filter(shown).length,
+    folds: document.querySelectorAll('details.evidence:not([open])').length,
     scripts: document.querySelectorAll('script').length,
     headings: [...document.querySelectorAll('article.plan h3')].map((h) => h.textContent),
     page_width: document.documentElement.scrollWidth,
   };
+  document.querySelectorAll('details').forEach((d) => { d.open = true; });
+  out.evidence_shown_open =
+    [...document.querySelectorAll('tr.evidence-row')].filter(shown).length;
   const pre = document.createElement('pre'); pre.id = 'probe';
   pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
 });
@@ -358,7 +368,9 @@ def test_browser_renders_every_plan_evidence_row_and_plot(sample_report, sample_
     assert probe["images"] == len(dom.having("img")) >= 70
     assert probe["decoded"] == probe["images"] == probe["images_shown"]
     assert probe["plans_shown"] == probe["plan_rows_shown"] == SAMPLE_PLANS
-    assert probe["evidence_shown"] == n_evidence
+    assert probe["folds"] == SAMPLE_PLANS  # every plan's evidence folded ...
+    assert probe["evidence_shown"] == 0
+    assert probe["evidence_shown_open"] == n_evidence  # ... and all of it there when opened
     assert probe["page_width"] <= 1400  # nothing pushes the page sideways
 
 
@@ -374,3 +386,207 @@ def test_browser_shows_a_script_label_as_text(hostile_export, tmp_path):
     assert probe["scripts"] == 1  # the probe's own: the label did not become one
     assert probe["headings"] == [f"Plan {HOSTILE_LABEL} (Pelvis four field box)"]
     assert probe["decoded"] == probe["images"] > 0
+
+
+# ------------------------------------------------ the plan reads top-down (issue 23, 7)
+
+GENERATED = dt.datetime(2026, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+
+
+def _articles(text: str) -> dict[str, str]:
+    """Each plan's <article>, by the plan file named in its facts."""
+    out = {}
+    for part in text.split('<article class="plan"')[1:]:
+        part = part.split("</article>")[0]
+        plan_file = re.search(r'<dt>plan file</dt><dd><span class="path">([^<]*)<', part)
+        out[html.unescape(plan_file.group(1))] = part
+    return out
+
+
+def _texts(fragment: str) -> list[str]:
+    """The text of each <li> in an HTML fragment, tags dropped."""
+    return [
+        html.unescape(re.sub(r"<[^>]+>", "", li))
+        for li in re.findall(r"<li[^>]*>(.*?)</li>", fragment)
+    ]
+
+
+@pytest.fixture(scope="module")
+def sample_text(sample_html) -> str:
+    return sample_html.read_text(encoding="utf-8")
+
+
+def test_each_plan_puts_what_is_signed_first_and_the_evidence_last(sample_text):
+    six = _articles(sample_text)["06_four_field_box_3d/RP.dcm"]
+    order = [
+        'class="code">77295<',
+        'class="confidence-high">high<',
+        '<ul class="reasons">',
+        'class="flags"',
+        "<dt>prescription</dt>",
+        'class="plot dvh"',
+        '<table class="beams">',
+        '<details class="evidence">',
+        '<table class="evidence">',
+    ]
+    at = [six.index(marker) for marker in order]
+    assert at == sorted(at), dict(zip(order, at, strict=True))
+    assert "<dt>prescription</dt><dd>TARGET PTV: 45 Gy" in six
+
+
+@pytest.mark.parametrize(
+    "plan", ["06_four_field_box_3d/RP.dcm", "09_imrt_step_and_shoot_7f/RP.dcm"]
+)
+def test_the_deciding_reasons_come_one_sentence_each(sample_report, sample_text, plan):
+    [p] = [p for p in sample_report.plans if p.result.linked.plan.path.endswith(plan)]
+    article = _articles(sample_text)[plan]
+    reasons = re.search(r'<ul class="reasons">(.*?)</ul>', article).group(1)
+    deciding = p.result.classification.deciding_evidence()
+    assert len(deciding) >= 4
+    folder = str(SAMPLE_DATA) + "/"
+    shown = _texts(reasons)
+    assert shown == [f"{e.finding.replace(folder, '')} {e.rule}" for e in deciding]
+    assert all(folder not in r for r in shown)
+
+
+def test_flags_are_listed_or_said_to_be_none(sample_text):
+    articles = _articles(sample_text)
+    assert '<p class="flags">No flags.</p>' in articles["06_four_field_box_3d/RP.dcm"]
+    wedged = articles["04_breast_tangents_wedged/RP.dcm"]
+    flags = _texts(re.search(r'<ul class="flags">(.*?)</ul>', wedged).group(1))
+    assert flags and flags[0].startswith("warning: plan ApprovalStatus is UNAPPROVED")
+    three = articles["03_two_mlc_fields_no_oar/RP.dcm"]
+    summary = three[three.index('<section class="summary">') : three.index("</section>")]
+    assert (
+        '<p class="alternative">Alternative: <strong>77295</strong> (3d) if a 3-D plan' in summary
+    )
+
+
+def test_every_evidence_row_is_folded_in_details(sample_report, sample_text):
+    articles = _articles(sample_text)
+    assert len(articles) == SAMPLE_PLANS
+    for p in sample_report.plans:
+        article = articles[p.result.linked.plan.path[len(str(SAMPLE_DATA)) + 1 :]]
+        start = article.index('<details class="evidence">')  # closed: no "open"
+        end = article.index("</details>", start)
+        n = len(p.result.classification.evidence)
+        assert (
+            article.count('class="evidence-row')
+            == article[start:end].count('class="evidence-row')
+            == n
+        )
+        assert f"({n} checked, " in article[start:end]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("beam_on_leaf_travel_mm", 0.0, "beam on leaf travel 0 mm"),
+        ("subsegment_outside_area_mm2", 2490.0, "subsegment outside area 2490 mm²"),
+        ("gantry_beam_on_travel_deg", 12.5, "gantry beam on travel 12.5 deg"),
+        ("meterset_mu", 205.0, "meterset 205 MU"),
+        ("volume_difference_pct", 1.5, "volume difference 1.5%"),
+        ("d95_gy", 44.04, "d95 44.04 Gy"),
+        ("volume_cc", 95.84, "volume 95.84 cm³"),
+        ("subsegment_outside_share", 0.6215, "subsegment outside share 62.15%"),
+        ("largest_segment_mu_fraction", 0.15, "largest segment MU fraction 15%"),
+        ("corner_leaves_max_area_share", 0.03, "corner leaves max area share 3%"),
+        ("rectangular", True, "rectangular yes"),
+        ("rectangular", False, "rectangular no"),
+        ("segments", 8, "segments 8"),
+        ("targets", ["PTV", "CTV"], "targets PTV, CTV"),
+        ("couch_mm", None, "couch -"),
+        ("decided_by", "sources_placed", "decided by sources_placed"),
+    ],
+)
+def test_evidence_values_read_as_name_value_unit(key, value, shown):
+    assert named_values({key: value}) == [shown]
+
+
+def test_the_html_evidence_cells_carry_units_not_key_dumps(sample_text):
+    nine = _articles(sample_text)["09_imrt_step_and_shoot_7f/RP.dcm"]
+    assert "<li>beam on leaf travel 0 mm</li>" in nine
+    assert "<li>largest segment MU fraction 15%</li>" in nine
+    assert "<li>dynamic leaf travel 5 mm</li>" in nine  # the threshold's list
+    assert "beam_on_leaf_travel_mm" not in sample_text and "_share " not in sample_text
+    six = _articles(sample_text)["06_four_field_box_3d/RP.dcm"]
+    areas = re.search(r'<tr class="evidence-row[^"]*"><td class="rule">isodose.treatment_areas'
+                      r"</td>(.*?)</tr>", six).group(1)  # fmt: skip
+    # a single threshold takes its setting's unit (..._distance_mm), and so does what
+    # is compared with it
+    assert '<td class="observed">0 mm</td><td class="threshold">50 mm</td>' in areas
+
+
+def test_file_paths_are_relative_to_the_scanned_folder(sample_text):
+    folder = str(SAMPLE_DATA)
+    page = _Page(sample_text)
+    assert sample_text.count(folder) == 1  # in the header, once
+    assert f'Files under <span class="path">{html.escape(folder)}</span>' in sample_text
+    six = _articles(sample_text)["06_four_field_box_3d/RP.dcm"]
+    assert '<td class="path">06_four_field_box_3d/RP.dcm::PlanIntent</td>' in six
+    assert "in 06_four_field_box_3d/RS.dcm: PTV (PTV), CTV (CTV)" in html.unescape(six)
+    assert len(page.having("td", "path")) > SAMPLE_PLANS
+
+
+@pytest.mark.parametrize(
+    ("paths", "folder"),
+    [
+        (["/data/export/a/RP.dcm", "/data/export/b/RS.dcm"], "/data/export"),
+        (["sample_data/06/RP.dcm", "sample_data/06/RD.dcm"], "sample_data/06"),
+        (["/a/RP.dcm", "/b/RP.dcm"], None),  # only the root in common
+        (["RP.dcm", "RD.dcm"], None),  # the working folder: nothing to strip
+        (["https://pacs/studies/1/RP", "https://pacs/studies/2/RS"], "https://pacs/studies"),
+        (["https://a/x", "https://b/y"], None),
+    ],
+)
+def test_the_common_folder_of_a_reports_files(paths, folder):
+    assert common_folder(paths) == folder
+
+
+def test_paths_inside_sentences_become_relative_but_not_lookalikes():
+    paths = Paths("/data/export")
+    assert paths.relative("/data/export/06/RP.dcm::PlanIntent") == "06/RP.dcm::PlanIntent"
+    assert paths.relative("/elsewhere/RP.dcm") == "/elsewhere/RP.dcm"
+    text = "contours in /data/export/06/RS.dcm; copy in /old/data/export/06/RS.dcm"
+    assert paths.in_text(text) == "contours in 06/RS.dcm; copy in /old/data/export/06/RS.dcm"
+    assert Paths(None).in_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("pn", "shown"),
+    [
+        ("Sample^Case06", "Sample, Case06"),
+        ("Doe^John^Adam^Dr.^Jr.", "Doe, Dr. John Adam, Jr."),
+        ("Yamada^Tarou=山田^太郎=やまだ^たろう", "Yamada, Tarou (山田, 太郎) (やまだ, たろう)"),
+        ("Smith^", "Smith"),
+        ("^Anne", "Anne"),
+        ("PAT-3F2A91", "PAT-3F2A91"),  # a pseudonym or a name typed as one string
+        ("", ""),
+        (None, None),
+    ],
+)
+def test_dicom_person_names_read_family_comma_given(pn, shown):
+    assert person_name(pn) == shown
+
+
+def test_the_html_shows_patient_names_readable(sample_text):
+    assert "patient RTC-06 (Sample, Case06)</h2>" in sample_text
+    assert "Sample^Case06" not in sample_text
+
+
+def test_the_footer_names_the_generation_time_and_the_plan_count(sample_report):
+    page = report_html(sample_report, figures=False, generated=GENERATED)
+    footer = page[page.index("<footer>") : page.index("</footer>")]
+    assert '<time datetime="2026-02-03T04:05:00+01:00">2026-02-03 04:05 UTC+01:00</time>' in footer
+    assert f"{SAMPLE_PLANS} plan(s) for {SAMPLE_PATIENTS} patient(s)" in footer
+    before = dt.date.today().isoformat()
+    now = report_html(sample_report, figures=False)
+    after = dt.date.today().isoformat()
+    footer = now[now.index("<footer>") :]
+    assert f'Generated <time datetime="{before}' in footer or f'datetime="{after}' in footer
+
+
+def test_a_share_is_a_percentage_and_a_list_keeps_its_unit():
+    assert quantity(1.0, "share") == "100%"
+    assert quantity([0.0, 90.0], "deg") == "0 deg, 90 deg"
+    assert quantity([], "deg") == "none"

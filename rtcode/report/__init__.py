@@ -1,1 +1,3 @@
-"""rtcode report: the per-patient report (text, JSON, HTML) with DVHs and figures."""
+"""rtcode report: the per-patient report. ``patients`` builds it (scan plus DVH evidence)
+and renders text and JSON; ``html`` the self-contained page, with ``readable`` (values,
+names and paths in words) and ``plots`` (the figures)."""

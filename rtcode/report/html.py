@@ -1,15 +1,16 @@
 """The report as one self-contained HTML file a physicist can put in the chart.
 
-Everything is inside the file: styles inline, figures as PNG ``data:`` URIs, no
-script, no font, no link to anything outside. A Content-Security-Policy forbids
-the page from loading anything else, so even a hostile string could not fetch or
-run anything; and every string that comes from a DICOM file (or from the file
-system) is HTML-escaped where it is written, through ``_e``.
+Each plan reads top-down: what is signed first (code, confidence, the deciding
+reasons, flags, prescription, DVHs, beams), then every rule's evidence folded in a
+``<details>``. Everything is inside the file (inline styles, PNG ``data:`` URIs, no
+script); a Content-Security-Policy forbids loading anything, and every string from a
+DICOM file or the file system is HTML-escaped through ``_e``.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import html
 import struct
 from collections.abc import Iterable
@@ -17,7 +18,8 @@ from typing import Any
 
 from rtcode import __version__
 from rtcode.measure.dvh import PlanDvh
-from rtcode.model.codes import Classification
+from rtcode.model.codes import Classification, Evidence
+from rtcode.model.facts import ReadError
 from rtcode.output.render import (
     ADVISORY,
     beam_json,
@@ -28,6 +30,7 @@ from rtcode.output.render import (
 from rtcode.report import plots
 from rtcode.report.patients import (
     ROLE_LABELS,
+    PatientReport,
     PlanReport,
     Report,
     agreement_line,
@@ -43,9 +46,16 @@ from rtcode.report.patients import (
     is_brachy,
     min_mean_max_text,
     number,
-    patient_heading,
     value_text,
     with_repeats,
+)
+from rtcode.report.readable import (
+    Paths,
+    common_folder,
+    named_values,
+    person_name,
+    quantity,
+    unit_of,
 )
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -67,10 +77,11 @@ table.evidence td:nth-child(4), table.evidence td:nth-child(5) { font-size: 12px
 table.related td:nth-child(-n+3), table.beams td:nth-child(-n+11) { white-space: nowrap; }
 table.evidence, table.beams, table.related { width: 100%; }
 table.evidence { table-layout: fixed; }
-table.evidence col.rule { width: 14%; } table.evidence col.fired { width: 7%; }
-table.evidence col.finding { width: 30%; } table.evidence col.observed { width: 13%; }
-table.evidence col.threshold { width: 13%; } table.evidence col.setting { width: 10%; }
-table.evidence col.path { width: 13%; }
+table.evidence col.rule { width: 13%; } table.evidence col.fired { width: 6%; }
+table.evidence col.finding { width: 29%; } table.evidence col.observed { width: 17%; }
+table.evidence col.threshold { width: 15%; } table.evidence col.setting { width: 10%; }
+table.evidence col.path { width: 10%; }
+ul.values { margin: 0; padding: 0; list-style: none; }
 th { background: #eef2f7; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.path, span.path { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px;
@@ -80,12 +91,21 @@ tr.fired-no td.result { color: #6b7280; }
 tr.fired-unknown td.result { background: #fff3cd; color: #7a5b00; font-weight: 600; }
 tr.decides td { border-left-width: 1px; }
 tr.decides td.rule { border-left: 4px solid #24344d; font-weight: 600; }
+section.summary { border-left: 4px solid #24344d; background: #f5f7fa; padding: 6px 12px;
+     margin: 8px 0; }
+section.summary p.verdict { margin: 2px 0 6px; }
+section.summary p.alternative { margin: 2px 0; }
+section.summary ul { margin: 2px 0 6px; padding-left: 20px; }
+ul.reasons .rule-id { color: #6b7280; font-size: 12px; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 4px 0; }
 dl.facts dt { color: #4b5563; } dl.facts dd { margin: 0; }
 .code { font-size: 18px; font-weight: 700; }
 .confidence-high { color: #1b5e20; } .confidence-medium { color: #8a5a00; }
 .confidence-low { color: #b71c1c; }
 ul.flags li.warning { color: #8a1c1c; } ul.flags li.info { color: #374151; }
+details.evidence { margin: 16px 0 8px; }
+details.evidence > summary { cursor: pointer; font-size: 14px; font-weight: 600; color: #24344d;
+     text-transform: uppercase; letter-spacing: .04em; }
 .figures { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
 figure { margin: 0; border: 1px solid #d7dde6; padding: 4px; background: #fff;
          width: min-content; }
@@ -97,6 +117,11 @@ td.role-target { color: #b3261e; } td.role-organ_at_risk { color: #1f5fa8; }
 nav table td, nav table th { font-size: 13px; }
 @media print { h2 { break-before: page; } figure, table { break-inside: avoid; } }
 """
+
+EVIDENCE_HEAD = ["rule", "fired", "finding", "observed", "threshold", "policy setting", "element"]
+EVIDENCE_COLS = ("rule", "fired", "finding", "observed", "threshold", "setting", "path")
+BEAM_HEAD = ["#", "name", "technique", "radiation", "MU", "CPs", "segs", "gantry", "coll",
+             "couch", "MCS", "port", "why this technique"]  # fmt: skip
 
 
 def _e(value: Any) -> str:
@@ -134,6 +159,10 @@ def _td(value: Any, cls: str | None = None) -> str:
     return f"<td{attr}>{_e(value)}</td>"
 
 
+def _path(path: str) -> str:
+    return f'<span class="path">{_e(path)}</span>'
+
+
 def _anchor(i: int) -> str:
     return f"plan-{i}"
 
@@ -141,18 +170,64 @@ def _anchor(i: int) -> str:
 # ----------------------------------------------------------------------- page
 
 
-def report_html(report: Report, *, figures: bool = True) -> str:
-    """The whole report as an HTML document (figures drawn unless ``figures`` is False)."""
-    scan = report.scan
-    n_plans = len(scan.plans)
-    title = f"rtcode report: {len(report.patients)} patient(s), {n_plans} plan(s)"
+def report_html(
+    report: Report, *, figures: bool = True, generated: dt.datetime | None = None
+) -> str:
+    """The whole report as an HTML document (figures drawn unless ``figures`` is False;
+    ``generated``, the time the footer names, defaults to now)."""
+    title = f"rtcode report: {len(report.patients)} patient(s), {len(report.scan.plans)} plan(s)"
+    paths = Paths(common_folder(report_files(report)))
     numbered = {id(p): i for i, p in enumerate(report.plans, 1)}
-    body = [
-        "<header>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="advisory">{_e(ADVISORY)} The short code labels are rtcode\'s own.</p>',
-        f"<p>rtcode {_e(__version__)}, policy {_e(scan.policy.name)} {_e(scan.policy.version)}"
-        f" (sha256 {_e(scan.policy.sha256[:12])})"
+    body = [_header(report, title, paths), _contents(report, numbered, paths)]
+    for k, patient in enumerate(report.patients, 1):
+        body.append(f'<section class="patient" id="patient-{k}">')
+        body.append(f"<h2>{_e(patient_title(patient))}</h2>")
+        body += [_plan(p, numbered[id(p)], figures, paths) for p in patient.plans]
+        body.append("</section>")
+    body.append(_errors(report.scan.inventory.errors, paths))
+    body.append(_footer(report, generated or dt.datetime.now().astimezone()))
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(b for b in body if b)
+        + "\n</body></html>\n"
+    )
+
+
+def report_files(report: Report) -> list[str]:
+    """Every file the report names: plans, structure sets, doses and unreadable files
+    (their common folder is shown once; the page names files relative to it)."""
+    out = [e.path for e in report.scan.inventory.errors]
+    for p in report.plans:
+        lp = p.result.linked
+        out.append(lp.plan.path)
+        out += [lp.structure_set.path] if lp.structure_set else []
+        out += [d.path for d in lp.doses]
+    return out
+
+
+def patient_title(patient: PatientReport) -> str:
+    """The patient heading, the DICOM person name in its usual order."""
+    pid = patient.patient_id or "(PatientID absent)"
+    name = person_name(patient.patient_name)
+    return f"patient {pid}" + (f" ({name})" if name else "")
+
+
+def _header(report: Report, title: str, paths: Paths) -> str:
+    policy = report.scan.policy
+    folder = (
+        f"<p>Files under {_path(paths.folder)}; the paths below are relative to it.</p>"
+        if paths.folder
+        else ""
+    )
+    return (
+        f'<header><h1>{_e(title)}</h1><p class="advisory">{_e(ADVISORY)}'
+        " The short code labels are rtcode's own.</p>"
+        f"<p>rtcode {_e(__version__)}, policy {_e(policy.name)} {_e(policy.version)}"
+        f" (sha256 {_e(policy.sha256[:12])})"
         + (
             ", de-identified: patient names, IDs, dates and UIDs are pseudonyms"
             if report.deidentified
@@ -160,38 +235,11 @@ def report_html(report: Report, *, figures: bool = True) -> str:
         )
         + ". DVHs computed by dicompyler-core 0.5.6 where the export has none"
         + (" and, as asked, beside the stored ones" if report.compute_dvh == "always" else "")
-        + ".</p>",
-        "</header>",
-        _contents(report, numbered),
-    ]
-    for k, patient in enumerate(report.patients, 1):
-        body.append(f'<section class="patient" id="patient-{k}">')
-        body.append(f"<h2>{_e(patient_heading(patient))}</h2>")
-        for p in patient.plans:
-            body.append(_plan(p, numbered[id(p)], figures))
-        body.append("</section>")
-    inv = scan.inventory
-    if inv.errors:
-        rows = [f"<tr>{_td(e.path, 'path')}{_td(e.error)}</tr>" for e in inv.errors]
-        body.append('<section class="errors"><h2>Files that could not be read</h2>')
-        body.append(_table(["file", "problem"], rows, "errors") + "</section>")
-    body.append(
-        f'<footer><p class="note">{inv.files_seen} file(s) read: {len(inv.structure_sets)}'
-        f" structure set(s), {len(inv.doses)} dose(s), {inv.images_skipped} image(s) skipped,"
-        f" {len(inv.errors)} error(s).</p></footer>"
-    )
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{STYLE}</style></head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
+        + f".</p>{folder}</header>"
     )
 
 
-def _contents(report: Report, numbered: dict[int, int]) -> str:
+def _contents(report: Report, numbered: dict[int, int], paths: Paths) -> str:
     rows = []
     for patient in report.patients:
         for p in patient.plans:
@@ -206,7 +254,7 @@ def _contents(report: Report, numbered: dict[int, int]) -> str:
                 + _td(c.confidence, f"confidence-{c.confidence}")
                 + _td(brachy_technique(plan) or _techniques(c))
                 + _td(len(p.dvh.rois))
-                + _td(plan.path, "path")
+                + _td(paths.relative(plan.path), "path")
                 + "</tr>"
             )
     head = ["patient", "plan", "code", "label", "confidence", "techniques", "DVH ROIs", "file"]
@@ -221,86 +269,119 @@ def _techniques(c: Classification) -> str:
     return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in seen.items()) or "-"
 
 
-def _plan(p: PlanReport, i: int, figures: bool) -> str:
-    r, c = p.result, p.result.classification
-    lp, plan = r.linked, r.linked.plan
+def _errors(errors: list[ReadError], paths: Paths) -> str:
+    if not errors:
+        return ""
+    rows = [
+        f"<tr>{_td(paths.relative(e.path), 'path')}{_td(paths.in_text(e.error))}</tr>"
+        for e in errors
+    ]
+    return (
+        '<section class="errors"><h2>Files that could not be read</h2>'
+        + _table(["file", "problem"], rows, "errors")
+        + "</section>"
+    )
+
+
+def _footer(report: Report, generated: dt.datetime) -> str:
+    inv = report.scan.inventory
+    offset = generated.strftime("%z")
+    zone = f" UTC{offset[:3]}:{offset[3:]}" if offset else ""
+    when = f"{generated:%Y-%m-%d %H:%M}{zone}"
+    return (
+        f'<footer><p class="note">Generated <time datetime="{_e(generated.isoformat())}">'
+        f"{_e(when)}</time> by rtcode {_e(__version__)}: {len(report.scan.plans)} plan(s)"
+        f" for {len(report.patients)} patient(s). {inv.files_seen} file(s) read:"
+        f" {len(inv.structure_sets)} structure set(s), {len(inv.doses)} dose(s),"
+        f" {inv.images_skipped} image(s) skipped, {len(inv.errors)} error(s).</p></footer>"
+    )
+
+
+# ----------------------------------------------------------------------- plan
+
+
+def _plan(p: PlanReport, i: int, figures: bool, paths: Paths) -> str:
+    """One plan, top-down: what is signed, then the DVHs, the beams, related codes and
+    the folded evidence of every rule."""
+    plan = p.result.linked.plan
     heading = f"Plan {plan.label or '(no label)'}" + (f" ({plan.name})" if plan.name else "")
-    ss = lp.structure_set
+    rx = plan.first_target_prescription
+    parts = [
+        f'<article class="plan" id="{_anchor(i)}" data-plan="{i}">',
+        f"<h3>{_e(heading)}</h3>",
+        _summary(p, paths),
+        _facts(p, paths),
+        _brachy(p),
+        "<h4>Dose-volume histograms</h4>",
+        _dvh(p.dvh, plan.label or "", figures, rx.dose_gy if rx is not None else None, paths),
+        _beam_section(p, figures),
+        _related(p),
+        _evidence(p.result.classification, paths),
+        "</article>",
+    ]
+    return "\n".join(part for part in parts if part)
+
+
+def _summary(p: PlanReport, paths: Paths) -> str:
+    """The code and its confidence, the deciding reasons (one sentence each), the
+    alternatives and every flag: what a physicist reads before signing."""
+    c = p.result.classification
+    verdict = (
+        f'<p class="verdict"><span class="code">{_e(c.code or "no code")}</span>'
+        f" {_e(c.label or c.category.value)}, confidence"
+        f' <span class="confidence-{_e(c.confidence)}">{_e(c.confidence)}</span></p>'
+    )
+    seen: set[str] = set()
+    reasons = []
+    for e in c.deciding_evidence():
+        sentence = paths.in_text(e.finding)
+        if sentence not in seen:
+            seen.add(sentence)
+            reasons.append(f'<li>{_e(sentence)} <span class="rule-id">{_e(e.rule)}</span></li>')
+    out = [verdict, f'<ul class="reasons">{"".join(reasons)}</ul>' if reasons else ""]
+    out += [
+        f'<p class="alternative">Alternative: <strong>{_e(a.code)}</strong> ({_e(a.category)})'
+        f" {_e(paths.in_text(a.condition))}</p>"
+        for a in c.alternatives
+    ]
+    flags = (*c.flags, *p.flags)
+    items = "".join(
+        f'<li class="{_e(f.severity)}"><strong>{_e(f.severity)}</strong>:'
+        f" {_e(paths.in_text(f.message))}</li>"
+        for f in flags
+    )
+    out.append(f'<ul class="flags">{items}</ul>' if flags else '<p class="flags">No flags.</p>')
+    return '<section class="summary">' + "".join(out) + "</section>"
+
+
+def _facts(p: PlanReport, paths: Paths) -> str:
+    """Prescription and fractions first, then the plan's identity and its files."""
+    lp, plan = p.result.linked, p.result.linked.plan
     ps = plan.planning_system
     system = [ps.manufacturer, ps.model, ps.software_versions]
+    ss = lp.structure_set
     facts = [
-        (
-            "code",
-            f'<span class="code">{_e(c.code or "no code")}</span>'
-            f" {_e(c.label or c.category.value)}",
-        ),
-        ("confidence", f'<span class="confidence-{_e(c.confidence)}">{_e(c.confidence)}</span>'),
-        ("file", f'<span class="path">{_e(plan.path)}</span>'),
-        ("patient", _e(plan.patient_id or "-")),
-        ("intent", _e(plan.intent or "-")),
-        ("approval", _e(plan.approval_status or "absent")),
-        ("plan date", _e(date_text(plan.date))),
-        ("fractions", "<br>".join(_e(t) for t in fractionation_texts(plan)) or "no fraction group"),
         (
             "prescription",
             "<br>".join(_e(t) for t in prescription_texts(plan))
             or "none in the plan (no DoseReferenceSequence)",
         ),
+        ("fractions", "<br>".join(_e(t) for t in fractionation_texts(plan)) or "no fraction group"),
+        ("intent", _e(plan.intent or "-")),
+        ("approval", _e(plan.approval_status or "absent")),
+        ("plan date", _e(date_text(plan.date))),
+        ("patient", _e(plan.patient_id or "-")),
         ("planning system", _e(" ".join(filter(None, system)) or "-")),
+        ("plan file", _path(paths.relative(plan.path))),
         (
             "structure set",
-            _e(lp.structure_set_status)
-            + (f' <span class="path">{_e(ss.path)}</span>' if ss else ""),
+            _e(lp.structure_set_status) + (f" {_path(paths.relative(ss.path))}" if ss else ""),
         ),
-        (
-            "dose",
-            " ".join(f'<span class="path">{_e(d.path)}</span>' for d in lp.doses)
-            or "none in the export",
-        ),
+        ("dose", " ".join(_path(paths.relative(d.path)) for d in lp.doses) or "none in the export"),
     ]
-    out = [
-        f'<article class="plan" id="{_anchor(i)}" data-plan="{i}">',
-        f"<h3>{_e(heading)}</h3>",
-        '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>",
-        _brachy(p),
-        "<h4>Evidence</h4>",
-        _evidence(c),
-    ]
-    if c.flags or p.flags:
-        items = "".join(
-            f'<li class="{_e(f.severity)}"><strong>{_e(f.severity)}</strong>: {_e(f.message)}</li>'
-            for f in (*c.flags, *p.flags)
-        )
-        out.append(f'<h4>Flags</h4><ul class="flags">{items}</ul>')
-    if c.alternatives:
-        items = "".join(
-            f"<li><strong>{_e(a.code)}</strong> ({_e(a.category)}) {_e(a.condition)}</li>"
-            for a in c.alternatives
-        )
-        out.append(f'<h4>Alternatives</h4><ul class="alternatives">{items}</ul>')
-    if r.related:
-        rows = [
-            "<tr>"
-            + _td(rc.code)
-            + _td("" if rc.units is None else rc.units, "num")
-            + _td(rc.kind)
-            + _td(rc.reason)
-            + _td(rc.setting or "")
-            + "</tr>"
-            for rc in r.related
-        ]
-        out.append("<h4>Related codes</h4>")
-        out.append(_table(["code", "units", "kind", "reason", "policy setting"], rows, "related"))
-    if c.beams:
-        out.append("<h4>Beams</h4>")
-        out.append(_beams(c))
-        if figures:
-            out.append(_beam_figures(p))
-    out.append("<h4>Dose-volume histograms</h4>")
-    rx = plan.first_target_prescription
-    out.append(_dvh(p.dvh, plan.label or "", figures, rx.dose_gy if rx is not None else None))
-    out.append("</article>")
-    return "\n".join(out)
+    return (
+        '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"
+    )
 
 
 def _brachy(p: PlanReport) -> str:
@@ -324,34 +405,87 @@ def _brachy(p: PlanReport) -> str:
     )
 
 
-def _evidence(c: Classification) -> str:
+def _related(p: PlanReport) -> str:
+    if not p.result.related:
+        return ""
+    rows = [
+        "<tr>"
+        + _td(rc.code)
+        + _td("" if rc.units is None else rc.units, "num")
+        + _td(rc.kind)
+        + _td(rc.reason)
+        + _td(rc.setting or "")
+        + "</tr>"
+        for rc in p.result.related
+    ]
+    head = ["code", "units", "kind", "reason", "policy setting"]
+    return "<h4>Related codes</h4>" + _table(head, rows, "related")
+
+
+# ------------------------------------------------------------------- evidence
+
+
+def _evidence(c: Classification, paths: Paths) -> str:
+    """Every rule, fired or not, folded: observed values and thresholds as "name value
+    unit" lists, DICOM elements relative to the report's folder."""
     deciding = {id(e) for e in c.deciding_evidence()}
-    rows = []
-    for e, repeated in with_repeats(c):
-        state = {True: "yes", False: "no", None: "unknown"}[e.fired]
-        threshold = "" if e.threshold is None else value_text(e.threshold)
-        cls = f"evidence-row fired-{state}" + (" decides" if id(e) in deciding else "")
-        rows.append(
-            f'<tr class="{cls}">'
-            + _td(e.rule, "rule")
-            + _td(fired_word(e.fired), "result")
-            + _td(e.finding)
-            + _td(value_text(e.observed))
-            + _td("as above" if repeated else threshold)
-            + _td(e.setting or "")
-            + _td(e.dicom_path or "", "path")
-            + "</tr>"
-        )
-    head = ["rule", "fired", "finding", "observed", "threshold", "policy setting", "DICOM element"]
+    rows = [_evidence_row(e, repeated, id(e) in deciding, paths) for e, repeated in with_repeats(c)]
+    fired = sum(1 for e in c.evidence if e.fired)
     note = (
         '<p class="note">Rows with a bar on the left are the rule group that decided the code;'
         " every other rule is shown with why it did or did not apply.</p>"
     )
-    cols = "".join(
-        f'<col class="{c}">'
-        for c in ("rule", "fired", "finding", "observed", "threshold", "setting", "path")
+    cols = "".join(f'<col class="{k}">' for k in EVIDENCE_COLS)
+    return (
+        '<details class="evidence"><summary>Evidence: every rule'
+        f" ({len(c.evidence)} checked, {fired} fired)</summary>"
+        + _table(EVIDENCE_HEAD, rows, "evidence", f"<colgroup>{cols}</colgroup>")
+        + note
+        + "</details>"
     )
-    return _table(head, rows, "evidence", f"<colgroup>{cols}</colgroup>") + note
+
+
+def _evidence_row(e: Evidence, repeated: bool, decides: bool, paths: Paths) -> str:
+    state = {True: "yes", False: "no", None: "unknown"}[e.fired]
+    cls = f"evidence-row fired-{state}" + (" decides" if decides else "")
+    unit = _setting_unit(e)
+    threshold = "as above" if repeated else _values(e.threshold, unit, paths)
+    compared = isinstance(e.threshold, (int, float)) and not isinstance(e.threshold, bool)
+    return (
+        f'<tr class="{cls}">'
+        + _td(e.rule, "rule")
+        + _td(fired_word(e.fired), "result")
+        + _td(paths.in_text(e.finding))
+        + f'<td class="observed">{_values(e.observed, unit if compared else "", paths)}</td>'
+        + f'<td class="threshold">{"" if e.threshold is None else threshold}</td>'
+        + _td(e.setting or "")
+        + _td(paths.relative(e.dicom_path), "path")
+        + "</tr>"
+    )
+
+
+def _setting_unit(e: Evidence) -> str:
+    """The unit of a single threshold: its policy setting's (``..._deg``: deg); the
+    observed values compared with a number threshold share it."""
+    return unit_of(e.setting.rsplit(".", 1)[-1])[1] if e.setting else ""
+
+
+def _values(value: Any, unit: str, paths: Paths) -> str:
+    """An evidence value as HTML: a table of values as a "name value unit" list."""
+    if isinstance(value, dict) and value:
+        items = "".join(f"<li>{_e(paths.in_text(v))}</li>" for v in named_values(value))
+        return f'<ul class="values">{items}</ul>'
+    return _e(paths.in_text(quantity(value, unit)))
+
+
+# ---------------------------------------------------------------------- beams
+
+
+def _beam_section(p: PlanReport, figures: bool) -> str:
+    c = p.result.classification
+    if not c.beams:
+        return ""
+    return "<h4>Beams</h4>" + _beams(c) + (_beam_figures(p) if figures else "")
 
 
 def _beams(c: Classification) -> str:
@@ -375,22 +509,7 @@ def _beams(c: Classification) -> str:
             + _td(j["technique_reason"])
             + "</tr>"
         )
-    head = [
-        "#",
-        "name",
-        "technique",
-        "radiation",
-        "MU",
-        "CPs",
-        "segs",
-        "gantry",
-        "coll",
-        "couch",
-        "MCS",
-        "port",
-        "why this technique",
-    ]
-    return _table(head, rows, "beams")
+    return _table(BEAM_HEAD, rows, "beams")
 
 
 def _beam_figures(p: PlanReport) -> str:
@@ -425,51 +544,12 @@ def _beam_figures(p: PlanReport) -> str:
     return legend + '<div class="figures">' + "".join(parts) + "</div>"
 
 
-def _dvh(d: PlanDvh, label: str, figures: bool, prescription_gy: float | None = None) -> str:
+# ------------------------------------------------------------------------ DVH
+
+
+def _dvh(d: PlanDvh, label: str, figures: bool, prescription_gy: float | None, paths: Paths) -> str:
+    """The DVH figure first, then where the DVHs come from, their table and notes."""
     out = []
-    sources = []
-    if d.stored_from:
-        sources.append(f'stored in <span class="path">{_e(d.stored_from)}</span>')
-    if d.computed_from:
-        sources.append(
-            "computed by dicompyler-core from"
-            f' <span class="path">{_e(d.computed_from[0])}</span> and'
-            f' <span class="path">{_e(d.computed_from[1])}</span>'
-        )
-    if sources:
-        out.append(f'<p class="note">DVHs {"; ".join(sources)}.</p>')
-    table = dvh_rows(d)
-    if table:
-        rows = []
-        for roi, source, stats in table:
-            cells = dvh_cells(roi, source, stats)
-            rows.append(
-                f'<tr class="dvh-row {source}">'
-                + _td(cells[0])
-                + _td(ROLE_LABELS.get(roi.role, roi.role), f"role-{roi.role}")
-                + _td(source)
-                + "".join(_td(v, "num") for v in cells[3:])
-                + "</tr>"
-            )
-        out.append(_table(dvh_header(d), rows, "dvh"))
-        out.append(f'<p class="note">{_e(min_mean_max_text(d) or "")}.</p>')
-    items = []
-    for roi in d.rois:
-        if roi.agreement is not None:
-            ok = roi.agreement.agrees
-            cls = "agree" if ok else "differ" if ok is False else "note"
-            items.append(
-                f'<li class="{cls}">{_e(roi.roi_name)}: stored and computed'
-                f" {_e(agreement_line(roi))}</li>"
-            )
-        items += [
-            f'<li class="differ">{_e(roi.roi_name)}: warning: {_e(w)}</li>' for w in roi.warnings
-        ]
-        if roi.note:
-            items.append(f'<li class="note">{_e(roi.roi_name)}: {_e(roi.note)}</li>')
-    items += [f'<li class="note">{_e(n)}</li>' for n in d.notes]
-    if items:
-        out.append(f'<ul class="dvh-notes">{"".join(items)}</ul>')
     if figures and d.has_curves:
         out.append(
             '<div class="figures">'
@@ -482,4 +562,55 @@ def _dvh(d: PlanDvh, label: str, figures: bool, prescription_gy: float | None = 
             )
             + "</div>"
         )
-    return "\n".join(out)
+    sources = []
+    if d.stored_from:
+        sources.append(f"stored in {_path(paths.relative(d.stored_from))}")
+    if d.computed_from:
+        structures, dose = (paths.relative(f) for f in d.computed_from)
+        sources.append(f"computed by dicompyler-core from {_path(structures)} and {_path(dose)}")
+    if sources:
+        out.append(f'<p class="note">DVHs {"; ".join(sources)}.</p>')
+    out.append(_dvh_table(d))
+    out.append(_dvh_notes(d, paths))
+    return "\n".join(part for part in out if part)
+
+
+def _dvh_table(d: PlanDvh) -> str:
+    table = dvh_rows(d)
+    if not table:
+        return ""
+    rows = []
+    for roi, source, stats in table:
+        cells = dvh_cells(roi, source, stats)
+        rows.append(
+            f'<tr class="dvh-row {source}">'
+            + _td(cells[0])
+            + _td(ROLE_LABELS.get(roi.role, roi.role), f"role-{roi.role}")
+            + _td(source)
+            + "".join(_td(v, "num") for v in cells[3:])
+            + "</tr>"
+        )
+    return (
+        _table(dvh_header(d), rows, "dvh")
+        + f'<p class="note">{_e(min_mean_max_text(d) or "")}.</p>'
+    )
+
+
+def _dvh_notes(d: PlanDvh, paths: Paths) -> str:
+    items = []
+    for roi in d.rois:
+        if roi.agreement is not None:
+            ok = roi.agreement.agrees
+            cls = "agree" if ok else "differ" if ok is False else "note"
+            items.append(
+                f'<li class="{cls}">{_e(roi.roi_name)}: stored and computed'
+                f" {_e(agreement_line(roi))}</li>"
+            )
+        items += [
+            f'<li class="differ">{_e(roi.roi_name)}: warning: {_e(paths.in_text(w))}</li>'
+            for w in roi.warnings
+        ]
+        if roi.note:
+            items.append(f'<li class="note">{_e(roi.roi_name)}: {_e(paths.in_text(roi.note))}</li>')
+    items += [f'<li class="note">{_e(paths.in_text(n))}</li>' for n in d.notes]
+    return f'<ul class="dvh-notes">{"".join(items)}</ul>' if items else ""

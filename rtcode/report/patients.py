@@ -1,15 +1,11 @@
-"""``rtcode report``: per patient, every plan with its code and evidence, beams and DVHs.
-
-The report is a scan plus DVH evidence (``rtcode.measure.dvh``) for each plan, grouped by
-patient. It renders as text for the terminal, JSON (the scan contract of each plan
-plus ``dvh``), or one self-contained HTML file (``rtcode.report.html``).
-
-Only the read step touches files: DVH evidence gets its datasets through
-``rtcode.dicom.read.read_full``.
+"""``rtcode report``: a scan plus DVH evidence per plan, grouped by patient, and its
+text and JSON renderings (the HTML is ``rtcode.report.html``). DVH evidence reads its
+datasets through ``rtcode.dicom.read.read_full``.
 """
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +25,7 @@ from rtcode.measure.dvh import (
     volume_difference_pct,
 )
 from rtcode.model.codes import Classification, Evidence, Flag
-from rtcode.model.facts import Plan
+from rtcode.model.facts import Brachy, BrachySource, Plan, Prescription
 from rtcode.model.results import PlanResult, ScanResult
 from rtcode.output.jsontext import dumps
 from rtcode.output.render import (
@@ -62,7 +58,7 @@ def prescription_flags(plan: Plan, dvh: PlanDvh, max_pct: float) -> tuple[Flag, 
     if not rxs:
         return ()
     targets = [
-        r
+        (r, r.stored_stats)
         for r in dvh.rois
         if r.role == "target"
         and r.stored_stats is not None
@@ -70,29 +66,31 @@ def prescription_flags(plan: Plan, dvh: PlanDvh, max_pct: float) -> tuple[Flag, 
     ]
     by_roi = {p.roi_number: p for p in rxs if p.roi_number is not None}
     flags = []
-    for r in targets:
+    for r, stats in targets:
         rx = by_roi.get(r.roi_number) if r.roi_number is not None else None
         if rx is None and len(rxs) == 1 and len(targets) == 1 and rxs[0].roi_number is None:
             rx = rxs[0]
         if rx is None or not rx.dose_gy:
             continue
-        d95 = r.stored_stats.d95_gy
-        diff = (d95 - rx.dose_gy) / rx.dose_gy * 100
+        diff = (stats.d95_gy - rx.dose_gy) / rx.dose_gy * 100
         if abs(diff) > max_pct:
-            flags.append(
-                Flag(
-                    "d95_far_from_prescription",
-                    "warning",
-                    f"target {r.roi_name or r.roi_number}: stored D95 {d95:.2f} Gy is"
-                    f" {diff:+.1f}% from the prescription {rx.dose_gy:g} Gy (course,"
-                    f" {rx.description or 'dose reference ' + str(rx.number)}): more than"
-                    f" {max_pct:g}% (policy setting dvh.max_d95_prescription_difference_pct);"
-                    " check the prescription, the fractions, and whether the DVH is per"
-                    " fraction",
-                    rx.dicom_path,
-                )
-            )
+            flags.append(_d95_flag(r, stats.d95_gy, diff, rx, max_pct))
     return tuple(flags)
+
+
+def _d95_flag(r: RoiDvh, d95: float, diff: float, rx: Prescription, max_pct: float) -> Flag:
+    assert rx.dose_gy is not None
+    return Flag(
+        "d95_far_from_prescription",
+        "warning",
+        f"target {r.roi_name or r.roi_number}: stored D95 {d95:.2f} Gy is"
+        f" {diff:+.1f}% from the prescription {rx.dose_gy:g} Gy (course,"
+        f" {rx.description or 'dose reference ' + str(rx.number)}): more than"
+        f" {max_pct:g}% (policy setting dvh.max_d95_prescription_difference_pct);"
+        " check the prescription, the fractions, and whether the DVH is per"
+        " fraction",
+        rx.dicom_path,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,8 +153,6 @@ def _dvh_failure(exc: BaseException) -> str:
     """The DVH note for a failure nobody foresaw, in plain words: never the exception's
     class or text ("ValueError: cannot convert float NaN to integer"); those go to the
     log (logger "rtcode") for whoever looks into the report."""
-    import logging
-
     logging.getLogger("rtcode").debug("DVH evidence failed", exc_info=exc)
     if isinstance(exc, OSError):
         reason = exc.strerror or "the operating system refused"
@@ -462,9 +458,21 @@ def to_text(report: Report) -> str:
 
 
 def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
-    r, c = p.result, p.result.classification
-    plan = r.linked.plan
-    lines = [
+    """One plan: its facts, brachytherapy details, evidence, codes, beams and DVHs."""
+    plan = p.result.linked.plan
+    lines = _plan_facts_text(p.result)
+    if is_brachy(plan):
+        lines += _brachy_text(plan)
+    lines += _evidence_text(p.result.classification)
+    lines += _codes_text(p)
+    lines += _beams_text(p.result.classification)
+    lines += _dvh_text(p.dvh)
+    return lines
+
+
+def _plan_facts_text(r: PlanResult) -> list[str]:
+    c, plan = r.classification, r.linked.plan
+    return [
         f"plan {plan.label or '(no label)'}" + (f" ({plan.name})" if plan.name else ""),
         "-" * 100,
         f"  file        {plan.path}",
@@ -482,35 +490,48 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
         f"  dose        {', '.join(d.path for d in r.linked.doses) or 'none in the export'}",
         "",
     ]
-    if is_brachy(plan):
-        lines.append("  brachytherapy")
-        for what, text in brachy_facts(plan):
-            wrapped = _wrap(text, " " * 18, " " * 18)
-            lines.append("    " + one_line(what).ljust(14) + wrapped[0][18:])
-            lines += wrapped[1:]
-        rows = brachy_channel_rows(plan)
-        if rows:
-            lines += _grid([brachy_channel_header(plan), *rows])
-        lines.append("")
-    lines.append("  evidence")
+
+
+def _brachy_text(plan: Plan) -> list[str]:
+    lines = ["  brachytherapy"]
+    for what, text in brachy_facts(plan):
+        wrapped = _wrap(text, " " * 18, " " * 18)
+        lines.append("    " + one_line(what).ljust(14) + wrapped[0][18:])
+        lines += wrapped[1:]
+    rows = brachy_channel_rows(plan)
+    if rows:
+        lines += _grid([brachy_channel_header(plan), *rows])
+    return [*lines, ""]
+
+
+def _evidence_text(c: Classification) -> list[str]:
+    """Every rule with its finding; at most two lines of values each (the HTML and JSON
+    reports carry every value)."""
+    lines = ["  evidence"]
     deciding = {id(e) for e in c.deciding_evidence()}
     for e, repeated in with_repeats(c):
         mark = "*" if id(e) in deciding else " "
         lines += _wrap(f"{mark} [{fired_word(e.fired)}] {e.rule}: {e.finding}", "    ", " " * 8)
         detail = [f"observed {value_text(e.observed)}"]
         if e.threshold is not None:
-            shown = "as above" if repeated else value_text(e.threshold)
-            detail.append(f"threshold {shown}")
+            detail.append(f"threshold {'as above' if repeated else value_text(e.threshold)}")
         if e.setting:
             detail.append(f"setting {e.setting}")
         if e.dicom_path:
             detail.append(f"at {e.dicom_path}")
         detail_lines = _wrap("; ".join(detail), " " * 8)
-        if len(detail_lines) > 2:  # the HTML and JSON reports carry every value
+        if len(detail_lines) > 2:
             detail_lines = detail_lines[:2]
             detail_lines[-1] = cut(detail_lines[-1], 96) + " ..."
         lines += detail_lines
     lines.append("    (* the rule group that decided the code)")
+    return lines
+
+
+def _codes_text(p: PlanReport) -> list[str]:
+    """Flags, alternative codes and related codes, each section only when it has rows."""
+    r, c = p.result, p.result.classification
+    lines: list[str] = []
     if c.flags or p.flags:
         lines += ["", "  flags"]
         for f in (*c.flags, *p.flags):
@@ -524,147 +545,52 @@ def _plan_text(p: PlanReport, scan: ScanResult) -> list[str]:
         for rc in r.related:
             units = f" x{rc.units}" if rc.units else ""
             lines += _wrap(f"{rc.code}{units} [{rc.kind}] {rc.reason}", "    ")
-    if c.beams:
-        lines += ["", "  beams"]
-        rows = [
-            ["#", "name", "technique", "MeV/MV", "MU", "CPs", "gantry", "coll", "couch", "port"]
-        ]
-        for b in c.beams:
-            j = beam_json(b)
-            rows.append(
-                [
-                    value_text(j["number"]),
-                    j["name"] or "-",
-                    j["technique"],
-                    value_text(j["nominal_energy"]),
-                    number(j["meterset_mu"], ".1f"),
-                    str(j["number_of_control_points"]),
-                    gantry_text(j),
-                    value_text(j["collimator_deg"]),
-                    value_text(j["couch_deg"]),
-                    "yes" if j["treatment_port"] else "no",
-                ]
-            )
-        lines += _grid(rows)
-    lines += [""] + _wrap("dose-volume histograms" + _dvh_sources(p.dvh), "  ")
-    table = dvh_rows(p.dvh)
+    return lines
+
+
+BEAM_TEXT_HEAD = ["#", "name", "technique", "MeV/MV", "MU", "CPs", "gantry", "coll", "couch",
+                  "port"]  # fmt: skip
+
+
+def _beams_text(c: Classification) -> list[str]:
+    if not c.beams:
+        return []
+    rows = [BEAM_TEXT_HEAD]
+    for b in c.beams:
+        j = beam_json(b)
+        rows.append(
+            [
+                value_text(j["number"]),
+                j["name"] or "-",
+                j["technique"],
+                value_text(j["nominal_energy"]),
+                number(j["meterset_mu"], ".1f"),
+                str(j["number_of_control_points"]),
+                gantry_text(j),
+                value_text(j["collimator_deg"]),
+                value_text(j["couch_deg"]),
+                "yes" if j["treatment_port"] else "no",
+            ]
+        )
+    return ["", "  beams", *_grid(rows)]
+
+
+def _dvh_text(d: PlanDvh) -> list[str]:
+    lines = [""] + _wrap("dose-volume histograms" + _dvh_sources(d), "  ")
+    table = dvh_rows(d)
     if table:
-        lines += _grid([dvh_header(p.dvh)] + [dvh_cells(*row) for row in table])
-        lines += _wrap(min_mean_max_text(p.dvh) or "", "    ")
-    for roi in p.dvh.rois:
+        lines += _grid([dvh_header(d)] + [dvh_cells(*row) for row in table])
+        lines += _wrap(min_mean_max_text(d) or "", "    ")
+    for roi in d.rois:
         if roi.agreement is not None:
             lines += _wrap(f"{roi.roi_name}: {agreement_line(roi)}", "    ")
         for warning in roi.warnings:
             lines += _wrap(f"{roi.roi_name}: WARNING {warning}", "    ")
         if roi.note:
             lines += _wrap(f"{roi.roi_name}: {roi.note}", "    ")
-    for note in p.dvh.notes:
+    for note in d.notes:
         lines += _wrap(note, "    ")
     return lines
-
-
-# ------------------------------------------------------------- brachytherapy
-
-
-def is_brachy(plan: Plan) -> bool:
-    """A brachytherapy plan (application setups, no beams): its report shows the
-    treatment, sources and channels, and no external-beam section."""
-    return plan.brachy is not None and not plan.beams
-
-
-def _time_text(value: str | None) -> str:
-    if value and len(value) >= 6 and value[:6].isdigit():
-        return f"{value[:2]}:{value[2:4]}:{value[4:6]}"
-    return value or ""
-
-
-def brachy_facts(plan: Plan) -> list[tuple[str, str]]:
-    """(what, value) lines of a brachytherapy plan: treatment, sources, fractions and
-    prescription, channels (PS3.3 C.8.8.15, as written; "absent" when not written)."""
-    b = plan.brachy
-    assert b is not None
-    out = [
-        (
-            "treatment",
-            f"{b.treatment_type or 'type absent'}, {b.technique or 'technique absent'}"
-            + "".join(
-                f"; setup {s.name or s.setup_type or '-'}"
-                + (f" ({s.setup_type})" if s.name and s.setup_type else "")
-                for s in b.setups
-            ),
-        )
-    ]
-    for src in b.sources or ():
-        strength = (
-            f"reference air kerma rate {src.air_kerma_rate:g} uGy/h at 1 m"
-            if src.air_kerma_rate is not None
-            else "reference air kerma rate absent"
-        )
-        if src.strength is not None:
-            strength += f"; strength {src.strength:g} {src.strength_units or ''}".rstrip()
-        when = " ".join(
-            filter(None, [date_text(src.reference_date), _time_text(src.reference_time)])
-        )
-        out.append(
-            (
-                f"source {value_text(src.number)}",
-                f"{src.isotope or 'isotope absent'}, {strength},"
-                f" reference date {when if src.reference_date else 'absent'}",
-            )
-        )
-    if not b.sources:
-        out.append(("source", "SourceSequence absent or empty"))
-    fractions = [fg.fractions_planned for fg in plan.fraction_groups]
-    known = [f for f in fractions if f is not None]
-    out.append(("fractions", " + ".join(str(f) for f in known) if known else "absent"))
-    if b.setup_doses_gy:
-        rx = " + ".join(f"{d:g} Gy" for d in b.setup_doses_gy)
-        if len(b.setup_doses_gy) == 1 and len(known) == 1:
-            per = b.setup_doses_gy[0]
-            rx = f"{per:g} Gy per fraction x {known[0]} = {per * known[0]:g} Gy"
-        out.append(("prescription", f"{rx} (BrachyApplicationSetupDose)"))
-    else:
-        out.append(("prescription", "BrachyApplicationSetupDose absent"))
-    channels = [c for s in b.setups for c in s.channels]
-    loaded = [c for c in channels if (c.dwell_positions or 0) > 0]
-    times = [c.total_time_s for c in channels if c.total_time_s is not None]
-    text = f"{len(channels)}, {len(loaded)} loaded"
-    if b.number_of_seeds is not None:
-        what = "dwell positions" if b.treatment_type in ("HDR", "PDR") else "sources placed"
-        text += f"; {b.number_of_seeds} {what}"
-    if times and b.treatment_type in ("HDR", "PDR"):
-        text += f"; total time {sum(times):.1f} s"
-    out.append(("channels", text))
-    return out
-
-
-def brachy_channel_header(plan: Plan) -> list[str]:
-    b = plan.brachy
-    remote = b is not None and b.treatment_type in ("HDR", "PDR")
-    placed = "dwell positions" if remote else "sources placed"
-    return ["channel", "applicator", "type", "movement", "length mm", placed,
-            "total time s", "final weight", "source"]  # fmt: skip
-
-
-def brachy_channel_rows(plan: Plan) -> list[list[str]]:
-    """One row per channel, as written ("-": absent; a written 0 stays 0)."""
-    b = plan.brachy
-    assert b is not None
-    return [
-        [
-            value_text(c.number),
-            c.applicator_id or "-",
-            c.applicator_type or "-",
-            c.source_movement_type or "-",
-            number(c.length_mm, "g"),
-            value_text(c.dwell_positions),
-            number(c.total_time_s, ".1f"),
-            number(c.final_weight, "g"),
-            value_text(c.source_number),
-        ]
-        for s in b.setups
-        for c in s.channels
-    ]
 
 
 def with_repeats(c: Classification) -> list[tuple[Evidence, bool]]:
@@ -708,3 +634,107 @@ def _dvh_sources(d: PlanDvh) -> str:
             f"computed by dicompyler-core from {d.computed_from[0]} + {d.computed_from[1]}"
         )
     return (" (" + "; ".join(parts) + ")") if parts else ""
+
+
+# ------------------------------------------------------------- brachytherapy
+
+
+def is_brachy(plan: Plan) -> bool:
+    """A brachytherapy plan (application setups, no beams): its report shows the
+    treatment, sources and channels, and no external-beam section."""
+    return plan.brachy is not None and not plan.beams
+
+
+def _time_text(value: str | None) -> str:
+    if value and len(value) >= 6 and value[:6].isdigit():
+        return f"{value[:2]}:{value[2:4]}:{value[4:6]}"
+    return value or ""
+
+
+def brachy_facts(plan: Plan) -> list[tuple[str, str]]:
+    """(what, value) lines of a brachytherapy plan: treatment, sources, fractions and
+    prescription, channels (PS3.3 C.8.8.15, as written; "absent" when not written)."""
+    b = plan.brachy
+    assert b is not None
+    treatment = f"{b.treatment_type or 'type absent'}, {b.technique or 'technique absent'}"
+    for s in b.setups:
+        treatment += f"; setup {s.name or s.setup_type or '-'}"
+        treatment += f" ({s.setup_type})" if s.name and s.setup_type else ""
+    out = [("treatment", treatment)]
+    out += [(f"source {value_text(src.number)}", _source_text(src)) for src in b.sources or ()]
+    if not b.sources:
+        out.append(("source", "SourceSequence absent or empty"))
+    known = [
+        fg.fractions_planned for fg in plan.fraction_groups if fg.fractions_planned is not None
+    ]
+    out.append(("fractions", " + ".join(str(f) for f in known) if known else "absent"))
+    out.append(("prescription", _brachy_prescription(b, known)))
+    out.append(("channels", _channels_text(b)))
+    return out
+
+
+def _source_text(src: BrachySource) -> str:
+    strength = (
+        f"reference air kerma rate {src.air_kerma_rate:g} uGy/h at 1 m"
+        if src.air_kerma_rate is not None
+        else "reference air kerma rate absent"
+    )
+    if src.strength is not None:
+        strength += f"; strength {src.strength:g} {src.strength_units or ''}".rstrip()
+    when = " ".join(filter(None, [date_text(src.reference_date), _time_text(src.reference_time)]))
+    return (
+        f"{src.isotope or 'isotope absent'}, {strength},"
+        f" reference date {when if src.reference_date else 'absent'}"
+    )
+
+
+def _brachy_prescription(b: Brachy, fractions: list[int]) -> str:
+    if not b.setup_doses_gy:
+        return "BrachyApplicationSetupDose absent"
+    rx = " + ".join(f"{d:g} Gy" for d in b.setup_doses_gy)
+    if len(b.setup_doses_gy) == 1 and len(fractions) == 1:
+        per = b.setup_doses_gy[0]
+        rx = f"{per:g} Gy per fraction x {fractions[0]} = {per * fractions[0]:g} Gy"
+    return f"{rx} (BrachyApplicationSetupDose)"
+
+
+def _channels_text(b: Brachy) -> str:
+    channels = [c for s in b.setups for c in s.channels]
+    loaded = [c for c in channels if (c.dwell_positions or 0) > 0]
+    times = [c.total_time_s for c in channels if c.total_time_s is not None]
+    text = f"{len(channels)}, {len(loaded)} loaded"
+    if b.number_of_seeds is not None:
+        what = "dwell positions" if b.treatment_type in ("HDR", "PDR") else "sources placed"
+        text += f"; {b.number_of_seeds} {what}"
+    if times and b.treatment_type in ("HDR", "PDR"):
+        text += f"; total time {sum(times):.1f} s"
+    return text
+
+
+def brachy_channel_header(plan: Plan) -> list[str]:
+    b = plan.brachy
+    remote = b is not None and b.treatment_type in ("HDR", "PDR")
+    placed = "dwell positions" if remote else "sources placed"
+    return ["channel", "applicator", "type", "movement", "length mm", placed,
+            "total time s", "final weight", "source"]  # fmt: skip
+
+
+def brachy_channel_rows(plan: Plan) -> list[list[str]]:
+    """One row per channel, as written ("-": absent; a written 0 stays 0)."""
+    b = plan.brachy
+    assert b is not None
+    return [
+        [
+            value_text(c.number),
+            c.applicator_id or "-",
+            c.applicator_type or "-",
+            c.source_movement_type or "-",
+            number(c.length_mm, "g"),
+            value_text(c.dwell_positions),
+            number(c.total_time_s, ".1f"),
+            number(c.final_weight, "g"),
+            value_text(c.source_number),
+        ]
+        for s in b.setups
+        for c in s.channels
+    ]

@@ -1,16 +1,7 @@
-"""Figures for the HTML report, drawn with matplotlib and returned as PNG bytes.
-
-- ``dvh_png``: cumulative DVHs of a plan; targets in warm colours, organs at risk in
-  cool ones (markers once a palette is used up); stored curves solid, computed ones
-  dashed; the dose axis limited to what matters (``dose_axis_limit``).
-- ``bev_png``: a beam's-eye view of one beam's aperture in the collimator frame:
-  leaves, jaws and the open field at the largest segment, or at a few control points
-  of an arc; each view scaled to its aperture.
-- ``arrangement_png``: where the beams come from: gantry angles and arcs seen from
-  the foot of the couch (IEC 61217: clockwise), couch angles seen from above.
-
-matplotlib is imported only here and only when a figure is drawn; text from DICOM
-files is drawn literally (mathtext off), so a ``$`` in an ROI name stays a ``$``.
+"""Figures for the HTML report as PNG bytes: cumulative DVHs (``dvh_png``), a beam's
+aperture seen from the source (``bev_png``) and the beam arrangement
+(``arrangement_png``). matplotlib is imported only when a figure is drawn; DICOM text
+is drawn literally (mathtext off), so a ``$`` in an ROI name stays a ``$``.
 """
 
 from __future__ import annotations
@@ -23,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rtcode.measure.dvh import PlanDvh
+from rtcode.measure.dvh import DvhCurve, PlanDvh, RoiDvh
 from rtcode.measure.metrics import apertures
 from rtcode.model.codes import ARCS, BeamAssessment
 
@@ -37,20 +28,16 @@ BEAM_COLOURS = (
 )  # fmt: skip
 ARC_PANELS = 4  # control points shown for an arc
 
-_RC = {
-    "text.parse_math": False,  # DICOM text is drawn as written
-    "font.size": 9,
-    "axes.titlesize": 9,
-    "svg.fonttype": "none",
-}
-
 
 @contextmanager
 def _style() -> Iterator[Any]:
-    import matplotlib
+    """matplotlib's Figure class, drawn with the report's settings."""
+    import matplotlib  # here, not at the top: rtcode starts fast without it
 
-    with matplotlib.rc_context(_RC):
-        from matplotlib.figure import Figure
+    with matplotlib.rc_context(  # parse_math off: DICOM text is drawn as written
+        {"text.parse_math": False, "font.size": 9, "axes.titlesize": 9, "svg.fonttype": "none"}
+    ):
+        from matplotlib.figure import Figure  # lazily, as above
 
         yield Figure
 
@@ -67,11 +54,6 @@ def _clip(text: str | None, width: int = 24) -> str:
 
 
 # ------------------------------------------------------------------------- DVH
-
-
-def role_colours(d: PlanDvh) -> dict[int, str]:
-    """Colour of each ROI row (by index in ``d.rois``): warm targets, cool organs."""
-    return {i: style[0] for i, style in roi_styles(d).items()}
 
 
 # Markers that set apart ROIs sharing a colour once a role has more ROIs than its
@@ -142,6 +124,9 @@ def dose_axis_limit(
     return max(min(limit, full), 1.0)
 
 
+DvhLine = tuple[int, RoiDvh, DvhCurve, str, np.ndarray, np.ndarray]
+
+
 def dvh_png(
     d: PlanDvh, title: str | None = None, prescription_gy: float | None = None
 ) -> bytes | None:
@@ -152,12 +137,7 @@ def dvh_png(
         return None
     styles = roi_styles(d)
     label_ends = needs_end_labels(d)
-    drawn = []
-    for i, r in enumerate(d.rois):
-        for curve, line in ((r.stored, "-"), (r.computed, "--")):
-            if curve is not None:
-                dose, pct = curve.cumulative()
-                drawn.append((i, r, curve, line, dose, pct))
+    drawn = _dvh_lines(d)
     limit = dose_axis_limit(
         [(r.role, dose, pct) for _, r, _, _, dose, pct in drawn], prescription_gy
     )
@@ -165,36 +145,10 @@ def dvh_png(
         fig = Figure(figsize=(8.6, 4.2), layout="constrained")
         ax = fig.add_subplot()
         beyond = []
-        for k, (i, r, curve, line, dose, pct) in enumerate(drawn):
-            colour, marker = styles[i]
-            role = "target" if r.role == "target" else "OAR"
-            inside = dose <= limit
-            ax.plot(
-                dose,
-                pct,
-                line,
-                color=colour,
-                linewidth=1.6,
-                marker=marker,
-                markersize=5,
-                markevery=(0.02 * (k % 5), 0.1) if marker else None,
-                markerfacecolor="none" if line == "--" else colour,
-                label=f"{_clip(r.roi_name)} ({role}, {curve.source})",
-            )
-            end = _dose_at(dose, pct, 0.0)
+        for k, line in enumerate(drawn):
+            end = _draw_dvh_line(ax, k, line, styles[line[0]], limit, label_ends)
             if end > limit:
                 beyond.append(end)
-            if label_ends and inside.any():
-                shown = inside & (pct > 0.5)  # where the curve still stands off the axis
-                j = int(np.flatnonzero(shown if shown.any() else inside)[-1])
-                ax.annotate(
-                    _clip(r.roi_name, 12),
-                    (float(dose[j]), float(pct[j])),
-                    xytext=(2, 2),
-                    textcoords="offset points",
-                    fontsize=6,
-                    color=colour,
-                )
         if prescription_gy is not None:
             ax.axvline(
                 prescription_gy,
@@ -203,24 +157,7 @@ def dvh_png(
                 linewidth=1.2,
                 label=f"prescription {prescription_gy:g} Gy (course)",
             )
-        ax.set_xlim(0, limit)
-        ax.set_ylim(0, 102)
-        ax.set_xlabel("dose (Gy)")
-        ax.set_ylabel("volume (%)")
-        ax.grid(True, color="#dddddd", linewidth=0.6)
-        if beyond:
-            ax.text(
-                0.99,
-                0.98,
-                f"{len(beyond)} curve(s) run on beyond {limit:.3g} Gy, up to {max(beyond):.4g} Gy",
-                transform=ax.transAxes,
-                ha="right",
-                va="top",
-                fontsize=7,
-                color="#4b5563",
-            )
-        if title:
-            ax.set_title(_clip(title, 80))
+        _dvh_axes(ax, limit, beyond, title)
         ax.legend(
             loc="center left",
             bbox_to_anchor=(1.01, 0.5),
@@ -229,6 +166,79 @@ def dvh_png(
             ncols=1 if len(drawn) <= 24 else 2,
         )
         return _png(fig)
+
+
+def _dvh_lines(d: PlanDvh) -> list[DvhLine]:
+    """(ROI index, ROI, curve, line style, dose, volume %) of every curve: stored solid,
+    computed dashed."""
+    drawn = []
+    for i, r in enumerate(d.rois):
+        for curve, line in ((r.stored, "-"), (r.computed, "--")):
+            if curve is not None:
+                dose, pct = curve.cumulative()
+                drawn.append((i, r, curve, line, dose, pct))
+    return drawn
+
+
+def _draw_dvh_line(
+    ax: Any,
+    k: int,
+    drawn: DvhLine,
+    style: tuple[str, str | None],
+    limit: float,
+    label_end: bool,
+) -> float:
+    """Draw the ``k``-th curve (named at its end when ``label_end``); its highest dose."""
+    _, r, curve, line, dose, pct = drawn
+    colour, marker = style
+    role = "target" if r.role == "target" else "OAR"
+    ax.plot(
+        dose,
+        pct,
+        line,
+        color=colour,
+        linewidth=1.6,
+        marker=marker,
+        markersize=5,
+        markevery=(0.02 * (k % 5), 0.1) if marker else None,
+        markerfacecolor="none" if line == "--" else colour,
+        label=f"{_clip(r.roi_name)} ({role}, {curve.source})",
+    )
+    inside = dose <= limit
+    if label_end and inside.any():
+        shown = inside & (pct > 0.5)  # where the curve still stands off the axis
+        j = int(np.flatnonzero(shown if shown.any() else inside)[-1])
+        ax.annotate(
+            _clip(r.roi_name, 12),
+            (float(dose[j]), float(pct[j])),
+            xytext=(2, 2),
+            textcoords="offset points",
+            fontsize=6,
+            color=colour,
+        )
+    return _dose_at(dose, pct, 0.0)
+
+
+def _dvh_axes(ax: Any, limit: float, beyond: list[float], title: str | None) -> None:
+    """Axes, grid and title; a note when curves run on beyond the dose axis."""
+    ax.set_xlim(0, limit)
+    ax.set_ylim(0, 102)
+    ax.set_xlabel("dose (Gy)")
+    ax.set_ylabel("volume (%)")
+    ax.grid(True, color="#dddddd", linewidth=0.6)
+    if beyond:
+        ax.text(
+            0.99,
+            0.98,
+            f"{len(beyond)} curve(s) run on beyond {limit:.3g} Gy, up to {max(beyond):.4g} Gy",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=7,
+            color="#4b5563",
+        )
+    if title:
+        ax.set_title(_clip(title, 80))
 
 
 # ------------------------------------------------------------------------- BEV
@@ -308,17 +318,7 @@ def bev_png(b: BeamAssessment, title: str | None = None) -> bytes | None:
     if ap is None or not cps:
         return None
     lim = _view_limit(ap, [i for i, _ in cps])
-    edges = ap.strip_edges_mm
-
-    def box(t0: float, t1: float, s0: float, s1: float) -> list[tuple[float, float]]:
-        # leaves travel along plot x for MLCX, along plot y for MLCY
-        if ap.leaf_axis != "X":
-            t0, t1, s0, s1 = s0, s1, t0, t1
-        return [(t0, s0), (t1, s0), (t1, s1), (t0, s1)]
-
     with _style() as Figure:
-        from matplotlib.collections import PolyCollection
-
         width = 2.75 * len(cps) + 0.35
         fig = Figure(figsize=(width, 3.3))
         fig.subplots_adjust(
@@ -326,51 +326,69 @@ def bev_png(b: BeamAssessment, title: str | None = None) -> bytes | None:
         )
         axes = fig.subplots(1, len(cps), squeeze=False)[0]
         for ax, (i, caption) in zip(axes, cps, strict=True):
-            ax.set_facecolor("#3b4452")  # outside the leaves and jaws: blocked
-            lo, hi, height = ap.lo_mm[i], ap.hi_mm[i], ap.height_mm[i]
-            strip_lo = _strips(ap, i)[0]
-            field = [
-                box(lo[k], hi[k], strip_lo[k], strip_lo[k] + height[k])
-                for k in range(lo.size)
-                if height[k] > 0 and hi[k] > lo[k]
-            ]
-            ax.add_collection(PolyCollection(field, facecolors="#ffe27a", edgecolors="none"))
-            if ap.has_mlc:
-                leaves = []
-                for k in range(lo.size):
-                    a, c = min(lo[k], hi[k]), max(lo[k], hi[k])
-                    leaves.append(box(-2 * lim, a, edges[k], edges[k + 1]))
-                    leaves.append(box(c, 2 * lim, edges[k], edges[k + 1]))
-                ax.add_collection(
-                    PolyCollection(
-                        leaves,
-                        facecolors="#9aa7b8",
-                        edgecolors="#5c6878",
-                        linewidths=0.3,
-                        alpha=0.6,
-                    )
-                )
-            t0, t1 = ap.jaw_travel_mm[i]
-            s0, s1 = ap.jaw_strip_mm[i]
-            jaw = {"color": "#c62828", "linewidth": 1.6}
-            for v in (t0, t1):
-                if np.isfinite(v):
-                    (ax.axvline if ap.leaf_axis == "X" else ax.axhline)(v, **jaw)
-            for v in (s0, s1):
-                if np.isfinite(v):
-                    (ax.axhline if ap.leaf_axis == "X" else ax.axvline)(v, **jaw)
-            ax.axhline(0, color="white", linewidth=0.5, alpha=0.7)
-            ax.axvline(0, color="white", linewidth=0.5, alpha=0.7)
-            ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
-            ax.set_aspect("equal")
+            _bev_panel(ax, ap, i, lim)
             ax.set_title(caption)
-            ax.set_xlabel("X (mm)")
-            ax.tick_params(labelsize=7)
         axes[0].set_ylabel("Y (mm)")
         if title:
             fig.suptitle(_clip(title, 70), fontsize=9)
         return _png(fig)
+
+
+def _box(ap: Any, t0: float, t1: float, s0: float, s1: float) -> list[tuple[float, float]]:
+    """A rectangle from leaf travel (``t``) and across (``s``) to plot x, y: leaves travel
+    along plot x for MLCX, along plot y for MLCY."""
+    if ap.leaf_axis != "X":
+        t0, t1, s0, s1 = s0, s1, t0, t1
+    return [(t0, s0), (t1, s0), (t1, s1), (t0, s1)]
+
+
+def _bev_panel(ax: Any, ap: Any, i: int, lim: float) -> None:
+    """One control point: the open field, the leaves and the jaws, ``lim`` mm about the
+    isocentre."""
+    from matplotlib.collections import PolyCollection  # lazily: see _style
+
+    ax.set_facecolor("#3b4452")  # outside the leaves and jaws: blocked
+    lo, hi, height = ap.lo_mm[i], ap.hi_mm[i], ap.height_mm[i]
+    strip_lo = _strips(ap, i)[0]
+    field = [
+        _box(ap, lo[k], hi[k], strip_lo[k], strip_lo[k] + height[k])
+        for k in range(lo.size)
+        if height[k] > 0 and hi[k] > lo[k]
+    ]
+    ax.add_collection(PolyCollection(field, facecolors="#ffe27a", edgecolors="none"))
+    if ap.has_mlc:
+        edges = ap.strip_edges_mm
+        leaves = []
+        for k in range(lo.size):
+            a, c = min(lo[k], hi[k]), max(lo[k], hi[k])
+            leaves.append(_box(ap, -2 * lim, a, edges[k], edges[k + 1]))
+            leaves.append(_box(ap, c, 2 * lim, edges[k], edges[k + 1]))
+        ax.add_collection(
+            PolyCollection(
+                leaves, facecolors="#9aa7b8", edgecolors="#5c6878", linewidths=0.3, alpha=0.6
+            )
+        )
+    _bev_jaws(ax, ap, i)
+    ax.axhline(0, color="white", linewidth=0.5, alpha=0.7)
+    ax.axvline(0, color="white", linewidth=0.5, alpha=0.7)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("X (mm)")
+    ax.tick_params(labelsize=7)
+
+
+def _bev_jaws(ax: Any, ap: Any, i: int) -> None:
+    """The jaws at control point ``i`` as red lines (absent jaws: none)."""
+    t0, t1 = ap.jaw_travel_mm[i]
+    s0, s1 = ap.jaw_strip_mm[i]
+    jaw = {"color": "#c62828", "linewidth": 1.6}
+    for v in (t0, t1):
+        if np.isfinite(v):
+            (ax.axvline if ap.leaf_axis == "X" else ax.axhline)(v, **jaw)
+    for v in (s0, s1):
+        if np.isfinite(v):
+            (ax.axhline if ap.leaf_axis == "X" else ax.axvline)(v, **jaw)
 
 
 # ---------------------------------------------------------------- arrangement
@@ -381,6 +399,9 @@ def _beam_label(b: BeamAssessment) -> str:
     return _clip(f"{number}{b.beam.name or ''}".strip() or "beam", 14)
 
 
+AngleLabels = dict[float, list[tuple[str, str]]]  # angle: (beam label, colour) at it
+
+
 def arrangement_png(beams: Sequence[BeamAssessment], title: str | None = None) -> bytes | None:
     """Gantry (seen from the foot of the couch) and couch (seen from above) angles."""
     drawn = [b for b in beams if b.beam.gantry_start_deg is not None]
@@ -389,80 +410,26 @@ def arrangement_png(beams: Sequence[BeamAssessment], title: str | None = None) -
     with _style() as Figure:
         fig = Figure(figsize=(8.6, 4.6))
         fig.subplots_adjust(left=0.1, right=0.9, bottom=0.16, top=0.8, wspace=0.6)
-        gantry = fig.add_subplot(1, 2, 1, projection="polar")
-        couch = fig.add_subplot(1, 2, 2, projection="polar")
-        for ax in (gantry, couch):
-            ax.set_theta_zero_location("N")
-            ax.set_ylim(0, 1.0)
-            ax.set_yticks([])
-            ax.set_xticks(np.radians(np.arange(0, 360, 45)), labels=[""] * 8)
-            ax.grid(True, color="#dddddd", linewidth=0.6)
-        gantry.set_theta_direction(-1)  # IEC 61217: gantry angle grows clockwise
-        couch.set_theta_direction(1)  # couch angle grows counter-clockwise from above
-        gantry.set_title("gantry, seen from the foot of the couch", pad=30)
-        couch.set_title("couch, seen from above", pad=30)
+        gantry, couch = _polar_pair(fig)
         arcs = 0
-        gantry_labels: dict[float, list[tuple[str, str]]] = {}
-        couch_labels: dict[float, list[tuple[str, str]]] = {}
+        gantry_labels: AngleLabels = {}
+        couch_labels: AngleLabels = {}
         for k, b in enumerate(drawn):
             colour = BEAM_COLOURS[k % len(BEAM_COLOURS)] if b.counted else "#9e9e9e"
             style = "-" if b.counted else ":"
-            start = float(b.beam.gantry_start_deg or 0.0)
-            label = _beam_label(b)
-            span = b.metrics.arc_span_deg
-            if span >= 1.0:
-                sign = -1.0 if (b.beam.gantry_direction or "").upper() == "CC" else 1.0
-                r = 0.86 - 0.1 * (arcs % 6)
+            if b.metrics.arc_span_deg >= 1.0:
+                _draw_arc(gantry, b, colour, style, arcs)
                 arcs += 1
-                theta = np.radians(start + sign * np.linspace(0.0, span, 90))
-                gantry.plot(theta, np.full(theta.size, r), style, color=colour, linewidth=2.2)
-                gantry.annotate(
-                    "",
-                    xy=(theta[-1], r),
-                    xytext=(theta[-4], r),
-                    arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.6},
-                )
-                gantry.plot(
-                    [],
-                    [],
-                    color=colour,
-                    linewidth=2.2,
-                    label=f"{label}: arc {start:g}° {'CC' if sign < 0 else 'CW'} {span:.0f}°",
-                )
             else:
-                t = math.radians(start)
-                gantry.annotate(
-                    "",
-                    xy=(t, 0.12),
-                    xytext=(t, 1.0),
-                    arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.8, "ls": style},
-                )
-                gantry_labels.setdefault(round(start % 360, 1), []).append((label, colour))
+                _draw_static(gantry, b, colour, style, gantry_labels)
             c = b.beam.control_points.couch_deg
             if c.size and not math.isnan(c[0]):
                 angle = float(c[0])
                 t = math.radians(angle)
                 couch.plot([t, t], [0, 1.0], style, color=colour, linewidth=2.0)
-                couch_labels.setdefault(round(angle % 360, 1), []).append((label, colour))
-        for ax, labels, turn in ((gantry, gantry_labels, -1.0), (couch, couch_labels, 1.0)):
-            for angle, items in labels.items():
-                text = "\n".join(name for name, _ in items[:3])
-                if len(items) > 3:
-                    text += f"\n+{len(items) - 3} more"
-                if len(items) == len(drawn) > 1:
-                    text = f"all {len(items)} beams"
-                colour = items[0][1] if len(items) == 1 else "#333333"
-                x = -turn * math.sin(math.radians(angle))  # where the label sits on screen
-                y = math.cos(math.radians(angle))
-                ax.text(
-                    math.radians(angle),
-                    1.04,
-                    f"{angle:g}°: {text}",
-                    color=colour,
-                    ha="left" if x > 0.3 else "right" if x < -0.3 else "center",
-                    va="bottom" if y > 0.3 else "top" if y < -0.3 else "center",
-                    fontsize=7,
-                )
+                couch_labels.setdefault(round(angle % 360, 1), []).append((_beam_label(b), colour))
+        _angle_labels(gantry, gantry_labels, -1.0, len(drawn))
+        _angle_labels(couch, couch_labels, 1.0, len(drawn))
         if arcs:
             gantry.legend(
                 loc="upper left", bbox_to_anchor=(-0.12, -0.02), fontsize=7, frameon=False, ncols=2
@@ -470,3 +437,82 @@ def arrangement_png(beams: Sequence[BeamAssessment], title: str | None = None) -
         if title:
             fig.suptitle(_clip(title, 80), fontsize=9)
         return _png(fig)
+
+
+def _polar_pair(fig: Any) -> tuple[Any, Any]:
+    """The gantry and couch dials: zero at the top, gantry clockwise (IEC 61217), couch
+    counter-clockwise from above."""
+    gantry = fig.add_subplot(1, 2, 1, projection="polar")
+    couch = fig.add_subplot(1, 2, 2, projection="polar")
+    for ax in (gantry, couch):
+        ax.set_theta_zero_location("N")
+        ax.set_ylim(0, 1.0)
+        ax.set_yticks([])
+        ax.set_xticks(np.radians(np.arange(0, 360, 45)), labels=[""] * 8)
+        ax.grid(True, color="#dddddd", linewidth=0.6)
+    gantry.set_theta_direction(-1)  # IEC 61217: gantry angle grows clockwise
+    couch.set_theta_direction(1)  # couch angle grows counter-clockwise from above
+    gantry.set_title("gantry, seen from the foot of the couch", pad=30)
+    couch.set_title("couch, seen from above", pad=30)
+    return gantry, couch
+
+
+def _draw_arc(gantry: Any, b: BeamAssessment, colour: str, style: str, n: int) -> None:
+    """The ``n``-th arc as a band with an arrow at its end, named in the legend."""
+    start = float(b.beam.gantry_start_deg or 0.0)
+    span = b.metrics.arc_span_deg
+    sign = -1.0 if (b.beam.gantry_direction or "").upper() == "CC" else 1.0
+    r = 0.86 - 0.1 * (n % 6)
+    theta = np.radians(start + sign * np.linspace(0.0, span, 90))
+    gantry.plot(theta, np.full(theta.size, r), style, color=colour, linewidth=2.2)
+    gantry.annotate(
+        "",
+        xy=(theta[-1], r),
+        xytext=(theta[-4], r),
+        arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.6},
+    )
+    gantry.plot(
+        [],
+        [],
+        color=colour,
+        linewidth=2.2,
+        label=f"{_beam_label(b)}: arc {start:g}° {'CC' if sign < 0 else 'CW'} {span:.0f}°",
+    )
+
+
+def _draw_static(
+    gantry: Any, b: BeamAssessment, colour: str, style: str, labels: AngleLabels
+) -> None:
+    """A static beam as an arrow from its gantry angle to the isocentre."""
+    start = float(b.beam.gantry_start_deg or 0.0)
+    t = math.radians(start)
+    gantry.annotate(
+        "",
+        xy=(t, 0.12),
+        xytext=(t, 1.0),
+        arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.8, "ls": style},
+    )
+    labels.setdefault(round(start % 360, 1), []).append((_beam_label(b), colour))
+
+
+def _angle_labels(ax: Any, labels: AngleLabels, turn: float, n_drawn: int) -> None:
+    """The beams at each angle named outside the dial (three, then "+N more"; "all N
+    beams" when every beam shares the angle)."""
+    for angle, items in labels.items():
+        text = "\n".join(name for name, _ in items[:3])
+        if len(items) > 3:
+            text += f"\n+{len(items) - 3} more"
+        if len(items) == n_drawn > 1:
+            text = f"all {len(items)} beams"
+        colour = items[0][1] if len(items) == 1 else "#333333"
+        x = -turn * math.sin(math.radians(angle))  # where the label sits on screen
+        y = math.cos(math.radians(angle))
+        ax.text(
+            math.radians(angle),
+            1.04,
+            f"{angle:g}°: {text}",
+            color=colour,
+            ha="left" if x > 0.3 else "right" if x < -0.3 else "center",
+            va="bottom" if y > 0.3 else "top" if y < -0.3 else "center",
+            fontsize=7,
+        )
