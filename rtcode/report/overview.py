@@ -130,6 +130,9 @@ tr.fired-yes td.fired { background: #dff3e3; color: #1b5e20; font-weight: 600; }
 tr.fired-unknown td.fired { background: #fff3cd; color: #7a5b00; }
 table.evidence { width: 100%; table-layout: fixed; }
 table.evidence td { font-size: 12px; }
+table.evidence col.rule { width: 14%; } table.evidence col.fired { width: 7%; }
+table.evidence col.finding { width: 33%; } table.evidence col.observed { width: 15%; }
+table.evidence col.threshold { width: 14%; } table.evidence col.path { width: 17%; }
 figure { margin: 0; border: 1px solid #d7dde6; padding: 4px; background: #fff;
          width: min-content; }
 figure img { display: block; }
@@ -822,7 +825,9 @@ def _evidence(i: int, p: PlanResult, folder: str) -> str:
         )
     out.append(
         f"<details><summary>All evidence ({len(c.evidence)} rule(s))</summary>"
-        '<table class="evidence"><thead><tr><th>rule</th><th>fired</th><th>finding</th>'
+        '<table class="evidence"><colgroup><col class="rule"><col class="fired">'
+        '<col class="finding"><col class="observed"><col class="threshold"><col class="path">'
+        "</colgroup><thead><tr><th>rule</th><th>fired</th><th>finding</th>"
         "<th>observed</th><th>threshold</th><th>DICOM element</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></details>"
     )

@@ -100,7 +100,7 @@ def _box(ax: Any, values: Sequence[float], y: float) -> None:
     grey = "#6b7280"
     ax.add_patch(Rectangle((q1, y - 0.3), q3 - q1, 0.6, fill=False, color=grey, zorder=2))
     ax.vlines(median, y - 0.3, y + 0.3, color="#d62728", linewidth=1.5, zorder=4)
-    ax.hlines(y, [min(values), q3], [q1, max(values)], color=grey, linewidth=1, zorder=2)
+    ax.hlines([y, y], [min(values), q3], [q1, max(values)], color=grey, linewidth=1, zorder=2)
 
 
 def mcs_by_technique_png(groups: Mapping[str, Sequence[float]]) -> bytes | None:
@@ -130,7 +130,7 @@ def mcs_by_technique_png(groups: Mapping[str, Sequence[float]]) -> bytes | None:
         ax.invert_yaxis()
         ax.set_xlim(0.0, 1.02)
         ax.set_xlabel("modulation complexity score (1 open field, towards 0 more modulated)")
-        ax.set_title("MCS per treatment beam, by technique (beams)")
+        ax.set_title("MCS per treatment beam, by technique (beams in brackets)")
         ax.grid(axis="x", color="#e5e7eb")
         ax.spines[["top", "right"]].set_visible(False)
         return _png(fig)
