@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rtcode.sources import billing
 from rtcode.sources.billing import (
-    MAX_CHARGE_LINES,
     BillingFileError,
     Charge,
     Charges,
@@ -87,8 +87,8 @@ def parse_hl7(data: bytes, source: str = "<hl7>") -> Charges:
     text, notes = _decode(data.replace(b"\x0b", b"").replace(b"\x1c", b""))
     text = text.removeprefix("\ufeff")
     lines = _SEGMENT_END.split(text)
-    if len(lines) > MAX_CHARGE_LINES + 1:
-        raise _too_long(source, MAX_CHARGE_LINES + 2)
+    if len(lines) > billing.MAX_CHARGE_LINES + 1:
+        raise _too_long(source, billing.MAX_CHARGE_LINES + 2)
     # Messages: (line of each segment, segment text), each starting at an MSH.
     messages: list[list[tuple[int, str]]] = []
     rejected: list[RejectedRow] = []

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from rtcode.sources import billing
 from rtcode.sources.billing import (
-    MAX_CHARGE_LINES,
     Charge,
     Charges,
     Credit,
@@ -91,8 +91,8 @@ def parse_x12(data: bytes, source: str = "<x12>") -> Charges:
     segments = [s.strip("\r\n\t ") for s in text.split(terminator)]
     if segments and not segments[-1]:
         segments.pop()
-    if len(segments) > MAX_CHARGE_LINES + 1:
-        raise _too_long(source, MAX_CHARGE_LINES + 2)
+    if len(segments) > billing.MAX_CHARGE_LINES + 1:
+        raise _too_long(source, billing.MAX_CHARGE_LINES + 2)
 
     reader = _Reader(element, component)
     for number, segment in enumerate(segments, start=1):

@@ -12,8 +12,8 @@ import io
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 
+from rtcode.sources import billing
 from rtcode.sources.billing import (
-    MAX_CHARGE_LINES,
     BillingFileError,
     Charges,
     _too_long,
@@ -104,7 +104,7 @@ def _rows(worksheet: object, source: str) -> Iterator[tuple[int, Sequence[str]]]
         worksheet.iter_rows(values_only=True, max_col=MAX_COLUMNS),  # type: ignore[attr-defined]  # an openpyxl worksheet
         start=1,
     ):
-        if number > MAX_CHARGE_LINES + 1:
+        if number > billing.MAX_CHARGE_LINES + 1:
             raise _too_long(source, number)
         cells = [_text(v) for v in values]
         while cells and not cells[-1].strip():  # read-only rows are padded to max_col
