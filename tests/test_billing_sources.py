@@ -519,6 +519,15 @@ def test_x12_without_a_readable_isa_is_one_rejected_line(text, reason):
     assert rejected.line == 1 and reason in rejected.reason and result.charges == ()
 
 
+def test_an_interchange_without_an_837_is_one_rejected_line():
+    text = x12("BPR*I*100*C*ACH").replace("ST*837*", "ST*835*")
+    result = parse_x12(text.encode())
+    assert result.charges == ()
+    assert [(r.line, r.reason) for r in result.rejected] == [
+        (1, "no 837 transaction set (ST*837) in the interchange: no claims")
+    ]
+
+
 def test_x12_bad_lines_are_rejected_and_the_rest_read():
     text = x12(
         "HL*1**20*1",

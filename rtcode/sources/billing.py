@@ -846,10 +846,11 @@ def net_credits(
     if credits:
         dropped = sum(1 for c in charges if not left[c.line])
         reduced = sum(1 for c in charges if 0 < left[c.line] < c.units)
-        lines = ", ".join(str(k.charge.line) for k in credits[:20])
-        more = f" and {len(credits) - 20} more" if len(credits) > 20 else ""
+        at = list(dict.fromkeys(k.charge.line for k in credits))  # a replaced claim: one line
+        lines = ", ".join(str(n) for n in at[:20])
+        more = f" and {len(at) - 20} more" if len(at) > 20 else ""
         notes.append(
-            f"{len(credits)} credit or reversal line(s) ({lines}{more}) netted against the"
+            f"{len(credits)} credit or reversal(s) (line {lines}{more}) netted against the"
             f" charges: {dropped} charge(s) fully reversed, {reduced} reduced"
         )
     return out, rejected, notes

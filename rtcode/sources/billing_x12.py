@@ -99,6 +99,10 @@ def parse_x12(data: bytes, source: str = "<x12>") -> Charges:
         if segment:
             reader.segment(number, segment)
     reader.close_claim()
+    if not reader.transactions:
+        reader.rejected.append(
+            RejectedRow(1, "no 837 transaction set (ST*837) in the interchange: no claims", "")
+        )
     charges, credits = reader.charges, reader.credits
     netted, unmatched, netted_notes = net_credits(charges, credits)
     kinds = "/".join(sorted(reader.kinds)) or "no 837"

@@ -83,6 +83,8 @@ def parse_xlsx(
         if not names:
             raise BillingFileError(f"the workbook {source} has no sheet")
         chosen = sheet if sheet is not None else names[0]
+        if not hasattr(book[chosen], "iter_rows"):
+            raise BillingFileError(f"the sheet {chosen!r} of {source} is a chart, not a table")
         result = parse_rows(
             _rows(book[chosen], source), columns, source, date_format=date_format, kind="xlsx"
         )
