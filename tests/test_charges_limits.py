@@ -364,3 +364,50 @@ def test_thirty_two_thousand_rows_of_one_patient_and_date_smoke(tmp_path):
     result = audit_cli(path, "--format", "json")
     assert result.exit_code == 4, result.output[-500:]
     assert time.perf_counter() - start < 30 or sys.gettrace() is not None
+
+
+# ------------------------------------------------- other charge formats (issue 20)
+
+
+def test_dash_reads_standard_input_bytes(monkeypatch):
+    data = (HEADER + ROW).replace("\n", "\r").encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    result = read_charges("-", {})
+    assert result.source == "-" and [c.line for c in result.charges] == [2]
+
+
+@pytest.mark.parametrize("suffix", ["hl7", "x12", "xlsx"])
+def test_the_size_limit_holds_for_every_format(tmp_path, monkeypatch, suffix):
+    monkeypatch.setattr(read_billing, "MAX_BILLING_FILE_BYTES", 100)
+    path = tmp_path / f"big.{suffix}"
+    head = {"hl7": b"MSH|^~\\&|A\r", "x12": b"ISA*00*", "xlsx": b"PK\x03\x04"}[suffix]
+    path.write_bytes(head + b"0" * 200)
+    with pytest.raises(BillingFileError, match="more than the limit"):
+        read_charges(path, {})
+
+
+def test_x12_segments_beyond_the_line_limit_are_refused(monkeypatch):
+    import rtcode.sources.billing_x12 as x12_reader
+
+    monkeypatch.setattr(read_billing, "MAX_CHARGE_LINES", 5)
+    isa = "ISA*00*" + " " * 10 + "*00*" + " " * 10 + "*ZZ*" + "S" * 15 + "*ZZ*" + "R" * 15
+    isa += "*260107*0800*^*00501*000000001*0*T*:~"
+    assert len(isa) == 106
+    within = x12_reader.parse_x12((isa + "GS*HC~" * 5).encode())  # read, no claims in it
+    assert within.charges == () and "no 837 transaction" in within.rejected[0].reason
+    with pytest.raises(BillingFileError, match="line 7 is beyond the limit of 5 lines"):
+        x12_reader.parse_x12((isa + "GS*HC~" * 9).encode())
+
+
+def test_a_workbook_that_unpacks_beyond_the_limit_is_refused(monkeypatch, tmp_path):
+    import zipfile
+
+    import rtcode.sources.billing_xlsx as xlsx_reader
+
+    monkeypatch.setattr(xlsx_reader, "MAX_XLSX_UNPACKED_BYTES", 10_000)
+    path = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", b"0" * 100_000)
+    assert path.stat().st_size < 2_000  # small on disk, large unpacked
+    with pytest.raises(BillingFileError, match="unpacks to 100,000 bytes"):
+        read_charges(path, {})

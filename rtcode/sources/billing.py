@@ -1,31 +1,44 @@
-"""Reading billing files: a charges CSV and a CMS NCCI procedure-to-procedure edit file.
+"""Reading billing files: charges (CSV, Excel, HL7 v2 DFT^P03, X12 837) and a CMS NCCI
+procedure-to-procedure edit file.
 
-Both are parsed as data only, with the ``csv`` module: nothing in them is evaluated.
-A row that cannot be used is rejected with its line number and a reason in plain
-words, and every other row is kept, so a malformed file never stops an audit. Only
-``read_charges`` and ``read_ptp`` touch the file system; ``parse_charges`` and
-``parse_ptp`` work on text (the tests use them directly).
+Everything is parsed as data only: nothing in a file is evaluated. A row that cannot
+be used is rejected with its line number and a reason in plain words, and every
+other row is kept, so a malformed file never stops an audit. ``read_charges`` picks
+the format by content (or ``fmt``): ``PK`` (a zip) is Excel, ``MSH``/``FHS``/``BHS``
+(after MLLP framing bytes) is HL7, ``ISA`` is X12, anything else CSV; the HL7, X12
+and Excel readers live in ``billing_hl7``, ``billing_x12`` and ``billing_xlsx``.
+Credits and reversals (HL7, X12) are netted against the charges they undo
+(``net_credits``): a pair that nets to zero leaves no charge behind.
+
+Dates of service: ISO (YYYY-MM-DD) and YYYYMMDD are always read. A date with slashes
+(01/05/2026) cannot be told from DD/MM by its text: the file's first date decides. In a
+file whose first date has slashes they are read as US dates, MM/DD/YYYY (a first field
+above 12 is rejected, naming the row); in a file whose first date is ISO a slashed
+date is rejected as not ISO. ``date_format`` (strptime) is tried first, for any other
+form (e.g. ``%d/%m/%Y``).
 
 The files come from other systems, so reading them is bounded: a path is opened
 without blocking and refused unless it is a regular file (a FIFO would hang the
 audit, ``/dev/zero`` would fill the memory); a file or stream larger than
 ``MAX_BILLING_FILE_BYTES`` is refused, checked before reading and while reading (a
-file that grows); a charges file with more than ``MAX_CHARGE_LINES`` lines after the
-header is refused, naming the first line beyond. Both limits are module constants,
-not policy settings. Files are read as bytes: line ends (an HL7 export's ``\\r``)
-reach the CSV reader as they are.
+file that grows); a charges file with more than ``MAX_CHARGE_LINES`` lines (rows,
+segments) after the header is refused, naming the first line beyond. Both limits are
+module constants, not policy settings. Files are read as bytes: line ends (an HL7
+export's ``\\r``) reach the readers as they are; ``-`` is standard input.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import datetime as dt
 import io
 import os
 import re
 import stat
+import sys
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Union
@@ -45,6 +58,11 @@ _CHUNK = 1024 * 1024
 Source = Union[str, "os.PathLike[str]", IO[bytes], IO[str]]
 
 REQUIRED = ("patient_id", "date_of_service", "cpt")
+
+# The charges formats read_charges knows (``fmt``; None: chosen by content).
+CHARGE_FORMATS = ("csv", "xlsx", "hl7", "x12")
+_DELIMITERS = ",;\t|"
+_SNIFF_CHARS = 64 * 1024
 
 # CPT: five digits, or four digits and F/T/U (category II/III codes); HCPCS level II:
 # a letter and four digits.
@@ -93,6 +111,7 @@ class Charges:
     rejected: tuple[RejectedRow, ...]
     columns: Mapping[str, str | None]  # field -> column header found (None: absent)
     notes: tuple[str, ...] = ()
+    format: str = "csv"  # one of CHARGE_FORMATS: how the source was read
 
 
 @dataclass(frozen=True)
@@ -213,7 +232,7 @@ def _read_path(path: str | os.PathLike[str], what: str) -> bytearray:
                 f" {_mb(MAX_BILLING_FILE_BYTES)}; split it into smaller files"
             )
         try:
-            return _read_limited(stream, what, name)  # type: ignore[arg-type]
+            return _read_limited(stream, what, name)
         except BillingFileError:
             raise
         except OSError as exc:
@@ -222,29 +241,37 @@ def _read_path(path: str | os.PathLike[str], what: str) -> bytearray:
             ) from None
 
 
-def _read_source(source: Source, what: str, name: str | None) -> tuple[str, list[str], str]:
-    """(text, notes, name) of a path or an open stream."""
+def _read_raw(source: Source, what: str, name: str | None) -> tuple[bytes | str, str]:
+    """(content, name) of a path, ``-`` (standard input) or an open stream: bytes, or
+    text from a text stream that has no byte buffer."""
+    if isinstance(source, str) and source == "-":
+        source, name = sys.stdin, name or "-"
     if isinstance(source, (str, os.PathLike)):
-        text, notes = _decode(_read_path(source, what))
-        return text, notes, name or os.fspath(source)
+        return bytes(_read_path(source, what)), name or os.fspath(source)
     stream_name = getattr(source, "name", None)
     name = name or (stream_name if isinstance(stream_name, str) else "<stdin>")
     raw = getattr(source, "buffer", None)  # sys.stdin: read its bytes, line ends untouched
     try:
         if raw is not None or isinstance(source, (io.RawIOBase, io.BufferedIOBase)):
-            text, notes = _decode(_read_limited(raw or source, what, shown(name)))  # type: ignore[arg-type]
-        else:
-            first = source.read(0)
-            if isinstance(first, bytes):
-                text, notes = _decode(_read_limited(source, what, shown(name)))  # type: ignore[arg-type]
-            else:
-                text, notes = _read_text_limited(source, what, shown(name)), []  # type: ignore[arg-type]
+            return bytes(_read_limited(raw or source, what, shown(name))), name  # type: ignore[arg-type]  # a byte stream
+        first = source.read(0)
+        if isinstance(first, bytes):
+            return bytes(_read_limited(source, what, shown(name))), name  # type: ignore[arg-type]  # read(0) gave bytes
+        return _read_text_limited(source, what, shown(name)), name  # type: ignore[arg-type]  # read(0) gave text
     except BillingFileError:
         raise
     except OSError as exc:
         raise BillingFileError(
             f"cannot read the {what} {shown(name)}: {exc.strerror or exc}"
         ) from None
+
+
+def _read_source(source: Source, what: str, name: str | None) -> tuple[str, list[str], str]:
+    """(text, notes, name) of a path or an open stream."""
+    content, name = _read_raw(source, what, name)
+    if isinstance(content, str):
+        return content, [], name
+    text, notes = _decode(content)
     return text, notes, name
 
 
@@ -298,8 +325,8 @@ def _q(text: str) -> str:
     return repr(text[:_MAX_QUOTED]) + f"... ({len(text):,} characters)"
 
 
-def _shown(cells: list[str]) -> str:
-    text = ",".join(cells)
+def _shown(cells: list[str], delimiter: str = ",") -> str:
+    text = delimiter.join(cells)
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
@@ -312,6 +339,49 @@ def parse_date(text: str) -> dt.date | None:
         return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError:
         return None
+
+
+class DateReader:
+    """Dates of service of one file (see the module docstring): ISO and YYYYMMDD always,
+    slashes as US MM/DD/YYYY when the file's first date has slashes, ``date_format``
+    (strptime) first when given. Returns the date or the reason it is rejected."""
+
+    def __init__(self, date_format: str | None = None) -> None:
+        self.date_format = date_format or None
+        self.convention: str | None = None  # "iso" or "us", set by the first date read
+
+    def __call__(self, text: str) -> dt.date | str:
+        raw = text.strip()
+        if self.date_format:
+            try:
+                return dt.datetime.strptime(raw, self.date_format).date()
+            except ValueError:
+                pass
+        day = parse_date(raw)
+        if day is not None:
+            self.convention = self.convention or "iso"
+            return day
+        m = _US.match(raw)
+        if m and not self.date_format and self.convention in (None, "us"):
+            self.convention = "us"
+            month, mday, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
+            if month > 12:
+                return (
+                    f"date of service {_q(raw)} is not a US date (MM/DD/YYYY): {month} is not"
+                    " a month; for DD/MM/YYYY give the date format %d/%m/%Y"
+                )
+            try:
+                return dt.date(year, month, mday)
+            except ValueError:
+                return f"date of service {_q(raw)} is not a date (MM/DD/YYYY)"
+        if self.date_format:
+            return (
+                f"date of service {_q(raw)} matches neither the date format"
+                f" {self.date_format!r} nor YYYY-MM-DD or YYYYMMDD"
+            )
+        if self.convention == "us":
+            return f"date of service {_q(raw)} is not a date (MM/DD/YYYY, YYYY-MM-DD or YYYYMMDD)"
+        return f"date of service {_q(raw)} is not an ISO date (YYYY-MM-DD)"
 
 
 def _code_and_modifiers(text: str) -> tuple[str, list[str]]:
@@ -346,24 +416,185 @@ def _fee(text: str) -> Decimal | None | str:
 # ----------------------------------------------------------------------- charges
 
 
-def read_charges(source: Source, columns: Mapping[str, str], name: str | None = None) -> Charges:
-    """Read a charges CSV from a path or an open stream (standard input: bytes or text);
-    ``columns`` maps each field to the column name the file uses. ``name`` is how the
-    source is cited (default: the path, or the stream's name)."""
-    text, notes, name = _read_source(source, "charges file", name)
-    result = parse_charges(text, columns, name)
-    return Charges(result.source, result.charges, result.rejected, result.columns, tuple(notes))
+def read_charges(
+    source: Source,
+    columns: Mapping[str, str] | None = None,
+    name: str | None = None,
+    *,
+    fmt: str | None = None,
+    date_format: str | None = None,
+    sheet: str | None = None,
+) -> Charges:
+    """Read charges from a path, ``-`` (standard input) or an open stream (bytes or
+    text). ``fmt`` is one of ``CHARGE_FORMATS`` (None: chosen by content);
+    ``columns`` maps each field to the column name a CSV or Excel file uses;
+    ``date_format`` (strptime) reads other dates of CSV and Excel files; ``sheet`` is
+    the Excel sheet (default: the first). ``name`` is how the source is cited
+    (default: the path, or the stream's name)."""
+    if fmt is not None and fmt not in CHARGE_FORMATS:
+        raise BillingFileError(
+            f"unknown charges format {fmt!r}: give one of " + ", ".join(CHARGE_FORMATS)
+        )
+    content, name = _read_raw(source, "charges file", name)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    kind = fmt or detect_format(data)
+    columns = columns or {}
+    if kind == "hl7":
+        from rtcode.sources.billing_hl7 import parse_hl7
+
+        return parse_hl7(data, name)
+    if kind == "x12":
+        from rtcode.sources.billing_x12 import parse_x12
+
+        return parse_x12(data, name)
+    if kind == "xlsx":
+        from rtcode.sources.billing_xlsx import parse_xlsx
+
+        return parse_xlsx(data, columns, name, sheet=sheet, date_format=date_format)
+    notes: list[str] = []
+    if isinstance(content, str):
+        text = content
+    else:
+        text, notes = _decode(content)
+    result = parse_charges(text, columns, name, date_format=date_format)
+    return replace(result, notes=tuple(notes) + result.notes)
 
 
-def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges>") -> Charges:
-    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the header
+def detect_format(data: bytes) -> str:
+    """The charges format of a file's first bytes: ``xlsx`` (a zip), ``hl7`` (MSH, FHS or
+    BHS, after MLLP framing and blank space), ``x12`` (ISA), else ``csv``."""
+    if data.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    head = data[:64].removeprefix(b"\xef\xbb\xbf").lstrip(b"\x0b\x1c\r\n\t ")
+    if re.match(rb"^(MSH|FHS|BHS)[^A-Za-z0-9\s]", head):
+        return "hl7"
+    if re.match(rb"^ISA[^A-Za-z0-9\s]", head):
+        return "x12"
+    return "csv"
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of a CSV text (comma, semicolon, tab or bar), as the csv sniffer
+    finds it in the first lines; a comma when it cannot tell or when the header line
+    does not hold the delimiter it found."""
+    sample = text[:_SNIFF_CHARS]
+    if len(text) > _SNIFF_CHARS:  # whole lines only
+        sample = sample[: max(sample.rfind("\n"), sample.rfind("\r"), 0)]
+    header = next((line for line in _lines(sample) if line.strip()), "")
+    try:
+        found = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        found = ","
+    if found not in header:
+        found = next((d for d in _DELIMITERS if d in header), ",")
+    return found
+
+
+def _header(
+    line: int, cells: Sequence[str], columns: Mapping[str, str], delimiter: str
+) -> tuple[dict[str, int], list[str], RejectedRow | None]:
+    """(field -> column index, required fields missing, the rejected header or None)."""
     wanted = {f: (columns.get(f) or f).strip().casefold() for f in FIELDS}
+    names = [c.strip().casefold() for c in cells]
+    index = {f: names.index(wanted[f]) for f in FIELDS if wanted[f] in names}
+    missing = [f for f in REQUIRED if f not in index]
+    if not missing:
+        return index, missing, None
+    found = ", ".join(_q(c.strip()) for c in cells[:_MAX_COLUMNS_SHOWN])
+    return (
+        index,
+        missing,
+        RejectedRow(
+            line,
+            "the header has no column "
+            + ", ".join(_column_name(columns, f) for f in missing)
+            + f"; columns found: {found}. Map them with --column FIELD=NAME or the"
+            " policy's [audit] columns",
+            _shown(list(cells), delimiter),
+        ),
+    )
+
+
+def _lacking(line: int, missing: list[str], cells: Sequence[str], delimiter: str) -> RejectedRow:
+    return RejectedRow(
+        line,
+        "not read: the header lacks the " + ", ".join(missing) + " column(s) (see the header line)",
+        _shown(list(cells), delimiter),
+    )
+
+
+def _too_long(source: str, line: int) -> BillingFileError:
+    return BillingFileError(
+        f"the charges file {shown(source)} is too long: line {line:,} is beyond the"
+        f" limit of {MAX_CHARGE_LINES:,} lines after the header line; split the file"
+    )
+
+
+def parse_rows(
+    rows: Iterable[tuple[int, Sequence[str]]],
+    columns: Mapping[str, str],
+    source: str = "<charges>",
+    *,
+    date_format: str | None = None,
+    kind: str = "csv",
+) -> Charges:
+    """Charges from rows of cells already split (an Excel sheet): (line, cells), the
+    first row that is not blank being the header, as in a CSV file."""
+    dates = DateReader(date_format)
+    header: Sequence[str] | None = None
+    index: dict[str, int] = {}
+    missing: list[str] = []
+    charges: list[Charge] = []
+    rejected: list[RejectedRow] = []
+    for line, cells in rows:
+        if line > MAX_CHARGE_LINES + 1:
+            raise _too_long(source, line)
+        if not any(c.strip() for c in cells):
+            continue
+        if header is None:
+            header = cells
+            index, missing, bad = _header(line, cells, columns, ",")
+            if bad is not None:
+                rejected.append(bad)
+            continue
+        if missing:
+            rejected.append(_lacking(line, missing, cells, ","))
+            continue
+        outcome = _charge(line, cells, len(header), index, dates)
+        if isinstance(outcome, Charge):
+            charges.append(outcome)
+        else:
+            rejected.append(RejectedRow(line, outcome, _shown(list(cells))))
+    if header is None:
+        rejected.append(RejectedRow(1, "the file is empty: no header and no charges", ""))
+    found = {f: (header[i].strip() if header else None) for f, i in index.items()}
+    return Charges(
+        source, tuple(charges), tuple(rejected), {f: found.get(f) for f in FIELDS}, (), kind
+    )
+
+
+def parse_charges(
+    text: str,
+    columns: Mapping[str, str],
+    source: str = "<charges>",
+    *,
+    date_format: str | None = None,
+    delimiter: str | None = None,
+) -> Charges:
+    """Charges from a CSV text; the delimiter is sniffed unless given (see
+    ``sniff_delimiter``), dates are read as the module docstring says."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the header
+    sep = delimiter or sniff_delimiter(text)
+    dates = DateReader(date_format)
     header: list[str] | None = None
     index: dict[str, int] = {}
     charges: list[Charge] = []
     rejected: list[RejectedRow] = []
     missing_required: list[str] = []
-    pending = [_rows(_lines(text), ",")]
+    notes: list[str] = []
+    if sep != ",":
+        notes.append(f"the charges file is separated by {_SEPARATORS.get(sep, repr(sep))}")
+    pending = [_rows(_lines(text), sep)]
     while pending:
         try:
             line, last, cells, error, physical = next(pending[-1])
@@ -371,10 +602,7 @@ def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges
             pending.pop()
             continue
         if line > MAX_CHARGE_LINES + 1:  # checked before the line is used
-            raise BillingFileError(
-                f"the charges file {shown(source)} is too long: line {line:,} is beyond the"
-                f" limit of {MAX_CHARGE_LINES:,} lines after the header line; split the file"
-            )
+            raise _too_long(source, line)
         if error is not None or cells is None:
             rejected.append(RejectedRow(line, error or "unreadable line", ""))
             continue
@@ -382,44 +610,23 @@ def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges
             continue  # blank line
         if header is None:
             header = cells
-            names = [c.strip().casefold() for c in cells]
-            for f in FIELDS:
-                if wanted[f] in names:
-                    index[f] = names.index(wanted[f])
-            missing_required = [f for f in REQUIRED if f not in index]
-            if missing_required:
-                found = ", ".join(_q(c.strip()) for c in cells[:_MAX_COLUMNS_SHOWN])
-                rejected.append(
-                    RejectedRow(
-                        line,
-                        "the header has no column "
-                        + ", ".join(_column_name(columns, f) for f in missing_required)
-                        + f"; columns found: {found}. Map them with --column FIELD=NAME or the"
-                        " policy's [audit] columns",
-                        _shown(cells),
-                    )
-                )
+            index, missing_required, bad = _header(line, cells, columns, sep)
+            if bad is not None:
+                rejected.append(bad)
             continue
         if missing_required:
-            rejected.append(
-                RejectedRow(
-                    line,
-                    "not read: the header lacks the "
-                    + ", ".join(missing_required)
-                    + " column(s) (see the header line)",
-                    _shown(cells),
-                )
-            )
+            rejected.append(_lacking(line, missing_required, cells, sep))
             continue
-        outcome = _charge(line, cells, len(header), index)
+        outcome = _charge(line, cells, len(header), index, dates)
         # A quoted value over several lines is fine, unless those lines read as
         # charges of their own: then a quote was left open and swallowed them.
         if (
             last > line
             and isinstance(outcome, Charge)
             and any(
-                c is not None and isinstance(_charge(n, c, len(header), index), Charge)
-                for n, _, c, _, _ in _rows(physical[1:], ",", line)
+                c is not None
+                and isinstance(_charge(n, c, len(header), index, copy.copy(dates)), Charge)
+                for n, _, c, _, _ in _rows(physical[1:], sep, line)
             )
         ):
             outcome = "a quoted value runs over several lines that read as charges"
@@ -437,12 +644,12 @@ def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges
                         if last == line + 1
                         else f" lines {line + 1}-{last} are read again as rows of their own)"
                     ),
-                    _shown(physical[0].rstrip("\r\n").split(",")),
+                    _shown(physical[0].rstrip("\r\n").split(sep), sep),
                 )
             )
-            pending.append(_rows(physical[1:], ",", line))
+            pending.append(_rows(physical[1:], sep, line))
         else:
-            rejected.append(RejectedRow(line, outcome, _shown(cells)))
+            rejected.append(RejectedRow(line, outcome, _shown(cells, sep)))
     if header is None:
         rejected.append(RejectedRow(1, "the file is empty: no header and no charges", ""))
     found_columns = {f: (header[i].strip() if header else None) for f, i in index.items()}
@@ -451,7 +658,11 @@ def parse_charges(text: str, columns: Mapping[str, str], source: str = "<charges
         tuple(charges),
         tuple(rejected),
         {f: found_columns.get(f) for f in FIELDS},
+        tuple(notes),
     )
+
+
+_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "bars"}
 
 
 def _column_name(columns: Mapping[str, str], f: str) -> str:
@@ -459,7 +670,13 @@ def _column_name(columns: Mapping[str, str], f: str) -> str:
     return repr(name) if name == f else f"{name!r} (for {f})"
 
 
-def _charge(line: int, cells: list[str], width: int, index: dict[str, int]) -> Charge | str:
+def _charge(
+    line: int,
+    cells: Sequence[str],
+    width: int,
+    index: Mapping[str, int],
+    dates: DateReader | None = None,
+) -> Charge | str:
     """The charge on a data row, or the reason it is rejected (the first problem found)."""
     extra = [c for c in cells[width:] if c.strip()]
     if extra:
@@ -493,9 +710,9 @@ def _charge(line: int, cells: list[str], width: int, index: dict[str, int]) -> C
     raw_date = cell("date_of_service")
     if not raw_date:
         return "missing date of service"
-    day = parse_date(raw_date)
-    if day is None:
-        return f"date of service {_q(raw_date)} is not an ISO date (YYYY-MM-DD)"
+    day = (dates or DateReader())(raw_date)
+    if isinstance(day, str):
+        return day
     raw_units = cell("units")
     if not raw_units:
         units = 1
@@ -532,6 +749,111 @@ def _charge(line: int, cells: list[str], width: int, index: dict[str, int]) -> C
         plan=cell("plan") or None,
         fee=fee,
     )
+
+
+_FIELD_INDEX = {f: i for i, f in enumerate(FIELDS)}
+
+
+def make_charge(
+    line: int,
+    *,
+    patient_id: str,
+    date_of_service: str,
+    cpt: str,
+    units: str = "",
+    modifiers: Sequence[str] = (),
+    plan: str = "",
+    fee: str = "",
+    dates: DateReader | None = None,
+) -> Charge | str:
+    """A charge from the text of its fields (an HL7 or X12 line), checked as a CSV row
+    is; or the reason it is rejected."""
+    values = {
+        "patient_id": patient_id,
+        "date_of_service": date_of_service,
+        "cpt": cpt,
+        "units": units,
+        "modifiers": " ".join(modifiers),
+        "plan": plan,
+        "fee": fee,
+    }
+    cells = [values[f] for f in FIELDS]
+    return _charge(line, cells, len(cells), _FIELD_INDEX, dates)
+
+
+# ----------------------------------------------------------------------- credits
+
+
+@dataclass(frozen=True)
+class Credit:
+    """A credit or reversal line (HL7 CD/AJ, a voided 837 claim): the charge it undoes,
+    with positive units, at its own line."""
+
+    charge: Charge
+    text: str  # the line as read (clipped)
+
+
+def net_credits(
+    charges: Sequence[Charge], credits: Sequence[Credit]
+) -> tuple[list[Charge], list[RejectedRow], list[str]]:
+    """Charges less the credits: each credit takes its units from the charges of the same
+    patient, date of service and code (those with the same modifiers first, the latest
+    line before the credit first). A charge left with no unit is dropped; one left with
+    fewer keeps its line and a fee in proportion. A credit with no charge left to net
+    against is a rejected row. Returns (charges, rejected, notes)."""
+    left = {c.line: c.units for c in charges}
+    by_key: dict[tuple[str, dt.date, str], list[Charge]] = {}
+    for c in charges:
+        by_key.setdefault((c.patient_id, c.date_of_service, c.cpt), []).append(c)
+    rejected: list[RejectedRow] = []
+    for credit in sorted(credits, key=lambda k: k.charge.line):
+        k = credit.charge
+        same = by_key.get((k.patient_id, k.date_of_service, k.cpt), [])
+        order = sorted(
+            same,
+            key=lambda c: (
+                set(c.modifiers) != set(k.modifiers),
+                c.line > k.line,
+                -c.line if c.line < k.line else c.line,
+            ),
+        )
+        need = k.units
+        for c in order:
+            take = min(need, left[c.line])
+            left[c.line] -= take
+            need -= take
+            if not need:
+                break
+        if need:
+            rejected.append(
+                RejectedRow(
+                    k.line,
+                    f"credit of {need} unit(s) of {k.cpt} for patient {_q(k.patient_id)} on"
+                    f" {k.date_of_service.isoformat()}: no charge of that patient, date and"
+                    " code is left to net it against",
+                    credit.text,
+                )
+            )
+    out: list[Charge] = []
+    for c in charges:
+        units = left[c.line]
+        if units == c.units:
+            out.append(c)
+        elif units:
+            fee = None if c.fee is None else (c.fee * units / c.units).quantize(Decimal("0.01"))
+            out.append(replace(c, units=units, fee=fee))
+    notes: list[str] = []
+    if credits:
+        dropped = sum(1 for c in charges if not left[c.line])
+        reduced = sum(1 for c in charges if 0 < left[c.line] < c.units)
+        at = list(dict.fromkeys(k.charge.line for k in credits))  # a replaced claim: one line
+        lines = ", ".join(str(n) for n in at[:20])
+        more = f" and {len(at) - 20} more" if len(at) > 20 else ""
+        notes.append(
+            f"{len(credits)} credit or reversal(s) (line {lines}{more}) netted against the"
+            f" charges: {dropped} charge(s) fully reversed, {reduced} reduced"
+        )
+    return out, rejected, notes
 
 
 # --------------------------------------------------------------------------- PTP
