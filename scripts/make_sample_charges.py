@@ -7,8 +7,8 @@ Usage::
 
     python scripts/make_sample_charges.py [OUT_DIR]
 
-OUT_DIR defaults to ``sample_charges/`` (beside ``sample_data/``, not in it: a file
-there would be scanned and listed by ``rtcode scan sample_data``). Each file holds the
+OUT_DIR defaults to ``sample_data/charges/`` (a scan of sample_data lists these files
+as skipped, not DICOM, like the other charge files). Each file holds the
 charges of ``charges_planted.csv`` (taken from ``scripts/make_sample_data.py``), so an
 audit of it against ``sample_data/`` gives the same findings, plus what the format
 adds: a charge and its reversal that net to zero, a charge whose extra unit is credited
@@ -33,7 +33,7 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT_DIR = ROOT / "sample_charges"
+DEFAULT_OUT_DIR = ROOT / "sample_data" / "charges"
 FIXED_TIME = dt.datetime(2026, 1, 7, 8, 0, 0)
 HEADER = ("patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee")
 FILES = (
@@ -336,8 +336,8 @@ The charges of `sample_data/charges_planted.csv` in the formats billing systems 
 written by `scripts/make_sample_charges.py` (do not edit them by hand). An audit of any
 of them against `sample_data/` gives the same findings as the CSV:
 
-    rtcode audit sample_data --charges sample_charges/charges_planted.hl7
-    rtcode audit sample_data --charges sample_charges/charges_planted_837p.x12
+    rtcode audit sample_data --charges sample_data/charges/charges_planted.hl7
+    rtcode audit sample_data --charges sample_data/charges/charges_planted_837p.x12
 
 - `charges_planted.hl7`: HL7 v2 DFT^P03 messages, MLLP framed. RTC-01's 77307
   (modifiers 26, GC) is reversed by a CD in the next message (nets to zero); RTC-06's

@@ -35,7 +35,7 @@ from rtcode.sources.billing_hl7 import parse_hl7
 from rtcode.sources.billing_x12 import parse_x12
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE_CHARGES = REPO / "sample_charges"
+SAMPLE_CHARGES = REPO / "sample_data" / "charges"
 SCRIPT = REPO / "scripts" / "make_sample_charges.py"
 POLICY = load("default")
 COLUMNS = dict(POLICY["audit.columns"])

@@ -151,7 +151,8 @@ def test_element_count_agrees_with_pydicom_on_every_real_file(realdata):
     DICOM file the count is the elements and items pydicom reads."""
     from test_read import pydicom_count
 
-    from rtcode.dicom.read import _count_elements, _Window, sniff
+    from rtcode.dicom.elements import Window, count_elements
+    from rtcode.dicom.read import sniff
 
     checked = 0
     for path in sorted(p for p in Path(realdata).rglob("*") if p.is_file()):
@@ -160,6 +161,6 @@ def test_element_count_agrees_with_pydicom_on_every_real_file(realdata):
         if form is None:
             continue
         with open(path, "rb", buffering=0) as raw:
-            assert _count_elements(_Window(raw), form, 10**9) == pydicom_count(path), path
+            assert count_elements(Window(raw), form, 10**9) == pydicom_count(path), path
         checked += 1
     assert checked >= 10

@@ -43,7 +43,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path
 def test_generated_files_match_committed_sample_data(generated: tuple[Path, list[Path]]) -> None:
     out, _ = generated
     produced = relative_files(out) - {"unrelated.txt"}
-    committed = relative_files(SAMPLE_DATA)
+    # sample_data/charges/ is written by scripts/make_sample_charges.py (its own test)
+    committed = {n for n in relative_files(SAMPLE_DATA) if not n.startswith("charges/")}
     assert produced == committed
     different = [
         name

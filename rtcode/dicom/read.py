@@ -47,10 +47,6 @@ if TYPE_CHECKING:
 # pydicom (and views, which imports it and numpy) is imported where a file is parsed,
 # not here: a rescan whose files all come from the scan cache never needs it.
 
-# The old private names of the element count, for tests/test_realdata.py only: remove
-# once it imports count_elements and Window from rtcode.dicom.elements.
-_count_elements, _Window = count_elements, Window
-
 _BUFFER = 65536
 _NESTED = (
     "damaged DICOM file: its sequences are nested too deeply to read"
