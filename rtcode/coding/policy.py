@@ -20,7 +20,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rtcode.coding import sections
 from rtcode.model.errors import PolicyError
+from rtcode.model.limits import Limits
 
 AUDIT_SEVERITIES = ("error", "warning", "info")  # of an audit finding, most severe first
 
@@ -259,7 +261,9 @@ ORDERED = (
 
 @dataclass(frozen=True)
 class Policy:
-    """A validated policy: look values up by dotted key, e.g. ``p["isodose.max_simple_ports"]``.
+    """A validated policy. The rules read its typed sections, built at load:
+    ``p.isodose.max_simple_ports``; ``p["isodose.max_simple_ports"]`` reads the same
+    value by its dotted key (what the file says).
 
     ``validity`` maps a code to its first and last valid day (None: open-ended).
     ``sha256`` identifies the effective settings (after ``extends``), so two files
@@ -272,11 +276,33 @@ class Policy:
     validity: Mapping[str, tuple[dt.date | None, dt.date | None]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # The typed sections (rtcode/coding/sections.py), built from ``values``.
+    intent: sections.Intent = field(init=False, repr=False, compare=False)
+    beams: sections.Beams = field(init=False, repr=False, compare=False)
+    modulation: sections.Modulation = field(init=False, repr=False, compare=False)
+    electron: sections.Electron = field(init=False, repr=False, compare=False)
+    isodose: sections.Isodose = field(init=False, repr=False, compare=False)
+    three_d: sections.ThreeD = field(init=False, repr=False, compare=False)
+    roles: sections.Roles = field(init=False, repr=False, compare=False)
+    brachytherapy: sections.Brachytherapy = field(init=False, repr=False, compare=False)
+    approval: sections.Approval = field(init=False, repr=False, compare=False)
+    limits: Limits = field(init=False, repr=False, compare=False)
+    related: sections.Related = field(init=False, repr=False, compare=False)
+    devices: sections.Devices = field(init=False, repr=False, compare=False)
+    imrt: sections.Imrt = field(init=False, repr=False, compare=False)
+    bundling: sections.Bundling = field(init=False, repr=False, compare=False)
+    audit: sections.Audit = field(init=False, repr=False, compare=False)
+    dvh: sections.Dvh = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for cls in sections.SECTIONS:
+            object.__setattr__(self, sections.section_name(cls), sections.build(cls, self.values))
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
 
-    def __reduce__(self):  # read-only mappings do not pickle: send plain dicts to workers
+    def __reduce__(self) -> tuple[Any, ...]:
+        # read-only mappings do not pickle: send plain dicts to workers
         return (
             _unpickle_policy,
             (dict(self.values), self.source, self.sha256, dict(self.validity)),

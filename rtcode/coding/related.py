@@ -16,10 +16,10 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rtcode.coding.classify import mlc_shapes_field
 from rtcode.coding.policy import Policy
+from rtcode.coding.techniques import ARCS, mlc_shapes_field, modulates_intensity
 from rtcode.link import LinkedPlan
-from rtcode.model.codes import ARCS, MODULATED, BeamAssessment, Category, Classification, Technique
+from rtcode.model.codes import BeamAssessment, Category, Classification, Technique
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def related_codes(
             )
         )
     elif planning and ports:
-        cap = policy["related.max_basic_dosimetry_per_date"]
+        cap = policy.related.max_basic_dosimetry_per_date
         units = min(len(ports), cap)
         capped = f" (capped at {cap} per date of service)" if len(ports) > cap else ""
         out.append(
@@ -107,7 +107,7 @@ def related_codes(
 
     # 77338: once per IMRT plan, MLC-based IMRT only (never compensator IMRT).
     if c.category is Category.IMRT:
-        mlc_imrt = [b for b in ports if b.technique in MODULATED and b.metrics.has_mlc]
+        mlc_imrt = [b for b in ports if modulates_intensity(b.technique) and b.metrics.has_mlc]
         compensated = [b for b in ports if (b.beam.number_of_compensators or 0) > 0]
         if mlc_imrt:
             out.append(
@@ -207,7 +207,7 @@ def dedupe(codes: Sequence[RelatedCode], planning_code: str | None) -> tuple[Rel
     return tuple(replace(r, reason="; also: ".join(reasons[code])) for code, r in first.items())
 
 
-def _in_ranges(code: str, ranges: list[str]) -> bool:
+def _in_ranges(code: str, ranges: Sequence[str]) -> bool:
     if not code.isdigit():
         return False
     for item in ranges:
@@ -219,7 +219,7 @@ def _in_ranges(code: str, ranges: list[str]) -> bool:
 
 def _bundled(r: RelatedCode, policy: Policy) -> RelatedCode:
     """With IMRT planning, codes in the bundle list are not reported separately."""
-    if r.kind in ("code", "suggestion") and _in_ranges(r.code, policy["bundling.imrt_bundles"]):
+    if r.kind in ("code", "suggestion") and _in_ranges(r.code, policy.bundling.imrt_bundles):
         return RelatedCode(
             r.code,
             0,
@@ -234,7 +234,7 @@ def _bundled(r: RelatedCode, policy: Policy) -> RelatedCode:
 def _devices(ports: list[BeamAssessment], c: Classification, policy: Policy) -> list[RelatedCode]:
     """Treatment devices (77332 simple, 77333 intermediate, 77334 complex), one per device
     per port, tiered by the policy's [devices] table."""
-    tiers = policy["devices.tier"]
+    tiers = policy.devices.tier
     counts: dict[str, list[str]] = {}
 
     def add(kind: str, beam: BeamAssessment) -> None:
@@ -253,7 +253,7 @@ def _devices(ports: list[BeamAssessment], c: Classification, policy: Policy) -> 
             add("bolus", b)
         shaped = mlc_shapes_field(b.metrics, policy)
         # MLC apertures of IMRT beams are covered by 77338, not 77334.
-        if shaped and b.technique not in MODULATED and c.category is not Category.IMRT:
+        if shaped and not modulates_intensity(b.technique) and c.category is not Category.IMRT:
             add("mlc_aperture", b)
     out = []
     for code in sorted(counts):
@@ -283,7 +283,7 @@ def _stereotactic_hints(lp: LinkedPlan, c: Classification, policy: Policy) -> li
         if b.beam.radiation_type == "PHOTON"
         and b.technique not in (Technique.OPEN, Technique.UNKNOWN)
     ]
-    few = bool(fractions) and max(fractions) <= policy["related.sbrt_max_fractions"]
+    few = bool(fractions) and max(fractions) <= policy.related.sbrt_max_fractions
     if not (cones or (few and conformal)):
         return []
     parts = []

@@ -30,9 +30,8 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -42,16 +41,20 @@ from rtcode.link import LinkedPlan
 from rtcode.model.errors import RtcodeError
 from rtcode.model.facts import Dose, Roi
 
+if TYPE_CHECKING:  # annotation only: the policy is a later step's
+    from rtcode.coding.policy import Policy
+
 
 @dataclass(frozen=True)
 class DvhSettings:
-    """The policy's ``[dvh]`` section: which V-values are reported (the share of an ROI
-    receiving at least each dose) and how close a computed DVH must come to the stored
-    one to agree (mean dose and D95, per cent of the stored value)."""
+    """The policy's ``[dvh]`` section as the DVH step uses it: which V-values are
+    reported (the share of an ROI receiving at least each dose) and how close a computed
+    DVH must come to the stored one to agree (mean dose and D95, per cent of the stored
+    value). The defaults are the shipped default policy's (a test holds them to it)."""
 
-    v_values_gy: tuple[float, ...]
-    agreement_mean_dose_pct: float
-    agreement_d95_pct: float
+    v_values_gy: tuple[float, ...] = (5.0, 20.0, 30.0, 40.0, 50.0)
+    agreement_mean_dose_pct: float = 1.0
+    agreement_d95_pct: float = 2.0
     truncated_last_bin_pct: float = 5.0
     # A computed DVH is warned about when its ROI holds fewer dose-grid voxels than
     # this, or when its volume differs from the contours' own volume by more than
@@ -60,27 +63,27 @@ class DvhSettings:
     max_volume_difference_pct: float = 5.0
 
     @classmethod
-    def from_policy(cls, policy: Any) -> DvhSettings:
-        """The settings of a ``rtcode.coding.policy.Policy`` (its ``dvh.*`` settings)."""
+    def from_policy(cls, policy: Policy) -> DvhSettings:
+        """The settings of a policy's typed ``[dvh]`` section."""
+        dvh = policy.dvh
         return cls(
-            v_values_gy=tuple(float(v) for v in policy["dvh.v_values_gy"]),
-            agreement_mean_dose_pct=float(policy["dvh.agreement_mean_dose_pct"]),
-            agreement_d95_pct=float(policy["dvh.agreement_d95_pct"]),
-            truncated_last_bin_pct=float(policy["dvh.truncated_last_bin_pct"]),
-            min_dose_voxels=int(policy["dvh.min_dose_voxels"]),
-            max_volume_difference_pct=float(policy["dvh.max_volume_difference_pct"]),
+            v_values_gy=tuple(float(v) for v in dvh.v_values_gy),
+            agreement_mean_dose_pct=float(dvh.agreement_mean_dose_pct),
+            agreement_d95_pct=float(dvh.agreement_d95_pct),
+            truncated_last_bin_pct=float(dvh.truncated_last_bin_pct),
+            min_dose_voxels=int(dvh.min_dose_voxels),
+            max_volume_difference_pct=float(dvh.max_volume_difference_pct),
         )
 
 
-@cache
+DEFAULT_SETTINGS = DvhSettings()
+
+
 def default_settings() -> DvhSettings:
     """The shipped default policy's DVH settings, for callers that give none."""
-    from rtcode.coding.policy import load  # late: policy is data, loaded once
-
-    return DvhSettings.from_policy(load("default"))
+    return DEFAULT_SETTINGS
 
 
-ROLES = ("target", "organ_at_risk")
 COMPUTE_MODES = ("auto", "always", "never")
 
 Loader = Callable[..., Dataset]  # (path, pixels=bool) -> Dataset, from rtcode.dicom.read
