@@ -14,7 +14,7 @@ from collections.abc import Callable
 from rtcode.coding.policy import Policy
 from rtcode.dicom import vendors
 from rtcode.measure.metrics import BeamMetrics
-from rtcode.model.codes import BeamAssessment, Technique
+from rtcode.model.codes import ARCS, BeamAssessment, Technique
 from rtcode.model.facts import Beam
 
 # Deliveries that modulate the intensity across the field (coding-rules: step-and-shoot,
@@ -28,7 +28,6 @@ MODULATED = frozenset(
         Technique.HELICAL_TOMOTHERAPY,
     }
 )
-ARCS = frozenset({Technique.VMAT, Technique.DYNAMIC_CONFORMAL_ARC, Technique.STATIC_ARC})
 # Beams shaped to a target (beam's-eye-view design) by their technique alone.
 SHAPED = frozenset(
     {

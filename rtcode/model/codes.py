@@ -64,6 +64,10 @@ class Technique(str, Enum):
     UNKNOWN = "unknown"
 
 
+# Rotational deliveries (what counts as modulated is decided in coding/techniques.py).
+ARCS = frozenset({Technique.VMAT, Technique.DYNAMIC_CONFORMAL_ARC, Technique.STATIC_ARC})
+
+
 @dataclass(frozen=True)
 class Evidence:
     rule: str
