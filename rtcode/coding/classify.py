@@ -21,7 +21,7 @@ from rtcode.coding.techniques import codes_as_imrt, fif_verdict, mlc_shapes_fiel
 from rtcode.coding.three_d import ThreeDVerdict, three_d_checks, three_d_verdict
 from rtcode.dicom.vendors import gamma_knife_plan_names
 from rtcode.link import LinkedPlan
-from rtcode.model.codes import Classification, Evidence, Flag, Technique
+from rtcode.model.codes import BeamAssessment, Classification, Evidence, Flag, Technique
 
 __all__ = ["classify", "fif_verdict", "mlc_shapes_field", "role_reason", "roi_role", "weigh"]
 
@@ -75,8 +75,8 @@ def weigh(lp: LinkedPlan, policy: Policy, evidence: list[Evidence], flags: list[
         evidence.append(tier.evidence)
         brachy_code = tier.code
 
-    modulated: list = []
-    unknown: list = []
+    modulated: list[BeamAssessment] = []
+    unknown: list[BeamAssessment] = []
     three_d = ThreeDVerdict(False, False, ())
     complex_isodose = False
     if not brachy_only:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from rtcode.coding.policy import Policy
 from rtcode.coding.ports import beam_name, plan_cp_keyword
-from rtcode.coding.techniques import ARCS, mlc_shapes_field
-from rtcode.model.codes import BeamAssessment, Evidence, Technique
+from rtcode.coding.techniques import mlc_shapes_field
+from rtcode.model.codes import ARCS, BeamAssessment, Evidence, Technique
 from rtcode.model.facts import Beam, Plan
 
 IsodoseRule = Callable[[Plan, list[BeamAssessment], Policy], "Evidence | None"]

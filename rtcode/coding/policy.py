@@ -14,7 +14,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -34,6 +34,9 @@ else:  # pragma: no cover
 _CODES = ("77295", "77301", "77306", "77307")
 
 
+Check = Callable[[Any], "str | None"]  # a setting's check: None, or what it must be
+
+
 def _str_list(value: Any) -> str | None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         return "a list of strings"
@@ -51,7 +54,7 @@ def _regex_list(value: Any) -> str | None:
     return None
 
 
-def _number(lo: float | None = None, hi: float | None = None, integer: bool = False):
+def _number(lo: float | None = None, hi: float | None = None, integer: bool = False) -> Check:
     def check(value: Any) -> str | None:
         kind = "a whole number" if integer else "a number"
         ok = isinstance(value, int) if integer else isinstance(value, (int, float))
@@ -75,7 +78,7 @@ def _text(value: Any) -> str | None:
     return None if isinstance(value, str) and value.strip() else "a non-empty string"
 
 
-def _one_of(*allowed: str):
+def _one_of(*allowed: str) -> Check:
     def check(value: Any) -> str | None:
         return None if value in allowed else "one of " + ", ".join(repr(a) for a in allowed)
 
@@ -310,11 +313,11 @@ class Policy:
 
     @property
     def name(self) -> str:
-        return self.values["policy.name"]
+        return str(self.values["policy.name"])
 
     @property
     def version(self) -> str:
-        return self.values["policy.version"]
+        return str(self.values["policy.version"])
 
     def summary(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
@@ -450,12 +453,12 @@ def parse(data: bytes, source: str, _seen: tuple[str, ...] = ()) -> Policy:
 def _validity(table: Any, source: str) -> dict[str, tuple[dt.date | None, dt.date | None]]:
     if not isinstance(table, dict):
         raise PolicyError(f"{source}: [validity] must be a table of code = [first day, last day]")
-    out = {}
+    out: dict[str, tuple[dt.date | None, dt.date | None]] = {}
     for code, window in table.items():
         where = f"{source}: validity.{code} = {window!r} is not allowed;"
         if not (isinstance(window, list) and len(window) == 2):
             raise PolicyError(f'{where} it must be [first day, last day] ("" for open)')
-        days = []
+        days: list[dt.date | None] = []
         for text in window:
             if not isinstance(text, str):
                 raise PolicyError(f'{where} days must be strings like "2026-01-01" or ""')
@@ -472,5 +475,10 @@ def _validity(table: Any, source: str) -> dict[str, tuple[dt.date | None, dt.dat
     return out
 
 
-def _unpickle_policy(values, source, sha256, validity) -> Policy:
+def _unpickle_policy(
+    values: dict[str, Any],
+    source: str,
+    sha256: str,
+    validity: dict[str, tuple[dt.date | None, dt.date | None]],
+) -> Policy:
     return Policy(MappingProxyType(values), source, sha256, MappingProxyType(validity))

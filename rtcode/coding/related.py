@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from rtcode.coding.policy import Policy
-from rtcode.coding.techniques import ARCS, mlc_shapes_field, modulates_intensity
+from rtcode.coding.techniques import mlc_shapes_field, modulates_intensity
 from rtcode.link import LinkedPlan
-from rtcode.model.codes import BeamAssessment, Category, Classification, Technique
+from rtcode.model.codes import ARCS, BeamAssessment, Category, Classification, Technique
 
 
 @dataclass(frozen=True)

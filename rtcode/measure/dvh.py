@@ -99,7 +99,8 @@ def dicompyler() -> tuple[ModuleType, ModuleType]:
     import pydicom.dicomio
 
     if not hasattr(pydicom.dicomio, "read_file"):
-        pydicom.dicomio.read_file = pydicom.dcmread  # the name 0.5.6 imports
+        # the name 0.5.6 imports (setattr: pydicom 3's stubs declare no such name)
+        setattr(pydicom.dicomio, "read_file", pydicom.dcmread)  # noqa: B010
     from dicompylercore import dicomparser, dvhcalc
 
     return dicomparser, dvhcalc

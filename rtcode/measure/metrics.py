@@ -1,4 +1,4 @@
-"""Step 4, measuring: aperture and modulation numbers from control points.
+"""Aperture and modulation numbers from control points.
 
 numpy only: nothing here knows pydicom or files. Numbers are raw measurements
 (mm, MU, degrees); deciding what they mean is the classifier's job, with the
@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -65,7 +65,8 @@ class Apertures:
         """Open area per control point (``width``: ``width_mm()`` when already at hand)."""
         if width is None:
             width = self.width_mm()
-        return (width * self.height_mm).sum(axis=1)
+        area: np.ndarray = (width * self.height_mm).sum(axis=1)
+        return area
 
     def perimeter_mm(self, width: np.ndarray | None = None) -> np.ndarray:
         """Outline length of the union of open strips, per control point (``width``:
@@ -94,7 +95,8 @@ def _perimeter(
     sides = np.add.reduce(height, axis=1, where=open_)
     inner = np.maximum(open_ends[:, :, 1:], open_ends[:, :, :-1])
     minus_overlap = np.minimum(inner[0] + inner[1], 0.0).sum(axis=1)
-    return 2.0 * (sides + width_sum + minus_overlap)
+    perimeter: np.ndarray = 2.0 * (sides + width_sum + minus_overlap)
+    return perimeter
 
 
 def apertures(beam: Beam) -> Apertures | None:
@@ -113,7 +115,7 @@ def apertures(beam: Beam) -> Apertures | None:
     )
 
 
-def _geometry(beam: Beam, finite: bool = False) -> tuple | None:
+def _geometry(beam: Beam, finite: bool = False) -> tuple[Any, ...] | None:
     """What ``apertures(beam)`` is made of: strip edges (shared: do not write to them),
     the open intervals' ends stacked as (lo, -hi): (2, n, s), the levels (the strip
     edges cut by the jaws across the strips): (n, s + 1), the strips' heights, the
@@ -130,6 +132,7 @@ def _geometry(beam: Beam, finite: bool = False) -> tuple | None:
     leaf_axis = mlcs[0].travel_axis if mlcs else "X"
     jaws = _jaws(beam, positions)
     jaw_travel, jaw_strip = jaws.get(leaf_axis), jaws.get("Y" if leaf_axis == "X" else "X")
+    ends: np.ndarray | None
     if not mlcs:
         # Jaws only: one strip between the jaws across, open between the jaws along.
         if jaw_travel is None or jaw_strip is None:
@@ -141,7 +144,7 @@ def _geometry(beam: Beam, finite: bool = False) -> tuple | None:
     else:
         mlcs = [d for d in mlcs if d.travel_axis == leaf_axis]
         edges, layers = _strip_layout(
-            tuple((tuple(d.leaf_boundaries_mm), d.number_of_pairs) for d in mlcs)
+            tuple((tuple(d.leaf_boundaries_mm or ()), d.number_of_pairs) for d in mlcs)
         )
         s = edges.size - 1
         ends = None
@@ -156,6 +159,7 @@ def _geometry(beam: Beam, finite: bool = False) -> tuple | None:
                 ends = np.maximum(ends, layer)
             else:
                 ends = np.where(inside, np.maximum(ends, layer), ends)
+        assert ends is not None  # (mlcs is not empty)
         # the jaws along leaf travel, as (X1, -X2), raise both ends too (NaN: no jaw)
         if jaw_travel is not None:
             limits = jaw_travel * _MIRROR
@@ -545,21 +549,41 @@ def _shape(beam: Beam, finite: bool, mu: _Meterset, motion: _Motion, sizes: _Siz
         per_cp[2] = _convexity(needed, levels, open_, area, open_ends)
         mcs, sas, convex = _interval_averages(per_cp, d_mu)
         at = np.array(motion.firsts)
-        outside: tuple[float | None, ...] = (None, None, None, None)
+        outside: tuple[float | None, float | None, float | None, float | None]
+        outside = (None, None, None, None)
         if len(motion.firsts) > 1:
             strips = (ends, open_, widths, levels, jaw_strip, area)
             outside = _against_main(strips, at, motion, sizes)
         irregular = _irregularity(edges, spread, islands, at)
-        corner = (0.0, 0.0)  # every edge within the tolerance: no leaf stands in
+        # every edge within the tolerance: no leaf stands in
+        corner: tuple[float, float] | None = (0.0, 0.0)
         if irregular > sizes.rectangle_mm:
             corner = _corner_leaves(
                 ends[:, at], widths[0][at], levels[at], sizes.closed_gap_mm, sizes.rectangle_mm
             )
-    return _Shape(area, perim, mean_area, *outside, irregular, corner, mcs, sas, convex, lsv, aav)
+    far, outside_area, outside_share, outside_mu = outside
+    return _Shape(
+        area,
+        perim,
+        mean_area,
+        far,
+        outside_area,
+        outside_share,
+        outside_mu,
+        irregular,
+        corner,
+        mcs,
+        sas,
+        convex,
+        lsv,
+        aav,
+    )
 
 
 def _against_main(
-    strips: tuple[np.ndarray, np.ndarray, tuple, np.ndarray, np.ndarray | None, np.ndarray],
+    strips: tuple[
+        np.ndarray, np.ndarray, tuple[Any, ...], np.ndarray, np.ndarray | None, np.ndarray
+    ],
     at: np.ndarray,
     motion: _Motion,
     sizes: _Sizes,
@@ -582,7 +606,7 @@ def _against_main(
     return outside, float(out_area.max()), float(share.max()), float(sub_mu[out_area > 0].sum())
 
 
-def _strips(geometry: tuple) -> tuple:
+def _strips(geometry: tuple[Any, ...]) -> tuple[Any, ...]:
     """From ``_geometry``: per control point the open area and the perimeter; and for
     the strips open at some control point (the only ones any measure depends on: the
     others would add zeros to sums and nothing to maxima) which are open (n, s), their
@@ -644,8 +668,8 @@ def plan_metrics(
 
     course = None
     known = course_mu is not None and len(course_mu) == len(beams) and bool(beams)
-    if known and all(c is not None for c in course_mu):
-        course = [float(c) for c in course_mu]
+    if known and course_mu is not None and all(c is not None for c in course_mu):
+        course = [float(c) for c in course_mu if c is not None]
     weights = course if course is not None else [mu for _, mu in beams]
     metrics = [m for m, _ in beams]
     return PlanMetrics(
@@ -689,7 +713,7 @@ def _all_positions(
     return everything, np.concatenate([np.arange(a, b) for a, b in mlc]), finite
 
 
-def _interval_averages(per_cp: np.ndarray, d_mu: np.ndarray) -> list:
+def _interval_averages(per_cp: np.ndarray, d_mu: np.ndarray) -> list[float | None]:
     """Per row of ``per_cp`` (k, n): the MU-weighted mean over beam-on intervals, each
     taking the mean of its two ends; None for a row with no finite beam-on interval."""
     values = (per_cp[:, :-1] + per_cp[:, 1:]) / 2
@@ -757,7 +781,8 @@ def _small_share(
     width: np.ndarray, open_: np.ndarray, count: np.ndarray, limit_mm: float
 ) -> np.ndarray:
     small = (open_ & (width < limit_mm)).sum(axis=1)
-    return small / count  # (NaN where no pair is open; warnings silenced by the caller)
+    share: np.ndarray = small / count
+    return share  # (NaN where no pair is open; warnings silenced by the caller)
 
 
 def _convexity(
@@ -858,13 +883,15 @@ def _on_minorant(
         below, above = below[:, :, None], above[:, :, None]
         steepest_in = np.fmax.reduce(slope, axis=0, where=below, initial=-np.inf)
         shallowest_out = np.fmin.reduce(slope, axis=0, where=above, initial=np.inf)
-        return (steepest_in <= shallowest_out).T
+        on: np.ndarray = (steepest_in <= shallowest_out).T
+        return on
     # [row, i, k]
     slope = np.subtract(x[:, None, :], x[:, :, None], out=out[: r * p * p].reshape(r, p, p))
     slope /= (y[:, None, :] - y[:, :, None]) if dy is None else dy
     steepest_in = np.fmax.reduce(slope, axis=1, where=below, initial=-np.inf)
     shallowest_out = np.fmin.reduce(slope, axis=1, where=above, initial=np.inf)
-    return steepest_in <= shallowest_out
+    inside: np.ndarray = steepest_in <= shallowest_out
+    return inside
 
 
 def _minorant_integral(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -943,7 +970,11 @@ def _segments(
     # Beam-on intervals one after the other (as in an arc), something moving further than
     # the tolerance during each of them but the last: each is a segment of its own.
     consecutive = steps is not None and on[-1] - on[0] == len(on) - 1
-    if consecutive and (steps[on[0] : on[-1]].max(axis=1) > tolerance_mm).all():
+    if (
+        consecutive
+        and steps is not None
+        and (steps[on[0] : on[-1]].max(axis=1) > tolerance_mm).all()
+    ):
         shares = [mu[i] for i in on]
         return tuple(map(Segment, on, on[1:] + [end], shares)), on, shares
     # ahead[k][j]: a position at point j + k is more than the tolerance away from j;
