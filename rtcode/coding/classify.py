@@ -9,8 +9,6 @@ thresholds come only from the policy's typed sections.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from rtcode.coding import rules
 from rtcode.coding.decisions import Findings, confidence, decide
 from rtcode.coding.isodose import isodose_evidence
@@ -19,7 +17,7 @@ from rtcode.coding.ports import assess_beams
 from rtcode.coding.roles import roi_role, rois_with_role, role_reason
 from rtcode.coding.techniques import codes_as_imrt, fif_verdict, mlc_shapes_field
 from rtcode.coding.three_d import ThreeDVerdict, three_d_checks, three_d_verdict
-from rtcode.dicom.vendors import gamma_knife_plan_names
+from rtcode.dicom.vendors import gamma_knife_plan_names, gamma_plan_flags
 from rtcode.link import LinkedPlan
 from rtcode.model.codes import BeamAssessment, Classification, Evidence, Flag, Technique
 
@@ -63,7 +61,7 @@ def weigh(lp: LinkedPlan, policy: Policy, evidence: list[Evidence], flags: list[
     intent = rules.intent_rule(plan, policy)
     evidence.append(intent)
     flags += rules.verification_flags(plan)
-    flags += _vendor_severities(rules.general_flags(lp, policy), gamma_knife)
+    flags += gamma_plan_flags(rules.general_flags(lp, policy), gamma_knife)
 
     # A brachytherapy plan (application setups, no beams) is coded by its tier alone:
     # the external-beam rules (ports, modulation, 3-D, isodose) say nothing about it,
@@ -114,16 +112,3 @@ def weigh(lp: LinkedPlan, policy: Policy, evidence: list[Evidence], flags: list[
         three_d=three_d,
         complex_isodose=complex_isodose,
     )
-
-
-def _vendor_severities(flags: list[Flag], gamma_knife: str | None) -> list[Flag]:
-    """GammaPlan's fraction group counts a beam it does not reference: its normal output
-    (rtcode/dicom/vendors.py), not damage; the flag stays, as information."""
-    if gamma_knife is None:
-        return flags
-    return [
-        replace(f, severity="info")
-        if f.flag == "count_mismatch" and (f.dicom_path or "").endswith(".NumberOfBeams")
-        else f
-        for f in flags
-    ]

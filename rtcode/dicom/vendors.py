@@ -4,20 +4,22 @@ Postel's rule for files other systems wrote: accept what can be read unambiguous
 record the oddity as a flag with its DICOM path (``facts.Oddity``), refuse only what
 cannot be trusted, and never let a plan that was found disappear from the output.
 
-Tables with their source (like pynetdicom's status tables), and the few matches the
-coding step makes on vendor and machine names (``is_tomotherapy``, ``is_gamma_knife``,
-``gamma_knife_plan_names``); the code that acts on a row names the row's ``flag``. To
-add the next quirk: add a row to ``QUIRKS`` (vendor, what the file does, how rtcode
-reads it, the flag), handle it where the table's ``where`` says (a name match: here),
-and add a synthetic case that shows it (a test builder, or a sample case in
-``scripts/make_sample_data.py``).
+Tables with their source (like pynetdicom's status tables), and what the coding step
+does with vendor and machine names (``is_tomotherapy``, ``is_gamma_knife``,
+``gamma_knife_plan_names``, ``gamma_plan_flags``); the code that acts on a row names
+the row's ``flag``. To add the next quirk: add a row to ``QUIRKS`` (vendor, what the
+file does, how rtcode reads it, the flag), handle it where the row's ``where`` says (a
+name match: here), and add a synthetic case that shows it (a test builder, or a sample
+case in ``scripts/make_sample_data.py``).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import NamedTuple
 
+from rtcode.model.codes import Flag
 from rtcode.model.facts import Beam, Modality, Oddity, Plan
 
 
@@ -232,3 +234,16 @@ def gamma_knife_plan_names(plan: Plan) -> str | None:
         if any(d.is_mlc for d in b.devices) or any(bool((p == p).any()) for p in positions):
             return None  # a beam with a real aperture: not the placeholder of GammaPlan
     return text
+
+
+def gamma_plan_flags(flags: list[Flag], gamma_knife: str | None) -> list[Flag]:
+    """GammaPlan's fraction group counts a beam it does not reference: its normal output
+    (QUIRKS, gamma_knife_plan), not damage; the flag stays, as information."""
+    if gamma_knife is None:
+        return flags
+    return [
+        replace(f, severity="info")
+        if f.flag == "count_mismatch" and (f.dicom_path or "").endswith(".NumberOfBeams")
+        else f
+        for f in flags
+    ]
