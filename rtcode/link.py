@@ -1,4 +1,4 @@
-"""Step 3, linking: each plan with its structure set and doses.
+"""Linking, after reading: each plan with its structure set and doses.
 
 RT Dose -> plan by ReferencedRTPlanSequence; plan -> structure set by
 ReferencedStructureSetSequence. Companions may be missing from the export. Several
@@ -29,9 +29,9 @@ class LinkedPlan:
 
 def link(inventory: Inventory) -> list[LinkedPlan]:
     ss_by_uid: dict[str, list[StructureSet]] = defaultdict(list)
-    for ss in inventory.structure_sets:
-        if ss.sop_instance_uid:
-            ss_by_uid[ss.sop_instance_uid].append(ss)
+    for each in inventory.structure_sets:
+        if each.sop_instance_uid:
+            ss_by_uid[each.sop_instance_uid].append(each)
     doses_by_plan: dict[str, list[Dose]] = defaultdict(list)
     for dose in inventory.doses:
         for uid in dict.fromkeys(dose.referenced_plan_uids):
@@ -51,7 +51,8 @@ def link(inventory: Inventory) -> list[LinkedPlan]:
             notes.append(
                 f"{len(twins)} other plan file(s) share this SOPInstanceUID: " + ", ".join(twins)
             )
-        ss, status = None, "not_referenced"
+        ss: StructureSet | None = None
+        status = "not_referenced"
         if plan.referenced_structure_set_uid:
             candidates = ss_by_uid.get(plan.referenced_structure_set_uid, [])
             status = "linked" if candidates else "not_in_export"
@@ -68,7 +69,8 @@ def link(inventory: Inventory) -> list[LinkedPlan]:
             if near:
                 doses = near
             notes.append("the dose files reference a UID that several plan files carry")
-        for other in [ss, *doses]:
+        companions: list[StructureSet | Dose | None] = [ss, *doses]
+        for other in companions:
             if (
                 other is not None
                 and other.patient_id

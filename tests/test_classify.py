@@ -717,3 +717,44 @@ def test_arc_aperture_change_threshold(policy, step, technique):
     ]
     beam = b.arc(1, n=n, leaves=leaves)
     assert run(policy, b.plan([beam])).beams[0].technique is technique
+
+
+# ------------------------------------------------------------ the decision table
+
+
+def test_first_row_of_the_ladder_decides_but_every_rule_is_reported(policy):
+    # an IMRT plan with everything 3-D needs, marked as a verification plan
+    plan = b.plan([vmat_like()], intent="VERIFICATION")
+    result = run(policy, plan, b.structure_set(), [b.dose()])
+    assert result.category is Category.NOT_BILLABLE and result.code is None
+    assert [e.fired for e in evidence(result, "imrt.modulated_beam")] == [True]
+    assert evidence(result, "3d.dose_volume_evidence")[0].fired is True
+    assert evidence(result, "isodose.arc")[0].fired is True
+    # without the intent the IMRT row, above 3-D and isodose, decides
+    clinical = run(policy, b.plan([vmat_like()]), b.structure_set(), [b.dose()])
+    assert clinical.code == "77301"
+    assert [e.rule for e in clinical.evidence] == [e.rule for e in result.evidence]
+
+
+def test_docs_give_the_ladder_in_its_order():
+    from pathlib import Path
+
+    from rtcode.coding.decisions import AMENDMENTS, LADDER
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "policy.md").read_text()
+    section = docs.split("## How the settings decide", 1)[1].split("\n## ", 1)[0]
+    places = [section.index(f"`{name}`") for name, _ in LADDER]
+    assert places == sorted(places)
+    for amend in AMENDMENTS:
+        assert f"`{amend.__name__.strip('_')}`" in section
+
+
+@pytest.mark.parametrize("technique", list(Technique))
+def test_what_counts_as_modulated_is_decided_in_one_place(policy, technique):
+    from rtcode.coding.techniques import MODULATED, codes_as_imrt, modulates_intensity
+
+    assert modulates_intensity(technique) == (technique in MODULATED)
+    pbs = technique is Technique.ION_PENCIL_BEAM_SCANNING
+    assert codes_as_imrt(technique, policy) == (technique in MODULATED or pbs)
+    as_3d = with_setting(policy, "modulation.pencil_beam_scanning_code", "77295")
+    assert codes_as_imrt(technique, as_3d) == (technique in MODULATED)

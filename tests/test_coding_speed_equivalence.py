@@ -1,6 +1,6 @@
 """The faster per-plan coding paths against the plain ones they replace.
 
-ROI roles are cached (``classify._role``): the same answers as deciding every ROI
+ROI roles are cached (``coding.roles._role``): the same answers as deciding every ROI
 afresh, for every policy (the cache keys on the role settings, so two policies never
 share an answer). The table text wraps a line that fits without textwrap: the same
 lines as textwrap. Segments are named tuples: the same segments, as the same values,

@@ -260,3 +260,59 @@ def test_no_numeric_setting_accepts_nan_or_infinity(tmp_path, key, value):
         load(policy)
     result = CliRunner().invoke(main, ["policy", "check", str(policy)])
     assert result.exit_code == 2 and f"{key} = {value} is not allowed" in result.output
+
+
+# ------------------------------------------------------------------ typed sections
+
+
+def test_every_setting_has_a_typed_field_and_every_field_a_setting():
+    from rtcode.coding.sections import SECTIONS, fields_of
+
+    typed = [key for cls in SECTIONS for key in fields_of(cls)]
+    assert len(typed) == len(set(typed))
+    assert set(typed) == {k for k in SCHEMA if not k.startswith("policy.")}
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_typed_sections_hold_the_settings_of_the_file(name):
+    from rtcode.coding.sections import SECTIONS, fields_of, section_name
+
+    p = load(name)
+    for cls in SECTIONS:
+        section = getattr(p, section_name(cls))
+        assert isinstance(section, cls)
+        for key in fields_of(cls):
+            value, expected = getattr(section, key.split(".", 1)[1]), p[key]
+            if isinstance(expected, list):
+                assert value == tuple(expected), key
+            elif isinstance(expected, dict):
+                assert dict(value) == expected, key
+            else:
+                assert value == expected and type(value) is type(expected), key
+
+
+def test_typed_sections_follow_a_local_file_and_cannot_be_changed():
+    import dataclasses
+    import pickle
+
+    text = (
+        '[policy]\nextends = "default"\n[modulation]\narc_min_gantry_travel_deg = 12.5\n'
+        '[roles]\ntarget_types = ["PTV"]\n'
+    )
+    p = parse(text.encode(), "local.toml")
+    assert p.modulation.arc_min_gantry_travel_deg == 12.5
+    assert p.roles.target_types == ("PTV",)
+    assert load().modulation.arc_min_gantry_travel_deg == 5.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.modulation.arc_min_gantry_travel_deg = 1.0
+    with pytest.raises(TypeError):
+        p.devices.tier["wedge"] = "77332"
+    again = pickle.loads(pickle.dumps(p))  # as sent to worker processes
+    assert again == p and again.modulation == p.modulation and again.roles == p.roles
+
+
+def test_default_limits_are_the_shipped_policys_without_loading_it():
+    from rtcode.model.limits import Limits, default_limits
+
+    assert default_limits() == Limits() == Limits.from_policy(load("default"))
+    assert load("default").limits == Limits()

@@ -726,3 +726,33 @@ def test_the_gammaplan_sample_is_radiosurgery_with_no_field_count_and_full_confi
     (mismatch,) = [f for f in data["flags"] if f["flag"] == "count_mismatch"]
     assert mismatch["severity"] == "info"  # GammaPlan's normal output, still shown
     assert mismatch["dicom_path"].endswith("FractionGroupSequence[0].NumberOfBeams")
+
+
+# ------------------------------------------------- names the coding step matches
+
+
+@pytest.mark.parametrize(
+    ("manufacturer", "machine", "tomo", "gamma"),
+    [
+        ("TomoTherapy Incorporated", "Hi-Art", True, False),
+        ("Accuray", "Radixact TOMO", True, False),
+        ("Elekta", "Leksell Gamma Knife Icon", False, True),
+        ("Elekta Instrument AB", "Perfexion", False, True),
+        ("Elekta", "Icon", False, True),  # Elekta with Icon
+        (None, "LGK", False, True),
+        ("Varian Medical Systems", "TrueBeam", False, False),
+        ("Elekta", "Versa HD", False, False),
+        ("Elekta", "Agility", False, False),
+    ],
+)
+def test_machine_names_the_coding_step_recognises(manufacturer, machine, tomo, gamma):
+    from dataclasses import replace
+
+    import builders
+
+    from rtcode.dicom import vendors
+
+    beam = replace(builders.beam(1, mlc=False), manufacturer=manufacturer, machine=machine)
+    system = vendors.treatment_system(beam)
+    assert vendors.is_tomotherapy(system) is tomo
+    assert vendors.is_gamma_knife(system) is gamma

@@ -14,13 +14,15 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rtcode.coding import sections
 from rtcode.model.errors import PolicyError
+from rtcode.model.limits import Limits
 
 AUDIT_SEVERITIES = ("error", "warning", "info")  # of an audit finding, most severe first
 
@@ -30,6 +32,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 _CODES = ("77295", "77301", "77306", "77307")
+
+
+Check = Callable[[Any], "str | None"]  # a setting's check: None, or what it must be
 
 
 def _str_list(value: Any) -> str | None:
@@ -49,7 +54,7 @@ def _regex_list(value: Any) -> str | None:
     return None
 
 
-def _number(lo: float | None = None, hi: float | None = None, integer: bool = False):
+def _number(lo: float | None = None, hi: float | None = None, integer: bool = False) -> Check:
     def check(value: Any) -> str | None:
         kind = "a whole number" if integer else "a number"
         ok = isinstance(value, int) if integer else isinstance(value, (int, float))
@@ -73,7 +78,7 @@ def _text(value: Any) -> str | None:
     return None if isinstance(value, str) and value.strip() else "a non-empty string"
 
 
-def _one_of(*allowed: str):
+def _one_of(*allowed: str) -> Check:
     def check(value: Any) -> str | None:
         return None if value in allowed else "one of " + ", ".join(repr(a) for a in allowed)
 
@@ -259,7 +264,9 @@ ORDERED = (
 
 @dataclass(frozen=True)
 class Policy:
-    """A validated policy: look values up by dotted key, e.g. ``p["isodose.max_simple_ports"]``.
+    """A validated policy. The rules read its typed sections, built at load:
+    ``p.isodose.max_simple_ports``; ``p["isodose.max_simple_ports"]`` reads the same
+    value by its dotted key (what the file says).
 
     ``validity`` maps a code to its first and last valid day (None: open-ended).
     ``sha256`` identifies the effective settings (after ``extends``), so two files
@@ -272,11 +279,33 @@ class Policy:
     validity: Mapping[str, tuple[dt.date | None, dt.date | None]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # The typed sections (rtcode/coding/sections.py), built from ``values``.
+    intent: sections.Intent = field(init=False, repr=False, compare=False)
+    beams: sections.Beams = field(init=False, repr=False, compare=False)
+    modulation: sections.Modulation = field(init=False, repr=False, compare=False)
+    electron: sections.Electron = field(init=False, repr=False, compare=False)
+    isodose: sections.Isodose = field(init=False, repr=False, compare=False)
+    three_d: sections.ThreeD = field(init=False, repr=False, compare=False)
+    roles: sections.Roles = field(init=False, repr=False, compare=False)
+    brachytherapy: sections.Brachytherapy = field(init=False, repr=False, compare=False)
+    approval: sections.Approval = field(init=False, repr=False, compare=False)
+    limits: Limits = field(init=False, repr=False, compare=False)
+    related: sections.Related = field(init=False, repr=False, compare=False)
+    devices: sections.Devices = field(init=False, repr=False, compare=False)
+    imrt: sections.Imrt = field(init=False, repr=False, compare=False)
+    bundling: sections.Bundling = field(init=False, repr=False, compare=False)
+    audit: sections.Audit = field(init=False, repr=False, compare=False)
+    dvh: sections.Dvh = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for cls in sections.SECTIONS:
+            object.__setattr__(self, sections.section_name(cls), sections.build(cls, self.values))
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
 
-    def __reduce__(self):  # read-only mappings do not pickle: send plain dicts to workers
+    def __reduce__(self) -> tuple[Any, ...]:
+        # read-only mappings do not pickle: send plain dicts to workers
         return (
             _unpickle_policy,
             (dict(self.values), self.source, self.sha256, dict(self.validity)),
@@ -284,11 +313,11 @@ class Policy:
 
     @property
     def name(self) -> str:
-        return self.values["policy.name"]
+        return str(self.values["policy.name"])
 
     @property
     def version(self) -> str:
-        return self.values["policy.version"]
+        return str(self.values["policy.version"])
 
     def summary(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
@@ -424,12 +453,12 @@ def parse(data: bytes, source: str, _seen: tuple[str, ...] = ()) -> Policy:
 def _validity(table: Any, source: str) -> dict[str, tuple[dt.date | None, dt.date | None]]:
     if not isinstance(table, dict):
         raise PolicyError(f"{source}: [validity] must be a table of code = [first day, last day]")
-    out = {}
+    out: dict[str, tuple[dt.date | None, dt.date | None]] = {}
     for code, window in table.items():
         where = f"{source}: validity.{code} = {window!r} is not allowed;"
         if not (isinstance(window, list) and len(window) == 2):
             raise PolicyError(f'{where} it must be [first day, last day] ("" for open)')
-        days = []
+        days: list[dt.date | None] = []
         for text in window:
             if not isinstance(text, str):
                 raise PolicyError(f'{where} days must be strings like "2026-01-01" or ""')
@@ -446,5 +475,10 @@ def _validity(table: Any, source: str) -> dict[str, tuple[dt.date | None, dt.dat
     return out
 
 
-def _unpickle_policy(values, source, sha256, validity) -> Policy:
+def _unpickle_policy(
+    values: dict[str, Any],
+    source: str,
+    sha256: str,
+    validity: dict[str, tuple[dt.date | None, dt.date | None]],
+) -> Policy:
     return Policy(MappingProxyType(values), source, sha256, MappingProxyType(validity))

@@ -16,10 +16,10 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rtcode.coding.classify import mlc_shapes_field
 from rtcode.coding.policy import Policy
+from rtcode.coding.techniques import mlc_shapes_field, modulates_intensity
 from rtcode.link import LinkedPlan
-from rtcode.model.codes import ARCS, MODULATED, BeamAssessment, Category, Classification, Technique
+from rtcode.model.codes import ARCS, BeamAssessment, Category, Classification, Technique
 
 
 @dataclass(frozen=True)
@@ -64,68 +64,10 @@ def related_codes(
 ) -> tuple[RelatedCode, ...]:
     if c.category in (Category.NOT_BILLABLE, Category.UNDETERMINED):
         return ()
-    out: list[RelatedCode] = []
     ports = [b for b in c.beams if b.counted]
-    planning = c.category in (Category.THREE_D, Category.IMRT)
-
-    # 77300: one per treatment field or arc with 3-D and IMRT; never with isodose plans.
-    # A Gamma Knife plan's one beam is a placeholder: its shots are not in the RT Plan.
-    gamma_knife = bool(ports) and all(b.technique is Technique.GAMMA_KNIFE for b in ports)
-    if planning and gamma_knife:
-        out.append(
-            RelatedCode(
-                "77300",
-                None,
-                "cannot_determine",
-                "basic dosimetry per field or arc: a Gamma Knife RT Plan holds a placeholder"
-                " beam, not the shots; count the calculations from the planning report",
-            )
-        )
-    elif planning and ports:
-        cap = policy["related.max_basic_dosimetry_per_date"]
-        units = min(len(ports), cap)
-        capped = f" (capped at {cap} per date of service)" if len(ports) > cap else ""
-        out.append(
-            RelatedCode(
-                "77300",
-                units,
-                "code",
-                f"basic dosimetry calculation: one per treatment field or arc,"
-                f" {len(ports)} port(s){capped}",
-                "related.max_basic_dosimetry_per_date",
-            )
-        )
-    elif c.category in (Category.SIMPLE_ISODOSE, Category.COMPLEX_ISODOSE):
-        out.append(
-            RelatedCode(
-                "77300",
-                0,
-                "included",
-                "basic dosimetry is included in the isodose plan (77306/77307): not reported",
-            )
-        )
-
-    # 77338: once per IMRT plan, MLC-based IMRT only (never compensator IMRT).
-    if c.category is Category.IMRT:
-        mlc_imrt = [b for b in ports if b.technique in MODULATED and b.metrics.has_mlc]
-        compensated = [b for b in ports if (b.beam.number_of_compensators or 0) > 0]
-        if mlc_imrt:
-            out.append(
-                RelatedCode(
-                    "77338",
-                    1,
-                    "code",
-                    f"MLC device for IMRT: once per IMRT plan ({len(mlc_imrt)} MLC-modulated"
-                    " beam(s))",
-                )
-            )
-        elif compensated:
-            out.append(
-                RelatedCode("77338", 0, "code", "compensator-based IMRT: 77338 does not apply")
-            )
-
-    out.extend(_devices(ports, c, policy))
-
+    out = _basic_dosimetry(c, ports, policy)
+    out += _mlc_device(c, ports)
+    out += _devices(ports, c, policy)
     # 77321: special teletherapy port plan (particles, hemibody, total body).
     ions = [b for b in ports if b.beam.is_ion]
     if ions:
@@ -138,43 +80,13 @@ def related_codes(
                 " check the payer's rule",
             )
         )
-
-    out.extend(_stereotactic_hints(lp, c, policy))
+    out += _stereotactic_hints(lp, c, policy)
     if ions:
         out.append(_proton_delivery(lp, ions))
-    out.extend(_delivery_hints(c, policy, day))
-
-    out.append(
-        RelatedCode(
-            "77331",
-            None,
-            "cannot_determine",
-            "special dosimetry (TLD, diodes, film): needs the physician's order and a signed"
-            " measurement report",
-        )
-    )
-    out.append(
-        RelatedCode(
-            "77370",
-            None,
-            "cannot_determine",
-            "special medical physics consultation: needs the physician's request and the"
-            " physicist's documented report",
-        )
-    )
-    out.append(
-        RelatedCode(
-            "77470",
-            None,
-            "cannot_determine",
-            "special treatment procedure (e.g. total body, intraoperative, concurrent"
-            " chemotherapy): needs the physician's documentation of the extra work",
-        )
-    )
-
+    out += _delivery_hints(c, policy, day)
+    out += NEVER_FROM_FILES
     if c.category is Category.IMRT:
         out = [_bundled(r, policy) for r in out]
-
     # Keep only what is valid on the date of service; say what was dropped.
     kept = []
     for r in out:
@@ -184,6 +96,94 @@ def related_codes(
         else:
             kept.append(RelatedCode(r.code, None, "not_valid", f"not valid: {why}", "validity"))
     return dedupe(kept, c.code)
+
+
+# Codes the plan files can never settle: listed with the evidence that would.
+NEVER_FROM_FILES = (
+    RelatedCode(
+        "77331",
+        None,
+        "cannot_determine",
+        "special dosimetry (TLD, diodes, film): needs the physician's order and a signed"
+        " measurement report",
+    ),
+    RelatedCode(
+        "77370",
+        None,
+        "cannot_determine",
+        "special medical physics consultation: needs the physician's request and the"
+        " physicist's documented report",
+    ),
+    RelatedCode(
+        "77470",
+        None,
+        "cannot_determine",
+        "special treatment procedure (e.g. total body, intraoperative, concurrent"
+        " chemotherapy): needs the physician's documentation of the extra work",
+    ),
+)
+
+
+def _basic_dosimetry(
+    c: Classification, ports: list[BeamAssessment], policy: Policy
+) -> list[RelatedCode]:
+    """77300: one per treatment field or arc with 3-D and IMRT; never with isodose plans.
+    A Gamma Knife plan's one beam is a placeholder: its shots are not in the RT Plan."""
+    planning = c.category in (Category.THREE_D, Category.IMRT)
+    gamma_knife = bool(ports) and all(b.technique is Technique.GAMMA_KNIFE for b in ports)
+    if planning and gamma_knife:
+        return [
+            RelatedCode(
+                "77300",
+                None,
+                "cannot_determine",
+                "basic dosimetry per field or arc: a Gamma Knife RT Plan holds a placeholder"
+                " beam, not the shots; count the calculations from the planning report",
+            )
+        ]
+    if planning and ports:
+        cap = policy.related.max_basic_dosimetry_per_date
+        units = min(len(ports), cap)
+        capped = f" (capped at {cap} per date of service)" if len(ports) > cap else ""
+        return [
+            RelatedCode(
+                "77300",
+                units,
+                "code",
+                f"basic dosimetry calculation: one per treatment field or arc,"
+                f" {len(ports)} port(s){capped}",
+                "related.max_basic_dosimetry_per_date",
+            )
+        ]
+    if c.category in (Category.SIMPLE_ISODOSE, Category.COMPLEX_ISODOSE):
+        return [
+            RelatedCode(
+                "77300",
+                0,
+                "included",
+                "basic dosimetry is included in the isodose plan (77306/77307): not reported",
+            )
+        ]
+    return []
+
+
+def _mlc_device(c: Classification, ports: list[BeamAssessment]) -> list[RelatedCode]:
+    """77338: once per IMRT plan, MLC-based IMRT only (never compensator IMRT)."""
+    if c.category is not Category.IMRT:
+        return []
+    mlc_imrt = [b for b in ports if modulates_intensity(b.technique) and b.metrics.has_mlc]
+    if mlc_imrt:
+        return [
+            RelatedCode(
+                "77338",
+                1,
+                "code",
+                f"MLC device for IMRT: once per IMRT plan ({len(mlc_imrt)} MLC-modulated beam(s))",
+            )
+        ]
+    if any((b.beam.number_of_compensators or 0) > 0 for b in ports):
+        return [RelatedCode("77338", 0, "code", "compensator-based IMRT: 77338 does not apply")]
+    return []
 
 
 def dedupe(codes: Sequence[RelatedCode], planning_code: str | None) -> tuple[RelatedCode, ...]:
@@ -207,7 +207,7 @@ def dedupe(codes: Sequence[RelatedCode], planning_code: str | None) -> tuple[Rel
     return tuple(replace(r, reason="; also: ".join(reasons[code])) for code, r in first.items())
 
 
-def _in_ranges(code: str, ranges: list[str]) -> bool:
+def _in_ranges(code: str, ranges: Sequence[str]) -> bool:
     if not code.isdigit():
         return False
     for item in ranges:
@@ -219,7 +219,7 @@ def _in_ranges(code: str, ranges: list[str]) -> bool:
 
 def _bundled(r: RelatedCode, policy: Policy) -> RelatedCode:
     """With IMRT planning, codes in the bundle list are not reported separately."""
-    if r.kind in ("code", "suggestion") and _in_ranges(r.code, policy["bundling.imrt_bundles"]):
+    if r.kind in ("code", "suggestion") and _in_ranges(r.code, policy.bundling.imrt_bundles):
         return RelatedCode(
             r.code,
             0,
@@ -234,7 +234,7 @@ def _bundled(r: RelatedCode, policy: Policy) -> RelatedCode:
 def _devices(ports: list[BeamAssessment], c: Classification, policy: Policy) -> list[RelatedCode]:
     """Treatment devices (77332 simple, 77333 intermediate, 77334 complex), one per device
     per port, tiered by the policy's [devices] table."""
-    tiers = policy["devices.tier"]
+    tiers = policy.devices.tier
     counts: dict[str, list[str]] = {}
 
     def add(kind: str, beam: BeamAssessment) -> None:
@@ -253,7 +253,7 @@ def _devices(ports: list[BeamAssessment], c: Classification, policy: Policy) -> 
             add("bolus", b)
         shaped = mlc_shapes_field(b.metrics, policy)
         # MLC apertures of IMRT beams are covered by 77338, not 77334.
-        if shaped and b.technique not in MODULATED and c.category is not Category.IMRT:
+        if shaped and not modulates_intensity(b.technique) and c.category is not Category.IMRT:
             add("mlc_aperture", b)
     out = []
     for code in sorted(counts):
@@ -283,7 +283,7 @@ def _stereotactic_hints(lp: LinkedPlan, c: Classification, policy: Policy) -> li
         if b.beam.radiation_type == "PHOTON"
         and b.technique not in (Technique.OPEN, Technique.UNKNOWN)
     ]
-    few = bool(fractions) and max(fractions) <= policy["related.sbrt_max_fractions"]
+    few = bool(fractions) and max(fractions) <= policy.related.sbrt_max_fractions
     if not (cones or (few and conformal)):
         return []
     parts = []

@@ -4,18 +4,23 @@ Postel's rule for files other systems wrote: accept what can be read unambiguous
 record the oddity as a flag with its DICOM path (``facts.Oddity``), refuse only what
 cannot be trusted, and never let a plan that was found disappear from the output.
 
-This module is data only (tables with their source, like pynetdicom's status tables);
-the code that acts on a row names the row's ``flag``. To add the next quirk: add a
-row to ``QUIRKS`` (vendor, what the file does, how rtcode reads it, the flag), handle
-it where the table's ``where`` says, and add a synthetic case that shows it (a test
-builder, or a sample case in ``scripts/make_sample_data.py``).
+Tables with their source (like pynetdicom's status tables), and what the coding step
+does with vendor and machine names (``is_tomotherapy``, ``is_gamma_knife``,
+``gamma_knife_plan_names``, ``gamma_plan_flags``); the code that acts on a row names
+the row's ``flag``. To add the next quirk: add a row to ``QUIRKS`` (vendor, what the
+file does, how rtcode reads it, the flag), handle it where the row's ``where`` says (a
+name match: here), and add a synthetic case that shows it (a test builder, or a sample
+case in ``scripts/make_sample_data.py``).
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from typing import NamedTuple
 
-from rtcode.model.facts import Modality, Oddity
+from rtcode.model.codes import Flag
+from rtcode.model.facts import Beam, Modality, Oddity, Plan
 
 
 class KnownClass(NamedTuple):
@@ -107,7 +112,7 @@ QUIRKS: tuple[Quirk, ...] = (
         " (a contoured target) and dose (3-D grid or DVH) link, else undetermined, never an"
         " isodose plan",
         "gamma_knife_plan",
-        "extract.py (the count), classify.py (the code)",
+        "extract.py (the count), vendors.py (the names), coding/rules.py (the code)",
     ),
     Quirk(
         "any",
@@ -184,3 +189,61 @@ def class_oddity(uid: str | None, modality: Modality, path: str) -> Oddity:
         where,
         "warning",
     )
+
+
+# ------------------------------------------------------- names the coding step matches
+
+# Leksell Gamma Knife (QUIRKS, gamma_knife_plan): names of the planning system (Leksell
+# GammaPlan, by Elekta Instrument AB) and of the machines (Leksell Gamma Knife
+# Perfexion, Icon; "LGK"), matched in lower case.
+_GAMMA_KNIFE = re.compile(
+    r"leksell|gamma ?plan|gamma ?knife|perfexion|elekta instrument|\blgk\b"
+    r"|\belekta\b.*\bicon\b|\bicon\b.*\belekta\b"
+)
+
+
+def treatment_system(beam: Beam) -> str:
+    """The beam's Manufacturer and TreatmentMachineName, in lower case, for matching."""
+    return " ".join(filter(None, [beam.manufacturer, beam.machine])).lower()
+
+
+def is_tomotherapy(system: str) -> bool:
+    """Whether a ``treatment_system`` is a TomoTherapy machine (helical delivery)."""
+    return "tomo" in system
+
+
+def is_gamma_knife(system: str) -> bool:
+    """Whether a ``treatment_system`` names a Gamma Knife (cobalt sources, no linac)."""
+    return "gamma" in system or _GAMMA_KNIFE.search(system) is not None
+
+
+def gamma_knife_plan_names(plan: Plan) -> str | None:
+    """The names that make ``plan`` a Leksell GammaPlan plan, or None. The rule: the
+    planning system (Manufacturer, ManufacturerModelName) or a beam's Manufacturer or
+    TreatmentMachineName names Leksell, GammaPlan, Gamma Knife, Perfexion, LGK, Elekta
+    Instrument or Elekta with Icon; and no beam is more than a placeholder (no MLC, no
+    leaf or jaw position at any control point): the shots are not in the RT Plan."""
+    names = [plan.planning_system.manufacturer, plan.planning_system.model]
+    for b in plan.beams:
+        names += [b.manufacturer, b.machine]
+    text = " | ".join(dict.fromkeys(n for n in names if n))
+    if not _GAMMA_KNIFE.search(text.lower()):
+        return None
+    for b in plan.beams:
+        positions = b.control_points.positions_mm.values()
+        if any(d.is_mlc for d in b.devices) or any(bool((p == p).any()) for p in positions):
+            return None  # a beam with a real aperture: not the placeholder of GammaPlan
+    return text
+
+
+def gamma_plan_flags(flags: list[Flag], gamma_knife: str | None) -> list[Flag]:
+    """GammaPlan's fraction group counts a beam it does not reference: its normal output
+    (QUIRKS, gamma_knife_plan), not damage; the flag stays, as information."""
+    if gamma_knife is None:
+        return flags
+    return [
+        replace(f, severity="info")
+        if f.flag == "count_mismatch" and (f.dicom_path or "").endswith(".NumberOfBeams")
+        else f
+        for f in flags
+    ]

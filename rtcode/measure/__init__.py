@@ -1,1 +1,2 @@
-"""Step 3, measure: per-beam metrics (apertures, modulation) and DVHs."""
+"""Measuring, after linking and before coding: per-beam metrics (apertures, modulation)
+and DVHs."""

@@ -30,9 +30,8 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -40,18 +39,22 @@ from pydicom.multival import MultiValue
 
 from rtcode.link import LinkedPlan
 from rtcode.model.errors import RtcodeError
-from rtcode.model.facts import Dose, Roi
+from rtcode.model.facts import Dose, Roi, StructureSet
+
+if TYPE_CHECKING:  # annotation only: the policy is a later step's
+    from rtcode.coding.policy import Policy
 
 
 @dataclass(frozen=True)
 class DvhSettings:
-    """The policy's ``[dvh]`` section: which V-values are reported (the share of an ROI
-    receiving at least each dose) and how close a computed DVH must come to the stored
-    one to agree (mean dose and D95, per cent of the stored value)."""
+    """The policy's ``[dvh]`` section as the DVH step uses it: which V-values are
+    reported (the share of an ROI receiving at least each dose) and how close a computed
+    DVH must come to the stored one to agree (mean dose and D95, per cent of the stored
+    value). The defaults are the shipped default policy's (a test holds them to it)."""
 
-    v_values_gy: tuple[float, ...]
-    agreement_mean_dose_pct: float
-    agreement_d95_pct: float
+    v_values_gy: tuple[float, ...] = (5.0, 20.0, 30.0, 40.0, 50.0)
+    agreement_mean_dose_pct: float = 1.0
+    agreement_d95_pct: float = 2.0
     truncated_last_bin_pct: float = 5.0
     # A computed DVH is warned about when its ROI holds fewer dose-grid voxels than
     # this, or when its volume differs from the contours' own volume by more than
@@ -60,27 +63,27 @@ class DvhSettings:
     max_volume_difference_pct: float = 5.0
 
     @classmethod
-    def from_policy(cls, policy: Any) -> DvhSettings:
-        """The settings of a ``rtcode.coding.policy.Policy`` (its ``dvh.*`` settings)."""
+    def from_policy(cls, policy: Policy) -> DvhSettings:
+        """The settings of a policy's typed ``[dvh]`` section."""
+        dvh = policy.dvh
         return cls(
-            v_values_gy=tuple(float(v) for v in policy["dvh.v_values_gy"]),
-            agreement_mean_dose_pct=float(policy["dvh.agreement_mean_dose_pct"]),
-            agreement_d95_pct=float(policy["dvh.agreement_d95_pct"]),
-            truncated_last_bin_pct=float(policy["dvh.truncated_last_bin_pct"]),
-            min_dose_voxels=int(policy["dvh.min_dose_voxels"]),
-            max_volume_difference_pct=float(policy["dvh.max_volume_difference_pct"]),
+            v_values_gy=tuple(float(v) for v in dvh.v_values_gy),
+            agreement_mean_dose_pct=float(dvh.agreement_mean_dose_pct),
+            agreement_d95_pct=float(dvh.agreement_d95_pct),
+            truncated_last_bin_pct=float(dvh.truncated_last_bin_pct),
+            min_dose_voxels=int(dvh.min_dose_voxels),
+            max_volume_difference_pct=float(dvh.max_volume_difference_pct),
         )
 
 
-@cache
+DEFAULT_SETTINGS = DvhSettings()
+
+
 def default_settings() -> DvhSettings:
     """The shipped default policy's DVH settings, for callers that give none."""
-    from rtcode.coding.policy import load  # late: policy is data, loaded once
-
-    return DvhSettings.from_policy(load("default"))
+    return DEFAULT_SETTINGS
 
 
-ROLES = ("target", "organ_at_risk")
 COMPUTE_MODES = ("auto", "always", "never")
 
 Loader = Callable[..., Dataset]  # (path, pixels=bool) -> Dataset, from rtcode.dicom.read
@@ -96,7 +99,8 @@ def dicompyler() -> tuple[ModuleType, ModuleType]:
     import pydicom.dicomio
 
     if not hasattr(pydicom.dicomio, "read_file"):
-        pydicom.dicomio.read_file = pydicom.dcmread  # the name 0.5.6 imports
+        # the name 0.5.6 imports (setattr: pydicom 3's stubs declare no such name)
+        setattr(pydicom.dicomio, "read_file", pydicom.dcmread)  # noqa: B010
     from dicompylercore import dicomparser, dvhcalc
 
     return dicomparser, dvhcalc
@@ -785,92 +789,125 @@ def plan_dvh(
         return PlanDvh((), None, None, (f"no DVH: {reason}",), tuple(v_values_gy))
     if not wanted:
         notes.append("no contoured target or organ at risk in the structure set")
-
     stored: dict[int, DvhCurve] = {}
-    stored_dose = _pick(d for d in lp.doses if d.dvh_count > 0)
-    stored_from = None
-    if stored_dose is not None and wanted:
-        ref = stored_dose.referenced_structure_set_uid
-        if ref is not None and ref != ss.sop_instance_uid:
-            notes.append(
-                f"stored DVHs in {stored_dose.path} belong to another structure set"
-                " (ROI numbers would not match): not used"
-            )
-        else:
-            try:
-                ds = load(stored_dose.path, pixels=False)
-                stored, skipped = stored_dvhs(ds, stored_dose.path, settings.truncated_last_bin_pct)
-                notes.extend(skipped)
-                stored_from = stored_dose.path
-            except RtcodeError as exc:
-                notes.append(f"stored DVHs not read: {exc}")
-            if ref is None:
-                notes.append(
-                    f"{stored_dose.path} names no structure set: its ROI numbers are read"
-                    f" against {ss.path}"
-                )
-
-    numbers = {r.number for r, _ in wanted}
+    stored_from: str | None = None
+    if wanted:
+        stored, stored_from = _stored_for_plan(lp, ss, load, settings, notes)
     need = [
-        (r, role)
-        for r, role in wanted
-        if compute == "always" or (compute == "auto" and r.number not in stored)
+        roi
+        for roi, _ in wanted
+        if compute == "always" or (compute == "auto" and roi.number not in stored)
     ]
     computed: dict[int, DvhCurve] = {}
     failed: dict[int | None, str] = {}
     computed_from = None
     if need:
-        grid = _pick(d for d in lp.doses if d.grid.is_3d)
-        if grid is None:
-            notes.append("no DVH computed: no 3-D dose grid of this plan in the export")
-        else:
-            try:
-                rs_ds = load(ss.path, pixels=False)
-                rd_ds = load(grid.path, pixels=True)
-                problem = _compute_problem(rs_ds, rd_ds)
-            except RtcodeError as exc:
-                problem = str(exc)
-            if problem is not None:
-                notes.append(f"no DVH computed: {problem}")
-            else:
-                computed_from = (ss.path, grid.path)
-                for roi, _ in need:
-                    if roi.number is None:
-                        failed[None] = "ROI without a number"
-                        continue
-                    where = f"{ss.path} + {grid.path}"
-                    try:
-                        computed[roi.number] = compute_dvh(rs_ds, rd_ds, roi.number, where)
-                    except DvhError as exc:
-                        failed[roi.number] = f"not computed: {exc}"
+        computed_from = _computed_for_plan(lp, ss, need, load, computed, failed, notes)
+    numbers = {r.number for r, _ in wanted}
     others = sorted(n for n in stored if n not in numbers)
     if others:
         notes.append(
             f"{len(others)} stored DVH(s) of ROIs that are neither target nor organ at risk"
             " not shown"
         )
-
-    rows = []
-    for roi, role in wanted:
-        s = stored.get(roi.number) if roi.number is not None else None
-        c = computed.get(roi.number) if roi.number is not None else None
-        s_stats, s_note = _stats(s, v_values_gy)
-        c_stats, c_note = _stats(c, v_values_gy)
-        note = failed.get(roi.number) or s_note or c_note
-        if s is None and c is None and note is None:
-            note = "no stored DVH" + (" (computing was off)" if compute == "never" else "")
-        elif note is None and c is not None and _computed_notes(c, settings):
-            note = " ".join(_computed_notes(c, settings))
-        agreement = None
-        if s_stats and c_stats:
-            agreement = compare(
-                s_stats, c_stats, settings.agreement_mean_dose_pct, settings.agreement_d95_pct
-            )
-        warnings = dvh_warnings(s if s_stats else None, c if c_stats else None, settings)
-        rows.append(
-            RoiDvh(roi.number, roi.name, role, s, c, s_stats, c_stats, agreement, note, warnings)
-        )
+    curves = (stored, computed, failed)
+    rows = [_roi_row(roi, role, curves, compute, settings) for roi, role in wanted]
     return PlanDvh(tuple(rows), stored_from, computed_from, tuple(notes), tuple(v_values_gy))
+
+
+def _stored_for_plan(
+    lp: LinkedPlan, ss: StructureSet, load: Loader, settings: DvhSettings, notes: list[str]
+) -> tuple[dict[int, DvhCurve], str | None]:
+    """The stored DVHs of the plan's dose that holds some, by ROI number, and its path;
+    what stood in the way goes to ``notes``."""
+    stored: dict[int, DvhCurve] = {}
+    stored_dose = _pick(d for d in lp.doses if d.dvh_count > 0)
+    if stored_dose is None:
+        return stored, None
+    ref = stored_dose.referenced_structure_set_uid
+    if ref is not None and ref != ss.sop_instance_uid:
+        notes.append(
+            f"stored DVHs in {stored_dose.path} belong to another structure set"
+            " (ROI numbers would not match): not used"
+        )
+        return stored, None
+    stored_from = None
+    try:
+        ds = load(stored_dose.path, pixels=False)
+        stored, skipped = stored_dvhs(ds, stored_dose.path, settings.truncated_last_bin_pct)
+        notes.extend(skipped)
+        stored_from = stored_dose.path
+    except RtcodeError as exc:
+        notes.append(f"stored DVHs not read: {exc}")
+    if ref is None:
+        notes.append(
+            f"{stored_dose.path} names no structure set: its ROI numbers are read against {ss.path}"
+        )
+    return stored, stored_from
+
+
+def _computed_for_plan(
+    lp: LinkedPlan,
+    ss: StructureSet,
+    need: list[Roi],
+    load: Loader,
+    computed: dict[int, DvhCurve],
+    failed: dict[int | None, str],
+    notes: list[str],
+) -> tuple[str, str] | None:
+    """Compute the DVHs of ``need`` into ``computed`` (what failed into ``failed``, what
+    stood in the way into ``notes``); the files they were computed from."""
+    grid = _pick(d for d in lp.doses if d.grid.is_3d)
+    if grid is None:
+        notes.append("no DVH computed: no 3-D dose grid of this plan in the export")
+        return None
+    try:
+        rs_ds = load(ss.path, pixels=False)
+        rd_ds = load(grid.path, pixels=True)
+        problem = _compute_problem(rs_ds, rd_ds)
+    except RtcodeError as exc:
+        problem = str(exc)
+    if problem is not None:
+        notes.append(f"no DVH computed: {problem}")
+        return None
+    for roi in need:
+        if roi.number is None:
+            failed[None] = "ROI without a number"
+            continue
+        where = f"{ss.path} + {grid.path}"
+        try:
+            computed[roi.number] = compute_dvh(rs_ds, rd_ds, roi.number, where)
+        except DvhError as exc:
+            failed[roi.number] = f"not computed: {exc}"
+    return (ss.path, grid.path)
+
+
+def _roi_row(
+    roi: Roi,
+    role: str,
+    curves: tuple[dict[int, DvhCurve], dict[int, DvhCurve], dict[int | None, str]],
+    compute: str,
+    settings: DvhSettings,
+) -> RoiDvh:
+    """One ROI's row: its stored and computed curves, their statistics and agreement."""
+    stored, computed, failed = curves
+    v_values_gy = settings.v_values_gy
+    s = stored.get(roi.number) if roi.number is not None else None
+    c = computed.get(roi.number) if roi.number is not None else None
+    s_stats, s_note = _stats(s, v_values_gy)
+    c_stats, c_note = _stats(c, v_values_gy)
+    note = failed.get(roi.number) or s_note or c_note
+    if s is None and c is None and note is None:
+        note = "no stored DVH" + (" (computing was off)" if compute == "never" else "")
+    elif note is None and c is not None and _computed_notes(c, settings):
+        note = " ".join(_computed_notes(c, settings))
+    agreement = None
+    if s_stats and c_stats:
+        agreement = compare(
+            s_stats, c_stats, settings.agreement_mean_dose_pct, settings.agreement_d95_pct
+        )
+    warnings = dvh_warnings(s if s_stats else None, c if c_stats else None, settings)
+    return RoiDvh(roi.number, roi.name, role, s, c, s_stats, c_stats, agreement, note, warnings)
 
 
 def _stats(curve: DvhCurve | None, v_values: Sequence[float]) -> tuple[DvhStats | None, str | None]:

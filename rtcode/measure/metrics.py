@@ -1,4 +1,4 @@
-"""Step 4, measuring: aperture and modulation numbers from control points.
+"""Aperture and modulation numbers from control points.
 
 numpy only: nothing here knows pydicom or files. Numbers are raw measurements
 (mm, MU, degrees); deciding what they mean is the classifier's job, with the
@@ -27,11 +27,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from rtcode.model.facts import Beam, BeamLimitingDevice
+from rtcode.model.facts import Beam
 
 # Differences smaller than this are numeric noise in exported positions, not motion.
 _NOISE_MM = 1e-3
@@ -65,7 +65,8 @@ class Apertures:
         """Open area per control point (``width``: ``width_mm()`` when already at hand)."""
         if width is None:
             width = self.width_mm()
-        return (width * self.height_mm).sum(axis=1)
+        area: np.ndarray = (width * self.height_mm).sum(axis=1)
+        return area
 
     def perimeter_mm(self, width: np.ndarray | None = None) -> np.ndarray:
         """Outline length of the union of open strips, per control point (``width``:
@@ -94,7 +95,8 @@ def _perimeter(
     sides = np.add.reduce(height, axis=1, where=open_)
     inner = np.maximum(open_ends[:, :, 1:], open_ends[:, :, :-1])
     minus_overlap = np.minimum(inner[0] + inner[1], 0.0).sum(axis=1)
-    return 2.0 * (sides + width_sum + minus_overlap)
+    perimeter: np.ndarray = 2.0 * (sides + width_sum + minus_overlap)
+    return perimeter
 
 
 def apertures(beam: Beam) -> Apertures | None:
@@ -113,7 +115,7 @@ def apertures(beam: Beam) -> Apertures | None:
     )
 
 
-def _geometry(beam: Beam, finite: bool = False) -> tuple | None:
+def _geometry(beam: Beam, finite: bool = False) -> tuple[Any, ...] | None:
     """What ``apertures(beam)`` is made of: strip edges (shared: do not write to them),
     the open intervals' ends stacked as (lo, -hi): (2, n, s), the levels (the strip
     edges cut by the jaws across the strips): (n, s + 1), the strips' heights, the
@@ -130,6 +132,7 @@ def _geometry(beam: Beam, finite: bool = False) -> tuple | None:
     leaf_axis = mlcs[0].travel_axis if mlcs else "X"
     jaws = _jaws(beam, positions)
     jaw_travel, jaw_strip = jaws.get(leaf_axis), jaws.get("Y" if leaf_axis == "X" else "X")
+    ends: np.ndarray | None
     if not mlcs:
         # Jaws only: one strip between the jaws across, open between the jaws along.
         if jaw_travel is None or jaw_strip is None:
@@ -141,7 +144,7 @@ def _geometry(beam: Beam, finite: bool = False) -> tuple | None:
     else:
         mlcs = [d for d in mlcs if d.travel_axis == leaf_axis]
         edges, layers = _strip_layout(
-            tuple((tuple(d.leaf_boundaries_mm), d.number_of_pairs) for d in mlcs)
+            tuple((tuple(d.leaf_boundaries_mm or ()), d.number_of_pairs) for d in mlcs)
         )
         s = edges.size - 1
         ends = None
@@ -156,6 +159,7 @@ def _geometry(beam: Beam, finite: bool = False) -> tuple | None:
                 ends = np.maximum(ends, layer)
             else:
                 ends = np.where(inside, np.maximum(ends, layer), ends)
+        assert ends is not None  # (mlcs is not empty)
         # the jaws along leaf travel, as (X1, -X2), raise both ends too (NaN: no jaw)
         if jaw_travel is not None:
             limits = jaw_travel * _MIRROR
@@ -326,9 +330,59 @@ def beam_metrics(
     aperture's edges count as inside it; leaves within ``rectangle_mm`` of the edge of
     an aperture's bounding rectangle stand at that edge. (The defaults, 0, measure every
     opening and every part exactly.)"""
-    cps = beam.control_points
-    n = cps.count
-    w = np.asarray(cps.cumulative_meterset_weight, dtype=float)
+    n = beam.control_points.count
+    mu = _meterset(beam, n)
+    span, gantry_on, cv = _gantry(beam, mu)
+    motion, finite = _leaf_motion(beam, mu, same_aperture_mm)
+    sizes = _Sizes(small_aperture_mm, closed_gap_mm, inside_tolerance_mm, rectangle_mm)
+    shape = _shape(beam, finite, mu, motion, sizes)
+    return BeamMetrics(
+        control_points=n,
+        cp_mu_fraction=mu.cp_mu,
+        area_mm2=shape.area,
+        perimeter_mm=shape.perimeter,
+        has_mlc=motion.has_mlc,
+        leaf_data_stripped=motion.stripped,
+        weights_valid=mu.weights_valid,
+        beam_on_intervals=int(mu.on.size),
+        segments=motion.segments,
+        largest_segment_mu_fraction=max(motion.shares, default=None),
+        subsegment_max_outside_main_mm=shape.outside,
+        subsegment_outside_area_mm2=shape.outside_area,
+        subsegment_outside_share=shape.outside_share,
+        outside_mu_fraction=shape.outside_mu,
+        beam_on_leaf_motion_mm=motion.on_motion,
+        beam_on_leaf_travel_mm=motion.on_travel,
+        leaf_travel_mm=motion.travel,
+        aperture_irregularity_mm=shape.irregular,
+        corner_leaf_area_share=None if shape.corner is None else shape.corner[0],
+        corner_leaf_extent_share=None if shape.corner is None else shape.corner[1],
+        gantry_beam_on_travel_deg=gantry_on,
+        arc_span_deg=span,
+        mu_per_degree_cv=cv,
+        mean_area_mm2=shape.mean_area,
+        mean_aperture_change_mm=motion.mean_change,
+        mcs=shape.mcs,
+        small_aperture_score=shape.sas,
+        convexity=shape.convex,
+        lsv=shape.lsv,
+        aav=shape.aav,
+    )
+
+
+class _Meterset(NamedTuple):
+    """How a beam's MU falls between its control points (beam_metrics' first step)."""
+
+    cp_mu: np.ndarray  # (n,) fraction of MU from point i to i + 1 (0 for the last)
+    d_mu: np.ndarray  # (n - 1,) the same, per interval (a view of cp_mu)
+    weights_valid: bool
+    beam_on: np.ndarray  # (n - 1,) bool: MU is delivered in the interval
+    on: np.ndarray  # indices of the beam-on intervals
+    always_on: bool  # every interval is beam-on (then picking them picks them all)
+
+
+def _meterset(beam: Beam, n: int) -> _Meterset:
+    w = np.asarray(beam.control_points.cumulative_meterset_weight, dtype=float)
     cp_mu = np.zeros(n)
     d_mu = cp_mu[:-1]  # the fraction of MU from each point to the next
     weights_valid = False
@@ -347,9 +401,12 @@ def beam_metrics(
             np.divide(np.maximum(steps_w, 0.0), total, out=d_mu)
     beam_on = d_mu > 0
     on = beam_on.nonzero()[0]
-    always_on = on.size == n - 1  # (then picking the beam-on intervals picks them all)
+    return _Meterset(cp_mu, d_mu, weights_valid, beam_on, on, on.size == n - 1)
 
-    g = np.asarray(cps.gantry_deg, dtype=float)
+
+def _gantry(beam: Beam, mu: _Meterset) -> tuple[float, float, float | None]:
+    """(arc span, gantry travel while the beam is on, CV of MU per degree over the arc)."""
+    g = np.asarray(beam.control_points.gantry_deg, dtype=float)
     span = gantry_on = 0.0
     cv = None
     if g.size > 1 and not (g == g[0]).all():  # (else the gantry holds still)
@@ -357,19 +414,41 @@ def beam_metrics(
         dg = np.abs(g[1:] - g[:-1])
         dg = np.minimum(dg, 360.0 - dg)  # gantry rotation per interval, across 0/360
         span = float(dg.sum())
-        gantry_on = span if always_on else float(dg[on].sum()) if on.size else 0.0
-        arc_steps = (beam_on & (dg > _NOISE_MM)).nonzero()[0]
+        on = mu.on
+        gantry_on = span if mu.always_on else float(dg[on].sum()) if on.size else 0.0
+        arc_steps = (mu.beam_on & (dg > _NOISE_MM)).nonzero()[0]
         if arc_steps.size >= 2:
-            rate = d_mu[arc_steps] / dg[arc_steps]
+            rate = mu.d_mu[arc_steps] / dg[arc_steps]
             weight = dg[arc_steps]
             # np.average(rate, weights=weight), step by step
             mean = float((rate * weight).sum() / weight.sum())
             if mean > 0:
                 var = float(((rate - mean) ** 2 * weight).sum() / weight.sum())
                 cv = float(np.sqrt(var) / mean)
+    return span, gantry_on, cv
 
-    # Positions of every device, and the columns of the MLC leaves among them.
-    everything, leaf_columns, finite = _all_positions(beam, cps.positions_mm, n)
+
+class _Motion(NamedTuple):
+    """How the leaves move, and the static segments (beam_metrics' second step)."""
+
+    has_mlc: bool
+    stripped: bool  # every MLC position is exactly 0
+    travel: float
+    on_motion: float
+    on_travel: float
+    mean_change: float
+    segments: tuple[Segment, ...]
+    firsts: list[int]  # each segment's first control point
+    shares: list[float]  # each segment's share of MU
+
+
+def _leaf_motion(beam: Beam, mu: _Meterset, same_aperture_mm: float) -> tuple[_Motion, bool]:
+    """The leaves' motion and the segments, and whether every position was finite.
+    The positions of every device side by side are only needed here: they go when it
+    returns (memory, see _BLOCK_ELEMENTS)."""
+    n = beam.control_points.count
+    on = mu.on
+    everything, leaf_columns, finite = _all_positions(beam, beam.control_points.positions_mm, n)
     leaves = everything[:, leaf_columns]
     has_mlc = leaves.shape[1] > 0
     if n > 1 and everything.shape[1]:
@@ -382,122 +461,152 @@ def beam_metrics(
     stripped = bool(has_mlc and not travel and not leaves.any())
     on_motion = on_travel = mean_change = 0.0
     if on.size and travel:  # (else no leaf ever moves)
-        steps_on = steps if always_on else steps[on]
+        steps_on = steps if mu.always_on else steps[on]
         on_motion = float(steps_on.max())
         if on_motion:  # (else no leaf moves while the beam is on)
             # np.mean of the largest move per interval, step by step
             mean_change = float(steps_on.max(axis=1).sum() / on.size)
             on_travel = float(steps_on.sum(axis=0).max())
-
     segments: tuple[Segment, ...] = ()
     firsts: list[int] = []
     shares: list[float] = []
-    largest = None
     if n >= 2:
         segments, firsts, shares = _segments(
-            on.tolist(), everything, d_mu.tolist(), same_aperture_mm, all_steps
+            on.tolist(), everything, mu.d_mu.tolist(), same_aperture_mm, all_steps
         )
-        largest = max(shares, default=None)
-    del everything, leaves, all_steps, steps  # not needed below: memory, see _BLOCK_ELEMENTS
+    motion = _Motion(
+        has_mlc, stripped, travel, on_motion, on_travel, mean_change, segments, firsts, shares
+    )
+    return motion, finite
 
-    area = perim = outside = irregular = mean_area = corner = None
-    outside_area = outside_share = outside_mu = None
-    mcs = sas = convex = lsv = aav = None
+
+class _Sizes(NamedTuple):
+    small_aperture_mm: float
+    closed_gap_mm: float
+    inside_tolerance_mm: float
+    rectangle_mm: float
+
+
+class _Shape(NamedTuple):
+    """What the apertures measure (beam_metrics' third step); None: cannot say."""
+
+    area: np.ndarray | None = None
+    perimeter: np.ndarray | None = None
+    mean_area: float | None = None
+    outside: float | None = None
+    outside_area: float | None = None
+    outside_share: float | None = None
+    outside_mu: float | None = None
+    irregular: float | None = None
+    corner: tuple[float, float] | None = None
+    mcs: float | None = None
+    sas: float | None = None
+    convex: float | None = None
+    lsv: np.ndarray | None = None
+    aav: np.ndarray | None = None
+
+
+def _shape(beam: Beam, finite: bool, mu: _Meterset, motion: _Motion, sizes: _Sizes) -> _Shape:
+    """The apertures' areas and perimeters (nothing when no device says anything); with
+    valid weights and the beam on, the complexity scores, the sub-segments against the
+    main one, the irregularity and the corner leaves. Divisions may meet 0 / 0 or
+    x / -inf (no open strip, a spread of 0, one open pair, slopes between unused
+    levels): such results are masked out, or stand for "cannot say" (NaN)."""
     geometry = _geometry(beam, finite)
-    if geometry is not None:
-        # Divisions below may meet 0 / 0 or x / -inf (no open strip, a spread of 0, one
-        # open pair, slopes between unused levels): such results are masked out, or
-        # stand for "cannot say" (NaN).
-        with np.errstate(all="ignore"):
-            edges, jaw_strip = geometry[0], geometry[5]
-            area, perim, open_, widths, ends, open_ends, levels = _strips(geometry)
-            del geometry  # the full-width arrays: memory, see _BLOCK_ELEMENTS
-            if weights_valid and (mu := d_mu.sum()) > 0:
-                mean_area = float((area[:-1] * d_mu).sum() / mu)
-            # Segments need a beam-on interval, and beam-on intervals valid weights: so
-            # whenever there are segments, the measures below are all taken.
-            if weights_valid and on.size:
-                count = open_.sum(axis=1)
-                # islands: closed pairs between open ones, i.e. more than one run of open
-                # pairs (the open pairs less those right after an open pair)
-                adjacent = open_[:, 1:] & open_[:, :-1]
-                islands = count - adjacent.sum(axis=1) > 1
-                if not islands.any():
-                    islands = None
-                per_cp = np.empty((3, n))  # MCS, small-aperture share, convexity
-                lsv, aav, spread = _lsv_aav(
-                    ends, open_ends, open_, count, adjacent, islands, widths[1]
-                )
-                np.multiply(lsv, aav, out=per_cp[0])
-                per_cp[1] = _small_share(widths[0], open_, count, small_aperture_mm)
-                # only the control points that bound a beam-on interval weigh in (all of
-                # them when the beam is on throughout)
-                needed = None
-                if not always_on:
-                    needed = np.zeros(n, dtype=bool)
-                    needed[:-1] = beam_on
-                    needed[1:] |= beam_on
-                per_cp[2] = _convexity(needed, levels, open_, area, open_ends)
-                mcs, sas, convex = _interval_averages(per_cp, d_mu)
-                at = np.array(firsts)
-                if len(firsts) > 1:
-                    # (the main segment reaches 0 outside itself: it may stay in the list)
-                    k = _main_segment(shares, area[at])
-                    main = firsts[k]
-                    outside = _outside(ends, open_, widths[0], at, main)
-                    subs = np.delete(at, k)
-                    gap, tol = closed_gap_mm, inside_tolerance_mm
-                    out_area, own_area = _outside_area(
-                        ends, widths[0], levels, jaw_strip, subs, main, gap, tol
-                    )
-                    outside_area = float(out_area.max())
-                    share = np.where(own_area > 0, out_area / own_area, 0.0)
-                    outside_share = float(share.max())
-                    sub_mu = np.delete(np.asarray(shares), k)
-                    outside_mu = float(sub_mu[out_area > 0].sum())
-                irregular = _irregularity(edges, spread, islands, at)
-                if irregular > rectangle_mm:
-                    corner = _corner_leaves(
-                        ends[:, at], widths[0][at], levels[at], closed_gap_mm, rectangle_mm
-                    )
-                else:  # every edge within the tolerance: no leaf stands in (see below)
-                    corner = (0.0, 0.0)
-
-    return BeamMetrics(
-        control_points=n,
-        cp_mu_fraction=cp_mu,
-        area_mm2=area,
-        perimeter_mm=perim,
-        has_mlc=has_mlc,
-        leaf_data_stripped=stripped,
-        weights_valid=weights_valid,
-        beam_on_intervals=int(on.size),
-        segments=segments,
-        largest_segment_mu_fraction=largest,
-        subsegment_max_outside_main_mm=outside,
-        subsegment_outside_area_mm2=outside_area,
-        subsegment_outside_share=outside_share,
-        outside_mu_fraction=outside_mu,
-        beam_on_leaf_motion_mm=on_motion,
-        beam_on_leaf_travel_mm=on_travel,
-        leaf_travel_mm=travel,
-        aperture_irregularity_mm=irregular,
-        corner_leaf_area_share=None if corner is None else corner[0],
-        corner_leaf_extent_share=None if corner is None else corner[1],
-        gantry_beam_on_travel_deg=gantry_on,
-        arc_span_deg=span,
-        mu_per_degree_cv=cv,
-        mean_area_mm2=mean_area,
-        mean_aperture_change_mm=mean_change,
-        mcs=mcs,
-        small_aperture_score=sas,
-        convexity=convex,
-        lsv=lsv,
-        aav=aav,
+    if geometry is None:
+        return _Shape()
+    with np.errstate(all="ignore"):
+        edges, jaw_strip = geometry[0], geometry[5]
+        area, perim, open_, widths, ends, open_ends, levels = _strips(geometry)
+        del geometry  # the full-width arrays: memory, see _BLOCK_ELEMENTS
+        mean_area = None
+        d_mu = mu.d_mu
+        if mu.weights_valid and (total := d_mu.sum()) > 0:
+            mean_area = float((area[:-1] * d_mu).sum() / total)
+        # Segments need a beam-on interval, and beam-on intervals valid weights: so
+        # whenever there are segments, the measures below are all taken.
+        if not (mu.weights_valid and mu.on.size):
+            return _Shape(area, perim, mean_area)
+        n = area.shape[0]
+        count = open_.sum(axis=1)
+        # islands: closed pairs between open ones, i.e. more than one run of open
+        # pairs (the open pairs less those right after an open pair)
+        adjacent = open_[:, 1:] & open_[:, :-1]
+        islands = count - adjacent.sum(axis=1) > 1
+        if not islands.any():
+            islands = None
+        per_cp = np.empty((3, n))  # MCS, small-aperture share, convexity
+        lsv, aav, spread = _lsv_aav(ends, open_ends, open_, count, adjacent, islands, widths[1])
+        np.multiply(lsv, aav, out=per_cp[0])
+        per_cp[1] = _small_share(widths[0], open_, count, sizes.small_aperture_mm)
+        # only the control points that bound a beam-on interval weigh in (all of
+        # them when the beam is on throughout)
+        needed = None
+        if not mu.always_on:
+            needed = np.zeros(n, dtype=bool)
+            needed[:-1] = mu.beam_on
+            needed[1:] |= mu.beam_on
+        per_cp[2] = _convexity(needed, levels, open_, area, open_ends)
+        mcs, sas, convex = _interval_averages(per_cp, d_mu)
+        at = np.array(motion.firsts)
+        outside: tuple[float | None, float | None, float | None, float | None]
+        outside = (None, None, None, None)
+        if len(motion.firsts) > 1:
+            strips = (ends, open_, widths, levels, jaw_strip, area)
+            outside = _against_main(strips, at, motion, sizes)
+        irregular = _irregularity(edges, spread, islands, at)
+        # every edge within the tolerance: no leaf stands in
+        corner: tuple[float, float] | None = (0.0, 0.0)
+        if irregular > sizes.rectangle_mm:
+            corner = _corner_leaves(
+                ends[:, at], widths[0][at], levels[at], sizes.closed_gap_mm, sizes.rectangle_mm
+            )
+    far, outside_area, outside_share, outside_mu = outside
+    return _Shape(
+        area,
+        perim,
+        mean_area,
+        far,
+        outside_area,
+        outside_share,
+        outside_mu,
+        irregular,
+        corner,
+        mcs,
+        sas,
+        convex,
+        lsv,
+        aav,
     )
 
 
-def _strips(geometry: tuple) -> tuple:
+def _against_main(
+    strips: tuple[
+        np.ndarray, np.ndarray, tuple[Any, ...], np.ndarray, np.ndarray | None, np.ndarray
+    ],
+    at: np.ndarray,
+    motion: _Motion,
+    sizes: _Sizes,
+) -> tuple[float, float, float, float]:
+    """The sub-segments against the main one (the most MU): how far any reaches beyond
+    it, the largest area and share of a sub-segment outside it, and the MU of the
+    sub-segments with any area outside. ``strips``: ends, open pairs, widths, levels,
+    jaws across the strips, areas; ``at``: each segment's first control point."""
+    ends, open_, widths, levels, jaw_strip, area = strips
+    shares = motion.shares
+    # (the main segment reaches 0 outside itself: it may stay in the list)
+    k = _main_segment(shares, area[at])
+    main = motion.firsts[k]
+    outside = _outside(ends, open_, widths[0], at, main)
+    subs = np.delete(at, k)
+    gap, tol = sizes.closed_gap_mm, sizes.inside_tolerance_mm
+    out_area, own_area = _outside_area(ends, widths[0], levels, jaw_strip, subs, main, gap, tol)
+    share = np.where(own_area > 0, out_area / own_area, 0.0)
+    sub_mu = np.delete(np.asarray(shares), k)
+    return outside, float(out_area.max()), float(share.max()), float(sub_mu[out_area > 0].sum())
+
+
+def _strips(geometry: tuple[Any, ...]) -> tuple[Any, ...]:
     """From ``_geometry``: per control point the open area and the perimeter; and for
     the strips open at some control point (the only ones any measure depends on: the
     others would add zeros to sums and nothing to maxima) which are open (n, s), their
@@ -559,8 +668,8 @@ def plan_metrics(
 
     course = None
     known = course_mu is not None and len(course_mu) == len(beams) and bool(beams)
-    if known and all(c is not None for c in course_mu):
-        course = [float(c) for c in course_mu]
+    if known and course_mu is not None and all(c is not None for c in course_mu):
+        course = [float(c) for c in course_mu if c is not None]
     weights = course if course is not None else [mu for _, mu in beams]
     metrics = [m for m, _ in beams]
     return PlanMetrics(
@@ -604,7 +713,7 @@ def _all_positions(
     return everything, np.concatenate([np.arange(a, b) for a, b in mlc]), finite
 
 
-def _interval_averages(per_cp: np.ndarray, d_mu: np.ndarray) -> list:
+def _interval_averages(per_cp: np.ndarray, d_mu: np.ndarray) -> list[float | None]:
     """Per row of ``per_cp`` (k, n): the MU-weighted mean over beam-on intervals, each
     taking the mean of its two ends; None for a row with no finite beam-on interval."""
     values = (per_cp[:, :-1] + per_cp[:, 1:]) / 2
@@ -672,7 +781,8 @@ def _small_share(
     width: np.ndarray, open_: np.ndarray, count: np.ndarray, limit_mm: float
 ) -> np.ndarray:
     small = (open_ & (width < limit_mm)).sum(axis=1)
-    return small / count  # (NaN where no pair is open; warnings silenced by the caller)
+    share: np.ndarray = small / count
+    return share  # (NaN where no pair is open; warnings silenced by the caller)
 
 
 def _convexity(
@@ -773,13 +883,15 @@ def _on_minorant(
         below, above = below[:, :, None], above[:, :, None]
         steepest_in = np.fmax.reduce(slope, axis=0, where=below, initial=-np.inf)
         shallowest_out = np.fmin.reduce(slope, axis=0, where=above, initial=np.inf)
-        return (steepest_in <= shallowest_out).T
+        on: np.ndarray = (steepest_in <= shallowest_out).T
+        return on
     # [row, i, k]
     slope = np.subtract(x[:, None, :], x[:, :, None], out=out[: r * p * p].reshape(r, p, p))
     slope /= (y[:, None, :] - y[:, :, None]) if dy is None else dy
     steepest_in = np.fmax.reduce(slope, axis=1, where=below, initial=-np.inf)
     shallowest_out = np.fmin.reduce(slope, axis=1, where=above, initial=np.inf)
-    return steepest_in <= shallowest_out
+    inside: np.ndarray = steepest_in <= shallowest_out
+    return inside
 
 
 def _minorant_integral(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -858,7 +970,11 @@ def _segments(
     # Beam-on intervals one after the other (as in an arc), something moving further than
     # the tolerance during each of them but the last: each is a segment of its own.
     consecutive = steps is not None and on[-1] - on[0] == len(on) - 1
-    if consecutive and (steps[on[0] : on[-1]].max(axis=1) > tolerance_mm).all():
+    if (
+        consecutive
+        and steps is not None
+        and (steps[on[0] : on[-1]].max(axis=1) > tolerance_mm).all()
+    ):
         shares = [mu[i] for i in on]
         return tuple(map(Segment, on, on[1:] + [end], shares)), on, shares
     # ahead[k][j]: a position at point j + k is more than the tolerance away from j;
@@ -1073,7 +1189,3 @@ def _irregularity(
         per_cp = np.where(islands, np.maximum(per_cp, gap), per_cp)
     # (a spread is never negative: 0 for points where nothing is open)
     return max(float(per_cp[cps].max()), 0.0)
-
-
-def device_summary(devices: tuple[BeamLimitingDevice, ...]) -> str:
-    return "+".join(d.device_type for d in devices) or "none"

@@ -64,14 +64,8 @@ class Technique(str, Enum):
     UNKNOWN = "unknown"
 
 
-MODULATED = {
-    Technique.COMPENSATOR_IMRT,
-    Technique.STEP_AND_SHOOT_IMRT,
-    Technique.SLIDING_WINDOW_IMRT,
-    Technique.VMAT,
-    Technique.HELICAL_TOMOTHERAPY,
-}
-ARCS = {Technique.VMAT, Technique.DYNAMIC_CONFORMAL_ARC, Technique.STATIC_ARC}
+# Rotational deliveries (what counts as modulated is decided in coding/techniques.py).
+ARCS = frozenset({Technique.VMAT, Technique.DYNAMIC_CONFORMAL_ARC, Technique.STATIC_ARC})
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,5 @@ class DicomReadError(RtcodeError, ValueError):
     """The file looks like DICOM but cannot be read (truncated or malformed)."""
 
 
-class MissingAttributeError(RtcodeError, KeyError):
-    """A required DICOM attribute is absent; the message names it."""
-
-    def __str__(self) -> str:  # KeyError quotes its argument; we want plain text
-        return str(self.args[0]) if self.args else ""
-
-
 class PolicyError(RtcodeError, ValueError):
     """A policy file is invalid; the message names the key and what is allowed."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # arrays are made by the extractor; a rescan from the cache needs no numpy
     import numpy as np
@@ -131,12 +131,12 @@ class ControlPoints:
     # when that gives back every value to the bit (_Scaled); every other array is
     # kept as it is (small ones cost more to check than they would save).
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["positions_mm"] = {k: _scaled(v) for k, v in self.positions_mm.items()}
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         state = {k: _unscaled(v) for k, v in state.items()}
         state["positions_mm"] = {k: _unscaled(v) for k, v in state["positions_mm"].items()}
         for name, value in state.items():
@@ -152,14 +152,14 @@ class _Scaled:
         self.integers = integers
         self.power = power
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[_Scaled], tuple[np.ndarray, float]]:
         return _Scaled, (self.integers, self.power)
 
 
 _SCALED_FROM = 256  # values in an array worth keeping as integers
 
 
-def _scaled(value):
+def _scaled(value: Any) -> Any:
     """A float64 array of ``_SCALED_FROM`` values or more as ``_Scaled`` when that
     gives back every value to the bit; anything else (NaN, more places, a small
     array, not an array) as it is."""
@@ -182,7 +182,7 @@ def _scaled(value):
     return value
 
 
-def _unscaled(value):
+def _unscaled(value: Any) -> Any:
     """The array ``_scaled`` was given, read-only as the extractor leaves it."""
     if isinstance(value, _Scaled):
         value = value.integers.astype("float64") / value.power

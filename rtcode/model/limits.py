@@ -5,12 +5,14 @@ unbounded time. The reader checks the file size before reading; the extractor
 checks counts (beams, control points, leaf pairs) before it allocates arrays and
 rejects meterset values no machine delivers. An exceeded limit is an error for
 that file only, naming the element, the value, the limit and the policy setting.
+
+The defaults are the shipped default policy's (a test holds them to it), so the
+reading step has limits without loading a policy: the model imports nothing above it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import cache
 from typing import Any
 
 MB = 1024 * 1024
@@ -18,13 +20,13 @@ MB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Limits:
-    max_file_size_mb: float
-    max_beams: int
-    max_control_points_per_beam: int
-    max_leaf_pairs: int
-    max_meterset_mu: float
-    # Later keys: defaults (the default policy's) so that callers building Limits by
-    # hand keep working; from_policy always takes the policy's values.
+    """The policy's ``[limits]`` section; the defaults are the shipped policy's."""
+
+    max_file_size_mb: float = 512
+    max_beams: int = 500
+    max_control_points_per_beam: int = 100_000
+    max_leaf_pairs: int = 200
+    max_meterset_mu: float = 10_000_000.0
     max_control_points_per_plan: int = 1_000_000
     max_data_elements: int = 2_000_000
 
@@ -38,9 +40,9 @@ class Limits:
         return int(self.max_file_size_mb * MB)
 
 
-@cache
+DEFAULT_LIMITS = Limits()
+
+
 def default_limits() -> Limits:
     """The shipped default policy's limits, for callers that give none."""
-    from rtcode.coding.policy import load  # late: policy is data, loaded once
-
-    return Limits.from_policy(load("default"))
+    return DEFAULT_LIMITS
