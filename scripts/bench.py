@@ -43,13 +43,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+Record = dict[str, Any]
+Func = tuple[str, int, str]  # pstats' (file, line, function)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 REALDATA = ROOT.parent / "shared" / "realdata"
 
 
-def child_bytes(archive: str) -> dict:
+def child_bytes(archive: str) -> Record:
     n = 0
     size = 0
     for dirpath, _, files in os.walk(archive):
@@ -60,7 +64,7 @@ def child_bytes(archive: str) -> dict:
     return {"files": n, "bytes": size}
 
 
-def child_naive(archive: str) -> dict:
+def child_naive(archive: str) -> Record:
     """What a straightforward script does: read everything, touch every value."""
     import pydicom
 
@@ -97,7 +101,7 @@ def child_naive(archive: str) -> dict:
     return {"files": files, "plans": plans}
 
 
-def child_rtcode(archive: str, jobs: int | None, cache: str, fmt: str = "jsonl") -> dict:
+def child_rtcode(archive: str, jobs: int | None, cache: str, fmt: str = "jsonl") -> Record:
     """The rtcode command as a user runs it (a new process: start-up and imports
     count), writing ``fmt`` into a file, as ``rtcode scan ... > results.jsonl`` does:
     a pipe would add the reading end's work (6 MB decoded for 200 patients) to
@@ -116,7 +120,7 @@ def child_rtcode(archive: str, jobs: int | None, cache: str, fmt: str = "jsonl")
     return {"files": summary["files_seen"], "plans": summary["plans"]}
 
 
-def run_child(kind: str, archive: str, extra: list[str]) -> dict:
+def run_child(kind: str, archive: str, extra: list[str]) -> Record:
     """Run one measurement in a fresh process; return its result, wall time and peak RSS."""
     code = (
         "import json, resource, sys, time\n"
@@ -135,10 +139,11 @@ def run_child(kind: str, archive: str, extra: list[str]) -> dict:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: Record = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
-def child_profile(archive: str, fmt: str, cache: str, stats: str) -> dict:
+def child_profile(archive: str, fmt: str, cache: str, stats: str) -> Record:
     """One cold ``rtcode scan --jobs 1`` in this process under cProfile (imports
     included), its output into a file; the statistics go to ``stats``."""
     import cProfile
@@ -183,7 +188,7 @@ OTHER = "other (walk, engine, executor)"
 INHERITED = ("output/", "model/")
 
 
-def _where(func: tuple) -> str:
+def _where(func: Func) -> str:
     """file:function, the file relative to rtcode's, site-packages' or the standard
     library's folder."""
     path, _, name = func
@@ -194,13 +199,13 @@ def _where(func: tuple) -> str:
     return f"{path}:{name}"
 
 
-def step_shares(stats: dict) -> dict[str, float]:
+def step_shares(stats: dict[Func, Any]) -> dict[str, float]:
     """Seconds per step, from pstats' table {func: (cc, nc, self, cumulative, callers)}."""
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     package = str(ROOT / "rtcode") + os.sep
-    memo: dict[tuple, dict[str, float]] = {}
+    memo: dict[Func, dict[str, float]] = {}
 
-    def own(func: tuple) -> str | None:
+    def own(func: Func) -> str | None:
         path, _, name = func
         if path.startswith("<frozen importlib") or name == "<module>":
             return IMPORTS
@@ -213,7 +218,7 @@ def step_shares(stats: dict) -> dict[str, float]:
             return CACHE
         return next((step for prefix, step in STEPS.items() if rel.startswith(prefix)), OTHER)
 
-    def shares(func: tuple, seen: frozenset) -> dict[str, float]:
+    def shares(func: Func, seen: frozenset[Func]) -> dict[str, float]:
         if func in memo:
             return memo[func]
         step = own(func)
@@ -300,7 +305,7 @@ def _formats(text: str) -> list[str]:
 
 
 def _time(archive: Path, args: argparse.Namespace, formats: list[str]) -> None:
-    runs: dict[str, list[dict]] = {"bytes": []}
+    runs: dict[str, list[Record]] = {"bytes": []}
     if not args.no_naive:
         runs["naive"] = []
     for fmt in formats:

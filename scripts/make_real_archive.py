@@ -27,9 +27,11 @@ import shutil
 import struct
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom.dataelem import RawDataElement
@@ -66,7 +68,9 @@ def _is_dicom(path: Path) -> bool:
     if head[128:132] == b"DICM":
         return True
     try:  # a dataset without preamble (some exports): pydicom must read it
-        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+        with warnings.catch_warnings():  # what it makes of a text file is no news
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
     except Exception:
         return False
     return "SOPClassUID" in ds
@@ -202,7 +206,7 @@ def make_real_archive(out: Path, files: int, seed: int, source: Path = REALDATA)
     return copies * len(sources)
 
 
-def _scan(folder: Path) -> list[dict]:
+def _scan(folder: Path) -> list[dict[str, Any]]:
     args = [sys.executable, "-m", "rtcode", "scan", str(folder), "--format", "jsonl"]
     done = subprocess.run(
         [*args, "--no-cache", "--quiet", "--jobs", "1"], capture_output=True, text=True, cwd=ROOT
@@ -224,11 +228,12 @@ def check_copy(out: Path, seed: int, source: Path = REALDATA, copy: int = 0) -> 
     folder = (out / f"copy_{copy:04d}").resolve()
     pattern = re.compile("|".join(re.escape(k) for k in sorted(back, key=len, reverse=True)))
 
-    def mapped(record: dict) -> dict:
+    def mapped(record: dict[str, Any]) -> dict[str, Any]:
         text = json.dumps(record).replace(str(folder), str(source.resolve()))
-        return json.loads(pattern.sub(lambda m: back[m.group()], text))
+        back_again: dict[str, Any] = json.loads(pattern.sub(lambda m: back[m.group()], text))
+        return back_again
 
-    def plans(records: list[dict]) -> dict[str, dict]:
+    def plans(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {r["path"]: r for r in records if r["record"] == "plan"}
 
     want = plans(_scan(source.resolve()))
