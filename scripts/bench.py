@@ -121,17 +121,20 @@ def child_rtcode(archive: str, jobs: int | None, cache: str, fmt: str = "jsonl")
 
 
 def run_child(kind: str, archive: str, extra: list[str]) -> Record:
-    """Run one measurement in a fresh process; return its result, wall time and peak RSS."""
+    """Run one measurement in a fresh process; return its result, wall and CPU time (its
+    own and its children's, the measured call only) and peak RSS."""
     code = (
         "import json, resource, sys, time\n"
         f"sys.path.insert(0, {str(HERE)!r})\n"
         "import bench\n"
-        "t = time.perf_counter()\n"
+        "def cpu():\n"
+        "    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, "
+        "resource.RUSAGE_CHILDREN))\n"
+        "    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime\n"
+        "c, t = cpu(), time.perf_counter()\n"
         f"r = bench.child_{kind}(*{[archive, *extra]!r})\n"
         "r['seconds'] = time.perf_counter() - t\n"
-        "own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, "
-        "resource.RUSAGE_CHILDREN))\n"
-        "r['cpu'] = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime\n"
+        "r['cpu'] = cpu() - c\n"
         "r['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "r['peak_children_mb'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
         "print(json.dumps(r))\n"
