@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pydicom
@@ -29,8 +30,9 @@ from pydicom.dataset import Dataset
 HERE = Path(__file__).resolve().parent
 
 
-def _sample_module():
+def _sample_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("make_sample_data", HERE / "make_sample_data.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["make_sample_data"] = module
     spec.loader.exec_module(module)
@@ -51,7 +53,9 @@ TEMPLATES = {
 }
 
 
-def millennium_vmat(number: int, start: float, direction: str, seed: int, iso) -> object:
+def millennium_vmat(
+    number: int, start: float, direction: str, seed: int, iso: tuple[float, float, float]
+) -> object:
     """A VMAT arc on a Millennium 120 MLC with 178 control points."""
     rng = np.random.RandomState(seed)
     ncp = 178
