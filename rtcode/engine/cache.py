@@ -33,12 +33,13 @@ import stat
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from rtcode import __version__
+from rtcode.model.facts import Plan, Skipped, StructureSet
 
 SCHEMA = 6  # 6: results indexed by their used date
 _COMMIT_EVERY_S = 2.0
@@ -267,7 +268,7 @@ class Cache:
         small = summary(outcome)
         if small is None:
             small_blob = None
-        elif small is outcome:  # a skipped file's kind: its own summary
+        elif small is outcome and pickled is None:  # a skipped file's kind: its own summary
             small_blob = blob
         else:
             small_blob = pickle.dumps(small, pickle.HIGHEST_PROTOCOL)
@@ -430,28 +431,45 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
+@dataclass(frozen=True)
+class PlanSummary:
+    """What linking needs of an RT Plan (``link`` matches plans to structure sets and
+    doses by these), kept for every plan of an archive while a scan runs. Not a
+    ``Plan``: it has no beams, so nothing can code it (as "no treatment beam") by
+    mistake; the worker that codes the plan gets the whole Plan from the cache."""
+
+    path: str
+    sop_instance_uid: str | None
+    patient_id: str | None
+    referenced_structure_set_uid: str | None
+
+
+@dataclass(frozen=True)
+class StructureSetSummary:
+    """What linking needs of an RT Structure Set; not a ``StructureSet`` (no ROIs)."""
+
+    path: str
+    sop_instance_uid: str | None
+    patient_id: str | None
+
+
 def summary(outcome: Any) -> Any:
     """What linking needs of a file's outcome, when that is much smaller than the
-    outcome: a plan without its beams, fraction groups, referenced plans and
-    brachytherapy facts; a structure set without its ROIs; the kind of a skipped file.
+    outcome: a ``PlanSummary``, a ``StructureSetSummary``, the kind of a skipped file.
     None: use it all (a dose, an error). The scanning process keeps summaries only, for
     every plan and structure set of the archive; the worker that codes a plan gets both
     whole from the cache (``scan._PlanToCode``)."""
-    if isinstance(outcome, str):
+    if isinstance(outcome, (str, Skipped, PlanSummary, StructureSetSummary)):
         return outcome
-    from rtcode.model.facts import (  # here: a rescan needs no facts early
-        Plan,
-        Skipped,
-        StructureSet,
-    )
-
-    if isinstance(outcome, Skipped):
-        return outcome
-
     if isinstance(outcome, Plan):
-        return replace(outcome, beams=(), fraction_groups=(), referenced_plans=(), brachy=None)
+        return PlanSummary(
+            outcome.path,
+            outcome.sop_instance_uid,
+            outcome.patient_id,
+            outcome.referenced_structure_set_uid,
+        )
     if isinstance(outcome, StructureSet):
-        return replace(outcome, rois=())
+        return StructureSetSummary(outcome.path, outcome.sop_instance_uid, outcome.patient_id)
     return None
 
 

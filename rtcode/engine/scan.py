@@ -31,7 +31,15 @@ from typing import TYPE_CHECKING
 from rtcode.coding.policy import Policy
 from rtcode.dicom import read as reader
 from rtcode.dicom.vendors import class_oddity
-from rtcode.engine.cache import MISS, Cache, build_id, key, summary
+from rtcode.engine.cache import (
+    MISS,
+    Cache,
+    PlanSummary,
+    StructureSetSummary,
+    build_id,
+    key,
+    summary,
+)
 from rtcode.engine.execute import Ready, Workers
 from rtcode.link import LinkedPlan, link
 from rtcode.model.errors import RtcodeError
@@ -85,8 +93,13 @@ def _record(inv: Inventory, outcome: object) -> None:
         inv.errors.append(outcome)
     elif isinstance(outcome, Plan):
         inv.plans.append(outcome)
+    elif isinstance(outcome, PlanSummary):
+        # with a cache: linking reads only its path, UIDs and patient (see PlanSummary)
+        inv.plans.append(outcome)  # type: ignore[arg-type]  # Inventory names Plan only
     elif isinstance(outcome, StructureSet):
         inv.structure_sets.append(outcome)
+    elif isinstance(outcome, StructureSetSummary):
+        inv.structure_sets.append(outcome)  # type: ignore[arg-type]  # as a PlanSummary
     elif isinstance(outcome, Dose):
         inv.doses.append(outcome)
     elif isinstance(outcome, Skipped):
@@ -217,7 +230,7 @@ def _load_the_workers_modules() -> None:
         related,  # noqa: F401
     )
     from rtcode.dicom import extract  # noqa: F401
-    from rtcode.output import render  # noqa: F401
+    from rtcode.output import formats  # noqa: F401
 
 
 def _inline(fn, items: Iterable, args: tuple) -> Iterator:
@@ -274,7 +287,7 @@ class _Pickled:
     (``cache.summary``) for the scanning process to link. Control points and ROIs
     are most of their bytes: the scanning process never unpickles them."""
 
-    summary: Plan | StructureSet
+    summary: PlanSummary | StructureSetSummary
     pickled: bytes
 
 
@@ -376,10 +389,14 @@ def _outcomes(
         yield outcome, (None if isinstance(outcome, (str, Skipped)) else fid)
 
 
+# a plan's or structure set's facts, whole or as the summary the scan links
+_FACTS = (Plan, StructureSet, PlanSummary, StructureSetSummary)
+
+
 def _coded(outcome: object) -> bool:
     """A plan's coded result (a PlanResult, or its rendered row), not an error or a
     file's facts."""
-    return not isinstance(outcome, (ReadError, Plan, StructureSet, Dose, Skipped, str))
+    return not isinstance(outcome, (ReadError, Dose, Skipped, str, *_FACTS))
 
 
 @dataclass(frozen=True)
@@ -461,7 +478,7 @@ _KIND_NAMES = {Plan: "an RT Plan", StructureSet: "an RT Structure Set"}
 
 
 def _restore(
-    small: Plan | StructureSet,
+    small: Plan | StructureSet | PlanSummary | StructureSetSummary,
     kind: type,
     pickled: bytes | None,
     entry: reader.FileEntry | None,
@@ -688,7 +705,7 @@ class Scanner:
             for outcome, fid in _outcomes(walk, limits, self.runner):
                 if cache is not None:  # the rest is read back when the plan is coded
                     outcome = _summary(outcome)
-                if fid is not None and isinstance(outcome, (Plan, StructureSet, Dose)):
+                if fid is not None and isinstance(outcome, (Dose, *_FACTS)):
                     files[id(outcome)] = fid
                 _record(inv, outcome)
                 self.progress("file", outcome)
