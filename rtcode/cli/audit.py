@@ -121,17 +121,8 @@ def audit(
     1 no readable RT Plan found, 2 usage error. rtcode is advisory.
     """
     policy = load_policy(policy_name)
-    mapping = dict(policy["audit.columns"])
-    for item in columns:
-        field, sep, name = item.partition("=")
-        if not sep or field.strip() not in CHARGE_FIELDS or not name.strip():
-            raise click.BadParameter(
-                f"{item!r}: give FIELD=NAME with FIELD one of " + ", ".join(CHARGE_FIELDS),
-                param_hint="--column",
-            )
-        mapping[field.strip()] = name.strip()
+    mapping = _column_names(policy["audit.columns"], columns)
     target = checked(output, "--output", inputs_of(paths, policy, charges_file, *ptp_files))
-
     try:
         charges = read_charges(charges_file, mapping)
         billed = {c.cpt for c in charges.charges}
@@ -179,3 +170,17 @@ def audit(
     if not scanned.plans:
         exit_without_plans()
     raise SystemExit(4 if failing else 0)
+
+
+def _column_names(shipped: dict[str, str], columns: tuple[str, ...]) -> dict[str, str]:
+    """The charges file's column name of each field: the policy's, then --column."""
+    mapping = dict(shipped)
+    for item in columns:
+        field, sep, name = item.partition("=")
+        if not sep or field.strip() not in CHARGE_FIELDS or not name.strip():
+            raise click.BadParameter(
+                f"{item!r}: give FIELD=NAME with FIELD one of " + ", ".join(CHARGE_FIELDS),
+                param_hint="--column",
+            )
+        mapping[field.strip()] = name.strip()
+    return mapping

@@ -156,15 +156,7 @@ def listen(
         network_timeout_s=timeout_s,
         acse_timeout_s=association_timeout_s,
     )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name, level in (
-        ("rtcode", logging.INFO if verbose else logging.WARNING),
-        ("pynetdicom", logging.INFO if verbose else logging.CRITICAL),
-    ):
-        logger = logging.getLogger(name)
-        logger.setLevel(level)
-        logger.addHandler(handler)
+    _log_to_stderr(verbose)
     try:
         listener = Listener(settings, policy)
     except ValueError as exc:
@@ -182,6 +174,25 @@ def listen(
         f" results in {db_file}; Ctrl-C stops",
         err=True,
     )
+    _serve_until_stopped(listener)
+
+
+def _log_to_stderr(verbose: bool) -> None:
+    """rtcode's and pynetdicom's log on standard error (--verbose: every event)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name, level in (
+        ("rtcode", logging.INFO if verbose else logging.WARNING),
+        ("pynetdicom", logging.INFO if verbose else logging.CRITICAL),
+    ):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.addHandler(handler)
+
+
+def _serve_until_stopped(listener: Listener) -> None:
+    """Wait for Ctrl-C or SIGTERM, then stop the listener (the instance in flight is
+    finished; a second Ctrl-C does not cut that short)."""
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

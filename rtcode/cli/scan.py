@@ -36,7 +36,7 @@ from rtcode.output.files import Inputs
 from rtcode.output.formats import FORMATS, PlanRow, ScanWriter, plan_row
 
 
-class PathOrDicomWeb(click.ParamType):
+class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only in recent click
     """A file or folder (a Path), or a dicomweb+http(s):// URL (kept as text)."""
 
     name = "path"

@@ -94,11 +94,11 @@ class Cache:
         self.warning: str | None = None
         self._last_commit = time.monotonic()
         self._waiting = 0  # bytes written, not yet committed
-        self._files: dict[bytes, tuple] = {}  # written, not yet committed
+        self._files: dict[bytes, tuple[Any, ...]] = {}  # written, not yet committed
         self._results: dict[str, bytes] = {}
         self._used: set[str] = set()
         self._folder: bytes | None = None  # the folder whose entries are at hand
-        self._folder_rows: dict[bytes, tuple] = {}
+        self._folder_rows: dict[bytes, tuple[Any, ...]] = {}
         self._last_path: bytes | None = None
         self._last_folder = b""
         self._db: sqlite3.Connection | None = self._connect(path)
@@ -239,7 +239,7 @@ class Cache:
             self._last_path, self._last_folder = path, os.path.dirname(path)
         return self._last_folder
 
-    def _folder_index(self, folder: bytes) -> dict[bytes, tuple]:
+    def _folder_index(self, folder: bytes) -> dict[bytes, tuple[Any, ...]]:
         if self._db is None:
             return {}
         try:
@@ -257,7 +257,7 @@ class Cache:
         path: bytes,
         signature: tuple[int, int, str],
         context: str,
-        outcome,
+        outcome: Any,
         stat: tuple[int, int, int, int] | None = None,
         pickled: bytes | None = None,
     ) -> None:
@@ -344,7 +344,7 @@ class Cache:
                 blob = self._results.get(result_key, found.get(result_key))
                 yield MISS if blob is None else _loads(blob)
 
-    def put_result(self, result_key: str, result) -> None:
+    def put_result(self, result_key: str, result: Any) -> None:
         blob = pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
         self._results[result_key] = blob
         self._waiting += len(blob)

@@ -46,9 +46,9 @@ class _Batch:
     __slots__ = ("items", "future", "results")
 
     def __init__(self) -> None:
-        self.items: list = []
+        self.items: list[Any] = []
         self.future: Any = None
-        self.results: list | None = None
+        self.results: list[Any] | None = None
 
 
 def default_jobs() -> int:
@@ -94,11 +94,12 @@ class Workers:
         to come out."""
         submit = self._submitter(fn, args)
         depth = self._depth()
-        order: deque = deque()  # Ready, or (batch, index in it), in input order
+        # Ready, or (batch, index in it), in input order
+        order: deque[Ready | tuple[_Batch, int]] = deque()
         batch = _Batch()
         in_flight = 0
 
-        def out(block: bool) -> Iterator:
+        def out(block: bool) -> Iterator[R]:
             """Pop what can come out from the front; ``block``: wait for one batch."""
             nonlocal in_flight
             while order:
@@ -164,21 +165,24 @@ class Workers:
             return 4 * max(self.jobs, sum(self._client.nthreads().values()) or 1)
         return 4 * self.jobs
 
-    def _submitter(self, fn, args):
+    def _submitter(
+        self, fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> Callable[[list[Any]], Any]:
         if self.executor == "dask":
             client = self._dask_client()
             return lambda batch: client.submit(fn, batch, *args, pure=False)
         if self._pool is None:
+            # here: multiprocessing is loaded only when workers start (a rescan needs none)
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, initializer=_ignore_sigint)
         pool = self._pool
         return lambda batch: pool.submit(fn, batch, *args)
 
-    def _dask_client(self):
+    def _dask_client(self) -> Any:
         if self._client is not None:
             return self._client
-        try:
+        try:  # here: Dask is the optional rtcode[dask] extra
             from distributed import Client
         except ImportError:
             raise ExecutorError(
@@ -187,7 +191,9 @@ class Workers:
         if not self.scheduler:
             raise ExecutorError("--executor dask needs --scheduler ADDRESS (tcp://host:8786)")
         try:
-            self._client = Client(self.scheduler, timeout="10s", set_as_default=False)
+            self._client = Client(  # type: ignore[no-untyped-call]  # distributed is untyped
+                self.scheduler, timeout="10s", set_as_default=False
+            )
         except (OSError, TimeoutError) as exc:
             raise ExecutorError(
                 f"cannot reach the Dask scheduler at {self.scheduler}: {exc}"

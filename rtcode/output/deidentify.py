@@ -309,4 +309,5 @@ def deidentify(obj: T, pseudonyms: Pseudonyms) -> T:
     found = _Found()
     _collect(obj, found, set())
     replace = _text_replacer(found, pseudonyms)
-    return _rewrite(obj, replace, {})
+    rewritten: T = _rewrite(obj, replace, {})  # the same shape, strings replaced
+    return rewritten
