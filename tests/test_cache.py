@@ -297,9 +297,9 @@ def test_facts_gone_from_the_cache_are_read_again(tmp_path, reads, codings, monk
 
 
 def test_the_scanning_process_links_summaries_and_codes_whole_facts(tmp_path):
-    """With a cache, the scanning process keeps each plan without its beams and
-    fraction groups and each structure set without its ROIs (memory: an archive's
-    worth of them); the plan is coded with all of them, as without a cache."""
+    """With a cache, the scanning process keeps each plan as a PlanSummary (no beams or
+    fraction groups) and each structure set as a StructureSetSummary (no ROIs): memory,
+    an archive's worth of them; the plan is coded with all of them, as without a cache."""
     export = tmp_path / "export"
     shutil.copytree(SAMPLE_DATA / CASE, export)
     plain = scan([str(export)], POLICY)

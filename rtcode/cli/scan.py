@@ -31,6 +31,7 @@ from rtcode.engine import execute
 from rtcode.engine import scan as engine_scan
 from rtcode.engine.execute import ExecutorError, WorkerDied
 from rtcode.model.facts import ReadError
+from rtcode.model.limits import Limits
 from rtcode.model.results import PlanResult, ScanResult
 from rtcode.output.files import Inputs
 from rtcode.output.formats import FORMATS, PlanRow, ScanWriter, plan_row
@@ -281,7 +282,6 @@ def _retrieve(
 ) -> list[Any]:
     """A DICOMweb source's files, in a temporary folder until ``stack`` closes."""
     # here: the DICOMweb client (rtcode[net]) is loaded only for a dicomweb+http:// path
-    from rtcode.model.limits import Limits
     from rtcode.sources.dicomweb import DicomWebError, display_url, retrieve
 
     try:

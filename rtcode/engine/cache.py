@@ -1,26 +1,5 @@
-"""The scan cache: an SQLite file so that a nightly rescan reads only what changed.
-
-Two tables:
-
-- ``files``: each file's extracted facts (or what kind of file it is, or its error),
-  keyed by path and checked against its size, modification time and a hash of its
-  first bytes (``read.signature``). The facts also depend on the rtcode build, the
-  policy's ``[limits]`` and the path as the scan displays it (facts, errors and
-  evidence carry it: the same file reached by another path is read again, so output
-  never depends on the cache); an entry made under others is not used.
-- ``results``: each plan's coded result, keyed by a hash of everything it depends on:
-  the signatures and displayed paths of the plan file and of the companions it was
-  linked with, the policy's effective settings (sha256), the date of service, and the
-  rtcode build.
-
-The rtcode build is its version plus a hash of its own source files, so a changed
-rtcode never trusts facts an older one extracted. Entries are committed in small
-batches: a scan interrupted by Ctrl-C or killed leaves a consistent cache, and the
-next run goes on from what was committed. Values are pickled Python objects: the
-file is created readable by its owner only, and a cache file from somewhere else must
-never be used (pickle can run code). A corrupt or foreign cache file is set aside
-and a new one started; a cache that cannot be written at all only costs speed.
-"""
+"""The scan cache: an SQLite file of each file's facts and each plan's coded result,
+so that a nightly rescan reads and codes only what changed (see ``Cache``)."""
 
 from __future__ import annotations
 
@@ -40,6 +19,7 @@ from typing import Any
 
 from rtcode import __version__
 from rtcode.model.facts import Plan, Skipped, StructureSet
+from rtcode.output.files import keep_on_signal, remove_on_signal
 
 SCHEMA = 6  # 6: results indexed by their used date
 _COMMIT_EVERY_S = 2.0
@@ -86,6 +66,27 @@ class Cache:
     Reads see what is committed; writes wait in memory and go in together, in one
     short transaction every few seconds and at ``close``, so that two scans can
     share a cache: one waits for the other's commit instead of failing.
+
+    Two tables:
+
+    - ``files``: each file's extracted facts (or what kind of file it is, or its error),
+      keyed by path and checked against its size, modification time and a hash of its
+      first bytes (``read.signature``). The facts also depend on the rtcode build, the
+      policy's ``[limits]`` and the path as the scan displays it (facts, errors and
+      evidence carry it: the same file reached by another path is read again, so output
+      never depends on the cache); an entry made under others is not used.
+    - ``results``: each plan's coded result, keyed by a hash of everything it depends on:
+      the signatures and displayed paths of the plan file and of the companions it was
+      linked with, the policy's effective settings (sha256), the date of service, and the
+      rtcode build.
+
+    The rtcode build is its version plus a hash of its own source files, so a changed
+    rtcode never trusts facts an older one extracted. Entries are committed in small
+    batches: a scan interrupted by Ctrl-C or killed leaves a consistent cache, and the
+    next run goes on from what was committed. Values are pickled Python objects: the
+    file is created readable by its owner only, and a cache file from somewhere else must
+    never be used (pickle can run code). A corrupt or foreign cache file is set aside
+    and a new one started; a cache that cannot be written at all only costs speed.
     """
 
     def __init__(self, path: Path, temporary: bool = False) -> None:
@@ -106,8 +107,6 @@ class Cache:
     @classmethod
     def temporary_file(cls) -> Cache:
         import tempfile  # here: a lasting cache needs none
-
-        from rtcode.output.files import remove_on_signal
 
         fd, name = tempfile.mkstemp(prefix="rtcode-scan-", suffix=".sqlite")
         os.close(fd)
@@ -205,7 +204,7 @@ class Cache:
         and inode are all as when it was stored: it has not been written since (the
         change time moves on every write and cannot be set back), so it is not opened
         again. The summary is what a scan needs to link the file (for a plan: its
-        facts without beams; ``get_file`` gives all). None otherwise."""
+        ``PlanSummary``; ``get_file`` gives all). None otherwise."""
         folder = self._folder_of(path)
         if folder != self._folder:  # one query per folder, not per file
             self._folder = folder
@@ -417,8 +416,6 @@ class Cache:
 
 
 def _remove_temporary(name: str) -> None:
-    from rtcode.output.files import keep_on_signal
-
     with contextlib.suppress(OSError):
         os.unlink(name)
     keep_on_signal(name)

@@ -1,15 +1,5 @@
-"""Where the per-file work runs: in this process, in worker processes, or on a Dask
-cluster. The same function runs everywhere; results come back in input order.
-
-Work is sent in batches (a few files each, so that inter-process traffic stays small
-next to the work) and only a bounded number of batches is in flight at a time, so
-memory does not grow with the number of files: the caller consumes results as they
-come. Items whose result is already known (``Ready``, e.g. from the scan cache) are
-not sent: they take their place in the output stream as soon as everything before
-them is out, so the stream never waits for work it does not need. Worker processes
-ignore Ctrl-C; the scanning process handles it, cancels what has not started and
-stops.
-"""
+"""Where the per-file and per-plan work runs: in this process, in worker processes or
+on a Dask cluster (``Workers``); results come back in input order."""
 
 from __future__ import annotations
 
@@ -67,7 +57,17 @@ class Workers:
     """Worker processes (or a Dask client), started on first use and kept for the
     whole scan; ``map`` runs ``fn(batch, *args)`` over batches of items and yields
     each item's result in input order. ``fn`` must be a module-level function that
-    returns one result per item (it is pickled to the workers)."""
+    returns one result per item (it is pickled to the workers).
+
+    Work is sent in batches (a few files each, so that inter-process traffic stays small
+    next to the work) and only a bounded number of batches is in flight at a time, so
+    memory does not grow with the number of files: the caller consumes results as they
+    come. Items whose result is already known (``Ready``, e.g. from the scan cache) are
+    not sent: they take their place in the output stream as soon as everything before
+    them is out, so the stream never waits for work it does not need. Worker processes
+    ignore Ctrl-C; the scanning process handles it, cancels what has not started and
+    stops.
+    """
 
     def __init__(
         self,

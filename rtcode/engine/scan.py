@@ -1,23 +1,12 @@
-"""The pipeline: read -> extract -> link -> measure and classify.
-
-``Scanner`` streams it: every file's outcome first (in worker processes, from the
-scan cache when the file is unchanged), then every plan's coded result in input
-order (from the cache when nothing it depends on changed). ``scan`` collects the
-stream into one ``ScanResult``.
-
-One bad file never stops the batch: each file's problem becomes one entry in
-``errors`` with its path and a sentence a person understands. Limits from the
-policy's ``[limits]`` section go to the reader (file size) and the extractor
-(counts, meterset). Ctrl-C (KeyboardInterrupt) ends the scan early: ``scan`` raises
-``ScanInterrupted``, still a KeyboardInterrupt for callers that only want to stop,
-carrying what was done so far; ``rtcode scan`` reports that and exits 130.
-"""
+"""The pipeline over many files: read -> extract -> link -> measure and classify,
+streamed by ``Scanner`` (workers, cache, replay) and collected by ``scan``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import itertools
+import logging
 import os
 import pickle
 import struct
@@ -160,8 +149,6 @@ def _unexpected(exc: BaseException) -> str:
     """A failure rtcode did not foresee, in words: no exception class or text (Python's
     words mean nothing to the user; they go to the log, logger "rtcode", for whoever
     looks into the report)."""
-    import logging
-
     logging.getLogger("rtcode").debug("unforeseen failure", exc_info=exc)
     return "rtcode does not handle something in it; please report this file"
 
@@ -513,6 +500,7 @@ def _loads(blob: bytes) -> object:
 def _classify_one(
     lp: LinkedPlan, policy: Policy, date_override: dt.date | None
 ) -> PlanResult | ReadError:
+    # here: the classifier loads numpy, which a rescan from the cache never needs
     from rtcode.coding.classify import classify
     from rtcode.coding.related import date_of_service, related_codes
 
@@ -596,6 +584,18 @@ class Scanner:
 
     Ctrl-C while files are read: the plans read so far are still coded, then the
     stream ends with ``interrupted`` set; Ctrl-C while coding ends it at once.
+
+    ``Scanner`` streams it: every file's outcome first (in worker processes, from the
+    scan cache when the file is unchanged), then every plan's coded result in input
+    order (from the cache when nothing it depends on changed). ``scan`` collects the
+    stream into one ``ScanResult``.
+
+    One bad file never stops the batch: each file's problem becomes one entry in
+    ``errors`` with its path and a sentence a person understands. Limits from the
+    policy's ``[limits]`` section go to the reader (file size) and the extractor
+    (counts, meterset). Ctrl-C (KeyboardInterrupt) ends the scan early: ``scan`` raises
+    ``ScanInterrupted``, still a KeyboardInterrupt for callers that only want to stop,
+    carrying what was done so far; ``rtcode scan`` reports that and exits 130.
     """
 
     def __init__(
@@ -607,7 +607,7 @@ class Scanner:
         render: Callable[[PlanResult, Policy], object] | None = None,
     ) -> None:
         """``render`` (a module-level function, run by the workers) turns each
-        PlanResult into what the caller keeps, e.g. ``rtcode.output.render.plan_row``: the
+        PlanResult into what the caller keeps, e.g. ``rtcode.output.formats.plan_row``: the
         stream then yields those, and the cache keeps those. ``progress(event, item)``
         hears "file" (each file's outcome), "files" (a count: a replayed scan's),
         "plan" and "error"."""

@@ -574,7 +574,7 @@ def control_points_json(b: BeamAssessment) -> list[dict[str, Any]]:
     """Every control point of a beam, values carried forward, with its aperture."""
     beam, m = b.beam, b.metrics
     cps = beam.control_points
-    from rtcode.measure.metrics import apertures
+    from rtcode.measure.metrics import apertures  # here: numpy, never loaded by a rescan
 
     ap = apertures(beam)
     mu = b.meterset_mu
@@ -614,7 +614,7 @@ def inspect_json(
     lp, c = result.linked, result.classification
     plan = lp.plan
     ports = [b for b in c.beams if b.counted]
-    from rtcode.measure.metrics import plan_metrics
+    from rtcode.measure.metrics import plan_metrics  # here: numpy (see above)
 
     agg = plan_metrics(
         [(b.metrics, b.meterset_mu) for b in ports],
