@@ -17,7 +17,7 @@ from rtcode import __version__
 from rtcode.coding.policy import Policy
 from rtcode.model.facts import Tally
 from rtcode.output.files import AtomicFile, Target
-from rtcode.output.jsontext import dumps
+from rtcode.output.jsontext import dumps, indented
 from rtcode.output.render import (
     ADVISORY,
     csv_row,
@@ -114,9 +114,8 @@ class JsonFormat(ScanFormat):
 
     @staticmethod
     def part(result: PlanResult, data: dict[str, Any], policy: Policy) -> str:
-        # indented once here, by the worker (the indenting encoder is pure Python, ten
-        # times slower than the compact one): a rescan from the cache only joins texts
-        return dumps(data, indent=2).replace("\n", "\n    ")
+        # indented once here, by the worker: a rescan from the cache only joins texts
+        return indented(data, "    ")
 
     def add(self, part: str) -> None:
         self.plans.append(part)
@@ -143,8 +142,7 @@ class JsonFormat(ScanFormat):
 def _member(write: Any, key: str, value: Any, last: bool = False) -> None:
     """One member of the json document's top-level object, as ``dumps(indent=2)``
     writes it."""
-    text = dumps(value, indent=2).replace("\n", "\n  ")
-    write(f"  {dumps(key)}: {text}" + ("\n" if last else ",\n"))
+    write(f"  {dumps(key)}: {indented(value, '  ')}" + ("\n" if last else ",\n"))
 
 
 class CsvFormat(ScanFormat):
