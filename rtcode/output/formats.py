@@ -9,7 +9,7 @@ A new format is one ``ScanFormat`` subclass added to ``FORMATS``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import click
 
@@ -32,6 +32,12 @@ from rtcode.output.render import (
 
 if TYPE_CHECKING:
     from rtcode.model.results import PlanResult
+
+
+class Writes(Protocol):
+    """Where a format's text goes (an ``Output``, a text stream)."""
+
+    def write(self, text: str, /) -> Any: ...
 
 
 class Output:
@@ -66,7 +72,7 @@ class ScanFormat:
 
     name: ClassVar[str]
 
-    def __init__(self, out: Output | TextIO) -> None:
+    def __init__(self, out: Writes) -> None:
         self.out = out
 
     @staticmethod
@@ -108,7 +114,7 @@ class JsonFormat(ScanFormat):
 
     name = "json"
 
-    def __init__(self, out: Output | TextIO) -> None:
+    def __init__(self, out: Writes) -> None:
         super().__init__(out)
         self.plans: list[str] = []
 
@@ -150,7 +156,7 @@ class CsvFormat(ScanFormat):
 
     name = "csv"
 
-    def __init__(self, out: Output | TextIO) -> None:
+    def __init__(self, out: Writes) -> None:
         super().__init__(out)
         self.rows: list[list[str]] = []
 
@@ -172,7 +178,7 @@ class TableFormat(ScanFormat):
 
     name = "table"
 
-    def __init__(self, out: Output | TextIO) -> None:
+    def __init__(self, out: Writes) -> None:
         super().__init__(out)
         self.rows: list[tuple[str, ...]] = []
         self.details: list[list[str]] = []
