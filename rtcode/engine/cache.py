@@ -28,6 +28,9 @@ _COMMIT_EVERY_S = 2.0
 _COMMIT_BYTES = 1 << 20
 _KEEP_UNUSED_DAYS = 60
 _MARK_USED_AFTER_S = 86400.0  # a result's "used" date is refreshed at most daily
+# results read back in one query: a chunk's rows (some 20 kB each, rendered for every
+# format) are what a replayed scan holds at its peak
+_RESULTS_AT_ONCE = 128
 MISS = object()
 
 
@@ -327,11 +330,11 @@ class Cache:
         return found == len(wanted)
 
     def kept_results(self, result_keys: list[str]) -> Iterator[Any]:
-        """These results, in order, read a few hundred at a time (one query each,
-        not one per result: a rescan replays thousands); MISS for any not there.
+        """These results, in order, read ``_RESULTS_AT_ONCE`` at a time (one query
+        each, not one per result: a rescan replays thousands); MISS for any not there.
         Call ``keep_results`` first: it says they are all there and keeps them."""
-        for start in range(0, len(result_keys), 500):
-            chunk = result_keys[start : start + 500]
+        for start in range(0, len(result_keys), _RESULTS_AT_ONCE):
+            chunk = result_keys[start : start + _RESULTS_AT_ONCE]
             wanted = sorted(set(chunk) - set(self._results))
             found: dict[str, bytes] = {}
             if wanted and self._db is not None:
