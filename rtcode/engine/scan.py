@@ -376,7 +376,8 @@ def _outcomes(
                 pickled = None
                 outcome = _one_file(entry, limits)
         if isinstance(outcome, _Pickled):
-            outcome, pickled = outcome.summary, outcome.pickled  # type: ignore[union-attr]
+            pickled = outcome.pickled
+            outcome = outcome.summary
         cache.put_file(path_key, signature, named, outcome, entry.stat_key, pickled)
         yield outcome, (None if isinstance(outcome, (str, Skipped)) else fid)
 

@@ -14,7 +14,8 @@ import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
+from types import TracebackType
+from typing import IO, Any, NamedTuple
 
 import click
 
@@ -31,14 +32,14 @@ class OutputRefused(click.ClickException):
 
     exit_code = 2
 
-    def show(self, file=None) -> None:  # type: ignore[no-untyped-def]
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"rtcode: {self.format_message()}", err=True)
 
 
 class OutputFailed(click.ClickException):
     """Writing the output failed (disk full, permissions changed): exit status 1."""
 
-    def show(self, file=None) -> None:  # type: ignore[no-untyped-def]
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"rtcode: {self.format_message()}", err=True)
 
 
@@ -362,7 +363,12 @@ class AtomicFile:
     def __enter__(self) -> AtomicFile:
         return self
 
-    def __exit__(self, kind, value, tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if kind is None:
             self.commit()
         else:
@@ -499,7 +505,7 @@ def fsync_folder(folder: Path) -> None:
 
 # Named temporary files of this process, removed when SIGTERM or SIGHUP would end it.
 _LIVE: set[str] = set()
-_HANDLED: dict[int, object] = {}  # signal -> the handler it had
+_HANDLED: dict[int, Any] = {}  # signal -> the handler it had
 _OWNER = 0  # the process that installed the handlers (forked workers inherit them)
 _SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
 
@@ -530,7 +536,7 @@ def _forget(name: str | None) -> None:
         _LIVE.discard(name)
     if not _LIVE and _HANDLED and threading.current_thread() is threading.main_thread():
         for sig, previous in _HANDLED.items():
-            signal.signal(sig, previous)  # type: ignore[arg-type]
+            signal.signal(sig, previous)
         _HANDLED.clear()
 
 
