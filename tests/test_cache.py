@@ -24,7 +24,7 @@ from rtcode.coding import classify as classify_mod
 from rtcode.coding import policy as policy_mod
 from rtcode.dicom import read as reader
 from rtcode.engine import cache as cache_mod
-from rtcode.engine.cache import Cache
+from rtcode.engine.cache import Cache, PlanSummary, StructureSetSummary
 from rtcode.engine.scan import Runner, ScanInterrupted, scan
 from rtcode.output.render import scan_json
 
@@ -297,9 +297,9 @@ def test_facts_gone_from_the_cache_are_read_again(tmp_path, reads, codings, monk
 
 
 def test_the_scanning_process_links_summaries_and_codes_whole_facts(tmp_path):
-    """With a cache, the scanning process keeps each plan without its beams and
-    fraction groups and each structure set without its ROIs (memory: an archive's
-    worth of them); the plan is coded with all of them, as without a cache."""
+    """With a cache, the scanning process keeps each plan as a PlanSummary (no beams or
+    fraction groups) and each structure set as a StructureSetSummary (no ROIs): memory,
+    an archive's worth of them; the plan is coded with all of them, as without a cache."""
     export = tmp_path / "export"
     shutil.copytree(SAMPLE_DATA / CASE, export)
     plain = scan([str(export)], POLICY)
@@ -309,7 +309,7 @@ def test_the_scanning_process_links_summaries_and_codes_whole_facts(tmp_path):
         for _ in range(2):  # read from the files, then from the cache
             cached = scan([str(export)], POLICY, runner=Runner(jobs=1, cache=cache))
             [plan], [ss] = cached.inventory.plans, cached.inventory.structure_sets
-            assert plan.beams == plan.fraction_groups == ss.rois == ()
+            assert isinstance(plan, PlanSummary) and isinstance(ss, StructureSetSummary)
             assert plan.sop_instance_uid == whole.plan.sop_instance_uid
             assert ss.sop_instance_uid == whole.structure_set.sop_instance_uid
             coded = cached.plans[0].linked
@@ -317,6 +317,22 @@ def test_the_scanning_process_links_summaries_and_codes_whole_facts(tmp_path):
             assert coded.plan.fraction_groups == whole.plan.fraction_groups
             assert len(coded.plan.beams) == len(whole.plan.beams)
             assert scan_json(cached) == scan_json(plain)
+
+
+def test_a_linked_summary_cannot_be_coded(tmp_path):
+    """The summary the scanning process links is not a plan: the classifier fails on
+    it instead of coding a plan without beams as "no treatment beam"."""
+    from rtcode.coding.classify import classify
+
+    export = tmp_path / "export"
+    shutil.copytree(SAMPLE_DATA / CASE, export)
+    with Cache(tmp_path / "scan-cache.sqlite") as cache:
+        cached = scan([str(export)], POLICY, runner=Runner(jobs=1, cache=cache))
+    linked = scan([str(export)], POLICY).plans[0].linked
+    [small] = cached.inventory.plans
+    assert not hasattr(small, "beams")
+    with pytest.raises(AttributeError):
+        classify(replace(linked, plan=small), POLICY)
 
 
 def test_a_structure_set_no_longer_one_when_its_plan_is_coded_is_an_error(tmp_path):

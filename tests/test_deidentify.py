@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import click
 import pydicom
 import pytest
 from click.testing import CliRunner
@@ -78,7 +79,7 @@ def leaks(text: str, found: dict[str, set[str]]) -> list[str]:
 # ------------------------------------------------------------------ outputs
 
 
-@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "jsonl"])
 def test_scan_outputs_carry_no_identifier(fmt):
     found = identifiers(SAMPLE_DATA)
     plain = CliRunner().invoke(main, ["scan", str(SAMPLE_DATA), "--format", fmt])
@@ -89,6 +90,34 @@ def test_scan_outputs_carry_no_identifier(fmt):
     assert r.exit_code == 0, r.output
     assert leaks(r.stdout, found) == []
     assert "PAT-" in r.stdout
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "jsonl"])
+def test_deidentify_renders_the_pseudonymised_results(fmt, tmp_path):
+    """--deidentify pseudonymises the results, then renders them as every scan is
+    rendered: the output is the format's rendering of ``deidentify(result)``, on
+    standard output and in a file alike."""
+    from rtcode.output.formats import FORMATS, plan_row
+
+    result = deidentify(scan([str(SAMPLE_DATA)], load()), Pseudonyms(KEY[ENV_KEY].encode(), True))
+    written: list[str] = []
+
+    class Collect:
+        write = written.append
+
+    fmt_writer = FORMATS[fmt](Collect())
+    for p in result.plans:
+        fmt_writer.add(plan_row(p, result.policy).parts[fmt])
+    fmt_writer.end(result.inventory.tally(), len(result.plans), False, result.policy)
+    expected = "".join(written)
+    args = ["scan", str(SAMPLE_DATA), "--format", fmt, "--deidentify", "--no-cache"]
+    r = CliRunner().invoke(main, args, env=KEY)
+    assert r.exit_code == 0, r.output
+    assert r.stdout == expected and "PAT-" in expected
+    out = tmp_path / f"out.{fmt}"
+    r = CliRunner().invoke(main, [*args, "-o", str(out)], env=KEY)
+    assert r.exit_code == 0, r.output
+    assert out.read_text(encoding="utf-8") == expected
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])
@@ -140,9 +169,15 @@ def test_audit_rejected_rows_keep_their_line_but_not_their_text():
     ]
 
 
+def command(name: str) -> click.Command:
+    found = main.get_command(click.Context(main), name)
+    assert found is not None
+    return found
+
+
 def test_deidentify_option_reads_the_same_on_every_command():
     helps = {
-        name: next(p.help for p in main.commands[name].params if p.name == "deidentify")
+        name: next(p.help for p in command(name).params if p.name == "deidentify")
         for name in ("scan", "inspect", "audit")
     }
     assert len(set(helps.values())) == 1, helps

@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 
+import click
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT
@@ -41,7 +42,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_documents_every_command():
-    for name in main.commands:
+    for name in main.list_commands(click.Context(main)):
         assert f"rtcode {name}" in README
 
 

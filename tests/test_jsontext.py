@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from rtcode.output.jsontext import dumps, finite
+from rtcode.output.jsontext import dumps, finite, indented
 
 
 def strict(text: str):
@@ -37,3 +37,27 @@ def test_finite_values_are_written_as_json_would_with_text_kept():
 
 def test_sorted_keys_are_kept_for_stable_text():
     assert dumps({"b": math.nan, "a": 1}, sort_keys=True) == '{"a": 1, "b": null}'
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        [],
+        {"a": [], "b": {}, "c": [[], {}]},
+        {"name": 'Ödem \u2066\x1b"q"\\', "mu": 1e308, "tiny": 5e-324, "n": -3},
+        {"flags": (True, False, None), "deep": [{"x": [1, [2.5, {"y": "z"}]]}]},
+        [1, "two", 3.0, None],
+        "text",
+        7,
+    ],
+)
+def test_indented_is_the_standard_indenting_encoder(value):
+    assert indented(value) == json.dumps(value, ensure_ascii=False, indent=2)
+    nested = json.dumps({"k": value}, ensure_ascii=False, indent=2)
+    assert nested == '{\n  "k": ' + indented(value, "  ") + "\n}"
+
+
+def test_indented_writes_non_finite_numbers_as_null_and_converts_odd_keys():
+    assert indented({"a": [math.nan, -math.inf]}) == dumps({"a": [None, None]}, indent=2)
+    assert indented({1: "x", None: 2}) == dumps({1: "x", None: 2}, indent=2)

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import SAMPLE_DATA, SAMPLE_PLANS
 
-from rtcode.cli import main, whole_result_text
+from rtcode.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -217,18 +217,35 @@ def test_dask_without_scheduler_is_a_usage_error():
     assert result.exit_code == 2 and "--scheduler" in result.output
 
 
-@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "table"])
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_rows_rendered_by_workers_are_byte_identical(fmt, jobs, tmp_path):
-    """Plans are rendered in the workers and the documents assembled from those rows:
-    the text is exactly what rendering the whole result at once gives."""
-    from rtcode.coding import policy as policy_mod
-    from rtcode.engine.scan import scan
-
-    whole = whole_result_text(fmt, scan([str(SAMPLE_DATA)], policy_mod.load()))
+    """Plans are rendered in the workers (and kept in the cache) and the output written
+    from those rows: the same text in this process, in workers, cold and warm."""
+    whole = _scan("--format", fmt, "--jobs", "1", "--no-cache").stdout
     cache = str(tmp_path / "c.sqlite")
     for _ in range(2):  # cold, then warm from the cached rows
         assert _scan("--format", fmt, "--jobs", jobs, "--cache", cache).stdout == whole
+
+
+def test_the_json_document_is_the_whole_result_encoded_at_once():
+    """The json document, written member by member from the plans' indented texts, is
+    byte for byte the scan's whole document encoded in one call."""
+    from rtcode.coding import policy as policy_mod
+    from rtcode.engine.scan import scan
+    from rtcode.output.jsontext import dumps
+    from rtcode.output.render import scan_json
+
+    expected = dumps(scan_json(scan([str(SAMPLE_DATA)], policy_mod.load())), indent=2) + "\n"
+    assert _scan("--format", "json", "--no-cache").stdout == expected
+
+
+def test_an_empty_scan_writes_an_empty_plans_list(tmp_path):
+    (tmp_path / "notes.txt").write_text("not DICOM", encoding="utf-8")
+    result = CliRunner().invoke(main, ["scan", str(tmp_path), "--format", "json", "--no-cache"])
+    assert result.exit_code == 1
+    assert '\n  "plans": [],\n' in result.stdout
+    assert json.loads(result.stdout)["summary"]["plans"] == 0
 
 
 def test_cache_knows_a_file_by_its_absolute_path(tmp_path, monkeypatch):
@@ -252,13 +269,21 @@ def test_cache_knows_a_file_by_its_absolute_path(tmp_path, monkeypatch):
     assert outputs["a"] != outputs["b"]
 
 
-def test_the_command_line_knows_every_audit_format():
-    """rtcode.cli names the audit formats without importing their renderers (start-up
-    time): the names must be the renderers'."""
-    from rtcode.audit.render import FORMATS
-    from rtcode.cli import AUDIT_FORMATS
-
-    assert sorted(AUDIT_FORMATS) == sorted(FORMATS)
+def test_scan_loads_no_other_command():
+    """Each command's module is imported when it runs: ``rtcode scan`` does not load
+    the audit, the report or the listener (start-up time of a rescan)."""
+    code = (
+        "import sys\n"
+        "from rtcode.cli import main\n"
+        "try:\n"
+        "    main(['scan', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(' '.join(m for m in ('rtcode.audit', 'rtcode.report', 'rtcode.sources.listen',"
+        " 'rtcode.cli.scan') if m in sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stderr.strip().splitlines()[-1] == "rtcode.cli.scan"
 
 
 def test_a_rescan_from_the_cache_loads_neither_numpy_nor_pydicom(tmp_path):

@@ -217,7 +217,7 @@ def test_a_replayed_scan_tells_the_progress_line_every_file(tmp_path, export):
     once ("files"), the same total as a scan that looked at each file ("file")."""
     from rtcode.coding.policy import load
     from rtcode.engine.scan import Runner, Scanner
-    from rtcode.output.render import plan_row
+    from rtcode.output.formats import plan_row
 
     (export / "notes.txt").write_text("not DICOM", encoding="utf-8")
 

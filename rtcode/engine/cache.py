@@ -1,26 +1,5 @@
-"""The scan cache: an SQLite file so that a nightly rescan reads only what changed.
-
-Two tables:
-
-- ``files``: each file's extracted facts (or what kind of file it is, or its error),
-  keyed by path and checked against its size, modification time and a hash of its
-  first bytes (``read.signature``). The facts also depend on the rtcode build, the
-  policy's ``[limits]`` and the path as the scan displays it (facts, errors and
-  evidence carry it: the same file reached by another path is read again, so output
-  never depends on the cache); an entry made under others is not used.
-- ``results``: each plan's coded result, keyed by a hash of everything it depends on:
-  the signatures and displayed paths of the plan file and of the companions it was
-  linked with, the policy's effective settings (sha256), the date of service, and the
-  rtcode build.
-
-The rtcode build is its version plus a hash of its own source files, so a changed
-rtcode never trusts facts an older one extracted. Entries are committed in small
-batches: a scan interrupted by Ctrl-C or killed leaves a consistent cache, and the
-next run goes on from what was committed. Values are pickled Python objects: the
-file is created readable by its owner only, and a cache file from somewhere else must
-never be used (pickle can run code). A corrupt or foreign cache file is set aside
-and a new one started; a cache that cannot be written at all only costs speed.
-"""
+"""The scan cache: an SQLite file of each file's facts and each plan's coded result,
+so that a nightly rescan reads and codes only what changed (see ``Cache``)."""
 
 from __future__ import annotations
 
@@ -33,12 +12,14 @@ import stat
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from rtcode import __version__
+from rtcode.model.facts import Plan, Skipped, StructureSet
+from rtcode.output.files import keep_on_signal, remove_on_signal
 
 SCHEMA = 6  # 6: results indexed by their used date
 _COMMIT_EVERY_S = 2.0
@@ -47,6 +28,9 @@ _COMMIT_EVERY_S = 2.0
 _COMMIT_BYTES = 1 << 20
 _KEEP_UNUSED_DAYS = 60
 _MARK_USED_AFTER_S = 86400.0  # a result's "used" date is refreshed at most daily
+# results read back in one query: a chunk's rows (some 20 kB each, rendered for every
+# format) are what a replayed scan holds at its peak
+_RESULTS_AT_ONCE = 128
 MISS = object()
 
 
@@ -85,6 +69,27 @@ class Cache:
     Reads see what is committed; writes wait in memory and go in together, in one
     short transaction every few seconds and at ``close``, so that two scans can
     share a cache: one waits for the other's commit instead of failing.
+
+    Two tables:
+
+    - ``files``: each file's extracted facts (or what kind of file it is, or its error),
+      keyed by path and checked against its size, modification time and a hash of its
+      first bytes (``read.signature``). The facts also depend on the rtcode build, the
+      policy's ``[limits]`` and the path as the scan displays it (facts, errors and
+      evidence carry it: the same file reached by another path is read again, so output
+      never depends on the cache); an entry made under others is not used.
+    - ``results``: each plan's coded result, keyed by a hash of everything it depends on:
+      the signatures and displayed paths of the plan file and of the companions it was
+      linked with, the policy's effective settings (sha256), the date of service, and the
+      rtcode build.
+
+    The rtcode build is its version plus a hash of its own source files, so a changed
+    rtcode never trusts facts an older one extracted. Entries are committed in small
+    batches: a scan interrupted by Ctrl-C or killed leaves a consistent cache, and the
+    next run goes on from what was committed. Values are pickled Python objects: the
+    file is created readable by its owner only, and a cache file from somewhere else must
+    never be used (pickle can run code). A corrupt or foreign cache file is set aside
+    and a new one started; a cache that cannot be written at all only costs speed.
     """
 
     def __init__(self, path: Path, temporary: bool = False) -> None:
@@ -93,11 +98,11 @@ class Cache:
         self.warning: str | None = None
         self._last_commit = time.monotonic()
         self._waiting = 0  # bytes written, not yet committed
-        self._files: dict[bytes, tuple] = {}  # written, not yet committed
+        self._files: dict[bytes, tuple[Any, ...]] = {}  # written, not yet committed
         self._results: dict[str, bytes] = {}
         self._used: set[str] = set()
         self._folder: bytes | None = None  # the folder whose entries are at hand
-        self._folder_rows: dict[bytes, tuple] = {}
+        self._folder_rows: dict[bytes, tuple[Any, ...]] = {}
         self._last_path: bytes | None = None
         self._last_folder = b""
         self._db: sqlite3.Connection | None = self._connect(path)
@@ -105,8 +110,6 @@ class Cache:
     @classmethod
     def temporary_file(cls) -> Cache:
         import tempfile  # here: a lasting cache needs none
-
-        from rtcode.output.files import remove_on_signal
 
         fd, name = tempfile.mkstemp(prefix="rtcode-scan-", suffix=".sqlite")
         os.close(fd)
@@ -204,7 +207,7 @@ class Cache:
         and inode are all as when it was stored: it has not been written since (the
         change time moves on every write and cannot be set back), so it is not opened
         again. The summary is what a scan needs to link the file (for a plan: its
-        facts without beams; ``get_file`` gives all). None otherwise."""
+        ``PlanSummary``; ``get_file`` gives all). None otherwise."""
         folder = self._folder_of(path)
         if folder != self._folder:  # one query per folder, not per file
             self._folder = folder
@@ -238,7 +241,7 @@ class Cache:
             self._last_path, self._last_folder = path, os.path.dirname(path)
         return self._last_folder
 
-    def _folder_index(self, folder: bytes) -> dict[bytes, tuple]:
+    def _folder_index(self, folder: bytes) -> dict[bytes, tuple[Any, ...]]:
         if self._db is None:
             return {}
         try:
@@ -256,7 +259,7 @@ class Cache:
         path: bytes,
         signature: tuple[int, int, str],
         context: str,
-        outcome,
+        outcome: Any,
         stat: tuple[int, int, int, int] | None = None,
         pickled: bytes | None = None,
     ) -> None:
@@ -267,7 +270,7 @@ class Cache:
         small = summary(outcome)
         if small is None:
             small_blob = None
-        elif small is outcome:  # a skipped file's kind: its own summary
+        elif small is outcome and pickled is None:  # a skipped file's kind: its own summary
             small_blob = blob
         else:
             small_blob = pickle.dumps(small, pickle.HIGHEST_PROTOCOL)
@@ -327,11 +330,11 @@ class Cache:
         return found == len(wanted)
 
     def kept_results(self, result_keys: list[str]) -> Iterator[Any]:
-        """These results, in order, read a few hundred at a time (one query each,
-        not one per result: a rescan replays thousands); MISS for any not there.
+        """These results, in order, read ``_RESULTS_AT_ONCE`` at a time (one query
+        each, not one per result: a rescan replays thousands); MISS for any not there.
         Call ``keep_results`` first: it says they are all there and keeps them."""
-        for start in range(0, len(result_keys), 500):
-            chunk = result_keys[start : start + 500]
+        for start in range(0, len(result_keys), _RESULTS_AT_ONCE):
+            chunk = result_keys[start : start + _RESULTS_AT_ONCE]
             wanted = sorted(set(chunk) - set(self._results))
             found: dict[str, bytes] = {}
             if wanted and self._db is not None:
@@ -343,7 +346,7 @@ class Cache:
                 blob = self._results.get(result_key, found.get(result_key))
                 yield MISS if blob is None else _loads(blob)
 
-    def put_result(self, result_key: str, result) -> None:
+    def put_result(self, result_key: str, result: Any) -> None:
         blob = pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
         self._results[result_key] = blob
         self._waiting += len(blob)
@@ -416,8 +419,6 @@ class Cache:
 
 
 def _remove_temporary(name: str) -> None:
-    from rtcode.output.files import keep_on_signal
-
     with contextlib.suppress(OSError):
         os.unlink(name)
     keep_on_signal(name)
@@ -430,28 +431,45 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
+@dataclass(frozen=True)
+class PlanSummary:
+    """What linking needs of an RT Plan (``link`` matches plans to structure sets and
+    doses by these), kept for every plan of an archive while a scan runs. Not a
+    ``Plan``: it has no beams, so nothing can code it (as "no treatment beam") by
+    mistake; the worker that codes the plan gets the whole Plan from the cache."""
+
+    path: str
+    sop_instance_uid: str | None
+    patient_id: str | None
+    referenced_structure_set_uid: str | None
+
+
+@dataclass(frozen=True)
+class StructureSetSummary:
+    """What linking needs of an RT Structure Set; not a ``StructureSet`` (no ROIs)."""
+
+    path: str
+    sop_instance_uid: str | None
+    patient_id: str | None
+
+
 def summary(outcome: Any) -> Any:
     """What linking needs of a file's outcome, when that is much smaller than the
-    outcome: a plan without its beams, fraction groups, referenced plans and
-    brachytherapy facts; a structure set without its ROIs; the kind of a skipped file.
+    outcome: a ``PlanSummary``, a ``StructureSetSummary``, the kind of a skipped file.
     None: use it all (a dose, an error). The scanning process keeps summaries only, for
     every plan and structure set of the archive; the worker that codes a plan gets both
     whole from the cache (``scan._PlanToCode``)."""
-    if isinstance(outcome, str):
+    if isinstance(outcome, (str, Skipped, PlanSummary, StructureSetSummary)):
         return outcome
-    from rtcode.model.facts import (  # here: a rescan needs no facts early
-        Plan,
-        Skipped,
-        StructureSet,
-    )
-
-    if isinstance(outcome, Skipped):
-        return outcome
-
     if isinstance(outcome, Plan):
-        return replace(outcome, beams=(), fraction_groups=(), referenced_plans=(), brachy=None)
+        return PlanSummary(
+            outcome.path,
+            outcome.sop_instance_uid,
+            outcome.patient_id,
+            outcome.referenced_structure_set_uid,
+        )
     if isinstance(outcome, StructureSet):
-        return replace(outcome, rois=())
+        return StructureSetSummary(outcome.path, outcome.sop_instance_uid, outcome.patient_id)
     return None
 
 

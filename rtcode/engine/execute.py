@@ -1,15 +1,5 @@
-"""Where the per-file work runs: in this process, in worker processes, or on a Dask
-cluster. The same function runs everywhere; results come back in input order.
-
-Work is sent in batches (a few files each, so that inter-process traffic stays small
-next to the work) and only a bounded number of batches is in flight at a time, so
-memory does not grow with the number of files: the caller consumes results as they
-come. Items whose result is already known (``Ready``, e.g. from the scan cache) are
-not sent: they take their place in the output stream as soon as everything before
-them is out, so the stream never waits for work it does not need. Worker processes
-ignore Ctrl-C; the scanning process handles it, cancels what has not started and
-stops.
-"""
+"""Where the per-file and per-plan work runs: in this process, in worker processes or
+on a Dask cluster (``Workers``); results come back in input order."""
 
 from __future__ import annotations
 
@@ -18,10 +8,8 @@ import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any, TypeVar
 
-T = TypeVar("T")
 R = TypeVar("R")
 
 EXECUTORS = ("local", "dask")
@@ -48,9 +36,9 @@ class _Batch:
     __slots__ = ("items", "future", "results")
 
     def __init__(self) -> None:
-        self.items: list = []
+        self.items: list[Any] = []
         self.future: Any = None
-        self.results: list | None = None
+        self.results: list[Any] | None = None
 
 
 def default_jobs() -> int:
@@ -61,12 +49,6 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -75,7 +57,17 @@ class Workers:
     """Worker processes (or a Dask client), started on first use and kept for the
     whole scan; ``map`` runs ``fn(batch, *args)`` over batches of items and yields
     each item's result in input order. ``fn`` must be a module-level function that
-    returns one result per item (it is pickled to the workers)."""
+    returns one result per item (it is pickled to the workers).
+
+    Work is sent in batches (a few files each, so that inter-process traffic stays small
+    next to the work) and only a bounded number of batches is in flight at a time, so
+    memory does not grow with the number of files: the caller consumes results as they
+    come. Items whose result is already known (``Ready``, e.g. from the scan cache) are
+    not sent: they take their place in the output stream as soon as everything before
+    them is out, so the stream never waits for work it does not need. Worker processes
+    ignore Ctrl-C; the scanning process handles it, cancels what has not started and
+    stops.
+    """
 
     def __init__(
         self,
@@ -102,11 +94,12 @@ class Workers:
         to come out."""
         submit = self._submitter(fn, args)
         depth = self._depth()
-        order: deque = deque()  # Ready, or (batch, index in it), in input order
+        # Ready, or (batch, index in it), in input order
+        order: deque[Ready | tuple[_Batch, int]] = deque()
         batch = _Batch()
         in_flight = 0
 
-        def out(block: bool) -> Iterator:
+        def out(block: bool) -> Iterator[R]:
             """Pop what can come out from the front; ``block``: wait for one batch."""
             nonlocal in_flight
             while order:
@@ -172,21 +165,24 @@ class Workers:
             return 4 * max(self.jobs, sum(self._client.nthreads().values()) or 1)
         return 4 * self.jobs
 
-    def _submitter(self, fn, args):
+    def _submitter(
+        self, fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> Callable[[list[Any]], Any]:
         if self.executor == "dask":
             client = self._dask_client()
             return lambda batch: client.submit(fn, batch, *args, pure=False)
         if self._pool is None:
+            # here: multiprocessing is loaded only when workers start (a rescan needs none)
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, initializer=_ignore_sigint)
         pool = self._pool
         return lambda batch: pool.submit(fn, batch, *args)
 
-    def _dask_client(self):
+    def _dask_client(self) -> Any:
         if self._client is not None:
             return self._client
-        try:
+        try:  # here: Dask is the optional rtcode[dask] extra
             from distributed import Client
         except ImportError:
             raise ExecutorError(
@@ -195,7 +191,9 @@ class Workers:
         if not self.scheduler:
             raise ExecutorError("--executor dask needs --scheduler ADDRESS (tcp://host:8786)")
         try:
-            self._client = Client(self.scheduler, timeout="10s", set_as_default=False)
+            self._client = Client(  # type: ignore[no-untyped-call]  # distributed is untyped
+                self.scheduler, timeout="10s", set_as_default=False
+            )
         except (OSError, TimeoutError) as exc:
             raise ExecutorError(
                 f"cannot reach the Dask scheduler at {self.scheduler}: {exc}"

@@ -1,23 +1,12 @@
-"""The pipeline: read -> extract -> link -> measure and classify.
-
-``Scanner`` streams it: every file's outcome first (in worker processes, from the
-scan cache when the file is unchanged), then every plan's coded result in input
-order (from the cache when nothing it depends on changed). ``scan`` collects the
-stream into one ``ScanResult``.
-
-One bad file never stops the batch: each file's problem becomes one entry in
-``errors`` with its path and a sentence a person understands. Limits from the
-policy's ``[limits]`` section go to the reader (file size) and the extractor
-(counts, meterset). Ctrl-C (KeyboardInterrupt) ends the scan early: ``scan`` raises
-``ScanInterrupted``, still a KeyboardInterrupt for callers that only want to stop,
-carrying what was done so far; ``rtcode scan`` reports that and exits 130.
-"""
+"""The pipeline over many files: read -> extract -> link -> measure and classify,
+streamed by ``Scanner`` (workers, cache, replay) and collected by ``scan``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import itertools
+import logging
 import os
 import pickle
 import struct
@@ -26,12 +15,20 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, TypeVar
 
 from rtcode.coding.policy import Policy
 from rtcode.dicom import read as reader
 from rtcode.dicom.vendors import class_oddity
-from rtcode.engine.cache import MISS, Cache, build_id, key, summary
+from rtcode.engine.cache import (
+    MISS,
+    Cache,
+    PlanSummary,
+    StructureSetSummary,
+    build_id,
+    key,
+    summary,
+)
 from rtcode.engine.execute import Ready, Workers
 from rtcode.link import LinkedPlan, link
 from rtcode.model.errors import RtcodeError
@@ -48,8 +45,8 @@ from rtcode.model.facts import (
 from rtcode.model.limits import Limits, default_limits
 from rtcode.model.results import PlanResult, ScanResult
 
-if TYPE_CHECKING:  # imported where plans are coded: a rescan from the cache needs neither
-    pass
+# one file's outcome: its facts, an error, the file skipped and why, or its kind
+_Outcome = ReadError | Plan | StructureSet | Dose | Skipped | str
 
 
 class ScanInterrupted(KeyboardInterrupt):
@@ -85,8 +82,13 @@ def _record(inv: Inventory, outcome: object) -> None:
         inv.errors.append(outcome)
     elif isinstance(outcome, Plan):
         inv.plans.append(outcome)
+    elif isinstance(outcome, PlanSummary):
+        # with a cache: linking reads only its path, UIDs and patient (see PlanSummary)
+        inv.plans.append(outcome)  # type: ignore[arg-type]  # Inventory names Plan only
     elif isinstance(outcome, StructureSet):
         inv.structure_sets.append(outcome)
+    elif isinstance(outcome, StructureSetSummary):
+        inv.structure_sets.append(outcome)  # type: ignore[arg-type]  # as a PlanSummary
     elif isinstance(outcome, Dose):
         inv.doses.append(outcome)
     elif isinstance(outcome, Skipped):
@@ -99,14 +101,12 @@ def _record(inv: Inventory, outcome: object) -> None:
         inv.images_skipped += 1
 
 
-def file_outcomes(entries: list[reader.FileEntry], limits: Limits) -> list:
+def file_outcomes(entries: list[reader.FileEntry], limits: Limits) -> list[_Outcome]:
     """The outcome of each file (the per-file work, run by the executor's workers)."""
     return [_one_file(entry, limits) for entry in entries]
 
 
-def _one_file(
-    entry: reader.FileEntry, limits: Limits
-) -> ReadError | Plan | StructureSet | Dose | Skipped | str:
+def _one_file(entry: reader.FileEntry, limits: Limits) -> _Outcome:
     """The one outcome of one file: its facts, an error, the file skipped and why, or
     "image"."""
     from rtcode.dicom.extract import extract  # here: pydicom is imported only when a file is parsed
@@ -125,7 +125,7 @@ def _one_file(
     if result.dataset is None or result.modality is None:
         return ReadError(result.display, "could not read the file: no data set came back")
     try:
-        facts = extract(
+        facts: Plan | StructureSet | Dose = extract(
             result.dataset, result.modality, result.display, result.has_pixel_data, limits
         )
     except RtcodeError as exc:
@@ -149,8 +149,6 @@ def _unexpected(exc: BaseException) -> str:
     """A failure rtcode did not foresee, in words: no exception class or text (Python's
     words mean nothing to the user; they go to the log, logger "rtcode", for whoever
     looks into the report)."""
-    import logging
-
     logging.getLogger("rtcode").debug("unforeseen failure", exc_info=exc)
     return "rtcode does not handle something in it; please report this file"
 
@@ -174,7 +172,9 @@ class Runner:
     cache: Cache | None = None
     _workers: Workers | None = field(default=None, init=False, repr=False)
 
-    def map(self, fn, items: Iterable, *args, batch_size: int = 8) -> Iterator:
+    def map(
+        self, fn: Callable[..., list[Any]], items: Iterable[Any], *args: Any, batch_size: int = 8
+    ) -> Iterator[Any]:
         """``fn([item], *args)`` of each item, ``Ready`` items passed through, results in
         input order. A local scan with little to do (fewer than ``_INLINE_BELOW`` items
         in the first ``_WINDOW``) does it in this process: starting workers would cost
@@ -217,10 +217,12 @@ def _load_the_workers_modules() -> None:
         related,  # noqa: F401
     )
     from rtcode.dicom import extract  # noqa: F401
-    from rtcode.output import render  # noqa: F401
+    from rtcode.output import formats  # noqa: F401
 
 
-def _inline(fn, items: Iterable, args: tuple) -> Iterator:
+def _inline(
+    fn: Callable[..., list[Any]], items: Iterable[Any], args: tuple[Any, ...]
+) -> Iterator[Any]:
     for item in items:
         if isinstance(item, Ready):
             yield item.value
@@ -274,16 +276,18 @@ class _Pickled:
     (``cache.summary``) for the scanning process to link. Control points and ROIs
     are most of their bytes: the scanning process never unpickles them."""
 
-    summary: Plan | StructureSet
+    summary: PlanSummary | StructureSetSummary
     pickled: bytes
 
 
-def look_at_files(looks: list[_Look], limits: Limits) -> list[tuple]:
+def look_at_files(
+    looks: list[_Look], limits: Limits
+) -> list[tuple[tuple[int, int, str] | None, _Outcome | _Pickled]]:
     """(signature, outcome) of each file (the per-file work with a cache, run by the
     workers): its first bytes decide; an image named by its file meta is done with,
     a file whose signature is the known one is ``_UNCHANGED``, the rest are read
     (a plan or structure set comes back ``_Pickled``)."""
-    out = []
+    out: list[tuple[tuple[int, int, str] | None, _Outcome | _Pickled]] = []
     for look in looks:
         peek = reader.peek(look.entry)
         if peek.signature is None:  # could not be opened: read() says why
@@ -299,8 +303,9 @@ def look_at_files(looks: list[_Look], limits: Limits) -> list[tuple]:
             outcome = _one_file(look.entry, limits)
             small = summary(outcome)
             if small is not None and small is not outcome:
-                outcome = _Pickled(small, _dumps(outcome))
-            out.append((peek.signature, outcome))
+                out.append((peek.signature, _Pickled(small, _dumps(outcome))))
+            else:
+                out.append((peek.signature, outcome))
     return out
 
 
@@ -327,9 +332,9 @@ def _outcomes(
     contexts = _file_contexts(key(build_id(), limits))
     # (entry, path key, context) of the files sent and not yet back, in order: a
     # queue, so that nothing is kept per file once its result is in
-    looks: deque = deque()
+    looks: deque[tuple[reader.FileEntry, bytes, str]] = deque()
 
-    def work() -> Iterator:
+    def work() -> Iterator[_Look | Ready]:
         for entry in walk:
             if isinstance(entry, reader.WalkError):
                 yield Ready(_Done((entry, None)))
@@ -353,7 +358,7 @@ def _outcomes(
 
     for result in runner.map(look_at_files, work(), limits, batch_size=_FILE_BATCH):
         if isinstance(result, _Done):  # a walk error, or an untouched file's outcome
-            yield result.outcome
+            yield result.outcome  # type: ignore[misc]  # work() puts (outcome, id) pairs in
             continue
         signature, outcome = result
         entry, path_key, named = looks.popleft()
@@ -371,15 +376,20 @@ def _outcomes(
                 pickled = None
                 outcome = _one_file(entry, limits)
         if isinstance(outcome, _Pickled):
-            outcome, pickled = outcome.summary, outcome.pickled
+            pickled = outcome.pickled
+            outcome = outcome.summary
         cache.put_file(path_key, signature, named, outcome, entry.stat_key, pickled)
         yield outcome, (None if isinstance(outcome, (str, Skipped)) else fid)
+
+
+# a plan's or structure set's facts, whole or as the summary the scan links
+_FACTS = (Plan, StructureSet, PlanSummary, StructureSetSummary)
 
 
 def _coded(outcome: object) -> bool:
     """A plan's coded result (a PlanResult, or its rendered row), not an error or a
     file's facts."""
-    return not isinstance(outcome, (ReadError, Plan, StructureSet, Dose, Skipped, str))
+    return not isinstance(outcome, (ReadError, Dose, Skipped, str, *_FACTS))
 
 
 @dataclass(frozen=True)
@@ -389,24 +399,24 @@ class _Done:
 
 
 def classify_plans(
-    plans: list[LinkedPlan],
+    plans: list[LinkedPlan | _PlanToCode],
     policy: Policy,
     day: dt.date | None,
     render: Callable[[PlanResult, Policy], object] | None = None,
-) -> list:
+) -> list[object]:
     """PlanResult (or ReadError) of each linked plan (the per-plan work); with
     ``render``, what it makes of the PlanResult (a small row) instead."""
-    out = []
-    for lp in plans:
-        if isinstance(lp, _PlanToCode):
-            lp = lp.unpickle(policy)
-            if isinstance(lp, ReadError):
-                out.append(lp)
-                continue
+    out: list[object] = []
+    for item in plans:
+        lp = item.unpickle(policy) if isinstance(item, _PlanToCode) else item
+        if isinstance(lp, ReadError):
+            out.append(lp)
+            continue
         result = _classify_one(lp, policy, day)
         if render is not None and isinstance(result, PlanResult):
-            result = render(result, policy)
-        out.append(result)
+            out.append(render(result, policy))
+        else:
+            out.append(result)
     return out
 
 
@@ -441,7 +451,7 @@ class _PlanToCode:
         limits = Limits.from_policy(policy)
         lp = self.linked
         plan = _restore(lp.plan, Plan, self.pickled, self.entry, limits)
-        if not isinstance(plan, Plan):
+        if isinstance(plan, ReadError):
             return plan
         if lp.structure_set is None:
             return replace(lp, plan=plan)
@@ -458,25 +468,27 @@ class _PlanToCode:
 
 
 _KIND_NAMES = {Plan: "an RT Plan", StructureSet: "an RT Structure Set"}
+_Whole = TypeVar("_Whole", Plan, StructureSet)
 
 
 def _restore(
-    small: Plan | StructureSet,
-    kind: type,
+    small: Plan | StructureSet | PlanSummary | StructureSetSummary,
+    kind: type[_Whole],
     pickled: bytes | None,
     entry: reader.FileEntry | None,
     limits: Limits,
-) -> Plan | StructureSet | ReadError:
+) -> _Whole | ReadError:
     """The whole facts of which ``small`` is the summary: from the cache's pickle, else
     (gone from the cache, e.g. cleaned up by another scan) from the file again; a
     ReadError when the file is no longer of that kind or cannot be read."""
     whole = _loads(pickled) if pickled is not None else MISS
-    if not isinstance(whole, kind) or whole.path != small.path:  # (another display of it)
-        path = small.path
-        whole = _one_file(entry or reader.FileEntry(Path(path), path, explicit=True), limits)
-    if isinstance(whole, (kind, ReadError)):
-        return whole  # type: ignore[return-value]
-    return ReadError(small.path, f"the file is no longer {_KIND_NAMES[kind]}")
+    if isinstance(whole, kind) and whole.path == small.path:  # (not another display of it)
+        return whole
+    path = small.path
+    again = _one_file(entry or reader.FileEntry(Path(path), path, explicit=True), limits)
+    if isinstance(again, (kind, ReadError)):
+        return again
+    return ReadError(path, f"the file is no longer {_KIND_NAMES[kind]}")
 
 
 def _loads(blob: bytes) -> object:
@@ -486,7 +498,10 @@ def _loads(blob: bytes) -> object:
         return MISS
 
 
-def _classify_one(lp: LinkedPlan, policy: Policy, date_override: dt.date | None):
+def _classify_one(
+    lp: LinkedPlan, policy: Policy, date_override: dt.date | None
+) -> PlanResult | ReadError:
+    # here: the classifier loads numpy, which a rescan from the cache never needs
     from rtcode.coding.classify import classify
     from rtcode.coding.related import date_of_service, related_codes
 
@@ -515,7 +530,7 @@ class _Listing:
         self._counts = array("Q")  # per file: size, inode, whether named
         self._times = array("q")  # per file: mtime and ctime in ns (before 1970: < 0)
 
-    def watch(self, walk: Iterable) -> Iterator:
+    def watch(self, walk: Iterable[Any]) -> Iterator[Any]:
         paths, counts, times = self._paths, self._counts, self._times
         for entry in walk:
             key = getattr(entry, "stat_key", None)  # a WalkError has none
@@ -570,6 +585,18 @@ class Scanner:
 
     Ctrl-C while files are read: the plans read so far are still coded, then the
     stream ends with ``interrupted`` set; Ctrl-C while coding ends it at once.
+
+    ``Scanner`` streams it: every file's outcome first (in worker processes, from the
+    scan cache when the file is unchanged), then every plan's coded result in input
+    order (from the cache when nothing it depends on changed). ``scan`` collects the
+    stream into one ``ScanResult``.
+
+    One bad file never stops the batch: each file's problem becomes one entry in
+    ``errors`` with its path and a sentence a person understands. Limits from the
+    policy's ``[limits]`` section go to the reader (file size) and the extractor
+    (counts, meterset). Ctrl-C (KeyboardInterrupt) ends the scan early: ``scan`` raises
+    ``ScanInterrupted``, still a KeyboardInterrupt for callers that only want to stop,
+    carrying what was done so far; ``rtcode scan`` reports that and exits 130.
     """
 
     def __init__(
@@ -581,7 +608,7 @@ class Scanner:
         render: Callable[[PlanResult, Policy], object] | None = None,
     ) -> None:
         """``render`` (a module-level function, run by the workers) turns each
-        PlanResult into what the caller keeps, e.g. ``rtcode.output.render.plan_row``: the
+        PlanResult into what the caller keeps, e.g. ``rtcode.output.formats.plan_row``: the
         stream then yields those, and the cache keeps those. ``progress(event, item)``
         hears "file" (each file's outcome), "files" (a count: a replayed scan's),
         "plan" and "error"."""
@@ -627,10 +654,11 @@ class Scanner:
         keys = self.result_keys
         if listing is None or listing.digest is None or cache is None or self.interrupted:
             return
-        if None not in keys:  # every coded plan's row is in the cache
-            cache.put_result(f"scan:{base}", _Replay(listing.digest, self.inventory.tally(), keys))
+        coded = [k for k in keys if k is not None]
+        if len(coded) == len(keys):  # every coded plan's row is in the cache
+            cache.put_result(f"scan:{base}", _Replay(listing.digest, self.inventory.tally(), coded))
 
-    def _replay_base(self, inputs: list) -> str | None:
+    def _replay_base(self, inputs: list[Any]) -> str | None:
         """What, beside the files, a scan's whole result depends on; None when it is
         not replayed (no lasting cache, whole results kept, inputs that are not
         paths). The cache keeps the last scan made with each: a nightly rescan finds
@@ -655,7 +683,7 @@ class Scanner:
             tuple(os.fspath(i) for i in inputs),
         )
 
-    def _replay(self, stored: _Replay, cache: Cache) -> Iterator:
+    def _replay(self, stored: _Replay, cache: Cache) -> Iterator[Any]:
         """The stored result of this scan, every file untouched since: nothing to read
         or code again."""
         inv = self.inventory
@@ -679,7 +707,7 @@ class Scanner:
             self.progress("plan", row)
             yield row
 
-    def _run(self, walk: Iterable) -> Iterator:
+    def _run(self, walk: Iterable[Any]) -> Iterator[Any]:
         cache = self.runner.cache
         limits = Limits.from_policy(self.policy)
         files: dict[int, _FileId] = {}  # id() of a plan, structure set or dose found
@@ -688,7 +716,7 @@ class Scanner:
             for outcome, fid in _outcomes(walk, limits, self.runner):
                 if cache is not None:  # the rest is read back when the plan is coded
                     outcome = _summary(outcome)
-                if fid is not None and isinstance(outcome, (Plan, StructureSet, Dose)):
+                if fid is not None and isinstance(outcome, (Dose, *_FACTS)):
                     files[id(outcome)] = fid
                 _record(inv, outcome)
                 self.progress("file", outcome)
@@ -701,11 +729,12 @@ class Scanner:
         finally:
             self.runner.close(self.interrupted)
 
-    def _code(self, linked: list[LinkedPlan], files: dict[int, _FileId]):
+    def _code(self, linked: list[LinkedPlan], files: dict[int, _FileId]) -> Iterator[Any]:
         cache = self.runner.cache
-        keys: deque = deque()  # result key of each plan sent and not yet back, in order
+        # result key of each plan sent and not yet back, in order
+        keys: deque[str | None] = deque()
 
-        def work() -> Iterator:
+        def work() -> Iterator[LinkedPlan | _PlanToCode | Ready]:
             for lp in linked:
                 if cache is None:
                     keys.append(None)

@@ -1,2 +1,3 @@
-"""Step 5, render: scan results as table, JSON, JSONL, CSV; de-identification; the one
-atomic writer and the guard that keeps outputs off inputs."""
+"""Step 5, output: the scan formats' registry and writer (formats.py), the renderers
+(render.py, render_results.py), de-identification, JSON text and terminal escaping,
+and the one atomic writer with the guard that keeps outputs off inputs (files.py)."""

@@ -1,37 +1,6 @@
-"""De-identification for outputs that leave the department (``--deidentify``).
-
-``deidentify(result, pseudonyms)`` returns a copy of any result tree (a scan, a
-report, a single plan result: frozen dataclasses, tuples, lists, dicts) in which
-
-- patient IDs become ``PAT-`` + 10 hex digits, patient names ``NAME-`` + 8,
-- dates (fields named ``date`` or ``*_date``, and any ``datetime.date`` value; their
-  YYYYMMDD and YYYY-MM-DD forms in text) become ``DATE-`` + 8 hex digits; a
-  ``datetime.date`` value becomes a ``PseudonymDate``, that text with the
-  ``isoformat()`` and ``strftime()`` renderers call (date arithmetic on it fails),
-- UIDs (fields named ``*_uid``/``*_uids``, and anything in text shaped like a DICOM
-  UID with five or more components, e.g. in a file name) become ``2.25.`` UIDs,
-
-everywhere: in the fields themselves and inside every other string (paths, findings,
-flags, notes, error messages). Pseudonyms are keyed hashes (HMAC-SHA256): the same
-input and key always give the same pseudonym, so one patient's plans still group
-together, and without the key nobody can test a guessed ID against a pseudonym.
-The key comes from ``RTCODE_DEIDENTIFY_KEY``; without it a random key is drawn for
-the run (pseudonyms then hold within one output only).
-
-Patient IDs of one or two characters, and single parts of a patient name, are
-replaced only where they stand alone (a whole field or a whole path segment), not
-inside other words; whole names (``SMITH^JOHN``, ``Smith John``, ``John_Smith``)
-are replaced wherever they appear, in any case. Free text that nobody marked as
-identifying (ROI names, plan labels) is otherwise kept.
-
-Rows of an input that could not be read (charges rows the audit rejected) are not
-pseudonymised but withheld: their raw text is emptied and the values their reason
-quotes become ``(withheld)``, since no field says which of their cells identify a
-patient. Their line numbers stay.
-
-Other commands (``inspect``, ``audit``) call it the same way, on whatever they
-render: ``deidentify(thing, Pseudonyms.from_environment())``.
-"""
+"""De-identification for outputs that leave the department (``--deidentify``): keyed
+pseudonyms for patient IDs, names, dates and UIDs, applied to results before they
+are rendered."""
 
 from __future__ import annotations
 
@@ -305,8 +274,42 @@ def _rewrite(obj: Any, text: Callable[[str], str], memo: dict[int, Any]) -> Any:
 
 
 def deidentify(obj: T, pseudonyms: Pseudonyms) -> T:
-    """A copy of ``obj`` with patient IDs, names, dates and UIDs replaced (see above)."""
+    """A copy of ``obj`` with patient IDs, names, dates and UIDs replaced.
+
+    ``deidentify(result, pseudonyms)`` returns a copy of any result tree (a scan, a
+    report, a single plan result: frozen dataclasses, tuples, lists, dicts) in which
+
+    - patient IDs become ``PAT-`` + 10 hex digits, patient names ``NAME-`` + 8,
+    - dates (fields named ``date`` or ``*_date``, and any ``datetime.date`` value; their
+      YYYYMMDD and YYYY-MM-DD forms in text) become ``DATE-`` + 8 hex digits; a
+      ``datetime.date`` value becomes a ``PseudonymDate``, that text with the
+      ``isoformat()`` and ``strftime()`` renderers call (date arithmetic on it fails),
+    - UIDs (fields named ``*_uid``/``*_uids``, and anything in text shaped like a DICOM
+      UID with five or more components, e.g. in a file name) become ``2.25.`` UIDs,
+
+    everywhere: in the fields themselves and inside every other string (paths, findings,
+    flags, notes, error messages). Pseudonyms are keyed hashes (HMAC-SHA256): the same
+    input and key always give the same pseudonym, so one patient's plans still group
+    together, and without the key nobody can test a guessed ID against a pseudonym.
+    The key comes from ``RTCODE_DEIDENTIFY_KEY``; without it a random key is drawn for
+    the run (pseudonyms then hold within one output only).
+
+    Patient IDs of one or two characters, and single parts of a patient name, are
+    replaced only where they stand alone (a whole field or a whole path segment), not
+    inside other words; whole names (``SMITH^JOHN``, ``Smith John``, ``John_Smith``)
+    are replaced wherever they appear, in any case. Free text that nobody marked as
+    identifying (ROI names, plan labels) is otherwise kept.
+
+    Rows of an input that could not be read (charges rows the audit rejected) are not
+    pseudonymised but withheld: their raw text is emptied and the values their reason
+    quotes become ``(withheld)``, since no field says which of their cells identify a
+    patient. Their line numbers stay.
+
+    Other commands (``inspect``, ``audit``) call it the same way, on whatever they
+    render: ``deidentify(thing, Pseudonyms.from_environment())``.
+    """
     found = _Found()
     _collect(obj, found, set())
     replace = _text_replacer(found, pseudonyms)
-    return _rewrite(obj, replace, {})
+    rewritten: T = _rewrite(obj, replace, {})  # the same shape, strings replaced
+    return rewritten

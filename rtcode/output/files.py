@@ -1,31 +1,6 @@
-"""Where rtcode writes: one guard for every path a command writes (``--output``,
-``--html``, ``--cache``, ``listen --db``) and one way to write a file atomically.
-
-The guard (``check``) runs before any work and again right before the rename:
-
-- ``-`` is standard output (also ``/dev/stdout``, ``/dev/fd/1`` and
-  ``/proc/self/fd/1``, which are written as ``-``); ``""`` is refused, and so is
-  any other file descriptor alias (``/dev/stderr``, ``/dev/fd/N``, ``/proc/*/fd/N``).
-- What exists must be a regular file: a folder, named pipe, device or socket is
-  refused (as root, replacing ``/dev/null`` by a file would break the machine), and
-  so is a broken symbolic link.
-- Its folder must exist and be writable: rtcode creates no folders for outputs
-  (only the scan cache's, as it always did; what of it exists is checked).
-- It must not be one of the inputs: a file named on the command line (the scanned
-  paths, a charges, PTP or policy file, the scan cache), compared by real path and by
-  (st_dev, st_ino) so that symbolic and hard links are caught; nor anything under a
-  scanned folder (by real path, and by identity for each folder above it, so a bind
-  mount is caught); nor a file that a link inside a scanned folder leads to (the
-  scan reads it: looked for only when the target exists, one listing of the folders).
-
-An SQLite database (the cache, the results database) is checked with its ``-wal``,
-``-shm`` and ``-journal`` files, which SQLite writes beside it.
-
-``AtomicFile`` writes beside the target and renames into place: on Linux an unnamed
-``O_TMPFILE`` that gets a name only to be renamed (a killed process leaves nothing),
-elsewhere a named temporary file that is removed on any exception and on SIGTERM or
-SIGHUP (where that signal would have ended the process). Files are created 0600.
-"""
+"""Where rtcode writes: the one guard for every path a command writes (``check``:
+never an input, nothing under a scanned folder, no device or pipe) and the one
+atomic writer (``AtomicFile``)."""
 
 from __future__ import annotations
 
@@ -39,7 +14,8 @@ import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
+from types import TracebackType
+from typing import IO, Any, NamedTuple
 
 import click
 
@@ -56,14 +32,14 @@ class OutputRefused(click.ClickException):
 
     exit_code = 2
 
-    def show(self, file=None) -> None:  # type: ignore[no-untyped-def]
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"rtcode: {self.format_message()}", err=True)
 
 
 class OutputFailed(click.ClickException):
     """Writing the output failed (disk full, permissions changed): exit status 1."""
 
-    def show(self, file=None) -> None:  # type: ignore[no-untyped-def]
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"rtcode: {self.format_message()}", err=True)
 
 
@@ -263,7 +239,28 @@ def check(
     ``OutputRefused`` naming the option, the path and the reason. ``database``: an
     SQLite file (no standard output; its -wal, -shm and -journal files are checked).
     ``make_folder``: a missing folder is no reason to refuse (the caller creates it,
-    as the scan cache does); what of it exists must still be a writable folder."""
+    as the scan cache does); what of it exists must still be a writable folder.
+
+    The guard (``check``) runs before any work and again right before the rename:
+
+    - ``-`` is standard output (also ``/dev/stdout``, ``/dev/fd/1`` and
+      ``/proc/self/fd/1``, which are written as ``-``); ``""`` is refused, and so is
+      any other file descriptor alias (``/dev/stderr``, ``/dev/fd/N``, ``/proc/*/fd/N``).
+    - What exists must be a regular file: a folder, named pipe, device or socket is
+      refused (as root, replacing ``/dev/null`` by a file would break the machine), and
+      so is a broken symbolic link.
+    - Its folder must exist and be writable: rtcode creates no folders for outputs
+      (only the scan cache's, as it always did; what of it exists is checked).
+    - It must not be one of the inputs: a file named on the command line (the scanned
+      paths, a charges, PTP or policy file, the scan cache), compared by real path and by
+      (st_dev, st_ino) so that symbolic and hard links are caught; nor anything under a
+      scanned folder (by real path, and by identity for each folder above it, so a bind
+      mount is caught); nor a file that a link inside a scanned folder leads to (the
+      scan reads it: looked for only when the target exists, one listing of the folders).
+
+    An SQLite database (the cache, the results database) is checked with its ``-wal``,
+    ``-shm`` and ``-journal`` files, which SQLite writes beside it.
+    """
     if value is None:
         return None
     rules = _Rules(database, make_folder)
@@ -336,7 +333,13 @@ def _check_one(text: str, shown: str, option: str, inputs: Inputs, rules: _Rules
 class AtomicFile:
     """A text file written beside its target and renamed into place by ``commit``
     (after the target is checked again); ``discard`` leaves the target as it was.
-    As a context manager: commit on success, discard on any exception."""
+    As a context manager: commit on success, discard on any exception.
+
+    ``AtomicFile`` writes beside the target and renames into place: on Linux an unnamed
+    ``O_TMPFILE`` that gets a name only to be renamed (a killed process leaves nothing),
+    elsewhere a named temporary file that is removed on any exception and on SIGTERM or
+    SIGHUP (where that signal would have ended the process). Files are created 0600.
+    """
 
     def __init__(self, target: Target) -> None:
         assert target.path is not None
@@ -360,7 +363,12 @@ class AtomicFile:
     def __enter__(self) -> AtomicFile:
         return self
 
-    def __exit__(self, kind, value, tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if kind is None:
             self.commit()
         else:
@@ -497,7 +505,7 @@ def fsync_folder(folder: Path) -> None:
 
 # Named temporary files of this process, removed when SIGTERM or SIGHUP would end it.
 _LIVE: set[str] = set()
-_HANDLED: dict[int, object] = {}  # signal -> the handler it had
+_HANDLED: dict[int, Any] = {}  # signal -> the handler it had
 _OWNER = 0  # the process that installed the handlers (forked workers inherit them)
 _SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
 
@@ -528,7 +536,7 @@ def _forget(name: str | None) -> None:
         _LIVE.discard(name)
     if not _LIVE and _HANDLED and threading.current_thread() is threading.main_thread():
         for sig, previous in _HANDLED.items():
-            signal.signal(sig, previous)  # type: ignore[arg-type]
+            signal.signal(sig, previous)
         _HANDLED.clear()
 
 

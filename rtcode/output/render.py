@@ -1,25 +1,24 @@
-"""Step 6, rendering: scan results as JSON (stable contract), CSV and a text table."""
+"""Rendering coded plans: the JSON contract's pieces (plans, beams, the scan document),
+CSV rows and the text table (written by ``rtcode.output.formats``), and ``inspect``."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 import textwrap
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rtcode import __version__
 from rtcode.coding.policy import Policy
 from rtcode.model.facts import Plan, Skipped, Tally
 from rtcode.model.results import ScanResult
-from rtcode.output.jsontext import dumps
 from rtcode.output.terminal import clip, lines_text, one_line
 
-if TYPE_CHECKING:  # imported where used: rendering cached rows needs neither
+if TYPE_CHECKING:
+    from rtcode.link import LinkedPlan
     from rtcode.model.codes import BeamAssessment, Classification
     from rtcode.model.results import PlanResult
 
@@ -187,76 +186,11 @@ def _cell_text(value: Any) -> str:
 
 
 def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
-    from rtcode.coding.classify import roi_role, role_reason
-
+    """One coded plan as the JSON contract has it (a plan of ``rtcode scan --format
+    json``, a plan record of jsonl)."""
     lp, c = result.linked, result.classification
     plan = lp.plan
-    ss = lp.structure_set
-    if ss is not None:
-        rois = []
-        for r in ss.rois:
-            role, how = roi_role(r, policy)
-            rois.append(
-                {
-                    "number": r.number,
-                    "name": r.name,
-                    "interpreted_type": r.interpreted_type,
-                    "role": role,
-                    "role_from": how,
-                    "role_reason": role_reason(r, policy),
-                    "contoured": r.has_contours,
-                }
-            )
-        structure_set = {
-            "status": lp.structure_set_status,
-            "path": ss.path,
-            "sop_instance_uid": ss.sop_instance_uid,
-            "targets": [r.name for r in c.targets],
-            "organs_at_risk": [r.name for r in c.organs_at_risk],
-            "rois": rois,
-        }
-    else:
-        structure_set = {
-            "status": lp.structure_set_status,
-            "path": None,
-            "sop_instance_uid": plan.referenced_structure_set_uid,
-            "targets": [],
-            "organs_at_risk": [],
-            "rois": [],
-        }
-    names = {r.number: r.name for r in ss.rois} if ss is not None else {}
-    doses = [
-        {
-            "path": d.path,
-            "sop_instance_uid": d.sop_instance_uid,
-            "summation_type": d.summation_type,
-            "grid": {
-                "columns": d.grid.columns,
-                "rows": d.grid.rows,
-                "frames": d.grid.frames,
-                "has_pixel_data": d.grid.has_pixel_data,
-            },
-            "has_dvh": d.dvh_count > 0,
-            "dvh_rois": [
-                names.get(n, n)
-                if d.referenced_structure_set_uid == (ss and ss.sop_instance_uid)
-                else n
-                for n in d.dvh_roi_numbers
-            ],
-        }
-        for d in lp.doses
-    ]
-    brachy = None
-    if plan.brachy is not None:
-        brachy = {
-            "treatment_type": plan.brachy.treatment_type,
-            "technique": plan.brachy.technique,
-            "channels": plan.brachy.number_of_channels,
-            "sources": plan.brachy.number_of_sources,  # SourceSequence items: source types
-            "source_types": plan.brachy.number_of_source_types,
-            "sources_placed": plan.brachy.number_of_seeds,  # seeds; None: cannot be read
-            "isotopes": list(plan.brachy.isotopes),
-        }
+    day = result.date_of_service
     return {
         "path": plan.path,
         "sop_instance_uid": plan.sop_instance_uid,
@@ -271,6 +205,30 @@ def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
             "model": plan.planning_system.model,
             "software_versions": plan.planning_system.software_versions,
         },
+        **_coding_json(c),
+        "date_of_service": day.isoformat() if day else None,
+        "related_codes": [
+            {
+                "code": r.code,
+                "units": r.units,
+                "kind": r.kind,
+                "reason": r.reason,
+                "setting": r.setting,
+            }
+            for r in result.related
+        ],
+        "fraction_groups": fraction_groups_json(plan),
+        "prescriptions": prescriptions_json(plan),
+        "beams": [beam_json(b) for b in c.beams],
+        "brachytherapy": _brachy_json(plan),
+        "structure_set": _structure_set_json(lp, c, policy),
+        "dose": _doses_json(lp),
+    }
+
+
+def _coding_json(c: Classification) -> dict[str, Any]:
+    """The code and why: category, confidence, evidence, flags, alternatives."""
+    return {
         "code": c.code,
         "label": c.label,
         "category": c.category.value,
@@ -296,24 +254,89 @@ def plan_json(result: PlanResult, policy: Policy) -> dict[str, Any]:
             {"code": a.code, "category": a.category, "condition": a.condition}
             for a in c.alternatives
         ],
-        "date_of_service": result.date_of_service.isoformat() if result.date_of_service else None,
-        "related_codes": [
-            {
-                "code": r.code,
-                "units": r.units,
-                "kind": r.kind,
-                "reason": r.reason,
-                "setting": r.setting,
-            }
-            for r in result.related
-        ],
-        "fraction_groups": fraction_groups_json(plan),
-        "prescriptions": prescriptions_json(plan),
-        "beams": [beam_json(b) for b in c.beams],
-        "brachytherapy": brachy,
-        "structure_set": structure_set,
-        "dose": doses,
     }
+
+
+def _brachy_json(plan: Plan) -> dict[str, Any] | None:
+    if plan.brachy is None:
+        return None
+    return {
+        "treatment_type": plan.brachy.treatment_type,
+        "technique": plan.brachy.technique,
+        "channels": plan.brachy.number_of_channels,
+        "sources": plan.brachy.number_of_sources,  # SourceSequence items: source types
+        "source_types": plan.brachy.number_of_source_types,
+        "sources_placed": plan.brachy.number_of_seeds,  # seeds; None: cannot be read
+        "isotopes": list(plan.brachy.isotopes),
+    }
+
+
+def _structure_set_json(lp: LinkedPlan, c: Classification, policy: Policy) -> dict[str, Any]:
+    """The linked structure set with each ROI's role and where the role came from."""
+    # here: the classifier (and numpy) is loaded only when a plan is rendered, never by
+    # a rescan that writes rows from the cache
+    from rtcode.coding.classify import roi_role, role_reason
+
+    ss = lp.structure_set
+    if ss is None:
+        return {
+            "status": lp.structure_set_status,
+            "path": None,
+            "sop_instance_uid": lp.plan.referenced_structure_set_uid,
+            "targets": [],
+            "organs_at_risk": [],
+            "rois": [],
+        }
+    rois = []
+    for r in ss.rois:
+        role, how = roi_role(r, policy)
+        rois.append(
+            {
+                "number": r.number,
+                "name": r.name,
+                "interpreted_type": r.interpreted_type,
+                "role": role,
+                "role_from": how,
+                "role_reason": role_reason(r, policy),
+                "contoured": r.has_contours,
+            }
+        )
+    return {
+        "status": lp.structure_set_status,
+        "path": ss.path,
+        "sop_instance_uid": ss.sop_instance_uid,
+        "targets": [r.name for r in c.targets],
+        "organs_at_risk": [r.name for r in c.organs_at_risk],
+        "rois": rois,
+    }
+
+
+def _doses_json(lp: LinkedPlan) -> list[dict[str, Any]]:
+    """The linked doses; DVH ROIs by name where the dose refers to the linked structure
+    set, else by number."""
+    ss = lp.structure_set
+    names = {r.number: r.name for r in ss.rois} if ss is not None else {}
+    return [
+        {
+            "path": d.path,
+            "sop_instance_uid": d.sop_instance_uid,
+            "summation_type": d.summation_type,
+            "grid": {
+                "columns": d.grid.columns,
+                "rows": d.grid.rows,
+                "frames": d.grid.frames,
+                "has_pixel_data": d.grid.has_pixel_data,
+            },
+            "has_dvh": d.dvh_count > 0,
+            "dvh_rois": [
+                names.get(n, n)
+                if d.referenced_structure_set_uid == (ss and ss.sop_instance_uid)
+                else n
+                for n in d.dvh_roi_numbers
+            ],
+        }
+        for d in lp.doses
+    ]
 
 
 def scan_json(result: ScanResult) -> dict[str, Any]:
@@ -362,66 +385,6 @@ def skipped_json(s: Skipped) -> dict[str, Any]:
         "modality": s.modality,
         "reason": s.reason,
     }
-
-
-def to_json(result: ScanResult) -> str:
-    return dumps(scan_json(result), indent=2) + "\n"
-
-
-@dataclass(frozen=True)
-class PlanRow:
-    """One coded plan rendered for every scan format, small enough to keep per plan
-    (and to cache): the plan's facts and arrays are not kept."""
-
-    json_line: str  # its jsonl line
-    csv: list[str]
-    table: tuple[str, ...]
-    details: list[str]
-
-    @property
-    def json_text(self) -> str:
-        """The plan's object as it sits in the json document (indented). Made from the
-        jsonl line only when asked for: the indenting encoder is pure Python, ten
-        times slower than the compact one, and most big scans are jsonl."""
-        data = json.loads(self.json_line)
-        del data["record"]
-        return dumps(data, indent=2).replace("\n", "\n    ")
-
-
-def plan_row(p: PlanResult, policy: Policy) -> PlanRow:
-    data = plan_json(p, policy)
-    return PlanRow(
-        json_line=dumps({"record": "plan", **data}),
-        csv=csv_row(p),
-        table=table_row(p),
-        details=table_details(p),
-    )
-
-
-def jsonl_tail(tally: Tally, plans: int, interrupted: bool, policy: Policy) -> list[dict[str, Any]]:
-    """The records a jsonl scan ends with, after its plans: each error, each file
-    skipped (images are counted in the summary), then the summary."""
-    errors = [{"record": "error", "path": e.path, "error": e.error} for e in tally.errors]
-    errors += [{"record": "skipped", **skipped_json(s)} for s in tally.skipped]
-    summary = {
-        "record": "summary",
-        "rtcode_version": __version__,
-        "policy": policy.summary(),
-        **scan_summary(tally, plans, interrupted),
-    }
-    return [*errors, summary]
-
-
-def json_text(plans: list[str], tally: Tally, interrupted: bool, policy: Policy) -> str:
-    """The json document, byte for byte what ``to_json`` writes, from the plans'
-    ``PlanRow.json_text``."""
-    doc = scan_document([], tally, interrupted, policy)
-    doc["summary"]["plans"] = len(plans)
-    text = dumps(doc, indent=2) + "\n"
-    if plans:
-        body = ",\n".join("    " + t for t in plans)
-        text = text.replace('\n  "plans": [],\n', f'\n  "plans": [\n{body}\n  ],\n', 1)
-    return text
 
 
 # -------------------------------------------------------------------------- CSV
@@ -498,10 +461,6 @@ def csv_text(rows: Iterable[list[str]]) -> str:
     writer.writerow(CSV_COLUMNS)
     writer.writerows(rows)
     return buf.getvalue()
-
-
-def to_csv(result: ScanResult) -> str:
-    return csv_text(csv_row(p) for p in result.plans)
 
 
 # ------------------------------------------------------------------------ table
@@ -608,16 +567,6 @@ def table_text(
     return lines_text(lines)
 
 
-def to_table(result: ScanResult) -> str:
-    return table_text(
-        [table_row(p) for p in result.plans],
-        [table_details(p) for p in result.plans],
-        result.inventory.tally(),
-        result.interrupted,
-        result.policy,
-    )
-
-
 # ---------------------------------------------------------------------- inspect
 
 
@@ -625,7 +574,7 @@ def control_points_json(b: BeamAssessment) -> list[dict[str, Any]]:
     """Every control point of a beam, values carried forward, with its aperture."""
     beam, m = b.beam, b.metrics
     cps = beam.control_points
-    from rtcode.measure.metrics import apertures
+    from rtcode.measure.metrics import apertures  # here: numpy, never loaded by a rescan
 
     ap = apertures(beam)
     mu = b.meterset_mu
@@ -665,7 +614,7 @@ def inspect_json(
     lp, c = result.linked, result.classification
     plan = lp.plan
     ports = [b for b in c.beams if b.counted]
-    from rtcode.measure.metrics import plan_metrics
+    from rtcode.measure.metrics import plan_metrics  # here: numpy (see above)
 
     agg = plan_metrics(
         [(b.metrics, b.meterset_mu) for b in ports],

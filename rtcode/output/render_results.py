@@ -80,7 +80,7 @@ def _minute(stamp: str | None) -> str:
 
 def results_table(data: dict[str, Any]) -> str:
     head = ("coded (UTC)", "patient", "label", "code", "category", "conf.", "struct. set", "doses")
-    rows = [head]
+    rows: list[tuple[str, ...]] = [head]
     for p in data["plans"]:
         rows.append(
             (
@@ -97,7 +97,7 @@ def results_table(data: dict[str, Any]) -> str:
     rows = [tuple(one_line(v) for v in r) for r in rows]  # measured as shown on the terminal
     limits = (17, 16, 16, 5, 15, 6, 14, 5)
     widths = [min(max(len(r[i]) for r in rows), limits[i]) for i in range(len(limits))]
-    lines = []
+    lines: list[str] = []
     for i, r in enumerate(rows):
         lines.append(
             "  ".join(clip(v, widths[j]).ljust(widths[j]) for j, v in enumerate(r)).rstrip()
@@ -106,10 +106,11 @@ def results_table(data: dict[str, Any]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
     for p in data["plans"]:
-        head = f"{p['stored_path']}: {p['code'] or 'no code'} ({p['label'] or p['category']})"
-        lines.append(head)
-        for r in p["reasons"][:6]:
-            lines.extend(_wrap(f"because {r}"))
+        lines.append(
+            f"{p['stored_path']}: {p['code'] or 'no code'} ({p['label'] or p['category']})"
+        )
+        for reason in p["reasons"][:6]:
+            lines.extend(_wrap(f"because {reason}"))
         steps: list[str] = []
         for h in p["history"]:
             step = f"{h['code'] or 'no code'} ({h['category']})"

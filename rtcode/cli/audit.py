@@ -1,0 +1,186 @@
+"""``rtcode audit``: billed planning charges checked against the plans of an export."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+
+from rtcode.audit.findings import audit as run_audit
+from rtcode.audit.render import FORMATS as AUDIT_RENDERERS
+from rtcode.cli.options import (
+    checked,
+    day_of,
+    deidentified,
+    deidentify_option,
+    echo,
+    exit_without_plans,
+    inputs_of,
+    load_policy,
+    run_scan,
+    safe,
+)
+from rtcode.coding.policy import AUDIT_CHARGE_FIELDS as CHARGE_FIELDS
+from rtcode.coding.policy import AUDIT_SEVERITIES as SEVERITIES
+from rtcode.sources.billing import BillingFileError, merge_ptp, read_charges, read_ptp
+
+
+@click.command()
+@click.argument(
+    "paths", metavar="EXPORT...", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--charges",
+    "charges_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The billed charges, a CSV file (columns: patient_id, date_of_service, cpt, units,"
+    " modifiers, plan, fee; see --column).",
+)
+@click.option(
+    "--ptp",
+    "ptp_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A CMS NCCI procedure-to-procedure edit file (text or CSV) to apply; repeat it for"
+    " a table split over several files.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(AUDIT_RENDERERS)),
+    default="table",
+    show_default=True,
+    help="table for people, html a self-contained page, csv one row per finding, json all.",
+)
+@click.option(
+    "--output",
+    "-o",
+    metavar="FILE",
+    help="Write to this file (atomically) instead of standard output (-). Never an input,"
+    " a file under a scanned folder, a device or a pipe.",
+)
+@click.option(
+    "--policy",
+    "policy_name",
+    default="default",
+    show_default=True,
+    help="A shipped policy name or a policy TOML file (its [audit] section).",
+)
+@click.option(
+    "--date",
+    "date_of_service",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date of service (YYYY-MM-DD) that selects the codes the plans support;"
+    " default: each plan's RTPlanDate. Charges keep their own dates.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(list(reversed(SEVERITIES))),
+    default="error",
+    show_default=True,
+    help="Exit 4 when a finding has this severity or a higher one.",
+)
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar="FIELD=NAME",
+    help="The charges file's column NAME for FIELD (repeatable), e.g. cpt=ProcCode.",
+)
+@click.option(
+    "--patient",
+    "patients",
+    multiple=True,
+    metavar="ID",
+    help="Report only this patient ID (repeatable).",
+)
+@deidentify_option
+def audit(
+    paths: tuple[Path, ...],
+    charges_file: Path,
+    ptp_files: tuple[Path, ...],
+    fmt: str,
+    output: str | None,
+    policy_name: str,
+    date_of_service: dt.datetime | None,
+    fail_on: str,
+    columns: tuple[str, ...],
+    patients: tuple[str, ...],
+    deidentify: bool = False,
+) -> None:
+    """Check billed planning charges against the plans of a DICOM-RT export, patient by
+    patient: codes billed that no plan supports, codes a plan supports that were not
+    billed, higher or lower codes, bundled pairs, frequency, charge dates, codes that
+    need documentation and (with --ptp) NCCI PTP edits.
+
+    Plans are grouped into courses (same planning CT or structure set within the
+    policy's window, RTPlanRelationship). Bad charges rows are listed with their line
+    number and skipped. Exit status: 0 no finding at or above --fail-on, 4 otherwise,
+    1 no readable RT Plan found, 2 usage error. rtcode is advisory.
+    """
+    policy = load_policy(policy_name)
+    mapping = _column_names(policy["audit.columns"], columns)
+    target = checked(output, "--output", inputs_of(paths, policy, charges_file, *ptp_files))
+    try:
+        charges = read_charges(charges_file, mapping)
+        billed = {c.cpt for c in charges.charges}
+        ptp = merge_ptp([read_ptp(p, billed) for p in ptp_files]) if ptp_files else None
+    except BillingFileError as exc:
+        raise click.BadParameter(safe(str(exc)), param_hint="--charges/--ptp") from None
+    scanned = run_scan([str(p) for p in paths], policy, day_of(date_of_service))
+
+    result = run_audit(
+        scanned.plans,
+        charges.charges,
+        policy,
+        ptp=ptp,
+        rejected=charges.rejected,
+        charges_source=str(charges_file),
+        errors=scanned.errors,
+        patients=patients or None,
+        notes=charges.notes,
+    )
+    failing = result.at_or_above(fail_on)
+    if deidentify:
+        result = deidentified(result)
+    text = AUDIT_RENDERERS[fmt](result)
+    written = target is not None and not target.stdout
+    if target is None:
+        echo(text, nl=False)
+    else:
+        target.write_text(text)
+    if written:
+        echo(
+            f"wrote {len(result.findings)} finding(s) ("
+            + ", ".join(f"{result.count(s)} {s}" for s in SEVERITIES)
+            + f"), {len(result.rejected)} rejected row(s) to {target}",
+            err=True,
+        )
+    if charges.rejected and (written or fmt != "table"):  # the table lists them
+        read = len(charges.charges)
+        echo(
+            f"rtcode: {len(charges.rejected)} charges row(s) rejected, {read} read;"
+            " see the rejected rows in the output",
+            err=True,
+        )
+    if ptp is not None and not ptp.edits_read:
+        echo(f"rtcode: no PTP edit could be read from {ptp.name}", err=True)
+    if not scanned.plans:
+        exit_without_plans()
+    raise SystemExit(4 if failing else 0)
+
+
+def _column_names(shipped: dict[str, str], columns: tuple[str, ...]) -> dict[str, str]:
+    """The charges file's column name of each field: the policy's, then --column."""
+    mapping = dict(shipped)
+    for item in columns:
+        field, sep, name = item.partition("=")
+        if not sep or field.strip() not in CHARGE_FIELDS or not name.strip():
+            raise click.BadParameter(
+                f"{item!r}: give FIELD=NAME with FIELD one of " + ", ".join(CHARGE_FIELDS),
+                param_hint="--column",
+            )
+        mapping[field.strip()] = name.strip()
+    return mapping

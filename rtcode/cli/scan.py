@@ -1,0 +1,405 @@
+"""``rtcode scan``: code every plan under the given paths, streamed to the chosen format
+(``rtcode.output.formats``) through the scan engine and its cache."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rtcode.cli.options import (
+    checked,
+    day_of,
+    deidentified,
+    echo,
+    exit_without_plans,
+    inputs_of,
+    load_policy,
+    safe,
+)
+from rtcode.coding.policy import Policy
+from rtcode.engine import cache as engine_cache
+from rtcode.engine import execute
+from rtcode.engine import scan as engine_scan
+from rtcode.engine.execute import ExecutorError, WorkerDied
+from rtcode.model.facts import ReadError
+from rtcode.model.limits import Limits
+from rtcode.model.results import PlanResult, ScanResult
+from rtcode.output.files import Inputs
+from rtcode.output.formats import FORMATS, PlanRow, ScanWriter, plan_row
+
+
+class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only in recent click
+    """A file or folder (a Path), or a dicomweb+http(s):// URL (kept as text)."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Path):
+            return value
+        text = str(value)
+        if text.lower().startswith(("dicomweb+http://", "dicomweb+https://")):
+            return text
+        return Path(text)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=PathOrDicomWeb())
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(FORMATS)),
+    default="table",
+    show_default=True,
+    help="table for people, csv one row per plan, json with all evidence, jsonl one"
+    " JSON record per line (each plan as soon as it is coded, then errors and a summary).",
+)
+@click.option(
+    "--output",
+    "-o",
+    metavar="FILE",
+    help="Write to this file (atomically) instead of standard output (-). Never an input,"
+    " a file under a scanned folder, a device or a pipe.",
+)
+@click.option(
+    "--policy",
+    "policy_name",
+    default="default",
+    show_default=True,
+    help="A shipped policy name or a policy TOML file.",
+)
+@click.option(
+    "--date",
+    "date_of_service",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date of service (YYYY-MM-DD) that selects the codes and rules in force;"
+    " default: each plan's RTPlanDate.",
+)
+@click.option(
+    "--deidentify",
+    is_flag=True,
+    help="Replace patient names, IDs, dates and UIDs with stable pseudonyms (keyed by"
+    " RTCODE_DEIDENTIFY_KEY), for output that leaves the department.",
+)
+@click.option(
+    "--study",
+    help="With a dicomweb+http:// source: only the RT plans of this Study Instance UID.",
+)
+@click.option(
+    "--patient",
+    help="With a dicomweb+http:// source: only the RT plans of this Patient ID.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    help="Worker processes that read files and code plans (default: one per core; more"
+    " than the cores this process may use are not started).",
+)
+@click.option(
+    "--cache",
+    "cache_file",
+    metavar="FILE",
+    help="Scan cache (SQLite): unchanged files are not read again and unchanged plans not"
+    " coded again. Default: scan-cache.sqlite in the user's cache folder.",
+)
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Neither use nor update a scan cache (read and code everything).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: worker processes on this machine; dask: a Dask cluster (rtcode[dask]),"
+    " whose workers must see the same paths.",
+)
+@click.option("--scheduler", help="With --executor dask: the scheduler, e.g. tcp://host:8786.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line on standard error.")
+def scan(
+    paths: tuple[Path | str, ...],
+    fmt: str,
+    output: str | None,
+    policy_name: str,
+    date_of_service: dt.datetime | None,
+    deidentify: bool = False,
+    study: str | None = None,
+    patient: str | None = None,
+    jobs: int | None = None,
+    cache_file: str | None = None,
+    no_cache: bool = False,
+    executor: str = "local",
+    scheduler: str | None = None,
+    quiet: bool = False,
+) -> None:
+    """Read DICOM-RT exports under PATHS (files or folders, searched recursively) and
+    code every RT Plan found, with the evidence that supports each code.
+
+    A PATH dicomweb+http://HOST:PORT/ROOT (or dicomweb+https://) reads from an
+    archive: its RT plans, with their doses and structure sets, are retrieved by
+    QIDO-RS and WADO-RS (needs rtcode[net]) and coded exactly as files would be.
+
+    Files are recognised by content, not name; images are counted and skipped
+    without reading their pixels. Nothing under the scanned folders is written.
+    Plans are reported in the order their files are found; with --format jsonl each
+    plan is written as soon as it is coded.
+    """
+
+    policy = load_policy(policy_name)
+    if cache_file is not None and no_cache:
+        raise click.UsageError("--cache and --no-cache contradict each other; give one")
+    if executor == "dask" and not scheduler:
+        raise click.BadParameter("--executor dask needs --scheduler", param_hint="--scheduler")
+    # Every path written is checked before the scan (and the output again before its
+    # rename): never an input, nothing under a scanned folder, no device or pipe.
+    inputs = inputs_of(paths, policy)
+    cache_path = _cache_path(cache_file, no_cache, inputs)
+    if cache_path is not None:
+        inputs.add_file(cache_path, f"the scan cache ({cache_path})", sqlite=True)
+    target = checked(output, "--output", inputs)
+    jobs = _jobs(jobs, executor)
+    writer = ScanWriter(fmt, target)
+    try:
+        cache = _open_cache(cache_path)
+    except BaseException:
+        writer.discard()
+        raise
+    runner = engine_scan.Runner(jobs=jobs, executor=executor, scheduler=scheduler, cache=cache)
+    progress = _Progress(enabled=not quiet and sys.stderr.isatty())
+    run = _Run(policy, day_of(date_of_service), runner, writer, progress, deidentify)
+    try:
+        _scan_sources(paths, study, patient, run, policy)
+    except WorkerDied as exc:  # not the user's doing: say so, exit 1
+        writer.discard()
+        raise click.ClickException(safe(str(exc))) from None
+    except ExecutorError as exc:
+        writer.discard()
+        raise click.UsageError(safe(str(exc))) from None
+    except BaseException:
+        writer.discard()
+        raise
+    finally:
+        progress.end()
+        cache.close()
+    run.finish()
+    if target is not None and not target.stdout:
+        echo(f"wrote {writer.plans} plan(s), {run.errors} error(s) to {target}", err=True)
+    if run.interrupted:  # Ctrl-C: what was done so far is reported above
+        echo(
+            f"rtcode: interrupted after {run.files_seen} file(s): the report covers only those",
+            err=True,
+        )
+        sys.exit(130)
+    if not writer.plans:
+        exit_without_plans()
+
+
+def _cache_path(cache_file: str | None, no_cache: bool, inputs: Inputs) -> Path | None:
+    """The scan cache to use (checked by the output guard), or None: a private temporary
+    one (--no-cache, or the default cache lies under a scanned folder)."""
+    if cache_file is not None:
+        target = checked(cache_file, "--cache", inputs, database=True, make_folder=True)
+        return target.path if target is not None else None
+    if no_cache:
+        return None
+    path = engine_cache.default_path()
+    clash = inputs.clash(os.path.realpath(path), None)
+    if clash is not None:
+        echo(
+            f"rtcode: the default cache {path} {clash}: scanning without it (give --cache)",
+            err=True,
+        )
+        return None
+    return path
+
+
+def _jobs(jobs: int | None, executor: str) -> int:
+    """--jobs, or one worker per core; on this machine never more than its cores
+    (more processes than cores only compete for them and each holds its memory)."""
+    cores = execute.default_jobs()
+    if jobs is None:
+        return cores
+    if executor == "local" and jobs > cores:
+        echo(
+            f"rtcode: --jobs {jobs} is more than the {cores} core(s) this process may use:"
+            f" starting {cores} worker(s)",
+            err=True,
+        )
+        return cores
+    return jobs
+
+
+def _open_cache(path: Path | None) -> engine_cache.Cache:
+    """The scan cache at ``path`` (checked by the output guard), or a private
+    temporary one (None: --no-cache, where plan facts still wait on disk, not in
+    memory; or the default cache is under a scanned folder)."""
+    if path is None:
+        return engine_cache.Cache.temporary_file()
+    try:
+        cache = engine_cache.Cache(path)
+    except (OSError, sqlite3.Error) as exc:
+        echo(f"rtcode: cannot use the cache {path} ({exc}): scanning without it", err=True)
+        return engine_cache.Cache.temporary_file()
+    if cache.warning:
+        echo(f"rtcode: {cache.warning}", err=True)
+    return cache
+
+
+def _scan_sources(
+    paths: tuple[Path | str, ...],
+    study: str | None,
+    patient: str | None,
+    consume: Callable[[list[Any]], None],
+    policy: Policy,
+) -> None:
+    """Scan folders, files and dicomweb+http(s):// sources in one pipeline: ``consume``
+    gets the list of inputs; a source is retrieved into a temporary folder that exists
+    only while it is scanned."""
+    if (study is not None or patient is not None) and not any(isinstance(p, str) for p in paths):
+        raise click.UsageError("--study and --patient filter a dicomweb+http:// source; give one")
+    with contextlib.ExitStack() as stack:
+        inputs: list[Any] = []  # paths, and the entries of retrieved files
+        for p in paths:
+            if isinstance(p, str):
+                inputs.extend(_retrieve(stack, p, study, patient, policy))
+            else:
+                inputs.append(str(p))
+        consume(inputs)
+
+
+def _retrieve(
+    stack: contextlib.ExitStack, url: str, study: str | None, patient: str | None, policy: Policy
+) -> list[Any]:
+    """A DICOMweb source's files, in a temporary folder until ``stack`` closes."""
+    # here: the DICOMweb client (rtcode[net]) is loaded only for a dicomweb+http:// path
+    from rtcode.sources.dicomweb import DicomWebError, display_url, retrieve
+
+    try:
+        source = retrieve(url, study=study, patient=patient, limits=Limits.from_policy(policy))
+        return list(stack.enter_context(source))
+    except DicomWebError as exc:
+        raise click.BadParameter(safe(str(exc)), param_hint="PATHS") from None
+    except KeyboardInterrupt:  # Ctrl-C while retrieving: nothing was coded yet
+        echo(f"rtcode: interrupted while retrieving from {display_url(url)}", err=True)
+        sys.exit(130)
+
+
+class _Run:
+    """One scan streamed into a ``ScanWriter``: each plan's row as it is coded (rendered
+    by the worker that coded it). With --deidentify every plan is kept until the end (a
+    name may appear in another plan's paths), pseudonymised, then rendered the same way."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        day: dt.date | None,
+        runner: engine_scan.Runner,
+        writer: ScanWriter,
+        progress: _Progress,
+        deidentify: bool,
+    ) -> None:
+        self.policy = policy
+        self.day = day
+        self.runner = runner
+        self.writer = writer
+        self.progress = progress
+        self.deidentify = deidentify
+        self.kept: list[PlanResult] = []
+        self.scanner: engine_scan.Scanner | None = None
+
+    def __call__(self, inputs: list[Any]) -> None:
+        render = None if self.deidentify else plan_row
+        scanner = engine_scan.Scanner(
+            self.policy, self.day, self.runner, self.progress.update, render
+        )
+        self.scanner = scanner
+        try:
+            for item in scanner.run(inputs):
+                if isinstance(item, PlanRow):
+                    self.writer.add(item)
+                else:
+                    self.kept.append(item)
+        except KeyboardInterrupt:  # while writing: the plans written so far are reported
+            scanner.interrupted = True
+            self.runner.close(interrupted=True)
+
+    def finish(self) -> None:
+        """The rest of the output: the plans kept for --deidentify, errors and counts."""
+        scanner = self.scanner
+        assert scanner is not None
+        if not self.deidentify:
+            self.writer.finish(scanner.tally(), scanner.interrupted, self.policy)
+            return
+        whole = ScanResult(self.policy, self.kept, scanner.inventory, scanner.interrupted)
+        self.kept = []
+        try:
+            result = deidentified(whole)
+            for p in result.plans:
+                self.writer.add(plan_row(p, result.policy))
+        except BaseException:
+            self.writer.discard()
+            raise
+        self.writer.finish(result.inventory.tally(), result.interrupted, result.policy)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.scanner is not None and self.scanner.interrupted
+
+    @property
+    def errors(self) -> int:
+        return len(self.scanner.inventory.errors) if self.scanner is not None else 0
+
+    @property
+    def files_seen(self) -> int:
+        return self.scanner.inventory.files_seen if self.scanner is not None else 0
+
+
+class _Progress:
+    """One line on standard error, rewritten at most five times a second."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.files = self.plans = self.errors = 0
+        self.shown = False
+
+    def update(self, event: str, item: object) -> None:
+        if event == "file":
+            self.files += 1
+            if isinstance(item, ReadError):
+                self.errors += 1
+        elif event == "files":  # a count (a scan replayed from the cache)
+            self.files += item if isinstance(item, int) else 0
+        elif event == "plan":
+            self.plans += 1
+        elif event == "error":
+            self.errors += 1
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.2:
+            return
+        self.last = now
+        rate = self.files / max(now - self.start, 1e-9)
+        sys.stderr.write(
+            f"\r{self.files} files, {self.plans} plans coded, {rate:.0f} files/s,"
+            f" {self.errors} errors "
+        )
+        sys.stderr.flush()
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
