@@ -111,7 +111,7 @@ def test_clear_incoming_removes_the_atomic_writers_temporary_files(tmp_path):
 
 
 @pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE", "named temporary file"])
-def test_write_atomically_leaves_nothing_behind(tmp_path, monkeypatch, unnamed):
+def test_write_bytes_atomically_leaves_nothing_behind(tmp_path, monkeypatch, unnamed):
     """Whole or nothing, with an unnamed O_TMPFILE and where the system has none; the
     temporary file is in the spool folder, never beside the target."""
     from rtcode.output import files
@@ -122,7 +122,7 @@ def test_write_atomically_leaves_nothing_behind(tmp_path, monkeypatch, unnamed):
     spool.mkdir()
     folder.mkdir()
     target = folder / "RP.1.2.dcm"
-    store.write_atomically(target, spool, b"head", memoryview(b"body"))
+    files.write_bytes_atomically(target, spool, b"head", memoryview(b"body"))
     assert target.read_bytes() == b"headbody"
     assert (target.stat().st_mode & 0o777) == 0o600
     assert [p.name for p in folder.iterdir()] == ["RP.1.2.dcm"]
@@ -131,8 +131,8 @@ def test_write_atomically_leaves_nothing_behind(tmp_path, monkeypatch, unnamed):
     def refuse(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store.os, "replace", refuse)
+    monkeypatch.setattr(files.os, "replace", refuse)
     with pytest.raises(OSError, match="No space left"):
-        store.write_atomically(folder / "RP.3.4.dcm", spool, b"x")
+        files.write_bytes_atomically(folder / "RP.3.4.dcm", spool, b"x")
     assert [p.name for p in folder.iterdir()] == ["RP.1.2.dcm"]
     assert not list(spool.iterdir())

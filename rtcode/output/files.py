@@ -549,3 +549,36 @@ def _on_signal(signum: int, frame: object) -> None:
         _LIVE.clear()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+def write_bytes_atomically(target: Path, spool: Path, *parts: bytes | memoryview) -> None:
+    """Write ``parts`` (bytes) as the file ``target``, atomically: an unnamed
+    ``O_TMPFILE`` in ``spool`` (a named temporary file where the system has none),
+    flushed to disk, named there only to be renamed into place, then the folder
+    synced. ``spool`` must be on the target's file system; unlike ``AtomicFile`` no
+    output guard applies (the storage listener writes into its own store). A named
+    temporary file is removed on any exception (and on SIGTERM or SIGHUP in the main
+    thread)."""
+    beside = spool / target.name  # where files.py names its temporary file
+    name: str | None = None
+    fd = _open_unnamed(spool)
+    if fd < 0:
+        fd, name = _open_named(beside)
+    try:
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while view:
+                view = view[os.write(fd, view) :]
+        os.fsync(fd)
+        if name is None:
+            name = _name_unnamed(fd, beside)
+        os.replace(name, target)
+        keep_on_signal(name)
+        name = None
+    finally:
+        os.close(fd)
+        if name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            keep_on_signal(name)
+    fsync_folder(target.parent)

@@ -3,7 +3,7 @@ the normal reading step reads them as it reads an export on disk.
 
 Nothing a sender writes chooses a path: a file is named from its checked SOP
 Instance UID, a prefix for its class and a hash of its data set; a patient's folder
-from a hash of the Patient ID. A file is written atomically (``write_atomically``,
+from a hash of the Patient ID. A file is written atomically (``files.write_bytes_atomically``,
 the temporary file in ``STORE/.incoming``); ``too_large_to_decode`` holds a received
 data set to the reader's size and element limits before anything decodes it.
 
@@ -13,7 +13,6 @@ data set to the reader's size and element limits before anything decodes it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -233,7 +232,9 @@ def write_instance(
     incoming = store / INCOMING
     incoming.mkdir(parents=True, exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, incoming, header, body)
+    # spool: same file system, outside the folders the coding thread scans, so no scan
+    # sees a part-written instance; clear_incoming removes what a crash leaves there
+    files.write_bytes_atomically(target, incoming, header, body)
     modality = STORABLE_CLASSES[sop_class_uid][0]
     return StoredInstance(
         path=target,
@@ -244,40 +245,6 @@ def write_instance(
         size_bytes=len(header) + len(body),
         sha256=digest,
     )
-
-
-def write_atomically(target: Path, spool: Path, *parts: bytes | memoryview) -> None:
-    """Write ``parts`` as the file ``target`` with the project's atomic writer
-    (``output/files.py``): an unnamed ``O_TMPFILE`` in ``spool`` (a named temporary
-    file where the system has none), flushed to disk, named there only to be renamed
-    into place, then the folder synced. ``spool`` is on the same file system and
-    outside the folders the coding thread scans, so no scan ever sees a part-written
-    instance; a temporary file a crash leaves there is removed by ``clear_incoming``.
-    A named temporary file is removed on any exception (and on SIGTERM or SIGHUP in
-    the main thread)."""
-    beside = spool / target.name  # where files.py names its temporary file
-    name: str | None = None
-    fd = files._open_unnamed(spool)
-    if fd < 0:
-        fd, name = files._open_named(beside)
-    try:
-        for part in parts:
-            view = memoryview(part).cast("B")
-            while view:
-                view = view[os.write(fd, view) :]
-        os.fsync(fd)
-        if name is None:
-            name = files._name_unnamed(fd, beside)
-        os.replace(name, target)
-        files.keep_on_signal(name)
-        name = None
-    finally:
-        os.close(fd)
-        if name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-            files.keep_on_signal(name)
-    files.fsync_folder(target.parent)
 
 
 def clear_incoming(store: Path) -> int:
