@@ -1357,7 +1357,7 @@ def _version_findings(course: Course, mine: Sequence[Charge], f: _Findings) -> N
             + (" (audited)" if cp.role == "billable" else "")
             for cp in versions
         )
-        codes = tuple(dict.fromkeys(cp.result.classification.code or "-" for cp in versions))
+        codes = tuple(sorted({cp.result.classification.code or "-" for cp in versions}))
         f.add(
             "plan_versions_differ",
             "one_version_per_plan_uid",
