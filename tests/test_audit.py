@@ -1061,3 +1061,181 @@ def test_no_plan_found_exits_1(tmp_path):
 def test_audit_has_help():
     result = invoke("audit", "--help")
     assert result.exit_code == 0 and "--charges" in result.output and "advisory" in result.output
+
+
+# ------------------------------------------------------- outcome (exit status)
+
+from dataclasses import dataclass as _dataclass  # noqa: E402
+
+from rtcode.audit.outcome import (  # noqa: E402
+    CLEAN as STATUS_CLEAN,
+)
+from rtcode.audit.outcome import (  # noqa: E402
+    FINDINGS,
+    MAX_REJECTED_SHARE,
+    NOT_AUDITED,
+    audit_outcome,
+)
+from rtcode.sources.billing import RejectedRow  # noqa: E402
+
+
+def rejected_rows(*lines):
+    return [RejectedRow(n, "missing code", f"P1,2026-01-05,,{n}") for n in lines]
+
+
+def test_outcome_clean_and_findings_follow_fail_on():
+    clean = run([plan_result("3d")], charges_for("3d"))
+    assert audit_outcome(clean, "info") == (STATUS_CLEAN, "no finding at or above info")
+    warned = run([plan_result("3d", approval="UNAPPROVED")], charges_for("3d"))
+    assert audit_outcome(warned, "error").status == STATUS_CLEAN
+    assert audit_outcome(warned, "warning") == (FINDINGS, "1 finding(s) at or above warning")
+
+
+def test_outcome_nothing_audited():
+    no_plans = run([], charges_for("3d"))
+    status, reason = audit_outcome(no_plans, "error")
+    assert status == NOT_AUDITED and reason.startswith("nothing audited: no readable RT Plan")
+    no_charges = run([plan_result("3d")], [], rejected=rejected_rows(2, 3), charges_source="c.csv")
+    status, reason = audit_outcome(no_charges, "error")
+    assert status == NOT_AUDITED
+    assert reason == (
+        "nothing audited: no charge could be read from c.csv (2 row(s) rejected, listed in"
+        " the output)"
+    )
+    assert "\n" not in reason
+    # a patient filter that matches nothing
+    other = run([plan_result("3d")], charges_for("3d"), patients=["P9"])
+    assert audit_outcome(other, "error").status == NOT_AUDITED
+
+
+@pytest.mark.parametrize(
+    ("accepted", "rejected", "status"), [(3, 3, STATUS_CLEAN), (3, 4, NOT_AUDITED)]
+)
+def test_outcome_more_than_half_the_rows_rejected(accepted, rejected, status):
+    assert MAX_REJECTED_SHARE == 0.5
+    rows = charges_for("3d")[:accepted]
+    result = run([plan_result("3d")], rows, rejected=rejected_rows(*range(20, 20 + rejected)))
+    outcome = audit_outcome(result, "error")
+    assert outcome.status == status
+    if status == NOT_AUDITED:
+        assert outcome.reason.startswith("not audited: 4 of the 7 rows of the charges file")
+    # the share counts the whole source, not only the patients shown
+    filtered = run(
+        [plan_result("3d")],
+        rows + [charge(50, "77295", patient="P2")],
+        rejected=rejected_rows(*range(20, 20 + rejected)),
+        patients=["P1"],
+    )
+    assert audit_outcome(filtered, "error").status == STATUS_CLEAN
+
+
+def test_outcome_not_audited_comes_first_in_every_format():
+    result = run([], charges_for("3d"), charges_source="c.csv", charges_format="csv")
+    outcome = audit_outcome(result, "error")
+    assert to_table(result, outcome).startswith(f"NOT AUDITED: {outcome.reason}")
+    assert next(iter(json.loads(to_json(result, outcome)))) == "not_audited"
+    first = next(csv.DictReader(io.StringIO(to_csv(result, outcome))))
+    assert (first["record"], first["message"]) == ("not_audited", outcome.reason)
+    page = to_html(result, outcome)
+    assert page.index("Not audited:") < page.index("course(s) from")
+    # a clean or failing outcome changes nothing: the exit status says it
+    ok = run([plan_result("3d")], charges_for("3d"))
+    assert to_json(ok, audit_outcome(ok, "error")) == to_json(ok)
+    assert to_table(ok, audit_outcome(ok, "error")) == to_table(ok)
+
+
+# -------------------------------------------------------- --patient, everywhere
+
+
+@_dataclass(frozen=True)
+class ReadRow(RejectedRow):
+    """A rejected row whose reader read its patient ID (billing readers that record
+    one set ``patient_id``)."""
+
+    patient_id: str | None = None
+
+
+def test_patient_filter_covers_rejected_rows():
+    rows = [
+        ReadRow(20, "missing code", "P1,2026-01-05,,1", "P1"),
+        ReadRow(21, "missing code", "P2,2026-01-05,,1", "P2"),
+        ReadRow(22, "missing patient ID", ",2026-01-05,77300,1", None),
+        RejectedRow(23, "the row has 9 cells but the header has 7", "x"),
+    ]
+    plans = [plan_result("3d"), plan_result("3d", uid="2.1", patient="P2", for_uid="2.9")]
+    every = run(plans, charges_for("3d") + charges_for("3d", patient="P2", start=10), rejected=rows)
+    assert [r.line for r in every.rejected] == [20, 21, 22, 23]
+    assert every.rejected_without_patient == ()
+    one_patient = run(
+        plans,
+        charges_for("3d") + charges_for("3d", patient="P2", start=10),
+        rejected=rows,
+        patients=["P1"],
+    )
+    assert {c.patient_id for c in one_patient.courses} == {"P1"}
+    assert {c.patient_id for c in one_patient.charges} == {"P1"}
+    assert {f.patient_id for f in one_patient.findings} <= {"P1"}
+    # P2's rejected row goes; rows without a readable patient stay, marked
+    assert [r.line for r in one_patient.rejected] == [20, 22, 23]
+    assert one_patient.rejected_without_patient == (22, 23)
+    assert any("2 rejected row(s) kept" in n for n in one_patient.notes)
+    assert (one_patient.charges_read, one_patient.rows_rejected) == (6, 4)
+    data = json.loads(to_json(one_patient))
+    assert [r["kept_without_patient"] for r in data["charges_rejected"]] == [False, True, True]
+    table = to_table(one_patient)
+    assert "line 22: missing patient ID (no patient ID could be read" in table
+    assert "line 20: missing code [" in table
+    cells = {
+        r["charge_lines"]: r["message"] for r in csv.DictReader(io.StringIO(to_csv(one_patient)))
+    }
+    assert cells["23"].endswith("(no patient ID could be read from the row: kept under --patient)")
+    assert "kept under --patient" not in cells["20"]
+
+
+# ---------------------------------------------------------------- CSV and HTML
+
+
+def test_csv_appends_date_of_service_and_charge_source():
+    rows = charges_for("3d") + [charge(9, "77301", day="2026-01-07", fee="900.00")]
+    result = run([plan_result("3d")], rows, charges_source="b.hl7", charges_format="hl7")
+    text = to_csv(result)
+    header = next(csv.reader(io.StringIO(text)))
+    assert header[:14] == [
+        "record",
+        "severity",
+        "kind",
+        "patient_id",
+        "course",
+        "codes",
+        "message",
+        "rule",
+        "source",
+        "charge_lines",
+        "plans",
+        "evidence",
+        "fee",
+        "fee_at_stake_basis",
+    ]  # the existing columns keep their order
+    assert header[14:] == ["date_of_service", "charge_source"]
+    [row] = [r for r in csv.DictReader(io.StringIO(text)) if r["kind"] == "billed_not_supported"]
+    assert (row["charge_lines"], row["date_of_service"]) == ("9", "2026-01-07")
+    assert row["fee"] == "900.00" and row["charge_source"] == "b.hl7 (hl7)"
+    assert row["source"].endswith("(docs/coding-rules.md#billed-codes-against-the-plans)")
+
+
+def test_html_shows_the_charge_source_and_its_rejected_lines():
+    result = run(
+        [plan_result("3d")],
+        charges_for("3d"),
+        rejected=rejected_rows(7),
+        charges_source="claims.x12",
+        charges_format="x12",
+    )
+    page = to_html(result)
+    source = page[page.index("<h2>Charges source</h2>") :]
+    assert "<th>file</th><td>claims.x12</td>" in source
+    assert "<th>format</th><td>x12</td>" in source
+    assert "<th>rows rejected</th><td>1</td>" in source
+    assert "Rejected lines of claims.x12 (x12) (1)" in page
+    assert "<td>7</td><td>missing code</td>" in page
+    assert json.loads(to_json(result))["summary"]["charges_format"] == "x12"

@@ -1344,7 +1344,7 @@ def _version_findings(course: Course, mine: Sequence[Charge], f: _Findings) -> N
         if len({_version_key(cp.result) for cp in versions}) < 2:
             continue  # copies of one version
         supported = [{code for code, _ in cp.expected} for cp in versions]
-        differ = set.union(*supported) - set.intersection(*supported)
+        differ = set[str]().union(*supported) - supported[0].intersection(*supported[1:])
         rows = [c for c in mine if c.cpt in differ]
         audited = [cp for cp in versions if cp.role == "billable"]
         described = "; ".join(

@@ -11,8 +11,7 @@ reason of status 3 first, on standard error and at the top of the output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from rtcode.audit.findings import AuditResult
@@ -28,8 +27,9 @@ NOT_AUDITED = 3
 MAX_REJECTED_SHARE = 0.5
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """``status, reason = audit_outcome(...)``."""
+
     status: int  # CLEAN, FINDINGS or NOT_AUDITED
     reason: str  # one line
 

@@ -147,7 +147,7 @@ def _kept_without_patient(result: AuditResult, line: int) -> bool:
 
 
 def audit_json(result: AuditResult, outcome: Outcome | None = None) -> dict[str, Any]:
-    head = {"not_audited": outcome.reason} if _not_audited(outcome) else {}
+    head = {"not_audited": outcome.reason} if outcome is not None and _not_audited(outcome) else {}
     return {
         **head,
         "rtcode_version": __version__,
@@ -219,8 +219,8 @@ def to_csv(result: AuditResult, outcome: Outcome | None = None) -> str:
     writer.writerow(CSV_COLUMNS)
     source = charge_source_text(result)
     if outcome is not None and _not_audited(outcome):
-        row = ["not_audited", "", "", "", "", "", outcome.reason] + [""] * 8 + [source]
-        writer.writerow([safe_cell(v) for v in row])
+        first = ["not_audited", "", "", "", "", "", outcome.reason] + [""] * 8 + [source]
+        writer.writerow([safe_cell(v) for v in first])
     for f in result.findings:
         fee = _money(f.fee)
         row = [
