@@ -18,7 +18,14 @@ from conftest import SAMPLE_DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtcode.audit.findings import KINDS, audit
+from rtcode.audit.findings import (
+    KINDS,
+    SOURCE_CPM,
+    SOURCE_ISODOSE_77300,
+    SOURCE_MUE,
+    SOURCE_PTP,
+    audit,
+)
 from rtcode.audit.render import to_csv, to_html, to_json, to_table
 from rtcode.cli import main
 from rtcode.coding.classify import classify
@@ -246,7 +253,8 @@ def test_higher_and_lower_codes(plan_kind, billed, kind):
 def test_codes_bundled_into_imrt_planning(code):
     result = run([plan_result("imrt")], charges_for("imrt") + [charge(9, code, day="2025-06-01")])
     [f] = [f for f in result.findings if f.rule == "imrt_bundle"]
-    assert f.codes == ("77301", code) and f.source.startswith("Medicare Claims Processing")
+    assert f.codes == ("77301", code) and f.source == SOURCE_CPM
+    assert f.source.startswith("CMS: Medicare Claims Processing")
     assert f.at_stake == (9,)
     assert "needs_documentation" not in kinds(result)  # 77370: the bundling says it all
 
@@ -259,7 +267,8 @@ def test_isodose_plan_with_basic_dosimetry_is_bundled():
     fired = run([plan_result("complex")], charges_for("complex") + [charge(9, "77300", 2)])
     assert kinds(fired) == {"bundled_pair": 1}
     f = one(fired, "bundled_pair")
-    assert f.codes == ("77307", "77300") and f.source == "CPT 2015"
+    assert f.codes == ("77307", "77300") and f.source == SOURCE_ISODOSE_77300
+    assert f.source.startswith("CPT: ")
     # 77295 with 77300 is allowed (the 2016 NCCI edit was deleted)
     assert run([plan_result("3d")], charges_for("3d")).findings == ()
 
@@ -335,7 +344,7 @@ def test_basic_dosimetry_at_most_ten_per_date():
     f = one(fired, "frequency")
     assert (f.rule, f.source, f.setting) == (
         "basic_dosimetry_per_date",
-        "MUE",
+        SOURCE_MUE,
         "related.max_basic_dosimetry_per_date",
     )
     # the 11th unit is past the MUE and supported by no plan (the plan reports 10)
@@ -440,18 +449,52 @@ def test_a_unit_is_counted_once_under_its_most_severe_finding():
 def test_charge_before_approval(approval, review, day, fired):
     pr = plan_result("3d", approval=approval, review=review)
     result = run([pr], charges_for("3d", day=day))
+    # an unapproved plan's codes are also supported only by an unapproved plan
+    unapproved = {"supported_only_by_unapproved_plan": 1} if approval != "APPROVED" else {}
     if fired:
-        assert kinds(result) == {"charge_before_approval": 1}
+        assert kinds(result) == {"charge_before_approval": 1, **unapproved}
         f = one(result, "charge_before_approval")
         assert f.severity == "error" and len(f.charges) == 3
     else:
-        assert result.findings == ()
+        assert kinds(result) == unapproved
 
 
-def test_unapproved_plans_are_noted_in_the_course():
-    result = run([plan_result("3d", approval="UNAPPROVED")], charges_for("3d"))
-    assert result.findings == ()
-    assert any("UNAPPROVED in the export" in n for n in result.courses[0].notes)
+@pytest.mark.parametrize(
+    ("status", "fired"),
+    [("UNAPPROVED", True), ("REJECTED", True), ("rejected ", True), ("APPROVED", False)],
+)
+def test_codes_supported_only_by_an_unapproved_plan_are_a_warning(status, fired):
+    pr = plan_result("3d", approval=status)
+    rows = charges_for("3d") + [charge(9, "77300", 2, fee="120.00")]  # 77300 x6, plan: x4
+    result = run([pr], rows)
+    noted = f"{status.strip().upper()} in the export"
+    assert any(noted in n for n in result.courses[0].notes) is fired
+    found = [f for f in result.findings if f.kind == "supported_only_by_unapproved_plan"]
+    if not fired:
+        assert found == []
+        return
+    [f] = found
+    assert f.severity == "warning" and f.setting == "approval.flag_statuses"
+    assert f.codes == ("77295", "77300", "77334") and f.plans == (pr.linked.plan.path,)
+    assert f.source.startswith("local policy: [approval] flag_statuses")
+    # the units the plan supports are at stake; the two 77300 past them are unsupported
+    assert f.stake == ((2, 0, 1), (3, 0, 4), (4, 0, 4))
+    assert one(result, "billed_not_supported").stake == ((9, 0, 2),)
+    assert f"ApprovalStatus {status}" in f.evidence[-1]
+
+
+def test_an_approved_plan_supporting_the_code_is_enough():
+    unapproved = plan_result("3d", uid="1.1", label="A", approval="UNAPPROVED")
+    approved = plan_result("3d", uid="1.2", label="B", ports=2)  # same CT and day: one course
+    result = run([unapproved, approved], charges_for("3d"))
+    assert len(result.courses) == 1
+    assert "supported_only_by_unapproved_plan" not in kinds(result)
+    # a code only the unapproved plan supports is still one
+    imrt = plan_result("imrt", uid="1.3", label="C", approval="UNAPPROVED")
+    result = run([imrt, approved], [charge(2, "77301"), charge(3, "77295")])
+    assert len(result.courses) == 1
+    f = one(result, "supported_only_by_unapproved_plan")
+    assert f.codes == ("77301",) and f.plans == ("P1/C.dcm",)
 
 
 def test_course_notes_stay_in_their_course_and_the_callers_notes_are_kept():
@@ -537,7 +580,8 @@ def test_ptp_edits_by_date_and_modifier_indicator(rows, fired):
     assert bool(found) is fired
     if fired:
         [f] = found
-        assert f.source == "NCCI PTP file ptp_test.txt" and f.severity == "error"
+        assert f.source == SOURCE_PTP and f.severity == "error"
+        assert any(e.startswith("ptp_test.txt line ") for e in f.evidence)
         assert f.codes == (rows[0][0], rows[1][0])
         assert f.at_stake == (3,)  # the column 2 code is the one not paid
 
@@ -625,14 +669,32 @@ def test_charges_go_to_the_course_of_the_plan_they_name():
 def test_same_uid_versions_are_audited_against_the_version_billed():
     a = plan_result("simple", uid="1.1", label="APPA", path="P1/RP_a.dcm")
     w = plan_result("complex", uid="1.1", label="APPA", path="P1/RP_b.dcm")
-    result = run([a, w], [charge(2, "77307")])
-    assert result.findings == ()
+    result = run([a, w], [charge(2, "77307", fee="180.00")])
     [course] = result.courses
     assert {cp.plan.path: cp.role for cp in course.plans} == {
         "P1/RP_a.dcm": "other_version",
         "P1/RP_b.dcm": "billable",
     }
     assert any("Confirm which version" in n for n in course.notes)
+    # the audit still uses the version closest to the billed codes, and says so
+    assert kinds(result) == {"plan_versions_differ": 1}
+    f = one(result, "plan_versions_differ")
+    assert f.severity == "warning" and f.codes == ("77306", "77307")
+    assert f.plans == ("P1/RP_a.dcm", "P1/RP_b.dcm")
+    assert "P1/RP_a.dcm: 77306" in f.message and "P1/RP_b.dcm: 77307 (audited)" in f.message
+    # 77307 is supported by one version only: its charge is at stake
+    assert [c.line for c in f.charges] == [2] and f.fee == Decimal("180.00")
+
+
+def test_copies_of_one_plan_are_not_versions():
+    a = plan_result("complex", uid="1.1", label="APPA", path="P1/RP_a.dcm")
+    copy = plan_result("complex", uid="1.1", label="APPA", path="P1/copy/RP_a.dcm")
+    result = run([a, copy], [charge(2, "77307")])
+    assert result.findings == ()
+    # the same code from a different content (another label) is a version
+    other = plan_result("complex", uid="1.1", label="APPA2", path="P1/RP_c.dcm")
+    f = one(run([a, other], [charge(2, "77307")]), "plan_versions_differ")
+    assert f.codes == ("77307",) and f.charges == ()  # every version supports 77307
 
 
 def test_window_is_a_policy_setting():
@@ -796,6 +858,11 @@ def test_every_planted_error_is_found(planted):
         "needs_documentation": 1,
         "ncci_ptp": 1,
         "code_not_in_force": 1,
+        # RTC-18's two versions of one plan UID (case 18)
+        "plan_versions_differ": 1,
+        # one per course whose billed codes only UNAPPROVED plans support: 25 of the 28
+        # sample plans are UNAPPROVED, as most exported plans are
+        "supported_only_by_unapproved_plan": 22,
     }
     assert set(found) == set(KINDS)  # one planted error of every kind
     notes = [(int(line), kind) for line, kind in planted_notes() if kind in KINDS]
@@ -817,7 +884,7 @@ def test_json_keys_are_stable(planted):
         assert f["severity"] in ("error", "warning", "info") and f["rule"] and f["source"]
     for c in planted["courses"]:
         assert set(c) >= {"id", "patient_id", "plans", "reasons", "charges"}
-    assert planted["summary"]["findings"] == {"error": 10, "warning": 3, "info": 1}
+    assert planted["summary"]["findings"] == {"error": 10, "warning": 26, "info": 1}
     assert planted["summary"]["fees_at_stake"]["error"] > 0
 
 
@@ -825,7 +892,13 @@ def test_clean_charges_give_no_findings():
     result = invoke("audit", SAMPLE_DATA, "--charges", CLEAN, "--ptp", PTP, "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["findings"] == [] and data["charges_rejected"] == []
+    # no error or info: only the warnings about the sample plans themselves (most are
+    # UNAPPROVED; case 18 has two versions of one plan UID)
+    assert {f["kind"] for f in data["findings"]} == {
+        "supported_only_by_unapproved_plan",
+        "plan_versions_differ",
+    }
+    assert data["charges_rejected"] == []
     assert data["summary"]["charges_checked"] == 53
     assert len(data["courses"]) == 26
 
@@ -833,7 +906,7 @@ def test_clean_charges_give_no_findings():
 # ------------------------------------------------------------------------ CLI
 
 
-def test_exit_status_follows_fail_on():
+def test_exit_status_follows_fail_on(tmp_path):
     case_03, case_04 = (
         SAMPLE_DATA / "03_two_mlc_fields_no_oar",
         SAMPLE_DATA / "04_breast_tangents_wedged",
@@ -841,20 +914,30 @@ def test_exit_status_follows_fail_on():
     warning_only = ("audit", case_03, "--charges", PLANTED, "--patient", "RTC-03")
     assert invoke(*warning_only).exit_code == 0
     assert invoke(*warning_only, "--fail-on", "warning").exit_code == 4
+    # case 04's plan is UNAPPROVED: a warning, unless a policy makes it info
+    sev = dict(POLICY["audit.severity"], supported_only_by_unapproved_plan="info")
+    table = ", ".join(f'{k} = "{v}"' for k, v in sev.items())
+    policy = tmp_path / "info.toml"
+    policy.write_text(
+        '[policy]\nextends = "default"\nname = "i"\nversion = "1"\ndescription = "d"\n'
+        f"[audit]\nseverity = {{ {table} }}\n"
+    )
     info_only = ("audit", case_04, "--charges", PLANTED, "--patient", "RTC-04")
-    assert invoke(*info_only, "--fail-on", "warning").exit_code == 0
-    assert invoke(*info_only, "--fail-on", "info").exit_code == 4
-    assert invoke("audit", SAMPLE_DATA, "--charges", CLEAN, "--fail-on", "info").exit_code == 0
+    assert invoke(*info_only, "--fail-on", "warning").exit_code == 4
+    assert invoke(*info_only, "--policy", policy, "--fail-on", "warning").exit_code == 0
+    assert invoke(*info_only, "--policy", policy, "--fail-on", "info").exit_code == 4
+    assert invoke("audit", SAMPLE_DATA, "--charges", CLEAN).exit_code == 0
+    assert invoke("audit", SAMPLE_DATA, "--charges", CLEAN, "--fail-on", "warning").exit_code == 4
 
 
 def test_table_starts_with_the_summary():
     result = invoke("audit", SAMPLE_DATA, "--charges", PLANTED, "--ptp", PTP)
     lines = result.output.splitlines()
     assert lines[0].startswith("26 course(s) from 28 plan(s); 63 charge(s) checked")
-    assert lines[1] == "findings: 10 error, 3 warning, 1 info"
+    assert lines[1] == "findings: 10 error, 26 warning, 1 info"
     # fees at stake: the bundled, second, column 2 or unsupported charge, not the whole pair;
     # line 29 (frequency and billed_not_supported) is counted once
-    assert lines[2] == "fees at stake: error 4,620.00, warning 300.00, info 80.00"
+    assert lines[2] == "fees at stake: error 4,620.00, warning 13,565.00, info 80.00"
     assert "line 47: unknown code '7730X'" in result.output
     assert "advisory" in lines[-1]
 
@@ -863,7 +946,7 @@ def test_csv_has_a_row_per_finding_and_rejected_row():
     result = invoke("audit", SAMPLE_DATA, "--charges", PLANTED, "--format", "csv")
     assert "3 charges row(s) rejected, 63 read" in result.stderr  # not in the CSV itself
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert Counter(r["record"] for r in rows) == {"finding": 13, "rejected_charge": 3}
+    assert Counter(r["record"] for r in rows) == {"finding": 36, "rejected_charge": 3}
     assert {r["charge_lines"] for r in rows if r["record"] == "rejected_charge"} == {
         "47",
         "48",
@@ -878,7 +961,8 @@ def test_html_is_self_contained(tmp_path):
     text = out.read_text()
     assert text.startswith("<!DOCTYPE html>") and "<script" not in text
     assert "http" not in text.lower().replace("http-equiv", "")
-    assert "code_higher_than_plan" in text and "Rejected charges rows (3)" in text
+    assert "code_higher_than_plan" in text
+    assert f"Rejected lines of {PLANTED} (3)" in text
     assert "Content-Security-Policy" in text and "What the finding kinds mean" in text
     assert "3 rejected row(s)" in result.stderr
 
@@ -952,7 +1036,8 @@ def test_ptp_tables_split_over_files_and_kept_to_the_billed_codes(tmp_path):
         "rows_rejected": 0,
     }
     [f] = [f for f in data["findings"] if f["kind"] == "ncci_ptp"]
-    assert f["source"] == "NCCI PTP file ptp-f1.txt"
+    assert f["source"] == SOURCE_PTP  # the file given is named in the evidence
+    assert any(e.startswith("ptp-f1.txt line ") for e in f["evidence"])
     kept = parse_ptp(PTP_TEXT, "x", codes={"77290", "77280", "77301"})
     assert [(e.column1, e.column2) for e in kept.edits] == [("77290", "77280")]
     assert kept.edits_read == 3
@@ -976,3 +1061,181 @@ def test_no_plan_found_exits_1(tmp_path):
 def test_audit_has_help():
     result = invoke("audit", "--help")
     assert result.exit_code == 0 and "--charges" in result.output and "advisory" in result.output
+
+
+# ------------------------------------------------------- outcome (exit status)
+
+from dataclasses import dataclass as _dataclass  # noqa: E402
+
+from rtcode.audit.outcome import (  # noqa: E402
+    CLEAN as STATUS_CLEAN,
+)
+from rtcode.audit.outcome import (  # noqa: E402
+    FINDINGS,
+    MAX_REJECTED_SHARE,
+    NOT_AUDITED,
+    audit_outcome,
+)
+from rtcode.sources.billing import RejectedRow  # noqa: E402
+
+
+def rejected_rows(*lines):
+    return [RejectedRow(n, "missing code", f"P1,2026-01-05,,{n}") for n in lines]
+
+
+def test_outcome_clean_and_findings_follow_fail_on():
+    clean = run([plan_result("3d")], charges_for("3d"))
+    assert audit_outcome(clean, "info") == (STATUS_CLEAN, "no finding at or above info")
+    warned = run([plan_result("3d", approval="UNAPPROVED")], charges_for("3d"))
+    assert audit_outcome(warned, "error").status == STATUS_CLEAN
+    assert audit_outcome(warned, "warning") == (FINDINGS, "1 finding(s) at or above warning")
+
+
+def test_outcome_nothing_audited():
+    no_plans = run([], charges_for("3d"))
+    status, reason = audit_outcome(no_plans, "error")
+    assert status == NOT_AUDITED and reason.startswith("nothing audited: no readable RT Plan")
+    no_charges = run([plan_result("3d")], [], rejected=rejected_rows(2, 3), charges_source="c.csv")
+    status, reason = audit_outcome(no_charges, "error")
+    assert status == NOT_AUDITED
+    assert reason == (
+        "nothing audited: no charge could be read from c.csv (2 row(s) rejected, listed in"
+        " the output)"
+    )
+    assert "\n" not in reason
+    # a patient filter that matches nothing
+    other = run([plan_result("3d")], charges_for("3d"), patients=["P9"])
+    assert audit_outcome(other, "error").status == NOT_AUDITED
+
+
+@pytest.mark.parametrize(
+    ("accepted", "rejected", "status"), [(3, 3, STATUS_CLEAN), (3, 4, NOT_AUDITED)]
+)
+def test_outcome_more_than_half_the_rows_rejected(accepted, rejected, status):
+    assert MAX_REJECTED_SHARE == 0.5
+    rows = charges_for("3d")[:accepted]
+    result = run([plan_result("3d")], rows, rejected=rejected_rows(*range(20, 20 + rejected)))
+    outcome = audit_outcome(result, "error")
+    assert outcome.status == status
+    if status == NOT_AUDITED:
+        assert outcome.reason.startswith("not audited: 4 of the 7 rows of the charges file")
+    # the share counts the whole source, not only the patients shown
+    filtered = run(
+        [plan_result("3d")],
+        rows + [charge(50, "77295", patient="P2")],
+        rejected=rejected_rows(*range(20, 20 + rejected)),
+        patients=["P1"],
+    )
+    assert audit_outcome(filtered, "error").status == STATUS_CLEAN
+
+
+def test_outcome_not_audited_comes_first_in_every_format():
+    result = run([], charges_for("3d"), charges_source="c.csv", charges_format="csv")
+    outcome = audit_outcome(result, "error")
+    assert to_table(result, outcome).startswith(f"NOT AUDITED: {outcome.reason}")
+    assert next(iter(json.loads(to_json(result, outcome)))) == "not_audited"
+    first = next(csv.DictReader(io.StringIO(to_csv(result, outcome))))
+    assert (first["record"], first["message"]) == ("not_audited", outcome.reason)
+    page = to_html(result, outcome)
+    assert page.index("Not audited:") < page.index("course(s) from")
+    # a clean or failing outcome changes nothing: the exit status says it
+    ok = run([plan_result("3d")], charges_for("3d"))
+    assert to_json(ok, audit_outcome(ok, "error")) == to_json(ok)
+    assert to_table(ok, audit_outcome(ok, "error")) == to_table(ok)
+
+
+# -------------------------------------------------------- --patient, everywhere
+
+
+@_dataclass(frozen=True)
+class ReadRow(RejectedRow):
+    """A rejected row whose reader read its patient ID (billing readers that record
+    one set ``patient_id``)."""
+
+    patient_id: str | None = None
+
+
+def test_patient_filter_covers_rejected_rows():
+    rows = [
+        ReadRow(20, "missing code", "P1,2026-01-05,,1", "P1"),
+        ReadRow(21, "missing code", "P2,2026-01-05,,1", "P2"),
+        ReadRow(22, "missing patient ID", ",2026-01-05,77300,1", None),
+        RejectedRow(23, "the row has 9 cells but the header has 7", "x"),
+    ]
+    plans = [plan_result("3d"), plan_result("3d", uid="2.1", patient="P2", for_uid="2.9")]
+    every = run(plans, charges_for("3d") + charges_for("3d", patient="P2", start=10), rejected=rows)
+    assert [r.line for r in every.rejected] == [20, 21, 22, 23]
+    assert every.rejected_without_patient == ()
+    one_patient = run(
+        plans,
+        charges_for("3d") + charges_for("3d", patient="P2", start=10),
+        rejected=rows,
+        patients=["P1"],
+    )
+    assert {c.patient_id for c in one_patient.courses} == {"P1"}
+    assert {c.patient_id for c in one_patient.charges} == {"P1"}
+    assert {f.patient_id for f in one_patient.findings} <= {"P1"}
+    # P2's rejected row goes; rows without a readable patient stay, marked
+    assert [r.line for r in one_patient.rejected] == [20, 22, 23]
+    assert one_patient.rejected_without_patient == (22, 23)
+    assert any("2 rejected row(s) kept" in n for n in one_patient.notes)
+    assert (one_patient.charges_read, one_patient.rows_rejected) == (6, 4)
+    data = json.loads(to_json(one_patient))
+    assert [r["kept_without_patient"] for r in data["charges_rejected"]] == [False, True, True]
+    table = to_table(one_patient)
+    assert "line 22: missing patient ID (no patient ID could be read" in table
+    assert "line 20: missing code [" in table
+    cells = {
+        r["charge_lines"]: r["message"] for r in csv.DictReader(io.StringIO(to_csv(one_patient)))
+    }
+    assert cells["23"].endswith("(no patient ID could be read from the row: kept under --patient)")
+    assert "kept under --patient" not in cells["20"]
+
+
+# ---------------------------------------------------------------- CSV and HTML
+
+
+def test_csv_appends_date_of_service_and_charge_source():
+    rows = charges_for("3d") + [charge(9, "77301", day="2026-01-07", fee="900.00")]
+    result = run([plan_result("3d")], rows, charges_source="b.hl7", charges_format="hl7")
+    text = to_csv(result)
+    header = next(csv.reader(io.StringIO(text)))
+    assert header[:14] == [
+        "record",
+        "severity",
+        "kind",
+        "patient_id",
+        "course",
+        "codes",
+        "message",
+        "rule",
+        "source",
+        "charge_lines",
+        "plans",
+        "evidence",
+        "fee",
+        "fee_at_stake_basis",
+    ]  # the existing columns keep their order
+    assert header[14:] == ["date_of_service", "charge_source"]
+    [row] = [r for r in csv.DictReader(io.StringIO(text)) if r["kind"] == "billed_not_supported"]
+    assert (row["charge_lines"], row["date_of_service"]) == ("9", "2026-01-07")
+    assert row["fee"] == "900.00" and row["charge_source"] == "b.hl7 (hl7)"
+    assert row["source"].endswith("(docs/coding-rules.md#billed-codes-against-the-plans)")
+
+
+def test_html_shows_the_charge_source_and_its_rejected_lines():
+    result = run(
+        [plan_result("3d")],
+        charges_for("3d"),
+        rejected=rejected_rows(7),
+        charges_source="claims.x12",
+        charges_format="x12",
+    )
+    page = to_html(result)
+    source = page[page.index("<h2>Charges source</h2>") :]
+    assert "<th>file</th><td>claims.x12</td>" in source
+    assert "<th>format</th><td>x12</td>" in source
+    assert "<th>rows rejected</th><td>1</td>" in source
+    assert "Rejected lines of claims.x12 (x12) (1)" in page
+    assert "<td>7</td><td>missing code</td>" in page
+    assert json.loads(to_json(result))["summary"]["charges_format"] == "x12"

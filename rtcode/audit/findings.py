@@ -3,8 +3,8 @@
 planning CT or structure set within ``audit.course_window_days``, RTPlanRelationship;
 verification plans join the course of the plan they verify and are never billed),
 each charge is tied to a course, and each course's charges are checked against the
-codes its plans support: the finding kinds of ``KINDS``, each naming its rule and
-source (coding-rules.md, "Bundling and frequency", or a PTP file), with thresholds
+codes its plans support: the finding kinds of ``KINDS``, each naming its rule and its
+source, a section of the project's docs/coding-rules.md (``SOURCES``), with thresholds
 and severities from the policy's ``[audit]`` section. rtcode is advisory: a finding
 is a question for a coder, never a decision.
 """
@@ -43,18 +43,70 @@ KINDS = {
     "needs_documentation": "code that plan files cannot prove: keep the documents",
     "ncci_ptp": "pair of codes on one date denied by an NCCI PTP edit",
     "code_not_in_force": "code not valid on its date of service",
+    "plan_versions_differ": "plan files that share a SOP Instance UID but differ",
+    "supported_only_by_unapproved_plan": "code billed that only unapproved plans support",
 }
 
-# Rule sources, as coding-rules.md names them.
-SOURCE_CPM = "Medicare Claims Processing Manual ch. 4 s. 200.3.1"
-SOURCE_CPT = "CPT 2015"
-SOURCE_MUE = "MUE"
-SOURCE_PLANS = "the plan files as rtcode scan codes them (coding-rules.md, planning codes)"
-SOURCE_FREQUENCY = "coding-rules.md, Bundling and frequency"
-SOURCE_VALIDITY = "coding-rules.md, 2026 delivery-code change (policy [validity])"
-SOURCE_COURSE = "policy audit.course_window_days"
-SOURCE_APPROVAL = "the plan's ApprovalStatus and ReviewDate (coding-rules.md, DICOM facts)"
-SOURCE_DOCUMENTS = "coding-rules.md, What the files cannot prove"
+# Rule sources: who sets the rule (CPT, CMS, local policy, DICOM), as the project's
+# coding reference says, and its section there (GitHub anchors; a test checks that
+# each exists). No source names a file outside the project: a PTP file given with
+# --ptp is named in the finding's evidence.
+RULES_DOC = "docs/coding-rules.md"
+
+
+def _source(who: str, anchor: str) -> str:
+    return f"{who} ({RULES_DOC}#{anchor})"
+
+
+SOURCE_CPM = _source(
+    "CMS: Medicare Claims Processing Manual ch. 4 s. 200.3.1, [bundling] imrt_bundles",
+    "imrt-bundles",
+)
+SOURCE_ISODOSE_77300 = _source(
+    "CPT: isodose planning includes basic dosimetry", "isodose-planning-includes-basic-dosimetry"
+)
+SOURCE_ONE_ISODOSE = _source(
+    "CPT: one isodose plan per course and treatment area", "one-plan-per-course-and-ct"
+)
+SOURCE_MUE = _source(
+    "CMS: medically unlikely edit (MUE) of 77300, [related] max_basic_dosimetry_per_date",
+    "basic-dosimetry-per-date-of-service",
+)
+SOURCE_PLANS = _source(
+    "CPT planning codes as rtcode codes the plan files, with local policy settings",
+    "billed-codes-against-the-plans",
+)
+SOURCE_FREQUENCY = _source(
+    "CPT and CMS guidance: one 3-D or IMRT plan per course and CT, 77338 once per IMRT plan",
+    "one-plan-per-course-and-ct",
+)
+SOURCE_VALIDITY = _source("CPT and CMS code changes, local policy [validity]", "codes-in-force")
+SOURCE_COURSE = _source("local policy: [audit] course_window_days", "what-a-course-is")
+SOURCE_APPROVAL = _source(
+    "local policy: the plan's DICOM ApprovalStatus and ReviewDate date the plan", "plan-approval"
+)
+SOURCE_UNAPPROVED = _source("local policy: [approval] flag_statuses", "plan-approval")
+SOURCE_VERSIONS = _source("DICOM: one SOP Instance UID names one object", "versions-of-one-plan")
+SOURCE_DOCUMENTS = _source(
+    "CPT and CMS documentation requirements, local policy [audit] needs_documentation_codes",
+    "what-the-files-cannot-prove",
+)
+SOURCE_PTP = _source("CMS: NCCI procedure-to-procedure edit of the --ptp file", "ncci-ptp-edits")
+SOURCES = (
+    SOURCE_CPM,
+    SOURCE_ISODOSE_77300,
+    SOURCE_ONE_ISODOSE,
+    SOURCE_MUE,
+    SOURCE_PLANS,
+    SOURCE_FREQUENCY,
+    SOURCE_VALIDITY,
+    SOURCE_COURSE,
+    SOURCE_APPROVAL,
+    SOURCE_UNAPPROVED,
+    SOURCE_VERSIONS,
+    SOURCE_DOCUMENTS,
+    SOURCE_PTP,
+)
 
 # Codes whose ranks can be compared: a higher code is more planning work.
 FAMILIES = (
@@ -226,6 +278,15 @@ class AuditResult:
     plans_scanned: int = 0
     notes: tuple[str, ...] = ()
     errors: tuple[ReadError, ...] = ()  # files the scan could not read
+    charges_format: str | None = None  # how the charges source was read (billing.Charges)
+    # What the charges source held before --patient: every accepted charge and every
+    # rejected row (``charges`` and ``rejected`` are those of the patients asked for).
+    charges_read: int | None = None
+    rows_rejected: int | None = None
+    patients: tuple[str, ...] | None = None  # the --patient filter, when one was given
+    # Lines of the rejected rows kept under a patient filter because no patient ID
+    # could be read from them.
+    rejected_without_patient: tuple[int, ...] = ()
 
     def count(self, severity: str) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -656,10 +717,12 @@ def audit(
     errors: Sequence[ReadError] = (),
     patients: Iterable[str] | None = None,
     notes: Sequence[str] = (),
+    charges_format: str | None = None,
 ) -> AuditResult:
     """Compare the charges with the plans; see the module docstring. ``patients``
-    limits the courses, charges and findings reported to those patient IDs (rejected
-    rows are always reported: they have no trustworthy patient)."""
+    limits every section to those patient IDs: courses, charges, findings, and the
+    rejected rows whose patient ID could be read (``rejected_patient``); a rejected
+    row without one is kept, its line listed in ``rejected_without_patient``."""
     drafts = group_courses(plans, policy)
     f = _Findings(policy)
     assignments, course_charges, unassigned = _assign_all(charges, drafts, policy)
@@ -677,6 +740,7 @@ def audit(
         course = _course(d, cplans, course_notes, mine)
         courses.append(course)
         _course_findings(course, mine, assignments, policy, f)
+        _version_findings(course, mine, f)
 
     for patient_id, mine in unassigned.items():
         _unassigned_findings(patient_id, mine, plans, policy, f)
@@ -697,25 +761,54 @@ def audit(
     )
     all_notes = list(notes)
     checked = sorted(charges, key=lambda c: c.line)
+    kept_rejected = list(rejected)
+    without_patient: list[int] = []
+    wanted: tuple[str, ...] | None = None
     if patients is not None:
         keep = set(patients)
+        wanted = tuple(sorted(keep))
         courses = [c for c in courses if c.patient_id in keep]
         findings = [x for x in findings if x.patient_id in keep]
         checked = [c for c in checked if c.patient_id in keep]
-        all_notes.append("limited to patient(s) " + ", ".join(sorted(keep)))
+        kept_rejected = []
+        for r in rejected:
+            who = rejected_patient(r)
+            if who is None:
+                without_patient.append(r.line)
+            if who is None or who in keep:
+                kept_rejected.append(r)
+        all_notes.append("limited to patient(s) " + ", ".join(wanted))
+        if without_patient:
+            all_notes.append(
+                f"{len(without_patient)} rejected row(s) kept whatever the patient: no patient"
+                " ID could be read from them"
+            )
     return AuditResult(
         policy=policy,
         courses=tuple(courses),
         findings=tuple(findings),
         charges=tuple(checked),
         assignments=assignments,
-        rejected=tuple(rejected),
+        rejected=tuple(kept_rejected),
         ptp=ptp,
         charges_source=charges_source,
         plans_scanned=len(plans),
         notes=tuple(all_notes),
         errors=tuple(errors),
+        charges_format=charges_format,
+        charges_read=len(charges),
+        rows_rejected=len(rejected),
+        patients=wanted,
+        rejected_without_patient=tuple(without_patient),
     )
+
+
+def rejected_patient(row: RejectedRow) -> str | None:
+    """The patient ID the billing reader read from a rejected row (its ``patient_id``,
+    when the reader records one and it is not blank), else None: a row whose patient
+    cannot be read belongs to no patient and is kept under any patient filter."""
+    value = getattr(row, "patient_id", None)
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def _assign_all(
@@ -783,7 +876,7 @@ def _course(d: _Draft, cplans: list[CoursePlan], notes: list[str], mine: list[Ch
         if n > max(len(cts), 1):
             notes.append(
                 f"{n} plans support {code} on {max(len(cts), 1)} planning CT(s): {code} is"
-                " expected once per course per CT (coding-rules.md, Bundling and frequency)"
+                f" expected once per course per CT ({RULES_DOC}#one-plan-per-course-and-ct)"
             )
     return Course(
         id=d.id,
@@ -887,6 +980,7 @@ def _course_findings(
     bundled = _bundling_findings(cc, policy, f)
     _frequency_findings(cc, f)
     _billed_against_supported(cc, bundled, policy, f)
+    _unapproved_support(cc, bundled, policy, f)
     _timing(course, mine, assignments, cc.supporting, f)
     _needs_documentation(course, mine, bundled, policy, f)
 
@@ -925,7 +1019,7 @@ def _bundling_findings(cc: _CourseCharges, policy: Policy, f: _Findings) -> set[
         f.add(
             "bundled_pair",
             "isodose_includes_basic_dosimetry",
-            SOURCE_CPT,
+            SOURCE_ISODOSE_77300,
             codes=(*iso_codes, "77300"),
             message=f"77300 billed with isodose planning {'/'.join(iso_codes)}: basic"
             " dosimetry is included in 77306/77307 and never billed with them",
@@ -969,7 +1063,7 @@ def _frequency_findings(cc: _CourseCharges, f: _Findings) -> None:
         f.add(
             "frequency",
             "one_isodose_plan_per_area",
-            SOURCE_CPT,
+            SOURCE_ONE_ISODOSE,
             codes=tuple(c for c in ISODOSE if billed[c]),
             message=f"{iso_billed} isodose plans (77306/77307) billed in one course with"
             f" {iso_plans} isodose plan(s) in the export: one isodose plan per course per"
@@ -1141,6 +1235,148 @@ def _unbilled_findings(cc: _CourseCharges, units: _Units, f: _Findings) -> None:
             + tuple(_charge_text(c) for c in cc.by_code.get(code, [])),
             plans=tuple(cp.plan.path for cp in plans_e),
             **cc.common,
+        )
+
+
+def _status(plan: Plan) -> str:
+    return (plan.approval_status or "").strip().upper()
+
+
+def _unapproved_support(
+    cc: _CourseCharges, bundled: set[int], policy: Policy, f: _Findings
+) -> None:
+    """Billed codes that only plans with a flagged ApprovalStatus (``[approval]
+    flag_statuses``: UNAPPROVED, REJECTED) support: the units they support are at
+    stake, one finding per set of supporting plans."""
+    flagged = {s.strip().upper() for s in policy["approval.flag_statuses"]}
+    groups: dict[tuple[int, ...], tuple[list[CoursePlan], list[str]]] = {}
+    for code in sorted(cc.by_code):
+        plans = cc.supporting.get(code, [])
+        if code not in CHECKED or not plans or any(_status(cp.plan) not in flagged for cp in plans):
+            continue
+        if all(c.line in bundled for c in cc.by_code[code]):
+            continue  # reported as bundled
+        groups.setdefault(tuple(id(cp) for cp in plans), (plans, []))[1].append(code)
+    for plans, codes in groups.values():
+        rows: list[Charge] = []
+        stake: list[Stake] = []
+        for code in codes:
+            mine = [c for c in cc.by_code[code] if c.line not in bundled]
+            supported = min(sum(c.units for c in mine), cc.expected[code])
+            rows += mine
+            stake += _take(mine, 0, supported)
+        names = ", ".join(
+            f"{cp.plan.label or '-'} ({_status(cp.plan) or 'no status'})" for cp in plans
+        )
+        f.add(
+            "supported_only_by_unapproved_plan",
+            "plan_approved_before_billing",
+            SOURCE_UNAPPROVED,
+            codes=tuple(codes),
+            message=f"{', '.join(_label(c) for c in codes)} billed, supported only by"
+            f" plan(s) not approved in the export: {names}. Bill the approved version;"
+            " confirm the plan was approved before treatment",
+            evidence=tuple(_charge_text(c) for c in sorted(rows, key=lambda c: c.line))
+            + tuple(
+                f"{plan_summary(cp)}; ApprovalStatus {cp.plan.approval_status or 'absent'}"
+                for cp in plans
+            ),
+            charges=rows,
+            stake=tuple(sorted(stake)),
+            plans=tuple(cp.plan.path for cp in plans),
+            setting="approval.flag_statuses",
+            **cc.common,
+        )
+
+
+def _version_key(pr: PlanResult) -> str:
+    """What rtcode reads of a plan file, its path left out: two files with the same key
+    are copies of one version."""
+    p, c = pr.linked.plan, pr.classification
+    beams = tuple(
+        (
+            b.number,
+            b.name,
+            b.beam_type,
+            b.radiation_type,
+            b.delivery_type,
+            b.machine,
+            b.wedges,
+            b.blocks,
+            b.applicators,
+            b.number_of_compensators,
+            b.number_of_boli,
+            b.final_cumulative_meterset_weight,
+            b.number_of_control_points_declared,
+        )
+        for b in p.beams
+    )
+    facts = (
+        c.code,
+        c.category.value,
+        expected_codes(pr),
+        p.label,
+        p.name,
+        p.date,
+        p.intent_raw,
+        p.approval_status,
+        p.review_date,
+        p.frame_of_reference_uid,
+        p.referenced_structure_set_uid,
+        p.referenced_plans,
+        p.fraction_groups,
+        p.prescriptions,
+        p.brachy,
+        beams,
+    )
+    return repr(facts)  # repr: a NaN read twice is the same fact
+
+
+def _version_findings(course: Course, mine: Sequence[Charge], f: _Findings) -> None:
+    """Plan files of the course that share a SOPInstanceUID but differ: the audit used
+    one of them (``_choose_versions``); the charges of the codes that not every version
+    supports are at stake."""
+    groups: dict[str, list[CoursePlan]] = defaultdict(list)
+    for cp in course.plans:
+        if cp.role != "verification" and cp.plan.sop_instance_uid:
+            groups[cp.plan.sop_instance_uid].append(cp)
+    for uid, versions in sorted(groups.items()):
+        if len({_version_key(cp.result) for cp in versions}) < 2:
+            continue  # copies of one version
+        supported = [{code for code, _ in cp.expected} for cp in versions]
+        differ = set[str]().union(*supported) - supported[0].intersection(*supported[1:])
+        rows = [c for c in mine if c.cpt in differ]
+        audited = [cp for cp in versions if cp.role == "billable"]
+        described = "; ".join(
+            f"{cp.plan.path}: {cp.result.classification.code or 'no code'}"
+            + (
+                f" with {', '.join(_units(c, u) for c, u in cp.expected[1:])}"
+                if cp.expected[1:]
+                else ""
+            )
+            + (" (audited)" if cp.role == "billable" else "")
+            for cp in versions
+        )
+        codes = tuple(sorted({cp.result.classification.code or "-" for cp in versions}))
+        f.add(
+            "plan_versions_differ",
+            "one_version_per_plan_uid",
+            SOURCE_VERSIONS,
+            patient_id=course.patient_id,
+            course=course.id,
+            codes=codes,
+            message=f"{len(versions)} plan files share SOPInstanceUID {uid} but differ: "
+            + described
+            + (
+                f". The audit used {audited[0].plan.path}, the version closest to the billed codes"
+                if audited
+                else ". No version is billable"
+            )
+            + "; confirm which version was approved and delivered",
+            evidence=tuple(plan_summary(cp) for cp in versions)
+            + tuple(_charge_text(c) for c in rows),
+            charges=rows,
+            plans=tuple(cp.plan.path for cp in versions),
         )
 
 
@@ -1376,7 +1612,7 @@ def _ptp_findings(
                 f.add(
                     "ncci_ptp",
                     "ptp_edit",
-                    f"NCCI PTP file {edit.source or ptp.name}",
+                    SOURCE_PTP,
                     patient_id=patient_id,
                     course=assignments[col2[0].line].course,
                     codes=(c1, c2),

@@ -25,12 +25,18 @@ from rtcode.audit.findings import (
     CoursePlan,
     Finding,
 )
+from rtcode.audit.outcome import NOT_AUDITED, Outcome
 from rtcode.output.jsontext import dumps
 from rtcode.output.render import ADVISORY, safe_cell
 from rtcode.output.terminal import lines_text, one_line
 from rtcode.sources.billing import Charge
 
 # ------------------------------------------------------------------------- JSON
+
+
+def _not_audited(outcome: Outcome | None) -> bool:
+    """Whether the outcome says nothing could be audited: its reason then comes first."""
+    return outcome is not None and outcome.status == NOT_AUDITED
 
 
 def _money(value: Decimal | None) -> float | None:
@@ -115,6 +121,7 @@ def summary_json(result: AuditResult) -> dict[str, Any]:
         "plans_scanned": result.plans_scanned,
         "courses": len(result.courses),
         "charges_file": result.charges_source,
+        "charges_format": result.charges_format,
         "charges_checked": len(result.charges),
         "charges_rejected": len(result.rejected),
         "findings": {s: result.count(s) for s in SEVERITIES},
@@ -135,8 +142,14 @@ def summary_json(result: AuditResult) -> dict[str, Any]:
     }
 
 
-def audit_json(result: AuditResult) -> dict[str, Any]:
+def _kept_without_patient(result: AuditResult, line: int) -> bool:
+    return line in result.rejected_without_patient
+
+
+def audit_json(result: AuditResult, outcome: Outcome | None = None) -> dict[str, Any]:
+    head = {"not_audited": outcome.reason} if outcome is not None and _not_audited(outcome) else {}
     return {
+        **head,
         "rtcode_version": __version__,
         "advisory": ADVISORY,
         "policy": result.policy.summary(),
@@ -144,7 +157,13 @@ def audit_json(result: AuditResult) -> dict[str, Any]:
         "courses": [course_json(c) for c in result.courses],
         "findings": [finding_json(f) for f in result.findings],
         "charges_rejected": [
-            {"line": r.line, "reason": r.reason, "text": r.text} for r in result.rejected
+            {
+                "line": r.line,
+                "reason": r.reason,
+                "text": r.text,
+                "kept_without_patient": _kept_without_patient(result, r.line),
+            }
+            for r in result.rejected
         ],
         "ptp_rejected": (
             [{"line": r.line, "reason": r.reason, "text": r.text} for r in result.ptp.rejected]
@@ -156,8 +175,8 @@ def audit_json(result: AuditResult) -> dict[str, Any]:
     }
 
 
-def to_json(result: AuditResult) -> str:
-    return dumps(audit_json(result), indent=2) + "\n"
+def to_json(result: AuditResult, outcome: Outcome | None = None) -> str:
+    return dumps(audit_json(result, outcome), indent=2) + "\n"
 
 
 # -------------------------------------------------------------------------- CSV
@@ -177,14 +196,31 @@ CSV_COLUMNS = [
     "evidence",
     "fee",
     "fee_at_stake_basis",
+    # appended (the columns above keep their order): the date of service of each of
+    # the finding's charges, in the order of charge_lines, and the charges source
+    "date_of_service",
+    "charge_source",
 ]
+# A rejected row kept under --patient although its patient ID could not be read.
+KEPT_WITHOUT_PATIENT = "no patient ID could be read from the row: kept under --patient"
 
 
-def to_csv(result: AuditResult) -> str:
-    """One row per finding, then one per rejected charges row (record rejected_charge)."""
+def charge_source_text(result: AuditResult) -> str:
+    """The charges source as the outputs name it: the file and how it was read."""
+    name = result.charges_source or "the charges file"
+    return f"{name} ({result.charges_format})" if result.charges_format else name
+
+
+def to_csv(result: AuditResult, outcome: Outcome | None = None) -> str:
+    """One row per finding, then one per rejected charges row (record rejected_charge);
+    first, when nothing could be audited, a row (record not_audited) with the reason."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    source = charge_source_text(result)
+    if outcome is not None and _not_audited(outcome):
+        first = ["not_audited", "", "", "", "", "", outcome.reason] + [""] * 8 + [source]
+        writer.writerow([safe_cell(v) for v in first])
     for f in result.findings:
         fee = _money(f.fee)
         row = [
@@ -202,11 +238,16 @@ def to_csv(result: AuditResult) -> str:
             " | ".join(f.evidence),
             "" if fee is None else f"{fee:.2f}",
             f.fee_basis or "",
+            " ".join(c.date_of_service.isoformat() for c in f.charges),
+            source,
         ]
         writer.writerow([safe_cell(v) for v in row])
     for r in result.rejected:
-        rejected = ["rejected_charge", "", "", "", "", "", r.reason, "", "", r.line, "", r.text]
-        writer.writerow([safe_cell(v) for v in [*rejected, "", ""]])
+        reason = r.reason
+        if _kept_without_patient(result, r.line):
+            reason += f" ({KEPT_WITHOUT_PATIENT})"
+        rejected = ["rejected_charge", "", "", "", "", "", reason, "", "", r.line, "", r.text]
+        writer.writerow([safe_cell(v) for v in [*rejected, "", "", "", source]])
     return buf.getvalue()
 
 
@@ -264,8 +305,10 @@ def _lines_text(f: Finding) -> str:
     return ",".join(str(c.line) for c in f.charges) or "-"
 
 
-def to_table(result: AuditResult) -> str:
+def to_table(result: AuditResult, outcome: Outcome | None = None) -> str:
     lines = summary_lines(result)
+    if outcome is not None and _not_audited(outcome):
+        lines = [*_wrap(f"NOT AUDITED: {outcome.reason}", ""), "", *lines]
     with_fees = result.fees_by_severity() is not None
     if result.findings:
         head = ("severity", "patient", "course", "kind", "codes", "lines")
@@ -316,7 +359,8 @@ def to_table(result: AuditResult) -> str:
             f"rejected charges rows ({len(result.rejected)}; every other row was audited):",
         ]
         for r in result.rejected:
-            lines += _wrap(f"line {r.line}: {r.reason}" + (f" [{r.text}]" if r.text else ""))
+            kept = f" ({KEPT_WITHOUT_PATIENT})" if _kept_without_patient(result, r.line) else ""
+            lines += _wrap(f"line {r.line}: {r.reason}{kept}" + (f" [{r.text}]" if r.text else ""))
     if result.ptp is not None and result.ptp.rejected:
         lines += ["", f"rejected PTP rows ({len(result.ptp.rejected)}):"]
         for r in result.ptp.rejected:
@@ -358,7 +402,7 @@ def _list(items: list[str] | tuple[str, ...]) -> str:
     return "<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>" if items else ""
 
 
-def to_html(result: AuditResult) -> str:
+def to_html(result: AuditResult, outcome: Outcome | None = None) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -366,8 +410,11 @@ def to_html(result: AuditResult) -> str:
         "<title>rtcode audit</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>rtcode audit: billed charges against the plans</h1>",
-        _list(summary_lines(result)),
     ]
+    if outcome is not None and _not_audited(outcome):
+        parts.append(f'<p class="error"><b>Not audited:</b> {_e(outcome.reason)}</p>')
+    parts.append(_list(summary_lines(result)))
+    parts += _html_source(result)
     parts += _html_findings(result)
     parts += _html_courses(result)
     parts += _html_rejected(result)
@@ -453,16 +500,43 @@ def _html_courses(result: AuditResult) -> list[str]:
     return parts
 
 
+def _html_source(result: AuditResult) -> list[str]:
+    """The charges source: the file, how it was read, what was read from it."""
+    read = result.charges_read if result.charges_read is not None else len(result.charges)
+    rejected = result.rows_rejected if result.rows_rejected is not None else len(result.rejected)
+    rows = [
+        ("file", result.charges_source or "-"),
+        ("format", result.charges_format or "-"),
+        ("charges read", str(read)),
+        ("rows rejected", str(rejected)),
+    ]
+    if result.patients is not None:
+        rows.append(("charges of the patients shown", str(len(result.charges))))
+    return [
+        "<h2>Charges source</h2>",
+        '<table class="source">'
+        + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+        + "</table>",
+    ]
+
+
 def _html_rejected(result: AuditResult) -> list[str]:
     """The charges rows and PTP rows that were skipped."""
     parts = []
     if result.rejected:
-        parts.append(f"<h2>Rejected charges rows ({len(result.rejected)})</h2>")
+        parts.append(
+            f"<h2>Rejected lines of {_e(charge_source_text(result))} ({len(result.rejected)})</h2>"
+        )
         parts.append("<p>These rows were skipped; every other row was audited.</p>")
         parts.append("<table><tr><th>line</th><th>reason</th><th>row</th></tr>")
         for r in result.rejected:
+            kept = (
+                f"<br><i>{_e(KEPT_WITHOUT_PATIENT)}</i>"
+                if _kept_without_patient(result, r.line)
+                else ""
+            )
             parts.append(
-                f"<tr><td>{r.line}</td><td>{_e(r.reason)}</td>"
+                f"<tr><td>{r.line}</td><td>{_e(r.reason)}{kept}</td>"
                 f'<td class="mono">{_e(r.text)}</td></tr>'
             )
         parts.append("</table>")

@@ -183,6 +183,8 @@ AUDIT_FINDING_KINDS = (
     "needs_documentation",
     "ncci_ptp",
     "code_not_in_force",
+    "plan_versions_differ",
+    "supported_only_by_unapproved_plan",
 )
 AUDIT_CHARGE_FIELDS = ("patient_id", "date_of_service", "cpt", "units", "modifiers", "plan", "fee")
 

@@ -1,6 +1,7 @@
 """The results database of ``rtcode listen``: what was received, what was refused and
 how each plan was coded. ``ResultsDB`` writes it (the listener), ``query`` reads it
-(``rtcode results``). The schema is described above ``_DDL``.
+(``rtcode results``), ``stored_files`` lists the RT files received (``rtcode audit
+--db``). The schema is described above ``_DDL``.
 
 An embedded SQLite file (standard library ``sqlite3``, WAL journal so that
 ``rtcode results`` can read while the listener writes), updated in place by SQLite's
@@ -466,6 +467,31 @@ def query(
         }
     finally:
         conn.close()
+
+
+# The modalities whose stored files a scan of the store reads (not CT: it never
+# changes a code).
+RT_MODALITIES = ("RTPLAN", "RTIONPLAN", "RTSTRUCT", "RTDOSE")
+
+
+def stored_files(path: Path) -> list[str]:
+    """The stored paths (relative to the store folder, as stored) of the RT instances
+    the listener received and coded: plans, structure sets and doses, not those still
+    pending (a restart codes them first), each once, in the order received. A scan of
+    exactly these files gives the codings of ``plans``. Raises ResultsDatabaseError."""
+    conn = open_readonly(path)
+    try:
+        marks = ", ".join("?" for _ in RT_MODALITIES)
+        rows = conn.execute(
+            f"SELECT stored_path FROM instances WHERE modality IN ({marks})"
+            " GROUP BY stored_path HAVING MAX(pending) = 0 ORDER BY MIN(id)",
+            RT_MODALITIES,
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise ResultsDatabaseError(f"cannot read {path} as a results database: {exc}") from None
+    finally:
+        conn.close()
+    return [r[0] for r in rows]
 
 
 def _where(time_column: str, cutoff: str, patient_id: str | None) -> tuple[str, list[str]]:
