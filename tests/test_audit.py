@@ -962,7 +962,7 @@ def test_html_is_self_contained(tmp_path):
     assert text.startswith("<!DOCTYPE html>") and "<script" not in text
     assert "http" not in text.lower().replace("http-equiv", "")
     assert "code_higher_than_plan" in text
-    assert f"Rejected lines of {PLANTED} (3)" in text
+    assert f"Rejected lines of {PLANTED} (csv) (3)" in text
     assert "Content-Security-Policy" in text and "What the finding kinds mean" in text
     assert "3 rejected row(s)" in result.stderr
 
@@ -1014,12 +1014,16 @@ def test_output_file_and_column_option(tmp_path):
 
 
 def test_unreadable_charges_are_reported_not_fatal(tmp_path):
+    """A charges file of garbage is read to its end and reported, not a crash; since no
+    charge could be read nothing was audited: exit 3 with the reason first."""
     charges = tmp_path / "charges.csv"
     charges.write_bytes(b"\xff\xfe\x00garbage\x00\n\x89PNG\r\n\x1a\n")
     result = invoke("audit", SAMPLE_DATA / "06_four_field_box_3d", "--charges", charges)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert "rejected charges rows" in result.output
+    assert result.stderr.startswith("rtcode: nothing audited: no charge could be read")
+    assert result.stdout.startswith("NOT AUDITED: nothing audited")
+    assert "rejected charges rows" in result.stdout
 
 
 def test_ptp_tables_split_over_files_and_kept_to_the_billed_codes(tmp_path):
@@ -1050,12 +1054,69 @@ def test_a_ptp_file_without_edits_is_reported(tmp_path):
     assert result.exit_code == 0 and "no PTP edit could be read" in result.stderr
 
 
-def test_no_plan_found_exits_1(tmp_path):
+def test_no_plan_found_exits_3_with_the_reason_first(tmp_path):
     charges = tmp_path / "charges.csv"
     charges.write_text(HEADER + "P1,2026-01-05,77301,1,,,\n")
     result = invoke("audit", tmp_path, "--charges", charges)
-    assert result.exit_code == 1
-    assert "billed_not_supported" in result.output
+    assert result.exit_code == 3
+    assert result.stderr.startswith("rtcode: nothing audited: no readable RT Plan")
+    assert result.stdout.startswith("NOT AUDITED: nothing audited: no readable RT Plan")
+    assert "billed_not_supported" in result.stdout
+
+
+def test_more_than_half_the_rows_rejected_exits_3(tmp_path):
+    charges = tmp_path / "charges.csv"
+    rows = "RTC-06,2026-01-05,77295,1,,,\n" + "RTC-06,not a date,77300,1,,,\n" * 2
+    charges.write_text(HEADER + rows)
+    result = invoke("audit", SAMPLE_DATA / "06_four_field_box_3d", "--charges", charges)
+    assert result.exit_code == 3, result.output
+    assert "rejected" in result.stderr.splitlines()[0]
+
+
+def test_exit_status_0_when_nothing_reaches_fail_on_and_4_when_something_does():
+    clean = SAMPLE_DATA / "charges_clean.csv"
+    assert invoke("audit", SAMPLE_DATA, "--charges", clean).exit_code == 0
+    assert invoke("audit", SAMPLE_DATA, "--charges", clean, "--fail-on", "warning").exit_code == 4
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert invoke("audit", SAMPLE_DATA, "--charges", tmp_path / "none.csv").exit_code == 2
+    assert invoke("audit", "--charges", PLANTED).exit_code == 2  # no EXPORT, no --db
+    assert invoke("audit", SAMPLE_DATA, "--charges", PLANTED, "--store", tmp_path).exit_code == 2
+
+
+def test_charges_from_standard_input_audit_as_the_file(planted):
+    text = PLANTED.read_bytes()
+    result = CliRunner().invoke(
+        main,
+        ["audit", str(SAMPLE_DATA), "--charges", "-", "--ptp", str(PTP), "--format", "json"],
+        input=text,
+    )
+    assert result.exit_code == 4, result.output
+    data = json.loads(result.stdout)
+    assert data["findings"] == planted["findings"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "charges_planted.hl7",
+        "charges_planted_837p.x12",
+        "charges_planted_837i.x12",
+        "charges_planted.xlsx",
+        "charges_planted_us.csv",
+    ],
+)
+def test_every_sample_charge_source_gives_the_findings_of_the_csv_on_the_command_line(name):
+    def kinds(path):
+        result = invoke("audit", SAMPLE_DATA, "--charges", path, "--format", "json")
+        assert result.exit_code == 4, result.output
+        return sorted(
+            (f["kind"], f["severity"], f["patient_id"], tuple(f["codes"]))
+            for f in json.loads(result.stdout)["findings"]
+        )
+
+    assert kinds(SAMPLE_DATA / "charges" / name) == kinds(PLANTED)
 
 
 def test_audit_has_help():

@@ -163,3 +163,27 @@ def test_stored_files_of_a_missing_or_foreign_file(tmp_path):
     other.write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(ResultsDatabaseError):
         stored_files(other)
+
+
+def test_audit_db_on_the_command_line_gives_the_findings_of_the_export(node):
+    """`rtcode audit --db FILE --store DIR` audits what the node received, with the same
+    findings (and exit status) as the exported folder."""
+    import json
+
+    from click.testing import CliRunner
+
+    from rtcode.cli import main
+
+    store_dir, db = node
+    common = ["--charges", str(PLANTED), "--ptp", str(PTP), "--format", "json"]
+    by_db = CliRunner().invoke(main, ["audit", "--db", str(db), "--store", str(store_dir), *common])
+    by_folder = CliRunner().invoke(main, ["audit", str(SAMPLE_DATA), *common])
+    assert by_db.exit_code == by_folder.exit_code == 4, by_db.output
+
+    def kinds(result):
+        return sorted(
+            (f["kind"], f["severity"], f["patient_id"], tuple(f["codes"]))
+            for f in json.loads(result.stdout)["findings"]
+        )
+
+    assert kinds(by_db) == kinds(by_folder)

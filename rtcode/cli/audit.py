@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from rtcode.audit.findings import audit as run_audit
+from rtcode.audit.outcome import NOT_AUDITED, audit_outcome
 from rtcode.audit.render import FORMATS as AUDIT_RENDERERS
 from rtcode.cli.options import (
     checked,
@@ -15,7 +16,6 @@ from rtcode.cli.options import (
     deidentified,
     deidentify_option,
     echo,
-    exit_without_plans,
     inputs_of,
     load_policy,
     run_scan,
@@ -23,20 +23,53 @@ from rtcode.cli.options import (
 )
 from rtcode.coding.policy import AUDIT_CHARGE_FIELDS as CHARGE_FIELDS
 from rtcode.coding.policy import AUDIT_SEVERITIES as SEVERITIES
-from rtcode.sources.billing import BillingFileError, merge_ptp, read_charges, read_ptp
+from rtcode.sources.billing import (
+    CHARGE_FORMATS,
+    BillingFileError,
+    merge_ptp,
+    read_charges,
+    read_ptp,
+)
+from rtcode.sources.results_db import ResultsDatabaseError, stored_files
 
 
 @click.command()
-@click.argument(
-    "paths", metavar="EXPORT...", nargs=-1, required=True, type=click.Path(path_type=Path)
-)
+@click.argument("paths", metavar="[EXPORT]...", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--charges",
     "charges_file",
     required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The billed charges, a CSV file (columns: patient_id, date_of_service, cpt, units,"
-    " modifiers, plan, fee; see --column).",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="The billed charges: CSV (any delimiter; columns patient_id, date_of_service, cpt,"
+    " units, modifiers, plan, fee, see --column), Excel .xlsx, HL7 v2 DFT^P03 or X12 837"
+    " (837I/837P), chosen by content (see --charges-format); - reads standard input.",
+)
+@click.option(
+    "--charges-format",
+    type=click.Choice(CHARGE_FORMATS),
+    default=None,
+    help="Read --charges as this format instead of choosing by content.",
+)
+@click.option(
+    "--date-format",
+    metavar="FORMAT",
+    help="strptime format of other dates of service (CSV, Excel), e.g. %d/%m/%Y. ISO and"
+    " YYYYMMDD are always read; MM/DD/YYYY in a file whose first date has slashes.",
+)
+@click.option("--sheet", metavar="NAME", help="The Excel sheet to read (default: the first).")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Audit the plans rtcode listen received instead of EXPORT: its results database"
+    " (with --store).",
+)
+@click.option(
+    "--store",
+    "store_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --db: the folder rtcode listen --store keeps the received files in.",
 )
 @click.option(
     "--ptp",
@@ -99,7 +132,12 @@ from rtcode.sources.billing import BillingFileError, merge_ptp, read_charges, re
 @deidentify_option
 def audit(
     paths: tuple[Path, ...],
-    charges_file: Path,
+    charges_file: str,
+    charges_format: str | None,
+    date_format: str | None,
+    sheet: str | None,
+    db_path: Path | None,
+    store_dir: Path | None,
     ptp_files: tuple[Path, ...],
     fmt: str,
     output: str | None,
@@ -117,19 +155,27 @@ def audit(
 
     Plans are grouped into courses (same planning CT or structure set within the
     policy's window, RTPlanRelationship). Bad charges rows are listed with their line
-    number and skipped. Exit status: 0 no finding at or above --fail-on, 4 otherwise,
-    1 no readable RT Plan found, 2 usage error. rtcode is advisory.
+    number and skipped. Exit status: 0 no finding at or above --fail-on; 4 findings at
+    or above it; 3 nothing could be audited (no charge read, no readable RT Plan,
+    nothing of the --patient IDs, or more than half the charges rows rejected), the
+    reason first on standard error and at the top of the output; 2 usage error.
+    rtcode is advisory.
     """
     policy = load_policy(policy_name)
     mapping = _column_names(policy["audit.columns"], columns)
-    target = checked(output, "--output", inputs_of(paths, policy, charges_file, *ptp_files))
+    scan_paths = _plan_files(paths, db_path, store_dir)
+    given = [p for p in (charges_file, db_path, *ptp_files) if p is not None and p != "-"]
+    folders = paths or ((store_dir,) if store_dir is not None else ())
+    target = checked(output, "--output", inputs_of(folders, policy, *given))
     try:
-        charges = read_charges(charges_file, mapping)
+        charges = read_charges(
+            charges_file, mapping, fmt=charges_format, date_format=date_format, sheet=sheet
+        )
         billed = {c.cpt for c in charges.charges}
         ptp = merge_ptp([read_ptp(p, billed) for p in ptp_files]) if ptp_files else None
     except BillingFileError as exc:
         raise click.BadParameter(safe(str(exc)), param_hint="--charges/--ptp") from None
-    scanned = run_scan([str(p) for p in paths], policy, day_of(date_of_service))
+    scanned = run_scan(scan_paths, policy, day_of(date_of_service))
 
     result = run_audit(
         scanned.plans,
@@ -137,15 +183,18 @@ def audit(
         policy,
         ptp=ptp,
         rejected=charges.rejected,
-        charges_source=str(charges_file),
+        charges_source="standard input" if charges_file == "-" else str(charges_file),
+        charges_format=charges.format,
         errors=scanned.errors,
         patients=patients or None,
         notes=charges.notes,
     )
-    failing = result.at_or_above(fail_on)
     if deidentify:
         result = deidentified(result)
-    text = AUDIT_RENDERERS[fmt](result)
+    outcome = audit_outcome(result, fail_on)
+    if outcome.status == NOT_AUDITED:
+        echo(f"rtcode: {outcome.reason}", err=True)  # first, for a job's log
+    text = AUDIT_RENDERERS[fmt](result, outcome)
     written = target is not None and not target.stdout
     if target is None:
         echo(text, nl=False)
@@ -167,9 +216,24 @@ def audit(
         )
     if ptp is not None and not ptp.edits_read:
         echo(f"rtcode: no PTP edit could be read from {ptp.name}", err=True)
-    if not scanned.plans:
-        exit_without_plans()
-    raise SystemExit(4 if failing else 0)
+    raise SystemExit(outcome.status)
+
+
+def _plan_files(paths: tuple[Path, ...], db_path: Path | None, store_dir: Path | None) -> list[str]:
+    """What to scan for plans: the EXPORT paths, or the files rtcode listen stored and
+    recorded in its results database (--db with --store)."""
+    if db_path is None:
+        if store_dir is not None:
+            raise click.UsageError("--store goes with --db (the listener's results database)")
+        if not paths:
+            raise click.UsageError("give EXPORT... or --db FILE --store DIR")
+        return [str(p) for p in paths]
+    if paths or store_dir is None:
+        raise click.UsageError("give EXPORT... or --db FILE with --store DIR, not both")
+    try:
+        return [str(store_dir / p) for p in stored_files(db_path)]
+    except ResultsDatabaseError as exc:
+        raise click.BadParameter(safe(str(exc)), param_hint="--db") from None
 
 
 def _column_names(shipped: dict[str, str], columns: tuple[str, ...]) -> dict[str, str]:

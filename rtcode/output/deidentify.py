@@ -137,6 +137,8 @@ _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 def _withhold_raw(row: Any) -> Any:
     reason = getattr(row, "reason", None)
     changes: dict[str, Any] = {"text": ""}
+    if getattr(row, "patient_id", None) is not None:
+        changes["patient_id"] = None  # a patient of no plan has no pseudonym: withheld
     if isinstance(reason, str):
         changes["reason"] = _QUOTED.sub(WITHHELD, reason)
     return dataclasses.replace(row, **changes)

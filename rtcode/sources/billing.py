@@ -102,6 +102,9 @@ class RejectedRow:
     line: int
     reason: str
     text: str  # the row as read (clipped), so the reader can find it
+    # the row's patient ID when it could be read (so a --patient filter can keep or
+    # drop the row); None when it could not
+    patient_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -515,12 +518,28 @@ def _header(
     )
 
 
-def _lacking(line: int, missing: list[str], cells: Sequence[str], delimiter: str) -> RejectedRow:
+def _lacking(
+    line: int,
+    missing: list[str],
+    cells: Sequence[str],
+    delimiter: str,
+    index: Mapping[str, int] | None = None,
+) -> RejectedRow:
     return RejectedRow(
         line,
         "not read: the header lacks the " + ", ".join(missing) + " column(s) (see the header line)",
         _shown(list(cells), delimiter),
+        _patient_cell(cells, index or {}),
     )
+
+
+def _patient_cell(cells: Sequence[str], index: Mapping[str, int]) -> str | None:
+    """The patient ID cell of a rejected row, when the header has that column and the
+    row reaches it (else None)."""
+    i = index.get("patient_id")
+    if i is None or i >= len(cells):
+        return None
+    return cells[i].strip() or None
 
 
 def _too_long(source: str, line: int) -> BillingFileError:
@@ -558,13 +577,15 @@ def parse_rows(
                 rejected.append(bad)
             continue
         if missing:
-            rejected.append(_lacking(line, missing, cells, ","))
+            rejected.append(_lacking(line, missing, cells, ",", index))
             continue
         outcome = _charge(line, cells, len(header), index, dates)
         if isinstance(outcome, Charge):
             charges.append(outcome)
         else:
-            rejected.append(RejectedRow(line, outcome, _shown(list(cells))))
+            rejected.append(
+                RejectedRow(line, outcome, _shown(list(cells)), _patient_cell(cells, index))
+            )
     if header is None:
         rejected.append(RejectedRow(1, "the file is empty: no header and no charges", ""))
     found = {f: (header[i].strip() if header else None) for f, i in index.items()}
@@ -615,7 +636,7 @@ def parse_charges(
                 rejected.append(bad)
             continue
         if missing_required:
-            rejected.append(_lacking(line, missing_required, cells, sep))
+            rejected.append(_lacking(line, missing_required, cells, sep, index))
             continue
         outcome = _charge(line, cells, len(header), index, dates)
         # A quoted value over several lines is fine, unless those lines read as
@@ -649,7 +670,9 @@ def parse_charges(
             )
             pending.append(_rows(physical[1:], sep, line))
         else:
-            rejected.append(RejectedRow(line, outcome, _shown(cells, sep)))
+            rejected.append(
+                RejectedRow(line, outcome, _shown(cells, sep), _patient_cell(cells, index))
+            )
     if header is None:
         rejected.append(RejectedRow(1, "the file is empty: no header and no charges", ""))
     found_columns = {f: (header[i].strip() if header else None) for f, i in index.items()}

@@ -141,7 +141,7 @@ def parse_hl7(data: bytes, source: str = "<hl7>") -> Charges:
                 continue
             outcome = _ft1(line, segment, separators, patient, have_pid, dates)
             if isinstance(outcome, str):
-                rejected.append(RejectedRow(line, outcome, _clip(raw)))
+                rejected.append(RejectedRow(line, outcome, _clip(raw), patient or None))
             elif isinstance(outcome, Credit):
                 credits.append(Credit(outcome.charge, _clip(raw)))
             else:

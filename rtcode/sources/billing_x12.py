@@ -219,7 +219,7 @@ class _Reader:
         for line in claim.lines:
             outcome = self._line(claim, line, patient)
             if isinstance(outcome, str):
-                self.rejected.append(RejectedRow(line.number, outcome, line.text))
+                self.rejected.append(RejectedRow(line.number, outcome, line.text, patient or None))
             elif claim.frequency == _VOID:
                 self.credits.append(Credit(outcome, line.text))
             else:
