@@ -123,7 +123,7 @@ QUIRKS: tuple[Quirk, ...] = (
         " from BeamSequence (as without fraction groups); counts beyond the policy's"
         " [limits] are still refused",
         "count_mismatch",
-        "extract.py (extract_bulk.py steps aside), classify.py (the fallback)",
+        "extract.py (extract_bulk.py steps aside), coding/ports.py (the fallback)",
     ),
     Quirk(
         "Elekta (Monaco), any forward plan",
@@ -137,7 +137,7 @@ QUIRKS: tuple[Quirk, ...] = (
         " share between the nested and the modulated thresholds is field-in-field with"
         " 77301 as the alternative",
         "fif_borderline",
-        "metrics.py, classify.py",
+        "metrics.py, coding/techniques.py",
     ),
     Quirk(
         "Elekta (Monaco)",
@@ -147,7 +147,7 @@ QUIRKS: tuple[Quirk, ...] = (
         " isodose.corner_leaves_max_area_share of it, over at most"
         " isodose.corner_leaves_max_extent_share of its length, is rectangular (no 77334)",
         "",
-        "metrics.py, classify.py, related.py",
+        "metrics.py, coding/techniques.py, coding/related.py",
     ),
 )
 
