@@ -203,8 +203,18 @@ def _where(func: Func) -> str:
 
 
 def step_shares(stats: dict[Func, Any]) -> dict[str, float]:
-    """Seconds per step, from pstats' table {func: (cc, nc, self, cumulative, callers)}."""
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+    """Seconds per step, from pstats' table {func: (cc, nc, self, cumulative, callers)}.
+    The caller walk recurses as deep as the call graph: the recursion limit is raised
+    for it and restored after (it is the whole process's)."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20000))
+    try:
+        return _step_shares(stats)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _step_shares(stats: dict[Func, Any]) -> dict[str, float]:
     package = str(ROOT / "rtcode") + os.sep
     memo: dict[Func, dict[str, float]] = {}
 
