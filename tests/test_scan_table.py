@@ -25,6 +25,7 @@ from rtcode.output.terminal import (
     ELLIPSIS,
     columns,
     common_folder,
+    plural,
     relative,
     shorten_path,
     shown,
@@ -193,6 +194,11 @@ def test_without_details_the_table_says_how_to_see_them_and_counts_the_checks(sa
     )
     shown_details = _table(sample, show_details=True)
     assert shown_details.count("because ") > len(sample.plans)
+
+
+def test_plural():
+    assert [plural(n, "error") for n in (0, 1, 2)] == ["0 errors", "1 error", "2 errors"]
+    assert plural(1, "structure set") == "1 structure set" and plural(3, "x", "xs!") == "3 xs!"
 
 
 def test_counts_agree_with_their_numbers():

@@ -35,6 +35,7 @@ from rtcode.model.limits import Limits
 from rtcode.model.results import PlanResult, ScanResult
 from rtcode.output.files import Inputs, Target
 from rtcode.output.formats import FORMATS, PlanRow, ScanWriter, plan_row, plan_row_and_result
+from rtcode.output.terminal import plural
 
 
 class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only in recent click
@@ -474,8 +475,8 @@ class _Progress:
         self.last = now
         rate = self.files / max(now - self.start, 1e-9)
         sys.stderr.write(
-            f"\r{self.files} files, {self.plans} plans coded, {rate:.0f} files/s,"
-            f" {self.errors} errors "
+            f"\r{plural(self.files, 'file')}, {plural(self.plans, 'plan')} coded,"
+            f" {rate:.0f} files/s, {plural(self.errors, 'error')} "
         )
         sys.stderr.flush()
         self.shown = True

@@ -21,6 +21,7 @@ from rtcode.output.terminal import (
     common_folder,
     lines_text,
     one_line,
+    plural,
     relative,
     shorten_path,
 )
@@ -576,10 +577,6 @@ _SHRINK = (
 _COUNT = re.compile(r" x\d+$")  # "vmat x2": how many beams
 
 
-def _plural(count: int, one: str, many: str | None = None) -> str:
-    return f"{count} {one if count == 1 else many or one + 's'}"
-
-
 def column_widths(rows: list[tuple[str, ...]], width: int) -> list[int]:
     """Each column as wide as its widest value, then narrowed (``_SHRINK``) until the
     table fits in ``width`` characters or may give no more."""
@@ -649,8 +646,8 @@ def table_text(
         lines += _prose(
             "--details shows why each plan has its code"
             + (
-                f", and the {_plural(sum(checks), 'check')} to make on"
-                f" {_plural(sum(1 for n in checks if n), 'plan')}"
+                f", and the {plural(sum(checks), 'check')} to make on"
+                f" {plural(sum(1 for n in checks if n), 'plan')}"
                 if any(checks)
                 else ""
             ),
@@ -659,10 +656,10 @@ def table_text(
         lines.append("")
     skipped = tally.non_dicom_skipped + tally.other_dicom_skipped
     lines += _prose(
-        f"{_plural(tally.files_seen, 'file')}: {_plural(len(rows), 'plan')},"
-        f" {_plural(tally.structure_sets, 'structure set')}, {_plural(tally.doses, 'dose')},"
-        f" {_plural(tally.images_skipped, 'image')} skipped,"
-        f" {_plural(skipped, 'other file')} skipped, {_plural(len(tally.errors), 'error')}",
+        f"{plural(tally.files_seen, 'file')}: {plural(len(rows), 'plan')},"
+        f" {plural(tally.structure_sets, 'structure set')}, {plural(tally.doses, 'dose')},"
+        f" {plural(tally.images_skipped, 'image')} skipped,"
+        f" {plural(skipped, 'other file')} skipped, {plural(len(tally.errors), 'error')}",
         wrap,
     )
     # one line each, however long: "error: PATH: why" is a record to grep for

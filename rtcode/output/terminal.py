@@ -105,6 +105,11 @@ def columns(terminal: bool) -> int:
     return value if value > 0 else DEFAULT_COLUMNS
 
 
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """A count with its noun in agreement: "1 error", "0 errors", "2 structure sets"."""
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
 def _folder_of(path: str) -> str:
     return path[: max(path.rfind("/"), 0)]
 
