@@ -158,15 +158,15 @@ def shorten_path(text: str, width: int) -> str:
     """A shown path in at most ``width`` characters, shortened in the middle so that
     its file name stays whole: "…/eclipse-3d/RP.dcm" (whole folders from the end, and
     the first one when it fits too), else the folders cut in their middle
-    ("27_fif_…segment/RP.dcm"); a file name longer than the width keeps its start and
-    its end."""
+    ("27_fif_…segment/RP.dcm"); a file name longer than the width (a UID) leaves the
+    path's start and the name's end ("eclipse-vm…1.2.840.1234.dcm")."""
     if len(text) <= width:
         return text
     folder, sep, name = text.rpartition("/")
     if not sep:
         return _middle(name, width)
-    if len(name) + 2 > width:  # the name's own start and end, or the path's
-        return ELLIPSIS + "/" + _middle(name, width - 2) if width >= 8 else _middle(text, width)
+    if len(name) + 2 > width:  # a long name (a UID): the path's start (its first folder
+        return _middle(text, width)  # says more than "RP.1.2.246...") and the name's end
     room = width - len(name) - 1  # for the folders and the ellipsis
     if room < 5:  # too little to tell folders apart: the name alone
         return ELLIPSIS + "/" + name
