@@ -118,6 +118,16 @@ def test_common_folder_of_files_and_urls():
     assert relative("elsewhere/RP.dcm", folder) == "elsewhere/RP.dcm"
 
 
+def test_a_dicomweb_plan_is_shown_by_the_end_of_its_instance_uid():
+    web = "http://pacs:8042/dicom-web/studies/{}/series/{}/instances/{}"
+    uids = ["1.2.826.0.1.3680043.8.498." + n for n in ("1008610755", "8157950388821561321")]
+    paths = [web.format("1.2.3", "1.2.4", uids[0]), web.format("1.2.5", "1.2.6", uids[1])]
+    folder = common_folder(paths)
+    assert folder == "http://pacs:8042/dicom-web/studies"
+    shown_paths = [shorten_path(relative(p, folder), 20) for p in paths]
+    assert shown_paths == [ELLIPSIS + uids[0][-19:], ELLIPSIS + uids[1][-19:]]
+
+
 def test_columns_from_the_terminal_or_columns_or_100(monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)
     assert columns(terminal=False) == 100

@@ -159,14 +159,19 @@ def shorten_path(text: str, width: int) -> str:
     its file name stays whole: "…/eclipse-3d/RP.dcm" (whole folders from the end, and
     the first one when it fits too), else the folders cut in their middle
     ("27_fif_…segment/RP.dcm"); a file name longer than the width (a UID) leaves the
-    path's start and the name's end ("eclipse-vm…1.2.840.1234.dcm")."""
+    path's start and the name's end ("eclipse-vm…1.2.840.1234.dcm"), a DICOMweb
+    instance the end of its UID ("…8.498.8157905461")."""
     if len(text) <= width:
         return text
     folder, sep, name = text.rpartition("/")
     if not sep:
         return _middle(name, width)
-    if len(name) + 2 > width:  # a long name (a UID): the path's start (its first folder
-        return _middle(text, width)  # says more than "RP.1.2.246...") and the name's end
+    if len(name) + 2 > width:
+        if folder.endswith("/instances") or folder == "instances":  # DICOMweb: the end
+            return ELLIPSIS + name[len(name) - width + 1 :]  # of the instance UID tells
+        # a long file name (a UID): the path's start, its first folder, says more than
+        # "RP.1.2.246...", and the name's end
+        return _middle(text, width)
     room = width - len(name) - 1  # for the folders and the ellipsis
     if room < 5:  # too little to tell folders apart: the name alone
         return ELLIPSIS + "/" + name
