@@ -177,3 +177,65 @@ def test_inspect_of_a_file_that_is_not_a_plan():
     result = invoke("inspect", CASE / "RS.dcm")
     assert result.exit_code == 1
     assert "not an RT Plan" in result.output
+
+
+# ---------------------------------------------------------- the table (issue 23)
+
+NO_COLUMNS = {"COLUMNS": None}  # as a cron job or a pipe without COLUMNS
+
+
+def _table_lines(output: str) -> list[str]:
+    lines = output.splitlines()
+    return lines[: lines.index("")]
+
+
+def test_the_sample_table_fits_100_columns_or_what_columns_says():
+    result = CliRunner().invoke(main, ["scan", str(SAMPLE_DATA)], env=NO_COLUMNS)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines if not line.startswith("10 skipped:")) <= 100
+    assert len(_table_lines(result.output)) == 2 + SAMPLE_PLANS + 1  # head, rows, folder
+    narrow = CliRunner().invoke(main, ["scan", str(SAMPLE_DATA)], env={"COLUMNS": "80"})
+    assert max(len(line) for line in _table_lines(narrow.output)) <= 80
+    wide = CliRunner().invoke(main, ["scan", str(SAMPLE_DATA)], env={"COLUMNS": "250"})
+    [row] = [r for r in _table_lines(wide.output) if " RTC-21 " in r]
+    assert row.startswith("21_mridian_two_mlcx_layers/RP.dcm ")  # nothing cut when it fits
+    assert row.endswith(" step_and_shoot_imrt x12")
+
+
+def test_details_for_one_plan_none_for_more_unless_asked():
+    one = CliRunner().invoke(main, ["scan", str(CASE)], env=NO_COLUMNS).output
+    assert "because 2 contoured target(s)" in one and "--details shows" not in one
+    many = [str(CASE), str(SAMPLE_DATA / "11_vmat_two_arcs")]
+    brief = CliRunner().invoke(main, ["scan", *many], env=NO_COLUMNS).output
+    assert "because " not in brief
+    assert "--details shows why each plan has its code, and the 1 check to make on 1 plan" in (
+        " ".join(brief.split())
+    )
+    full = CliRunner().invoke(main, ["scan", *many, "--details"], env=NO_COLUMNS).output
+    assert "because 2 contoured target(s)" in full and "because beam 2 'ARC2'" in full
+    assert "check: plan ApprovalStatus is UNAPPROVED" in full
+    quiet = CliRunner().invoke(main, ["scan", str(CASE), "--no-details"], env=NO_COLUMNS)
+    assert "because " not in quiet.output and quiet.exit_code == 0
+    assert "one plan" in invoke("scan", "--help").output  # the default is documented
+
+
+def test_one_error_is_one_error(tmp_path):
+    shutil.copytree(CASE, tmp_path / "export")
+    (tmp_path / "export" / "broken.dcm").write_bytes(b"not dicom at all, but named .dcm")
+    out = CliRunner().invoke(main, ["scan", str(tmp_path / "export")], env=NO_COLUMNS).output
+    assert "1 plan, 1 structure set, 1 dose, 3 images skipped," in out
+    assert out.count(" 1 error\n") == 1 and "1 errors" not in out
+
+
+def test_scan_csv_related_codes_date_of_service_and_policy():
+    rows = list(csv.DictReader(io.StringIO(invoke("scan", CASE, "--format", "csv").output)))
+    [row] = rows
+    assert list(row)[-4:] == ["related_codes", "date_of_service", "policy_name", "policy_version"]
+    assert row["related_codes"] == "77300x4 77334x4"
+    data = json.loads(invoke("scan", CASE, "--format", "json").output)
+    assert row["date_of_service"] == data["plans"][0]["date_of_service"]
+    assert (row["policy_name"], row["policy_version"]) == (
+        data["policy"]["name"],
+        data["policy"]["version"],
+    )

@@ -30,11 +30,12 @@ from rtcode.engine import cache as engine_cache
 from rtcode.engine import execute
 from rtcode.engine import scan as engine_scan
 from rtcode.engine.execute import ExecutorError, WorkerDied
-from rtcode.model.facts import ReadError
+from rtcode.model.facts import Inventory, ReadError, Tally
 from rtcode.model.limits import Limits
 from rtcode.model.results import PlanResult, ScanResult
-from rtcode.output.files import Inputs
-from rtcode.output.formats import FORMATS, PlanRow, ScanWriter, plan_row
+from rtcode.output.files import Inputs, Target
+from rtcode.output.formats import FORMATS, PlanRow, ScanWriter, plan_row, plan_row_and_result
+from rtcode.output.terminal import plural
 
 
 class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only in recent click
@@ -126,6 +127,21 @@ class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only
 )
 @click.option("--scheduler", help="With --executor dask: the scheduler, e.g. tcp://host:8786.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line on standard error.")
+@click.option(
+    "--details/--no-details",
+    default=None,
+    help="With --format table: after the table, why each plan has its code (its reasons,"
+    " alternatives, related codes and checks). Default: details when the scan finds one"
+    " plan, none when it finds more (the table then says how many checks they hold).",
+)
+@click.option(
+    "--html",
+    "html_file",
+    metavar="FILE",
+    help="Also write the department overview of the scan to FILE: one self-contained HTML"
+    " page (counts by code, system, machine, technique and month, MCS per technique, what"
+    " to look at, every plan with its evidence). Not written when no plan is found.",
+)
 def scan(
     paths: tuple[Path | str, ...],
     fmt: str,
@@ -141,6 +157,8 @@ def scan(
     executor: str = "local",
     scheduler: str | None = None,
     quiet: bool = False,
+    details: bool | None = None,
+    html_file: str | None = None,
 ) -> None:
     """Read DICOM-RT exports under PATHS (files or folders, searched recursively) and
     code every RT Plan found, with the evidence that supports each code.
@@ -167,8 +185,9 @@ def scan(
     if cache_path is not None:
         inputs.add_file(cache_path, f"the scan cache ({cache_path})", sqlite=True)
     target = checked(output, "--output", inputs)
+    html = _html_target(html_file, target, inputs)
     jobs = _jobs(jobs, executor)
-    writer = ScanWriter(fmt, target)
+    writer = ScanWriter(fmt, target, details=details)
     try:
         cache = _open_cache(cache_path)
     except BaseException:
@@ -177,6 +196,7 @@ def scan(
     runner = engine_scan.Runner(jobs=jobs, executor=executor, scheduler=scheduler, cache=cache)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
     run = _Run(policy, day_of(date_of_service), runner, writer, progress, deidentify)
+    run.keep = html is not None
     try:
         _scan_sources(paths, study, patient, run, policy)
     except WorkerDied as exc:  # not the user's doing: say so, exit 1
@@ -191,9 +211,11 @@ def scan(
     finally:
         progress.end()
         cache.close()
-    run.finish()
+    whole = run.finish()
     if target is not None and not target.stdout:
         echo(f"wrote {writer.plans} plan(s), {run.errors} error(s) to {target}", err=True)
+    if html is not None and whole is not None:
+        _write_overview(html, whole, paths)
     if run.interrupted:  # Ctrl-C: what was done so far is reported above
         echo(
             f"rtcode: interrupted after {run.files_seen} file(s): the report covers only those",
@@ -316,9 +338,10 @@ class _Run:
         self.deidentify = deidentify
         self.kept: list[PlanResult] = []
         self.scanner: engine_scan.Scanner | None = None
+        self.keep = False  # every plan's result kept for the end too (--html)
 
     def __call__(self, inputs: list[Any]) -> None:
-        render = None if self.deidentify else plan_row
+        render = None if self.deidentify else plan_row_and_result if self.keep else plan_row
         scanner = engine_scan.Scanner(
             self.policy, self.day, self.runner, self.progress.update, render
         )
@@ -327,19 +350,26 @@ class _Run:
             for item in scanner.run(inputs):
                 if isinstance(item, PlanRow):
                     self.writer.add(item)
+                elif isinstance(item, tuple):  # plan_row_and_result
+                    self.writer.add(item[0])
+                    self.kept.append(item[1])
                 else:
                     self.kept.append(item)
         except KeyboardInterrupt:  # while writing: the plans written so far are reported
             scanner.interrupted = True
             self.runner.close(interrupted=True)
 
-    def finish(self) -> None:
-        """The rest of the output: the plans kept for --deidentify, errors and counts."""
+    def finish(self) -> ScanResult | None:
+        """The rest of the output: the plans kept for --deidentify, errors and counts.
+        With ``keep``, the whole scan's result (de-identified with --deidentify)."""
         scanner = self.scanner
         assert scanner is not None
         if not self.deidentify:
             self.writer.finish(scanner.tally(), scanner.interrupted, self.policy)
-            return
+            if not self.keep:
+                return None
+            counted = _Counted(scanner.tally())  # a replayed scan's inventory holds no facts
+            return ScanResult(self.policy, self.kept, counted, scanner.interrupted)
         whole = ScanResult(self.policy, self.kept, scanner.inventory, scanner.interrupted)
         self.kept = []
         try:
@@ -350,6 +380,7 @@ class _Run:
             self.writer.discard()
             raise
         self.writer.finish(result.inventory.tally(), result.interrupted, result.policy)
+        return result if self.keep else None
 
     @property
     def interrupted(self) -> bool:
@@ -362,6 +393,57 @@ class _Run:
     @property
     def files_seen(self) -> int:
         return self.scanner.inventory.files_seen if self.scanner is not None else 0
+
+
+def _html_target(html_file: str | None, target: Target | None, inputs: Inputs) -> Target | None:
+    """--html, checked by the output guard like --output, and never where --output goes."""
+    html = checked(html_file, "--html", inputs)
+    if html is None:
+        return None
+    if html.stdout and (target is None or target.stdout):
+        raise click.UsageError("--html - and the scan output both go to standard output; give -o")
+    there = target.path if target is not None else None
+    if html.path is not None and there is not None and _same(html.path, there):
+        raise click.UsageError("--html and --output name the same file; give two")
+    return html
+
+
+def _same(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _write_overview(html: Target, result: ScanResult, paths: tuple[Path | str, ...]) -> None:
+    """The department overview of the scan, written atomically; none without plans (the
+    scan then exits 1, saying so)."""
+    if not result.plans:
+        echo(f"rtcode: no plan found: {html} not written", err=True)
+        return
+    # here: the overview's figures load matplotlib, needed only with --html
+    from rtcode.report.overview import overview_html
+
+    shown = [_shown_source(p) if isinstance(p, str) else str(p) for p in paths]
+    html.write_text(overview_html(result, inputs=shown))
+    if not html.stdout:
+        echo(f"wrote the overview of {len(result.plans)} plan(s) to {html}", err=True)
+
+
+def _shown_source(url: str) -> str:
+    """A dicomweb+ source as the overview may show it: without credentials."""
+    from rtcode.sources.dicomweb import display_url  # here: only for a DICOMweb source
+
+    return display_url(url)
+
+
+class _Counted(Inventory):
+    """What a scan counted, for the overview: the scan's own tally (a scan replayed
+    from the cache keeps the counts, not the structure sets and doses counted)."""
+
+    def __init__(self, tally: Tally) -> None:
+        super().__init__(errors=list(tally.errors), skipped=list(tally.skipped))
+        self.counted = tally
+
+    def tally(self) -> Tally:
+        return self.counted
 
 
 class _Progress:
@@ -393,8 +475,8 @@ class _Progress:
         self.last = now
         rate = self.files / max(now - self.start, 1e-9)
         sys.stderr.write(
-            f"\r{self.files} files, {self.plans} plans coded, {rate:.0f} files/s,"
-            f" {self.errors} errors "
+            f"\r{plural(self.files, 'file')}, {plural(self.plans, 'plan')} coded,"
+            f" {rate:.0f} files/s, {plural(self.errors, 'error')} "
         )
         sys.stderr.flush()
         self.shown = True

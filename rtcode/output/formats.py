@@ -8,6 +8,7 @@ A new format is one ``ScanFormat`` subclass added to ``FORMATS``.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -30,6 +31,7 @@ from rtcode.output.render import (
     table_row,
     table_text,
 )
+from rtcode.output.terminal import DEFAULT_COLUMNS, columns
 
 if TYPE_CHECKING:
     from rtcode.model.results import PlanResult
@@ -165,7 +167,7 @@ class CsvFormat(ScanFormat):
 
     @staticmethod
     def part(result: PlanResult, data: dict[str, Any], policy: Policy) -> list[str]:
-        return csv_row(result)
+        return csv_row(result, policy)
 
     def add(self, part: list[str]) -> None:
         self.rows.append(part)
@@ -176,8 +178,9 @@ class CsvFormat(ScanFormat):
 
 
 class TableFormat(ScanFormat):
-    """For people: one line per plan (columns as wide as their values need), then each
-    plan's reasons, then the counts; escaped for the terminal."""
+    """For people: one line per plan in ``width`` columns, then each plan's reasons
+    (``details``: always, never, or None: when the scan found one plan), then the
+    counts; escaped for the terminal."""
 
     name = "table"
 
@@ -185,6 +188,8 @@ class TableFormat(ScanFormat):
         super().__init__(out)
         self.rows: list[tuple[str, ...]] = []
         self.details: list[list[str]] = []
+        self.width = DEFAULT_COLUMNS
+        self.show_details: bool | None = None
 
     @staticmethod
     def part(
@@ -197,7 +202,18 @@ class TableFormat(ScanFormat):
         self.details.append(part[1])
 
     def end(self, tally: Tally, plans: int, interrupted: bool, policy: Policy) -> None:
-        self.out.write(table_text(self.rows, self.details, tally, interrupted, policy))
+        show = self.show_details if self.show_details is not None else len(self.rows) == 1
+        self.out.write(
+            table_text(
+                self.rows,
+                self.details,
+                tally,
+                interrupted,
+                policy,
+                width=self.width,
+                show_details=show,
+            )
+        )
         self.rows, self.details = [], []
 
 
@@ -221,6 +237,19 @@ def plan_row(result: PlanResult, policy: Policy) -> PlanRow:
     return PlanRow({name: f.part(result, data, policy) for name, f in FORMATS.items()})
 
 
+def plan_row_and_result(result: PlanResult, policy: Policy) -> tuple[PlanRow, PlanResult]:
+    """``plan_row`` and the result it was made from, for a scan that needs every plan's
+    result at the end too (the department overview) and still writes rows as they come."""
+    return plan_row(result, policy), result
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout is not None and sys.stdout.isatty()
+    except ValueError:  # closed
+        return False
+
+
 def jsonl_tail(tally: Tally, plans: int, interrupted: bool, policy: Policy) -> list[dict[str, Any]]:
     """The records a jsonl scan ends with, after its plans: each error, each file
     skipped (images are counted in the summary), then the summary."""
@@ -239,9 +268,15 @@ class ScanWriter:
     """A scan's output in one format: ``add`` each plan's ``PlanRow`` in scan order,
     then ``finish``; ``discard`` if the scan failed (a file output is left as it was)."""
 
-    def __init__(self, fmt: str, target: Target | None) -> None:
+    def __init__(self, fmt: str, target: Target | None, *, details: bool | None = None) -> None:
+        """``details`` (the table's): each plan's reasons always (True), never (False)
+        or when the scan found one plan (None). The table is as wide as the terminal it
+        is written to, else as ``COLUMNS`` says, else ``DEFAULT_COLUMNS``."""
         self.output = Output(target)
         self.format = FORMATS[fmt](self.output)
+        if isinstance(self.format, TableFormat):
+            self.format.show_details = details
+            self.format.width = columns(self.output.file is None and _stdout_is_terminal())
         self.plans = 0
 
     def add(self, row: PlanRow) -> None:

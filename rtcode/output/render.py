@@ -15,7 +15,16 @@ from rtcode import __version__
 from rtcode.coding.policy import Policy
 from rtcode.model.facts import Plan, Skipped, Tally
 from rtcode.model.results import ScanResult
-from rtcode.output.terminal import clip, lines_text, one_line
+from rtcode.output.terminal import (
+    DEFAULT_COLUMNS,
+    clip,
+    common_folder,
+    lines_text,
+    one_line,
+    plural,
+    relative,
+    shorten_path,
+)
 
 if TYPE_CHECKING:
     from rtcode.link import LinkedPlan
@@ -403,6 +412,11 @@ CSV_COLUMNS = [
     "reasons",
     "flags",
     "alternatives",
+    # added later, at the end so that the columns before keep their places
+    "related_codes",
+    "date_of_service",
+    "policy_name",
+    "policy_version",
 ]
 
 
@@ -434,9 +448,16 @@ def _techniques(c: Classification) -> str:
     return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in seen.items())
 
 
-def csv_row(p: PlanResult) -> list[str]:
+def related_text(p: PlanResult) -> str:
+    """The related codes the files support, with their units when more than one:
+    "77300x4 77338 77334x2"."""
+    return " ".join(code if units == 1 else f"{code}x{units}" for code, units in related_billed(p))
+
+
+def csv_row(p: PlanResult, policy: Policy) -> list[str]:
     """One plan's CSV row (``CSV_COLUMNS``), spreadsheet-safe."""
     plan, c = p.linked.plan, p.classification
+    day = p.date_of_service
     row = [
         plan.path,
         plan.patient_id,
@@ -451,6 +472,10 @@ def csv_row(p: PlanResult) -> list[str]:
         "; ".join(_reasons(c)),
         "; ".join(f.message for f in c.flags if f.severity == "warning"),
         "; ".join(f"{a.code} {a.condition}" for a in c.alternatives),
+        related_text(p),
+        day.isoformat() if day else "",
+        policy.name,
+        policy.version,
     ]
     return [safe_cell(v) for v in row]
 
@@ -470,11 +495,11 @@ def _clip(text: str, width: int) -> str:
     return clip(text, width)  # escaped for the terminal (rtcode.output.terminal)
 
 
-def _wrap(text: str) -> list[str]:
+def _wrap(text: str, width: int = 100) -> list[str]:
     text = one_line(text)  # escaped for the terminal before it is measured
-    if len(text) <= 100 - 4:  # fits on the first line: what textwrap would make of it
+    if len(text) <= width - 4:  # fits on the first line: what textwrap would make of it
         return ["    " + text] if text else []
-    return textwrap.wrap(text, 100, initial_indent="    ", subsequent_indent="      ")
+    return textwrap.wrap(text, width, initial_indent="    ", subsequent_indent="      ")
 
 
 def brachy_technique(plan: Plan) -> str | None:
@@ -492,7 +517,8 @@ def brachy_technique(plan: Plan) -> str | None:
 
 
 def table_row(p: PlanResult) -> tuple[str, ...]:
-    """One plan's line in the table's first part."""
+    """One plan's line in the table (``TABLE_HEAD``); the plan file first, as it is
+    (``table_text`` shortens it), the techniques last."""
     plan, c = p.linked.plan, p.classification
     return (
         plan.path,
@@ -505,23 +531,78 @@ def table_row(p: PlanResult) -> tuple[str, ...]:
     )
 
 
+CHECK = "check: "  # how a details line of a warning starts
+
+
+def related_billed(p: PlanResult) -> list[tuple[str, int]]:
+    """The related codes the plan's files support, with their units: (code, units)."""
+    return [(r.code, r.units) for r in p.related if r.kind == "code" and r.units]
+
+
 def table_details(p: PlanResult) -> list[str]:
-    """One plan's paragraph in the table's second part: why, alternatives, checks."""
+    """One plan's paragraph after the table: its heading, then every reason the code
+    rests on, the alternatives, the related codes and the checks, one line each
+    (``table_text`` wraps them)."""
     c = p.classification
     lines = [
         one_line(f"{p.linked.plan.path}: {c.code or 'no code'} ({c.label or c.category.value})")
     ]
-    for r in _reasons(c)[:6]:
-        lines.extend(_wrap(f"because {r}"))
-    for a in c.alternatives:
-        lines.extend(_wrap(f"alternative {a.code} {a.condition}"))
-    billed = [r for r in p.related if r.kind == "code" and r.units]
+    lines += [f"because {r}" for r in _reasons(c)]
+    lines += [f"alternative {a.code} {a.condition}" for a in c.alternatives]
+    billed = related_billed(p)
     if billed:
-        lines.extend(_wrap("with " + ", ".join(f"{r.code} x{r.units}" for r in billed)))
-    for f in c.flags:
-        if f.severity == "warning":
-            lines.extend(_wrap(f"check: {f.message}"))
+        lines.append("with " + ", ".join(f"{code} x{units}" for code, units in billed))
+    lines += [CHECK + f.message for f in c.flags if f.severity == "warning"]
     return lines
+
+
+TABLE_HEAD = ("plan file", "patient", "label", "code", "category", "conf.", "techniques")
+_PATH, _PATIENT, _LABEL, _TECHNIQUES = 0, 1, 2, 6
+_GAP = 2  # spaces between columns
+# When the table is wider than its width, these columns give way in this order, each
+# down to the width given (never below its heading); the patient ID, code, category
+# and confidence are never cut. What is still too wide then runs over.
+_SHRINK = (
+    (_PATH, 28),
+    (_TECHNIQUES, 22),
+    (_LABEL, 12),
+    (_PATH, 20),
+    (_TECHNIQUES, 14),
+    (_LABEL, 8),
+    (_PATH, 12),
+    (_TECHNIQUES, 12),  # "step_an~ x12": 80 columns hold the sample data
+    (_PATH, 0),  # down to the headings
+    (_TECHNIQUES, 0),
+)
+_COUNT = re.compile(r" x\d+$")  # "vmat x2": how many beams
+
+
+def column_widths(rows: list[tuple[str, ...]], width: int) -> list[int]:
+    """Each column as wide as its widest value, then narrowed (``_SHRINK``) until the
+    table fits in ``width`` characters or may give no more."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEAD))]
+    excess = sum(widths) + _GAP * (len(widths) - 1) - width
+    for column, floor in _SHRINK:
+        if excess <= 0:
+            break
+        floor = max(floor, len(TABLE_HEAD[column]))
+        given = min(excess, max(widths[column] - floor, 0))
+        widths[column] -= given
+        excess -= given
+    return widths
+
+
+def _table_cell(column: int, text: str, width: int) -> str:
+    """One shown value in its column: a path shortened in its middle (the file name
+    kept), a technique count kept ("step_and_shoot_~ x12"), else clipped with "~"."""
+    if len(text) <= width:
+        return text
+    if column == _PATH:
+        return shorten_path(text, width)
+    count = _COUNT.search(text) if column == _TECHNIQUES else None
+    if count is not None and width > len(count.group()) + 2:
+        return clip(text[: count.start()], width - len(count.group())) + count.group()
+    return clip(text, width)
 
 
 def table_text(
@@ -530,41 +611,82 @@ def table_text(
     tally: Tally,
     interrupted: bool,
     policy: Policy,
+    *,
+    width: int = DEFAULT_COLUMNS,
+    show_details: bool = True,
 ) -> str:
-    head = ("plan file", "patient", "label", "code", "category", "conf.", "techniques")
-    # Widths are measured on the values as shown: escaped, one line (rtcode.output.terminal).
-    rows = [head, *(tuple(one_line(v) for v in r) for r in rows)]
-    limits = (60, 14, 16, 5, 15, 6, 48)
-    widths = [min(max(len(r[i]) for r in rows), limits[i]) for i in range(len(limits))]
+    """The scan as text: the table in ``width`` columns (plan files shown below their
+    common folder), each plan's details when ``show_details`` (else how to see them and
+    how many checks they hold), then the counts, errors and policy."""
+    # Values are measured as shown: escaped, one line (rtcode.output.terminal).
+    shown_rows = [tuple(one_line(v) for v in r) for r in rows]
+    folder = common_folder(r[_PATH] for r in shown_rows)
+    shown_rows = [(relative(r[0], folder), *r[1:]) for r in shown_rows]
+    table = [TABLE_HEAD, *shown_rows]
+    widths = column_widths(table, width)
     lines = []
-    for i, r in enumerate(rows):
-        lines.append(
-            "  ".join(_clip(v, widths[j]).ljust(widths[j]) for j, v in enumerate(r)).rstrip()
-        )
+    for i, r in enumerate(table):
+        cells = (_table_cell(j, v, widths[j]).ljust(widths[j]) for j, v in enumerate(r))
+        lines.append((" " * _GAP).join(cells).rstrip())
         if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+            lines.append((" " * _GAP).join("-" * w for w in widths))
+    if folder:
+        lines.append(f"plan files under {folder}/")
     lines.append("")
-    for paragraph in details:  # rows kept in the scan cache are made safe by lines_text
-        lines.extend(paragraph)
-    lines.append("")
-    lines.append(
-        f"{tally.files_seen} files: {len(details)} plans,"
-        f" {tally.structure_sets} structure sets, {tally.doses} doses,"
-        f" {tally.images_skipped} images skipped,"
-        f" {tally.non_dicom_skipped + tally.other_dicom_skipped} other files skipped,"
-        f" {len(tally.errors)} errors"
+    wrap = max(min(width, DEFAULT_COLUMNS), 40)  # prose: no wider than it reads well
+    if show_details:
+        for paragraph in details:  # rows kept in the scan cache are made safe by lines_text
+            lines.extend(paragraph[:1])
+            for item in paragraph[1:]:
+                lines.extend(_wrap(item, wrap))
+        if details:
+            lines.append("")
+    elif details:
+        checks = [sum(one_line(x).startswith(CHECK) for x in d[1:]) for d in details]
+        lines += _prose(
+            "--details shows why each plan has its code"
+            + (
+                f", and the {plural(sum(checks), 'check')} to make on"
+                f" {plural(sum(1 for n in checks if n), 'plan')}"
+                if any(checks)
+                else ""
+            ),
+            wrap,
+        )
+        lines.append("")
+    skipped = tally.non_dicom_skipped + tally.other_dicom_skipped
+    lines += _prose(
+        f"{plural(tally.files_seen, 'file')}: {plural(len(rows), 'plan')},"
+        f" {plural(tally.structure_sets, 'structure set')}, {plural(tally.doses, 'dose')},"
+        f" {plural(tally.images_skipped, 'image')} skipped,"
+        f" {plural(skipped, 'other file')} skipped, {plural(len(tally.errors), 'error')}",
+        wrap,
     )
+    # one line each, however long: "error: PATH: why" is a record to grep for
     for reason, count in tally.skipped_by_reason():
         lines.append(f"{count} skipped: {reason}")
     for e in tally.errors:
         lines.append(f"error: {e.path}: {e.error}")
     if interrupted:
-        lines.append(
+        lines += _prose(
             "interrupted (Ctrl-C): only the files read before it are reported; a plan whose"
-            " structure set or dose was not read yet may be coded lower"
+            " structure set or dose was not read yet may be coded lower",
+            wrap,
         )
-    lines.append(f"policy {policy.name} {policy.version}. {ADVISORY}")
+    lines += _prose(f"policy {policy.name} {policy.version}. {ADVISORY}", wrap)
     return lines_text(lines)
+
+
+def _prose(text: str, width: int) -> list[str]:
+    """A sentence after the table in lines of ``width``; a path or a word longer than
+    that is never broken."""
+    return textwrap.wrap(
+        one_line(text),
+        width,
+        subsequent_indent="  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 # ---------------------------------------------------------------------- inspect
