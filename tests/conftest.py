@@ -52,6 +52,8 @@ def _private_scan_cache(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("cache-home")
     monkeypatch.setenv("XDG_CACHE_HOME", str(home))
     monkeypatch.setenv("LOCALAPPDATA", str(home))
+    # the scan table takes its width from COLUMNS: tests compare tables of the default
+    monkeypatch.delenv("COLUMNS", raising=False)
 
 
 def undefined_lengths(ds) -> None:

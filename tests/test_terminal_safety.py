@@ -140,9 +140,12 @@ def test_scan_table_and_details(hostile):
     assert_safe(out)
     lines = out.splitlines()
     assert_aligned(lines, 0)
-    path, cell = shown(str(hostile[1])), lines[2].split()[0]  # the plan file column
-    assert cell == path or (cell.endswith("~") and path.startswith(cell[:-1]))
-    assert "P\\x1b[31mRED~" in lines[2] and "L\\x1b[31mRED~" in lines[2]  # clipped whole
+    name, cell = shown(hostile[1].name), lines[2].split()[0]  # the plan file column
+    head, _, tail = cell.partition("\u2026")  # shortened in its middle, escapes whole
+    assert cell == name or (name.startswith(head) and name.endswith(tail))
+    assert f" P{ESCAPED} " in lines[2]  # a patient ID is never cut
+    label = lines[2].split()[2]  # a label is clipped, never inside an escape
+    assert label.endswith("~") and f"L{ESCAPED}".startswith(label[:-1])
     assert f"R{ESCAPED}" in out  # the ROI name, in the details
     assert "R\\x1b[31mRED" in out and "B\\x1b[31mRED" in out
     assert f"RP{shown(FILE_PART)}.dcm: 77295" in out

@@ -29,7 +29,7 @@ def intent_rule(plan: Plan, policy: Policy) -> Evidence:
         "intent.not_billable",
         not_billable,
         f"PlanIntent is {plan.intent_raw!r}"
-        + (" : a non-clinical plan, not billed" if not_billable else "")
+        + (": a non-clinical plan, not billed" if not_billable else "")
         if plan.intent_raw is not None
         else "PlanIntent is absent (treated as clinical)",
         dicom_path=f"{plan.path}::PlanIntent",
@@ -60,12 +60,17 @@ def general_flags(lp: LinkedPlan, policy: Policy) -> list[Flag]:
     flags = []
     status = (plan.approval_status or "").upper()
     if status in [s.upper() for s in policy.approval.flag_statuses]:
+        not_billable = plan.intent in [i.upper() for i in policy.intent.not_billable]
         flags.append(
             Flag(
                 "approval",
                 "warning",
-                f"plan ApprovalStatus is {status}: the code stands, but bill only the approved"
-                " version",
+                f"plan ApprovalStatus is {status}: "
+                + (
+                    "a non-clinical plan, not billed whatever its approval"
+                    if not_billable
+                    else "the code stands, but bill only the approved version"
+                ),
             )
         )
     elif plan.approval_status is None:
