@@ -63,8 +63,10 @@ def beams(draw):
             gaps[rng.random(n) < 0.5] = np.nan
             positions[f"ASYM{jaw_axis}"] = gaps
             positions[jaw_axis] = jaws
-            devices += [BeamLimitingDevice(f"ASYM{jaw_axis}", 1, None),
-                        BeamLimitingDevice(jaw_axis, 1, None)]  # fmt: skip
+            devices += [
+                BeamLimitingDevice(f"ASYM{jaw_axis}", 1, None),
+                BeamLimitingDevice(jaw_axis, 1, None),
+            ]
         else:
             positions[f"ASYM{jaw_axis}"] = jaws
             devices.append(BeamLimitingDevice(f"ASYM{jaw_axis}", 1, None))
@@ -92,8 +94,10 @@ def strip_at(beam, i: int, k: int) -> tuple[float, float, float]:
                 for side in (0, 1):
                     if math.isnan(known[side]):
                         known[side] = float(positions[d.device_type][i, side])
-        return (-math.inf if math.isnan(known[0]) else known[0],
-                math.inf if math.isnan(known[1]) else known[1])  # fmt: skip
+        return (
+            -math.inf if math.isnan(known[0]) else known[0],
+            math.inf if math.isnan(known[1]) else known[1],
+        )
 
     pairs = mlc.number_of_pairs
     t1, t2 = jaw(along)

@@ -17,9 +17,10 @@ fewer, larger numpy calls win. Hence the shapes below: all control points at onc
 both leaf banks stacked in one (2, n, strips) array of "ends" (the open interval's
 start ``lo`` and its end mirrored, ``-hi``, so that one minimum or maximum serves
 both banks); intermediates computed once in ``beam_metrics`` and handed on; only the
-strips open at some control point measured; per-MLC geometry cached. Results agree
-with measuring one control point and one strip at a time to rounding (sums may add
-in another order), which tests/test_metrics_speed_equivalence.py checks.
+strips open at some control point measured; a machine's devices and MLC geometry
+cached. Results agree with measuring one control point and one strip at a time to
+rounding (sums may add in another order), which tests/test_metrics_speed_equivalence.py
+and tests/test_metrics_property.py check.
 """
 
 from __future__ import annotations
@@ -243,8 +244,9 @@ def _devices(devices: tuple[BeamLimitingDevice, ...]) -> _Devices:
     """Cached: every beam of a machine has the same devices."""
     leaves, jaws = [], []
     for d in devices:
-        entry = _Device(d.device_type, d.travel_axis, tuple(d.leaf_boundaries_mm or ()),
-                        d.number_of_pairs)  # fmt: skip
+        entry = _Device(
+            d.device_type, d.travel_axis, tuple(d.leaf_boundaries_mm or ()), d.number_of_pairs
+        )
         if not d.is_mlc:
             jaws.append(entry)
         elif d.leaf_boundaries_mm:
