@@ -17,9 +17,10 @@ fewer, larger numpy calls win. Hence the shapes below: all control points at onc
 both leaf banks stacked in one (2, n, strips) array of "ends" (the open interval's
 start ``lo`` and its end mirrored, ``-hi``, so that one minimum or maximum serves
 both banks); intermediates computed once in ``beam_metrics`` and handed on; only the
-strips open at some control point measured; per-MLC geometry cached. Results agree
-with measuring one control point and one strip at a time to rounding (sums may add
-in another order), which tests/test_metrics_speed_equivalence.py checks.
+strips open at some control point measured; a machine's devices and MLC geometry
+cached. Results agree with measuring one control point and one strip at a time to
+rounding (sums may add in another order), which tests/test_metrics_speed_equivalence.py
+and tests/test_metrics_property.py check.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rtcode.model.facts import Beam
+from rtcode.model.facts import Beam, BeamLimitingDevice
 
 # Differences smaller than this are numeric noise in exported positions, not motion.
 _NOISE_MM = 1e-3
@@ -126,11 +127,10 @@ def _geometry(beam: Beam, finite: bool = False) -> tuple[Any, ...] | None:
     cps = beam.control_points
     n = cps.count
     positions = cps.positions_mm
-    mlcs = [
-        d for d in beam.devices if d.is_mlc and d.leaf_boundaries_mm and d.device_type in positions
-    ]
-    leaf_axis = mlcs[0].travel_axis if mlcs else "X"
-    jaws = _jaws(beam, positions)
+    table = _devices(beam.devices)
+    mlcs = [d for d in table.leaves if d.key in positions]
+    leaf_axis = mlcs[0].axis if mlcs else "X"
+    jaws = _jaws(table.jaws, positions)
     jaw_travel, jaw_strip = jaws.get(leaf_axis), jaws.get("Y" if leaf_axis == "X" else "X")
     ends: np.ndarray | None
     if not mlcs:
@@ -142,16 +142,14 @@ def _geometry(beam: Beam, finite: bool = False) -> tuple[Any, ...] | None:
         edges = np.array([jaw_strip[:, 0].min(), jaw_strip[:, 1].max()])
         ends = np.stack([jaw_travel[:, :1], -jaw_travel[:, 1:]])
     else:
-        mlcs = [d for d in mlcs if d.travel_axis == leaf_axis]
-        edges, layers = _strip_layout(
-            tuple((tuple(d.leaf_boundaries_mm or ()), d.number_of_pairs) for d in mlcs)
-        )
+        mlcs = [d for d in mlcs if d.axis == leaf_axis]
+        edges, layers = _strip_layout(tuple((d.bounds, d.pairs) for d in mlcs))
         s = edges.size - 1
         ends = None
         for dev, (columns, inside) in zip(mlcs, layers, strict=True):
             # dual-layer MLCs: the opening is what every layer leaves open, so each
             # layer raises lo and lowers hi, i.e. raises both ends (lo, -hi)
-            pairs = positions[dev.device_type][:, columns].reshape(n, 2, s).transpose(1, 0, 2)
+            pairs = positions[dev.key][:, columns].reshape(n, 2, s).transpose(1, 0, 2)
             layer = np.multiply(pairs, _MIRROR[:, None, None], out=np.empty((2, n, s)))
             if ends is None:  # -inf: where a layer has no leaf pair, it limits nothing
                 ends = layer if inside is None else np.where(inside, layer, -np.inf)
@@ -225,20 +223,49 @@ def _nan_to_num(a: np.ndarray, nan: float = 0.0) -> np.ndarray:
     return out
 
 
-def _jaws(beam: Beam, positions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+class _Device(NamedTuple):
+    key: str  # the device type, as in the positions
+    axis: str  # the travel axis
+    bounds: tuple[float, ...]  # leaf boundaries (MLCs only)
+    pairs: int
+
+
+class _Devices(NamedTuple):
+    """A beam's devices as the measures use them: the MLCs with leaf boundaries, the
+    jaws, and the device types of every MLC (in the order of the beam's devices)."""
+
+    leaves: tuple[_Device, ...]
+    jaws: tuple[_Device, ...]
+    mlc_keys: tuple[str, ...]
+
+
+@lru_cache(maxsize=256)
+def _devices(devices: tuple[BeamLimitingDevice, ...]) -> _Devices:
+    """Cached: every beam of a machine has the same devices."""
+    leaves, jaws = [], []
+    for d in devices:
+        entry = _Device(
+            d.device_type, d.travel_axis, tuple(d.leaf_boundaries_mm or ()), d.number_of_pairs
+        )
+        if not d.is_mlc:
+            jaws.append(entry)
+        elif d.leaf_boundaries_mm:
+            leaves.append(entry)
+    mlc_keys = tuple(d.device_type for d in devices if d.is_mlc)
+    return _Devices(tuple(leaves), tuple(jaws), mlc_keys)
+
+
+def _jaws(jaws: tuple[_Device, ...], positions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The jaws (n, 2) along "X" and along "Y", for the axes that have them (NaN where
     no control point gives them). Possibly the arrays of ``positions`` themselves: do
     not write to them."""
     out: dict[str, np.ndarray] = {}
-    for dev in beam.devices:
-        if dev.is_mlc:
-            continue
-        pos = positions.get(dev.device_type)
+    for dev in jaws:
+        pos = positions.get(dev.key)
         if pos is not None and pos.shape[1] == 2:
             # the first device gives the jaws; later ones fill in what it leaves NaN
-            axis = dev.travel_axis
-            jaw = out.get(axis)
-            out[axis] = pos if jaw is None else np.where(np.isnan(jaw), pos, jaw)
+            jaw = out.get(dev.axis)
+            out[dev.axis] = pos if jaw is None else np.where(np.isnan(jaw), pos, jaw)
     return out
 
 
@@ -598,11 +625,12 @@ def _against_main(
     k = _main_segment(shares, area[at])
     main = motion.firsts[k]
     outside = _outside(ends, open_, widths[0], at, main)
-    subs = np.delete(at, k)
+    others = [i for i in range(at.size) if i != k]  # (np.delete costs more)
+    subs = at[others]
     gap, tol = sizes.closed_gap_mm, sizes.inside_tolerance_mm
     out_area, own_area = _outside_area(ends, widths[0], levels, jaw_strip, subs, main, gap, tol)
     share = np.where(own_area > 0, out_area / own_area, 0.0)
-    sub_mu = np.delete(np.asarray(shares), k)
+    sub_mu = np.array([shares[i] for i in others])
     return outside, float(out_area.max()), float(share.max()), float(sub_mu[out_area > 0].sum())
 
 
@@ -702,7 +730,7 @@ def _all_positions(
     for key, value in positions.items():
         spans[key] = (start, start + value.shape[1])
         start += value.shape[1]
-    mlc = [spans[d.device_type] for d in beam.devices if d.is_mlc and d.device_type in positions]
+    mlc = [spans[key] for key in _devices(beam.devices).mlc_keys if key in positions]
     given = np.concatenate(list(positions.values()), axis=1)
     everything = _nan_to_num(given)
     finite = everything is given  # (_nan_to_num hands back finite arrays as they are)
