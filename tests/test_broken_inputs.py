@@ -110,7 +110,9 @@ def test_every_case_through_scan(corpus, group):
         result = scan([str(case.target)], policy_for(case))
         elapsed = time.perf_counter() - started
         found = problems(case, seen_from_scan(result))
-        if elapsed > 5:
+        # A guard against a file that makes the reader spin, not a speed target (speed
+        # is measured by scripts/bench.py): generous, so a loaded machine never trips it.
+        if elapsed > 60:
             found.append(f"took {elapsed:.1f} s")
         if found:
             failures[case.name] = found
