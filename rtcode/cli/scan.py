@@ -16,14 +16,20 @@ from typing import Any
 import click
 
 from rtcode.cli.options import (
+    PlanFilter,
     checked,
     day_of,
     deidentified,
     echo,
     exit_without_plans,
+    filter_of,
     inputs_of,
     load_policy,
+    patient_option,
+    require_inputs,
     safe,
+    since_option,
+    until_option,
 )
 from rtcode.coding.policy import Policy
 from rtcode.engine import cache as engine_cache
@@ -93,10 +99,9 @@ class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only
     "--study",
     help="With a dicomweb+http:// source: only the RT plans of this Study Instance UID.",
 )
-@click.option(
-    "--patient",
-    help="With a dicomweb+http:// source: only the RT plans of this Patient ID.",
-)
+@patient_option
+@since_option
+@until_option
 @click.option(
     "--jobs",
     "-j",
@@ -134,7 +139,9 @@ def scan(
     date_of_service: dt.datetime | None,
     deidentify: bool = False,
     study: str | None = None,
-    patient: str | None = None,
+    patients: tuple[str, ...] = (),
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
     jobs: int | None = None,
     cache_file: str | None = None,
     no_cache: bool = False,
@@ -155,6 +162,8 @@ def scan(
     plan is written as soon as it is coded.
     """
 
+    require_inputs(paths)  # a missing folder is exit 2 before anything is read
+    select = filter_of(patients, since, until)
     policy = load_policy(policy_name)
     if cache_file is not None and no_cache:
         raise click.UsageError("--cache and --no-cache contradict each other; give one")
@@ -176,9 +185,9 @@ def scan(
         raise
     runner = engine_scan.Runner(jobs=jobs, executor=executor, scheduler=scheduler, cache=cache)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
-    run = _Run(policy, day_of(date_of_service), runner, writer, progress, deidentify)
+    run = _Run(policy, day_of(date_of_service), runner, writer, progress, deidentify, select)
     try:
-        _scan_sources(paths, study, patient, run, policy)
+        _scan_sources(paths, study, patients, run, policy)
     except WorkerDied as exc:  # not the user's doing: say so, exit 1
         writer.discard()
         raise click.ClickException(safe(str(exc))) from None
@@ -192,6 +201,9 @@ def scan(
         progress.end()
         cache.close()
     run.finish()
+    note = select.note()  # what --patient, --since and --until left out
+    if note is not None:
+        echo(note, err=True)
     if target is not None and not target.stdout:
         echo(f"wrote {writer.plans} plan(s), {run.errors} error(s) to {target}", err=True)
     if run.interrupted:  # Ctrl-C: what was done so far is reported above
@@ -201,7 +213,7 @@ def scan(
         )
         sys.exit(130)
     if not writer.plans:
-        exit_without_plans()
+        exit_without_plans(select)
 
 
 def _cache_path(cache_file: str | None, no_cache: bool, inputs: Inputs) -> Path | None:
@@ -258,20 +270,21 @@ def _open_cache(path: Path | None) -> engine_cache.Cache:
 def _scan_sources(
     paths: tuple[Path | str, ...],
     study: str | None,
-    patient: str | None,
+    patients: tuple[str, ...],
     consume: Callable[[list[Any]], None],
     policy: Policy,
 ) -> None:
     """Scan folders, files and dicomweb+http(s):// sources in one pipeline: ``consume``
     gets the list of inputs; a source is retrieved into a temporary folder that exists
-    only while it is scanned."""
-    if (study is not None or patient is not None) and not any(isinstance(p, str) for p in paths):
-        raise click.UsageError("--study and --patient filter a dicomweb+http:// source; give one")
+    only while it is scanned (with --patient, one query per patient)."""
+    if study is not None and not any(isinstance(p, str) for p in paths):
+        raise click.UsageError("--study filters a dicomweb+http:// source; give one")
     with contextlib.ExitStack() as stack:
         inputs: list[Any] = []  # paths, and the entries of retrieved files
         for p in paths:
             if isinstance(p, str):
-                inputs.extend(_retrieve(stack, p, study, patient, policy))
+                for patient in patients or (None,):
+                    inputs.extend(_retrieve(stack, p, study, patient, policy))
             else:
                 inputs.append(str(p))
         consume(inputs)
@@ -307,6 +320,7 @@ class _Run:
         writer: ScanWriter,
         progress: _Progress,
         deidentify: bool,
+        select: PlanFilter | None = None,
     ) -> None:
         self.policy = policy
         self.day = day
@@ -314,11 +328,12 @@ class _Run:
         self.writer = writer
         self.progress = progress
         self.deidentify = deidentify
+        self.select = select if select is not None and select.active else None
         self.kept: list[PlanResult] = []
         self.scanner: engine_scan.Scanner | None = None
 
     def __call__(self, inputs: list[Any]) -> None:
-        render = None if self.deidentify else plan_row
+        render = None if self.deidentify or self.select else plan_row
         scanner = engine_scan.Scanner(
             self.policy, self.day, self.runner, self.progress.update, render
         )
@@ -327,8 +342,12 @@ class _Run:
             for item in scanner.run(inputs):
                 if isinstance(item, PlanRow):
                     self.writer.add(item)
-                else:
+                elif self.select is not None and not self.select.keep(item):
+                    continue  # --patient, --since, --until: on the real IDs and dates
+                elif self.deidentify:
                     self.kept.append(item)
+                else:
+                    self.writer.add(plan_row(item, self.policy))
         except KeyboardInterrupt:  # while writing: the plans written so far are reported
             scanner.interrupted = True
             self.runner.close(interrupted=True)
