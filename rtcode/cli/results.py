@@ -14,7 +14,6 @@ from rtcode.cli.options import (
     ordered_formats,
     output_option,
     patient_option,
-    require_inputs,
     safe,
     since_option,
     until_option,
@@ -58,7 +57,6 @@ def results(
     --since and --until keep the plans by their plan date (RTPlanDate), and what was
     received, refused or could not be coded by the day it arrived (local time).
     """
-    require_inputs([db_path], "results database")
     select = filter_of(patients, since, until)
     inputs = Inputs()
     inputs.add_file(db_path, f"the results database ({db_path})", sqlite=True)
