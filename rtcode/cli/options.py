@@ -15,7 +15,6 @@ from typing import IO, Any, TypeVar
 import click
 
 from rtcode.coding import policy as policy_mod
-from rtcode.coding.related import date_of_service
 from rtcode.engine import execute
 from rtcode.engine import scan as engine_scan
 from rtcode.model.errors import PolicyError
@@ -215,7 +214,10 @@ class PlanFilter:
             return False
         if self.since is None and self.until is None:
             return True
-        day = date_of_service(result.linked, None)  # the plan's own date
+        # here: the coding step loads numpy, which a rescan from the cache never needs
+        from rtcode.coding.related import date_of_service
+
+        day = date_of_service(result.linked, None)  # the plan's own date, not --date
         if day is None:
             self.undated += 1
             return False
