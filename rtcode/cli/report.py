@@ -129,6 +129,7 @@ def report(
         scanned = run_scan(
             [str(p) for p in paths], policy, day_of(date_of_service), workers, progress.scan
         )
+        progress.scan("done", None)  # the last counts, whatever the rate
         if select.active:
             scanned.plans = [p for p in scanned.plans if select.keep(p)]
         result = build_report(
@@ -196,6 +197,7 @@ class _Progress:
         self.shown = False
 
     def scan(self, event: str, item: object) -> None:
+        """Hears the scan's events (``engine.scan.Scanner``); "done": it ended."""
         if event == "file":
             self.files += 1
         elif event == "files":  # a count (a scan replayed from a cache)
@@ -204,7 +206,9 @@ class _Progress:
             self.plans += 1
         elif event == "error":
             self.errors += 1
-        self._show(f"{self.files} files, {self.plans} plans coded, {self.errors} errors")
+        self._show(
+            f"{self.files} files, {self.plans} plans coded, {self.errors} errors", event == "done"
+        )
 
     def dvh(self, done: int, total: int) -> None:
         self._show(f"DVH evidence: {done} of {total} plans", done == total)
