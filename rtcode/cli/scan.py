@@ -278,7 +278,7 @@ def _scan_sources(
     gets the list of inputs; a source is retrieved into a temporary folder that exists
     only while it is scanned (with --patient, one query per patient)."""
     if study is not None and not any(isinstance(p, str) for p in paths):
-        raise click.UsageError("--study filters a dicomweb+http:// source; give one")
+        raise click.UsageError("--study can only filter a dicomweb+http:// source; give one")
     with contextlib.ExitStack() as stack:
         inputs: list[Any] = []  # paths, and the entries of retrieved files
         for p in paths:
