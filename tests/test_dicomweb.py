@@ -140,8 +140,9 @@ def test_local_files_and_an_archive_in_one_scan(orthanc):
         + ["--format", "csv"],
     )
     assert result.exit_code == 0
-    codes = sorted(line.split(",")[4] for line in result.output.splitlines()[1:])
-    assert codes == ["77295", "77306"]
+    # --patient filters every source: the local plan of another patient is left out
+    codes = sorted(line.split(",")[4] for line in result.stdout.splitlines()[1:])
+    assert codes == ["77295"]
 
 
 # ------------------------------------------------------ no archive needed
@@ -176,7 +177,7 @@ def test_bad_study_uid_and_filters_without_an_archive():
         main, ["scan", "dicomweb+http://127.0.0.1:1/dicom-web", "--study", "1.2/../x"]
     )
     assert result.exit_code == 2 and "not a valid UID" in result.output
-    result = CliRunner().invoke(main, ["scan", str(SAMPLE_DATA), "--patient", "RTC-06"])
+    result = CliRunner().invoke(main, ["scan", str(SAMPLE_DATA), "--study", "1.2.3"])
     assert result.exit_code == 2 and "filter a dicomweb+http:// source" in result.output
 
 

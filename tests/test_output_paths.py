@@ -96,6 +96,10 @@ WRITERS = {
         "--cache",
     ),
     "report --html": (lambda paths, t: ["report", *paths, "--html", t], "--html"),
+    "report json -o": (
+        lambda paths, t: ["report", *paths, "--format", "json", "-o", t],
+        "--output",
+    ),
     "audit json": (
         lambda paths, t: ["audit", *paths, "--charges", "charges.csv", "--format", "json", "-o", t],
         "--output",
@@ -300,8 +304,19 @@ def test_a_bind_mounted_or_otherwise_aliased_folder_is_still_the_scanned_folder(
 # ------------------------------------------------------------------ what may be written
 
 
+@pytest.fixture
+def umask_027():
+    """A umask that is neither the usual 022 nor 077, so that an output mode that
+    follows it (0640) cannot be a constant by chance."""
+    old = os.umask(0o027)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
 @pytest.mark.parametrize("writer", [w for w in WRITERS if w != "scan --cache"])
-def test_a_new_file_elsewhere_and_an_earlier_output_are_written(world, writer):
+def test_a_new_file_elsewhere_and_an_earlier_output_are_written(world, writer, umask_027):
     build, _ = WRITERS[writer]
     target = Path("elsewhere/out")
     for attempt in (1, 2):  # the second replaces the first output
@@ -310,7 +325,7 @@ def test_a_new_file_elsewhere_and_an_earlier_output_are_written(world, writer):
         result = CliRunner().invoke(main, build(["export"], str(target)))
         assert result.exit_code in (0, 4), result.output  # audit: 4 with findings
         assert target.read_text(encoding="utf-8") != "an earlier output\n"
-        assert stat.S_IMODE(target.stat().st_mode) == 0o600  # as before this guard
+        assert stat.S_IMODE(target.stat().st_mode) == 0o640  # 0666 less the umask
         assert sorted(os.listdir("elsewhere")) == ["out"]  # no temporary file left
 
 
@@ -473,6 +488,13 @@ def test_a_terminated_scan_removes_its_named_temporary_file(world):
     assert status == -signal.SIGTERM  # ended as SIGTERM ends it
     assert os.listdir("elsewhere") == []
     assert os.listdir("tmp") == []  # nor the temporary scan cache
+
+
+def test_named_temporary_files_follow_the_umask_too(world, monkeypatch, umask_027):
+    monkeypatch.setattr(rtcode.output.files, "_HAVE_O_TMPFILE", False)
+    target = rtcode.output.files.check("elsewhere/out", "--output", rtcode.output.files.Inputs())
+    target.write_text("shared\n")
+    assert stat.S_IMODE(Path("elsewhere/out").stat().st_mode) == 0o640
 
 
 def test_named_temporary_files_are_removed_on_exceptions(world, monkeypatch):

@@ -3,7 +3,10 @@
 Library errors become messages and exit codes here.
 
 Exit status: 0 the command finished (problems with single files are listed), 1 no
-plan could be read from the inputs, 2 usage errors (bad option, bad policy).
+plan could be read from the inputs (or none passed --patient, --since and --until),
+2 usage errors (bad option, bad policy, an input path that does not exist: said in
+one line before anything is read). Output files follow the umask; ``-`` is standard
+output for every ``--output`` and ``--html``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ from rtcode.cli.options import (
     echo,
     inputs_of,
     load_policy,
+    ordered_formats,
+    output_option,
+    patient_option,
+    require_inputs,
     run_scan,
     safe,
 )
@@ -75,25 +79,19 @@ from rtcode.sources.results_db import ResultsDatabaseError, stored_files
     "--ptp",
     "ptp_files",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="A CMS NCCI procedure-to-procedure edit file (text or CSV) to apply; repeat it for"
     " a table split over several files.",
 )
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(sorted(AUDIT_RENDERERS)),
+    type=click.Choice(ordered_formats(AUDIT_RENDERERS)),
     default="table",
     show_default=True,
-    help="table for people, html a self-contained page, csv one row per finding, json all.",
+    help="table for people, json all, csv one row per finding, html a self-contained page.",
 )
-@click.option(
-    "--output",
-    "-o",
-    metavar="FILE",
-    help="Write to this file (atomically) instead of standard output (-). Never an input,"
-    " a file under a scanned folder, a device or a pipe.",
-)
+@output_option
 @click.option(
     "--policy",
     "policy_name",
@@ -122,13 +120,7 @@ from rtcode.sources.results_db import ResultsDatabaseError, stored_files
     metavar="FIELD=NAME",
     help="The charges file's column NAME for FIELD (repeatable), e.g. cpt=ProcCode.",
 )
-@click.option(
-    "--patient",
-    "patients",
-    multiple=True,
-    metavar="ID",
-    help="Report only this patient ID (repeatable).",
-)
+@patient_option
 @deidentify_option
 def audit(
     paths: tuple[Path, ...],
@@ -161,6 +153,8 @@ def audit(
     reason first on standard error and at the top of the output; 2 usage error.
     rtcode is advisory.
     """
+    charges_path = None if charges_file == "-" else Path(charges_file)
+    require_inputs([*paths, *filter(None, (charges_path, store_dir)), *ptp_files])
     policy = load_policy(policy_name)
     mapping = _column_names(policy["audit.columns"], columns)
     scan_paths = _plan_files(paths, db_path, store_dir)

@@ -7,17 +7,25 @@ from pathlib import Path
 
 import click
 
-from rtcode.cli.options import deidentified, deidentify_option, echo, load_policy, run_scan
+from rtcode.cli.options import (
+    deidentified,
+    deidentify_option,
+    echo,
+    load_policy,
+    ordered_formats,
+    require_inputs,
+    run_scan,
+)
 from rtcode.output.jsontext import dumps
 from rtcode.output.render import inspect_csv, inspect_json, inspect_table
 
 
 @click.command()
-@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "csv"]),
+    type=click.Choice(ordered_formats(["table", "json", "csv"])),
     default="table",
     show_default=True,
     help="table for people; json and csv for other tools (csv: one row per beam, or per"
@@ -40,6 +48,7 @@ def inspect(
     gantry, collimator and couch; with --control-points, every control point with
     its cumulative meterset, MU, jaws, aperture area and perimeter.
     """
+    require_inputs([plan_file], "plan file")
     policy = load_policy(policy_name)
     result = run_scan([str(plan_file)], policy)
     if result.errors or not result.plans:

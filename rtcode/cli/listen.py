@@ -41,14 +41,16 @@ from rtcode.sources.results_db import ResultsDatabaseError
     "store_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder where received instances are kept (created when missing).",
+    help="Folder where received instances are kept (created when missing; each file"
+    " private to this user, mode 0600, whatever the umask).",
 )
 @click.option(
     "--db",
     "db_path",
     required=True,
     metavar="FILE",
-    help="SQLite results database (created when missing); read it with rtcode results.",
+    help="SQLite results database (created when missing, private to this user: mode"
+    " 0600); read it with rtcode results.",
 )
 @click.option(
     "--allow-calling-aet",

@@ -19,7 +19,7 @@ def policy() -> None:
 def policy_show(name: str) -> None:
     """Print the effective policy NAME (a shipped name or a TOML file), with `extends`
     resolved, as TOML. Shipped policies are listed on standard error."""
-    p = load_policy(name)
+    p = load_policy(name, "'NAME'")
     echo(p.to_toml(), nl=False)
     echo("shipped policies: " + ", ".join(policy_mod.builtin_names()), err=True)
 
@@ -43,7 +43,7 @@ def policy_check(file: str) -> None:
 def policy_diff(a: str, b: str) -> None:
     """Show the settings that differ between two policies (names or files). Exit 0 when
     they are the same, 1 when they differ."""
-    pa, pb = load_policy(a), load_policy(b)
+    pa, pb = load_policy(a, "'A'"), load_policy(b, "'B'")
     rows = []
     for key in sorted(set(pa.values) | set(pb.values)):
         va, vb = pa.values.get(key), pb.values.get(key)

@@ -16,14 +16,21 @@ from typing import Any
 import click
 
 from rtcode.cli.options import (
+    PlanFilter,
     checked,
     day_of,
     deidentified,
     echo,
     exit_without_plans,
+    filter_of,
     inputs_of,
     load_policy,
+    ordered_formats,
+    patient_option,
+    require_inputs,
     safe,
+    since_option,
+    until_option,
 )
 from rtcode.coding.policy import Policy
 from rtcode.engine import cache as engine_cache
@@ -57,11 +64,11 @@ class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(sorted(FORMATS)),
+    type=click.Choice(ordered_formats(FORMATS)),
     default="table",
     show_default=True,
-    help="table for people, csv one row per plan, json with all evidence, jsonl one"
-    " JSON record per line (each plan as soon as it is coded, then errors and a summary).",
+    help="table for people, json with all evidence, jsonl one JSON record per line (each"
+    " plan as soon as it is coded, then errors and a summary), csv one row per plan.",
 )
 @click.option(
     "--output",
@@ -94,10 +101,9 @@ class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only
     "--study",
     help="With a dicomweb+http:// source: only the RT plans of this Study Instance UID.",
 )
-@click.option(
-    "--patient",
-    help="With a dicomweb+http:// source: only the RT plans of this Patient ID.",
-)
+@patient_option
+@since_option
+@until_option
 @click.option(
     "--jobs",
     "-j",
@@ -150,7 +156,9 @@ def scan(
     date_of_service: dt.datetime | None,
     deidentify: bool = False,
     study: str | None = None,
-    patient: str | None = None,
+    patients: tuple[str, ...] = (),
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
     jobs: int | None = None,
     cache_file: str | None = None,
     no_cache: bool = False,
@@ -173,6 +181,8 @@ def scan(
     plan is written as soon as it is coded.
     """
 
+    require_inputs(paths)  # a missing folder is exit 2 before anything is read
+    select = filter_of(patients, since, until)
     policy = load_policy(policy_name)
     if cache_file is not None and no_cache:
         raise click.UsageError("--cache and --no-cache contradict each other; give one")
@@ -195,10 +205,10 @@ def scan(
         raise
     runner = engine_scan.Runner(jobs=jobs, executor=executor, scheduler=scheduler, cache=cache)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
-    run = _Run(policy, day_of(date_of_service), runner, writer, progress, deidentify)
+    run = _Run(policy, day_of(date_of_service), runner, writer, progress, deidentify, select)
     run.keep = html is not None
     try:
-        _scan_sources(paths, study, patient, run, policy)
+        _scan_sources(paths, study, patients, run, policy)
     except WorkerDied as exc:  # not the user's doing: say so, exit 1
         writer.discard()
         raise click.ClickException(safe(str(exc))) from None
@@ -212,6 +222,9 @@ def scan(
         progress.end()
         cache.close()
     whole = run.finish()
+    note = select.note()  # what --patient, --since and --until left out
+    if note is not None:
+        echo(note, err=True)
     if target is not None and not target.stdout:
         echo(f"wrote {writer.plans} plan(s), {run.errors} error(s) to {target}", err=True)
     if html is not None and whole is not None:
@@ -223,7 +236,7 @@ def scan(
         )
         sys.exit(130)
     if not writer.plans:
-        exit_without_plans()
+        exit_without_plans(select)
 
 
 def _cache_path(cache_file: str | None, no_cache: bool, inputs: Inputs) -> Path | None:
@@ -280,20 +293,21 @@ def _open_cache(path: Path | None) -> engine_cache.Cache:
 def _scan_sources(
     paths: tuple[Path | str, ...],
     study: str | None,
-    patient: str | None,
+    patients: tuple[str, ...],
     consume: Callable[[list[Any]], None],
     policy: Policy,
 ) -> None:
     """Scan folders, files and dicomweb+http(s):// sources in one pipeline: ``consume``
     gets the list of inputs; a source is retrieved into a temporary folder that exists
-    only while it is scanned."""
-    if (study is not None or patient is not None) and not any(isinstance(p, str) for p in paths):
-        raise click.UsageError("--study and --patient filter a dicomweb+http:// source; give one")
+    only while it is scanned (with --patient, one query per patient)."""
+    if study is not None and not any(isinstance(p, str) for p in paths):
+        raise click.UsageError("--study can only filter a dicomweb+http:// source; give one")
     with contextlib.ExitStack() as stack:
         inputs: list[Any] = []  # paths, and the entries of retrieved files
         for p in paths:
             if isinstance(p, str):
-                inputs.extend(_retrieve(stack, p, study, patient, policy))
+                for patient in patients or (None,):
+                    inputs.extend(_retrieve(stack, p, study, patient, policy))
             else:
                 inputs.append(str(p))
         consume(inputs)
@@ -329,6 +343,7 @@ class _Run:
         writer: ScanWriter,
         progress: _Progress,
         deidentify: bool,
+        select: PlanFilter | None = None,
     ) -> None:
         self.policy = policy
         self.day = day
@@ -336,12 +351,16 @@ class _Run:
         self.writer = writer
         self.progress = progress
         self.deidentify = deidentify
+        self.select = select if select is not None and select.active else None
         self.kept: list[PlanResult] = []
         self.scanner: engine_scan.Scanner | None = None
         self.keep = False  # every plan's result kept for the end too (--html)
 
     def __call__(self, inputs: list[Any]) -> None:
-        render = None if self.deidentify else plan_row_and_result if self.keep else plan_row
+        if self.deidentify or self.select is not None:
+            render = None  # the results come back whole: filtered or pseudonymised here
+        else:
+            render = plan_row_and_result if self.keep else plan_row
         scanner = engine_scan.Scanner(
             self.policy, self.day, self.runner, self.progress.update, render
         )
@@ -353,8 +372,14 @@ class _Run:
                 elif isinstance(item, tuple):  # plan_row_and_result
                     self.writer.add(item[0])
                     self.kept.append(item[1])
-                else:
+                elif self.select is not None and not self.select.keep(item):
+                    continue  # --patient, --since, --until: on the real IDs and dates
+                elif self.deidentify:
                     self.kept.append(item)
+                else:
+                    self.writer.add(plan_row(item, self.policy))
+                    if self.keep:
+                        self.kept.append(item)
         except KeyboardInterrupt:  # while writing: the plans written so far are reported
             scanner.interrupted = True
             self.runner.close(interrupted=True)

@@ -1,6 +1,13 @@
 """Where rtcode writes: the one guard for every path a command writes (``check``:
 never an input, nothing under a scanned folder, no device or pipe) and the one
-atomic writer (``AtomicFile``)."""
+atomic writer (``AtomicFile``; ``write_bytes_atomically`` for the listener's store).
+
+Outputs (scan, report, audit and results ``--output``, ``report --html``) are created
+like any file a command makes: mode 0666 less the umask (0644 under the usual 022),
+so a colleague can read a shared report; a umask of 077 keeps them private. What
+rtcode keeps for itself stays private whatever the umask (0600): the instances the
+listener stores (``write_bytes_atomically``), the scan cache and the results
+database."""
 
 from __future__ import annotations
 
@@ -24,6 +31,8 @@ _STDOUT_ALIASES = frozenset({"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"})
 _DESCRIPTOR = re.compile(r"^/(dev/(stdin|stdout|stderr|fd/.*)|proc/[^/]+/fd/.*)$")
 SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 _HAVE_O_TMPFILE = hasattr(os, "O_TMPFILE")
+OUTPUT_MODE = 0o666  # less the umask, as the system applies it: outputs are shared
+PRIVATE_MODE = 0o600  # whatever the umask: what rtcode keeps for itself
 
 
 class OutputRefused(click.ClickException):
@@ -338,7 +347,8 @@ class AtomicFile:
     ``AtomicFile`` writes beside the target and renames into place: on Linux an unnamed
     ``O_TMPFILE`` that gets a name only to be renamed (a killed process leaves nothing),
     elsewhere a named temporary file that is removed on any exception and on SIGTERM or
-    SIGHUP (where that signal would have ended the process). Files are created 0600.
+    SIGHUP (where that signal would have ended the process). Files are created with
+    mode 0666 less the umask (``OUTPUT_MODE``), as any file a command makes.
     """
 
     def __init__(self, target: Target) -> None:
@@ -347,9 +357,9 @@ class AtomicFile:
         self.real = Path(os.path.realpath(target.path))
         self._name: str | None = None  # the named temporary file, when there is one
         try:
-            fd = _open_unnamed(self.real.parent)
+            fd = _open_unnamed(self.real.parent, OUTPUT_MODE)
             if fd < 0:
-                fd, self._name = _open_named(self.real)
+                fd, self._name = _open_named(self.real, OUTPUT_MODE)
         except OSError as exc:
             raise OutputFailed(f"cannot write {target.shown}: {exc.strerror or exc}") from None
         self.stream = os.fdopen(fd, "w", encoding="utf-8", newline="")
@@ -386,7 +396,7 @@ class AtomicFile:
                     f" ({_shown(real.parent)}) than when rtcode began: not written"
                 )
             if self._name is None:
-                self._name = _name_unnamed(self.stream.fileno(), real)
+                self._name = _name_unnamed(self.stream.fileno(), real, OUTPUT_MODE)
             os.replace(self._name, real)
             name, self._name = self._name, None
             _forget(name)
@@ -416,14 +426,14 @@ class AtomicFile:
                 _forget(name)
 
 
-def _open_unnamed(folder: Path) -> int:
-    """An O_TMPFILE in ``folder`` (no name: gone with the process), or -1 where the
-    system or its file system has none."""
+def _open_unnamed(folder: Path, mode: int = PRIVATE_MODE) -> int:
+    """An O_TMPFILE in ``folder`` (no name: gone with the process) with ``mode`` (less
+    the umask), or -1 where the system or its file system has none."""
     if not _HAVE_O_TMPFILE:
         return -1
     try:
         # O_RDWR: where it cannot be linked, it is read back into a named file
-        return os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600)
+        return os.open(folder, os.O_TMPFILE | os.O_RDWR, mode)
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS):
             return -1
@@ -434,7 +444,7 @@ def _temporary_name(real: Path) -> str:
     return os.path.join(real.parent, f".{real.name}.{secrets.token_hex(4)}.tmp")
 
 
-def _name_unnamed(fd: int, real: Path) -> str:
+def _name_unnamed(fd: int, real: Path, mode: int = PRIVATE_MODE) -> str:
     """A temporary name beside the target for the O_TMPFILE ``fd``, to rename it into
     place (linkat cannot replace a file): only the instant between the two can leave
     a named file behind. Where /proc cannot link it, its bytes are copied into a named
@@ -454,7 +464,7 @@ def _name_unnamed(fd: int, real: Path) -> str:
             return name
     finally:
         os.close(folder)
-    out, name = _open_named(real)
+    out, name = _open_named(real, mode)
     try:
         offset = 0
         while chunk := os.pread(fd, 1 << 20, offset):
@@ -473,12 +483,14 @@ def _name_unnamed(fd: int, real: Path) -> str:
     return name
 
 
-def _open_named(real: Path) -> tuple[int, str]:
+def _open_named(real: Path, mode: int = PRIVATE_MODE) -> tuple[int, str]:
+    """A new temporary file beside ``real`` with ``mode`` (less the umask): its
+    descriptor and name."""
     for _ in range(100):
         name = _temporary_name(real)
         _remember(name)  # before it exists: a signal now still removes it
         try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         except FileExistsError:
             _forget(name)
             continue
@@ -556,12 +568,13 @@ def write_bytes_atomically(target: Path, spool: Path, *parts: bytes | memoryview
     ``O_TMPFILE`` in ``spool`` (a named temporary file where the system has none),
     flushed to disk, named there only to be renamed into place, then the folder
     synced. ``spool`` must be on the target's file system; unlike ``AtomicFile`` no
-    output guard applies (the storage listener writes into its own store). A named
-    temporary file is removed on any exception (and on SIGTERM or SIGHUP in the main
-    thread)."""
+    output guard applies (the storage listener writes into its own store), and the
+    file is private (0600, whatever the umask: received instances carry patient
+    data). A named temporary file is removed on any exception (and on SIGTERM or
+    SIGHUP in the main thread)."""
     beside = spool / target.name  # where files.py names its temporary file
     name: str | None = None
-    fd = _open_unnamed(spool)
+    fd = _open_unnamed(spool)  # private: the default
     if fd < 0:
         fd, name = _open_named(beside)
     try:

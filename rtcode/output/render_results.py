@@ -65,6 +65,9 @@ def results_csv(data: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+MAX_REASONS = 6  # reasons shown per plan in the table
+
+
 def _wrap(text: str) -> list[str]:
     return textwrap.wrap(  # escaped for the terminal before it is measured
         one_line(text), 100, initial_indent="    ", subsequent_indent="      "
@@ -109,8 +112,10 @@ def results_table(data: dict[str, Any]) -> str:
         lines.append(
             f"{p['stored_path']}: {p['code'] or 'no code'} ({p['label'] or p['category']})"
         )
-        for reason in p["reasons"][:6]:
+        for reason in p["reasons"][:MAX_REASONS]:
             lines.extend(_wrap(f"because {reason}"))
+        if len(p["reasons"]) > MAX_REASONS:  # never dropped silently: json has them all
+            lines.extend(_wrap(f"and {len(p['reasons']) - MAX_REASONS} more (see --format json)"))
         steps: list[str] = []
         for h in p["history"]:
             step = f"{h['code'] or 'no code'} ({h['category']})"
@@ -144,6 +149,9 @@ def results_table(data: dict[str, Any]) -> str:
                 f" ({_minute(r['at'])}): {r['reason']}"
             )
         )
+    undated = data.get("filters", {}).get("plans_without_date_left_out", 0)
+    if undated:
+        lines.append(f"{undated} plan(s) without a plan date left out by --since/--until")
     lines.append(f"results schema {data['schema_version']}. {ADVISORY}")
     return lines_text(lines)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,35 +119,84 @@ def build_report(
     compute_dvh: str = "auto",
     load: Loader = reader.read_full,
     dvh_settings: DvhSettings | None = None,
+    *,
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """DVH evidence for every plan of a scan, grouped by patient in the order found.
 
     ``dvh_settings`` (V-values, agreement tolerances) default to the ``[dvh]`` section
-    of the policy the scan used.
+    of the policy the scan used. ``jobs`` worker processes read the doses and compute
+    the DVHs (1: in this process; ``load`` must then be a module-level function);
+    ``progress(done, total)`` hears each plan as its DVH evidence is ready.
     """
     if dvh_settings is None:
         dvh_settings = DvhSettings.from_policy(scan_result.policy)
+    max_pct = float(scan_result.policy["dvh.max_d95_prescription_difference_pct"])
+    total = len(scan_result.plans)
     groups: dict[str | None, list[PlanReport]] = {}
     names: dict[str | None, str | None] = {}
-    for result in scan_result.plans:
-        c = result.classification
-        try:
-            dvh = plan_dvh(
-                result.linked, c.targets, c.organs_at_risk, load, compute_dvh, dvh_settings
-            )
-        except Exception as exc:  # a file shaped in a way nobody foresaw: keep the report
-            dvh = PlanDvh((), None, None, (_dvh_failure(exc),), dvh_settings.v_values_gy)
+    evidence = _evidence_of(scan_result.plans, jobs, load, compute_dvh, dvh_settings, max_pct)
+    for done, (result, (dvh, flags)) in enumerate(zip(scan_result.plans, evidence, strict=True), 1):
         plan = result.linked.plan
-        try:
-            flags = prescription_flags(
-                plan, dvh, float(scan_result.policy["dvh.max_d95_prescription_difference_pct"])
-            )
-        except Exception:  # never lose the report over a comparison
-            flags = ()
         groups.setdefault(plan.patient_id, []).append(PlanReport(result, dvh, flags))
         names[plan.patient_id] = names.get(plan.patient_id) or plan.patient_name
+        if progress is not None:
+            progress(done, total)
     patients = tuple(PatientReport(pid, names[pid], tuple(ps)) for pid, ps in groups.items())
     return Report(scan_result, patients, compute_dvh, dvh_settings)
+
+
+_Evidence = tuple[PlanDvh, tuple[Flag, ...]]
+_WORKERS_FROM = 8  # fewer plans: starting worker processes costs more than it saves
+
+
+def _evidence_of(
+    results: list[PlanResult],
+    jobs: int,
+    load: Loader,
+    compute_dvh: str,
+    settings: DvhSettings,
+    max_pct: float,
+) -> Iterator[_Evidence]:
+    """Each plan's DVH evidence and prescription flags, in order: here, or in ``jobs``
+    worker processes (one plan at a time each: a plan's DVHs can take seconds)."""
+    if jobs <= 1 or len(results) < _WORKERS_FROM:
+        yield from _plans_evidence(results, load, compute_dvh, settings, max_pct)
+        return
+    # here: worker processes only for a report that asks for them
+    from rtcode.engine.execute import Workers
+
+    workers = Workers(jobs, batch_size=1)
+    interrupted = True
+    try:
+        yield from workers.map(_plans_evidence, results, load, compute_dvh, settings, max_pct)
+        interrupted = False
+    finally:
+        workers.close(interrupted=interrupted)
+
+
+def _plans_evidence(
+    results: list[PlanResult],
+    load: Loader,
+    compute_dvh: str,
+    settings: DvhSettings,
+    max_pct: float,
+) -> list[_Evidence]:
+    """The DVH evidence and flags of each plan (module level: run by the workers)."""
+    out = []
+    for result in results:
+        c = result.classification
+        try:
+            dvh = plan_dvh(result.linked, c.targets, c.organs_at_risk, load, compute_dvh, settings)
+        except Exception as exc:  # a file shaped in a way nobody foresaw: keep the report
+            dvh = PlanDvh((), None, None, (_dvh_failure(exc),), settings.v_values_gy)
+        try:
+            flags = prescription_flags(result.linked.plan, dvh, max_pct)
+        except Exception:  # never lose the report over a comparison
+            flags = ()
+        out.append((dvh, flags))
+    return out
 
 
 def _dvh_failure(exc: BaseException) -> str:

@@ -6,13 +6,16 @@ how each plan was coded. ``ResultsDB`` writes it (the listener), ``query`` reads
 An embedded SQLite file (standard library ``sqlite3``, WAL journal so that
 ``rtcode results`` can read while the listener writes), updated in place by SQLite's
 own transactions: not a whole file written at once, so not a job for the project's
-atomic writer (``output/files.py``).
+atomic writer (``output/files.py``). It is private (created 0600 whatever the umask;
+SQLite gives its -wal and -shm files the same mode): it holds patient IDs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -189,13 +192,14 @@ class ResultsDB:
         self.path = path
         self._lock = threading.Lock()
         try:
+            _create_private(path)
             self._conn = sqlite3.connect(path, timeout=10, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             _prepare(self._conn, path, create=True)
             with self._conn:
                 self._conn.executescript(_ERRORS_DDL)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise ResultsDatabaseError(f"cannot use {path} as a results database: {exc}") from None
 
     def close(self) -> None:
@@ -385,6 +389,13 @@ class ResultsDB:
         return changed
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file readable and writable by its owner only, unless it
+    exists (an existing database keeps the mode its owner gave it)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def _prepare(conn: sqlite3.Connection, path: Path, create: bool) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not tables and create:
@@ -421,45 +432,73 @@ def open_readonly(path: Path) -> sqlite3.Connection:
 
 
 def query(
-    path: Path, *, patient_id: str | None = None, since: dt.date | None = None
+    path: Path,
+    *,
+    patients: tuple[str, ...] | list[str] = (),
+    since: dt.date | None = None,
+    until: dt.date | None = None,
 ) -> dict[str, Any]:
     """Everything ``rtcode results`` shows: instances, refusals, plans with evidence and
-    their coding history, and the stored files that could not be coded (``errors``),
-    filtered by Patient ID and by a first day (local time)."""
+    their coding history, and the stored files that could not be coded (``errors``).
+
+    Filters, as ``rtcode scan``'s: ``patients`` (Patient IDs; refusals have no
+    trustworthy patient, so none is shown with it); ``since`` and ``until`` (first and
+    last day, inclusive) keep the plans whose plan date (``date_of_service``: the
+    listener codes each plan on its RTPlanDate) lies between them, a plan without a
+    date left out and counted under ``filters``; instances, refusals and errors are
+    kept by the day they arrived (local time)."""
     conn = open_readonly(path)
     try:
-        cutoff = since_to_utc(since) if since is not None else ""
+        arrived = _Window(
+            since_to_utc(since) if since is not None else None,
+            since_to_utc(until + dt.timedelta(days=1)) if until is not None else None,
+        )
+        dated = _Window(
+            since.isoformat() if since is not None else None,
+            until.isoformat() if until is not None else None,
+            inclusive=True,
+        )
+        who = tuple(patients)
+        plans_where = _where("date_of_service", dated, who)
+        undated = 0
+        if dated.active:
+            ids = _where(None, _Window(None, None), who)
+            undated = conn.execute(
+                f"SELECT COUNT(*) FROM plans WHERE date_of_service IS NULL AND {ids[0]}", ids[1]
+            ).fetchone()[0]
         return {
             "schema_version": SCHEMA_VERSION,
             "filters": {
-                "patient_id": patient_id,
+                "patients": list(who),
                 "since": since.isoformat() if since is not None else None,
+                "until": until.isoformat() if until is not None else None,
+                "plans_without_date_left_out": undated,
             },
             "instances": _rows(
                 conn,
                 "SELECT received_at, calling_ae, peer, modality, sop_class_uid,"
                 " sop_instance_uid, patient_id, study_instance_uid, stored_path, size_bytes,"
                 " sha256, pending FROM instances WHERE {where} ORDER BY id",
-                _where("received_at", cutoff, patient_id),
+                _where("received_at", arrived, who),
             ),
             "refusals": (
                 _rows(
                     conn,
                     "SELECT at, calling_ae, peer, what, sop_instance_uid, reason FROM refusals"
                     " WHERE {where} ORDER BY id",
-                    _where("at", cutoff, None),
+                    _where("at", arrived, ()),
                 )
-                if patient_id is None  # a refusal has no trustworthy patient
+                if not who  # a refusal has no trustworthy patient
                 else []
             ),
-            "plans": _plans(conn, _where("coded_at", cutoff, patient_id)),
+            "plans": _plans(conn, plans_where),
             "errors": (
                 _rows(
                     conn,
                     "SELECT at, first_seen_at, patient_id, modality, sop_instance_uid,"
                     " stored_path, error, trigger FROM errors WHERE {where}"
                     " ORDER BY first_seen_at, stored_path",
-                    _where("at", cutoff, patient_id),
+                    _where("at", arrived, who),
                 )
                 if _has_table(conn, "errors")  # added to version 1 later
                 else []
@@ -467,6 +506,20 @@ def query(
         }
     finally:
         conn.close()
+
+
+@dataclass(frozen=True)
+class _Window:
+    """From ``start`` (inclusive) to ``end`` (exclusive; inclusive with ``inclusive``),
+    as text that sorts as the column does; None: open."""
+
+    start: str | None
+    end: str | None
+    inclusive: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.start is not None or self.end is not None
 
 
 # The modalities whose stored files a scan of the store reads (not CT: it never
@@ -494,12 +547,20 @@ def stored_files(path: Path) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _where(time_column: str, cutoff: str, patient_id: str | None) -> tuple[str, list[str]]:
-    """A WHERE clause and its arguments: at or after ``cutoff``, of one patient."""
-    where, args = [f"{time_column} >= ?"], [cutoff]
-    if patient_id is not None:
-        where.append("patient_id = ?")
-        args.append(patient_id)
+def _where(column: str | None, window: _Window, patients: tuple[str, ...]) -> tuple[str, list[str]]:
+    """A WHERE clause and its arguments: ``column`` within ``window`` (a row without a
+    value is left out when the window is not open), of one of ``patients`` (any when
+    none is given)."""
+    where, args = ["1 = 1"], []
+    if column is not None and window.start is not None:
+        where.append(f"{column} >= ?")
+        args.append(window.start)
+    if column is not None and window.end is not None:
+        where.append(f"{column} {'<=' if window.inclusive else '<'} ?")
+        args.append(window.end)
+    if patients:
+        where.append(f"patient_id IN ({', '.join('?' for _ in patients)})")
+        args.extend(patients)
     return " AND ".join(where), args
 
 
