@@ -27,6 +27,7 @@ from rtcode.dicom.decimals import parse_ds
 from rtcode.dicom.elements import (
     CHARSET,
     EXPLICIT_LE,
+    EXPLICIT_VRS,
     IMPLICIT_LE,
     ITEM,
     ITEM_END,
@@ -404,7 +405,7 @@ def plan_view(ds: Dataset) -> DatasetItem | None:
 
 
 class FileView(Item):
-    """The top level of a Part-10 file, read from its bytes (``file_view``): an
+    """The top level of a DICOM file, read from its bytes (``file_view``): an
     ``Item`` of depth 0, plus whether the file holds Pixel Data."""
 
     __slots__ = ("has_pixel_data",)
@@ -445,7 +446,7 @@ class FileView(Item):
 
 
 def file_view(fetch: Callable[[int], bytes], size: int) -> FileView:
-    """The top-level data set of a Part-10 file, from its bytes, as pydicom reads it
+    """The top-level data set of a DICOM file, from its bytes, as pydicom reads it
     with ``stop_before_pixels``; raises ``Unusual`` for anything but the plain case.
 
     ``fetch(n)`` returns the file's first bytes, at least ``n`` of them when the file
@@ -456,7 +457,8 @@ def file_view(fetch: Callable[[int], bytes], size: int) -> FileView:
     - a 128-byte preamble, 'DICM', then a file meta group 0002 in explicit VR little
       endian, every element with a known VR and a defined length, in ascending order,
       naming Explicit or Implicit VR Little Endian (exactly, after the padding pydicom
-      strips) as the transfer syntax;
+      strips) as the transfer syntax; or no preamble and no file meta at all (a bare
+      data set, as some planning systems export: ``_bare_start``);
     - then a data set in that syntax whose first element is of group 0008 or above and,
       in implicit VR, does not look like explicit VR (two capital letters where the VR
       would be: pydicom would switch to explicit VR reading it);
@@ -471,16 +473,10 @@ def file_view(fetch: Callable[[int], bytes], size: int) -> FileView:
     is unusual: the reference path (pydicom) then reads the file and words the error.
     """
     buf = fetch(META_SPAN)
-    if len(buf) < PART10 + 8 or buf[128:PART10] != b"DICM":
-        raise Unusual
-    meta = file_meta(buf)
-    syntax = meta.values.get(0x0010)
-    if meta.start is None or not meta.ordered or syntax is None or syntax[0] != "UI":
-        raise Unusual
-    implicit = _SYNTAXES.get(syntax[1].rstrip(b"\x00 ").decode("latin-1"))
-    if implicit is None:
-        raise Unusual  # none, or another transfer syntax: the reference path reads it
-    pos = meta.start
+    if len(buf) >= PART10 and buf[128:PART10] == b"DICM":
+        pos, implicit = _part10_start(buf)
+    else:
+        pos, implicit = _bare_start(buf)
     if pos + 8 > len(buf):
         raise Unusual  # no data set after the file meta, or a few stray bytes
     if buf[pos + 1] == 0 and buf[pos] < 0x08:  # group 0000 (a command set) to 0007
@@ -523,6 +519,38 @@ def file_view(fetch: Callable[[int], bytes], size: int) -> FileView:
     if pixel_data_truncation(header, pos, size) is not None:
         raise Unusual
     return FileView(buf, implicit, elements, True)
+
+
+def _part10_start(buf: bytes) -> tuple[int, bool]:
+    """(where the data set starts, whether it is implicit VR) after a Part-10 file's
+    preamble and file meta; ``Unusual`` unless the meta is plain and names one of the
+    two little-endian transfer syntaxes read here."""
+    if len(buf) < PART10 + 8:
+        raise Unusual
+    meta = file_meta(buf)
+    syntax = meta.values.get(0x0010)
+    if meta.start is None or not meta.ordered or syntax is None or syntax[0] != "UI":
+        raise Unusual
+    implicit = _SYNTAXES.get(syntax[1].rstrip(b"\x00 ").decode("latin-1"))
+    if implicit is None:
+        raise Unusual  # none, or another transfer syntax: the reference path reads it
+    return meta.start, implicit
+
+
+def _bare_start(buf: bytes) -> tuple[int, bool]:
+    """(0, whether it is implicit VR) of a data set written without preamble or file
+    meta (Monaco's plans). pydicom (``dcmread(force=True)``) finds no 'DICM', no group
+    0002 and no transfer syntax, and guesses from the first header alone: explicit VR
+    little endian when the two bytes after its tag are a VR, else implicit (big endian
+    only for a group of 0x0400 or more, which the caller refuses). A data set starting
+    with group 0002 (a file meta without preamble) is left to pydicom: ``Unusual``."""
+    if len(buf) < 8:
+        raise Unusual
+    group = int.from_bytes(buf[:2], "little")
+    explicit = buf[4:6] in EXPLICIT_VRS
+    if group == 0x0002 or (explicit and group >= 0x0400):
+        raise Unusual
+    return 0, not explicit
 
 
 _SYNTAXES = {IMPLICIT_LE: True, EXPLICIT_LE: False}  # transfer syntaxes read here: implicit?
