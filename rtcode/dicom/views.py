@@ -2,11 +2,12 @@
 
 pydicom's ``Dataset`` satisfies ``DataSet``; so do the fast path's views, which also
 give a sequence's items (``View.items``): an ``Item`` (a sequence item found in raw
-bytes), a ``FileView`` (a whole Part-10 file's top level, read without pydicom:
+bytes), a ``FileView`` (a whole file's top level, read without pydicom:
 ``file_view``) and a ``DatasetItem`` (a pydicom Dataset whose values are decoded from
 the bytes pydicom keeps, ``plan_view``). A view decodes a value only when it is plain
 (``plain``); anything else raises ``Unusual`` and the reference path (pydicom) reads
-the file. The element headers are walked by ``elements.Elements``.
+the file. The element headers are walked by ``elements.Elements`` (a sequence item's
+by ``_elements``, the same walk written out as one loop for speed).
 """
 
 from __future__ import annotations
@@ -26,20 +27,24 @@ from pydicom.tag import BaseTag
 from rtcode.dicom.decimals import parse_ds
 from rtcode.dicom.elements import (
     CHARSET,
+    DELIMITER_GROUP,
     EXPLICIT_LE,
     EXPLICIT_VRS,
     IMPLICIT_LE,
     ITEM,
     ITEM_END,
     KEY_LENGTH,
+    KEY_VR_LENGTH,
+    LONG_LENGTH_VRS,
     META_SPAN,
     PART10,
     PIXEL_DATA,
     SEQUENCE_END,
+    U32,
     UNDEFINED,
+    VR_NAMES,
     BadHeader,
     Elements,
-    delimiter_length,
     file_meta,
     key,
     pixel_data_truncation,
@@ -181,47 +186,75 @@ def _items(
     return items, pos
 
 
-def _nested(
-    implicit: bool, depth: int
-) -> Callable[[bytes, int, int, str | None], tuple[bytes, list[Item], int]]:
-    """The ``Elements`` hook for a sequence of undefined length inside an item: only a
-    sequence has one here (no pixel data in an item), and its items are walked."""
-
-    def sequence(buf: bytes, pos: int, k: int, vr: str | None) -> tuple[bytes, list[Item], int]:
-        if (vr != "SQ" and not (implicit and _is_sequence(k))) or k == CHARSET:
-            raise Unusual
-        items, after = _items(buf, pos, None, implicit, depth + 1)
-        return buf, items, after
-
-    return sequence
-
-
 def _elements(
     buf: bytes, start: int, end: int | None, implicit: bool, depth: int
 ) -> tuple[dict[int, Found], int]:
-    """Where the elements of one item lie (see ``Item``), and the position after it."""
+    """Where the elements of one item lie (see ``Item``), and the position after it.
+
+    The same walk as ``elements.Elements`` with no stop predicate and no growing
+    buffer, written out as one loop: items are walked by the ten thousand (an
+    implicit-VR plan with undefined lengths has every item of every beam walked to find
+    where its sequences end), and a generator's resumption and yielded tuple per
+    element cost more than the rest of the walk. Anything odd raises ``Unusual``."""
     found: dict[int, Found] = {}
-    walk = Elements(buf, start, end, implicit, sequence=_nested(implicit, depth))
-    try:
-        for k, vr, begin, stop in walk:
-            if k in found:
-                raise Unusual  # the same element twice in one item
-            if k == CHARSET:
-                assert isinstance(stop, int)  # a defined length: (start, stop)
-                _check_charset(vr, buf[begin:stop], implicit)
-            found[k] = (vr, begin, stop)
-        if walk.stopped is None:
-            if end is None:
-                raise Unusual  # no item delimiter before the end
-            return found, walk.pos
-        # a delimiter: an item of undefined length ends at its item delimiter
-        pos = walk.pos
-        if walk.stopped != ITEM_END or end is not None or delimiter_length(buf, pos) != 0:
-            raise Unusual
-    except BadHeader:
-        raise Unusual from None  # not a VR (pydicom would read the item as implicit VR),
-        # or a header or value past the item
-    return found, pos + 8
+    pos = start
+    limit = len(buf) if end is None else end
+    names, long_vrs = VR_NAMES, LONG_LENGTH_VRS
+    key_length, key_vr_length, u32 = (
+        KEY_LENGTH.unpack_from, KEY_VR_LENGTH.unpack_from, U32.unpack_from
+    )  # fmt: skip
+    while pos < limit:
+        if pos + 8 > limit:
+            raise Unusual  # the item ends inside an element header
+        vr: str | None
+        if implicit:
+            k, length = key_length(buf, pos)
+            if k & 0xFFFF == DELIMITER_GROUP:
+                return found, _item_end(buf, pos, k, end)
+            vr = None
+            pos += 8
+        else:
+            k, vr_bytes, length = key_vr_length(buf, pos)
+            if k & 0xFFFF == DELIMITER_GROUP:
+                return found, _item_end(buf, pos, k, end)
+            vr = names.get(vr_bytes)
+            if vr is None:
+                raise Unusual  # no VR (pydicom would read the item as implicit VR)
+            if vr_bytes in long_vrs:
+                if pos + 12 > limit:
+                    raise Unusual
+                length = u32(buf, pos + 8)[0]
+                pos += 12
+            else:
+                pos += 8
+        if k in found:
+            raise Unusual  # the same element twice in one item
+        if length == UNDEFINED:
+            if (vr != "SQ" and not (implicit and _is_sequence(k))) or k == CHARSET:
+                raise Unusual  # only a sequence has an undefined length in an item
+            items, pos = _items(buf, pos, None, implicit, depth + 1)
+            found[k] = (vr, None, items)
+            continue
+        stop = pos + length
+        if stop > limit:
+            raise Unusual  # a value past the item
+        if k == CHARSET:
+            _check_charset(vr, buf[pos:stop], implicit)
+        found[k] = (vr, pos, stop)
+        pos = stop
+    if end is None:
+        raise Unusual  # no item delimiter before the end
+    return found, pos
+
+
+def _item_end(buf: bytes, pos: int, k: int, end: int | None) -> int:
+    """The position after the item delimiter at ``pos`` that ends an item of undefined
+    length (``end`` None); ``Unusual`` for any other item or delimiter header there."""
+    if k != ITEM_END or end is not None or pos + 8 > len(buf):
+        raise Unusual
+    if U32.unpack_from(buf, pos + 4)[0] != 0:
+        raise Unusual
+    return pos + 8
 
 
 def _check_charset(vr: str | None, data: bytes, implicit: bool) -> None:
