@@ -13,6 +13,7 @@ by ``_elements``, the same walk written out as one loop for speed).
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -289,7 +290,7 @@ def _is_sequence(k: int) -> bool:
 _PRINTABLE = bytes(range(0x20, 0x7F)).replace(b"\\", b"")
 # Text VRs pydicom returns as str with padding (spaces, NULs) stripped on the right.
 _TEXT_VRS = {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UT"}
-_DECIMAL = re.compile(rb" *([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?) *")
+DECIMAL = re.compile(rb" *([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?) *")
 _INTEGER = re.compile(rb" *([+-]?[0-9]+) *")
 
 
@@ -308,10 +309,13 @@ def plain(vr: str, data: bytes) -> Any:
                 return _decimals(data)  # several values: what extract._floats reads
             except ValueError:
                 raise Unusual from None
-        match = _DECIMAL.fullmatch(data)
+        match = DECIMAL.fullmatch(data)
         if match is None:
             raise Unusual
-        return float(match[1])
+        value = float(match[1])
+        if not math.isfinite(value):
+            raise Unusual  # (1e999): the reference path names it as written
+        return value
     if vr == "IS":
         match = _INTEGER.fullmatch(data)
         if match is None:
