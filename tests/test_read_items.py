@@ -18,7 +18,7 @@ from conftest import SAMPLE_DATA, undefined_lengths
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from rtcode.dicom import views
-from rtcode.dicom.elements import CHARSET, ITEM_END, BadHeader, Elements, delimiter_length
+from rtcode.dicom.elements import CHARSET, ITEM_END, BadHeader, Elements
 from rtcode.dicom.views import Unusual
 
 PLANS = [
@@ -52,7 +52,9 @@ def _reference_elements(buf: bytes, start: int, end: int | None, implicit: bool,
                 raise Unusual
             return found, walk.pos
         pos = walk.pos
-        if walk.stopped != ITEM_END or end is not None or delimiter_length(buf, pos) != 0:
+        if walk.stopped != ITEM_END or end is not None or pos + 8 > len(buf):
+            raise Unusual
+        if int.from_bytes(buf[pos + 4 : pos + 8], "little") != 0:  # the delimiter's length
             raise Unusual
     except BadHeader:
         raise Unusual from None
