@@ -278,7 +278,10 @@ def _check_charset(vr: str | None, data: bytes, implicit: bool) -> None:
         raise Unusual from None
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_sequence(k: int) -> bool:
+    """Whether the data dictionary makes key ``k`` a sequence (remembered: an implicit-VR
+    plan asks it for thousands of undefined lengths, all of a handful of keys)."""
     try:
         return bool(dictionary_VR(key(k)) == "SQ")  # key swaps back
     except KeyError:
