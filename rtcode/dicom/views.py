@@ -262,6 +262,14 @@ def _check_charset(vr: str | None, data: bytes, implicit: bool) -> None:
     """pydicom turns a Specific Character Set into Python encodings as it reads a data
     set (as the file is read, or a sequence when first used), and a damaged one can
     make that fail: the same conversions, and ``Unusual`` if they fail."""
+    if not _charset_converts(vr, data, implicit):
+        raise Unusual
+
+
+@functools.lru_cache(maxsize=256)
+def _charset_converts(vr: str | None, data: bytes, implicit: bool) -> bool:
+    """Whether pydicom's conversions of this Specific Character Set succeed (remembered:
+    every file names one, nearly always one of a few, and converting costs ~20 us)."""
     import warnings
 
     from pydicom.charset import convert_encodings
@@ -275,7 +283,8 @@ def _check_charset(vr: str | None, data: bytes, implicit: bool) -> None:
             elem = RawDataElement(BaseTag(key(CHARSET)), vr, len(data), data, 0, implicit, True)
             convert_encodings(convert_raw_data_element(elem).value)
     except Exception:
-        raise Unusual from None
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1024)
