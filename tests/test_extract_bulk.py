@@ -90,10 +90,51 @@ def test_parse_ds_refuses_what_is_not_a_finite_number(text):
         _parse(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"-6.2e-1\\1.0989011e-2\\5E+2\\.5e0\\1.e1\\-0e5\\7e-022",  # as Eclipse writes leaves
+        b"123456789012345e7\\1e22\\1e-22\\9.99e-21\\-4.9406564584124654e-3",
+        b"1e23\\1e-23\\1e300\\1e-999\\2.5e+0003",  # powers beyond 10**22: float() alone
+    ],
+)
+def test_parse_ds_reads_exponents_as_float_does(text):
+    assert _same(_parse(text), _reference(text))
+
+
+@pytest.mark.parametrize(
+    "text", [b"1e", b"e1", b"1e+", b"1e-\\2", b"1e1e1", b"1e1.5", b"1e+-1", b"1e1-", b"1ee1"]
+)
+def test_parse_ds_refuses_exponents_that_are_not_numbers(text):
+    assert _reference(text) is None
+    with pytest.raises(ValueError):
+        _parse(text)
+
+
+def test_plain_exponents_and_long_values_are_converted_in_bulk():
+    """Exponents are read in the numpy pass, not by float() one by one; a few long
+    values among many short ones go to float() instead of widening the table."""
+    short = "\\".join(f"{v / 10:.1f}" for v in range(-3000, 3000)).encode()
+    text = short + b"\\-6.2e-1\\1.5E+2\\0.123456789012345"
+    marked = (text + b"\\").translate(decimals._CHARACTERS)
+    codes = np.frombuffer(marked, dtype=np.uint8)
+    ends = np.flatnonzero(codes == ord("\\"))
+    lengths = np.diff(ends, prepend=-1) - 1
+    mantissa_ends, exponents, other = decimals._exponents(marked, codes, ends)
+    assert exponents is not None and not other.any()
+    _, not_plain = decimals._mantissas(
+        marked, mantissa_ends, lengths - (ends - mantissa_ends), exponents
+    )
+    assert np.flatnonzero(not_plain).tolist() == [ends.size - 1]  # the 17 characters alone
+    assert decimals._width(lengths) < 8
+    assert _same(_parse(text), _reference(text))
+
+
 _decimal = st.one_of(
     st.floats(-1e5, 1e5, allow_nan=False).map(lambda v: f"{v:.{abs(hash(v)) % 9}f}"),
     st.integers(-(10**15), 10**15).map(str),
     st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: f"{v:.6g}"),
+    st.floats(-1e30, 1e30, allow_nan=False).map(lambda v: f"{v:.{abs(hash(v)) % 16}e}"),
     st.text(alphabet=" 0123456789.-+eE", max_size=7),
 )
 

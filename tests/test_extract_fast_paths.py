@@ -361,6 +361,63 @@ def test_values_that_are_not_plain_give_the_reference_facts(syntax, monkeypatch)
     _assert_reference(_bytes(ds, SYNTAXES[syntax]), monkeypatch, fast_path=False)
 
 
+HDR = SAMPLE_DATA / "16_hdr_brachy" / "RP.dcm"
+# Brachytherapy control point values the bulk reader leaves to the element-by-element
+# reading: (keyword, raw DS bytes); seed counts must come out as the reference's.
+BRACHY_VALUES = [
+    ("CumulativeTimeWeight", b""),
+    ("CumulativeTimeWeight", b"1.5e0 "),
+    ("CumulativeTimeWeight", b"nan "),
+    ("CumulativeTimeWeight", b"1\\2 "),
+    ("ControlPointRelativePosition", b"1e999 "),
+    ("ControlPointRelativePosition", b"abc "),
+    ("ControlPoint3DPosition", b"1\\2 "),
+    ("ControlPoint3DPosition", b"1\\2\\x "),
+    ("ControlPoint3DPosition", b"1\\2\\inf "),
+    ("ControlPoint3DPosition", b" 1.0\\ -2\\+3."),
+]
+
+
+def _brachy_points_spy(monkeypatch) -> list:
+    """Records what every call of the bulk brachytherapy reader returned."""
+    results = []
+    real = extract_bulk.brachy_points
+
+    def spy(cps):
+        results.append(real(cps))
+        return results[-1]
+
+    monkeypatch.setattr(extract_bulk, "brachy_points", spy)
+    return results
+
+
+@pytest.mark.parametrize("syntax", list(SYNTAXES), ids=list(SYNTAXES))
+def test_brachy_control_points_are_read_in_bulk_with_the_reference_facts(syntax, monkeypatch):
+    data = _bytes(_read(HDR.read_bytes()), SYNTAXES[syntax])
+    results = _brachy_points_spy(monkeypatch)
+    fast, runs = _fast(data, monkeypatch)
+    assert runs == [views.DatasetItem]
+    assert len(results) == 3 and all(r is not None for r in results)  # every channel in bulk
+    assert _difference(fast, _reference(data, monkeypatch)) is None
+    assert fast.brachy.number_of_seeds is not None
+
+
+@pytest.mark.parametrize("syntax", list(SYNTAXES), ids=list(SYNTAXES))
+@pytest.mark.parametrize("keyword,value", BRACHY_VALUES, ids=lambda v: repr(v))
+def test_brachy_values_that_are_not_plain_give_the_reference_facts(
+    syntax, keyword, value, monkeypatch
+):
+    ds = _read(HDR.read_bytes())
+    channel = ds.ApplicationSetupSequence[0].ChannelSequence[0]
+    cp = channel.BrachyControlPointSequence[1]
+    tag = Tag(pydicom.datadict.tag_for_keyword(keyword))
+    cp[tag] = RawDataElement(tag, "DS", len(value), value, 0, False, True)
+    results = _brachy_points_spy(monkeypatch)
+    _assert_reference(_bytes(ds, SYNTAXES[syntax]), monkeypatch, fast_path=False)
+    plain = value in (b"1.5e0 ", b" 1.0\\ -2\\+3.")
+    assert (results[0] is not None) == plain  # the one channel changed: left to _seeds
+
+
 @pytest.mark.parametrize("syntax", list(SYNTAXES), ids=list(SYNTAXES))
 def test_undefined_lengths_inside_a_defined_sequence_are_walked(syntax, monkeypatch):
     """Device position sequences and their items of undefined length inside control

@@ -171,8 +171,7 @@ def _meta_end(data: bytes) -> int:
 
 @pytest.mark.parametrize("path", SAMPLE_RT, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_sample_rt_files_give_the_reference_outcome(path, monkeypatch):
-    part10 = path.read_bytes()[128:132] == b"DICM"
-    _assert_reference(path, monkeypatch, fast=part10)  # every Part-10 sample: fast
+    _assert_reference(path, monkeypatch, fast=True)  # every sample, bare data sets too
 
 
 @pytest.mark.parametrize("path", REAL_RT, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -188,6 +187,43 @@ def test_rewritten_files_are_read_fast_with_the_reference_outcome(
 ):
     path = _file(tmp_path, _write(_read(source), SYNTAXES[syntax], undefined))
     _assert_reference(path, monkeypatch, fast=True)
+
+
+@pytest.mark.parametrize("source", [RP, RD, VMAT], ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("syntax", sorted(SYNTAXES))
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
+def test_bare_data_sets_are_read_fast_with_the_reference_outcome(
+    source, syntax, undefined, tmp_path, monkeypatch
+):
+    """A data set without preamble or file meta (as Monaco exports plans): pydicom
+    guesses its VR encoding from the first header, and so does the fast path."""
+    data = _write(_read(source), SYNTAXES[syntax], undefined)
+    path = _file(tmp_path, data[_meta_end(data) :])
+    result = read.read(read.FileEntry(str(path), "file.dcm", explicit=False))
+    assert isinstance(result.dataset, read.RawDataset)
+    assert result.dataset.view.implicit == (syntax == "implicit")
+    _assert_reference(path, monkeypatch, fast=True)
+
+
+def test_a_file_meta_without_preamble_is_left_to_pydicom(tmp_path, monkeypatch):
+    """No preamble but a file meta group (0002) first: pydicom reads the group and its
+    transfer syntax; the fast path steps aside and the outcome is the reference's."""
+    data = _write(_read(RP), ImplicitVRLittleEndian)
+    path = _file(tmp_path, data[132:])
+    result = read.read(read.FileEntry(str(path), "file.dcm", explicit=False))
+    assert result.kind == "rt" and not isinstance(result.dataset, read.RawDataset)
+    _assert_reference(path, monkeypatch, fast=False)
+
+
+def test_a_bare_data_set_of_an_image_class_is_the_reference_image(tmp_path, monkeypatch):
+    """Without file meta only the data set's SOP Class UID says "image": a plan's beams
+    in it do not make the fast path call it a plan (the reference skips it as an image)."""
+    ds = _read(RP)
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+    data = _write(ds, ExplicitVRLittleEndian)
+    path = _file(tmp_path, data[_meta_end(data) :])
+    assert scan._one_file(read.FileEntry(str(path), "file.dcm", explicit=False), LIMITS) == "image"
+    _assert_reference(path, monkeypatch)
 
 
 @pytest.mark.parametrize("source", [RS, RD, VMAT], ids=lambda p: p.parent.name)

@@ -166,15 +166,6 @@ class Elements:
             self.pos = pos
 
 
-def delimiter_length(buf: bytes, pos: int) -> int:
-    """The 32-bit length of the item or delimiter header at ``pos`` (the walk stopped
-    there); ``BadHeader`` when it is cut short."""
-    if pos + 8 > len(buf):
-        raise BadHeader("the data ends inside a delimiter")
-    length: int = U32.unpack_from(buf, pos + 4)[0]
-    return length
-
-
 # ------------------------------------------------------------------ file meta
 
 

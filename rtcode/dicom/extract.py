@@ -221,7 +221,10 @@ def _float(value: Any, where: str) -> float | None:
         return None
     if isinstance(value, (bytes, bytearray, DicomSequence, Dataset)):
         raise DicomReadError(f"{where} should be a number but holds {_describe(value)}")
-    if isinstance(value, Sequence) and not isinstance(value, str):
+    if isinstance(value, np.ndarray) or (
+        isinstance(value, Sequence) and not isinstance(value, str)
+    ):
+        # (an array: several decimals, as the fast path's view parses them)
         raise DicomReadError(f"{where} should be one number but holds {len(value)} values")
     try:
         number = float(value)
@@ -1203,16 +1206,12 @@ def _seeds(c: DataSet, path: str, oddities: list[Oddity]) -> tuple[int | None, s
     try:
         cps = _seq(c, "BrachyControlPointSequence", path)
         declared = _count(c, "NumberOfControlPoints", path)
-        weights, relative, spatial = [], [], []
-        for k, cp in enumerate(cps):
-            kpath = f"{path}.BrachyControlPointSequence[{k}]"
-            weights.append(_get_float(cp, "CumulativeTimeWeight", kpath))
-            relative.append(_get_float(cp, "ControlPointRelativePosition", kpath))
-            value = _get(cp, "ControlPoint3DPosition", kpath)
-            point = None if value is None else _floats(value, f"{kpath}.ControlPoint3DPosition")
-            spatial.append(tuple(point.tolist()) if point is not None and point.size == 3 else None)
+        points = extract_bulk.brachy_points(cps)  # the fast path: None when not plain
+        if points is None:
+            points = _brachy_points(cps, path)
     except DicomReadError as exc:
         return None, str(exc)
+    weights, relative, spatial = points
     if declared is not None and declared != len(cps):
         oddities.append(
             Oddity(
@@ -1247,6 +1246,20 @@ def _seeds(c: DataSet, path: str, oddities: list[Oddity]) -> tuple[int | None, s
             " control points share a position, so where the sources sit cannot be told"
         )
     return len(placed), None
+
+
+def _brachy_points(cps: Sequence[DataSet], path: str) -> extract_bulk.BrachyPoints:
+    """(CumulativeTimeWeight, ControlPointRelativePosition, ControlPoint3DPosition of 3
+    values) of each brachytherapy control point, element by element (None: absent)."""
+    weights, relative, spatial = [], [], []
+    for k, cp in enumerate(cps):
+        kpath = f"{path}.BrachyControlPointSequence[{k}]"
+        weights.append(_get_float(cp, "CumulativeTimeWeight", kpath))
+        relative.append(_get_float(cp, "ControlPointRelativePosition", kpath))
+        value = _get(cp, "ControlPoint3DPosition", kpath)
+        point = None if value is None else _floats(value, f"{kpath}.ControlPoint3DPosition")
+        spatial.append(tuple(point.tolist()) if point is not None and point.size == 3 else None)
+    return weights, relative, spatial
 
 
 # ---------------------------------------------------------------- structure sets

@@ -13,6 +13,7 @@ Anything unusual raises ``Unusual`` or returns None: the reference path in
 
 from __future__ import annotations
 
+import math
 import operator
 import struct
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from rtcode.dicom.elements import (
 from rtcode.dicom.elements import (
     key as _key,
 )
-from rtcode.dicom.views import DataSet, DatasetItem, Item, Unusual, _items
+from rtcode.dicom.views import DECIMAL, DataSet, DatasetItem, Item, Unusual, _items
 from rtcode.model.facts import BeamLimitingDevice, ControlPoints
 from rtcode.model.limits import Limits
 
@@ -49,6 +50,11 @@ _SCALARS = {  # carried-forward numbers, in ControlPoints order
 }
 _CP_VALUES = {_WEIGHT: "DS", _DIRECTION: "CS", _ISOCENTER: "DS", **dict.fromkeys(_SCALARS, "DS")}
 _DEVICE_VALUES = {_DEVICE_TYPE: "CS", _LEAF_JAW: "DS"}
+
+_BRACHY_WEIGHT = _key(0x300A02D6)  # CumulativeTimeWeight
+_BRACHY_RELATIVE = _key(0x300A02D2)  # ControlPointRelativePosition
+_BRACHY_3D = _key(0x300A02D4)  # ControlPoint3DPosition
+_BRACHY_VALUES = {_BRACHY_WEIGHT: "DS", _BRACHY_RELATIVE: "DS", _BRACHY_3D: "DS"}
 
 # ------------------------------------------------------------- control points
 
@@ -514,3 +520,63 @@ def _device_columns(
             raise Unusual
         columns[dtype] = (index, stripped, width)
     return columns
+
+
+# ------------------------------------------------------ brachytherapy channels
+
+BrachyPoints = tuple[list[float | None], list[float | None], list[tuple[float, ...] | None]]
+
+
+class _NotPlain(Exception):
+    """A value ``brachy_points`` leaves to the element-by-element reading."""
+
+
+def brachy_points(cps: Sequence[DataSet]) -> BrachyPoints | None:
+    """(CumulativeTimeWeight, ControlPointRelativePosition, ControlPoint3DPosition) of
+    each brachytherapy control point, None where absent, read from the raw bytes: a
+    channel has dozens of control points and a plan hundreds, and reading each value
+    through ``get`` (and its DICOM path) cost more than the rest of the plan. Only when
+    every value is plain (one finite decimal; three for the position) or absent: else
+    None, and ``extract._seeds`` reads them one by one and words what it finds."""
+    weights: list[float | None] = []
+    relative: list[float | None] = []
+    spatial: list[tuple[float, ...] | None] = []
+    try:
+        for cp in cps:
+            if not isinstance(cp, Item):
+                return None
+            found = dict(cp.values(_BRACHY_VALUES))
+            weights.append(_one_decimal(found.get(_BRACHY_WEIGHT)))
+            relative.append(_one_decimal(found.get(_BRACHY_RELATIVE)))
+            spatial.append(_three_decimals(found.get(_BRACHY_3D)))
+    except (Unusual, _NotPlain):
+        return None
+    return weights, relative, spatial
+
+
+def _one_decimal(data: bytes | None) -> float | None:
+    """A DS value of one plain decimal (as ``views.plain`` reads it), None when absent."""
+    if data is None:
+        return None
+    match = DECIMAL.fullmatch(data)
+    if match is None:
+        raise _NotPlain
+    value = float(match[1])
+    if not math.isfinite(value):
+        raise _NotPlain
+    return value
+
+
+def _three_decimals(data: bytes | None) -> tuple[float, ...] | None:
+    """A DS value of three finite numbers (as ``parse_ds`` reads them), None when absent."""
+    if data is None:
+        return None
+    if data.count(b"\\") != 2:
+        raise _NotPlain
+    try:
+        point = tuple(float(v) for v in data.rstrip(b" ").split(b"\\"))
+    except ValueError:
+        raise _NotPlain from None
+    if not all(map(math.isfinite, point)):
+        raise _NotPlain
+    return point

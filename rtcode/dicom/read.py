@@ -349,10 +349,9 @@ def read(entry: FileEntry, limits: Limits | None = None) -> ReadResult:
                 too_many = _deflated_too_large(entry.path, meta, limits)
             if too_many is not None:
                 raise DicomReadError(too_many)
-            if form == "part10":
-                fast = _read_view(fp, st.st_size, display, meta_class)
-                if fast is not None:
-                    return fast
+            fast = _read_view(fp, st.st_size, display, meta_class)
+            if fast is not None:
+                return fast
             fp.seek(0)
             return _read_dataset(fp, display, meta_class)
     except (NotDicomError, DicomReadError) as exc:
@@ -513,6 +512,9 @@ def _read_view(
         sop_class = actual
     modality = SOP_CLASS_MODALITY.get(sop_class) if sop_class is not None else None
     if modality is None:
+        skip = skipped_by_class(sop_class) if sop_class is not None else None
+        if skip is not None and skip[0] == "image":
+            return None  # an image by the data set's own class (no file meta said so)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

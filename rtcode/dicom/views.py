@@ -2,16 +2,18 @@
 
 pydicom's ``Dataset`` satisfies ``DataSet``; so do the fast path's views, which also
 give a sequence's items (``View.items``): an ``Item`` (a sequence item found in raw
-bytes), a ``FileView`` (a whole Part-10 file's top level, read without pydicom:
+bytes), a ``FileView`` (a whole file's top level, read without pydicom:
 ``file_view``) and a ``DatasetItem`` (a pydicom Dataset whose values are decoded from
 the bytes pydicom keeps, ``plan_view``). A view decodes a value only when it is plain
 (``plain``); anything else raises ``Unusual`` and the reference path (pydicom) reads
-the file. The element headers are walked by ``elements.Elements``.
+the file. The element headers are walked by ``elements.Elements`` (a sequence item's
+by ``_elements``, the same walk written out as one loop for speed).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -26,19 +28,24 @@ from pydicom.tag import BaseTag
 from rtcode.dicom.decimals import parse_ds
 from rtcode.dicom.elements import (
     CHARSET,
+    DELIMITER_GROUP,
     EXPLICIT_LE,
+    EXPLICIT_VRS,
     IMPLICIT_LE,
     ITEM,
     ITEM_END,
     KEY_LENGTH,
+    KEY_VR_LENGTH,
+    LONG_LENGTH_VRS,
     META_SPAN,
     PART10,
     PIXEL_DATA,
     SEQUENCE_END,
+    U32,
     UNDEFINED,
+    VR_NAMES,
     BadHeader,
     Elements,
-    delimiter_length,
     file_meta,
     key,
     pixel_data_truncation,
@@ -180,53 +187,89 @@ def _items(
     return items, pos
 
 
-def _nested(
-    implicit: bool, depth: int
-) -> Callable[[bytes, int, int, str | None], tuple[bytes, list[Item], int]]:
-    """The ``Elements`` hook for a sequence of undefined length inside an item: only a
-    sequence has one here (no pixel data in an item), and its items are walked."""
-
-    def sequence(buf: bytes, pos: int, k: int, vr: str | None) -> tuple[bytes, list[Item], int]:
-        if (vr != "SQ" and not (implicit and _is_sequence(k))) or k == CHARSET:
-            raise Unusual
-        items, after = _items(buf, pos, None, implicit, depth + 1)
-        return buf, items, after
-
-    return sequence
-
-
 def _elements(
     buf: bytes, start: int, end: int | None, implicit: bool, depth: int
 ) -> tuple[dict[int, Found], int]:
-    """Where the elements of one item lie (see ``Item``), and the position after it."""
+    """Where the elements of one item lie (see ``Item``), and the position after it.
+
+    The same walk as ``elements.Elements`` with no stop predicate and no growing
+    buffer, written out as one loop: items are walked by the ten thousand (an
+    implicit-VR plan with undefined lengths has every item of every beam walked to find
+    where its sequences end), and a generator's resumption and yielded tuple per
+    element cost more than the rest of the walk. Anything odd raises ``Unusual``."""
     found: dict[int, Found] = {}
-    walk = Elements(buf, start, end, implicit, sequence=_nested(implicit, depth))
-    try:
-        for k, vr, begin, stop in walk:
-            if k in found:
-                raise Unusual  # the same element twice in one item
-            if k == CHARSET:
-                assert isinstance(stop, int)  # a defined length: (start, stop)
-                _check_charset(vr, buf[begin:stop], implicit)
-            found[k] = (vr, begin, stop)
-        if walk.stopped is None:
-            if end is None:
-                raise Unusual  # no item delimiter before the end
-            return found, walk.pos
-        # a delimiter: an item of undefined length ends at its item delimiter
-        pos = walk.pos
-        if walk.stopped != ITEM_END or end is not None or delimiter_length(buf, pos) != 0:
-            raise Unusual
-    except BadHeader:
-        raise Unusual from None  # not a VR (pydicom would read the item as implicit VR),
-        # or a header or value past the item
-    return found, pos + 8
+    pos = start
+    limit = len(buf) if end is None else end
+    names, long_vrs = VR_NAMES, LONG_LENGTH_VRS
+    key_length, key_vr_length, u32 = (
+        KEY_LENGTH.unpack_from, KEY_VR_LENGTH.unpack_from, U32.unpack_from
+    )  # fmt: skip
+    while pos < limit:
+        if pos + 8 > limit:
+            raise Unusual  # the item ends inside an element header
+        vr: str | None
+        if implicit:
+            k, length = key_length(buf, pos)
+            if k & 0xFFFF == DELIMITER_GROUP:
+                return found, _item_end(buf, pos, k, end)
+            vr = None
+            pos += 8
+        else:
+            k, vr_bytes, length = key_vr_length(buf, pos)
+            if k & 0xFFFF == DELIMITER_GROUP:
+                return found, _item_end(buf, pos, k, end)
+            vr = names.get(vr_bytes)
+            if vr is None:
+                raise Unusual  # no VR (pydicom would read the item as implicit VR)
+            if vr_bytes in long_vrs:
+                if pos + 12 > limit:
+                    raise Unusual
+                length = u32(buf, pos + 8)[0]
+                pos += 12
+            else:
+                pos += 8
+        if k in found:
+            raise Unusual  # the same element twice in one item
+        if length == UNDEFINED:
+            if (vr != "SQ" and not (implicit and _is_sequence(k))) or k == CHARSET:
+                raise Unusual  # only a sequence has an undefined length in an item
+            items, pos = _items(buf, pos, None, implicit, depth + 1)
+            found[k] = (vr, None, items)
+            continue
+        stop = pos + length
+        if stop > limit:
+            raise Unusual  # a value past the item
+        if k == CHARSET:
+            _check_charset(vr, buf[pos:stop], implicit)
+        found[k] = (vr, pos, stop)
+        pos = stop
+    if end is None:
+        raise Unusual  # no item delimiter before the end
+    return found, pos
+
+
+def _item_end(buf: bytes, pos: int, k: int, end: int | None) -> int:
+    """The position after the item delimiter at ``pos`` that ends an item of undefined
+    length (``end`` None); ``Unusual`` for any other item or delimiter header there."""
+    if k != ITEM_END or end is not None or pos + 8 > len(buf):
+        raise Unusual
+    if U32.unpack_from(buf, pos + 4)[0] != 0:
+        raise Unusual
+    return pos + 8
 
 
 def _check_charset(vr: str | None, data: bytes, implicit: bool) -> None:
     """pydicom turns a Specific Character Set into Python encodings as it reads a data
     set (as the file is read, or a sequence when first used), and a damaged one can
     make that fail: the same conversions, and ``Unusual`` if they fail."""
+    if not _charset_converts(vr, data, implicit):
+        raise Unusual
+
+
+@functools.lru_cache(maxsize=256)
+def _charset_converts(vr: str | None, data: bytes, implicit: bool) -> bool:
+    """Whether pydicom's conversions of this Specific Character Set succeed (remembered:
+    every file names one, nearly always one of a few, and converting costs ~20 us)."""
     import warnings
 
     from pydicom.charset import convert_encodings
@@ -240,10 +283,14 @@ def _check_charset(vr: str | None, data: bytes, implicit: bool) -> None:
             elem = RawDataElement(BaseTag(key(CHARSET)), vr, len(data), data, 0, implicit, True)
             convert_encodings(convert_raw_data_element(elem).value)
     except Exception:
-        raise Unusual from None
+        return False
+    return True
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_sequence(k: int) -> bool:
+    """Whether the data dictionary makes key ``k`` a sequence (remembered: an implicit-VR
+    plan asks it for thousands of undefined lengths, all of a handful of keys)."""
     try:
         return bool(dictionary_VR(key(k)) == "SQ")  # key swaps back
     except KeyError:
@@ -255,7 +302,7 @@ def _is_sequence(k: int) -> bool:
 _PRINTABLE = bytes(range(0x20, 0x7F)).replace(b"\\", b"")
 # Text VRs pydicom returns as str with padding (spaces, NULs) stripped on the right.
 _TEXT_VRS = {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UT"}
-_DECIMAL = re.compile(rb" *([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?) *")
+DECIMAL = re.compile(rb" *([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?) *")
 _INTEGER = re.compile(rb" *([+-]?[0-9]+) *")
 
 
@@ -274,10 +321,13 @@ def plain(vr: str, data: bytes) -> Any:
                 return _decimals(data)  # several values: what extract._floats reads
             except ValueError:
                 raise Unusual from None
-        match = _DECIMAL.fullmatch(data)
+        match = DECIMAL.fullmatch(data)
         if match is None:
             raise Unusual
-        return float(match[1])
+        value = float(match[1])
+        if not math.isfinite(value):
+            raise Unusual  # (1e999): the reference path names it as written
+        return value
     if vr == "IS":
         match = _INTEGER.fullmatch(data)
         if match is None:
@@ -404,7 +454,7 @@ def plan_view(ds: Dataset) -> DatasetItem | None:
 
 
 class FileView(Item):
-    """The top level of a Part-10 file, read from its bytes (``file_view``): an
+    """The top level of a DICOM file, read from its bytes (``file_view``): an
     ``Item`` of depth 0, plus whether the file holds Pixel Data."""
 
     __slots__ = ("has_pixel_data",)
@@ -445,7 +495,7 @@ class FileView(Item):
 
 
 def file_view(fetch: Callable[[int], bytes], size: int) -> FileView:
-    """The top-level data set of a Part-10 file, from its bytes, as pydicom reads it
+    """The top-level data set of a DICOM file, from its bytes, as pydicom reads it
     with ``stop_before_pixels``; raises ``Unusual`` for anything but the plain case.
 
     ``fetch(n)`` returns the file's first bytes, at least ``n`` of them when the file
@@ -456,7 +506,8 @@ def file_view(fetch: Callable[[int], bytes], size: int) -> FileView:
     - a 128-byte preamble, 'DICM', then a file meta group 0002 in explicit VR little
       endian, every element with a known VR and a defined length, in ascending order,
       naming Explicit or Implicit VR Little Endian (exactly, after the padding pydicom
-      strips) as the transfer syntax;
+      strips) as the transfer syntax; or no preamble and no file meta at all (a bare
+      data set, as some planning systems export: ``_bare_start``);
     - then a data set in that syntax whose first element is of group 0008 or above and,
       in implicit VR, does not look like explicit VR (two capital letters where the VR
       would be: pydicom would switch to explicit VR reading it);
@@ -471,16 +522,10 @@ def file_view(fetch: Callable[[int], bytes], size: int) -> FileView:
     is unusual: the reference path (pydicom) then reads the file and words the error.
     """
     buf = fetch(META_SPAN)
-    if len(buf) < PART10 + 8 or buf[128:PART10] != b"DICM":
-        raise Unusual
-    meta = file_meta(buf)
-    syntax = meta.values.get(0x0010)
-    if meta.start is None or not meta.ordered or syntax is None or syntax[0] != "UI":
-        raise Unusual
-    implicit = _SYNTAXES.get(syntax[1].rstrip(b"\x00 ").decode("latin-1"))
-    if implicit is None:
-        raise Unusual  # none, or another transfer syntax: the reference path reads it
-    pos = meta.start
+    if len(buf) >= PART10 and buf[128:PART10] == b"DICM":
+        pos, implicit = _part10_start(buf)
+    else:
+        pos, implicit = _bare_start(buf)
     if pos + 8 > len(buf):
         raise Unusual  # no data set after the file meta, or a few stray bytes
     if buf[pos + 1] == 0 and buf[pos] < 0x08:  # group 0000 (a command set) to 0007
@@ -523,6 +568,38 @@ def file_view(fetch: Callable[[int], bytes], size: int) -> FileView:
     if pixel_data_truncation(header, pos, size) is not None:
         raise Unusual
     return FileView(buf, implicit, elements, True)
+
+
+def _part10_start(buf: bytes) -> tuple[int, bool]:
+    """(where the data set starts, whether it is implicit VR) after a Part-10 file's
+    preamble and file meta; ``Unusual`` unless the meta is plain and names one of the
+    two little-endian transfer syntaxes read here."""
+    if len(buf) < PART10 + 8:
+        raise Unusual
+    meta = file_meta(buf)
+    syntax = meta.values.get(0x0010)
+    if meta.start is None or not meta.ordered or syntax is None or syntax[0] != "UI":
+        raise Unusual
+    implicit = _SYNTAXES.get(syntax[1].rstrip(b"\x00 ").decode("latin-1"))
+    if implicit is None:
+        raise Unusual  # none, or another transfer syntax: the reference path reads it
+    return meta.start, implicit
+
+
+def _bare_start(buf: bytes) -> tuple[int, bool]:
+    """(0, whether it is implicit VR) of a data set written without preamble or file
+    meta (Monaco's plans). pydicom (``dcmread(force=True)``) finds no 'DICM', no group
+    0002 and no transfer syntax, and guesses from the first header alone: explicit VR
+    little endian when the two bytes after its tag are a VR, else implicit (big endian
+    only for a group of 0x0400 or more, which the caller refuses). A data set starting
+    with group 0002 (a file meta without preamble) is left to pydicom: ``Unusual``."""
+    if len(buf) < 8:
+        raise Unusual
+    group = int.from_bytes(buf[:2], "little")
+    explicit = buf[4:6] in EXPLICIT_VRS
+    if group == 0x0002 or (explicit and group >= 0x0400):
+        raise Unusual
+    return 0, not explicit
 
 
 _SYNTAXES = {IMPLICIT_LE: True, EXPLICIT_LE: False}  # transfer syntaxes read here: implicit?
