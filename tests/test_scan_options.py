@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -207,7 +208,8 @@ def test_progress_line_on_a_terminal_and_quiet(tmp_path):
         return b"".join(chunks).decode("utf-8", "replace")
 
     shown = run()
-    assert "files," in shown and "plans coded" in shown and "errors" in shown
+    # counts agree with their numbers ("1 file", "28 plans"): any count may show last
+    assert re.search(r"\d+ files?, \d+ plans? coded", shown) and re.search(r"\d+ errors?", shown)
     quiet = run("--quiet")
     assert "plans coded" not in quiet and "wrote" in quiet
 
