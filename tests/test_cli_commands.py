@@ -560,3 +560,32 @@ def test_a_bad_policy_argument_is_named_as_the_argument(argv, name):
 def test_the_policy_option_is_still_named_as_the_option():
     result = invoke("scan", CASE, "--policy", "nosuch")
     assert result.exit_code == 2 and "Invalid value for --policy" in result.output
+
+
+def test_inspect_control_points_table_has_the_columns_the_readme_names():
+    """Each control point: gantry, cumulative weight, MU to the next point, area,
+    perimeter, LSV and AAV, jaws; LSV and AAV as the JSON gives them."""
+    plan = SAMPLE_DATA / "09_imrt_step_and_shoot_7f" / "RP.dcm"
+    table = CliRunner().invoke(main, ["inspect", str(plan), "--control-points"])
+    data = json.loads(
+        CliRunner()
+        .invoke(main, ["inspect", str(plan), "--control-points", "--format", "json"])
+        .stdout
+    )
+    lines = table.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("cp "))
+    assert header.split()[:9] == [
+        "cp",
+        "gantry",
+        "cum.",
+        "weight",
+        "MU",
+        "to",
+        "next",
+        "area",
+        "mm2",
+    ]
+    assert "LSV" in header.split() and "AAV" in header.split()
+    first = lines[lines.index(header) + 2].split()
+    cp = data["beams"][0]["control_points"][0]
+    assert first[6:8] == [f"{cp['lsv']:g}", f"{cp['aav']:g}"]

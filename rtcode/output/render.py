@@ -799,6 +799,8 @@ _CP_COLUMNS = [
     ("meterset_mu", "MU to next"),
     ("aperture_area_mm2", "area mm2"),
     ("aperture_perimeter_mm", "perim. mm"),
+    ("lsv", "LSV"),
+    ("aav", "AAV"),
     ("jaw_travel_mm", "jaws along leaves"),
     ("jaw_across_mm", "jaws across"),
 ]
