@@ -324,6 +324,22 @@ quiet_option = click.option(
     "--quiet", "-q", is_flag=True, help="No progress line on standard error."
 )
 
+# The scan's --policy and --date, word for word, for the commands that code plans alike.
+policy_option = click.option(
+    "--policy",
+    "policy_name",
+    default="default",
+    show_default=True,
+    help="A shipped policy name or a policy TOML file.",
+)
+date_option = click.option(
+    "--date",
+    "date_of_service",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date of service (YYYY-MM-DD) that selects the codes and rules in force;"
+    " default: each plan's RTPlanDate.",
+)
+
 # `rtcode scan --deidentify`, word for word, for the other commands that offer it.
 deidentify_option = click.option(
     "--deidentify",

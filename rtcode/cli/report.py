@@ -14,6 +14,7 @@ import click
 
 from rtcode.cli.options import (
     checked,
+    date_option,
     day_of,
     deidentified,
     deidentify_option,
@@ -27,6 +28,7 @@ from rtcode.cli.options import (
     ordered_formats,
     output_option,
     patient_option,
+    policy_option,
     quiet_option,
     require_inputs,
     run_scan,
@@ -69,20 +71,8 @@ FORMATS = ("table", "json", "html")
     " where one is stored, and show how they agree (default: only where none is stored).",
 )
 @deidentify_option
-@click.option(
-    "--policy",
-    "policy_name",
-    default="default",
-    show_default=True,
-    help="A shipped policy name or a policy TOML file.",
-)
-@click.option(
-    "--date",
-    "date_of_service",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="Date of service (YYYY-MM-DD) that selects the codes and rules in force;"
-    " default: each plan's RTPlanDate.",
-)
+@policy_option
+@date_option
 @patient_option
 @since_option
 @until_option

@@ -18,15 +18,21 @@ import click
 from rtcode.cli.options import (
     PlanFilter,
     checked,
+    date_option,
     day_of,
     deidentified,
+    deidentify_option,
     echo,
     exit_without_plans,
     filter_of,
     inputs_of,
+    jobs_option,
     load_policy,
     ordered_formats,
+    output_option,
     patient_option,
+    policy_option,
+    quiet_option,
     require_inputs,
     safe,
     since_option,
@@ -70,33 +76,10 @@ class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only
     help="table for people, json with all evidence, jsonl one JSON record per line (each"
     " plan as soon as it is coded, then errors and a summary), csv one row per plan.",
 )
-@click.option(
-    "--output",
-    "-o",
-    metavar="FILE",
-    help="Write to this file (atomically) instead of standard output (-). Never an input,"
-    " a file under a scanned folder, a device or a pipe.",
-)
-@click.option(
-    "--policy",
-    "policy_name",
-    default="default",
-    show_default=True,
-    help="A shipped policy name or a policy TOML file.",
-)
-@click.option(
-    "--date",
-    "date_of_service",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="Date of service (YYYY-MM-DD) that selects the codes and rules in force;"
-    " default: each plan's RTPlanDate.",
-)
-@click.option(
-    "--deidentify",
-    is_flag=True,
-    help="Replace patient names, IDs, dates and UIDs with stable pseudonyms (keyed by"
-    " RTCODE_DEIDENTIFY_KEY), for output that leaves the department.",
-)
+@output_option
+@policy_option
+@date_option
+@deidentify_option
 @click.option(
     "--study",
     help="With a dicomweb+http:// source: only the RT plans of this Study Instance UID.",
@@ -104,13 +87,7 @@ class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only
 @patient_option
 @since_option
 @until_option
-@click.option(
-    "--jobs",
-    "-j",
-    type=click.IntRange(min=1),
-    help="Worker processes that read files and code plans (default: one per core; more"
-    " than the cores this process may use are not started).",
-)
+@jobs_option
 @click.option(
     "--cache",
     "cache_file",
@@ -132,7 +109,7 @@ class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only
     " whose workers must see the same paths.",
 )
 @click.option("--scheduler", help="With --executor dask: the scheduler, e.g. tcp://host:8786.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress line on standard error.")
+@quiet_option
 @click.option(
     "--details/--no-details",
     default=None,
