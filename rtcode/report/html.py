@@ -129,7 +129,7 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _img(png: bytes | None, alt: str, cls: str) -> str:
+def img_html(png: bytes | None, alt: str, cls: str) -> str:
     if not png:
         return ""
     data = base64.b64encode(png).decode("ascii")
@@ -140,10 +140,10 @@ def _img(png: bytes | None, alt: str, cls: str) -> str:
     )
 
 
-def _figure(png: bytes | None, alt: str, cls: str, caption: str) -> str:
+def figure_html(png: bytes | None, alt: str, cls: str, caption: str) -> str:
     if not png:
         return ""
-    return f"<figure>{_img(png, alt, cls)}<figcaption>{_e(caption)}</figcaption></figure>"
+    return f"<figure>{img_html(png, alt, cls)}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
 def _table(head: Iterable[str], rows: Iterable[str], cls: str, cols: str = "") -> str:
@@ -366,7 +366,10 @@ def _facts(p: PlanReport, paths: Paths) -> str:
             "<br>".join(_e(t) for t in prescription_texts(plan))
             or "none in the plan (no DoseReferenceSequence)",
         ),
-        ("fractions", "<br>".join(_e(t) for t in fractionation_texts(plan)) or "no fraction group"),
+        (
+            "fractions",
+            "<br>".join(_e(t) for t in fractionation_texts(plan)) or "no fraction group",
+        ),
         ("intent", _e(plan.intent or "-")),
         ("approval", _e(plan.approval_status or "absent")),
         ("plan date", _e(date_text(plan.date))),
@@ -516,7 +519,7 @@ def _beam_figures(p: PlanReport) -> str:
     c = p.result.classification
     label = p.result.linked.plan.label or ""
     parts = [
-        _figure(
+        figure_html(
             plots.arrangement_png(c.beams),
             f"beam arrangement of plan {label}",
             "arrangement",
@@ -530,7 +533,7 @@ def _beam_figures(p: PlanReport) -> str:
         png = plots.bev_png(b, name)
         views += png is not None
         parts.append(
-            _figure(png, f"beam's-eye view of {name}", "bev", f"{name}: {b.technique.value}")
+            figure_html(png, f"beam's-eye view of {name}", "bev", f"{name}: {b.technique.value}")
         )
     legend = (
         ""
@@ -553,7 +556,7 @@ def _dvh(d: PlanDvh, label: str, figures: bool, prescription_gy: float | None, p
     if figures and d.has_curves:
         out.append(
             '<div class="figures">'
-            + _figure(
+            + figure_html(
                 plots.dvh_png(d, prescription_gy=prescription_gy),
                 f"DVH of plan {label}",
                 "dvh",

@@ -18,7 +18,6 @@ import hashlib
 import html
 import math
 import statistics
-import struct
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from rtcode.model.codes import LABELS, BeamAssessment, Category, Classification
 from rtcode.model.results import PlanResult, ScanResult
 from rtcode.output.render import ADVISORY
 from rtcode.report import overview_plots
+from rtcode.report.html import figure_html as _figure
 from rtcode.report.patients import fired_word, value_text
 
 NO_CODE = "no code"
@@ -145,11 +145,6 @@ article.plan { border-top: 1px solid #c9d1dc; margin-top: 12px; }
 
 
 # ------------------------------------------------------------------ text helpers
-
-
-def _e(value: Any) -> str:
-    """Escape anything for HTML text or a quoted attribute."""
-    return html.escape("" if value is None else str(value), quote=True)
 
 
 def person_name(value: str | None) -> str | None:
@@ -339,21 +334,9 @@ def _most(counter: Counter[str]) -> list[tuple[str, int]]:
 # ------------------------------------------------------------------ HTML pieces
 
 
-def _img(png: bytes | None, alt: str, cls: str) -> str:
-    if not png:
-        return ""
-    data = base64.b64encode(png).decode("ascii")
-    width, height = struct.unpack(">II", png[16:24])  # the PNG header: laid out before decoding
-    return (
-        f'<img class="plot {cls}" alt="{_e(alt)}" width="{width}" height="{height}"'
-        f' src="data:image/png;base64,{data}">'
-    )
-
-
-def _figure(png: bytes | None, alt: str, cls: str, caption: str) -> str:
-    if not png:
-        return ""
-    return f"<figure>{_img(png, alt, cls)}<figcaption>{_e(caption)}</figcaption></figure>"
+def _e(value: Any) -> str:
+    """Escape anything for HTML text or a quoted attribute."""
+    return html.escape("" if value is None else str(value), quote=True)
 
 
 def _th(text: str, num: bool = False) -> str:
