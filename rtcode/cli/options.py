@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -18,9 +20,10 @@ from rtcode.coding import policy as policy_mod
 from rtcode.engine import execute
 from rtcode.engine import scan as engine_scan
 from rtcode.model.errors import PolicyError
+from rtcode.model.facts import ReadError
 from rtcode.model.results import PlanResult, ScanResult
 from rtcode.output.files import Inputs, Target, check
-from rtcode.output.terminal import shown
+from rtcode.output.terminal import plural, shown
 
 T = TypeVar("T")
 
@@ -347,3 +350,53 @@ deidentify_option = click.option(
     help="Replace patient names, IDs, dates and UIDs with stable pseudonyms (keyed by"
     " RTCODE_DEIDENTIFY_KEY), for output that leaves the department.",
 )
+
+
+class Progress:
+    """The scan's progress: one line on standard error, rewritten at most five times a
+    second (when ``enabled``: a terminal, no --quiet). ``update`` hears the scan's
+    events (``engine.scan.Scanner``; "done" forces the last counts out)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.files = self.plans = self.errors = 0
+        self.shown = False
+
+    def update(self, event: str, item: object) -> None:
+        if event == "file":
+            self.files += 1
+            if isinstance(item, ReadError):
+                self.errors += 1
+        elif event == "files":  # a count (a scan replayed from the cache)
+            self.files += item if isinstance(item, int) else 0
+        elif event == "plan":
+            self.plans += 1
+        elif event == "error":
+            self.errors += 1
+        self.show(self.counts(), force=event == "done")
+
+    def counts(self) -> str:
+        rate = self.files / max(time.monotonic() - self.start, 1e-9)
+        return (
+            f"{plural(self.files, 'file')}, {plural(self.plans, 'plan')} coded,"
+            f" {rate:.0f} files/s, {plural(self.errors, 'error')}"
+        )
+
+    def show(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < 0.2:
+            return
+        self.last = now
+        sys.stderr.write(f"\r\x1b[K{text}")
+        sys.stderr.flush()
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.shown = False

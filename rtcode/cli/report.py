@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from rtcode.cli.options import (
+    Progress,
     checked,
     date_option,
     day_of,
@@ -117,9 +118,9 @@ def report(
     workers = jobs_for(jobs)
     try:
         scanned = run_scan(
-            [str(p) for p in paths], policy, day_of(date_of_service), workers, progress.scan
+            [str(p) for p in paths], policy, day_of(date_of_service), workers, progress.update
         )
-        progress.scan("done", None)  # the last counts, whatever the rate
+        progress.update("done", None)  # the last counts, whatever the rate
         if select.active:
             scanned.plans = [p for p in scanned.plans if select.keep(p)]
         result = build_report(
@@ -175,50 +176,18 @@ def _write(target: Target | None, result: Report, fmt: str, progress: _Progress)
         )
 
 
-class _Progress:
-    """One line on standard error, rewritten at most five times a second: the scan's
-    files and plans, then the plans whose DVH evidence is ready, then the HTML."""
+class _Progress(Progress):
+    """The scan's progress line, then the plans whose DVH evidence is ready, then the
+    HTML; each with the seconds since the start."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.start = time.monotonic()
-        self.last = 0.0
-        self.files = self.plans = self.errors = 0
-        self.shown = False
+    def counts(self) -> str:
+        return f"{self.files} files, {self.plans} plans coded, {self.errors} errors"
 
-    def scan(self, event: str, item: object) -> None:
-        """Hears the scan's events (``engine.scan.Scanner``); "done": it ended."""
-        if event == "file":
-            self.files += 1
-        elif event == "files":  # a count (a scan replayed from a cache)
-            self.files += item if isinstance(item, int) else 0
-        elif event == "plan":
-            self.plans += 1
-        elif event == "error":
-            self.errors += 1
-        self._show(
-            f"{self.files} files, {self.plans} plans coded, {self.errors} errors", event == "done"
-        )
+    def show(self, text: str, force: bool = False) -> None:
+        super().show(f"{text} ({time.monotonic() - self.start:.0f} s)", force)
 
     def dvh(self, done: int, total: int) -> None:
-        self._show(f"DVH evidence: {done} of {total} plans", done == total)
+        self.show(f"DVH evidence: {done} of {total} plans", done == total)
 
     def say(self, text: str) -> None:
-        self._show(text, force=True)
-
-    def _show(self, text: str, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self.last < 0.2:
-            return
-        self.last = now
-        sys.stderr.write(f"\r\x1b[K{text} ({now - self.start:.0f} s)")
-        sys.stderr.flush()
-        self.shown = True
-
-    def end(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-            self.shown = False
+        self.show(text, force=True)

@@ -8,7 +8,6 @@ import datetime as dt
 import os
 import sqlite3
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import click
 
 from rtcode.cli.options import (
     PlanFilter,
+    Progress,
     checked,
     date_option,
     day_of,
@@ -43,12 +43,11 @@ from rtcode.engine import cache as engine_cache
 from rtcode.engine import execute
 from rtcode.engine import scan as engine_scan
 from rtcode.engine.execute import ExecutorError, WorkerDied
-from rtcode.model.facts import Inventory, ReadError, Tally
+from rtcode.model.facts import Inventory, Tally
 from rtcode.model.limits import Limits
 from rtcode.model.results import PlanResult, ScanResult
 from rtcode.output.files import Inputs, Target
 from rtcode.output.formats import FORMATS, PlanRow, ScanWriter, plan_row, plan_row_and_result
-from rtcode.output.terminal import plural
 
 
 class PathOrDicomWeb(click.ParamType):  # type: ignore[type-arg]  # generic only in recent click
@@ -181,7 +180,7 @@ def scan(
         writer.discard()
         raise
     runner = engine_scan.Runner(jobs=jobs, executor=executor, scheduler=scheduler, cache=cache)
-    progress = _Progress(enabled=not quiet and sys.stderr.isatty())
+    progress = Progress(enabled=not quiet and sys.stderr.isatty())
     run = _Run(policy, day_of(date_of_service), runner, writer, progress, deidentify, select)
     run.keep = html is not None
     try:
@@ -318,7 +317,7 @@ class _Run:
         day: dt.date | None,
         runner: engine_scan.Runner,
         writer: ScanWriter,
-        progress: _Progress,
+        progress: Progress,
         deidentify: bool,
         select: PlanFilter | None = None,
     ) -> None:
@@ -446,44 +445,3 @@ class _Counted(Inventory):
 
     def tally(self) -> Tally:
         return self.counted
-
-
-class _Progress:
-    """One line on standard error, rewritten at most five times a second."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.start = time.monotonic()
-        self.last = 0.0
-        self.files = self.plans = self.errors = 0
-        self.shown = False
-
-    def update(self, event: str, item: object) -> None:
-        if event == "file":
-            self.files += 1
-            if isinstance(item, ReadError):
-                self.errors += 1
-        elif event == "files":  # a count (a scan replayed from the cache)
-            self.files += item if isinstance(item, int) else 0
-        elif event == "plan":
-            self.plans += 1
-        elif event == "error":
-            self.errors += 1
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self.last < 0.2:
-            return
-        self.last = now
-        rate = self.files / max(now - self.start, 1e-9)
-        sys.stderr.write(
-            f"\r{plural(self.files, 'file')}, {plural(self.plans, 'plan')} coded,"
-            f" {rate:.0f} files/s, {plural(self.errors, 'error')} "
-        )
-        sys.stderr.flush()
-        self.shown = True
-
-    def end(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
